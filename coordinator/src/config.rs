@@ -1,0 +1,210 @@
+//! The coordinator's config file (`version = 1` TOML), with environment overrides.
+//!
+//! Loading is three pure steps: [`CoordinatorConfig::parse`] → [`CoordinatorConfig::apply_env`]
+//! (the env map is injected) → [`CoordinatorConfig::validate`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bk_proto::support::{env_override, parse_versioned, ConfigError, LogFormat};
+use serde::{Deserialize, Serialize};
+
+/// The config format version this binary reads.
+pub const CONFIG_VERSION: i64 = 1;
+
+/// Everything a coordinator replica needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// This replica's id, unique within the coordinator cluster (env `BK_REPLICA_ID`).
+    pub replica_id: u64,
+    /// Address the gRPC server binds; port 0 picks a free port (env `BK_LISTEN_ADDR`).
+    pub listen_addr: String,
+    /// Address clients, workers and other replicas use to reach this replica; defaults to the
+    /// bound address (env `BK_ADVERTISE_ADDR`).
+    pub advertise_addr: Option<String>,
+    /// Where the Raft log and snapshots live (env `BK_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Initialise a new single-replica cluster on first start. Leave on for the first replica;
+    /// replicas that will join an existing cluster set it to false.
+    pub bootstrap: bool,
+    /// A worker silent for this long loses its tasks to a new attempt (env `BK_LEASE_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub lease_timeout: Duration,
+    /// Raft timing and log compaction.
+    pub raft: RaftTuning,
+    /// `text` or `json` (env `BK_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// Raft timing and log compaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    /// How often the leader heartbeats followers.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A follower that hears nothing for this long (randomised up to twice it) calls an election.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+    /// Take a snapshot (and let the log be purged) after this many entries.
+    pub snapshot_after_entries: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(250),
+            election_timeout: Duration::from_millis(1500),
+            snapshot_after_entries: 5000,
+        }
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: 1,
+            listen_addr: "127.0.0.1:7400".to_string(),
+            advertise_addr: None,
+            data_dir: PathBuf::from("/var/lib/bk/coordinator"),
+            bootstrap: true,
+            lease_timeout: Duration::from_secs(30),
+            raft: RaftTuning::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Parses a config file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the unknown key, bad value or unsupported version.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        parse_versioned(text, CONFIG_VERSION)
+    }
+
+    /// Applies `BK_*` overrides from `env`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] when a variable does not parse.
+    pub fn apply_env(mut self, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(value) = env_override(env, "BK_REPLICA_ID")? {
+            self.replica_id = value;
+        }
+        if let Some(value) = env_override(env, "BK_LISTEN_ADDR")? {
+            self.listen_addr = value;
+        }
+        if let Some(value) = env_override::<String>(env, "BK_ADVERTISE_ADDR")? {
+            self.advertise_addr = Some(value);
+        }
+        if let Some(value) = env_override(env, "BK_DATA_DIR")? {
+            self.data_dir = value;
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_LEASE_TIMEOUT")? {
+            self.lease_timeout = value.into();
+        }
+        if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
+            self.log_format = value;
+        }
+        Ok(self)
+    }
+
+    /// Checks values that parse but cannot work.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        if self.replica_id == 0 {
+            return Err(ConfigError::Invalid(
+                "`replica_id` must be at least 1".to_string(),
+            ));
+        }
+        if self.lease_timeout < Duration::from_millis(200) {
+            return Err(ConfigError::Invalid(
+                "`lease_timeout` must be at least 200ms".to_string(),
+            ));
+        }
+        if self.raft.election_timeout <= self.raft.heartbeat_interval * 2 {
+            return Err(ConfigError::Invalid(
+                "`raft.election_timeout` must be more than twice `raft.heartbeat_interval`"
+                    .to_string(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// A config for tests and the demo: the given data dir, port 0, short timeouts.
+    pub fn for_test(data_dir: PathBuf) -> Self {
+        Self {
+            listen_addr: "127.0.0.1:0".to_string(),
+            data_dir,
+            lease_timeout: Duration::from_secs(3),
+            raft: RaftTuning {
+                heartbeat_interval: Duration::from_millis(100),
+                election_timeout: Duration::from_millis(500),
+                snapshot_after_entries: 5000,
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The openraft config derived from [`RaftTuning`].
+    pub fn openraft_config(&self) -> openraft::Config {
+        let election_ms = self.raft.election_timeout.as_millis() as u64;
+        openraft::Config {
+            cluster_name: "bk".to_string(),
+            heartbeat_interval: self.raft.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.raft.snapshot_after_entries,
+            ),
+            max_in_snapshot_log_to_keep: 500,
+            ..openraft::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_example_config_in_deploy_parses_and_validates() {
+        let text = include_str!("../../deploy/coordinator.toml");
+        let config = CoordinatorConfig::parse(text).unwrap().validate().unwrap();
+        assert_eq!(config.replica_id, 1);
+        assert_eq!(config.lease_timeout, Duration::from_secs(30));
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
+    }
+
+    #[test]
+    fn test_env_overrides_win_and_bad_values_name_the_variable() {
+        let env: HashMap<String, String> = [
+            ("BK_LISTEN_ADDR".to_string(), "0.0.0.0:9000".to_string()),
+            ("BK_LEASE_TIMEOUT".to_string(), "5s".to_string()),
+        ]
+        .into();
+        let config = CoordinatorConfig::default().apply_env(&env).unwrap();
+        assert_eq!(config.listen_addr, "0.0.0.0:9000");
+        assert_eq!(config.lease_timeout, Duration::from_secs(5));
+        let env: HashMap<String, String> =
+            [("BK_REPLICA_ID".to_string(), "one".to_string())].into();
+        let error = CoordinatorConfig::default()
+            .apply_env(&env)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("BK_REPLICA_ID"), "{error}");
+    }
+
+    #[test]
+    fn test_unknown_key_is_named() {
+        let error = CoordinatorConfig::parse("version = 1\nlease_timout = '3s'")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("lease_timout"), "{error}");
+    }
+}

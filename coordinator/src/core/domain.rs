@@ -1,0 +1,128 @@
+//! What the coordinator records about the world: sources, repositories, workers and backups.
+
+use std::collections::BTreeMap;
+
+use bk_proto::ids::{BackupId, JobId};
+use bk_proto::model::ExclusionReport;
+use serde::{Deserialize, Serialize};
+
+/// A registered source: a database deployment bk backs up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The operator's name for it.
+    pub name: String,
+    /// Its kind and topology.
+    pub spec: SourceSpec,
+}
+
+/// The kinds of source, each with the topology its plans need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// InfluxDB 3 Enterprise: catalog and licence under the cluster id, data under node ids.
+    InfluxDb3Enterprise {
+        /// The cluster id (prefix of the catalog, `enterprise` and licence objects).
+        cluster_id: String,
+        /// The compactor's node id.
+        compactor_node: String,
+        /// Every other node id.
+        data_nodes: Vec<String>,
+        /// HTTP endpoint per node id, used by restore to check nodes are stopped.
+        http_endpoints: BTreeMap<String, String>,
+    },
+    /// InfluxDB 3 Core: one node whose catalog lives under its own node id.
+    InfluxDb3Core {
+        /// The node id.
+        node: String,
+        /// The node's HTTP endpoint, if known.
+        http_endpoint: Option<String>,
+    },
+}
+
+impl SourceSpec {
+    /// Every node id of the source, data nodes first.
+    pub fn nodes(&self) -> Vec<String> {
+        match self {
+            SourceSpec::InfluxDb3Enterprise {
+                compactor_node,
+                data_nodes,
+                ..
+            } => {
+                let mut nodes = data_nodes.clone();
+                nodes.push(compactor_node.clone());
+                nodes
+            }
+            SourceSpec::InfluxDb3Core { node, .. } => vec![node.clone()],
+        }
+    }
+}
+
+/// A registered repository. Its credentials are never here: workers hold them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    /// The operator's name for it.
+    pub name: String,
+    /// Object-store URL of its root.
+    pub url: String,
+    /// Chunk size in bytes for a new repository.
+    pub chunk_size: u64,
+}
+
+/// A worker as registered (liveness is tracked by the leader in memory, not here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Stable worker id, `<source>/<node>` by default.
+    pub worker_id: String,
+    /// The source whose node it runs next to.
+    pub source: String,
+    /// The node id.
+    pub node: String,
+    /// The worker binary's version.
+    pub version: String,
+    /// When it (last) registered.
+    pub registered_at_ms: u64,
+}
+
+/// A committed backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// Its id (also its directory in the repository).
+    pub backup_id: BackupId,
+    /// The job that wrote it.
+    pub job_id: JobId,
+    /// Source name.
+    pub source: String,
+    /// Repository name.
+    pub repository: String,
+    /// When the job was submitted.
+    pub created_at_ms: u64,
+    /// Objects in the manifest.
+    pub num_objects: u64,
+    /// Bytes of those objects.
+    pub num_bytes: u64,
+    /// Manifest key inside the repository.
+    pub manifest_key: String,
+    /// Node ids the backup covers.
+    pub nodes: Vec<String>,
+    /// Catalog layout found (`v3`, `v2`, `v1`).
+    pub catalog_format: String,
+    /// What was deliberately left out.
+    pub exclusions: Vec<ExclusionReport>,
+    /// Per phase: name, first start, last finish, objects and bytes.
+    pub phases: Vec<PhaseSummary>,
+}
+
+/// Timing and size of one phase of the job that wrote a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    /// Phase name.
+    pub name: String,
+    /// Earliest start of its tasks' final attempts.
+    pub started_at_ms: u64,
+    /// Latest finish of its tasks.
+    pub finished_at_ms: u64,
+    /// Objects copied in the phase.
+    pub num_objects: u64,
+    /// Bytes copied in the phase.
+    pub num_bytes: u64,
+}

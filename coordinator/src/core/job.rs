@@ -1,0 +1,543 @@
+//! One job: phases of tasks with a barrier between phases, plus cleanup tasks that always run.
+//!
+//! ```text
+//!  phase 0 ──all succeeded──▶ phase 1 ──▶ … ──▶ last phase ──▶ cleanup ──▶ Succeeded
+//!     │ a task failed for good (or ran out of retries)              ▲
+//!     └──────────── remaining tasks Skipped ─────────────────────────┘──▶ Failed
+//! ```
+//! A task is `Pending` when runnable, `Running` while leased. Every lease increments the task's
+//! `attempt`; results and expiries name the attempt they are about, and anything about an older
+//! attempt is ignored, so a slow or partitioned worker can never overwrite a newer result.
+
+use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
+use bk_proto::model::{RepositoryRef, TaskKind, TaskReport, TaskSpec};
+use serde::{Deserialize, Serialize};
+
+/// How many times a task may fail with a retryable error before the job fails.
+pub const MAX_RETRYABLE_FAILURES: u32 = 3;
+
+/// A planned job: what to run, where, in which order. Fixed at submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The backup the job writes.
+    pub backup_id: BackupId,
+    /// Source name.
+    pub source: String,
+    /// The repository, as workers need it.
+    pub repository: RepositoryRef,
+    /// Node ids the job covers (recorded in the backup).
+    pub nodes: Vec<String>,
+    /// Phases, in order.
+    pub phases: Vec<PlannedPhase>,
+    /// Tasks run after the phases, whatever their outcome.
+    pub cleanup: Vec<PlannedTask>,
+}
+
+/// A named group of tasks that run in parallel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedPhase {
+    /// Name shown to operators and recorded in the manifest (`compactor`, `nodes`, …).
+    pub name: String,
+    /// Its tasks.
+    pub tasks: Vec<PlannedTask>,
+}
+
+/// One task of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTask {
+    /// Short description, e.g. `copy node1/wal/`.
+    pub label: String,
+    /// Which workers may run it.
+    pub placement: Placement,
+    /// What it does.
+    pub kind: TaskKind,
+}
+
+/// Which workers may run a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// Only the worker of this node of the job's source (it holds that node's storage).
+    Node(String),
+    /// Any worker of the job's source.
+    AnyNode,
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// No task has been leased yet.
+    Queued,
+    /// Tasks are running.
+    Running,
+    /// A task failed for good; cleanup tasks run before the job is `Failed`.
+    Failing,
+    /// Every phase and cleanup task succeeded.
+    Succeeded,
+    /// The job failed; see its error.
+    Failed,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+}
+
+/// Where a task stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Its phase has not started.
+    Blocked,
+    /// Runnable, not leased.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed for good.
+    Failed,
+    /// Never ran: the job failed first, or its lease was abandoned when the job failed.
+    Skipped,
+}
+
+/// The live state of one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// Leases handed out so far (0: never leased).
+    pub attempt: u32,
+    /// The worker of the current or last lease.
+    pub worker_id: Option<String>,
+    /// When the current or last lease was handed out.
+    pub started_at_ms: Option<u64>,
+    /// When it succeeded or failed.
+    pub finished_at_ms: Option<u64>,
+    /// Retryable failures so far.
+    pub num_failures: u32,
+    /// The last error.
+    pub error: Option<String>,
+    /// The worker's report, once it succeeded.
+    pub report: Option<TaskReport>,
+}
+
+impl TaskRun {
+    fn new(status: TaskStatus) -> Self {
+        Self {
+            status,
+            attempt: 0,
+            worker_id: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            num_failures: 0,
+            error: None,
+            report: None,
+        }
+    }
+}
+
+/// Something that happened to a job. Time travels inside, so applying is deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobEvent {
+    /// The leader handed attempt `attempt` of a task to a worker.
+    TaskLeased {
+        slot: TaskSlot,
+        attempt: u32,
+        worker_id: String,
+        at_ms: u64,
+    },
+    /// A worker reported success.
+    TaskSucceeded {
+        slot: TaskSlot,
+        attempt: u32,
+        report: TaskReport,
+        at_ms: u64,
+    },
+    /// A worker reported failure.
+    TaskFailed {
+        slot: TaskSlot,
+        attempt: u32,
+        error: String,
+        retryable: bool,
+        at_ms: u64,
+    },
+    /// The leader stopped hearing from the worker holding this attempt, or the worker restarted.
+    LeaseLost {
+        slot: TaskSlot,
+        attempt: u32,
+        at_ms: u64,
+    },
+}
+
+/// What applying an event asks of the rest of the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEffect {
+    /// The commit task succeeded: the backup exists.
+    BackupCommitted { report: TaskReport },
+    /// The job reached a terminal state.
+    Finished { state: JobState },
+}
+
+/// Why an event was not applied. Not an error of the state machine: callers use it to answer
+/// the worker (e.g. a lease lost to a race).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum JobEventRejected {
+    /// No task at that slot.
+    #[error("no task at slot {0:?}")]
+    UnknownTask(TaskSlot),
+    /// The event is about an attempt that is not the current one (fencing).
+    #[error("attempt {attempt} is stale (current attempt: {current})")]
+    StaleAttempt { attempt: u32, current: u32 },
+    /// The task is not in a state the event applies to.
+    #[error("task is {status:?}, not {expected}")]
+    WrongStatus {
+        status: TaskStatus,
+        expected: &'static str,
+    },
+}
+
+/// A job and the live state of its tasks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The plan.
+    pub spec: JobSpec,
+    /// Submission time.
+    pub created_at_ms: u64,
+    /// When it ended.
+    pub finished_at_ms: Option<u64>,
+    /// Where it stands.
+    pub state: JobState,
+    /// Index of the phase whose tasks may run (== number of phases once all are done).
+    pub current_phase: usize,
+    /// Live state per phase, per task.
+    pub phases: Vec<Vec<TaskRun>>,
+    /// Live state of the cleanup tasks.
+    pub cleanup: Vec<TaskRun>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl Job {
+    /// Creates a queued job whose first phase is runnable.
+    pub fn new(id: JobId, spec: JobSpec, created_at_ms: u64) -> Self {
+        let phases = spec
+            .phases
+            .iter()
+            .map(|phase| {
+                phase
+                    .tasks
+                    .iter()
+                    .map(|_| TaskRun::new(TaskStatus::Blocked))
+                    .collect()
+            })
+            .collect();
+        let cleanup = spec
+            .cleanup
+            .iter()
+            .map(|_| TaskRun::new(TaskStatus::Blocked))
+            .collect();
+        let mut job = Job {
+            id,
+            spec,
+            created_at_ms,
+            finished_at_ms: None,
+            state: JobState::Queued,
+            current_phase: 0,
+            phases,
+            cleanup,
+            error: None,
+        };
+        let mut effects = Vec::new();
+        job.start_phase_or_cleanup(created_at_ms, &mut effects);
+        job
+    }
+
+    /// The task ids of every task of the job, phases first.
+    pub fn slots(&self) -> impl Iterator<Item = TaskSlot> + '_ {
+        let phase_slots = self.phases.iter().enumerate().flat_map(|(phase, tasks)| {
+            (0..tasks.len()).map(move |index| TaskSlot::Phase {
+                phase: phase as u32,
+                index: index as u32,
+            })
+        });
+        let cleanup_slots = (0..self.cleanup.len()).map(|index| TaskSlot::Cleanup {
+            index: index as u32,
+        });
+        phase_slots.chain(cleanup_slots)
+    }
+
+    /// The live state of a task.
+    pub fn run(&self, slot: TaskSlot) -> Option<&TaskRun> {
+        match slot {
+            TaskSlot::Phase { phase, index } => {
+                self.phases.get(phase as usize)?.get(index as usize)
+            }
+            TaskSlot::Cleanup { index } => self.cleanup.get(index as usize),
+        }
+    }
+
+    fn run_mut(&mut self, slot: TaskSlot) -> Option<&mut TaskRun> {
+        match slot {
+            TaskSlot::Phase { phase, index } => {
+                self.phases.get_mut(phase as usize)?.get_mut(index as usize)
+            }
+            TaskSlot::Cleanup { index } => self.cleanup.get_mut(index as usize),
+        }
+    }
+
+    /// The plan of a task.
+    pub fn planned(&self, slot: TaskSlot) -> Option<&PlannedTask> {
+        match slot {
+            TaskSlot::Phase { phase, index } => self
+                .spec
+                .phases
+                .get(phase as usize)?
+                .tasks
+                .get(index as usize),
+            TaskSlot::Cleanup { index } => self.spec.cleanup.get(index as usize),
+        }
+    }
+
+    /// The spec a worker receives for a task.
+    pub fn task_spec(&self, slot: TaskSlot) -> Option<TaskSpec> {
+        let planned = self.planned(slot)?;
+        Some(TaskSpec {
+            task_id: TaskId {
+                job_id: self.id,
+                slot,
+            },
+            source: self.spec.source.clone(),
+            repository: self.spec.repository.clone(),
+            kind: planned.kind.clone(),
+        })
+    }
+
+    /// Tasks that may be leased now, in plan order.
+    pub fn runnable_slots(&self) -> Vec<TaskSlot> {
+        self.slots()
+            .filter(|slot| {
+                self.run(*slot)
+                    .is_some_and(|run| run.status == TaskStatus::Pending)
+            })
+            .collect()
+    }
+
+    /// Moves the job by one event and returns what the rest of the state must do.
+    ///
+    /// # Errors
+    /// Returns [`JobEventRejected`] when the event does not apply (unknown task, stale attempt,
+    /// wrong status); the job is unchanged then.
+    pub fn apply(&mut self, event: JobEvent) -> Result<Vec<JobEffect>, JobEventRejected> {
+        let mut effects = Vec::new();
+        match event {
+            JobEvent::TaskLeased {
+                slot,
+                attempt,
+                worker_id,
+                at_ms,
+            } => {
+                let run = self
+                    .run_mut(slot)
+                    .ok_or(JobEventRejected::UnknownTask(slot))?;
+                // A lease must be exactly the next attempt: a second lease of the same attempt
+                // (two workers racing) is rejected.
+                if attempt != run.attempt + 1 {
+                    return Err(JobEventRejected::StaleAttempt {
+                        attempt,
+                        current: run.attempt,
+                    });
+                }
+                require_status(run, TaskStatus::Pending, "pending")?;
+                run.status = TaskStatus::Running;
+                run.attempt = attempt;
+                run.worker_id = Some(worker_id);
+                run.started_at_ms = Some(at_ms);
+                if self.state == JobState::Queued {
+                    self.state = JobState::Running;
+                }
+            }
+            JobEvent::TaskSucceeded {
+                slot,
+                attempt,
+                report,
+                at_ms,
+            } => {
+                let run = self.current_run_mut(slot, attempt)?;
+                require_status(run, TaskStatus::Running, "running")?;
+                run.status = TaskStatus::Succeeded;
+                run.finished_at_ms = Some(at_ms);
+                run.error = None;
+                if self
+                    .planned(slot)
+                    .is_some_and(|task| matches!(task.kind, TaskKind::CommitBackup { .. }))
+                {
+                    effects.push(JobEffect::BackupCommitted {
+                        report: report.clone(),
+                    });
+                }
+                if let Some(run) = self.run_mut(slot) {
+                    run.report = Some(report);
+                }
+                self.advance(at_ms, &mut effects);
+            }
+            JobEvent::TaskFailed {
+                slot,
+                attempt,
+                error,
+                retryable,
+                at_ms,
+            } => {
+                let run = self.current_run_mut(slot, attempt)?;
+                require_status(run, TaskStatus::Running, "running")?;
+                run.error = Some(error.clone());
+                if retryable && run.num_failures + 1 < MAX_RETRYABLE_FAILURES {
+                    run.num_failures += 1;
+                    run.status = TaskStatus::Pending;
+                } else {
+                    run.num_failures += 1;
+                    run.status = TaskStatus::Failed;
+                    run.finished_at_ms = Some(at_ms);
+                    let label = self
+                        .planned(slot)
+                        .map(|task| task.label.clone())
+                        .unwrap_or_default();
+                    self.fail(
+                        format!("task `{label}` failed: {error}"),
+                        slot,
+                        at_ms,
+                        &mut effects,
+                    );
+                }
+            }
+            JobEvent::LeaseLost {
+                slot,
+                attempt,
+                at_ms: _,
+            } => {
+                let run = self.current_run_mut(slot, attempt)?;
+                require_status(run, TaskStatus::Running, "running")?;
+                run.status = TaskStatus::Pending;
+            }
+        }
+        Ok(effects)
+    }
+
+    fn current_run_mut(
+        &mut self,
+        slot: TaskSlot,
+        attempt: u32,
+    ) -> Result<&mut TaskRun, JobEventRejected> {
+        let run = self
+            .run_mut(slot)
+            .ok_or(JobEventRejected::UnknownTask(slot))?;
+        if run.attempt != attempt {
+            return Err(JobEventRejected::StaleAttempt {
+                attempt,
+                current: run.attempt,
+            });
+        }
+        Ok(run)
+    }
+
+    /// Records the failure, skips every task that has not succeeded, and starts cleanup.
+    fn fail(
+        &mut self,
+        error: String,
+        failed_slot: TaskSlot,
+        at_ms: u64,
+        effects: &mut Vec<JobEffect>,
+    ) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+        if matches!(failed_slot, TaskSlot::Cleanup { .. }) {
+            // A failed cleanup task does not stop the other cleanup tasks.
+            self.state = JobState::Failing;
+            self.finish_if_cleanup_done(at_ms, effects);
+            return;
+        }
+        for run in self.phases.iter_mut().flatten() {
+            if matches!(
+                run.status,
+                TaskStatus::Blocked | TaskStatus::Pending | TaskStatus::Running
+            ) {
+                run.status = TaskStatus::Skipped;
+            }
+        }
+        self.state = JobState::Failing;
+        self.current_phase = self.phases.len();
+        self.start_phase_or_cleanup(at_ms, effects);
+    }
+
+    /// Moves past every completed phase; starts cleanup after the last one.
+    fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
+        while self.current_phase < self.phases.len()
+            && self.phases[self.current_phase]
+                .iter()
+                .all(|run| run.status == TaskStatus::Succeeded)
+        {
+            self.current_phase += 1;
+            self.start_phase_or_cleanup(at_ms, effects);
+        }
+        if self.current_phase >= self.phases.len() {
+            self.finish_if_cleanup_done(at_ms, effects);
+        }
+    }
+
+    fn start_phase_or_cleanup(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
+        let runs = match self.phases.get_mut(self.current_phase) {
+            Some(runs) => runs,
+            None => &mut self.cleanup,
+        };
+        for run in runs
+            .iter_mut()
+            .filter(|run| run.status == TaskStatus::Blocked)
+        {
+            run.status = TaskStatus::Pending;
+        }
+        if self.current_phase < self.phases.len() && self.phases[self.current_phase].is_empty() {
+            self.advance(at_ms, effects);
+        } else if self.current_phase >= self.phases.len() {
+            self.finish_if_cleanup_done(at_ms, effects);
+        }
+    }
+
+    fn finish_if_cleanup_done(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
+        let cleanup_done = self
+            .cleanup
+            .iter()
+            .all(|run| matches!(run.status, TaskStatus::Succeeded | TaskStatus::Failed));
+        if !cleanup_done || self.state.is_terminal() {
+            return;
+        }
+        self.state = if self.error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Succeeded
+        };
+        self.finished_at_ms = Some(at_ms);
+        effects.push(JobEffect::Finished { state: self.state });
+    }
+}
+
+fn require_status(
+    run: &TaskRun,
+    status: TaskStatus,
+    expected: &'static str,
+) -> Result<(), JobEventRejected> {
+    if run.status == status {
+        Ok(())
+    } else {
+        Err(JobEventRejected::WrongStatus {
+            status: run.status,
+            expected,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "job_test.rs"]
+mod job_test;

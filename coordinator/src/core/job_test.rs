@@ -1,0 +1,311 @@
+use bk_proto::ids::{BackupId, JobId, TaskSlot};
+use bk_proto::model::{RepositoryRef, TaskKind, TaskReport};
+use ulid::Ulid;
+
+use super::*;
+
+fn copy_task(prefix: &str) -> PlannedTask {
+    PlannedTask {
+        label: format!("copy {prefix}"),
+        placement: Placement::Node("node1".to_string()),
+        kind: TaskKind::CopyPrefix {
+            phase: "nodes".to_string(),
+            node: "node1".to_string(),
+            prefix: prefix.to_string(),
+            exclude: Vec::new(),
+        },
+    }
+}
+
+fn job_with_phases(phases: &[&[&str]]) -> Job {
+    let spec = JobSpec {
+        backup_id: BackupId(Ulid::from_parts(1, 1)),
+        source: "src".to_string(),
+        repository: RepositoryRef {
+            name: "repo".to_string(),
+            url: "file:///r".to_string(),
+            chunk_size: 1024,
+        },
+        nodes: vec!["node1".to_string()],
+        phases: phases
+            .iter()
+            .enumerate()
+            .map(|(index, prefixes)| PlannedPhase {
+                name: format!("phase{index}"),
+                tasks: prefixes.iter().map(|prefix| copy_task(prefix)).collect(),
+            })
+            .collect(),
+        cleanup: vec![PlannedTask {
+            label: "remove staging".to_string(),
+            placement: Placement::AnyNode,
+            kind: TaskKind::RemoveStaging,
+        }],
+    };
+    Job::new(JobId(Ulid::from_parts(2, 2)), spec, 1_000)
+}
+
+fn slot(phase: u32, index: u32) -> TaskSlot {
+    TaskSlot::Phase { phase, index }
+}
+
+const CLEANUP: TaskSlot = TaskSlot::Cleanup { index: 0 };
+
+fn lease(job: &mut Job, slot: TaskSlot, attempt: u32) {
+    job.apply(JobEvent::TaskLeased {
+        slot,
+        attempt,
+        worker_id: "w".to_string(),
+        at_ms: 10,
+    })
+    .unwrap();
+}
+
+fn succeed(job: &mut Job, slot: TaskSlot, attempt: u32) -> Vec<JobEffect> {
+    job.apply(JobEvent::TaskSucceeded {
+        slot,
+        attempt,
+        report: TaskReport::default(),
+        at_ms: 20,
+    })
+    .unwrap()
+}
+
+#[test]
+fn test_new_job_makes_only_the_first_phase_runnable() {
+    let job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.runnable_slots(), vec![slot(0, 0), slot(0, 1)]);
+    assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Blocked);
+}
+
+#[test]
+fn test_phase_completes_only_when_its_last_task_succeeds() {
+    let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    lease(&mut job, slot(0, 1), 1);
+    assert_eq!(job.state, JobState::Running);
+    succeed(&mut job, slot(0, 0), 1);
+    assert_eq!(job.current_phase, 0);
+    assert!(
+        job.runnable_slots().is_empty(),
+        "barrier: phase 1 must wait for phase 0"
+    );
+    succeed(&mut job, slot(0, 1), 1);
+    assert_eq!(job.current_phase, 1);
+    assert_eq!(job.runnable_slots(), vec![slot(1, 0)]);
+}
+
+#[test]
+fn test_cleanup_runs_after_the_last_phase_and_finishes_the_job() {
+    let mut job = job_with_phases(&[&["a/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    succeed(&mut job, slot(0, 0), 1);
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
+    assert_eq!(job.state, JobState::Running);
+    lease(&mut job, CLEANUP, 1);
+    let effects = succeed(&mut job, CLEANUP, 1);
+    assert_eq!(
+        effects,
+        vec![JobEffect::Finished {
+            state: JobState::Succeeded
+        }]
+    );
+    assert_eq!(job.finished_at_ms, Some(20));
+}
+
+#[test]
+fn test_stale_attempts_are_fenced() {
+    // (event, expected rejection) after the task was leased twice (attempt 2 is current).
+    let cases: Vec<(JobEvent, JobEventRejected)> = vec![
+        (
+            JobEvent::TaskSucceeded {
+                slot: slot(0, 0),
+                attempt: 1,
+                report: TaskReport::default(),
+                at_ms: 5,
+            },
+            JobEventRejected::StaleAttempt {
+                attempt: 1,
+                current: 2,
+            },
+        ),
+        (
+            JobEvent::TaskFailed {
+                slot: slot(0, 0),
+                attempt: 1,
+                error: "x".into(),
+                retryable: false,
+                at_ms: 5,
+            },
+            JobEventRejected::StaleAttempt {
+                attempt: 1,
+                current: 2,
+            },
+        ),
+        (
+            JobEvent::LeaseLost {
+                slot: slot(0, 0),
+                attempt: 1,
+                at_ms: 5,
+            },
+            JobEventRejected::StaleAttempt {
+                attempt: 1,
+                current: 2,
+            },
+        ),
+        (
+            JobEvent::TaskLeased {
+                slot: slot(0, 0),
+                attempt: 2,
+                worker_id: "w".into(),
+                at_ms: 5,
+            },
+            JobEventRejected::StaleAttempt {
+                attempt: 2,
+                current: 2,
+            },
+        ),
+        (
+            JobEvent::TaskLeased {
+                slot: slot(0, 0),
+                attempt: 3,
+                worker_id: "w".into(),
+                at_ms: 5,
+            },
+            JobEventRejected::WrongStatus {
+                status: TaskStatus::Running,
+                expected: "pending",
+            },
+        ),
+        (
+            JobEvent::LeaseLost {
+                slot: slot(9, 9),
+                attempt: 1,
+                at_ms: 5,
+            },
+            JobEventRejected::UnknownTask(slot(9, 9)),
+        ),
+    ];
+    for (event, expected) in cases {
+        let mut job = job_with_phases(&[&["a/"]]);
+        lease(&mut job, slot(0, 0), 1);
+        job.apply(JobEvent::LeaseLost {
+            slot: slot(0, 0),
+            attempt: 1,
+            at_ms: 3,
+        })
+        .unwrap();
+        lease(&mut job, slot(0, 0), 2);
+        let before = job.clone();
+        assert_eq!(job.apply(event.clone()), Err(expected), "{event:?}");
+        assert_eq!(
+            job, before,
+            "a rejected event must not change the job: {event:?}"
+        );
+    }
+}
+
+#[test]
+fn test_retryable_failures_requeue_until_the_bound() {
+    let mut job = job_with_phases(&[&["a/"]]);
+    for attempt in 1..MAX_RETRYABLE_FAILURES {
+        lease(&mut job, slot(0, 0), attempt);
+        job.apply(JobEvent::TaskFailed {
+            slot: slot(0, 0),
+            attempt,
+            error: "503".into(),
+            retryable: true,
+            at_ms: 9,
+        })
+        .unwrap();
+        assert_eq!(job.run(slot(0, 0)).unwrap().status, TaskStatus::Pending);
+    }
+    lease(&mut job, slot(0, 0), MAX_RETRYABLE_FAILURES);
+    job.apply(JobEvent::TaskFailed {
+        slot: slot(0, 0),
+        attempt: MAX_RETRYABLE_FAILURES,
+        error: "503".into(),
+        retryable: true,
+        at_ms: 9,
+    })
+    .unwrap();
+    assert_eq!(job.state, JobState::Failing);
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
+}
+
+#[test]
+fn test_failure_skips_the_rest_and_still_runs_cleanup() {
+    let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    lease(&mut job, slot(0, 1), 1);
+    job.apply(JobEvent::TaskFailed {
+        slot: slot(0, 0),
+        attempt: 1,
+        error: "no catalog".into(),
+        retryable: false,
+        at_ms: 30,
+    })
+    .unwrap();
+    assert_eq!(job.state, JobState::Failing);
+    assert_eq!(job.run(slot(0, 1)).unwrap().status, TaskStatus::Skipped);
+    assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("task `copy a/` failed: no catalog")
+    );
+    // The abandoned running task's late result is rejected.
+    assert!(job
+        .apply(JobEvent::TaskSucceeded {
+            slot: slot(0, 1),
+            attempt: 1,
+            report: TaskReport::default(),
+            at_ms: 31
+        })
+        .is_err());
+    lease(&mut job, CLEANUP, 1);
+    let effects = succeed(&mut job, CLEANUP, 1);
+    assert_eq!(
+        effects,
+        vec![JobEffect::Finished {
+            state: JobState::Failed
+        }]
+    );
+}
+
+#[test]
+fn test_commit_task_success_emits_backup_committed() {
+    let mut job = job_with_phases(&[]);
+    job.spec.phases.push(PlannedPhase {
+        name: "commit".into(),
+        tasks: vec![PlannedTask {
+            label: "commit".into(),
+            placement: Placement::AnyNode,
+            kind: TaskKind::CommitBackup {
+                backup_id: job.spec.backup_id,
+                created_at_ms: 1,
+                parts: vec![],
+            },
+        }],
+    });
+    job = Job::new(job.id, job.spec.clone(), 1);
+    lease(&mut job, slot(0, 0), 1);
+    let report = TaskReport {
+        num_objects: 7,
+        ..TaskReport::default()
+    };
+    let effects = job
+        .apply(JobEvent::TaskSucceeded {
+            slot: slot(0, 0),
+            attempt: 1,
+            report: report.clone(),
+            at_ms: 2,
+        })
+        .unwrap();
+    assert_eq!(effects, vec![JobEffect::BackupCommitted { report }]);
+}
+
+#[test]
+fn test_job_with_no_phases_goes_straight_to_cleanup() {
+    let job = job_with_phases(&[]);
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
+}

@@ -1,0 +1,22 @@
+//! The pure job core: plain functions of their inputs, no clock, no randomness, no IO.
+//!
+//! Raft replicates [`Command`]s (time and ids travel inside them), every replica applies them to
+//! its [`ClusterState`] identically, and only the leader's dispatcher turns the resulting state
+//! into actions. Keeping this module pure is what lets a new leader resume any job.
+//!
+//! # Layout
+//! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
+//! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
+//! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
+//! - [`state`]: the whole replicated state and the [`Command`]s that change it.
+//! - [`waiting`]: why a runnable task is not running (for operators).
+
+pub mod domain;
+pub mod job;
+pub mod plan;
+pub mod state;
+pub mod waiting;
+
+pub use domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
+pub use job::{Job, JobEffect, JobEvent, JobSpec, JobState, Placement, PlannedTask, TaskRun};
+pub use state::{ClusterState, Command, CommandResponse};

@@ -1,0 +1,286 @@
+//! Plans: a backup request plus a source's topology in, a [`JobSpec`] out. Pure.
+//!
+//! InfluxDB 3 Enterprise backup (see `shared/reference/influxdb3-layout.md`):
+//! 1. `compactor`: the compactor's `cs/`, `cd/`, `c/`, on the compactor's worker.
+//! 2. `nodes`: per node (data nodes and the compactor), in parallel, on that node's worker:
+//!    `wal/`, `snapshots/`, `dbs/`, plus one task for every other prefix under the node, so a
+//!    prefix a future version adds is never skipped silently. `table-snapshots/` is excluded
+//!    (regenerated at start-up) and the exclusion recorded.
+//! 3. `catalog`: after all node data, so it is at least as new as every WAL file and snapshot it
+//!    must describe; the worker detects the v3, v2 or v1 layout (none is an error).
+//! 4. `licence`: `commercial_license`, `trial_or_home_license` if present.
+//! 5. `commit`: the manifest, written last, is the backup's single commit point.
+//!
+//! Core is the one-node case: no compactor or licence phase, and the catalog lives under the
+//! node id, so the node's catch-all task leaves `catalog/` to the catalog phase.
+
+use std::collections::BTreeSet;
+
+use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
+use bk_proto::model::{ExcludeRule, RepositoryRef, TaskKind};
+
+use super::domain::{Repository, Source, SourceSpec};
+use super::job::{JobSpec, Placement, PlannedPhase, PlannedTask};
+
+/// Default chunk size of a new repository.
+pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+
+/// Why a request cannot be planned. Each names what is wrong and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The source's topology is unusable.
+    #[error("source `{source_name}` is invalid: {reason}")]
+    InvalidSource {
+        /// The source's name.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The prefixes the compactor phase copies, in the vendor's order.
+const COMPACTOR_PREFIXES: [&str; 3] = ["cs/", "cd/", "c/"];
+/// The per-node prefixes copied as their own parallel tasks.
+const NODE_DATA_PREFIXES: [&str; 3] = ["wal/", "snapshots/", "dbs/"];
+const TABLE_SNAPSHOTS_REASON: &str =
+    "transient per-table snapshot deltas, regenerated from snapshots/ at start-up";
+
+/// Plans a backup of `source` into `repository`.
+///
+/// # Errors
+/// Returns [`PlanError::InvalidSource`] when node ids are empty, duplicated, contain `/`, or the
+/// compactor is also listed as a data node.
+pub fn plan_backup(
+    source: &Source,
+    repository: &Repository,
+    job_id: JobId,
+    backup_id: BackupId,
+    created_at_ms: u64,
+) -> Result<JobSpec, PlanError> {
+    validate_source(source)?;
+    let mut phases = Vec::new();
+    let (catalog_prefix, licence_prefix) = match &source.spec {
+        SourceSpec::InfluxDb3Enterprise {
+            cluster_id,
+            compactor_node,
+            data_nodes,
+            ..
+        } => {
+            phases.push(compactor_phase(compactor_node));
+            let mut nodes = data_nodes.clone();
+            nodes.push(compactor_node.clone());
+            phases.push(nodes_phase(&nodes, compactor_node, None));
+            (format!("{cluster_id}/"), Some(format!("{cluster_id}/")))
+        }
+        SourceSpec::InfluxDb3Core { node, .. } => {
+            phases.push(nodes_phase(
+                std::slice::from_ref(node),
+                "",
+                Some("catalog/"),
+            ));
+            (format!("{node}/"), None)
+        }
+    };
+    phases.push(PlannedPhase {
+        name: "catalog".to_string(),
+        tasks: vec![PlannedTask {
+            label: format!("copy catalog under {catalog_prefix}"),
+            placement: Placement::AnyNode,
+            kind: TaskKind::CopyCatalog {
+                catalog_prefix,
+                phase: "catalog".to_string(),
+            },
+        }],
+    });
+    if let Some(cluster_prefix) = licence_prefix {
+        phases.push(PlannedPhase {
+            name: "licence".to_string(),
+            tasks: vec![PlannedTask {
+                label: format!("copy licence files under {cluster_prefix}"),
+                placement: Placement::AnyNode,
+                kind: TaskKind::CopyLicence {
+                    cluster_prefix,
+                    phase: "licence".to_string(),
+                },
+            }],
+        });
+    }
+    let parts = copy_task_ids(job_id, &phases);
+    phases.push(PlannedPhase {
+        name: "commit".to_string(),
+        tasks: vec![PlannedTask {
+            label: format!("commit backup {backup_id}"),
+            placement: Placement::AnyNode,
+            kind: TaskKind::CommitBackup {
+                backup_id,
+                created_at_ms,
+                parts,
+            },
+        }],
+    });
+    Ok(JobSpec {
+        backup_id,
+        source: source.name.clone(),
+        repository: RepositoryRef {
+            name: repository.name.clone(),
+            url: repository.url.clone(),
+            chunk_size: repository.chunk_size,
+        },
+        nodes: source.spec.nodes(),
+        phases,
+        cleanup: vec![PlannedTask {
+            label: "remove staging".to_string(),
+            placement: Placement::AnyNode,
+            kind: TaskKind::RemoveStaging,
+        }],
+    })
+}
+
+fn compactor_phase(compactor: &str) -> PlannedPhase {
+    let tasks = COMPACTOR_PREFIXES
+        .iter()
+        .map(|prefix| {
+            copy_task(
+                "compactor",
+                compactor,
+                &format!("{compactor}/{prefix}"),
+                Vec::new(),
+            )
+        })
+        .collect();
+    PlannedPhase {
+        name: "compactor".to_string(),
+        tasks,
+    }
+}
+
+/// Per node: one task per data prefix, plus a catch-all for everything else under the node.
+/// `compactor` is the compactor's node id (its `cs/cd/c` were copied in phase 1) or empty;
+/// `catalog_under_node` is set on Core, where the catalog phase copies `<node>/catalog/`.
+fn nodes_phase(
+    nodes: &[String],
+    compactor: &str,
+    catalog_under_node: Option<&str>,
+) -> PlannedPhase {
+    let mut tasks = Vec::new();
+    for node in nodes {
+        for prefix in NODE_DATA_PREFIXES {
+            tasks.push(copy_task(
+                "nodes",
+                node,
+                &format!("{node}/{prefix}"),
+                Vec::new(),
+            ));
+        }
+        let mut exclude: Vec<ExcludeRule> = NODE_DATA_PREFIXES
+            .iter()
+            .map(|prefix| copied_elsewhere(&format!("{node}/{prefix}")))
+            .collect();
+        if node == compactor {
+            exclude.extend(
+                COMPACTOR_PREFIXES
+                    .iter()
+                    .map(|prefix| copied_elsewhere(&format!("{node}/{prefix}"))),
+            );
+        }
+        if let Some(catalog) = catalog_under_node {
+            exclude.push(copied_elsewhere(&format!("{node}/{catalog}")));
+        }
+        exclude.push(ExcludeRule {
+            prefix: format!("{node}/table-snapshots/"),
+            reason: TABLE_SNAPSHOTS_REASON.to_string(),
+            record: true,
+        });
+        let mut task = copy_task("nodes", node, &format!("{node}/"), exclude);
+        task.label = format!("copy other objects under {node}/");
+        tasks.push(task);
+    }
+    PlannedPhase {
+        name: "nodes".to_string(),
+        tasks,
+    }
+}
+
+fn copied_elsewhere(prefix: &str) -> ExcludeRule {
+    ExcludeRule {
+        prefix: prefix.to_string(),
+        reason: "copied by another task".to_string(),
+        record: false,
+    }
+}
+
+fn copy_task(phase: &str, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> PlannedTask {
+    PlannedTask {
+        label: format!("copy {prefix}"),
+        placement: Placement::Node(node.to_string()),
+        kind: TaskKind::CopyPrefix {
+            phase: phase.to_string(),
+            node: node.to_string(),
+            prefix: prefix.to_string(),
+            exclude,
+        },
+    }
+}
+
+fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<TaskId> {
+    let mut ids = Vec::new();
+    for (phase, planned) in phases.iter().enumerate() {
+        for index in 0..planned.tasks.len() {
+            let slot = TaskSlot::Phase {
+                phase: phase as u32,
+                index: index as u32,
+            };
+            ids.push(TaskId { job_id, slot });
+        }
+    }
+    ids
+}
+
+fn validate_source(source: &Source) -> Result<(), PlanError> {
+    let invalid = |reason: String| PlanError::InvalidSource {
+        source_name: source.name.clone(),
+        reason,
+    };
+    let mut ids: Vec<&str> = Vec::new();
+    match &source.spec {
+        SourceSpec::InfluxDb3Enterprise {
+            cluster_id,
+            compactor_node,
+            data_nodes,
+            ..
+        } => {
+            if data_nodes.is_empty() {
+                return Err(invalid(
+                    "no data node given: pass `--nodes node1,node2,…`".to_string(),
+                ));
+            }
+            if data_nodes.contains(compactor_node) {
+                return Err(invalid(format!(
+                    "`{compactor_node}` is both the compactor and a data node: list it only as `--compactor`"
+                )));
+            }
+            ids.push(cluster_id);
+            ids.push(compactor_node);
+            ids.extend(data_nodes.iter().map(String::as_str));
+        }
+        SourceSpec::InfluxDb3Core { node, .. } => ids.push(node),
+    }
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(invalid(format!(
+                "`{id}` is not a valid node or cluster id (empty, `/`, `.` or `..`)"
+            )));
+        }
+        if !seen.insert(id) {
+            return Err(invalid(format!(
+                "id `{id}` is used twice: node and cluster ids must be distinct"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "plan_test.rs"]
+mod plan_test;

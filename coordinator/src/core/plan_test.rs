@@ -1,0 +1,224 @@
+use std::collections::BTreeMap;
+
+use bk_proto::ids::{BackupId, JobId};
+use bk_proto::model::TaskKind;
+use ulid::Ulid;
+
+use super::*;
+
+fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
+    Source {
+        name: "prod".to_string(),
+        spec: SourceSpec::InfluxDb3Enterprise {
+            cluster_id: "cluster1".to_string(),
+            compactor_node: compactor.to_string(),
+            data_nodes: data_nodes.iter().map(|node| node.to_string()).collect(),
+            http_endpoints: BTreeMap::new(),
+        },
+    }
+}
+
+fn repository() -> Repository {
+    Repository {
+        name: "repo".to_string(),
+        url: "file:///backups".to_string(),
+        chunk_size: 1 << 20,
+    }
+}
+
+fn plan(source: &Source) -> Result<JobSpec, PlanError> {
+    plan_backup(
+        source,
+        &repository(),
+        JobId(Ulid::from_parts(1, 1)),
+        BackupId(Ulid::from_parts(2, 2)),
+        5,
+    )
+}
+
+/// `(phase name, [(label, placement)])` of a plan, for compact assertions.
+fn outline(spec: &JobSpec) -> Vec<(String, Vec<(String, Placement)>)> {
+    spec.phases
+        .iter()
+        .map(|phase| {
+            let tasks = phase
+                .tasks
+                .iter()
+                .map(|task| (task.label.clone(), task.placement.clone()))
+                .collect();
+            (phase.name.clone(), tasks)
+        })
+        .collect()
+}
+
+fn on(node: &str) -> Placement {
+    Placement::Node(node.to_string())
+}
+
+#[test]
+fn test_enterprise_plan_follows_the_stage_order() {
+    let spec = plan(&enterprise(&["node1", "node2"], "compactor")).unwrap();
+    let names: Vec<&str> = spec
+        .phases
+        .iter()
+        .map(|phase| phase.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["compactor", "nodes", "catalog", "licence", "commit"]
+    );
+    let outline = outline(&spec);
+    assert_eq!(
+        outline[0].1,
+        vec![
+            ("copy compactor/cs/".to_string(), on("compactor")),
+            ("copy compactor/cd/".to_string(), on("compactor")),
+            ("copy compactor/c/".to_string(), on("compactor")),
+        ]
+    );
+    let expected_nodes: Vec<(String, Placement)> = ["node1", "node2", "compactor"]
+        .iter()
+        .flat_map(|node| {
+            vec![
+                (format!("copy {node}/wal/"), on(node)),
+                (format!("copy {node}/snapshots/"), on(node)),
+                (format!("copy {node}/dbs/"), on(node)),
+                (format!("copy other objects under {node}/"), on(node)),
+            ]
+        })
+        .collect();
+    assert_eq!(outline[1].1, expected_nodes);
+    assert_eq!(
+        outline[2].1,
+        vec![(
+            "copy catalog under cluster1/".to_string(),
+            Placement::AnyNode
+        )]
+    );
+    assert_eq!(outline[3].1[0].1, Placement::AnyNode);
+    assert_eq!(spec.nodes, ["node1", "node2", "compactor"]);
+}
+
+#[test]
+fn test_catch_all_task_excludes_what_other_tasks_copy_and_records_table_snapshots() {
+    let spec = plan(&enterprise(&["node1"], "compactor")).unwrap();
+    let catch_all = |node: &str| {
+        spec.phases[1]
+            .tasks
+            .iter()
+            .find(|task| task.label == format!("copy other objects under {node}/"))
+            .map(|task| task.kind.clone())
+            .unwrap()
+    };
+    let TaskKind::CopyPrefix {
+        prefix, exclude, ..
+    } = catch_all("compactor")
+    else {
+        panic!("not a copy")
+    };
+    assert_eq!(prefix, "compactor/");
+    let silent: Vec<&str> = exclude
+        .iter()
+        .filter(|rule| !rule.record)
+        .map(|rule| rule.prefix.as_str())
+        .collect();
+    assert_eq!(
+        silent,
+        [
+            "compactor/wal/",
+            "compactor/snapshots/",
+            "compactor/dbs/",
+            "compactor/cs/",
+            "compactor/cd/",
+            "compactor/c/"
+        ]
+    );
+    let recorded: Vec<&str> = exclude
+        .iter()
+        .filter(|rule| rule.record)
+        .map(|rule| rule.prefix.as_str())
+        .collect();
+    assert_eq!(recorded, ["compactor/table-snapshots/"]);
+    let TaskKind::CopyPrefix { exclude, .. } = catch_all("node1") else {
+        panic!("not a copy")
+    };
+    assert!(
+        !exclude.iter().any(|rule| rule.prefix == "node1/cs/"),
+        "only the compactor skips cs/"
+    );
+}
+
+#[test]
+fn test_commit_lists_every_copy_task_in_phase_order() {
+    let spec = plan(&enterprise(&["node1"], "compactor")).unwrap();
+    let commit = &spec.phases.last().unwrap().tasks[0];
+    let TaskKind::CommitBackup { parts, .. } = &commit.kind else {
+        panic!("not a commit")
+    };
+    let copy_tasks: usize = spec.phases[..spec.phases.len() - 1]
+        .iter()
+        .map(|phase| phase.tasks.len())
+        .sum();
+    assert_eq!(parts.len(), copy_tasks);
+    assert_eq!(parts[0].to_string().split('/').nth(1), Some("p0"));
+    assert!(matches!(spec.cleanup[0].kind, TaskKind::RemoveStaging));
+}
+
+#[test]
+fn test_core_plan_has_no_compactor_or_licence_and_leaves_catalog_to_its_phase() {
+    let source = Source {
+        name: "core".to_string(),
+        spec: SourceSpec::InfluxDb3Core {
+            node: "node0".to_string(),
+            http_endpoint: None,
+        },
+    };
+    let spec = plan(&source).unwrap();
+    let names: Vec<&str> = spec
+        .phases
+        .iter()
+        .map(|phase| phase.name.as_str())
+        .collect();
+    assert_eq!(names, ["nodes", "catalog", "commit"]);
+    let TaskKind::CopyPrefix { exclude, .. } = &spec.phases[0].tasks[3].kind else {
+        panic!("not a copy")
+    };
+    assert!(exclude
+        .iter()
+        .any(|rule| rule.prefix == "node0/catalog/" && !rule.record));
+    let TaskKind::CopyCatalog { catalog_prefix, .. } = &spec.phases[1].tasks[0].kind else {
+        panic!()
+    };
+    assert_eq!(catalog_prefix, "node0/");
+}
+
+#[test]
+fn test_invalid_topologies_are_refused_with_the_reason() {
+    let cases: Vec<(Source, &str)> = vec![
+        (enterprise(&[], "compactor"), "no data node given"),
+        (
+            enterprise(&["node1", "node1"], "compactor"),
+            "`node1` is used twice",
+        ),
+        (
+            enterprise(&["compactor"], "compactor"),
+            "both the compactor and a data node",
+        ),
+        (
+            enterprise(&["a/b"], "compactor"),
+            "`a/b` is not a valid node",
+        ),
+        (
+            enterprise(&["cluster1"], "compactor"),
+            "`cluster1` is used twice",
+        ),
+        (enterprise(&["node1"], ""), "`` is not a valid"),
+    ];
+    for (source, expected) in cases {
+        let error = plan(&source).unwrap_err().to_string();
+        assert!(
+            error.contains(expected),
+            "expected `{expected}` in `{error}`"
+        );
+    }
+}

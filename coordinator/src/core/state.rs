@@ -1,0 +1,283 @@
+//! The replicated state and the commands that change it.
+//!
+//! [`ClusterState::apply`] is the only mutation. It runs on every replica during Raft apply, so
+//! it reads no clock and does no IO: every timestamp and id is inside the command.
+
+use std::collections::BTreeMap;
+
+use bk_proto::ids::{BackupId, JobId, TaskId};
+use bk_proto::model::TaskReport;
+use serde::{Deserialize, Serialize};
+
+use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
+use super::job::{Job, JobEffect, JobEvent, JobSpec, TaskStatus};
+
+/// A replicated state change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Registers or replaces a source.
+    PutSource(Source),
+    /// Registers or replaces a repository.
+    PutRepository(Repository),
+    /// A worker (re)registered: any task it still held is re-queued with a new attempt.
+    RegisterWorker { worker: WorkerRecord },
+    /// A planned job was submitted.
+    SubmitJob {
+        job_id: JobId,
+        spec: JobSpec,
+        at_ms: u64,
+    },
+    /// Something happened to one of a job's tasks.
+    Task { task_id: TaskId, event: JobEvent },
+}
+
+/// What applying a command answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Applied.
+    Applied,
+    /// Not applied, and why (stale attempt, lost race for a lease, unknown job).
+    Rejected(String),
+}
+
+/// Everything the coordinator replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Sources by name.
+    pub sources: BTreeMap<String, Source>,
+    /// Repositories by name.
+    pub repositories: BTreeMap<String, Repository>,
+    /// Workers by id.
+    pub workers: BTreeMap<String, WorkerRecord>,
+    /// Jobs by id (ULIDs: ordered by submission).
+    pub jobs: BTreeMap<JobId, Job>,
+    /// Committed backups by id.
+    pub backups: BTreeMap<BackupId, BackupRecord>,
+}
+
+impl ClusterState {
+    /// Applies one command. Deterministic: the same commands in the same order give the same
+    /// state on every replica.
+    pub fn apply(&mut self, command: Command) -> CommandResponse {
+        match command {
+            Command::PutSource(source) => {
+                self.sources.insert(source.name.clone(), source);
+            }
+            Command::PutRepository(repository) => {
+                self.repositories
+                    .insert(repository.name.clone(), repository);
+            }
+            Command::RegisterWorker { worker } => {
+                self.requeue_tasks_of(&worker.worker_id, worker.registered_at_ms);
+                self.workers.insert(worker.worker_id.clone(), worker);
+            }
+            Command::SubmitJob {
+                job_id,
+                spec,
+                at_ms,
+            } => {
+                if self.jobs.contains_key(&job_id) {
+                    return CommandResponse::Rejected(format!("job `{job_id}` already exists"));
+                }
+                self.jobs.insert(job_id, Job::new(job_id, spec, at_ms));
+            }
+            Command::Task { task_id, event } => return self.apply_task_event(task_id, event),
+        }
+        CommandResponse::Applied
+    }
+
+    fn apply_task_event(&mut self, task_id: TaskId, event: JobEvent) -> CommandResponse {
+        let Some(job) = self.jobs.get_mut(&task_id.job_id) else {
+            return CommandResponse::Rejected(format!("job `{}` not found", task_id.job_id));
+        };
+        let effects = match job.apply(event) {
+            Ok(effects) => effects,
+            Err(rejected) => return CommandResponse::Rejected(rejected.to_string()),
+        };
+        for effect in effects {
+            if let JobEffect::BackupCommitted { report } = effect {
+                let record = backup_record(job, &report);
+                self.backups.insert(record.backup_id, record);
+            }
+        }
+        CommandResponse::Applied
+    }
+
+    /// A worker that registers again has lost whatever it was running.
+    fn requeue_tasks_of(&mut self, worker_id: &str, at_ms: u64) {
+        for job in self
+            .jobs
+            .values_mut()
+            .filter(|job| !job.state.is_terminal())
+        {
+            let held: Vec<_> = job
+                .slots()
+                .filter_map(|slot| {
+                    let run = job.run(slot)?;
+                    let held = run.status == TaskStatus::Running
+                        && run.worker_id.as_deref() == Some(worker_id);
+                    held.then_some((slot, run.attempt))
+                })
+                .collect();
+            for (slot, attempt) in held {
+                // Cannot be rejected: the task is running at exactly this attempt.
+                let _ = job.apply(JobEvent::LeaseLost {
+                    slot,
+                    attempt,
+                    at_ms,
+                });
+            }
+        }
+    }
+}
+
+fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
+    let mut catalog_format = String::new();
+    let mut exclusions = Vec::new();
+    let mut phases = Vec::new();
+    for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
+        let mut summary = PhaseSummary {
+            name: planned.name.clone(),
+            started_at_ms: runs
+                .iter()
+                .filter_map(|run| run.started_at_ms)
+                .min()
+                .unwrap_or(0),
+            finished_at_ms: runs
+                .iter()
+                .filter_map(|run| run.finished_at_ms)
+                .max()
+                .unwrap_or(0),
+            num_objects: 0,
+            num_bytes: 0,
+        };
+        for task_report in runs.iter().filter_map(|run| run.report.as_ref()) {
+            summary.num_objects += task_report.num_objects;
+            summary.num_bytes += task_report.num_bytes;
+            exclusions.extend(task_report.exclusions.iter().cloned());
+            if let Some(format) = &task_report.catalog_format {
+                catalog_format = format.clone();
+            }
+        }
+        if planned.name != "commit" {
+            phases.push(summary);
+        }
+    }
+    BackupRecord {
+        backup_id: job.spec.backup_id,
+        job_id: job.id,
+        source: job.spec.source.clone(),
+        repository: job.spec.repository.name.clone(),
+        created_at_ms: job.created_at_ms,
+        num_objects: report.num_objects,
+        num_bytes: report.num_bytes,
+        manifest_key: report.manifest_key.clone().unwrap_or_default(),
+        nodes: job.spec.nodes.clone(),
+        catalog_format,
+        exclusions,
+        phases,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bk_proto::ids::TaskSlot;
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::core::domain::SourceSpec;
+    use crate::core::plan::plan_backup;
+
+    fn state_with_job() -> (ClusterState, JobId) {
+        let mut state = ClusterState::default();
+        let source = Source {
+            name: "core".into(),
+            spec: SourceSpec::InfluxDb3Core {
+                node: "n".into(),
+                http_endpoint: None,
+            },
+        };
+        let repository = Repository {
+            name: "r".into(),
+            url: "file:///r".into(),
+            chunk_size: 1,
+        };
+        let job_id = JobId(Ulid::from_parts(1, 1));
+        let spec = plan_backup(
+            &source,
+            &repository,
+            job_id,
+            BackupId(Ulid::from_parts(1, 2)),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            state.apply(Command::SubmitJob {
+                job_id,
+                spec,
+                at_ms: 1
+            }),
+            CommandResponse::Applied
+        );
+        (state, job_id)
+    }
+
+    fn lease(worker_id: &str, job_id: JobId, attempt: u32) -> Command {
+        Command::Task {
+            task_id: TaskId {
+                job_id,
+                slot: TaskSlot::Phase { phase: 0, index: 0 },
+            },
+            event: JobEvent::TaskLeased {
+                slot: TaskSlot::Phase { phase: 0, index: 0 },
+                attempt,
+                worker_id: worker_id.into(),
+                at_ms: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn test_second_lease_of_the_same_attempt_loses_the_race() {
+        let (mut state, job_id) = state_with_job();
+        assert_eq!(
+            state.apply(lease("w1", job_id, 1)),
+            CommandResponse::Applied
+        );
+        assert!(matches!(
+            state.apply(lease("w2", job_id, 1)),
+            CommandResponse::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn test_reregistering_worker_gives_back_its_tasks() {
+        let (mut state, job_id) = state_with_job();
+        state.apply(lease("w1", job_id, 1));
+        let worker = WorkerRecord {
+            worker_id: "w1".into(),
+            source: "core".into(),
+            node: "n".into(),
+            version: "0".into(),
+            registered_at_ms: 3,
+        };
+        state.apply(Command::RegisterWorker { worker });
+        let job = &state.jobs[&job_id];
+        let run = job.run(TaskSlot::Phase { phase: 0, index: 0 }).unwrap();
+        assert_eq!((run.status, run.attempt), (TaskStatus::Pending, 1));
+        assert_eq!(
+            state.apply(lease("w1", job_id, 2)),
+            CommandResponse::Applied
+        );
+    }
+
+    #[test]
+    fn test_state_round_trips_through_json() {
+        let (state, _) = state_with_job();
+        let bytes = serde_json::to_vec(&state).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<ClusterState>(&bytes).unwrap(),
+            state
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Worker liveness and task progress, in the leader's memory.
+//!
+//! Neither goes through Raft: heartbeats and byte counts grow with time and objects, and the
+//! replicated log must grow with tasks only. A new leader starts with empty maps and gives every
+//! worker a full lease timeout, counted from when it became leader, to show up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bk_proto::ids::TaskId;
+use bk_proto::pb::Progress;
+
+/// In-memory state of the leader.
+#[derive(Debug, Default)]
+pub struct LeaderRuntime {
+    /// A std mutex: every access is a short map update, never held across an `.await`.
+    inner: Mutex<RuntimeInner>,
+}
+
+#[derive(Debug, Default)]
+struct RuntimeInner {
+    last_seen: HashMap<String, Instant>,
+    progress: HashMap<TaskId, (u32, Progress)>,
+    leader_since: Option<Instant>,
+}
+
+impl LeaderRuntime {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RuntimeInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Records that `worker_id` was just heard from.
+    pub fn touch(&self, worker_id: &str) {
+        self.lock()
+            .last_seen
+            .insert(worker_id.to_string(), Instant::now());
+    }
+
+    /// How long ago each worker was heard from.
+    pub fn last_seen_ago(&self) -> BTreeMap<String, Duration> {
+        let now = Instant::now();
+        self.lock()
+            .last_seen
+            .iter()
+            .map(|(worker, seen)| (worker.clone(), now.duration_since(*seen)))
+            .collect()
+    }
+
+    /// How long a worker has been silent: since its last message, or since this replica became
+    /// leader when it has not been heard from since.
+    pub fn silence(&self, worker_id: &str) -> Duration {
+        let inner = self.lock();
+        let since = inner
+            .last_seen
+            .get(worker_id)
+            .copied()
+            .or(inner.leader_since)
+            .unwrap_or_else(Instant::now);
+        since.elapsed()
+    }
+
+    /// Tracks leadership: a replica that just became leader starts every worker's clock anew.
+    pub fn set_leader(&self, is_leader: bool) {
+        let mut inner = self.lock();
+        match (is_leader, inner.leader_since) {
+            (true, None) => {
+                inner.leader_since = Some(Instant::now());
+                inner.last_seen.clear();
+                inner.progress.clear();
+            }
+            (false, Some(_)) => inner.leader_since = None,
+            _ => {}
+        }
+    }
+
+    /// Records progress of attempt `attempt` of a task.
+    pub fn record_progress(&self, task_id: TaskId, attempt: u32, progress: Progress) {
+        self.lock().progress.insert(task_id, (attempt, progress));
+    }
+
+    /// The last progress of the given attempt, if reported.
+    pub fn progress(&self, task_id: &TaskId, attempt: u32) -> Option<Progress> {
+        let inner = self.lock();
+        let (reported_attempt, progress) = inner.progress.get(task_id)?;
+        (*reported_attempt == attempt).then_some(*progress)
+    }
+}

@@ -1,0 +1,27 @@
+//! The bk coordinator: turns requests into jobs of phased tasks, replicates their state with
+//! openraft, and leases tasks to the workers that do the data IO. It never touches data itself.
+//!
+//! # Layout
+//! - [`core`]: the pure job core (plans, the job state machine, the replicated state).
+//! - [`raft`]: openraft wiring: redb log store, state machine, gRPC network.
+//! - [`dispatch`]: the leader's runtime: worker liveness, progress, lease expiry.
+//! - [`service`]: the `Control` and `WorkerHub` gRPC services.
+//! - [`config`]: the versioned TOML config.
+//!
+//! [`run`] is the entry point: it takes an already bound listener and a shutdown token, so tests
+//! and `bkctl demo` can run a coordinator on port 0 inside their own process.
+
+pub mod clock;
+pub mod config;
+pub mod coordinator;
+pub mod core;
+pub mod dispatch;
+pub mod error;
+pub mod raft;
+pub mod service;
+pub mod shared;
+
+mod server;
+
+pub use config::CoordinatorConfig;
+pub use server::run;

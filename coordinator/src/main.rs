@@ -1,0 +1,52 @@
+//! `bk-coordinator`: one replica of the bk coordinator.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bk_coordinator::CoordinatorConfig;
+use clap::Parser;
+
+/// Runs one bk coordinator replica.
+#[derive(Debug, Parser)]
+#[command(name = "bk-coordinator", version)]
+struct Args {
+    /// TOML config file (see deploy/coordinator.toml); defaults apply without one.
+    #[arg(long, env = "BK_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `listen_addr`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Prints the effective config and exits.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read `{}`", path.display()))?,
+        None => "version = 1".to_string(),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut config = CoordinatorConfig::parse(&text)?.apply_env(&env)?;
+    config.listen_addr = args.listen.unwrap_or(config.listen_addr);
+    config.data_dir = args.data_dir.unwrap_or(config.data_dir);
+    let config = config.validate()?;
+    if args.print_config {
+        println!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    bk_proto::support::init_tracing(config.log_format);
+    let listener = tokio::net::TcpListener::bind(&config.listen_addr)
+        .await
+        .with_context(|| format!("failed to bind grpc listener on `{}`", config.listen_addr))?;
+    // The first stdout line says where we listen (port 0 picks one): scripts and tests read it.
+    println!("listening on {}", listener.local_addr()?);
+    bk_coordinator::run(config, listener, bk_proto::support::shutdown_on_signal()).await
+}

@@ -1,0 +1,78 @@
+//! Replication of the [`ClusterState`](crate::core::ClusterState) with openraft.
+//!
+//! # Layout
+//! - [`log_store`]: the Raft log, vote and commit index in a redb file (fsync on every commit).
+//! - [`state_machine`]: applies committed [`Command`]s to the shared state; snapshots it to redb.
+//! - [`network`]: the client side of replica-to-replica RPCs (one lazy tonic channel per peer).
+//! - [`service`]: the server side, the `bk.v1.Raft` gRPC service.
+
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openraft::BasicNode;
+
+use crate::core::{Command, CommandResponse};
+use crate::shared::SharedState;
+
+openraft::declare_raft_types!(
+    /// bk's Raft types: commands in, responses out, replicas addressed by their gRPC address.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        Node = BasicNode,
+);
+
+/// A replica's id (unique in the coordinator cluster, configured per replica).
+pub type ReplicaId = u64;
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Opens the replica's storage under `data_dir` and starts its Raft instance.
+///
+/// # Errors
+/// Fails when the storage cannot be opened (another process holds it, or it is corrupt) or the
+/// Raft config is invalid.
+pub async fn start_raft(
+    replica_id: ReplicaId,
+    data_dir: &Path,
+    raft_config: openraft::Config,
+    shared: Arc<SharedState>,
+) -> anyhow::Result<Raft> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("failed to create data dir `{}`", data_dir.display()))?;
+    let db_path = data_dir.join("raft.redb");
+    let database = redb::Database::create(&db_path).with_context(|| {
+        format!(
+            "failed to open `{}` (is another coordinator using this data dir?)",
+            db_path.display()
+        )
+    })?;
+    let database = Arc::new(database);
+    let log_store = log_store::LogStore::open(database.clone())?;
+    let state_machine = state_machine::StateMachineStore::open(database, shared)?;
+    let config = Arc::new(
+        raft_config
+            .validate()
+            .context("invalid raft configuration")?,
+    );
+    let network = network::NetworkFactory::default();
+    let raft = Raft::new(replica_id, config, network, log_store, state_machine)
+        .await
+        .context("failed to start raft")?;
+    Ok(raft)
+}
+
+/// Encodes a value for storage or the wire (JSON: readable in a debugger, and the state is small).
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(value)
+}
+
+/// The default snapshot payload type, as openraft's `declare_raft_types!` expects it in scope.
+pub type SnapshotData = Cursor<Vec<u8>>;

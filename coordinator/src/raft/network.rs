@@ -1,0 +1,146 @@
+//! Replica-to-replica RPCs over the `bk.v1.Raft` gRPC service.
+//!
+//! One lazily connected tonic channel per peer address, reused for every RPC (reconnecting per
+//! RPC, as openraft's example does, costs a handshake per heartbeat). openraft's requests and
+//! responses travel as JSON inside [`RaftPayload`](bk_proto::pb::RaftPayload).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bk_proto::pb::raft_client::RaftClient;
+use bk_proto::pb::RaftPayload;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ReplicaId, TypeConfig};
+
+/// Hands out connections to peers, caching one channel per address.
+#[derive(Debug, Default)]
+pub struct NetworkFactory {
+    channels: HashMap<String, Channel>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: ReplicaId, node: &BasicNode) -> Self::Network {
+        let address = if node.addr.starts_with("http") {
+            node.addr.clone()
+        } else {
+            format!("http://{}", node.addr)
+        };
+        let channel = match self.channels.get(&address) {
+            Some(channel) => Some(channel.clone()),
+            None => Endpoint::from_shared(address.clone()).ok().map(|endpoint| {
+                let channel = endpoint
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                self.channels.insert(address.clone(), channel.clone());
+                channel
+            }),
+        };
+        PeerConnection {
+            target,
+            address,
+            client: channel.map(RaftClient::new),
+        }
+    }
+}
+
+/// A connection to one peer.
+#[derive(Debug)]
+pub struct PeerConnection {
+    target: ReplicaId,
+    address: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<ReplicaId, BasicNode, RaftError<ReplicaId, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            let error = std::io::Error::other(format!("invalid peer address `{}`", self.address));
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        };
+        let json = serde_json::to_vec(request)
+            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let mut grpc_request = tonic::Request::new(RaftPayload { json });
+        grpc_request.set_timeout(option.hard_ttl());
+        let response = match method {
+            Method::AppendEntries => client.append_entries(grpc_request).await,
+            Method::Vote => client.vote(grpc_request).await,
+            Method::InstallSnapshot => client.install_snapshot(grpc_request).await,
+        };
+        let payload = match response {
+            Ok(response) => response.into_inner(),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+        };
+        let result: Result<Resp, RaftError<ReplicaId, E>> =
+            serde_json::from_slice(&payload.json)
+                .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<ReplicaId>, openraft::error::Infallible> {
+        self.call(Method::AppendEntries, &request, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<ReplicaId>, InstallSnapshotError> {
+        self.call(Method::InstallSnapshot, &request, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<ReplicaId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<ReplicaId>, openraft::error::Infallible> {
+        self.call(Method::Vote, &request, &option).await
+    }
+}

@@ -1,0 +1,101 @@
+//! Starting and stopping a replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bk_proto::pb::control_server::ControlServer;
+use bk_proto::pb::raft_server::RaftServer;
+use bk_proto::pb::worker_hub_server::WorkerHubServer;
+use openraft::error::{InitializeError, RaftError};
+use openraft::BasicNode;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::CoordinatorConfig;
+use crate::coordinator::Coordinator;
+use crate::dispatch::lease::run_lease_expiry;
+use crate::dispatch::runtime::LeaderRuntime;
+use crate::raft::service::RaftServiceImpl;
+use crate::raft::start_raft;
+use crate::service::control::ControlServiceImpl;
+use crate::service::worker_hub::WorkerHubServiceImpl;
+use crate::shared::SharedState;
+
+/// Runs a coordinator replica on `listener` until `shutdown` is cancelled.
+///
+/// Teardown order: stop accepting RPCs (in-flight ones drain), stop the lease loop, shut Raft
+/// down (flushing its storage), join every task.
+///
+/// # Errors
+/// Fails when the storage cannot be opened, Raft cannot start, or the server fails.
+pub async fn run(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let bound = listener
+        .local_addr()
+        .context("failed to read the listener's address")?;
+    let advertise_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+    let shared = Arc::new(SharedState::default());
+    let raft = start_raft(
+        config.replica_id,
+        &config.data_dir,
+        config.openraft_config(),
+        shared.clone(),
+    )
+    .await?;
+    if config.bootstrap {
+        let members = BTreeMap::from([(config.replica_id, BasicNode::new(&advertise_addr))]);
+        match raft.initialize(members).await {
+            Ok(()) => info!(
+                replica_id = config.replica_id,
+                "initialised a new single-replica cluster"
+            ),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(error) => return Err(error).context("failed to initialise the raft cluster"),
+        }
+    }
+    let coordinator = Arc::new(Coordinator {
+        replica_id: config.replica_id,
+        raft: raft.clone(),
+        shared,
+        runtime: LeaderRuntime::default(),
+        lease_timeout: config.lease_timeout,
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_lease_expiry(
+        coordinator.clone(),
+        shutdown.child_token(),
+    ));
+
+    info!(%bound, %advertise_addr, replica_id = config.replica_id, data_dir = %config.data_dir.display(), "coordinator serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(ControlServer::new(ControlServiceImpl::new(
+            coordinator.clone(),
+        )))
+        .add_service(WorkerHubServer::new(WorkerHubServiceImpl::new(
+            coordinator.clone(),
+        )))
+        .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        )
+        .await;
+
+    shutdown.cancel();
+    if let Err(error) = raft.shutdown().await {
+        warn!(%error, "raft did not shut down cleanly");
+    }
+    while tasks.join_next().await.is_some() {}
+    info!("coordinator stopped");
+    served.context("grpc server failed")
+}

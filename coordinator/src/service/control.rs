@@ -1,0 +1,305 @@
+//! The `bk.v1.Control` service: what bkctl and any other client use.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bk_proto::ids::{BackupId, JobId};
+use bk_proto::pb;
+use bk_proto::pb::control_server::Control;
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use ulid::Ulid;
+
+use super::convert::{self, JobViewContext};
+use crate::coordinator::Coordinator;
+use crate::core::job::Job;
+use crate::core::plan::plan_backup;
+use crate::core::{Command, CommandResponse};
+use crate::error::{CoordinatorError, CoordinatorResult};
+
+/// Serves the Control API.
+pub struct ControlServiceImpl {
+    coordinator: Arc<Coordinator>,
+}
+
+impl ControlServiceImpl {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        Self { coordinator }
+    }
+
+    fn job_view(&self, job_id: JobId) -> CoordinatorResult<pb::Job> {
+        let is_leader = self.coordinator.is_leader();
+        self.coordinator.shared.read(|state| {
+            let job = state
+                .jobs
+                .get(&job_id)
+                .ok_or_else(|| CoordinatorError::NotFound {
+                    what: format!("job `{job_id}`"),
+                })?;
+            Ok(self.render(job, &state.workers, is_leader))
+        })
+    }
+
+    fn render(
+        &self,
+        job: &Job,
+        workers: &std::collections::BTreeMap<String, crate::core::WorkerRecord>,
+        is_leader: bool,
+    ) -> pb::Job {
+        let context = JobViewContext {
+            workers,
+            runtime: is_leader.then_some(&self.coordinator.runtime),
+            lease_timeout: self.coordinator.lease_timeout,
+        };
+        convert::job_to_pb(job, &context)
+    }
+
+    async fn submit_backup(&self, request: pb::SubmitBackupRequest) -> CoordinatorResult<JobId> {
+        self.coordinator.ensure_leader()?;
+        let job_id = JobId::from_ulid(Ulid::new());
+        let backup_id = BackupId::from_ulid(Ulid::new());
+        let at_ms = crate::clock::now_ms();
+        let spec = self.coordinator.shared.read(|state| {
+            let source = state.sources.get(&request.source).ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "unknown source `{}`: register it with `bkctl source add`",
+                    request.source
+                ))
+            })?;
+            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "unknown repository `{}`: register it with `bkctl repo add`",
+                    request.repository
+                ))
+            })?;
+            Ok::<_, CoordinatorError>(plan_backup(source, repository, job_id, backup_id, at_ms)?)
+        })?;
+        expect_applied(
+            self.coordinator
+                .propose(Command::SubmitJob {
+                    job_id,
+                    spec,
+                    at_ms,
+                })
+                .await?,
+        )?;
+        tracing::info!(%job_id, source = %request.source, repository = %request.repository, "backup job submitted");
+        Ok(job_id)
+    }
+}
+
+/// Turns a rejected command into an error.
+pub(crate) fn expect_applied(response: CommandResponse) -> CoordinatorResult<()> {
+    match response {
+        CommandResponse::Applied => Ok(()),
+        CommandResponse::Rejected(reason) => Err(CoordinatorError::InvalidRequest(reason)),
+    }
+}
+
+fn parse_job_id(value: &str) -> Result<JobId, Status> {
+    value
+        .parse()
+        .map_err(|error: bk_proto::ids::ParseIdError| Status::invalid_argument(error.to_string()))
+}
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlServiceImpl {
+    async fn add_source(
+        &self,
+        request: Request<pb::AddSourceRequest>,
+    ) -> Result<Response<pb::AddSourceResponse>, Status> {
+        let source = request
+            .into_inner()
+            .source
+            .ok_or_else(|| Status::invalid_argument("missing `source`"))?;
+        let source = convert::source_from_pb(source)?;
+        expect_applied(self.coordinator.propose(Command::PutSource(source)).await?)?;
+        Ok(Response::new(pb::AddSourceResponse {}))
+    }
+
+    async fn list_sources(
+        &self,
+        _: Request<pb::ListSourcesRequest>,
+    ) -> Result<Response<pb::ListSourcesResponse>, Status> {
+        let sources = self
+            .coordinator
+            .shared
+            .read(|state| state.sources.values().map(convert::source_to_pb).collect());
+        Ok(Response::new(pb::ListSourcesResponse { sources }))
+    }
+
+    async fn add_repository(
+        &self,
+        request: Request<pb::AddRepositoryRequest>,
+    ) -> Result<Response<pb::AddRepositoryResponse>, Status> {
+        let repository = request
+            .into_inner()
+            .repository
+            .ok_or_else(|| Status::invalid_argument("missing `repository`"))?;
+        let repository = convert::repository_from_pb(repository)?;
+        expect_applied(
+            self.coordinator
+                .propose(Command::PutRepository(repository))
+                .await?,
+        )?;
+        Ok(Response::new(pb::AddRepositoryResponse {}))
+    }
+
+    async fn list_repositories(
+        &self,
+        _: Request<pb::ListRepositoriesRequest>,
+    ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        let repositories = self.coordinator.shared.read(|state| {
+            state
+                .repositories
+                .values()
+                .map(convert::repository_to_pb)
+                .collect()
+        });
+        Ok(Response::new(pb::ListRepositoriesResponse { repositories }))
+    }
+
+    async fn submit_backup(
+        &self,
+        request: Request<pb::SubmitBackupRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let job_id = self.submit_backup(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job_id: job_id.to_string(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        Ok(Response::new(self.job_view(job_id)?))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => usize::MAX,
+            limit => limit as usize,
+        };
+        let is_leader = self.coordinator.is_leader();
+        let jobs = self.coordinator.shared.read(|state| {
+            state
+                .jobs
+                .values()
+                .rev()
+                .take(limit)
+                .map(|job| self.render(job, &state.workers, is_leader))
+                .collect()
+        });
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    type WatchJobStream = JobStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        // Progress lives in the leader's memory: watchers follow the leader.
+        self.coordinator.ensure_leader()?;
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        let first = self.job_view(job_id)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let service = ControlServiceImpl {
+            coordinator: self.coordinator.clone(),
+        };
+        tokio::spawn(async move { service.stream_job(job_id, first, sender).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        let source = request.into_inner().source;
+        let backups = self.coordinator.shared.read(|state| {
+            state
+                .backups
+                .values()
+                .rev()
+                .filter(|backup| source.is_empty() || backup.source == source)
+                .map(convert::backup_to_pb)
+                .collect()
+        });
+        Ok(Response::new(pb::ListBackupsResponse { backups }))
+    }
+
+    async fn get_backup(
+        &self,
+        request: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
+        let backup_id: BackupId = request.into_inner().backup_id.parse().map_err(
+            |error: bk_proto::ids::ParseIdError| Status::invalid_argument(error.to_string()),
+        )?;
+        let backup = self
+            .coordinator
+            .shared
+            .read(|state| state.backups.get(&backup_id).map(convert::backup_to_pb));
+        let backup = backup.ok_or_else(|| CoordinatorError::NotFound {
+            what: format!("backup `{backup_id}`"),
+        })?;
+        Ok(Response::new(backup))
+    }
+
+    async fn list_workers(
+        &self,
+        _: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let is_leader = self.coordinator.is_leader();
+        let last_seen = self.coordinator.runtime.last_seen_ago();
+        let workers = self.coordinator.shared.read(|state| {
+            state
+                .workers
+                .values()
+                .map(|worker| convert::worker_to_pb(worker, &last_seen, is_leader))
+                .collect()
+        });
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+}
+
+impl ControlServiceImpl {
+    /// Sends the job on every change, at most every 200 ms, and at least every 2 s (waiting
+    /// reasons change with time), until it has ended or the client went away.
+    async fn stream_job(
+        &self,
+        job_id: JobId,
+        first: pb::Job,
+        sender: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
+    ) {
+        let mut changes = self.coordinator.shared.subscribe();
+        let mut view = first;
+        loop {
+            let ended = matches!(
+                pb::JobState::try_from(view.state),
+                Ok(pb::JobState::Succeeded | pb::JobState::Failed)
+            );
+            if sender.send(Ok(view)).await.is_err() || ended {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
+            view = match self.job_view(job_id) {
+                Ok(view) => view,
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+            };
+        }
+    }
+}

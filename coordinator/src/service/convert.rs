@@ -1,0 +1,382 @@
+//! Conversions between the domain and `bk.v1` messages.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bk_proto::ids::TaskId;
+use bk_proto::pb;
+
+use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
+use crate::core::job::{Job, JobState, Placement, TaskRun, TaskStatus};
+use crate::core::plan::DEFAULT_CHUNK_SIZE;
+use crate::core::waiting::waiting_reason;
+use crate::dispatch::runtime::LeaderRuntime;
+use crate::error::CoordinatorError;
+
+/// Validates and converts a source from the wire.
+///
+/// # Errors
+/// [`CoordinatorError::InvalidRequest`] for a missing name or kind.
+pub fn source_from_pb(source: pb::Source) -> Result<Source, CoordinatorError> {
+    if source.name.trim().is_empty() {
+        return Err(CoordinatorError::InvalidRequest(
+            "source name is empty".to_string(),
+        ));
+    }
+    let spec = match source.kind {
+        Some(pb::source::Kind::Influxdb3Enterprise(enterprise)) => {
+            SourceSpec::InfluxDb3Enterprise {
+                cluster_id: enterprise.cluster_id,
+                compactor_node: enterprise.compactor_node,
+                data_nodes: enterprise.data_nodes,
+                http_endpoints: enterprise.http_endpoints.into_iter().collect(),
+            }
+        }
+        Some(pb::source::Kind::Influxdb3Core(core)) => SourceSpec::InfluxDb3Core {
+            node: core.node,
+            http_endpoint: (!core.http_endpoint.is_empty()).then_some(core.http_endpoint),
+        },
+        None => {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "source `{}` has no kind",
+                source.name
+            )))
+        }
+    };
+    Ok(Source {
+        name: source.name,
+        spec,
+    })
+}
+
+/// Converts a source to the wire.
+pub fn source_to_pb(source: &Source) -> pb::Source {
+    let kind = match &source.spec {
+        SourceSpec::InfluxDb3Enterprise {
+            cluster_id,
+            compactor_node,
+            data_nodes,
+            http_endpoints,
+        } => pb::source::Kind::Influxdb3Enterprise(pb::InfluxDb3Enterprise {
+            cluster_id: cluster_id.clone(),
+            compactor_node: compactor_node.clone(),
+            data_nodes: data_nodes.clone(),
+            http_endpoints: http_endpoints.clone().into_iter().collect(),
+        }),
+        SourceSpec::InfluxDb3Core {
+            node,
+            http_endpoint,
+        } => pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core {
+            node: node.clone(),
+            http_endpoint: http_endpoint.clone().unwrap_or_default(),
+        }),
+    };
+    pb::Source {
+        name: source.name.clone(),
+        kind: Some(kind),
+    }
+}
+
+/// Validates and converts a repository from the wire.
+///
+/// # Errors
+/// [`CoordinatorError::InvalidRequest`] for a missing name, or a URL that is not a supported
+/// object-store URL.
+pub fn repository_from_pb(repository: pb::Repository) -> Result<Repository, CoordinatorError> {
+    if repository.name.trim().is_empty() {
+        return Err(CoordinatorError::InvalidRequest(
+            "repository name is empty".to_string(),
+        ));
+    }
+    let supported = [
+        "file://",
+        "s3://",
+        "az://",
+        "azure://",
+        "abfs://",
+        "gs://",
+        "memory://",
+    ];
+    if !supported
+        .iter()
+        .any(|scheme| repository.url.starts_with(scheme))
+    {
+        return Err(CoordinatorError::InvalidRequest(format!(
+            "repository URL `{}` is not supported: use file:///path, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix",
+            repository.url
+        )));
+    }
+    if repository.url.contains('@') {
+        return Err(CoordinatorError::InvalidRequest(
+            "repository URLs must not carry credentials: give them to the workers instead"
+                .to_string(),
+        ));
+    }
+    let chunk_size = if repository.chunk_size_bytes == 0 {
+        DEFAULT_CHUNK_SIZE
+    } else {
+        repository.chunk_size_bytes
+    };
+    if !(64 * 1024..=256 << 20).contains(&chunk_size) {
+        return Err(CoordinatorError::InvalidRequest(format!(
+            "chunk size {chunk_size} is out of range: use 64 KiB to 256 MiB"
+        )));
+    }
+    Ok(Repository {
+        name: repository.name,
+        url: repository.url,
+        chunk_size,
+    })
+}
+
+/// Converts a repository to the wire.
+pub fn repository_to_pb(repository: &Repository) -> pb::Repository {
+    pb::Repository {
+        name: repository.name.clone(),
+        url: repository.url.clone(),
+        chunk_size_bytes: repository.chunk_size,
+    }
+}
+
+/// Converts a backup record to the wire.
+pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
+    pb::Backup {
+        id: backup.backup_id.to_string(),
+        source: backup.source.clone(),
+        repository: backup.repository.clone(),
+        job_id: backup.job_id.to_string(),
+        created_at_ms: backup.created_at_ms,
+        num_objects: backup.num_objects,
+        num_bytes: backup.num_bytes,
+        manifest_key: backup.manifest_key.clone(),
+        nodes: backup.nodes.clone(),
+        catalog_format: backup.catalog_format.clone(),
+        exclusions: backup
+            .exclusions
+            .iter()
+            .map(|exclusion| pb::Exclusion {
+                prefix: exclusion.prefix.clone(),
+                reason: exclusion.reason.clone(),
+                num_objects: exclusion.num_objects,
+            })
+            .collect(),
+        phases: backup
+            .phases
+            .iter()
+            .map(|phase| pb::PhaseTiming {
+                name: phase.name.clone(),
+                started_at_ms: phase.started_at_ms,
+                finished_at_ms: phase.finished_at_ms,
+                num_objects: phase.num_objects,
+                num_bytes: phase.num_bytes,
+            })
+            .collect(),
+    }
+}
+
+/// Converts a worker record to the wire; liveness only when this replica leads.
+pub fn worker_to_pb(
+    worker: &WorkerRecord,
+    last_seen: &BTreeMap<String, Duration>,
+    is_leader: bool,
+) -> pb::Worker {
+    pb::Worker {
+        id: worker.worker_id.clone(),
+        source: worker.source.clone(),
+        node: worker.node.clone(),
+        registered_at_ms: worker.registered_at_ms,
+        last_seen_ago_ms: if is_leader {
+            last_seen
+                .get(&worker.worker_id)
+                .map(|ago| ago.as_millis() as u64)
+        } else {
+            None
+        },
+    }
+}
+
+/// What a job view needs beyond the job: workers, and (on the leader) liveness and progress.
+pub struct JobViewContext<'a> {
+    /// Registered workers.
+    pub workers: &'a BTreeMap<String, WorkerRecord>,
+    /// The leader's runtime, or `None` on a follower.
+    pub runtime: Option<&'a LeaderRuntime>,
+    /// The lease timeout (for waiting reasons).
+    pub lease_timeout: Duration,
+}
+
+/// Converts a job, with progress and waiting reasons, to the wire.
+pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
+    let last_seen = context
+        .runtime
+        .map(LeaderRuntime::last_seen_ago)
+        .unwrap_or_default();
+    let task = |slot, run: &TaskRun| {
+        let planned = job.planned(slot);
+        let task_id = TaskId {
+            job_id: job.id,
+            slot,
+        };
+        let node = match planned.map(|task| &task.placement) {
+            Some(Placement::Node(node)) => node.clone(),
+            _ => String::new(),
+        };
+        let waiting_reason = match (run.status, planned, context.runtime) {
+            (TaskStatus::Pending, Some(planned), Some(_)) => waiting_reason(
+                &job.spec.source,
+                &planned.placement,
+                context.workers,
+                &last_seen,
+                context.lease_timeout,
+            )
+            .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let progress = match (&run.report, context.runtime) {
+            (Some(report), _) => Some(pb::Progress {
+                objects_done: report.num_objects,
+                bytes_done: report.num_bytes,
+                objects_total: report.num_objects,
+                bytes_total: report.num_bytes,
+            }),
+            (None, Some(runtime)) => runtime.progress(&task_id, run.attempt),
+            (None, None) => None,
+        };
+        pb::Task {
+            id: task_id.to_string(),
+            label: planned.map(|task| task.label.clone()).unwrap_or_default(),
+            node,
+            state: task_state_to_pb(run.status) as i32,
+            attempt: run.attempt,
+            worker_id: run.worker_id.clone().unwrap_or_default(),
+            started_at_ms: run.started_at_ms.unwrap_or(0),
+            finished_at_ms: run.finished_at_ms.unwrap_or(0),
+            error: run.error.clone().unwrap_or_default(),
+            waiting_reason,
+            progress,
+        }
+    };
+    let phases = job
+        .spec
+        .phases
+        .iter()
+        .zip(&job.phases)
+        .enumerate()
+        .map(|(phase_index, (planned, runs))| pb::Phase {
+            name: planned.name.clone(),
+            tasks: runs
+                .iter()
+                .enumerate()
+                .map(|(index, run)| {
+                    task(
+                        bk_proto::ids::TaskSlot::Phase {
+                            phase: phase_index as u32,
+                            index: index as u32,
+                        },
+                        run,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let cleanup = job
+        .cleanup
+        .iter()
+        .enumerate()
+        .map(|(index, run)| {
+            task(
+                bk_proto::ids::TaskSlot::Cleanup {
+                    index: index as u32,
+                },
+                run,
+            )
+        })
+        .collect();
+    pb::Job {
+        id: job.id.to_string(),
+        kind: pb::JobKind::Backup as i32,
+        state: job_state_to_pb(job.state) as i32,
+        source: job.spec.source.clone(),
+        repository: job.spec.repository.name.clone(),
+        created_at_ms: job.created_at_ms,
+        finished_at_ms: job.finished_at_ms.unwrap_or(0),
+        error: job.error.clone().unwrap_or_default(),
+        backup_id: job.spec.backup_id.to_string(),
+        phases,
+        cleanup,
+    }
+}
+
+fn job_state_to_pb(state: JobState) -> pb::JobState {
+    match state {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running => pb::JobState::Running,
+        JobState::Failing => pb::JobState::Failing,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+    }
+}
+
+fn task_state_to_pb(status: TaskStatus) -> pb::TaskState {
+    match status {
+        TaskStatus::Blocked => pb::TaskState::Blocked,
+        TaskStatus::Pending => pb::TaskState::Pending,
+        TaskStatus::Running => pb::TaskState::Running,
+        TaskStatus::Succeeded => pb::TaskState::Succeeded,
+        TaskStatus::Failed => pb::TaskState::Failed,
+        TaskStatus::Skipped => pb::TaskState::Skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_source_round_trips_through_the_wire() {
+        let source = Source {
+            name: "prod".into(),
+            spec: SourceSpec::InfluxDb3Enterprise {
+                cluster_id: "c".into(),
+                compactor_node: "k".into(),
+                data_nodes: vec!["a".into(), "b".into()],
+                http_endpoints: [("a".to_string(), "http://a:8181".to_string())].into(),
+            },
+        };
+        assert_eq!(source_from_pb(source_to_pb(&source)).unwrap(), source);
+        let core = Source {
+            name: "core".into(),
+            spec: SourceSpec::InfluxDb3Core {
+                node: "n".into(),
+                http_endpoint: None,
+            },
+        };
+        assert_eq!(source_from_pb(source_to_pb(&core)).unwrap(), core);
+    }
+
+    #[test]
+    fn test_repository_urls_with_credentials_or_unknown_schemes_are_refused() {
+        let repository = |url: &str| pb::Repository {
+            name: "r".into(),
+            url: url.into(),
+            chunk_size_bytes: 0,
+        };
+        assert_eq!(
+            repository_from_pb(repository("file:///b"))
+                .unwrap()
+                .chunk_size,
+            DEFAULT_CHUNK_SIZE
+        );
+        let error = repository_from_pb(repository("ftp://x"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not supported"), "{error}");
+        let error = repository_from_pb(repository("s3://key:secret@bucket"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("must not carry credentials") && !error.contains("secret"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The `bk.v1.WorkerHub` service: workers register, heartbeat, pull tasks and report.
+//!
+//! Everything here runs on the leader (followers answer with the leader's address), because
+//! leases and liveness are the leader's business.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bk_proto::ids::{TaskId, TaskSlot};
+use bk_proto::model::TaskReport;
+use bk_proto::pb;
+use bk_proto::pb::worker_hub_server::WorkerHub;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, warn};
+
+use crate::coordinator::Coordinator;
+use crate::core::domain::WorkerRecord;
+use crate::core::job::{Placement, TaskStatus};
+use crate::core::{Command, CommandResponse, JobEvent};
+use crate::error::{CoordinatorError, CoordinatorResult};
+
+/// Longest a `PullTask` long-poll is held open.
+const MAX_PULL_WAIT: Duration = Duration::from_secs(20);
+
+/// Serves the WorkerHub API.
+pub struct WorkerHubServiceImpl {
+    coordinator: Arc<Coordinator>,
+}
+
+impl WorkerHubServiceImpl {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        Self { coordinator }
+    }
+
+    /// Finds the oldest runnable task this worker may run and its next attempt number.
+    fn find_task(&self, worker_id: &str) -> CoordinatorResult<Option<(TaskId, u32)>> {
+        self.coordinator.shared.read(|state| {
+            let worker =
+                state
+                    .workers
+                    .get(worker_id)
+                    .ok_or_else(|| CoordinatorError::NotFound {
+                        what: format!("worker `{worker_id}` (register first)"),
+                    })?;
+            for job in state
+                .jobs
+                .values()
+                .filter(|job| !job.state.is_terminal() && job.spec.source == worker.source)
+            {
+                for slot in job.runnable_slots() {
+                    let may_run = match job.planned(slot).map(|task| &task.placement) {
+                        Some(Placement::Node(node)) => *node == worker.node,
+                        Some(Placement::AnyNode) => true,
+                        None => false,
+                    };
+                    if may_run {
+                        let attempt = job.run(slot).map(|run| run.attempt + 1).unwrap_or(1);
+                        return Ok(Some((
+                            TaskId {
+                                job_id: job.id,
+                                slot,
+                            },
+                            attempt,
+                        )));
+                    }
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    async fn pull_task(
+        &self,
+        request: pb::PullTaskRequest,
+    ) -> CoordinatorResult<Option<pb::TaskAssignment>> {
+        self.coordinator.ensure_leader()?;
+        let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_PULL_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.coordinator.shared.subscribe();
+        loop {
+            self.coordinator.runtime.touch(&request.worker_id);
+            if let Some((task_id, attempt)) = self.find_task(&request.worker_id)? {
+                let event = JobEvent::TaskLeased {
+                    slot: task_id.slot,
+                    attempt,
+                    worker_id: request.worker_id.clone(),
+                    at_ms: crate::clock::now_ms(),
+                };
+                if self
+                    .coordinator
+                    .propose(Command::Task { task_id, event })
+                    .await?
+                    == CommandResponse::Applied
+                {
+                    return self.assignment(task_id, attempt).map(Some);
+                }
+                continue; // Lost a race with another worker: look again.
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn assignment(&self, task_id: TaskId, attempt: u32) -> CoordinatorResult<pb::TaskAssignment> {
+        let spec = self.coordinator.shared.read(|state| {
+            state
+                .jobs
+                .get(&task_id.job_id)
+                .and_then(|job| job.task_spec(task_id.slot))
+        });
+        let spec = spec.ok_or_else(|| {
+            CoordinatorError::Internal(format!("leased task `{task_id}` vanished"))
+        })?;
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|error| CoordinatorError::Internal(error.to_string()))?;
+        info!(%task_id, attempt, "task leased");
+        Ok(pb::TaskAssignment {
+            task_id: task_id.to_string(),
+            attempt,
+            spec_json,
+        })
+    }
+
+    /// Whether `attempt` is still the running attempt of the task.
+    fn is_current(&self, task_id: &TaskId, attempt: u32) -> bool {
+        self.coordinator.shared.read(|state| {
+            state
+                .jobs
+                .get(&task_id.job_id)
+                .and_then(|job| job.run(task_id.slot))
+                .is_some_and(|run| run.attempt == attempt && run.status == TaskStatus::Running)
+        })
+    }
+
+    async fn report_result(&self, request: pb::ReportResultRequest) -> CoordinatorResult<()> {
+        self.coordinator.ensure_leader()?;
+        self.coordinator.runtime.touch(&request.worker_id);
+        let task_id: TaskId =
+            request
+                .task_id
+                .parse()
+                .map_err(|error: bk_proto::ids::ParseIdError| {
+                    CoordinatorError::InvalidRequest(error.to_string())
+                })?;
+        let slot: TaskSlot = task_id.slot;
+        let at_ms = crate::clock::now_ms();
+        let event = match request.outcome {
+            Some(pb::report_result_request::Outcome::ReportJson(json)) => {
+                let report: TaskReport = serde_json::from_slice(&json).map_err(|error| {
+                    CoordinatorError::InvalidRequest(format!("undecodable task report: {error}"))
+                })?;
+                JobEvent::TaskSucceeded {
+                    slot,
+                    attempt: request.attempt,
+                    report,
+                    at_ms,
+                }
+            }
+            Some(pb::report_result_request::Outcome::Failure(failure)) => {
+                warn!(%task_id, attempt = request.attempt, error = %failure.message, retryable = failure.retryable, "task failed");
+                JobEvent::TaskFailed {
+                    slot,
+                    attempt: request.attempt,
+                    error: failure.message,
+                    retryable: failure.retryable,
+                    at_ms,
+                }
+            }
+            None => {
+                return Err(CoordinatorError::InvalidRequest(
+                    "result without outcome".to_string(),
+                ))
+            }
+        };
+        match self
+            .coordinator
+            .propose(Command::Task { task_id, event })
+            .await?
+        {
+            CommandResponse::Applied => {
+                info!(%task_id, attempt = request.attempt, "task result applied")
+            }
+            CommandResponse::Rejected(reason) => {
+                debug!(%task_id, %reason, "stale task result ignored")
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerHub for WorkerHubServiceImpl {
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        self.coordinator.ensure_leader()?;
+        let request = request.into_inner();
+        if request.worker_id.is_empty() || request.source.is_empty() || request.node.is_empty() {
+            return Err(Status::invalid_argument(
+                "worker_id, source and node are required",
+            ));
+        }
+        let worker = WorkerRecord {
+            worker_id: request.worker_id.clone(),
+            source: request.source,
+            node: request.node,
+            version: request.version,
+            registered_at_ms: crate::clock::now_ms(),
+        };
+        info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
+        self.coordinator
+            .propose(Command::RegisterWorker { worker })
+            .await?;
+        self.coordinator.runtime.touch(&request.worker_id);
+        Ok(Response::new(pb::RegisterWorkerResponse {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.coordinator.ensure_leader()?;
+        let worker_id = request.into_inner().worker_id;
+        let known = self
+            .coordinator
+            .shared
+            .read(|state| state.workers.contains_key(&worker_id));
+        if known {
+            self.coordinator.runtime.touch(&worker_id);
+        }
+        Ok(Response::new(pb::HeartbeatResponse {
+            must_register: !known,
+        }))
+    }
+
+    async fn pull_task(
+        &self,
+        request: Request<pb::PullTaskRequest>,
+    ) -> Result<Response<pb::PullTaskResponse>, Status> {
+        let task = self.pull_task(request.into_inner()).await?;
+        Ok(Response::new(pb::PullTaskResponse { task }))
+    }
+
+    async fn report_progress(
+        &self,
+        request: Request<pb::ReportProgressRequest>,
+    ) -> Result<Response<pb::ReportProgressResponse>, Status> {
+        self.coordinator.ensure_leader()?;
+        let request = request.into_inner();
+        self.coordinator.runtime.touch(&request.worker_id);
+        let task_id: TaskId =
+            request
+                .task_id
+                .parse()
+                .map_err(|error: bk_proto::ids::ParseIdError| {
+                    Status::invalid_argument(error.to_string())
+                })?;
+        if !self.is_current(&task_id, request.attempt) {
+            return Ok(Response::new(pb::ReportProgressResponse { abandon: true }));
+        }
+        let progress = pb::Progress {
+            objects_done: request.objects_done,
+            bytes_done: request.bytes_done,
+            objects_total: request.objects_total,
+            bytes_total: request.bytes_total,
+        };
+        self.coordinator
+            .runtime
+            .record_progress(task_id, request.attempt, progress);
+        self.coordinator.shared.notify();
+        Ok(Response::new(pb::ReportProgressResponse { abandon: false }))
+    }
+
+    async fn report_result(
+        &self,
+        request: Request<pb::ReportResultRequest>,
+    ) -> Result<Response<pb::ReportResultResponse>, Status> {
+        self.report_result(request.into_inner()).await?;
+        Ok(Response::new(pb::ReportResultResponse {}))
+    }
+}

@@ -1,0 +1,26 @@
+//! bk's wire contract, shared by every binary.
+//!
+//! # Layout
+//! - [`pb`]: the generated gRPC services and messages of package `bk.v1` (`Control` for clients,
+//!   `WorkerHub` for workers, `Raft` for replicas).
+//! - [`ids`]: newtype identifiers (`JobId`, `TaskId`, `BackupId`) with `Display` + `FromStr`.
+//! - [`model`]: what a task asks a worker to do ([`model::TaskSpec`]) and what it reports back
+//!   ([`model::TaskReport`]): the JSON payloads of the `WorkerHub` service.
+//! - [`endpoints`]: a client-side channel over a list of replica endpoints that follows the
+//!   leader hint replicas return.
+//! - [`support`]: what every binary shares: versioned config files, tracing, signal handling.
+#![warn(missing_docs)]
+
+pub mod endpoints;
+pub mod ids;
+pub mod model;
+pub mod support;
+
+/// The generated protobuf messages and gRPC clients/servers of package `bk.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("bk.v1");
+}
+
+/// The metadata key a follower sets on UNAVAILABLE to point clients at the leader's address.
+pub const LEADER_ADDR_METADATA: &str = "bk-leader-addr";

@@ -1,0 +1,120 @@
+//! What the coordinator asks a worker to do, and what the worker reports back.
+//!
+//! These travel as JSON inside `WorkerHub` messages and inside the replicated job state, so
+//! every change here must stay readable by the previous version (add fields with defaults).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BackupId, TaskId};
+
+/// A task leased to a worker. Running the same spec twice produces the same result: copies are
+/// content-addressed and staging parts are keyed by task, so a re-run skips what was done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The task's id; its staging directory in the repository is derived from it.
+    pub task_id: TaskId,
+    /// The source (by name) the task reads from.
+    pub source: String,
+    /// Where the task writes.
+    pub repository: RepositoryRef,
+    /// What to do.
+    pub kind: TaskKind,
+}
+
+/// A repository as a worker needs it: the credentials are the worker's own, looked up by `name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryRef {
+    /// The repository's registered name (the key of its credentials in the worker's config).
+    pub name: String,
+    /// Object-store URL of the repository root.
+    pub url: String,
+    /// Chunk size used when the repository is created; an existing repository keeps its own.
+    pub chunk_size: u64,
+}
+
+/// The kinds of work a task does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Copies every object under `prefix` of the worker's store into the repository, except
+    /// objects under one of `exclude`. The result is written as staging parts of this task.
+    CopyPrefix {
+        /// Name of the phase, recorded with every object in the manifest.
+        phase: String,
+        /// The node the objects belong to.
+        node: String,
+        /// Object-store prefix ending in `/`, or an exact object key.
+        prefix: String,
+        /// Prefixes (relative to the store root) left out.
+        exclude: Vec<ExcludeRule>,
+    },
+    /// Detects the catalog layout under `catalog_prefix` (v3, v2 or v1) and copies it, plus the
+    /// `enterprise` config object when present. Fails when no catalog is found.
+    CopyCatalog {
+        /// The cluster id (Enterprise) or node id (Core), ending in `/`.
+        catalog_prefix: String,
+        /// Name of the phase, recorded in the manifest.
+        phase: String,
+    },
+    /// Copies the licence objects under `cluster_prefix` that exist; absent ones are fine.
+    CopyLicence {
+        /// The cluster id, ending in `/`.
+        cluster_prefix: String,
+        /// Name of the phase, recorded in the manifest.
+        phase: String,
+    },
+    /// Merges the staging parts of `parts` (in order) into the backup's manifest and writes it
+    /// create-only: the manifest's existence is the backup's existence.
+    CommitBackup {
+        /// The backup being committed.
+        backup_id: BackupId,
+        /// Creation time recorded in the manifest (the job's submission time).
+        created_at_ms: u64,
+        /// The copy tasks whose parts make up the backup, in phase order.
+        parts: Vec<TaskId>,
+    },
+    /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
+    RemoveStaging,
+}
+
+/// A prefix a copy task leaves out, and whether the manifest should say so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludeRule {
+    /// Prefix relative to the store root, ending in `/` (or an exact key).
+    pub prefix: String,
+    /// Why it is left out, as recorded in the manifest (e.g. regenerated at start-up).
+    pub reason: String,
+    /// Whether the exclusion is recorded in the backup; prefixes copied by another task of the
+    /// same job are not.
+    pub record: bool,
+}
+
+/// What a successful task reports. Counts only: object lists live in the repository's staging
+/// parts, so the replicated state grows with tasks, not with objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Objects copied (or, for the commit, listed in the manifest).
+    pub num_objects: u64,
+    /// Bytes of those objects.
+    pub num_bytes: u64,
+    /// Recorded exclusions, with how many objects each left out.
+    #[serde(default)]
+    pub exclusions: Vec<ExclusionReport>,
+    /// Catalog layout found (`v3`, `v2`, `v1`), for catalog tasks.
+    #[serde(default)]
+    pub catalog_format: Option<String>,
+    /// The manifest key, for the commit task.
+    #[serde(default)]
+    pub manifest_key: Option<String>,
+}
+
+/// One recorded exclusion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExclusionReport {
+    /// The excluded prefix.
+    pub prefix: String,
+    /// Why.
+    pub reason: String,
+    /// How many objects it left out.
+    pub num_objects: u64,
+}

@@ -1,0 +1,170 @@
+//! Small pieces every bk binary shares: versioned TOML config files, tracing set-up, and mapping
+//! SIGINT/SIGTERM to a cancellation token.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// Returned when a config file cannot be used; names the file's problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// The `version` key is missing or not one this binary reads.
+    #[error("unsupported config version {found:?}: this binary reads `version = {supported}`")]
+    Version {
+        /// The version found, if any.
+        found: Option<i64>,
+        /// The version this binary reads.
+        supported: i64,
+    },
+    /// An environment variable that overrides a key holds an unusable value.
+    #[error("invalid value in environment variable `{name}`: {reason}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Parses a config file that starts with `version = N`. Unknown keys are rejected by the target
+/// type (`#[serde(deny_unknown_fields)]`), with the key named in the error.
+///
+/// # Errors
+/// [`ConfigError::Version`] for a missing or other version, [`ConfigError::Parse`] otherwise.
+pub fn parse_versioned<T: DeserializeOwned>(text: &str, supported: i64) -> Result<T, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+    let version = table.remove("version");
+    let found = version.as_ref().and_then(toml::Value::as_integer);
+    if found != Some(supported) {
+        return Err(ConfigError::Version { found, supported });
+    }
+    T::deserialize(table).map_err(|error| ConfigError::Parse(error.to_string()))
+}
+
+/// Reads `name` from an injected environment map and parses it (so tests never touch the real
+/// process environment).
+///
+/// # Errors
+/// [`ConfigError::Env`] when the variable is set but does not parse.
+pub fn env_override<T: std::str::FromStr>(
+    env: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .parse()
+            .map(Some)
+            .map_err(|error: T::Err| ConfigError::Env {
+                name: name.to_string(),
+                reason: error.to_string(),
+            }),
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}`: use `text` or `json`"
+            )),
+        }
+    }
+}
+
+/// Installs the global tracing subscriber, writing to stderr. Filter from `RUST_LOG`
+/// (default `info`). Safe to call twice: the second call does nothing.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Returns a token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received, draining");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[test]
+    fn test_versioned_parse_rejects_wrong_version_and_unknown_keys() {
+        assert!(parse_versioned::<Sample>("version = 1\nname = 'a'", 1).is_ok());
+        let error = parse_versioned::<Sample>("name = 'a'", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`version = 1`"), "{error}");
+        let error = parse_versioned::<Sample>("version = 1\nname = 'a'\nnmae = 'b'", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nmae"), "{error}");
+    }
+}
