@@ -70,11 +70,21 @@ pub enum TaskKind {
         backup_id: BackupId,
         /// Creation time recorded in the manifest (the job's submission time).
         created_at_ms: u64,
-        /// The copy tasks whose parts make up the backup, in phase order.
-        parts: Vec<TaskId>,
+        /// The copy tasks whose results make up the backup, in phase order, each with the
+        /// attempt the coordinator accepted (filled in when the commit task is leased).
+        parts: Vec<PartRef>,
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+}
+
+/// A copy task's result to include in a backup: the attempt whose result was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    /// The copy task.
+    pub task_id: TaskId,
+    /// Its accepted attempt (0 in a plan, before any attempt ran).
+    pub attempt: u32,
 }
 
 /// A prefix a copy task leaves out, and whether the manifest should say so.

@@ -1,1 +1,42 @@
-fn main() {}
+//! `bk-worker`: runs next to one database node and does its data IO for bk.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bk_worker::WorkerConfig;
+use clap::Parser;
+
+/// Runs a bk worker for one database node.
+#[derive(Debug, Parser)]
+#[command(name = "bk-worker", version)]
+struct Args {
+    /// TOML config file (see deploy/worker.toml).
+    #[arg(long, env = "BK_WORKER_CONFIG")]
+    config: PathBuf,
+    /// Prints the effective config (secrets are only ever file paths) and exits.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("failed to read `{}`", args.config.display()))?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = WorkerConfig::parse(&text)?.apply_env(&env)?.validate()?;
+    if args.print_config {
+        println!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    bk_proto::support::init_tracing(config.log_format);
+    tracing::info!(worker_id = %config.worker_id(), store = %config.store.url, "worker starting");
+    println!("worker {} started", config.worker_id());
+    bk_worker::run(
+        config,
+        env.into_iter().collect(),
+        bk_proto::support::shutdown_on_signal(),
+    )
+    .await
+}

@@ -302,8 +302,17 @@ impl Job {
     }
 
     /// The spec a worker receives for a task.
+    ///
+    /// A commit learns here which attempt of each copy task was accepted, so it reads exactly
+    /// those results and never a fenced attempt's.
     pub fn task_spec(&self, slot: TaskSlot) -> Option<TaskSpec> {
         let planned = self.planned(slot)?;
+        let mut kind = planned.kind.clone();
+        if let TaskKind::CommitBackup { parts, .. } = &mut kind {
+            for part in parts.iter_mut() {
+                part.attempt = self.run(part.task_id.slot).map_or(0, |run| run.attempt);
+            }
+        }
         Some(TaskSpec {
             task_id: TaskId {
                 job_id: self.id,
@@ -311,7 +320,7 @@ impl Job {
             },
             source: self.spec.source.clone(),
             repository: self.spec.repository.clone(),
-            kind: planned.kind.clone(),
+            kind,
         })
     }
 

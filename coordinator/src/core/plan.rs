@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
-use bk_proto::model::{ExcludeRule, RepositoryRef, TaskKind};
+use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
 
 use super::domain::{Repository, Source, SourceSpec};
 use super::job::{JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -222,7 +222,7 @@ fn copy_task(phase: &str, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -
     }
 }
 
-fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<TaskId> {
+fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<PartRef> {
     let mut ids = Vec::new();
     for (phase, planned) in phases.iter().enumerate() {
         for index in 0..planned.tasks.len() {
@@ -230,7 +230,10 @@ fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<TaskId> {
                 phase: phase as u32,
                 index: index as u32,
             };
-            ids.push(TaskId { job_id, slot });
+            ids.push(PartRef {
+                task_id: TaskId { job_id, slot },
+                attempt: 0,
+            });
         }
     }
     ids

@@ -160,7 +160,7 @@ fn test_commit_lists_every_copy_task_in_phase_order() {
         .map(|phase| phase.tasks.len())
         .sum();
     assert_eq!(parts.len(), copy_tasks);
-    assert_eq!(parts[0].to_string().split('/').nth(1), Some("p0"));
+    assert_eq!(parts[0].task_id.to_string().split('/').nth(1), Some("p0"));
     assert!(matches!(spec.cleanup[0].kind, TaskKind::RemoveStaging));
 }
 

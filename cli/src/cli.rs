@@ -1,0 +1,164 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Submit, watch and inspect bk backups.
+#[derive(Debug, Parser)]
+#[command(name = "bkctl", version, about)]
+pub(crate) struct Cli {
+    /// Coordinator endpoints, comma-separated `host:port`; any replica will do.
+    #[arg(
+        long,
+        global = true,
+        env = "BK_ENDPOINTS",
+        default_value = "127.0.0.1:7400"
+    )]
+    pub(crate) endpoint: String,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) output: OutputFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Human-readable.
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage sources (database deployments to back up).
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// List sources.
+    Sources,
+    /// Manage repositories (where backups live).
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// List repositories.
+    Repos,
+    /// Submit a job.
+    #[command(subcommand)]
+    Submit(SubmitCommand),
+    /// Follow a job live: bars per phase and node with objects, bytes and rate.
+    Watch {
+        /// The job id.
+        job_id: String,
+    },
+    /// Show one job: phases, tasks, timings, errors, waiting reasons.
+    Job {
+        /// The job id.
+        job_id: String,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// List committed backups, newest first.
+    Backups {
+        /// Only this source's.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Show one backup.
+    Show {
+        /// The backup id.
+        backup_id: String,
+    },
+    /// List registered workers.
+    Workers,
+    /// Run everything locally: a coordinator, one worker per node, a sample cluster, a backup.
+    Demo(DemoArgs),
+}
+
+/// `bkctl source …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SourceCommand {
+    /// Register (or replace) a source.
+    Add(SourceAddArgs),
+}
+
+/// Kinds of source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SourceKind {
+    /// InfluxDB 3 Enterprise: a cluster id, a compactor and data nodes.
+    #[value(name = "influxdb3-enterprise")]
+    Influxdb3Enterprise,
+    /// InfluxDB 3 Core: a single node.
+    #[value(name = "influxdb3-core")]
+    Influxdb3Core,
+}
+
+/// `bkctl source add`
+#[derive(Debug, Args)]
+pub(crate) struct SourceAddArgs {
+    /// The source's name.
+    pub(crate) name: String,
+    /// Its kind.
+    #[arg(long, value_enum)]
+    pub(crate) kind: SourceKind,
+    /// Enterprise: the cluster id.
+    #[arg(long)]
+    pub(crate) cluster_id: Option<String>,
+    /// Enterprise: the compactor's node id.
+    #[arg(long)]
+    pub(crate) compactor: Option<String>,
+    /// Enterprise: data node ids, comma-separated. Core: the node id.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) nodes: Vec<String>,
+    /// HTTP endpoint of a node, `NODE=URL` (repeatable); restore uses it to check the node is down.
+    #[arg(long = "http", value_name = "NODE=URL")]
+    pub(crate) http_endpoints: Vec<String>,
+}
+
+/// `bkctl repo …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RepoCommand {
+    /// Register (or replace) a repository.
+    Add {
+        /// The repository's name.
+        name: String,
+        /// `file:///backups/bk`, `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`.
+        url: String,
+        /// Chunk size in bytes (default 8 MiB), fixed when the repository is first written.
+        #[arg(long)]
+        chunk_size: Option<u64>,
+    },
+}
+
+/// `bkctl submit …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SubmitCommand {
+    /// Back up a source into a repository. Prints the job id (or, with --wait, the outcome).
+    Backup {
+        /// The source.
+        #[arg(long)]
+        source: String,
+        /// The repository.
+        #[arg(long = "repo")]
+        repository: String,
+        /// Wait for the job to end (live bars on a terminal); exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// `bkctl demo`
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Size of the generated sample cluster, e.g. `20MiB`, `1GiB`.
+    #[arg(long, default_value = "16MiB")]
+    pub(crate) size: String,
+    /// Where to put the cluster, repository and coordinator data (default: a new temp dir).
+    #[arg(long)]
+    pub(crate) dir: Option<std::path::PathBuf>,
+}

@@ -1,0 +1,76 @@
+//! Typed calls to the Control API over the endpoints bkctl knows (following the leader).
+
+use bk_proto::endpoints::ReplicaEndpoints;
+use bk_proto::pb;
+use bk_proto::pb::control_client::ControlClient;
+use tonic::Status;
+
+/// Attempts per call across endpoints.
+const ATTEMPTS: u32 = 5;
+
+/// A Control API client.
+pub(crate) struct Client {
+    endpoints: ReplicaEndpoints,
+}
+
+/// Generates a method per unary RPC: `fn name(&self, request) -> Result<response, Status>`.
+macro_rules! unary {
+    ($($name:ident($request:ty) -> $response:ty;)*) => {
+        $(
+            pub(crate) async fn $name(&self, request: $request) -> Result<$response, Status> {
+                self.endpoints
+                    .call(ATTEMPTS, |channel| {
+                        let request = request.clone();
+                        async move { ControlClient::new(channel).$name(request).await }
+                    })
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        )*
+    };
+}
+
+impl Client {
+    /// A client over a comma-separated endpoint list.
+    ///
+    /// # Errors
+    /// When the list is empty or an address is invalid.
+    pub(crate) fn new(endpoints: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            endpoints: ReplicaEndpoints::parse(endpoints)?,
+        })
+    }
+
+    unary! {
+        add_source(pb::AddSourceRequest) -> pb::AddSourceResponse;
+        list_sources(pb::ListSourcesRequest) -> pb::ListSourcesResponse;
+        add_repository(pb::AddRepositoryRequest) -> pb::AddRepositoryResponse;
+        list_repositories(pb::ListRepositoriesRequest) -> pb::ListRepositoriesResponse;
+        submit_backup(pb::SubmitBackupRequest) -> pb::SubmitJobResponse;
+        get_job(pb::GetJobRequest) -> pb::Job;
+        list_jobs(pb::ListJobsRequest) -> pb::ListJobsResponse;
+        list_backups(pb::ListBackupsRequest) -> pb::ListBackupsResponse;
+        get_backup(pb::GetBackupRequest) -> pb::Backup;
+        list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse;
+    }
+
+    /// Opens the job's progress stream on the leader.
+    ///
+    /// # Errors
+    /// The status of the last attempt.
+    pub(crate) async fn watch_job(
+        &self,
+        job_id: &str,
+    ) -> Result<tonic::Streaming<pb::Job>, Status> {
+        let request = pb::WatchJobRequest {
+            job_id: job_id.to_string(),
+        };
+        self.endpoints
+            .call(ATTEMPTS, |channel| {
+                let request = request.clone();
+                async move { ControlClient::new(channel).watch_job(request).await }
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}

@@ -1,0 +1,280 @@
+//! What each command does.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context};
+use bk_proto::pb;
+use serde_json::Value;
+
+use crate::cli::{
+    Cli, Command, OutputFormat, RepoCommand, SourceAddArgs, SourceCommand, SourceKind,
+    SubmitCommand,
+};
+use crate::client::Client;
+use crate::render;
+
+/// Runs a command.
+///
+/// # Errors
+/// A one-line error for the user; the process exits non-zero.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.output == OutputFormat::Json;
+    if let Command::Demo(args) = cli.command {
+        return crate::demo::run_demo(args, json).await;
+    }
+    let client = Client::new(&cli.endpoint)?;
+    let failed =
+        |status: tonic::Status| anyhow::anyhow!("{} ({:?})", status.message(), status.code());
+    match cli.command {
+        Command::Source(SourceCommand::Add(args)) => {
+            let source = source_from_args(args)?;
+            let name = source.name.clone();
+            client
+                .add_source(pb::AddSourceRequest {
+                    source: Some(source),
+                })
+                .await
+                .map_err(failed)?;
+            emit(
+                json,
+                serde_json::json!({"source": name, "added": true}),
+                || println!("source `{name}` registered"),
+            );
+        }
+        Command::Sources => {
+            let sources = client
+                .list_sources(pb::ListSourcesRequest {})
+                .await
+                .map_err(failed)?
+                .sources;
+            let documents: Vec<Value> = sources.iter().map(render::source_json).collect();
+            emit(json, Value::Array(documents.clone()), || {
+                for document in &documents {
+                    println!("{document}");
+                }
+            });
+        }
+        Command::Repo(RepoCommand::Add {
+            name,
+            url,
+            chunk_size,
+        }) => {
+            let repository = pb::Repository {
+                name: name.clone(),
+                url,
+                chunk_size_bytes: chunk_size.unwrap_or(0),
+            };
+            client
+                .add_repository(pb::AddRepositoryRequest {
+                    repository: Some(repository),
+                })
+                .await
+                .map_err(failed)?;
+            emit(
+                json,
+                serde_json::json!({"repository": name, "added": true}),
+                || println!("repository `{name}` registered"),
+            );
+        }
+        Command::Repos => {
+            let repositories = client
+                .list_repositories(pb::ListRepositoriesRequest {})
+                .await
+                .map_err(failed)?
+                .repositories;
+            emit(
+                json,
+                Value::Array(repositories.iter().map(render::repository_json).collect()),
+                || {
+                    for repository in &repositories {
+                        println!("{:<20} {}", repository.name, repository.url);
+                    }
+                },
+            );
+        }
+        Command::Submit(SubmitCommand::Backup {
+            source,
+            repository,
+            wait,
+        }) => {
+            let response = client
+                .submit_backup(pb::SubmitBackupRequest { source, repository })
+                .await
+                .map_err(failed)?;
+            if !wait {
+                emit(json, serde_json::json!({"job_id": response.job_id}), || {
+                    println!("{}", response.job_id)
+                });
+                return Ok(());
+            }
+            if !json {
+                eprintln!("job {}", response.job_id);
+            }
+            let job = crate::watch::watch_job(
+                &client,
+                &response.job_id,
+                !json && std::io::stderr().is_terminal(),
+            )
+            .await?;
+            finish_job(json, &job)?;
+        }
+        Command::Watch { job_id } => {
+            let job = crate::watch::watch_job(&client, &job_id, !json).await?;
+            finish_job(json, &job)?;
+        }
+        Command::Job { job_id } => {
+            let job = client
+                .get_job(pb::GetJobRequest { job_id })
+                .await
+                .map_err(failed)?;
+            emit(json, render::job_json(&job), || render::print_job(&job));
+        }
+        Command::Jobs { limit } => {
+            let jobs = client
+                .list_jobs(pb::ListJobsRequest { limit })
+                .await
+                .map_err(failed)?
+                .jobs;
+            emit(
+                json,
+                Value::Array(jobs.iter().map(render::job_json).collect()),
+                || {
+                    for job in &jobs {
+                        println!(
+                            "{}  {:<10} source={:<16} repo={:<12} backup={}",
+                            job.id,
+                            render::job_state(job.state),
+                            job.source,
+                            job.repository,
+                            job.backup_id
+                        );
+                    }
+                },
+            );
+        }
+        Command::Backups { source } => {
+            let request = pb::ListBackupsRequest {
+                source: source.unwrap_or_default(),
+            };
+            let backups = client.list_backups(request).await.map_err(failed)?.backups;
+            emit(
+                json,
+                Value::Array(backups.iter().map(render::backup_json).collect()),
+                || {
+                    for backup in &backups {
+                        println!(
+                            "{}  source={:<16} {:>8} objects {:>10}",
+                            backup.id,
+                            backup.source,
+                            backup.num_objects,
+                            render::human_bytes(backup.num_bytes)
+                        );
+                    }
+                },
+            );
+        }
+        Command::Show { backup_id } => {
+            let backup = client
+                .get_backup(pb::GetBackupRequest { backup_id })
+                .await
+                .map_err(failed)?;
+            emit(json, render::backup_json(&backup), || {
+                render::print_backup(&backup)
+            });
+        }
+        Command::Workers => {
+            let workers = client
+                .list_workers(pb::ListWorkersRequest {})
+                .await
+                .map_err(failed)?
+                .workers;
+            emit(
+                json,
+                Value::Array(workers.iter().map(render::worker_json).collect()),
+                || {
+                    for worker in &workers {
+                        let seen = worker
+                            .last_seen_ago_ms
+                            .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "{:<28} source={:<16} node={:<16} last seen {seen}",
+                            worker.id, worker.source, worker.node
+                        );
+                    }
+                },
+            );
+        }
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Prints the job's outcome; fails when the job failed.
+fn finish_job(json: bool, job: &pb::Job) -> anyhow::Result<()> {
+    emit(json, render::job_json(job), || render::print_job(job));
+    if render::job_state(job.state) != "succeeded" {
+        bail!(
+            "job {} {}: {}",
+            job.id,
+            render::job_state(job.state),
+            job.error
+        );
+    }
+    Ok(())
+}
+
+fn emit(json: bool, document: Value, table: impl FnOnce()) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string())
+        );
+    } else {
+        table();
+    }
+}
+
+fn source_from_args(args: SourceAddArgs) -> anyhow::Result<pb::Source> {
+    let mut http_endpoints = HashMap::new();
+    for pair in &args.http_endpoints {
+        let (node, url) = pair
+            .split_once('=')
+            .with_context(|| format!("`--http {pair}` must be NODE=URL"))?;
+        http_endpoints.insert(node.to_string(), url.to_string());
+    }
+    let kind = match args.kind {
+        SourceKind::Influxdb3Enterprise => {
+            let cluster_id = args
+                .cluster_id
+                .context("--kind influxdb3-enterprise needs --cluster-id")?;
+            let compactor_node = args
+                .compactor
+                .context("--kind influxdb3-enterprise needs --compactor NODE")?;
+            if args.nodes.is_empty() {
+                bail!("--kind influxdb3-enterprise needs --nodes node1,node2,… (the data nodes)");
+            }
+            pb::source::Kind::Influxdb3Enterprise(pb::InfluxDb3Enterprise {
+                cluster_id,
+                compactor_node,
+                data_nodes: args.nodes,
+                http_endpoints,
+            })
+        }
+        SourceKind::Influxdb3Core => {
+            let [node] = args.nodes.as_slice() else {
+                bail!("--kind influxdb3-core needs exactly one --nodes NODE");
+            };
+            let http_endpoint = http_endpoints.remove(node).unwrap_or_default();
+            pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core {
+                node: node.clone(),
+                http_endpoint,
+            })
+        }
+    };
+    Ok(pb::Source {
+        name: args.name,
+        kind: Some(kind),
+    })
+}

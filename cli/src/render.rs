@@ -1,0 +1,253 @@
+//! Turning API messages into JSON documents (`-o json`) and tables.
+
+use bk_proto::pb;
+use serde_json::{json, Value};
+
+/// A job state's name.
+pub(crate) fn job_state(state: i32) -> &'static str {
+    match pb::JobState::try_from(state) {
+        Ok(pb::JobState::Queued) => "queued",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Failing) => "failing",
+        Ok(pb::JobState::Succeeded) => "succeeded",
+        Ok(pb::JobState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+/// A task state's name.
+pub(crate) fn task_state(state: i32) -> &'static str {
+    match pb::TaskState::try_from(state) {
+        Ok(pb::TaskState::Blocked) => "blocked",
+        Ok(pb::TaskState::Pending) => "pending",
+        Ok(pb::TaskState::Running) => "running",
+        Ok(pb::TaskState::Succeeded) => "succeeded",
+        Ok(pb::TaskState::Failed) => "failed",
+        Ok(pb::TaskState::Skipped) => "skipped",
+        _ => "unknown",
+    }
+}
+
+/// Whether the job has ended.
+pub(crate) fn job_ended(job: &pb::Job) -> bool {
+    matches!(
+        pb::JobState::try_from(job.state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed)
+    )
+}
+
+fn task_json(task: &pb::Task) -> Value {
+    let progress = task.progress.unwrap_or_default();
+    json!({
+        "id": task.id, "label": task.label, "node": task.node, "state": task_state(task.state),
+        "attempt": task.attempt, "worker_id": task.worker_id,
+        "started_at_ms": task.started_at_ms, "finished_at_ms": task.finished_at_ms,
+        "error": task.error, "waiting_reason": task.waiting_reason,
+        "objects_done": progress.objects_done, "bytes_done": progress.bytes_done,
+        "objects_total": progress.objects_total, "bytes_total": progress.bytes_total,
+    })
+}
+
+/// A job as JSON.
+pub(crate) fn job_json(job: &pb::Job) -> Value {
+    json!({
+        "id": job.id, "kind": "backup", "state": job_state(job.state), "source": job.source,
+        "repository": job.repository, "created_at_ms": job.created_at_ms, "finished_at_ms": job.finished_at_ms,
+        "error": job.error, "backup_id": job.backup_id,
+        "phases": job.phases.iter().map(|phase| json!({
+            "name": phase.name, "tasks": phase.tasks.iter().map(task_json).collect::<Vec<_>>()
+        })).collect::<Vec<_>>(),
+        "cleanup": job.cleanup.iter().map(task_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A backup as JSON.
+pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
+    json!({
+        "id": backup.id, "source": backup.source, "repository": backup.repository, "job_id": backup.job_id,
+        "created_at_ms": backup.created_at_ms, "num_objects": backup.num_objects, "num_bytes": backup.num_bytes,
+        "manifest_key": backup.manifest_key, "nodes": backup.nodes, "catalog_format": backup.catalog_format,
+        "exclusions": backup.exclusions.iter().map(|exclusion| json!({
+            "prefix": exclusion.prefix, "reason": exclusion.reason, "num_objects": exclusion.num_objects
+        })).collect::<Vec<_>>(),
+        "phases": backup.phases.iter().map(|phase| json!({
+            "name": phase.name, "started_at_ms": phase.started_at_ms, "finished_at_ms": phase.finished_at_ms,
+            "num_objects": phase.num_objects, "num_bytes": phase.num_bytes
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A source as JSON.
+pub(crate) fn source_json(source: &pb::Source) -> Value {
+    match &source.kind {
+        Some(pb::source::Kind::Influxdb3Enterprise(enterprise)) => json!({
+            "name": source.name, "kind": "influxdb3-enterprise", "cluster_id": enterprise.cluster_id,
+            "compactor_node": enterprise.compactor_node, "data_nodes": enterprise.data_nodes,
+            "http_endpoints": enterprise.http_endpoints,
+        }),
+        Some(pb::source::Kind::Influxdb3Core(core)) => json!({
+            "name": source.name, "kind": "influxdb3-core", "node": core.node, "http_endpoint": core.http_endpoint,
+        }),
+        None => json!({"name": source.name, "kind": "unknown"}),
+    }
+}
+
+/// A repository as JSON.
+pub(crate) fn repository_json(repository: &pb::Repository) -> Value {
+    json!({"name": repository.name, "url": repository.url, "chunk_size_bytes": repository.chunk_size_bytes})
+}
+
+/// A worker as JSON.
+pub(crate) fn worker_json(worker: &pb::Worker) -> Value {
+    json!({"id": worker.id, "source": worker.source, "node": worker.node,
+           "registered_at_ms": worker.registered_at_ms, "last_seen_ago_ms": worker.last_seen_ago_ms})
+}
+
+/// Bytes for humans: `12.3 MiB`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// Parses `16MiB`, `2GiB`, `500KiB`, `1000` (bytes).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !character.is_ascii_digit() && character != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid size `{text}`: use e.g. 16MiB, 2GiB"))?;
+    let multiplier = match unit.trim() {
+        "" | "B" => 1u64,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size unit `{other}`: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    Ok((number * multiplier as f64) as u64)
+}
+
+/// Prints a job as a table.
+pub(crate) fn print_job(job: &pb::Job) {
+    println!(
+        "job {}  {}  source={} repo={}  backup={}",
+        job.id,
+        job_state(job.state),
+        job.source,
+        job.repository,
+        job.backup_id
+    );
+    if !job.error.is_empty() {
+        println!("error: {}", job.error);
+    }
+    for phase in &job.phases {
+        println!("  phase {}", phase.name);
+        for task in &phase.tasks {
+            print_task(task);
+        }
+    }
+    println!("  cleanup");
+    for task in &job.cleanup {
+        print_task(task);
+    }
+}
+
+fn print_task(task: &pb::Task) {
+    let progress = task.progress.unwrap_or_default();
+    let duration = match (task.started_at_ms, task.finished_at_ms) {
+        (start, end) if start > 0 && end >= start => {
+            format!("{:.2}s", (end - start) as f64 / 1000.0)
+        }
+        _ => String::new(),
+    };
+    println!(
+        "    {:<10} {:<44} {:>7} objects {:>10} {:>8} attempt {}",
+        task_state(task.state),
+        task.label,
+        progress.objects_done,
+        human_bytes(progress.bytes_done),
+        duration,
+        task.attempt
+    );
+    if !task.error.is_empty() {
+        println!("               error: {}", task.error);
+    }
+    if !task.waiting_reason.is_empty() {
+        println!("               {}", task.waiting_reason);
+    }
+}
+
+/// Prints a backup as a table.
+pub(crate) fn print_backup(backup: &pb::Backup) {
+    println!("backup {}", backup.id);
+    println!("  source       {}", backup.source);
+    println!("  repository   {}", backup.repository);
+    println!("  job          {}", backup.job_id);
+    println!("  objects      {}", backup.num_objects);
+    println!(
+        "  bytes        {} ({})",
+        backup.num_bytes,
+        human_bytes(backup.num_bytes)
+    );
+    println!("  catalog      {}", backup.catalog_format);
+    println!("  nodes        {}", backup.nodes.join(", "));
+    println!("  manifest     {}", backup.manifest_key);
+    println!("  phases");
+    for phase in &backup.phases {
+        println!(
+            "    {:<10} {:>7} objects {:>10}  {:.2}s",
+            phase.name,
+            phase.num_objects,
+            human_bytes(phase.num_bytes),
+            phase.finished_at_ms.saturating_sub(phase.started_at_ms) as f64 / 1000.0
+        );
+    }
+    if !backup.exclusions.is_empty() {
+        println!("  excluded");
+        for exclusion in &backup.exclusions {
+            println!(
+                "    {} ({} objects): {}",
+                exclusion.prefix, exclusion.num_objects, exclusion.reason
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_sizes_parse_and_print() {
+        let cases = [
+            ("16MiB", 16 << 20),
+            ("2GiB", 2 << 30),
+            ("1000", 1000),
+            ("1.5KiB", 1536),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

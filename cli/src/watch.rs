@@ -1,0 +1,143 @@
+//! Live progress of a job: one bar per phase and node, with objects, bytes and rate.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bk_proto::pb;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::client::Client;
+use crate::render::{job_ended, task_state};
+
+/// Follows the job until it ends and returns its last state. Draws bars on stderr when
+/// `show_bars` (and stderr is a terminal); re-opens the stream if it breaks (leader change).
+///
+/// # Errors
+/// When the job cannot be watched at all.
+pub(crate) async fn watch_job(
+    client: &Client,
+    job_id: &str,
+    show_bars: bool,
+) -> anyhow::Result<pb::Job> {
+    let mut bars = Bars::new(show_bars);
+    let mut failures = 0;
+    loop {
+        let mut stream = match client.watch_job(job_id).await {
+            Ok(stream) => stream,
+            Err(status) if failures < 5 && status.code() == tonic::Code::Unavailable => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(status) => anyhow::bail!("cannot watch job `{job_id}`: {}", status.message()),
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(job)) => {
+                    bars.update(&job);
+                    if job_ended(&job) {
+                        bars.finish();
+                        return Ok(job);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        failures += 1;
+        if failures > 10 {
+            anyhow::bail!("lost the progress stream of job `{job_id}` too many times");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+struct Bars {
+    multi: Option<MultiProgress>,
+    bars: BTreeMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn new(show: bool) -> Self {
+        Self {
+            multi: show.then(MultiProgress::new),
+            bars: BTreeMap::new(),
+        }
+    }
+
+    fn update(&mut self, job: &pb::Job) {
+        let Some(multi) = &self.multi else { return };
+        for (phase_index, phase) in job.phases.iter().enumerate() {
+            let mut groups: BTreeMap<String, Vec<&pb::Task>> = BTreeMap::new();
+            for task in &phase.tasks {
+                let node = if task.node.is_empty() {
+                    "cluster".to_string()
+                } else {
+                    task.node.clone()
+                };
+                groups.entry(node).or_default().push(task);
+            }
+            for (node, tasks) in groups {
+                let key = format!("{phase_index:02} {}/{node}", phase.name);
+                let bar = self.bars.entry(key.clone()).or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new(0));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>24} [{bar:28}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(key[3..].to_string());
+                    bar
+                });
+                let (mut done, mut total, mut objects, mut objects_total) = (0, 0, 0, 0);
+                for task in &tasks {
+                    let progress = task.progress.unwrap_or_default();
+                    done += progress.bytes_done;
+                    total += progress.bytes_total.max(progress.bytes_done);
+                    objects += progress.objects_done;
+                    objects_total += progress.objects_total.max(progress.objects_done);
+                }
+                bar.set_length(total.max(1));
+                bar.set_position(done);
+                let states: Vec<&str> = tasks.iter().map(|task| task_state(task.state)).collect();
+                let state = summarize(&states);
+                let waiting = tasks
+                    .iter()
+                    .find(|task| !task.waiting_reason.is_empty())
+                    .map(|task| task.waiting_reason.as_str());
+                bar.set_message(match waiting {
+                    Some(reason) => format!("{objects}/{objects_total} objects  {state}: {reason}"),
+                    None => format!("{objects}/{objects_total} objects  {state}"),
+                });
+                if state == "done" && !bar.is_finished() {
+                    bar.finish();
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for bar in self.bars.values() {
+            if !bar.is_finished() {
+                bar.abandon();
+            }
+        }
+    }
+}
+
+fn summarize(states: &[&str]) -> &'static str {
+    if states.iter().all(|state| *state == "succeeded") {
+        "done"
+    } else if states.contains(&"failed") {
+        "failed"
+    } else if states.contains(&"running") {
+        "running"
+    } else if states.contains(&"pending") {
+        "waiting"
+    } else if states.contains(&"skipped") {
+        "skipped"
+    } else {
+        "blocked"
+    }
+}

@@ -1,0 +1,427 @@
+//! A realistic InfluxDB 3 object-store tree, from the facts in
+//! `shared/reference/influxdb3-layout.md` (InfluxDB 3.10.1 source):
+//!
+//! ```text
+//! <node>/wal/00000000001.wal                          11-digit WAL sequence, "idb3.001" + CRC32 + payload
+//! <node>/snapshots/<u64::MAX - seq:020>.info.json     snapshot manifest naming its parquet files
+//! <node>/dbs/<db>/<table>/<YYYY-MM-DD>/<HH-MM>/<wal seq:010>.parquet
+//! <node>/table-index-conversion-completed, <node>/db-indices/<db>/<table>/index.info.json
+//! <node>/table-snapshots/<db>/<table>/<seq:020>.info.json   (transient, excluded from backups)
+//! <cluster>/catalog/v3/snapshot + <cluster>/catalog/v3/logs/<seq:020>.catalog   ("IDB3" header)
+//! <cluster>/enterprise, <cluster>/commercial_license
+//! <compactor>/cs/…, <compactor>/cd/…, <compactor>/c/…   (compaction summaries, details, output)
+//! ```
+//! Deterministic for a given seed.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde_json::json;
+
+/// Which catalog layout to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogFlavor {
+    /// `catalog/v3/snapshot` + `catalog/v3/logs/*.catalog` (3.10+).
+    V3,
+    /// `catalog/v2/snapshot` + `catalog/v2/logs/*.catalog` (3.4–3.9).
+    V2,
+    /// `catalogs/*.catalog` + `_catalog_checkpoint` (3.0–3.3).
+    V1,
+    /// No catalog at all (a misconfigured or wrong cluster id).
+    None,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct LayoutParams {
+    /// Enterprise cluster id; `None` for Core (catalog under the node).
+    pub cluster_id: Option<String>,
+    /// The compactor's node id (Enterprise only).
+    pub compactor_node: Option<String>,
+    /// Data node ids (Core: exactly one).
+    pub data_nodes: Vec<String>,
+    /// Catalog layout.
+    pub catalog: CatalogFlavor,
+    /// Snapshots per node; each covers `wal_per_snapshot` WAL files.
+    pub snapshots_per_node: u32,
+    /// WAL files per snapshot.
+    pub wal_per_snapshot: u32,
+    /// Snapshotted WAL files kept (as `--snapshotted-wal-files-to-keep`), plus un-snapshotted ones.
+    pub wal_files_kept: u32,
+    /// Parquet files per snapshot.
+    pub parquet_per_snapshot: u32,
+    /// Parquet file sizes, bytes (uniform in the range).
+    pub parquet_size: (u64, u64),
+    /// WAL file payload size, bytes.
+    pub wal_size: u64,
+    /// Write licence files.
+    pub licence: bool,
+    /// RNG seed.
+    pub seed: u64,
+}
+
+impl LayoutParams {
+    /// A 3-data-node + compactor Enterprise cluster with a v3 catalog, of roughly `total_bytes`.
+    pub fn enterprise(total_bytes: u64) -> Self {
+        let nodes = 4u64;
+        let snapshots = 6u64;
+        let parquet_per_snapshot = 4u64;
+        let average = (total_bytes / (nodes * snapshots * parquet_per_snapshot)).max(1024);
+        Self {
+            cluster_id: Some("cluster1".to_string()),
+            compactor_node: Some("compactor".to_string()),
+            data_nodes: vec![
+                "node1".to_string(),
+                "node2".to_string(),
+                "node3".to_string(),
+            ],
+            catalog: CatalogFlavor::V3,
+            snapshots_per_node: snapshots as u32,
+            wal_per_snapshot: 5,
+            wal_files_kept: 12,
+            parquet_per_snapshot: parquet_per_snapshot as u32,
+            parquet_size: (average / 2, average * 3 / 2),
+            wal_size: 4096,
+            licence: true,
+            seed: 42,
+        }
+    }
+
+    /// A single Core node with its catalog under the node id.
+    pub fn core(total_bytes: u64) -> Self {
+        let mut params = Self::enterprise(total_bytes * 4);
+        params.cluster_id = None;
+        params.compactor_node = None;
+        params.data_nodes = vec!["node0".to_string()];
+        params.licence = false;
+        params
+    }
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default)]
+pub struct Generated {
+    /// Every object key written (relative to the root), sorted.
+    pub keys: Vec<String>,
+    /// Total bytes written.
+    pub num_bytes: u64,
+}
+
+/// Writes the tree under `root` (which is the object store's root, e.g. InfluxDB's data dir).
+///
+/// # Errors
+/// IO errors writing files.
+pub fn generate(root: &Path, params: &LayoutParams) -> std::io::Result<Generated> {
+    let mut writer = TreeWriter {
+        root,
+        generated: Generated::default(),
+        rng: StdRng::seed_from_u64(params.seed),
+    };
+    let mut nodes = params.data_nodes.clone();
+    nodes.extend(params.compactor_node.clone());
+    for node in &nodes {
+        write_node(&mut writer, node, params)?;
+    }
+    if let Some(compactor) = &params.compactor_node {
+        write_compactor(&mut writer, compactor, params)?;
+    }
+    let catalog_prefix = params
+        .cluster_id
+        .clone()
+        .unwrap_or_else(|| params.data_nodes[0].clone());
+    write_catalog(
+        &mut writer,
+        &catalog_prefix,
+        params.catalog,
+        nodes.len() as u64 * 3,
+    )?;
+    if let Some(cluster) = &params.cluster_id {
+        let enterprise = json!({"cluster_id": cluster, "nodes": nodes, "mode": "all"});
+        writer.write(
+            &format!("{cluster}/enterprise"),
+            enterprise.to_string().as_bytes(),
+        )?;
+        if params.licence {
+            let licence = writer.random_bytes(1200);
+            writer.write(&format!("{cluster}/commercial_license"), &licence)?;
+        }
+    }
+    let mut generated = writer.generated;
+    generated.keys.sort();
+    Ok(generated)
+}
+
+fn write_node(
+    writer: &mut TreeWriter<'_>,
+    node: &str,
+    params: &LayoutParams,
+) -> std::io::Result<()> {
+    let total_wal = params.snapshots_per_node * params.wal_per_snapshot;
+    // Un-snapshotted WAL files after the last snapshot, as on a live node.
+    let unsnapshotted = params.wal_per_snapshot / 2 + 1;
+    let first_kept = total_wal.saturating_sub(params.wal_files_kept).max(1);
+    for sequence in first_kept..=total_wal + unsnapshotted {
+        let payload = writer.random_bytes(params.wal_size);
+        writer.write(
+            &format!("{node}/wal/{sequence:011}.wal"),
+            &wal_file(&payload),
+        )?;
+    }
+    let (db_id, table_id) = (1u32, 0u32);
+    let mut all_parquet = Vec::new();
+    for snapshot in 1..=params.snapshots_per_node {
+        let last_wal = snapshot * params.wal_per_snapshot;
+        let mut files = Vec::new();
+        for index in 0..params.parquet_per_snapshot {
+            let minutes = (snapshot * params.parquet_per_snapshot + index) * 10;
+            let path = format!(
+                "{node}/dbs/{db_id}/{}/2026-11-21/{:02}-{:02}/{last_wal:010}.parquet",
+                table_id + index % 2,
+                (minutes / 60) % 24,
+                minutes % 60
+            );
+            let size = writer.rng.random_range(
+                params.parquet_size.0..=params.parquet_size.1.max(params.parquet_size.0),
+            );
+            let body = writer.random_bytes(size);
+            writer.write(&path, &parquet_file(&body))?;
+            files.push(json!({"id": all_parquet.len(), "path": path, "size_bytes": size + 8, "row_count": size / 16,
+                              "chunk_time": 0, "min_time": 0, "max_time": 1}));
+            all_parquet.push(path);
+        }
+        let manifest = json!({
+            "version": "1", "node_id": node, "next_file_id": all_parquet.len(), "snapshot_sequence_number": snapshot,
+            "wal_file_sequence_number": last_wal, "catalog_sequence_number": snapshot * 2,
+            "parquet_size_bytes": 0, "row_count": 0, "min_time": 0, "max_time": 1,
+            "databases": [[db_id, {"tables": [[table_id, files]]}]], "removed_files": []
+        });
+        let name = u64::MAX - u64::from(snapshot);
+        writer.write(
+            &format!("{node}/snapshots/{name:020}.info.json"),
+            serde_json::to_vec_pretty(&manifest)?.as_slice(),
+        )?;
+    }
+    let marker = json!({"last_sequence_number": params.snapshots_per_node});
+    writer.write(
+        &format!("{node}/table-index-conversion-completed"),
+        marker.to_string().as_bytes(),
+    )?;
+    let index = json!({"files": all_parquet});
+    writer.write(
+        &format!("{node}/db-indices/{db_id}/{table_id}/index.info.json"),
+        index.to_string().as_bytes(),
+    )?;
+    let delta = json!({"snapshot_sequence_number": params.snapshots_per_node, "files": []});
+    writer.write(
+        &format!(
+            "{node}/table-snapshots/{db_id}/{table_id}/{:020}.info.json",
+            params.snapshots_per_node
+        ),
+        delta.to_string().as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn write_compactor(
+    writer: &mut TreeWriter<'_>,
+    compactor: &str,
+    params: &LayoutParams,
+) -> std::io::Result<()> {
+    for generation in 1..=3u32 {
+        let summary = json!({"generation": generation, "compacted_files": generation * 4});
+        writer.write(
+            &format!("{compactor}/cs/{generation:020}.json"),
+            summary.to_string().as_bytes(),
+        )?;
+        let detail = json!({"generation": generation, "db_id": 1, "table_id": 0, "inputs": []});
+        writer.write(
+            &format!("{compactor}/cd/1/0/{generation:020}.json"),
+            detail.to_string().as_bytes(),
+        )?;
+        let size = params.parquet_size.1.max(1024);
+        let body = writer.random_bytes(size);
+        writer.write(
+            &format!("{compactor}/c/1/0/{generation:020}/0000000001.parquet"),
+            &parquet_file(&body),
+        )?;
+        writer.write(
+            &format!("{compactor}/c/1/0/{generation:020}/generation.json"),
+            b"{\"level\":2}",
+        )?;
+    }
+    Ok(())
+}
+
+fn write_catalog(
+    writer: &mut TreeWriter<'_>,
+    prefix: &str,
+    flavor: CatalogFlavor,
+    num_logs: u64,
+) -> std::io::Result<()> {
+    let image_sequence = num_logs / 2;
+    match flavor {
+        CatalogFlavor::V3 | CatalogFlavor::V2 => {
+            let version = if flavor == CatalogFlavor::V3 {
+                "v3"
+            } else {
+                "v2"
+            };
+            let body = writer.random_bytes(2048);
+            writer.write(
+                &format!("{prefix}/catalog/{version}/snapshot"),
+                &catalog_file(image_sequence, true, &body),
+            )?;
+            for sequence in 1..=num_logs {
+                let body = writer.random_bytes(300);
+                writer.write(
+                    &format!("{prefix}/catalog/{version}/logs/{sequence:020}.catalog"),
+                    &catalog_file(sequence, false, &body),
+                )?;
+            }
+        }
+        CatalogFlavor::V1 => {
+            let body = writer.random_bytes(2048);
+            writer.write(
+                &format!("{prefix}/_catalog_checkpoint"),
+                &catalog_file(image_sequence, true, &body),
+            )?;
+            for sequence in 1..=num_logs {
+                let body = writer.random_bytes(300);
+                writer.write(
+                    &format!("{prefix}/catalogs/{sequence:020}.catalog"),
+                    &catalog_file(sequence, false, &body),
+                )?;
+            }
+        }
+        CatalogFlavor::None => {}
+    }
+    Ok(())
+}
+
+/// `idb3.001` magic, big-endian CRC32 of the payload, payload.
+fn wal_file(payload: &[u8]) -> Vec<u8> {
+    let mut file = b"idb3.001".to_vec();
+    file.extend_from_slice(&crc32(payload).to_be_bytes());
+    file.extend_from_slice(payload);
+    file
+}
+
+/// `PAR1` body `PAR1`, like a parquet file's framing.
+fn parquet_file(body: &[u8]) -> Vec<u8> {
+    let mut file = b"PAR1".to_vec();
+    file.extend_from_slice(body);
+    file.extend_from_slice(b"PAR1");
+    file
+}
+
+/// A 64-byte little-endian header (`IDB3`, format 1, flags, sequence) then the records.
+fn catalog_file(sequence: u64, is_image: bool, body: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 64];
+    header[..4].copy_from_slice(b"IDB3");
+    header[4..6].copy_from_slice(&1u16.to_le_bytes());
+    header[8] = u8::from(is_image);
+    header[32..40].copy_from_slice(&sequence.to_le_bytes());
+    header[56..60].copy_from_slice(&crc32(body).to_le_bytes());
+    let mut file = header.to_vec();
+    file.extend_from_slice(body);
+    file
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+struct TreeWriter<'a> {
+    root: &'a Path,
+    generated: Generated,
+    rng: StdRng,
+}
+
+impl TreeWriter<'_> {
+    fn write(&mut self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.root.join(key);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::File::create(&path)?.write_all(bytes)?;
+        self.generated.keys.push(key.to_string());
+        self.generated.num_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn random_bytes(&mut self, size: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; size as usize];
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_generated_tree_uses_real_names_and_manifests_name_existing_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = generate(dir.path(), &LayoutParams::enterprise(2 << 20)).unwrap();
+        let has = |key: &str| generated.keys.iter().any(|k| k == key);
+        assert!(has("node1/wal/00000000030.wal"), "11-digit WAL names");
+        assert!(
+            has("node1/snapshots/18446744073709551614.info.json"),
+            "inverted snapshot sequence"
+        );
+        assert!(has("cluster1/catalog/v3/snapshot"));
+        assert!(has("cluster1/catalog/v3/logs/00000000000000000001.catalog"));
+        assert!(has("compactor/cs/00000000000000000001.json"));
+        assert!(has("cluster1/commercial_license"));
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs::read(
+                dir.path()
+                    .join("node2/snapshots/18446744073709551614.info.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let files = &manifest["databases"][0][1]["tables"][0][1];
+        for file in files.as_array().unwrap() {
+            let path = file["path"].as_str().unwrap();
+            assert!(path.starts_with("node2/dbs/1/"), "{path}");
+            assert!(
+                dir.path().join(path).is_file(),
+                "manifest names a missing parquet file {path}"
+            );
+        }
+        let wal = fs::read(dir.path().join("node1/wal/00000000030.wal")).unwrap();
+        assert_eq!(&wal[..8], b"idb3.001");
+        assert_eq!(
+            u32::from_be_bytes(wal[8..12].try_into().unwrap()),
+            crc32(&wal[12..])
+        );
+    }
+
+    #[test]
+    fn test_same_seed_same_tree() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let params = LayoutParams::enterprise(1 << 20);
+        generate(first.path(), &params).unwrap();
+        generate(second.path(), &params).unwrap();
+        assert_eq!(
+            crate::tree::hash_tree(first.path()).unwrap(),
+            crate::tree::hash_tree(second.path()).unwrap()
+        );
+    }
+}

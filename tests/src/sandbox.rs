@@ -1,0 +1,218 @@
+//! Real bk processes for black-box tests: a `bk-coordinator` and `bk-worker`s on loopback, each
+//! binding port 0 and announcing its address on its first stdout line, driven with `bkctl`.
+//!
+//! The binaries are the workspace's own (`target/<profile>/`), built by `cargo test` /
+//! `cargo nextest run` because their packages have integration tests. Processes are killed when
+//! the sandbox is dropped; on a failing test the sandbox directory (with every process's log) is
+//! kept and its path printed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// A coordinator and its workers, as real processes.
+pub struct Sandbox {
+    dir: Option<tempfile::TempDir>,
+    endpoint: String,
+    coordinator: Option<Child>,
+    workers: Vec<(String, Child)>,
+}
+
+/// Path of a workspace binary next to the running test executable.
+///
+/// # Panics
+/// When the binary has not been built, with the command that builds it.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "`{}` not found: build it first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+impl Sandbox {
+    /// Starts a single-replica coordinator with a short lease timeout.
+    ///
+    /// # Errors
+    /// When the coordinator cannot start.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("bk-sandbox-").tempdir()?;
+        let mut command = Command::new(binary("bk-coordinator"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("coordinator"))
+            .env("BK_LEASE_TIMEOUT", "3s");
+        let (child, first_line) = spawn_announcing(command, &dir.path().join("coordinator.log"))?;
+        let endpoint = first_line
+            .strip_prefix("listening on ")
+            .with_context(|| format!("unexpected first line from bk-coordinator: {first_line}"))?
+            .to_string();
+        Ok(Self {
+            dir: Some(dir),
+            endpoint,
+            coordinator: Some(child),
+            workers: Vec::new(),
+        })
+    }
+
+    /// The sandbox's directory (logs, coordinator data; tests put their trees here too).
+    pub fn path(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .expect("the directory lives as long as the sandbox")
+    }
+
+    /// The coordinator's address.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Starts a worker for `node` of `source`, whose store is the directory `store_root`.
+    ///
+    /// # Errors
+    /// When the worker cannot start.
+    pub fn start_worker(
+        &mut self,
+        source: &str,
+        node: &str,
+        store_root: &Path,
+    ) -> anyhow::Result<()> {
+        let config_path = self.path().join(format!("worker-{node}.toml"));
+        let config = format!(
+            "version = 1\nsource = \"{source}\"\nnode = \"{node}\"\ncoordinator_endpoints = [\"{}\"]\n\
+             heartbeat_interval = \"500ms\"\n[store]\nurl = \"file://{}\"\n",
+            self.endpoint,
+            store_root.display()
+        );
+        std::fs::write(&config_path, config)?;
+        let mut command = Command::new(binary("bk-worker"));
+        command.arg("--config").arg(&config_path);
+        let (child, _) =
+            spawn_announcing(command, &self.path().join(format!("worker-{node}.log")))?;
+        self.workers.push((node.to_string(), child));
+        Ok(())
+    }
+
+    /// Kills the worker of `node` (SIGKILL), as a crash would.
+    pub fn kill_worker(&mut self, node: &str) {
+        if let Some(index) = self.workers.iter().position(|(name, _)| name == node) {
+            let (_, mut child) = self.workers.remove(index);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `bkctl` against the coordinator.
+    ///
+    /// # Errors
+    /// When bkctl cannot be run at all.
+    pub fn bkctl(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(binary("bkctl"))
+            .arg("--endpoint")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("failed to run bkctl")
+    }
+
+    /// Runs `bkctl -o json …`, requires success, and parses its output.
+    ///
+    /// # Errors
+    /// When bkctl fails (the error carries its stderr) or prints no JSON.
+    pub fn bkctl_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        let output = self.bkctl(&full)?;
+        if !output.status.success() {
+            bail!(
+                "bkctl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "bkctl {args:?} printed no JSON: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Polls `probe` until it returns `Some`, failing after `timeout` with `what`.
+    ///
+    /// # Errors
+    /// When `timeout` passes first, naming `what`.
+    pub fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = probe() {
+                return Ok(value);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; logs in {}",
+                    self.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let children = self
+            .workers
+            .iter_mut()
+            .map(|(_, child)| child)
+            .chain(self.coordinator.as_mut());
+        for child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("sandbox kept for inspection: {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// Spawns `command` with stderr to `log`, and returns it with its first stdout line.
+fn spawn_announcing(mut command: Command, log: &Path) -> anyhow::Result<(Child, String)> {
+    let log_file = std::fs::File::create(log)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("failed to spawn {command:?}"))?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let mut first_line = String::new();
+    BufReader::new(stdout).read_line(&mut first_line)?;
+    if first_line.is_empty() {
+        let _ = child.wait();
+        bail!(
+            "{command:?} exited before announcing itself; see {}",
+            log.display()
+        );
+    }
+    Ok((child, first_line.trim().to_string()))
+}

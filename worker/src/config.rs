@@ -1,0 +1,208 @@
+//! The worker's config file (`version = 1` TOML), with environment overrides.
+//!
+//! Secrets never sit inline in a committed config: an object-store option ending in `_file`
+//! names a file holding the value (`aws_secret_access_key_file = "/run/secrets/s3"`), and the
+//! standard `AWS_*`, `AZURE_*`, `GOOGLE_*` environment variables are read too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bk_proto::support::{env_override, parse_versioned, ConfigError, LogFormat};
+use serde::{Deserialize, Serialize};
+
+/// The config format version this binary reads.
+pub const CONFIG_VERSION: i64 = 1;
+
+/// Everything a worker needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The source (as registered with `bkctl source add`) whose node this worker runs next to
+    /// (env `BK_SOURCE`).
+    pub source: String,
+    /// The node id of that node (env `BK_NODE`).
+    pub node: String,
+    /// Stable worker id; defaults to `<source>/<node>` (env `BK_WORKER_ID`).
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Coordinator replicas, `host:port` (env `BK_ENDPOINTS`, comma-separated).
+    pub coordinator_endpoints: Vec<String>,
+    /// The node's object store (where InfluxDB 3 keeps this node's files).
+    pub store: StoreConfig,
+    /// Per repository name, how to reach it (credentials). A repository without an entry is
+    /// opened with its URL and the standard environment variables only.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, StoreOptions>,
+    /// Tasks run at once (env `BK_MAX_PARALLEL_TASKS`).
+    #[serde(default = "default_max_parallel_tasks")]
+    pub max_parallel_tasks: usize,
+    /// Objects copied at once across all tasks; memory is bounded by this × the chunk size
+    /// (env `BK_MAX_CONCURRENT_OBJECTS`).
+    #[serde(default = "default_max_concurrent_objects")]
+    pub max_concurrent_objects: usize,
+    /// How often the worker tells the coordinator it is alive.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// `text` or `json` (env `BK_LOG_FORMAT`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// An object store: a URL plus options.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `file:///var/lib/influxdb3`, `s3://bucket[/prefix]`, `az://container[/prefix]`,
+    /// `gs://bucket[/prefix]` (env `BK_STORE_URL`).
+    pub url: String,
+    /// Builder options (object_store config keys such as `aws_region`, `aws_endpoint`,
+    /// `aws_allow_http`); keys ending in `_file` are read from that file.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Options for a repository's object store (its URL comes from the coordinator).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreOptions {
+    /// As [`StoreConfig::options`].
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_max_parallel_tasks() -> usize {
+    4
+}
+
+fn default_max_concurrent_objects() -> usize {
+    16
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl WorkerConfig {
+    /// Parses a config file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the unknown key, bad value or unsupported version.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        parse_versioned(text, CONFIG_VERSION)
+    }
+
+    /// A config with defaults for everything but what identifies the worker.
+    pub fn new(
+        source: &str,
+        node: &str,
+        store_url: &str,
+        coordinator_endpoints: Vec<String>,
+    ) -> Self {
+        Self {
+            source: source.to_string(),
+            node: node.to_string(),
+            worker_id: None,
+            coordinator_endpoints,
+            store: StoreConfig {
+                url: store_url.to_string(),
+                options: BTreeMap::new(),
+            },
+            repositories: BTreeMap::new(),
+            max_parallel_tasks: default_max_parallel_tasks(),
+            max_concurrent_objects: default_max_concurrent_objects(),
+            heartbeat_interval: default_heartbeat_interval(),
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Applies `BK_*` overrides from `env`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] when a variable does not parse.
+    pub fn apply_env(mut self, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(value) = env_override(env, "BK_SOURCE")? {
+            self.source = value;
+        }
+        if let Some(value) = env_override(env, "BK_NODE")? {
+            self.node = value;
+        }
+        if let Some(value) = env_override::<String>(env, "BK_WORKER_ID")? {
+            self.worker_id = Some(value);
+        }
+        if let Some(value) = env_override::<String>(env, "BK_ENDPOINTS")? {
+            self.coordinator_endpoints = value
+                .split(',')
+                .map(|endpoint| endpoint.trim().to_string())
+                .collect();
+        }
+        if let Some(value) = env_override(env, "BK_STORE_URL")? {
+            self.store.url = value;
+        }
+        if let Some(value) = env_override(env, "BK_MAX_PARALLEL_TASKS")? {
+            self.max_parallel_tasks = value;
+        }
+        if let Some(value) = env_override(env, "BK_MAX_CONCURRENT_OBJECTS")? {
+            self.max_concurrent_objects = value;
+        }
+        if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
+            self.log_format = value;
+        }
+        Ok(self)
+    }
+
+    /// Checks values that parse but cannot work.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_string()));
+        if self.source.is_empty() || self.node.is_empty() {
+            return invalid("`source` and `node` are required (or BK_SOURCE / BK_NODE)");
+        }
+        if self.store.url.is_empty() {
+            return invalid(
+                "`store.url` is required: the node's object store, e.g. file:///var/lib/influxdb3",
+            );
+        }
+        if self
+            .coordinator_endpoints
+            .iter()
+            .all(|endpoint| endpoint.trim().is_empty())
+        {
+            return invalid("`coordinator_endpoints` is empty (or set BK_ENDPOINTS)");
+        }
+        if self.max_parallel_tasks == 0 || self.max_concurrent_objects == 0 {
+            return invalid("`max_parallel_tasks` and `max_concurrent_objects` must be at least 1");
+        }
+        Ok(self)
+    }
+
+    /// The worker id: configured, or `<source>/<node>`.
+    pub fn worker_id(&self) -> String {
+        self.worker_id
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", self.source, self.node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_example_config_in_deploy_parses_and_validates() {
+        let text = include_str!("../../deploy/worker.toml");
+        let config = WorkerConfig::parse(text).unwrap().validate().unwrap();
+        assert_eq!(config.worker_id(), "prod/node1");
+        assert_eq!(config.store.url, "file:///var/lib/influxdb3");
+        assert!(config.repositories.contains_key("offsite"));
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn test_missing_store_names_the_key() {
+        let config = WorkerConfig::new("s", "n", "", vec!["127.0.0.1:1".into()]);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("store.url"), "{error}");
+    }
+}

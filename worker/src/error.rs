@@ -1,0 +1,96 @@
+//! Worker errors. Each carries the object key it is about and says whether retrying can help.
+
+use object_store::Error as StoreError;
+
+/// Result of repository operations.
+pub type RepositoryResult<T> = Result<T, RepositoryError>;
+
+/// A repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// The store failed on `key`.
+    #[error("repository object `{key}`: {source}")]
+    Store {
+        /// The key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// `key` does not hold what bk wrote there.
+    #[error("repository object `{key}` is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl RepositoryError {
+    /// Maps a store error on `key`, for `map_err`.
+    pub fn store(key: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
+        let key = key.into();
+        move |source| RepositoryError::Store { key, source }
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Reading the node's store failed on `key`.
+    #[error("failed to read source object `{key}`: {source}")]
+    Source {
+        /// The key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// No catalog under the prefix: the backup would be unusable.
+    #[error(
+        "no InfluxDB 3 catalog found under `{prefix}`: looked for catalog/v3/ (3.10+), catalog/v2/ (3.4-3.9) \
+         and catalogs/ + _catalog_checkpoint (3.0-3.3); check the cluster id (node id on Core) and that this \
+         worker's store points at the cluster's object store"
+    )]
+    NoCatalog {
+        /// The prefix searched.
+        prefix: String,
+    },
+    /// The task cannot run as specified.
+    #[error("{0}")]
+    Invalid(String),
+    /// The coordinator took the task back (lease lost, job failed) or the worker is stopping.
+    #[error("task abandoned: {0}")]
+    Abandoned(String),
+}
+
+impl TaskError {
+    /// Whether the same task may succeed if run again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Source { source, .. }
+            | TaskError::Repository(RepositoryError::Store { source, .. }) => is_transient(source),
+            TaskError::Repository(RepositoryError::Corrupt { .. })
+            | TaskError::NoCatalog { .. }
+            | TaskError::Invalid(_) => false,
+            TaskError::Abandoned(_) => true,
+        }
+    }
+}
+
+/// Store errors worth retrying: anything but a definite answer about the request itself.
+pub fn is_transient(error: &StoreError) -> bool {
+    !matches!(
+        error,
+        StoreError::NotFound { .. }
+            | StoreError::InvalidPath { .. }
+            | StoreError::NotSupported { .. }
+            | StoreError::PermissionDenied { .. }
+            | StoreError::Unauthenticated { .. }
+            | StoreError::UnknownConfigurationKey { .. }
+    )
+}

@@ -1,0 +1,317 @@
+//! The worker's conversation with the coordinator: register, heartbeat, pull tasks, report.
+//!
+//! `max_parallel_tasks` loops each long-poll for a task, run it, and report its result until
+//! the coordinator accepts the report (results are fenced by attempt, so re-sending is safe).
+//! While a task runs, its progress is sent every half second; an `abandon` answer (the lease
+//! was lost, the job failed) cancels the task.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bk_proto::endpoints::ReplicaEndpoints;
+use bk_proto::model::TaskSpec;
+use bk_proto::pb;
+use bk_proto::pb::worker_hub_client::WorkerHubClient;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::WorkerConfig;
+use crate::error::TaskError;
+use crate::repository::info::open_or_init;
+use crate::store::open_store;
+use crate::tasks::{run_task, ProgressCounters, TaskContext};
+
+/// Calls are retried over this many attempts (rotating endpoints, following the leader).
+const CALL_ATTEMPTS: u32 = 6;
+const PULL_WAIT: Duration = Duration::from_secs(10);
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A running worker's shared state.
+pub struct Hub {
+    config: WorkerConfig,
+    worker_id: String,
+    endpoints: ReplicaEndpoints,
+    object_permits: Arc<Semaphore>,
+    /// The process environment, captured once (the standard object-store variables).
+    env: Vec<(String, String)>,
+}
+
+impl Hub {
+    /// Prepares a worker.
+    ///
+    /// # Errors
+    /// When the coordinator endpoints do not parse.
+    pub fn new(config: WorkerConfig, env: Vec<(String, String)>) -> anyhow::Result<Self> {
+        let endpoints = ReplicaEndpoints::parse(&config.coordinator_endpoints.join(","))?;
+        Ok(Self {
+            worker_id: config.worker_id(),
+            object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
+            config,
+            endpoints,
+            env,
+        })
+    }
+
+    /// Registers, retrying until the coordinator answers or `shutdown`.
+    pub async fn register(&self, shutdown: &CancellationToken) -> bool {
+        let request = pb::RegisterWorkerRequest {
+            worker_id: self.worker_id.clone(),
+            source: self.config.source.clone(),
+            node: self.config.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let result = self
+                .endpoints
+                .call(CALL_ATTEMPTS, |channel| {
+                    let request = request.clone();
+                    async move { WorkerHubClient::new(channel).register_worker(request).await }
+                })
+                .await;
+            match result {
+                Ok(_) => {
+                    info!(worker_id = %self.worker_id, coordinator = %self.endpoints.current_address(), "registered");
+                    return true;
+                }
+                Err(status) => {
+                    warn!(worker_id = %self.worker_id, error = %status.message(), "cannot register yet, retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Heartbeats every `heartbeat_interval` until `shutdown`; registers again when asked.
+    pub async fn heartbeat_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.config.heartbeat_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let worker_id = self.worker_id.clone();
+            let result = self
+                .endpoints
+                .call(CALL_ATTEMPTS, |channel| {
+                    let request = pb::HeartbeatRequest {
+                        worker_id: worker_id.clone(),
+                    };
+                    async move { WorkerHubClient::new(channel).heartbeat(request).await }
+                })
+                .await;
+            match result {
+                Ok(response) if response.get_ref().must_register => {
+                    self.register(&shutdown).await;
+                }
+                Ok(_) => {}
+                Err(status) => warn!(error = %status.message(), "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Pulls and runs tasks until `shutdown`.
+    pub async fn task_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let request = pb::PullTaskRequest {
+                worker_id: self.worker_id.clone(),
+                wait_ms: PULL_WAIT.as_millis() as u32,
+            };
+            let pulled = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                pulled = self.endpoints.call(CALL_ATTEMPTS, |channel| {
+                    let request = request.clone();
+                    async move { WorkerHubClient::new(channel).pull_task(request).await }
+                }) => pulled,
+            };
+            match pulled {
+                Ok(response) => {
+                    if let Some(assignment) = response.into_inner().task {
+                        self.run_assignment(assignment, &shutdown).await;
+                    }
+                }
+                Err(status) => {
+                    if status.code() == tonic::Code::NotFound {
+                        self.register(&shutdown).await;
+                    } else {
+                        warn!(error = %status.message(), "cannot pull tasks, retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_assignment(&self, assignment: pb::TaskAssignment, shutdown: &CancellationToken) {
+        let outcome = match serde_json::from_slice::<TaskSpec>(&assignment.spec_json) {
+            Ok(spec) => self.run_spec(spec, assignment.attempt, shutdown).await,
+            Err(error) => Err(TaskError::Invalid(format!(
+                "cannot decode task (coordinator and worker versions differ?): {error}"
+            ))),
+        };
+        let outcome = match outcome {
+            Ok(report) => match serde_json::to_vec(&report) {
+                Ok(json) => pb::report_result_request::Outcome::ReportJson(json),
+                Err(error) => failure(&TaskError::Invalid(error.to_string())),
+            },
+            Err(TaskError::Abandoned(reason))
+                if shutdown.is_cancelled() || reason == "lease lost" =>
+            {
+                info!(task_id = %assignment.task_id, %reason, "task abandoned, not reporting");
+                return;
+            }
+            Err(error) => {
+                error!(task_id = %assignment.task_id, attempt = assignment.attempt, %error, "task failed");
+                failure(&error)
+            }
+        };
+        let request = pb::ReportResultRequest {
+            worker_id: self.worker_id.clone(),
+            task_id: assignment.task_id.clone(),
+            attempt: assignment.attempt,
+            outcome: Some(outcome),
+        };
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let reported = self
+                .endpoints
+                .call(CALL_ATTEMPTS, |channel| {
+                    let request = request.clone();
+                    async move { WorkerHubClient::new(channel).report_result(request).await }
+                })
+                .await;
+            match reported {
+                Ok(_) => return,
+                Err(status) => {
+                    warn!(task_id = %assignment.task_id, error = %status.message(), "cannot report result yet, retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn run_spec(
+        &self,
+        spec: TaskSpec,
+        attempt: u32,
+        shutdown: &CancellationToken,
+    ) -> Result<bk_proto::model::TaskReport, TaskError> {
+        let task_id = spec.task_id;
+        info!(%task_id, attempt, kind = ?std::mem::discriminant(&spec.kind), "task started");
+        let source = open_store(
+            &self.config.store.url,
+            &self.config.store.options,
+            &self.env,
+            false,
+        )
+        .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
+        let repository_options = self
+            .config
+            .repositories
+            .get(&spec.repository.name)
+            .map(|repository| repository.options.clone())
+            .unwrap_or_default();
+        let repository = open_store(&spec.repository.url, &repository_options, &self.env, true)
+            .map_err(|error| {
+                TaskError::Invalid(format!("repository `{}`: {error}", spec.repository.name))
+            })?;
+        let repository_info = open_or_init(
+            repository.as_ref(),
+            spec.repository.chunk_size,
+            &ulid::Ulid::new().to_string(),
+        )
+        .await?;
+        let cancel = shutdown.child_token();
+        let context = TaskContext {
+            spec,
+            attempt,
+            source,
+            repository,
+            repository_info,
+            progress: Arc::new(ProgressCounters::default()),
+            object_permits: self.object_permits.clone(),
+            max_objects_in_flight: self.config.max_concurrent_objects,
+            cancel: cancel.clone(),
+        };
+        let reporter = self.report_progress_until_done(
+            task_id.to_string(),
+            attempt,
+            context.progress.clone(),
+            cancel.clone(),
+        );
+        let (result, ()) = tokio::join!(
+            async {
+                let result = run_task(&context).await;
+                cancel.cancel();
+                result
+            },
+            reporter
+        );
+        match result {
+            Err(TaskError::Abandoned(_)) if !shutdown.is_cancelled() => {
+                Err(TaskError::Abandoned("lease lost".to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// Sends progress until `done` is cancelled; cancels it when the coordinator says abandon.
+    async fn report_progress_until_done(
+        &self,
+        task_id: String,
+        attempt: u32,
+        progress: Arc<ProgressCounters>,
+        done: CancellationToken,
+    ) {
+        let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = done.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let request = pb::ReportProgressRequest {
+                worker_id: self.worker_id.clone(),
+                task_id: task_id.clone(),
+                attempt,
+                objects_done: progress.objects_done.load(Ordering::Relaxed),
+                bytes_done: progress.bytes_done.load(Ordering::Relaxed),
+                objects_total: progress.objects_total.load(Ordering::Relaxed),
+                bytes_total: progress.bytes_total.load(Ordering::Relaxed),
+            };
+            let response = self
+                .endpoints
+                .call(2, |channel| {
+                    let request = request.clone();
+                    async move { WorkerHubClient::new(channel).report_progress(request).await }
+                })
+                .await;
+            if let Ok(response) = response {
+                if response.into_inner().abandon {
+                    warn!(%task_id, attempt, "coordinator took the task back, abandoning it");
+                    done.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn failure(error: &TaskError) -> pb::report_result_request::Outcome {
+    pb::report_result_request::Outcome::Failure(pb::TaskFailure {
+        message: error.to_string(),
+        retryable: error.is_retryable(),
+    })
+}

@@ -1,0 +1,190 @@
+//! Opens object stores from URLs: the node's store and the repositories.
+//!
+//! `file://` opens a [`LocalFileSystem`] rooted at the path; cloud URLs go through
+//! `object_store::parse_url_opts` with the standard environment variables plus the configured
+//! options, and are rooted at the URL's path with a [`PrefixStore`]. Secret values are read from
+//! `*_file` options at open time, so a rotated secret file is picked up by the next task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use url::Url;
+
+/// Why a store cannot be opened. Never carries option values (they may be secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// The URL does not parse or has an unsupported scheme.
+    #[error("invalid object-store URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL (URLs never carry credentials in bk).
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `*_file` option names a file that cannot be read.
+    #[error("cannot read the file of option `{option}`: {reason}")]
+    SecretFile {
+        /// The option's name.
+        option: String,
+        /// Why.
+        reason: String,
+    },
+    /// The builder refused the configuration.
+    #[error("cannot open object store `{url}`: {reason}")]
+    Builder {
+        /// The URL.
+        url: String,
+        /// The builder's error.
+        reason: String,
+    },
+}
+
+/// Opens the store at `url`.
+///
+/// `create_dir`: for `file://` URLs, create the directory if missing (repositories) rather than
+/// failing (sources: a missing data dir is a configuration mistake).
+///
+/// # Errors
+/// [`StoreOpenError`] naming the URL or option at fault.
+pub fn open_store(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    env: &[(String, String)],
+    create_dir: bool,
+) -> Result<Arc<dyn ObjectStore>, StoreOpenError> {
+    let parsed = Url::parse(url).map_err(|error| StoreOpenError::InvalidUrl {
+        url: url.to_string(),
+        reason: error.to_string(),
+    })?;
+    match parsed.scheme() {
+        "file" => {
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| StoreOpenError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "not an absolute local path (use file:///absolute/path)".to_string(),
+                })?;
+            if create_dir {
+                std::fs::create_dir_all(&path).map_err(|error| StoreOpenError::Builder {
+                    url: url.to_string(),
+                    reason: format!("cannot create `{}`: {error}", path.display()),
+                })?;
+            } else if !path.is_dir() {
+                return Err(StoreOpenError::Builder {
+                    url: url.to_string(),
+                    reason: format!("`{}` is not a directory", path.display()),
+                });
+            }
+            let store = LocalFileSystem::new_with_prefix(&path).map_err(|error| {
+                StoreOpenError::Builder {
+                    url: url.to_string(),
+                    reason: error.to_string(),
+                }
+            })?;
+            Ok(Arc::new(store.with_automatic_cleanup(true)))
+        }
+        "memory" => Ok(Arc::new(InMemory::new())),
+        "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+            let resolved = resolve_options(options, env)?;
+            let (store, prefix) =
+                object_store::parse_url_opts(&parsed, resolved).map_err(|error| {
+                    StoreOpenError::Builder {
+                        url: url.to_string(),
+                        reason: error.to_string(),
+                    }
+                })?;
+            let store: Arc<dyn ObjectStore> = Arc::from(store);
+            if prefix.as_ref().is_empty() {
+                Ok(store)
+            } else {
+                Ok(Arc::new(PrefixStore::new(store, prefix)))
+            }
+        }
+        other => Err(StoreOpenError::InvalidUrl {
+            url: url.to_string(),
+            reason: format!("scheme `{other}` is not supported: use file, s3, az, gs"),
+        }),
+    }
+}
+
+/// Environment variables first (lower-cased, as object_store's `from_env` does), configured
+/// options over them, `*_file` options replaced by the file's trimmed content.
+fn resolve_options(
+    options: &BTreeMap<String, String>,
+    env: &[(String, String)],
+) -> Result<Vec<(String, String)>, StoreOpenError> {
+    let mut resolved: BTreeMap<String, String> = env
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("AWS_") || name.starts_with("AZURE_") || name.starts_with("GOOGLE_")
+        })
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+        .collect();
+    for (key, value) in options {
+        match key.strip_suffix("_file") {
+            Some(option) => {
+                let secret =
+                    std::fs::read_to_string(value).map_err(|error| StoreOpenError::SecretFile {
+                        option: key.clone(),
+                        reason: error.to_string(),
+                    })?;
+                resolved.insert(option.to_string(), secret.trim().to_string());
+            }
+            None => {
+                resolved.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    // object_store rejects unknown keys: keep only ones its builders know by prefix.
+    Ok(resolved
+        .into_iter()
+        .filter(|(key, _)| {
+            key.starts_with("aws_") || key.starts_with("azure_") || key.starts_with("google_")
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_secret_file_option_is_read_and_missing_file_names_the_option_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("secret");
+        std::fs::write(&secret_path, "s3cr3t\n").unwrap();
+        let options: BTreeMap<String, String> = [(
+            "aws_secret_access_key_file".to_string(),
+            secret_path.display().to_string(),
+        )]
+        .into();
+        let resolved = resolve_options(&options, &[]).unwrap();
+        assert_eq!(
+            resolved,
+            vec![("aws_secret_access_key".to_string(), "s3cr3t".to_string())]
+        );
+        let missing: BTreeMap<String, String> = [(
+            "aws_secret_access_key_file".to_string(),
+            "/nonexistent/s3cr3t".to_string(),
+        )]
+        .into();
+        let error = resolve_options(&missing, &[]).unwrap_err().to_string();
+        assert!(error.contains("aws_secret_access_key_file"), "{error}");
+    }
+
+    #[test]
+    fn test_missing_source_dir_and_bad_scheme_are_clear_errors() {
+        let error = open_store("file:///nonexistent/bk-test", &BTreeMap::new(), &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not a directory"), "{error}");
+        let error = open_store("ftp://x/y", &BTreeMap::new(), &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("scheme `ftp` is not supported"), "{error}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Running one task: what each [`TaskKind`] does with the node's store and the repository.
+//!
+//! # Layout
+//! - [`copy`]: copying listed objects into the repository with bounded concurrency, reusing
+//!   entries of earlier attempts (shared by every copy task).
+//! - [`influxdb3`]: the InfluxDB 3 copy tasks (prefixes, catalog detection, licence files).
+//! - [`commit`]: merging accepted results into segments and writing the manifest.
+//! - [`cleanup`]: removing a job's staging area.
+
+pub mod cleanup;
+pub mod commit;
+pub mod copy;
+pub mod influxdb3;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bk_proto::model::{TaskKind, TaskReport, TaskSpec};
+use object_store::ObjectStore;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::TaskError;
+use crate::repository::info::RepositoryInfo;
+
+/// Counters a running task updates and the progress reporter reads.
+#[derive(Debug, Default)]
+pub struct ProgressCounters {
+    /// Objects done (copied or reused).
+    pub objects_done: AtomicU64,
+    /// Bytes of those objects.
+    pub bytes_done: AtomicU64,
+    /// Objects listed so far.
+    pub objects_total: AtomicU64,
+    /// Bytes of those.
+    pub bytes_total: AtomicU64,
+}
+
+impl ProgressCounters {
+    /// Counts a listed object.
+    pub fn listed(&self, size: u64) {
+        self.objects_total.fetch_add(1, Ordering::Relaxed);
+        self.bytes_total.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Counts a finished object.
+    pub fn done(&self, size: u64) {
+        self.objects_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(size, Ordering::Relaxed);
+    }
+}
+
+/// Everything a task needs.
+pub struct TaskContext {
+    /// The task.
+    pub spec: TaskSpec,
+    /// Its attempt.
+    pub attempt: u32,
+    /// The node's store.
+    pub source: Arc<dyn ObjectStore>,
+    /// The repository.
+    pub repository: Arc<dyn ObjectStore>,
+    /// The repository's description (chunk size, id).
+    pub repository_info: RepositoryInfo,
+    /// Progress counters.
+    pub progress: Arc<ProgressCounters>,
+    /// Worker-wide bound on objects in flight (memory: permits × chunk size).
+    pub object_permits: Arc<Semaphore>,
+    /// How many objects one task keeps in flight (at most the worker-wide bound).
+    pub max_objects_in_flight: usize,
+    /// Cancelled when the coordinator takes the task back or the worker stops.
+    pub cancel: CancellationToken,
+}
+
+/// Runs a task to completion.
+///
+/// # Errors
+/// The task's [`TaskError`]; [`TaskError::is_retryable`] says whether another attempt may help.
+pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
+    match &context.spec.kind {
+        TaskKind::CopyPrefix {
+            phase,
+            node,
+            prefix,
+            exclude,
+        } => influxdb3::copy_prefix(context, phase, node, prefix, exclude).await,
+        TaskKind::CopyCatalog {
+            catalog_prefix,
+            phase,
+        } => influxdb3::copy_catalog(context, catalog_prefix, phase).await,
+        TaskKind::CopyLicence {
+            cluster_prefix,
+            phase,
+        } => influxdb3::copy_licence(context, cluster_prefix, phase).await,
+        TaskKind::CommitBackup {
+            backup_id,
+            created_at_ms,
+            parts,
+        } => commit::commit_backup(context, *backup_id, *created_at_ms, parts).await,
+        TaskKind::RemoveStaging => cleanup::remove_staging(context).await,
+    }
+}
