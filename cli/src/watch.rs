@@ -31,16 +31,11 @@ pub(crate) async fn watch_job(
             }
             Err(status) => anyhow::bail!("cannot watch job `{job_id}`: {}", status.message()),
         };
-        loop {
-            match stream.message().await {
-                Ok(Some(job)) => {
-                    bars.update(&job);
-                    if job_ended(&job) {
-                        bars.finish();
-                        return Ok(job);
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(job)) = stream.message().await {
+            bars.update(&job);
+            if job_ended(&job) {
+                bars.finish();
+                return Ok(job);
             }
         }
         failures += 1;

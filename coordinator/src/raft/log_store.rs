@@ -166,10 +166,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(())
         };
         let result = write().map_err(|error| std::io::Error::other(error.to_string()));
-        let failed = result
-            .as_ref()
-            .err()
-            .map(|error| StorageIOError::write_logs(error));
+        let failed = result.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(result);
         match failed {
             Some(error) => Err(error.into()),

@@ -13,8 +13,8 @@
 //! truncated or altered segment.
 //!
 //! # Layout
-//! - [`layout`]: keys.
-//! - [`info`]: `bk-repository.json`.
+//! - [`layout`]: where things live (keys).
+//! - [`info`]: the `bk-repository.json` description.
 //! - [`manifest`]: manifest, segment and staging record types.
 //! - [`chunks`]: splitting an object into chunks and writing them.
 //! - [`staging`]: a copy task's result parts and its done record.

@@ -1,0 +1,8 @@
+//! End-to-end tests: real `bk-coordinator` and `bk-worker` processes on loopback, driven with
+//! `bkctl -o json`, against generated InfluxDB 3 trees on disk. One binary, one file per scenario.
+
+mod support;
+mod t01_backup_contains_every_object;
+mod t02_phases_run_in_order;
+mod t03_catalog_layouts;
+mod t04_missing_worker_is_reported;

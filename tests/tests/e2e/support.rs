@@ -1,0 +1,167 @@
+//! Shared steps of the end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bk_tests::layout::{generate, Generated, LayoutParams};
+use bk_tests::sandbox::Sandbox;
+use serde_json::Value;
+
+/// A generated cluster, a running coordinator, and a registered source and repository.
+pub(crate) struct Cluster {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) params: LayoutParams,
+    pub(crate) generated: Generated,
+    pub(crate) store: PathBuf,
+    pub(crate) repository: PathBuf,
+}
+
+impl Cluster {
+    /// Generates `params` and registers it as source `src` with repository `repo`; starts no
+    /// worker.
+    pub(crate) fn new(params: LayoutParams) -> Cluster {
+        let sandbox = Sandbox::start().expect("coordinator starts");
+        let store = sandbox.path().join("store");
+        let repository = sandbox.path().join("repository");
+        std::fs::create_dir_all(&store).unwrap();
+        let generated = generate(&store, &params).unwrap();
+        let cluster = Cluster {
+            sandbox,
+            params,
+            generated,
+            store,
+            repository,
+        };
+        cluster.register();
+        cluster
+    }
+
+    fn register(&self) {
+        let mut args = vec!["source", "add", "src"];
+        let nodes = self.params.data_nodes.join(",");
+        match (&self.params.cluster_id, &self.params.compactor_node) {
+            (Some(cluster_id), Some(compactor)) => {
+                args.extend([
+                    "--kind",
+                    "influxdb3-enterprise",
+                    "--cluster-id",
+                    cluster_id,
+                    "--compactor",
+                    compactor,
+                ]);
+                args.extend(["--nodes", &nodes]);
+                self.sandbox.bkctl_json(&args).unwrap();
+            }
+            _ => {
+                args.extend(["--kind", "influxdb3-core", "--nodes", &nodes]);
+                self.sandbox.bkctl_json(&args).unwrap();
+            }
+        }
+        let url = format!("file://{}", self.repository.display());
+        self.sandbox
+            .bkctl_json(&["repo", "add", "repo", &url, "--chunk-size", "65536"])
+            .unwrap();
+    }
+
+    /// Every node id, compactor last.
+    pub(crate) fn nodes(&self) -> Vec<String> {
+        let mut nodes = self.params.data_nodes.clone();
+        nodes.extend(self.params.compactor_node.clone());
+        nodes
+    }
+
+    /// Starts one worker per node.
+    pub(crate) fn start_all_workers(&mut self) {
+        for node in self.nodes() {
+            self.sandbox
+                .start_worker("src", &node, &self.store)
+                .unwrap();
+        }
+    }
+
+    /// Submits a backup, waits for it, and returns (exit success, the job as JSON).
+    pub(crate) fn backup(&self) -> (bool, Value) {
+        let output = self
+            .sandbox
+            .bkctl(&[
+                "-o", "json", "submit", "backup", "--source", "src", "--repo", "repo", "--wait",
+            ])
+            .unwrap();
+        let job: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+            panic!(
+                "no job JSON; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.success(), job)
+    }
+}
+
+/// The object entries of a committed backup, read from the repository as a user would:
+/// manifest, then its segments (each checked against the hash the manifest records).
+pub(crate) fn read_backup_entries(
+    repository: &Path,
+    backup_id: &str,
+) -> (Value, BTreeMap<String, Value>) {
+    let manifest_path = repository.join(format!("backups/{backup_id}/manifest"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let mut entries = BTreeMap::new();
+    for segment in manifest["segments"].as_array().unwrap() {
+        let bytes = std::fs::read(repository.join(segment["key"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().to_string(),
+            segment["blake3"].as_str().unwrap()
+        );
+        for line in bytes
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            let entry: Value = serde_json::from_slice(line).unwrap();
+            let key = entry["key"].as_str().unwrap().to_string();
+            assert!(
+                entries.insert(key.clone(), entry).is_none(),
+                "`{key}` listed twice in the manifest"
+            );
+        }
+    }
+    (manifest, entries)
+}
+
+/// Reassembles an object from its chunks in the repository.
+pub(crate) fn reassemble(repository: &Path, entry: &Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for chunk in entry["chunks"].as_array().unwrap() {
+        let hash = chunk.as_str().unwrap();
+        bytes.extend(
+            std::fs::read(repository.join(format!("chunks/{}/{hash}", &hash[..2]))).unwrap(),
+        );
+    }
+    bytes
+}
+
+/// Task start/finish times per phase, from the job JSON.
+pub(crate) fn phase_windows(job: &Value) -> Vec<(String, u64, u64)> {
+    job["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|phase| {
+            let tasks = phase["tasks"].as_array().unwrap();
+            let first_start = tasks
+                .iter()
+                .map(|task| task["started_at_ms"].as_u64().unwrap())
+                .min()
+                .unwrap();
+            let last_finish = tasks
+                .iter()
+                .map(|task| task["finished_at_ms"].as_u64().unwrap())
+                .max()
+                .unwrap();
+            (
+                phase["name"].as_str().unwrap().to_string(),
+                first_start,
+                last_finish,
+            )
+        })
+        .collect()
+}
