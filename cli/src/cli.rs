@@ -150,6 +150,44 @@ pub(crate) enum SubmitCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Restore a backup onto stopped nodes, in reverse stage order, behind guards.
+    Restore(RestoreArgs),
+    /// Verify a backup: every chunk exists, or (--deep) re-hashes to its name.
+    Verify {
+        /// The backup id.
+        #[arg(long = "backup")]
+        backup_id: String,
+        /// Re-read and re-hash every chunk.
+        #[arg(long)]
+        deep: bool,
+        /// Wait for the job to end; exit non-zero if it found problems.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// `bkctl submit restore`
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup id.
+    #[arg(long = "backup")]
+    pub(crate) backup_id: String,
+    /// Target store: `URL` for every node (one bucket or directory), or `NODE=URL` per node
+    /// (`cluster=URL` for the catalog and licence objects). Repeatable.
+    #[arg(long = "target", required = true)]
+    pub(crate) targets: Vec<String>,
+    /// You stopped every node (required for nodes without a registered HTTP endpoint).
+    #[arg(long)]
+    pub(crate) nodes_stopped: bool,
+    /// Delete exactly the prefixes the restore writes (after every guard passed).
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) wipe: bool,
+    /// Continue an earlier restore into the same target: objects already right are kept.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Wait for the job to end; exit non-zero if it failed.
+    #[arg(long)]
+    pub(crate) wait: bool,
 }
 
 /// `bkctl demo`

@@ -47,6 +47,8 @@ impl Client {
         add_repository(pb::AddRepositoryRequest) -> pb::AddRepositoryResponse;
         list_repositories(pb::ListRepositoriesRequest) -> pb::ListRepositoriesResponse;
         submit_backup(pb::SubmitBackupRequest) -> pb::SubmitJobResponse;
+        submit_restore(pb::SubmitRestoreRequest) -> pb::SubmitJobResponse;
+        submit_verify(pb::SubmitVerifyRequest) -> pb::SubmitJobResponse;
         get_job(pb::GetJobRequest) -> pb::Job;
         list_jobs(pb::ListJobsRequest) -> pb::ListJobsResponse;
         list_backups(pb::ListBackupsRequest) -> pb::ListBackupsResponse;

@@ -102,22 +102,30 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .submit_backup(pb::SubmitBackupRequest { source, repository })
                 .await
                 .map_err(failed)?;
-            if !wait {
-                emit(json, serde_json::json!({"job_id": response.job_id}), || {
-                    println!("{}", response.job_id)
-                });
-                return Ok(());
-            }
-            if !json {
-                eprintln!("job {}", response.job_id);
-            }
-            let job = crate::watch::watch_job(
-                &client,
-                &response.job_id,
-                !json && std::io::stderr().is_terminal(),
-            )
-            .await?;
-            finish_job(json, &job)?;
+            submitted(&client, json, &response.job_id, wait).await?;
+        }
+        Command::Submit(SubmitCommand::Restore(args)) => {
+            let request = restore_request(
+                args.backup_id,
+                &args.targets,
+                args.nodes_stopped,
+                args.wipe,
+                args.resume,
+            )?;
+            let job_id = client.submit_restore(request).await.map_err(failed)?.job_id;
+            submitted(&client, json, &job_id, args.wait).await?;
+        }
+        Command::Submit(SubmitCommand::Verify {
+            backup_id,
+            deep,
+            wait,
+        }) => {
+            let job_id = client
+                .submit_verify(pb::SubmitVerifyRequest { backup_id, deep })
+                .await
+                .map_err(failed)?
+                .job_id;
+            submitted(&client, json, &job_id, wait).await?;
         }
         Command::Watch { job_id } => {
             let job = crate::watch::watch_job(&client, &job_id, !json).await?;
@@ -209,6 +217,49 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(_) => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// Prints the job id, or with `wait` follows the job and prints its outcome.
+async fn submitted(client: &Client, json: bool, job_id: &str, wait: bool) -> anyhow::Result<()> {
+    if !wait {
+        emit(json, serde_json::json!({"job_id": job_id}), || {
+            println!("{job_id}")
+        });
+        return Ok(());
+    }
+    if !json {
+        eprintln!("job {job_id}");
+    }
+    let job =
+        crate::watch::watch_job(client, job_id, !json && std::io::stderr().is_terminal()).await?;
+    finish_job(json, &job)
+}
+
+/// `--target URL` (default) and `--target NODE=URL` (per node) into a request.
+fn restore_request(
+    backup_id: String,
+    targets: &[String],
+    nodes_stopped: bool,
+    wipe: bool,
+    resume: bool,
+) -> anyhow::Result<pb::SubmitRestoreRequest> {
+    let mut request = pb::SubmitRestoreRequest {
+        backup_id,
+        nodes_stopped,
+        wipe,
+        resume,
+        ..Default::default()
+    };
+    for target in targets {
+        match target.split_once('=') {
+            Some((node, url)) if !node.contains("://") => {
+                request.node_targets.insert(node.to_string(), url.to_string());
+            }
+            _ if request.target.is_empty() => request.target = target.clone(),
+            _ => bail!("two default targets given (`{}` and `{target}`): use NODE=URL for per-node targets", request.target),
+        }
+    }
+    Ok(request)
 }
 
 /// Prints the job's outcome; fails when the job failed.

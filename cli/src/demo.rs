@@ -2,9 +2,11 @@
 //!
 //! Generates a sample InfluxDB 3 Enterprise cluster (3 data nodes + compactor, v3 catalog,
 //! licence), starts a single-replica coordinator and one worker per node on port-0 listeners,
-//! registers the source and a local repository, backs the cluster up with live progress, and
+//! registers the source and a local repository, backs the cluster up with live progress,
+//! restores the backup into a fresh directory, compares it with the source byte for byte, and
 //! reports what happened and where the files are.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +15,7 @@ use bk_coordinator::CoordinatorConfig;
 use bk_proto::pb;
 use bk_tests::layout::{generate, LayoutParams};
 use bk_worker::WorkerConfig;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -24,76 +26,117 @@ use crate::render::{self, human_bytes, parse_size};
 const SOURCE: &str = "demo";
 const REPOSITORY: &str = "local";
 
+/// Where the demo puts things.
+struct Paths {
+    demo: PathBuf,
+    cluster: PathBuf,
+    repository: PathBuf,
+    restored: PathBuf,
+}
+
+/// How the restored tree compares with the source (minus the backup's exclusions).
+struct Comparison {
+    num_objects: usize,
+    num_bytes: u64,
+    num_excluded: usize,
+    differences: Vec<String>,
+}
+
 /// Runs the demo.
 ///
 /// # Errors
-/// When any step fails; the message names the step.
+/// When any step fails (the message names the step), or the restore differs from the source.
 pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         bk_proto::support::init_tracing(bk_proto::support::LogFormat::Text);
     }
     let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
-    let dir = match args.dir {
-        Some(dir) => dir,
+    let demo = match args.dir {
+        Some(dir) => std::path::absolute(dir)?,
         None => std::env::temp_dir().join(format!(
             "bk-demo-{}",
             ulid::Ulid::new().to_string().to_lowercase()
         )),
     };
-    let cluster_dir = dir.join("cluster");
-    let repository_dir = dir.join("repository");
+    let paths = Paths {
+        cluster: demo.join("cluster"),
+        repository: demo.join("repository"),
+        restored: demo.join("restored"),
+        demo,
+    };
     anyhow::ensure!(
-        !cluster_dir.exists(),
+        !paths.cluster.exists(),
         "`{}` already exists: pass a new --dir",
-        cluster_dir.display()
+        paths.cluster.display()
     );
-    std::fs::create_dir_all(&cluster_dir)
-        .with_context(|| format!("cannot create `{}`", cluster_dir.display()))?;
-    let cluster_dir = cluster_dir.canonicalize()?;
-
+    std::fs::create_dir_all(&paths.cluster)
+        .with_context(|| format!("cannot create `{}`", paths.cluster.display()))?;
     let params = LayoutParams::enterprise(size);
     let generated =
-        generate(&cluster_dir, &params).context("failed to generate the sample cluster")?;
+        generate(&paths.cluster, &params).context("failed to generate the sample cluster")?;
     if !json {
         println!(
             "generated a sample InfluxDB 3 Enterprise cluster: {} objects, {} in {}",
             generated.keys.len(),
             human_bytes(generated.num_bytes),
-            cluster_dir.display()
+            paths.cluster.display()
         );
     }
 
     let shutdown = CancellationToken::new();
     let mut services = JoinSet::new();
-    let endpoint = start_coordinator(&dir.join("coordinator"), &shutdown, &mut services).await?;
+    let endpoint =
+        start_coordinator(&paths.demo.join("coordinator"), &shutdown, &mut services).await?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
     for node in &nodes {
-        let config = WorkerConfig::new(
-            SOURCE,
-            node,
-            &format!("file://{}", cluster_dir.display()),
-            vec![endpoint.clone()],
-        );
+        let store_url = format!("file://{}", paths.cluster.display());
+        let config = WorkerConfig::new(SOURCE, node, &store_url, vec![endpoint.clone()]);
         services.spawn(bk_worker::run(
             config,
             std::env::vars().collect(),
             shutdown.child_token(),
         ));
     }
-
-    let outcome = backup(&endpoint, &params, &repository_dir, json).await;
+    let outcome = async {
+        let client = Client::new(&endpoint)?;
+        let (backup_job, backup, backup_seconds) = backup(&client, &params, &paths, json).await?;
+        let (restore_job, restore_seconds) = restore(&client, &backup, &paths, json).await?;
+        Ok::<_, anyhow::Error>((
+            backup_job,
+            backup,
+            backup_seconds,
+            restore_job,
+            restore_seconds,
+        ))
+    }
+    .await;
     shutdown.cancel();
     while services.join_next().await.is_some() {}
-    let (job, backup, elapsed) = outcome?;
-    report(
-        json,
-        &job,
-        &backup,
-        elapsed,
-        &dir,
-        &cluster_dir,
-        &repository_dir,
+    let (backup_job, backup, backup_seconds, restore_job, restore_seconds) = outcome?;
+    let comparison = compare(&paths.cluster, &paths.restored, &backup)?;
+    if json {
+        let document = json!({
+            "job": render::job_json(&backup_job),
+            "backup": render::backup_json(&backup),
+            "elapsed_seconds": backup_seconds,
+            "restore": restore_document(&restore_job, restore_seconds, &comparison),
+            "paths": {
+                "demo": paths.demo.display().to_string(), "cluster": paths.cluster.display().to_string(),
+                "repository": paths.repository.display().to_string(), "restored": paths.restored.display().to_string(),
+            },
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        );
+    } else {
+        print_backup(&backup, backup_seconds, &paths);
+        print_restore(restore_seconds, &comparison, &paths);
+    }
+    anyhow::ensure!(
+        comparison.differences.is_empty(),
+        "the restored tree differs from the source"
     );
     Ok(())
 }
@@ -116,37 +159,35 @@ async fn start_coordinator(
     Ok(endpoint)
 }
 
+fn step(name: &'static str) -> impl Fn(tonic::Status) -> anyhow::Error {
+    move |status| anyhow::anyhow!("{name}: {}", status.message())
+}
+
 async fn backup(
-    endpoint: &str,
+    client: &Client,
     params: &LayoutParams,
-    repository_dir: &Path,
+    paths: &Paths,
     json: bool,
 ) -> anyhow::Result<(pb::Job, pb::Backup, f64)> {
-    let client = Client::new(endpoint)?;
-    let failed = |step: &'static str| {
-        move |status: tonic::Status| anyhow::anyhow!("{step}: {}", status.message())
+    let enterprise = pb::InfluxDb3Enterprise {
+        cluster_id: params.cluster_id.clone().unwrap_or_default(),
+        compactor_node: params.compactor_node.clone().unwrap_or_default(),
+        data_nodes: params.data_nodes.clone(),
+        http_endpoints: Default::default(),
     };
     let source = pb::Source {
         name: SOURCE.to_string(),
-        kind: Some(pb::source::Kind::Influxdb3Enterprise(
-            pb::InfluxDb3Enterprise {
-                cluster_id: params.cluster_id.clone().unwrap_or_default(),
-                compactor_node: params.compactor_node.clone().unwrap_or_default(),
-                data_nodes: params.data_nodes.clone(),
-                http_endpoints: Default::default(),
-            },
-        )),
+        kind: Some(pb::source::Kind::Influxdb3Enterprise(enterprise)),
     };
     client
         .add_source(pb::AddSourceRequest {
             source: Some(source),
         })
         .await
-        .map_err(failed("source add"))?;
-    std::fs::create_dir_all(repository_dir)?;
+        .map_err(step("source add"))?;
     let repository = pb::Repository {
         name: REPOSITORY.to_string(),
-        url: format!("file://{}", repository_dir.canonicalize()?.display()),
+        url: format!("file://{}", paths.repository.display()),
         chunk_size_bytes: 0,
     };
     client
@@ -154,7 +195,7 @@ async fn backup(
             repository: Some(repository),
         })
         .await
-        .map_err(failed("repo add"))?;
+        .map_err(step("repo add"))?;
     let started = Instant::now();
     let request = pb::SubmitBackupRequest {
         source: SOURCE.to_string(),
@@ -163,15 +204,12 @@ async fn backup(
     let job_id = client
         .submit_backup(request)
         .await
-        .map_err(failed("submit backup"))?
+        .map_err(step("submit backup"))?
         .job_id;
     if !json {
-        println!(
-            "backup job {job_id} submitted; workers for {} are copying",
-            params.data_nodes.join(", ")
-        );
+        println!("backup job {job_id} submitted; a worker per node is copying");
     }
-    let job = crate::watch::watch_job(&client, &job_id, !json).await?;
+    let job = crate::watch::watch_job(client, &job_id, !json).await?;
     let elapsed = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         render::job_state(job.state) == "succeeded",
@@ -183,31 +221,88 @@ async fn backup(
             backup_id: job.backup_id.clone(),
         })
         .await
-        .map_err(failed("show backup"))?;
+        .map_err(step("show backup"))?;
     Ok((job, backup, elapsed))
 }
 
-fn report(
-    json: bool,
-    job: &pb::Job,
+async fn restore(
+    client: &Client,
     backup: &pb::Backup,
-    elapsed: f64,
-    dir: &Path,
-    cluster: &Path,
-    repository: &Path,
-) {
-    let paths = |path: &Path| PathBuf::from(path).display().to_string();
-    if json {
-        let document = json!({
-            "job": render::job_json(job), "backup": render::backup_json(backup), "elapsed_seconds": elapsed,
-            "paths": {"demo": paths(dir), "cluster": paths(cluster), "repository": paths(repository)},
-        });
+    paths: &Paths,
+    json: bool,
+) -> anyhow::Result<(pb::Job, f64)> {
+    let started = Instant::now();
+    let request = pb::SubmitRestoreRequest {
+        backup_id: backup.id.clone(),
+        target: format!("file://{}", paths.restored.display()),
+        nodes_stopped: true, // The demo's "nodes" are files: nothing runs on them.
+        ..Default::default()
+    };
+    let job_id = client
+        .submit_restore(request)
+        .await
+        .map_err(step("submit restore"))?
+        .job_id;
+    if !json {
         println!(
-            "{}",
-            serde_json::to_string_pretty(&document).unwrap_or_default()
+            "restore job {job_id} submitted: catalog, licence, nodes, compactor into {}",
+            paths.restored.display()
         );
-        return;
     }
+    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    anyhow::ensure!(
+        render::job_state(job.state) == "succeeded",
+        "restore job {job_id} failed: {}",
+        job.error
+    );
+    Ok((job, started.elapsed().as_secs_f64()))
+}
+
+fn compare(source: &Path, restored: &Path, backup: &pb::Backup) -> anyhow::Result<Comparison> {
+    let source_tree = bk_tests::tree::hash_tree(source)?;
+    let restored_tree = bk_tests::tree::hash_tree(restored)?;
+    let excluded = |key: &str| {
+        backup
+            .exclusions
+            .iter()
+            .any(|exclusion| key.starts_with(&exclusion.prefix))
+    };
+    let expected: BTreeMap<&String, &(u64, String)> = source_tree
+        .iter()
+        .filter(|(key, _)| !excluded(key))
+        .collect();
+    let mut differences = Vec::new();
+    for (key, value) in &expected {
+        match restored_tree.get(*key) {
+            None => differences.push(format!("`{key}` is missing")),
+            Some(restored) if restored != *value => differences.push(format!("`{key}` differs")),
+            Some(_) => {}
+        }
+    }
+    let unexpected = restored_tree
+        .keys()
+        .filter(|key| !expected.contains_key(key));
+    differences.extend(unexpected.map(|key| format!("`{key}` is not in the source")));
+    Ok(Comparison {
+        num_objects: restored_tree.len(),
+        num_bytes: restored_tree.values().map(|(size, _)| size).sum(),
+        num_excluded: source_tree.len() - expected.len(),
+        differences,
+    })
+}
+
+fn restore_document(job: &pb::Job, elapsed: f64, comparison: &Comparison) -> Value {
+    json!({
+        "job": render::job_json(job), "elapsed_seconds": elapsed,
+        "comparison": {
+            "num_objects": comparison.num_objects, "num_bytes": comparison.num_bytes,
+            "num_excluded": comparison.num_excluded, "identical": comparison.differences.is_empty(),
+            "differences": comparison.differences,
+        },
+    })
+}
+
+fn print_backup(backup: &pb::Backup, elapsed: f64, paths: &Paths) {
     println!();
     println!(
         "backup {} committed in {elapsed:.2}s: {} objects, {}",
@@ -233,12 +328,38 @@ fn report(
         );
     }
     println!("files:");
-    println!("  sample cluster  {}", cluster.display());
-    println!("  repository      {}", repository.display());
+    println!("  sample cluster  {}", paths.cluster.display());
+    println!("  repository      {}", paths.repository.display());
     println!(
         "  manifest        {}/{}",
-        repository.display(),
+        paths.repository.display(),
         backup.manifest_key
     );
-    println!("  coordinator     {}", dir.join("coordinator").display());
+    println!("  restored        {}", paths.restored.display());
+    println!(
+        "  coordinator     {}",
+        paths.demo.join("coordinator").display()
+    );
+}
+
+fn print_restore(elapsed: f64, comparison: &Comparison, paths: &Paths) {
+    println!();
+    println!(
+        "restored in {elapsed:.2}s into {} (stages in reverse: catalog, licence, nodes, compactor)",
+        paths.restored.display()
+    );
+    let verdict = if comparison.differences.is_empty() {
+        "byte-identical to the source"
+    } else {
+        "DIFFERENT from the source"
+    };
+    println!(
+        "compared with the source: {} objects, {}: {verdict} (the {} excluded object(s) aside)",
+        comparison.num_objects,
+        human_bytes(comparison.num_bytes),
+        comparison.num_excluded
+    );
+    for difference in comparison.differences.iter().take(20) {
+        println!("  {difference}");
+    }
 }

@@ -15,6 +15,16 @@ pub(crate) fn job_state(state: i32) -> &'static str {
     }
 }
 
+/// A job kind's name.
+pub(crate) fn job_kind(kind: i32) -> &'static str {
+    match pb::JobKind::try_from(kind) {
+        Ok(pb::JobKind::Backup) => "backup",
+        Ok(pb::JobKind::Restore) => "restore",
+        Ok(pb::JobKind::Verify) => "verify",
+        _ => "unknown",
+    }
+}
+
 /// A task state's name.
 pub(crate) fn task_state(state: i32) -> &'static str {
     match pb::TaskState::try_from(state) {
@@ -45,13 +55,14 @@ fn task_json(task: &pb::Task) -> Value {
         "error": task.error, "waiting_reason": task.waiting_reason,
         "objects_done": progress.objects_done, "bytes_done": progress.bytes_done,
         "objects_total": progress.objects_total, "bytes_total": progress.bytes_total,
+        "num_skipped": task.num_skipped, "warnings": task.warnings, "problems": task.problems,
     })
 }
 
 /// A job as JSON.
 pub(crate) fn job_json(job: &pb::Job) -> Value {
     json!({
-        "id": job.id, "kind": "backup", "state": job_state(job.state), "source": job.source,
+        "id": job.id, "kind": job_kind(job.kind), "state": job_state(job.state), "source": job.source,
         "repository": job.repository, "created_at_ms": job.created_at_ms, "finished_at_ms": job.finished_at_ms,
         "error": job.error, "backup_id": job.backup_id,
         "phases": job.phases.iter().map(|phase| json!({
@@ -149,7 +160,8 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 /// Prints a job as a table.
 pub(crate) fn print_job(job: &pb::Job) {
     println!(
-        "job {}  {}  source={} repo={}  backup={}",
+        "{} job {}  {}  source={} repo={}  backup={}",
+        job_kind(job.kind),
         job.id,
         job_state(job.state),
         job.source,
@@ -193,6 +205,12 @@ fn print_task(task: &pb::Task) {
     }
     if !task.waiting_reason.is_empty() {
         println!("               {}", task.waiting_reason);
+    }
+    for warning in &task.warnings {
+        println!("               warning: {warning}");
+    }
+    for problem in &task.problems {
+        println!("               problem: {problem}");
     }
 }
 

@@ -76,6 +76,48 @@ pub enum TaskKind {
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+    /// Checks a backup's manifest and segments, and that every chunk they name exists; with
+    /// `deep`, re-reads and re-hashes every chunk. Problems are reported object by object.
+    VerifyBackup {
+        /// The backup.
+        backup_id: BackupId,
+        /// Re-hash every chunk instead of checking existence.
+        deep: bool,
+    },
+    /// Restore guard, writes nothing: the node is stopped (its HTTP endpoint refuses
+    /// connections) and the target prefixes are empty (unless allowed).
+    CheckRestoreTarget {
+        /// The node checked (empty for cluster-level prefixes).
+        node: String,
+        /// Object-store URL of the target.
+        target_url: String,
+        /// Prefixes the restore will write there.
+        prefixes: Vec<String>,
+        /// The node's HTTP endpoint, when the source registered one.
+        http_endpoint: Option<String>,
+        /// `--wipe` or `--resume`: existing objects are expected.
+        allow_existing: bool,
+    },
+    /// Deletes exactly `prefixes` in the target (`--wipe`), after every guard passed.
+    WipeTarget {
+        /// Object-store URL of the target.
+        target_url: String,
+        /// Prefixes to delete.
+        prefixes: Vec<String>,
+    },
+    /// Writes the backup's objects of one phase (and node) into the target: each object is
+    /// reassembled from its chunks, every chunk and the whole object re-hashed before the
+    /// object becomes visible at its key. Objects already present with the right hash are kept.
+    RestoreObjects {
+        /// The backup.
+        backup_id: BackupId,
+        /// Object-store URL of the target.
+        target_url: String,
+        /// Only objects the backup recorded in this phase.
+        phase: String,
+        /// Only objects of this node (`None`: every node of the phase).
+        node: Option<String>,
+    },
 }
 
 /// A copy task's result to include in a backup: the attempt whose result was accepted.
@@ -116,6 +158,16 @@ pub struct TaskReport {
     /// The manifest key, for the commit task.
     #[serde(default)]
     pub manifest_key: Option<String>,
+    /// Objects left as they were (already present with the right content).
+    #[serde(default)]
+    pub num_skipped: u64,
+    /// Things the operator should know that did not stop the task (e.g. a licence restored to
+    /// another bucket, objects deleted by `--wipe`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// What verification found wrong, object by object. A report with problems fails the job.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// One recorded exclusion.

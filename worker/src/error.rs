@@ -60,9 +60,12 @@ pub enum TaskError {
         /// The prefix searched.
         prefix: String,
     },
-    /// The task cannot run as specified.
+    /// The task cannot run as specified, or a guard refused it.
     #[error("{0}")]
     Invalid(String),
+    /// Backup data is missing or does not hash to what the manifest records.
+    #[error("{0}")]
+    Damaged(String),
     /// The coordinator took the task back (lease lost, job failed) or the worker is stopping.
     #[error("task abandoned: {0}")]
     Abandoned(String),
@@ -76,7 +79,8 @@ impl TaskError {
             | TaskError::Repository(RepositoryError::Store { source, .. }) => is_transient(source),
             TaskError::Repository(RepositoryError::Corrupt { .. })
             | TaskError::NoCatalog { .. }
-            | TaskError::Invalid(_) => false,
+            | TaskError::Invalid(_)
+            | TaskError::Damaged(_) => false,
             TaskError::Abandoned(_) => true,
         }
     }

@@ -245,6 +245,9 @@ impl Hub {
             object_permits: self.object_permits.clone(),
             max_objects_in_flight: self.config.max_concurrent_objects,
             cancel: cancel.clone(),
+            store_url: self.config.store.url.clone(),
+            store_options: self.config.store.options.clone(),
+            env: self.env.clone(),
         };
         let reporter = self.report_progress_until_done(
             task_id.to_string(),

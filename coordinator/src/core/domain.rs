@@ -110,6 +110,9 @@ pub struct BackupRecord {
     pub exclusions: Vec<ExclusionReport>,
     /// Per phase: name, first start, last finish, objects and bytes.
     pub phases: Vec<PhaseSummary>,
+    /// The source's topology at backup time (restores are planned from it).
+    #[serde(default)]
+    pub source_spec: Option<SourceSpec>,
 }
 
 /// Timing and size of one phase of the job that wrote a backup.

@@ -13,16 +13,25 @@ use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
 use bk_proto::model::{RepositoryRef, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
+use super::domain::SourceSpec;
+
 /// How many times a task may fail with a retryable error before the job fails.
 pub const MAX_RETRYABLE_FAILURES: u32 = 3;
 
 /// A planned job: what to run, where, in which order. Fixed at submission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// The backup the job writes.
+    /// What the job does.
+    #[serde(default)]
+    pub kind: JobKind,
+    /// The backup the job writes (backup) or reads (restore, verify).
     pub backup_id: BackupId,
     /// Source name.
     pub source: String,
+    /// The source's topology when the job was planned (recorded in the backup, so a restore
+    /// plans from what was backed up even if the source is re-registered later).
+    #[serde(default)]
+    pub source_spec: Option<SourceSpec>,
     /// The repository, as workers need it.
     pub repository: RepositoryRef,
     /// Node ids the job covers (recorded in the backup).
@@ -31,6 +40,18 @@ pub struct JobSpec {
     pub phases: Vec<PlannedPhase>,
     /// Tasks run after the phases, whatever their outcome.
     pub cleanup: Vec<PlannedTask>,
+}
+
+/// What a job does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// Writes a new backup.
+    #[default]
+    Backup,
+    /// Writes a backup's objects back into a target store.
+    Restore,
+    /// Checks a backup.
+    Verify,
 }
 
 /// A named group of tasks that run in parallel.
@@ -387,10 +408,22 @@ impl Job {
                         report: report.clone(),
                     });
                 }
+                let problems = report.problems.len();
+                let first_problem = report.problems.first().cloned().unwrap_or_default();
                 if let Some(run) = self.run_mut(slot) {
                     run.report = Some(report);
                 }
-                self.advance(at_ms, &mut effects);
+                if problems > 0 {
+                    let label = self
+                        .planned(slot)
+                        .map(|task| task.label.clone())
+                        .unwrap_or_default();
+                    let error =
+                        format!("`{label}` found {problems} problem(s), first: {first_problem}");
+                    self.fail(error, slot, at_ms, &mut effects);
+                } else {
+                    self.advance(at_ms, &mut effects);
+                }
             }
             JobEvent::TaskFailed {
                 slot,

@@ -4,6 +4,31 @@ use ulid::Ulid;
 
 use super::*;
 
+#[test]
+fn test_a_report_with_problems_fails_the_job_and_runs_cleanup() {
+    let mut job = job_with_phases(&[&["a/"], &["b/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    let report = TaskReport {
+        problems: vec!["chunk ab missing".into()],
+        ..TaskReport::default()
+    };
+    job.apply(JobEvent::TaskSucceeded {
+        slot: slot(0, 0),
+        attempt: 1,
+        report,
+        at_ms: 3,
+    })
+    .unwrap();
+    assert_eq!(job.state, JobState::Failing);
+    assert!(job
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("found 1 problem(s), first: chunk ab missing"));
+    assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
+}
+
 fn copy_task(prefix: &str) -> PlannedTask {
     PlannedTask {
         label: format!("copy {prefix}"),
@@ -19,6 +44,8 @@ fn copy_task(prefix: &str) -> PlannedTask {
 
 fn job_with_phases(phases: &[&[&str]]) -> Job {
     let spec = JobSpec {
+        kind: JobKind::Backup,
+        source_spec: None,
         backup_id: BackupId(Ulid::from_parts(1, 1)),
         source: "src".to_string(),
         repository: RepositoryRef {

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
 //! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
+//! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
 //! - [`waiting`]: why a runnable task is not running (for operators).
@@ -14,9 +15,12 @@
 pub mod domain;
 pub mod job;
 pub mod plan;
+pub mod plan_restore;
 pub mod state;
 pub mod waiting;
 
 pub use domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
-pub use job::{Job, JobEffect, JobEvent, JobSpec, JobState, Placement, PlannedTask, TaskRun};
+pub use job::{
+    Job, JobEffect, JobEvent, JobKind, JobSpec, JobState, Placement, PlannedTask, TaskRun,
+};
 pub use state::{ClusterState, Command, CommandResponse};

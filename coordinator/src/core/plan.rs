@@ -20,7 +20,7 @@ use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
 use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
 
 use super::domain::{Repository, Source, SourceSpec};
-use super::job::{JobSpec, Placement, PlannedPhase, PlannedTask};
+use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// Default chunk size of a new repository.
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
@@ -34,6 +34,14 @@ pub enum PlanError {
         /// The source's name.
         source_name: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// The restore cannot be planned as asked.
+    #[error("cannot restore backup `{backup_id}`: {reason}")]
+    InvalidRestore {
+        /// The backup.
+        backup_id: String,
+        /// What is wrong, and how to fix it.
         reason: String,
     },
 }
@@ -119,7 +127,9 @@ pub fn plan_backup(
         }],
     });
     Ok(JobSpec {
+        kind: JobKind::Backup,
         backup_id,
+        source_spec: Some(source.spec.clone()),
         source: source.name.clone(),
         repository: RepositoryRef {
             name: repository.name.clone(),

@@ -96,6 +96,7 @@ impl ClusterState {
         };
         for effect in effects {
             if let JobEffect::BackupCommitted { report } = effect {
+                // Only backup jobs have a commit task; the effect comes from nowhere else.
                 let record = backup_record(job, &report);
                 self.backups.insert(record.backup_id, record);
             }
@@ -176,6 +177,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         catalog_format,
         exclusions,
         phases,
+        source_spec: job.spec.source_spec.clone(),
     }
 }
 

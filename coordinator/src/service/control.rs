@@ -14,8 +14,11 @@ use ulid::Ulid;
 
 use super::convert::{self, JobViewContext};
 use crate::coordinator::Coordinator;
+use crate::core::domain::{BackupRecord, Repository};
 use crate::core::job::Job;
-use crate::core::plan::plan_backup;
+use crate::core::job::JobSpec;
+use crate::core::plan::{plan_backup, PlanError};
+use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
 use crate::core::{Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
 
@@ -87,6 +90,55 @@ impl ControlServiceImpl {
                 .await?,
         )?;
         tracing::info!(%job_id, source = %request.source, repository = %request.repository, "backup job submitted");
+        Ok(job_id)
+    }
+
+    /// Plans a job about an existing backup (restore, verify) with `plan` and queues it.
+    async fn submit_for_backup(
+        &self,
+        backup_id: &str,
+        plan: impl FnOnce(
+            &BackupRecord,
+            &Repository,
+            &crate::core::ClusterState,
+        ) -> Result<JobSpec, PlanError>,
+    ) -> CoordinatorResult<JobId> {
+        self.coordinator.ensure_leader()?;
+        let backup_id: BackupId =
+            backup_id
+                .parse()
+                .map_err(|error: bk_proto::ids::ParseIdError| {
+                    CoordinatorError::InvalidRequest(error.to_string())
+                })?;
+        let job_id = JobId::from_ulid(Ulid::new());
+        let spec = self.coordinator.shared.read(|state| {
+            let backup =
+                state
+                    .backups
+                    .get(&backup_id)
+                    .ok_or_else(|| CoordinatorError::NotFound {
+                        what: format!("backup `{backup_id}` (list them with `bkctl backups`)"),
+                    })?;
+            let repository = state.repositories.get(&backup.repository).ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "repository `{}` of the backup is no longer registered",
+                    backup.repository
+                ))
+            })?;
+            Ok::<_, CoordinatorError>(plan(backup, repository, state)?)
+        })?;
+        let kind = spec.kind;
+        let at_ms = crate::clock::now_ms();
+        expect_applied(
+            self.coordinator
+                .propose(Command::SubmitJob {
+                    job_id,
+                    spec,
+                    at_ms,
+                })
+                .await?,
+        )?;
+        tracing::info!(%job_id, %backup_id, ?kind, "job submitted");
         Ok(job_id)
     }
 }
@@ -169,6 +221,49 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitBackupRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let job_id = self.submit_backup(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job_id: job_id.to_string(),
+        }))
+    }
+
+    async fn submit_restore(
+        &self,
+        request: Request<pb::SubmitRestoreRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let restore = RestoreRequest {
+            default_target: (!request.target.is_empty()).then_some(request.target),
+            node_targets: request.node_targets.into_iter().collect(),
+            nodes_stopped: request.nodes_stopped,
+            wipe: request.wipe,
+            resume: request.resume,
+        };
+        let job_id = self
+            .submit_for_backup(&request.backup_id, |backup, repository, state| {
+                let nodes_with_workers = state
+                    .workers
+                    .values()
+                    .filter(|worker| worker.source == backup.source)
+                    .map(|worker| worker.node.clone())
+                    .collect();
+                plan_restore(backup, repository, &restore, &nodes_with_workers)
+            })
+            .await?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job_id: job_id.to_string(),
+        }))
+    }
+
+    async fn submit_verify(
+        &self,
+        request: Request<pb::SubmitVerifyRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = self
+            .submit_for_backup(&request.backup_id, |backup, repository, _| {
+                Ok(plan_verify(backup, repository, request.deep))
+            })
+            .await?;
         Ok(Response::new(pb::SubmitJobResponse {
             job_id: job_id.to_string(),
         }))

@@ -7,7 +7,7 @@ use bk_proto::ids::TaskId;
 use bk_proto::pb;
 
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
-use crate::core::job::{Job, JobState, Placement, TaskRun, TaskStatus};
+use crate::core::job::{Job, JobKind, JobState, Placement, TaskRun, TaskStatus};
 use crate::core::plan::DEFAULT_CHUNK_SIZE;
 use crate::core::waiting::waiting_reason;
 use crate::dispatch::runtime::LeaderRuntime;
@@ -242,7 +242,18 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             (None, Some(runtime)) => runtime.progress(&task_id, run.attempt),
             (None, None) => None,
         };
+        let (warnings, problems, num_skipped) = match &run.report {
+            Some(report) => (
+                report.warnings.clone(),
+                report.problems.clone(),
+                report.num_skipped,
+            ),
+            None => (Vec::new(), Vec::new(), 0),
+        };
         pb::Task {
+            warnings,
+            problems,
+            num_skipped,
             id: task_id.to_string(),
             label: planned.map(|task| task.label.clone()).unwrap_or_default(),
             node,
@@ -294,7 +305,11 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         .collect();
     pb::Job {
         id: job.id.to_string(),
-        kind: pb::JobKind::Backup as i32,
+        kind: match job.spec.kind {
+            JobKind::Backup => pb::JobKind::Backup,
+            JobKind::Restore => pb::JobKind::Restore,
+            JobKind::Verify => pb::JobKind::Verify,
+        } as i32,
         state: job_state_to_pb(job.state) as i32,
         source: job.spec.source.clone(),
         repository: job.spec.repository.name.clone(),

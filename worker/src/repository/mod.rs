@@ -17,10 +17,12 @@
 //! - [`info`]: the `bk-repository.json` description.
 //! - [`manifest`]: manifest, segment and staging record types.
 //! - [`chunks`]: splitting an object into chunks and writing them.
+//! - [`reader`]: reading a committed backup (manifest, segments) and key safety.
 //! - [`staging`]: a copy task's result parts and its done record.
 
 pub mod chunks;
 pub mod info;
 pub mod layout;
 pub mod manifest;
+pub mod reader;
 pub mod staging;

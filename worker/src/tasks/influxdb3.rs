@@ -149,7 +149,7 @@ pub async fn copy_catalog(
         num_bytes: image_totals.num_bytes + rest_totals.num_bytes,
         exclusions,
         catalog_format: Some(format.to_string()),
-        manifest_key: None,
+        ..TaskReport::default()
     };
     writer.finish(&report).await?;
     Ok(report)

@@ -6,11 +6,15 @@
 //! - [`influxdb3`]: the InfluxDB 3 copy tasks (prefixes, catalog detection, licence files).
 //! - [`commit`]: merging accepted results into segments and writing the manifest.
 //! - [`cleanup`]: removing a job's staging area.
+//! - [`verify`]: checking a backup object by object (existence, or re-hashing).
+//! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
 pub mod cleanup;
 pub mod commit;
 pub mod copy;
 pub mod influxdb3;
+pub mod restore;
+pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,6 +74,12 @@ pub struct TaskContext {
     pub max_objects_in_flight: usize,
     /// Cancelled when the coordinator takes the task back or the worker stops.
     pub cancel: CancellationToken,
+    /// The node's store URL (restores compare targets with it).
+    pub store_url: String,
+    /// The node's store options, used to open restore targets.
+    pub store_options: std::collections::BTreeMap<String, String>,
+    /// The process environment (standard object-store variables).
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs a task to completion.
@@ -98,5 +108,37 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
             parts,
         } => commit::commit_backup(context, *backup_id, *created_at_ms, parts).await,
         TaskKind::RemoveStaging => cleanup::remove_staging(context).await,
+        TaskKind::VerifyBackup { backup_id, deep } => {
+            verify::verify_backup(context, *backup_id, *deep).await
+        }
+        TaskKind::CheckRestoreTarget {
+            node,
+            target_url,
+            prefixes,
+            http_endpoint,
+            allow_existing,
+        } => {
+            restore::check_restore_target(
+                context,
+                node,
+                target_url,
+                prefixes,
+                http_endpoint.as_deref(),
+                *allow_existing,
+            )
+            .await
+        }
+        TaskKind::WipeTarget {
+            target_url,
+            prefixes,
+        } => restore::wipe_target(context, target_url, prefixes).await,
+        TaskKind::RestoreObjects {
+            backup_id,
+            target_url,
+            phase,
+            node,
+        } => {
+            restore::restore_objects(context, *backup_id, target_url, phase, node.as_deref()).await
+        }
     }
 }

@@ -1,0 +1,310 @@
+//! Plans for restoring and verifying a backup. Pure.
+//!
+//! Restore runs the backup's stages in reverse, after guards that write nothing:
+//! 1. `preflight`: per node (and the cluster's catalog prefixes), the node is stopped (its HTTP
+//!    endpoint refuses connections) and the target prefixes are empty unless `--wipe`/`--resume`;
+//!    the manifest, its segments and every chunk exist.
+//! 2. `wipe` (only with `--wipe`): delete exactly the prefixes the restore writes.
+//! 3. `catalog` (+ `enterprise`) → 4. `licence` → 5. `nodes` (each node's objects on that node's
+//!    worker, any worker when the node has none yet) → 6. `compactor` (`cs`, `cd`, `c`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bk_proto::model::{RepositoryRef, TaskKind};
+
+use super::domain::{BackupRecord, Repository, SourceSpec};
+use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+use super::plan::PlanError;
+
+/// What the operator asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreRequest {
+    /// Target URL for every node without its own (and the cluster's objects).
+    pub default_target: Option<String>,
+    /// Target URL per node id (`cluster` for the cluster-level objects).
+    pub node_targets: BTreeMap<String, String>,
+    /// The operator states every node is stopped (needed for nodes without an HTTP endpoint).
+    pub nodes_stopped: bool,
+    /// Delete exactly the prefixes the restore writes before writing.
+    pub wipe: bool,
+    /// Continue an earlier restore into the same target: existing objects with the right hash
+    /// are kept.
+    pub resume: bool,
+}
+
+/// Key of the cluster-level target in [`RestoreRequest::node_targets`].
+pub const CLUSTER_TARGET: &str = "cluster";
+
+const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
+
+/// Plans a restore of `backup`. `nodes_with_workers` are the nodes with a registered worker.
+///
+/// # Errors
+/// [`PlanError`] when the backup has no recorded topology, a node has no target, both `--wipe`
+/// and `--resume` are given, or a node cannot be checked as stopped and `--nodes-stopped` is
+/// missing.
+pub fn plan_restore(
+    backup: &BackupRecord,
+    repository: &Repository,
+    request: &RestoreRequest,
+    nodes_with_workers: &BTreeSet<String>,
+) -> Result<JobSpec, PlanError> {
+    let invalid = |reason: String| PlanError::InvalidRestore {
+        backup_id: backup.backup_id.to_string(),
+        reason,
+    };
+    let spec = backup
+        .source_spec
+        .clone()
+        .ok_or_else(|| invalid("the backup records no source topology".to_string()))?;
+    if request.wipe && request.resume {
+        return Err(invalid(
+            "`--wipe` and `--resume` exclude each other: wipe starts over, resume continues"
+                .to_string(),
+        ));
+    }
+    let target_of = |key: &str| {
+        request.node_targets.get(key).or(request.default_target.as_ref()).cloned().ok_or_else(|| {
+            invalid(format!("no target for `{key}`: pass `--target URL` (all nodes) or `--target {key}=URL`"))
+        })
+    };
+    let placement = |node: &str| {
+        if nodes_with_workers.contains(node) {
+            Placement::Node(node.to_string())
+        } else {
+            Placement::AnyNode
+        }
+    };
+    let (nodes, cluster_prefixes, cluster_target, compactor, endpoints) = match &spec {
+        SourceSpec::InfluxDb3Enterprise {
+            cluster_id,
+            compactor_node,
+            data_nodes,
+            http_endpoints,
+        } => {
+            let mut prefixes: Vec<String> =
+                ["catalog/", "catalogs/", "_catalog_checkpoint", "enterprise"]
+                    .iter()
+                    .map(|key| format!("{cluster_id}/{key}"))
+                    .collect();
+            prefixes.extend(
+                LICENCE_FILES
+                    .iter()
+                    .map(|key| format!("{cluster_id}/{key}")),
+            );
+            let mut nodes = data_nodes.clone();
+            nodes.push(compactor_node.clone());
+            (
+                nodes,
+                prefixes,
+                Some(target_of(CLUSTER_TARGET)?),
+                Some(compactor_node.clone()),
+                http_endpoints.clone(),
+            )
+        }
+        SourceSpec::InfluxDb3Core {
+            node,
+            http_endpoint,
+        } => {
+            let endpoints = http_endpoint
+                .iter()
+                .map(|endpoint| (node.clone(), endpoint.clone()))
+                .collect();
+            (vec![node.clone()], Vec::new(), None, None, endpoints)
+        }
+    };
+    let unchecked: Vec<&str> = nodes
+        .iter()
+        .filter(|node| !endpoints.contains_key(*node))
+        .map(String::as_str)
+        .collect();
+    if !unchecked.is_empty() && !request.nodes_stopped {
+        return Err(invalid(format!(
+            "node(s) `{}` have no HTTP endpoint registered, so bk cannot check they are stopped: stop every node \
+             and pass `--nodes-stopped`, or register endpoints with `bkctl source add … --http NODE=URL`",
+            unchecked.join("`, `")
+        )));
+    }
+    let node_targets: Vec<(String, String)> = nodes
+        .iter()
+        .map(|node| Ok::<_, PlanError>((node.clone(), target_of(node)?)))
+        .collect::<Result<_, _>>()?;
+    let catalog_target = cluster_target
+        .clone()
+        .unwrap_or_else(|| node_targets[0].1.clone());
+
+    let mut preflight = Vec::new();
+    let mut wipe = Vec::new();
+    for (node, target_url) in &node_targets {
+        preflight.push(PlannedTask {
+            label: format!("check {node} is stopped and {node}/ is empty"),
+            placement: placement(node),
+            kind: TaskKind::CheckRestoreTarget {
+                node: node.clone(),
+                target_url: target_url.clone(),
+                prefixes: vec![format!("{node}/")],
+                http_endpoint: endpoints.get(node).cloned(),
+                allow_existing: request.wipe || request.resume,
+            },
+        });
+        wipe.push(wipe_task(
+            target_url,
+            vec![format!("{node}/")],
+            placement(node),
+        ));
+    }
+    if let Some(target_url) = &cluster_target {
+        preflight.push(PlannedTask {
+            label: "check the cluster's catalog and licence keys are free".to_string(),
+            placement: Placement::AnyNode,
+            kind: TaskKind::CheckRestoreTarget {
+                node: String::new(),
+                target_url: target_url.clone(),
+                prefixes: cluster_prefixes.clone(),
+                http_endpoint: None,
+                allow_existing: request.wipe || request.resume,
+            },
+        });
+        wipe.push(wipe_task(target_url, cluster_prefixes, Placement::AnyNode));
+    }
+    preflight.push(PlannedTask {
+        label: format!("check backup {} and its chunks exist", backup.backup_id),
+        placement: Placement::AnyNode,
+        kind: TaskKind::VerifyBackup {
+            backup_id: backup.backup_id,
+            deep: false,
+        },
+    });
+
+    let restore =
+        |phase: &str, node: Option<&str>, target_url: &str, placement: Placement| PlannedTask {
+            label: match node {
+                Some(node) => format!("restore {phase} objects of {node}"),
+                None => format!("restore {phase} objects"),
+            },
+            placement,
+            kind: TaskKind::RestoreObjects {
+                backup_id: backup.backup_id,
+                target_url: target_url.to_string(),
+                phase: phase.to_string(),
+                node: node.map(str::to_string),
+            },
+        };
+    let mut phases = vec![PlannedPhase {
+        name: "preflight".to_string(),
+        tasks: preflight,
+    }];
+    if request.wipe {
+        phases.push(PlannedPhase {
+            name: "wipe".to_string(),
+            tasks: wipe,
+        });
+    }
+    phases.push(PlannedPhase {
+        name: "catalog".to_string(),
+        tasks: vec![restore(
+            "catalog",
+            None,
+            &catalog_target,
+            Placement::AnyNode,
+        )],
+    });
+    if backup.phases.iter().any(|phase| phase.name == "licence") {
+        phases.push(PlannedPhase {
+            name: "licence".to_string(),
+            tasks: vec![restore(
+                "licence",
+                None,
+                &catalog_target,
+                Placement::AnyNode,
+            )],
+        });
+    }
+    let node_tasks = node_targets
+        .iter()
+        .map(|(node, target)| restore("nodes", Some(node), target, placement(node)))
+        .collect();
+    phases.push(PlannedPhase {
+        name: "nodes".to_string(),
+        tasks: node_tasks,
+    });
+    if let Some(compactor) = compactor {
+        let target = target_of(&compactor)?;
+        let task = restore(
+            "compactor",
+            Some(&compactor),
+            &target,
+            placement(&compactor),
+        );
+        phases.push(PlannedPhase {
+            name: "compactor".to_string(),
+            tasks: vec![task],
+        });
+    }
+    Ok(JobSpec {
+        kind: JobKind::Restore,
+        backup_id: backup.backup_id,
+        source: backup.source.clone(),
+        source_spec: Some(spec),
+        repository: repository_ref(repository),
+        nodes,
+        phases,
+        cleanup: Vec::new(),
+    })
+}
+
+/// Plans a verification of `backup`: one task (the manifest is read once), on any worker of
+/// the backup's source.
+pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -> JobSpec {
+    let depth = if deep {
+        "re-hash every chunk"
+    } else {
+        "check every chunk exists"
+    };
+    JobSpec {
+        kind: JobKind::Verify,
+        backup_id: backup.backup_id,
+        source: backup.source.clone(),
+        source_spec: backup.source_spec.clone(),
+        repository: repository_ref(repository),
+        nodes: backup.nodes.clone(),
+        phases: vec![PlannedPhase {
+            name: "verify".to_string(),
+            tasks: vec![PlannedTask {
+                label: format!("verify backup {}: {depth}", backup.backup_id),
+                placement: Placement::AnyNode,
+                kind: TaskKind::VerifyBackup {
+                    backup_id: backup.backup_id,
+                    deep,
+                },
+            }],
+        }],
+        cleanup: Vec::new(),
+    }
+}
+
+fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> PlannedTask {
+    PlannedTask {
+        label: format!(
+            "wipe {}",
+            prefixes.first().map(String::as_str).unwrap_or("")
+        ),
+        placement,
+        kind: TaskKind::WipeTarget {
+            target_url: target_url.to_string(),
+            prefixes,
+        },
+    }
+}
+
+fn repository_ref(repository: &Repository) -> RepositoryRef {
+    RepositoryRef {
+        name: repository.name.clone(),
+        url: repository.url.clone(),
+        chunk_size: repository.chunk_size,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_restore_test.rs"]
+mod plan_restore_test;
