@@ -31,6 +31,10 @@ fn test_demo_backs_up_the_sample_cluster_and_reports_it_as_json() {
         .join("demo/repository")
         .join(backup["manifest_key"].as_str().unwrap());
     assert!(manifest.is_file(), "manifest not at {}", manifest.display());
+    let restore = &report["restore"];
+    assert_eq!(restore["job"]["state"], "succeeded");
+    assert_eq!(restore["comparison"]["identical"], true, "{restore}");
+    assert_eq!(restore["comparison"]["num_objects"], backup["num_objects"]);
 }
 
 #[test]

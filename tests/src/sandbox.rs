@@ -66,6 +66,31 @@ impl Sandbox {
         })
     }
 
+    /// Kills the coordinator (SIGKILL, as a crash would) and starts it again on the same address
+    /// and data directory.
+    ///
+    /// # Errors
+    /// When it cannot start again, or comes back on another address.
+    pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.coordinator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut command = Command::new(binary("bk-coordinator"));
+        command
+            .args(["--listen", &self.endpoint, "--data-dir"])
+            .arg(self.path().join("coordinator"))
+            .env("BK_LEASE_TIMEOUT", "3s");
+        let (child, first_line) =
+            spawn_announcing(command, &self.path().join("coordinator-restarted.log"))?;
+        self.coordinator = Some(child);
+        anyhow::ensure!(
+            first_line == format!("listening on {}", self.endpoint),
+            "restarted elsewhere: {first_line}"
+        );
+        Ok(())
+    }
+
     /// The sandbox's directory (logs, coordinator data; tests put their trees here too).
     pub fn path(&self) -> &Path {
         self.dir

@@ -30,6 +30,9 @@ pub struct RestoreRequest {
     /// Continue an earlier restore into the same target: existing objects with the right hash
     /// are kept.
     pub resume: bool,
+    /// HTTP endpoints per node as registered now (operational data that may have changed since
+    /// the backup; the topology itself comes from the backup). They add to the recorded ones.
+    pub http_endpoints: BTreeMap<String, String>,
 }
 
 /// Key of the cluster-level target in [`RestoreRequest::node_targets`].
@@ -75,7 +78,7 @@ pub fn plan_restore(
             Placement::AnyNode
         }
     };
-    let (nodes, cluster_prefixes, cluster_target, compactor, endpoints) = match &spec {
+    let (nodes, cluster_prefixes, cluster_target, compactor, mut endpoints) = match &spec {
         SourceSpec::InfluxDb3Enterprise {
             cluster_id,
             compactor_node,
@@ -113,6 +116,7 @@ pub fn plan_restore(
             (vec![node.clone()], Vec::new(), None, None, endpoints)
         }
     };
+    endpoints.extend(request.http_endpoints.clone());
     let unchecked: Vec<&str> = nodes
         .iter()
         .filter(|node| !endpoints.contains_key(*node))

@@ -14,7 +14,7 @@ use ulid::Ulid;
 
 use super::convert::{self, JobViewContext};
 use crate::coordinator::Coordinator;
-use crate::core::domain::{BackupRecord, Repository};
+use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
 use crate::core::plan::{plan_backup, PlanError};
@@ -143,6 +143,21 @@ impl ControlServiceImpl {
     }
 }
 
+/// The HTTP endpoints of the source as registered now.
+fn registered_endpoints(
+    state: &crate::core::ClusterState,
+    source: &str,
+) -> std::collections::BTreeMap<String, String> {
+    match state.sources.get(source).map(|source| &source.spec) {
+        Some(SourceSpec::InfluxDb3Enterprise { http_endpoints, .. }) => http_endpoints.clone(),
+        Some(SourceSpec::InfluxDb3Core {
+            node,
+            http_endpoint: Some(endpoint),
+        }) => [(node.clone(), endpoint.clone())].into(),
+        _ => Default::default(),
+    }
+}
+
 /// Turns a rejected command into an error.
 pub(crate) fn expect_applied(response: CommandResponse) -> CoordinatorResult<()> {
     match response {
@@ -231,15 +246,17 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitRestoreRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
-        let restore = RestoreRequest {
+        let mut restore = RestoreRequest {
             default_target: (!request.target.is_empty()).then_some(request.target),
             node_targets: request.node_targets.into_iter().collect(),
             nodes_stopped: request.nodes_stopped,
             wipe: request.wipe,
             resume: request.resume,
+            http_endpoints: Default::default(),
         };
         let job_id = self
             .submit_for_backup(&request.backup_id, |backup, repository, state| {
+                restore.http_endpoints = registered_endpoints(state, &backup.source);
                 let nodes_with_workers = state
                     .workers
                     .values()

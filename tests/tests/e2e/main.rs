@@ -6,3 +6,7 @@ mod t01_backup_contains_every_object;
 mod t02_phases_run_in_order;
 mod t03_catalog_layouts;
 mod t04_missing_worker_is_reported;
+mod t05_coordinator_restart_keeps_state;
+mod t06_restore_round_trip;
+mod t07_restore_guards;
+mod t08_verify_and_damage;
