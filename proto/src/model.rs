@@ -76,6 +76,24 @@ pub enum TaskKind {
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+    /// After a node's copy tasks, before the stage barrier: checks that what was copied is a
+    /// state InfluxDB can restart from, and repairs it from the live source when it is not.
+    ///
+    /// With W the newest copied snapshot manifest's `wal_file_sequence_number`, the copied WAL
+    /// files after W must be W+1, W+2, … without a gap, and every parquet file a copied manifest
+    /// names (minus `removed_files`) must be in the backup. A repair round re-lists `snapshots/`,
+    /// copies new manifests, the parquet files they name and the WAL files after the new W;
+    /// after `max_rounds` failed rounds the task fails and nothing is committed.
+    CheckNodeConsistency {
+        /// The node.
+        node: String,
+        /// Name of the phase, recorded with repaired objects in the manifest.
+        phase: String,
+        /// The node's copy tasks whose results are checked (attempts filled in at lease time).
+        parts: Vec<PartRef>,
+        /// Repair rounds before giving up.
+        max_rounds: u32,
+    },
     /// Checks a backup's manifest and segments, and that every chunk they name exists; with
     /// `deep`, re-reads and re-hashes every chunk. Problems are reported object by object.
     VerifyBackup {
@@ -168,6 +186,31 @@ pub struct TaskReport {
     /// What verification found wrong, object by object. A report with problems fails the job.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Normal events of a live source worth recording: objects that vanished mid-copy,
+    /// repairs, parquet files deleted by retention.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The node's consistency point, for consistency checks.
+    #[serde(default)]
+    pub consistency: Option<ConsistencyPoint>,
+    /// The catalog sequence the backup holds (the newest of image and logs), for catalog tasks.
+    #[serde(default)]
+    pub catalog_sequence: Option<u64>,
+}
+
+/// The state of a node a backup can be restarted from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyPoint {
+    /// The node.
+    pub node: String,
+    /// Sequence number of the newest snapshot manifest in the backup (0: none).
+    pub snapshot_sequence: u64,
+    /// That manifest's `wal_file_sequence_number`: WAL files up to it are covered by parquet.
+    pub snapshot_wal_sequence: u64,
+    /// The last WAL file in the backup (contiguous from `snapshot_wal_sequence + 1`).
+    pub last_wal_sequence: u64,
+    /// The newest catalog sequence any copied snapshot needs.
+    pub required_catalog_sequence: u64,
 }
 
 /// One recorded exclusion.

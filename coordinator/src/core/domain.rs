@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId};
-use bk_proto::model::ExclusionReport;
+use bk_proto::model::{ConsistencyPoint, ExclusionReport};
 use serde::{Deserialize, Serialize};
 
 /// A registered source: a database deployment bk backs up.
@@ -113,6 +113,15 @@ pub struct BackupRecord {
     /// The source's topology at backup time (restores are planned from it).
     #[serde(default)]
     pub source_spec: Option<SourceSpec>,
+    /// Per node, the state the backup restarts from.
+    #[serde(default)]
+    pub consistency: Vec<ConsistencyPoint>,
+    /// The catalog sequence the backup holds.
+    #[serde(default)]
+    pub catalog_sequence: Option<u64>,
+    /// What happened on the live source while copying (vanished objects, repairs, retention).
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// Timing and size of one phase of the job that wrote a backup.

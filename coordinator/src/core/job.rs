@@ -72,6 +72,10 @@ pub struct PlannedTask {
     pub placement: Placement,
     /// What it does.
     pub kind: TaskKind,
+    /// Indices of tasks of the same phase that must succeed before this one may start (e.g. a
+    /// node's consistency check waits for that node's copy tasks, still before the barrier).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<u32>,
 }
 
 /// Which workers may run a task.
@@ -329,7 +333,9 @@ impl Job {
     pub fn task_spec(&self, slot: TaskSlot) -> Option<TaskSpec> {
         let planned = self.planned(slot)?;
         let mut kind = planned.kind.clone();
-        if let TaskKind::CommitBackup { parts, .. } = &mut kind {
+        if let TaskKind::CommitBackup { parts, .. } | TaskKind::CheckNodeConsistency { parts, .. } =
+            &mut kind
+        {
             for part in parts.iter_mut() {
                 part.attempt = self.run(part.task_id.slot).map_or(0, |run| run.attempt);
             }
@@ -351,8 +357,24 @@ impl Job {
             .filter(|slot| {
                 self.run(*slot)
                     .is_some_and(|run| run.status == TaskStatus::Pending)
+                    && self.dependencies_succeeded(*slot)
             })
             .collect()
+    }
+
+    /// Whether every same-phase task `slot` depends on has succeeded.
+    pub fn dependencies_succeeded(&self, slot: TaskSlot) -> bool {
+        let (TaskSlot::Phase { phase, .. }, Some(planned)) = (slot, self.planned(slot)) else {
+            return true;
+        };
+        planned.depends_on.iter().all(|index| {
+            let dependency = TaskSlot::Phase {
+                phase,
+                index: *index,
+            };
+            self.run(dependency)
+                .is_some_and(|run| run.status == TaskStatus::Succeeded)
+        })
     }
 
     /// Moves the job by one event and returns what the rest of the state must do.

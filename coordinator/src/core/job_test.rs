@@ -39,6 +39,7 @@ fn copy_task(prefix: &str) -> PlannedTask {
             prefix: prefix.to_string(),
             exclude: Vec::new(),
         },
+        depends_on: Vec::new(),
     }
 }
 
@@ -66,6 +67,7 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
             label: "remove staging".to_string(),
             placement: Placement::AnyNode,
             kind: TaskKind::RemoveStaging,
+            depends_on: Vec::new(),
         }],
     };
     Job::new(JobId(Ulid::from_parts(2, 2)), spec, 1_000)
@@ -312,6 +314,7 @@ fn test_commit_task_success_emits_backup_committed() {
                 created_at_ms: 1,
                 parts: vec![],
             },
+            depends_on: Vec::new(),
         }],
     });
     job = Job::new(job.id, job.spec.clone(), 1);
@@ -329,6 +332,23 @@ fn test_commit_task_success_emits_backup_committed() {
         })
         .unwrap();
     assert_eq!(effects, vec![JobEffect::BackupCommitted { report }]);
+}
+
+#[test]
+fn test_a_task_waits_for_its_same_phase_dependencies() {
+    let mut job = job_with_phases(&[&["a/", "b/", "check"]]);
+    job.spec.phases[0].tasks[2].depends_on = vec![0, 1];
+    assert_eq!(job.runnable_slots(), vec![slot(0, 0), slot(0, 1)]);
+    lease(&mut job, slot(0, 0), 1);
+    succeed(&mut job, slot(0, 0), 1);
+    assert_eq!(
+        job.runnable_slots(),
+        vec![slot(0, 1)],
+        "one dependency is still running"
+    );
+    lease(&mut job, slot(0, 1), 1);
+    succeed(&mut job, slot(0, 1), 1);
+    assert_eq!(job.runnable_slots(), vec![slot(0, 2)]);
 }
 
 #[test]

@@ -22,6 +22,9 @@ use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
 use super::domain::{Repository, Source, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
+/// Repair rounds a node's consistency check may run before the job fails.
+pub const MAX_REPAIR_ROUNDS: u32 = 5;
+
 /// Default chunk size of a new repository.
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
 
@@ -98,6 +101,7 @@ pub fn plan_backup(
                 catalog_prefix,
                 phase: "catalog".to_string(),
             },
+            depends_on: Vec::new(),
         }],
     });
     if let Some(cluster_prefix) = licence_prefix {
@@ -110,9 +114,11 @@ pub fn plan_backup(
                     cluster_prefix,
                     phase: "licence".to_string(),
                 },
+                depends_on: Vec::new(),
             }],
         });
     }
+    link_consistency_parts(job_id, &mut phases);
     let parts = copy_task_ids(job_id, &phases);
     phases.push(PlannedPhase {
         name: "commit".to_string(),
@@ -124,6 +130,7 @@ pub fn plan_backup(
                 created_at_ms,
                 parts,
             },
+            depends_on: Vec::new(),
         }],
     });
     Ok(JobSpec {
@@ -142,6 +149,7 @@ pub fn plan_backup(
             label: "remove staging".to_string(),
             placement: Placement::AnyNode,
             kind: TaskKind::RemoveStaging,
+            depends_on: Vec::new(),
         }],
     })
 }
@@ -204,6 +212,20 @@ fn nodes_phase(
         let mut task = copy_task("nodes", node, &format!("{node}/"), exclude);
         task.label = format!("copy other objects under {node}/");
         tasks.push(task);
+        let first_copy = (tasks.len() - 4) as u32;
+        tasks.push(PlannedTask {
+            label: format!(
+                "check {node} is consistent (WAL after the newest snapshot, parquet it names)"
+            ),
+            placement: Placement::Node(node.clone()),
+            kind: TaskKind::CheckNodeConsistency {
+                node: node.clone(),
+                phase: "nodes".to_string(),
+                parts: Vec::new(), // Filled by `link_consistency_parts` once phase indices are known.
+                max_rounds: MAX_REPAIR_ROUNDS,
+            },
+            depends_on: (first_copy..first_copy + 4).collect(),
+        });
     }
     PlannedPhase {
         name: "nodes".to_string(),
@@ -229,6 +251,31 @@ fn copy_task(phase: &str, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -
             prefix: prefix.to_string(),
             exclude,
         },
+        depends_on: Vec::new(),
+    }
+}
+
+/// Points each consistency check at the copy tasks it depends on.
+fn link_consistency_parts(job_id: JobId, phases: &mut [PlannedPhase]) {
+    for (phase, planned) in phases.iter_mut().enumerate() {
+        for task in &mut planned.tasks {
+            let depends_on = task.depends_on.clone();
+            if let TaskKind::CheckNodeConsistency { parts, .. } = &mut task.kind {
+                *parts = depends_on
+                    .iter()
+                    .map(|index| {
+                        let slot = TaskSlot::Phase {
+                            phase: phase as u32,
+                            index: *index,
+                        };
+                        PartRef {
+                            task_id: TaskId { job_id, slot },
+                            attempt: 0,
+                        }
+                    })
+                    .collect();
+            }
+        }
     }
 }
 

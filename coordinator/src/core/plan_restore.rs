@@ -150,6 +150,7 @@ pub fn plan_restore(
                 http_endpoint: endpoints.get(node).cloned(),
                 allow_existing: request.wipe || request.resume,
             },
+            depends_on: Vec::new(),
         });
         wipe.push(wipe_task(
             target_url,
@@ -168,6 +169,7 @@ pub fn plan_restore(
                 http_endpoint: None,
                 allow_existing: request.wipe || request.resume,
             },
+            depends_on: Vec::new(),
         });
         wipe.push(wipe_task(target_url, cluster_prefixes, Placement::AnyNode));
     }
@@ -178,6 +180,7 @@ pub fn plan_restore(
             backup_id: backup.backup_id,
             deep: false,
         },
+        depends_on: Vec::new(),
     });
 
     let restore =
@@ -193,6 +196,7 @@ pub fn plan_restore(
                 phase: phase.to_string(),
                 node: node.map(str::to_string),
             },
+            depends_on: Vec::new(),
         };
     let mut phases = vec![PlannedPhase {
         name: "preflight".to_string(),
@@ -281,6 +285,7 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
                     backup_id: backup.backup_id,
                     deep,
                 },
+                depends_on: Vec::new(),
             }],
         }],
         cleanup: Vec::new(),
@@ -298,6 +303,7 @@ fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> P
             target_url: target_url.to_string(),
             prefixes,
         },
+        depends_on: Vec::new(),
     }
 }
 

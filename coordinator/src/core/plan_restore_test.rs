@@ -34,6 +34,9 @@ fn backup(spec: SourceSpec) -> BackupRecord {
             phase("licence"),
         ],
         source_spec: Some(spec),
+        consistency: Vec::new(),
+        catalog_sequence: None,
+        events: Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use bk_proto::ids::{BackupId, JobId};
+use bk_proto::ids::{BackupId, JobId, TaskSlot};
 use bk_proto::model::TaskKind;
 use ulid::Ulid;
 
@@ -84,6 +84,7 @@ fn test_enterprise_plan_follows_the_stage_order() {
                 (format!("copy {node}/snapshots/"), on(node)),
                 (format!("copy {node}/dbs/"), on(node)),
                 (format!("copy other objects under {node}/"), on(node)),
+                (format!("check {node} is consistent (WAL after the newest snapshot, parquet it names)"), on(node)),
             ]
         })
         .collect();
@@ -146,6 +147,31 @@ fn test_catch_all_task_excludes_what_other_tasks_copy_and_records_table_snapshot
         !exclude.iter().any(|rule| rule.prefix == "node1/cs/"),
         "only the compactor skips cs/"
     );
+}
+
+#[test]
+fn test_each_node_is_checked_after_its_own_copy_tasks_and_before_the_barrier() {
+    let spec = plan(&enterprise(&["node1", "node2"], "compactor")).unwrap();
+    let nodes = &spec.phases[1];
+    for (position, task) in nodes.tasks.iter().enumerate() {
+        let TaskKind::CheckNodeConsistency { node, parts, .. } = &task.kind else {
+            continue;
+        };
+        let first = position as u32 - 4;
+        assert_eq!(
+            task.depends_on,
+            (first..first + 4).collect::<Vec<_>>(),
+            "{node}"
+        );
+        for (part, index) in parts.iter().zip(first..) {
+            assert_eq!(part.task_id.slot, TaskSlot::Phase { phase: 1, index });
+            let TaskKind::CopyPrefix { node: copied, .. } = &nodes.tasks[index as usize].kind
+            else {
+                panic!()
+            };
+            assert_eq!(copied, node, "a node's check reads only that node's copies");
+        }
+    }
 }
 
 #[test]

@@ -134,6 +134,9 @@ impl ClusterState {
 
 fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut catalog_format = String::new();
+    let mut consistency = Vec::new();
+    let mut catalog_sequence = None;
+    let mut events = Vec::new();
     let mut exclusions = Vec::new();
     let mut phases = Vec::new();
     for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
@@ -159,6 +162,9 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             if let Some(format) = &task_report.catalog_format {
                 catalog_format = format.clone();
             }
+            consistency.extend(task_report.consistency.clone());
+            catalog_sequence = catalog_sequence.or(task_report.catalog_sequence);
+            events.extend(task_report.events.iter().cloned());
         }
         if planned.name != "commit" {
             phases.push(summary);
@@ -178,6 +184,9 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         exclusions,
         phases,
         source_spec: job.spec.source_spec.clone(),
+        consistency,
+        catalog_sequence,
+        events,
     }
 }
 

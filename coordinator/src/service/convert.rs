@@ -141,6 +141,19 @@ pub fn repository_to_pb(repository: &Repository) -> pb::Repository {
 /// Converts a backup record to the wire.
 pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
     pb::Backup {
+        consistency: backup
+            .consistency
+            .iter()
+            .map(|point| pb::ConsistencyPoint {
+                node: point.node.clone(),
+                snapshot_sequence: point.snapshot_sequence,
+                snapshot_wal_sequence: point.snapshot_wal_sequence,
+                last_wal_sequence: point.last_wal_sequence,
+                required_catalog_sequence: point.required_catalog_sequence,
+            })
+            .collect(),
+        catalog_sequence: backup.catalog_sequence.unwrap_or(0),
+        events: backup.events.clone(),
         id: backup.backup_id.to_string(),
         source: backup.source.clone(),
         repository: backup.repository.clone(),
@@ -242,18 +255,20 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             (None, Some(runtime)) => runtime.progress(&task_id, run.attempt),
             (None, None) => None,
         };
-        let (warnings, problems, num_skipped) = match &run.report {
+        let (warnings, problems, num_skipped, events) = match &run.report {
             Some(report) => (
                 report.warnings.clone(),
                 report.problems.clone(),
                 report.num_skipped,
+                report.events.clone(),
             ),
-            None => (Vec::new(), Vec::new(), 0),
+            None => (Vec::new(), Vec::new(), 0, Vec::new()),
         };
         pb::Task {
             warnings,
             problems,
             num_skipped,
+            events,
             id: task_id.to_string(),
             label: planned.map(|task| task.label.clone()).unwrap_or_default(),
             node,

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use bk_proto::model::ExclusionReport;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
 use tracing::warn;
@@ -26,18 +25,17 @@ pub struct CopyTotals {
     pub num_bytes: u64,
     /// Objects that disappeared between listing and reading (normal on a live database).
     pub vanished: Vec<String>,
+    /// The entries written, when the caller asked to keep them.
+    pub kept: Vec<ObjectEntry>,
 }
 
 impl CopyTotals {
-    /// Reports vanished objects as exclusions, one per object, so the backup says what it lacks.
-    pub fn vanished_exclusions(&self) -> Vec<ExclusionReport> {
+    /// Vanished objects as events: on a live database they are normal (WAL cleanup, retention),
+    /// and the consistency check decides whether the backup still holds a restartable state.
+    pub fn vanished_events(&self) -> Vec<String> {
         self.vanished
             .iter()
-            .map(|key| ExclusionReport {
-                prefix: key.clone(),
-                reason: "deleted by the database between listing and copying".to_string(),
-                num_objects: 1,
-            })
+            .map(|key| format!("`{key}` was deleted by the database between listing and copying"))
             .collect()
     }
 }
@@ -53,6 +51,7 @@ pub async fn copy_objects<S>(
     phase: &str,
     earlier: &HashMap<String, ObjectEntry>,
     writer: &mut PartWriter<'_>,
+    keep_entries: bool,
 ) -> Result<CopyTotals, TaskError>
 where
     S: Stream<Item = Result<ObjectMeta, TaskError>>,
@@ -75,6 +74,9 @@ where
                 totals.num_objects += 1;
                 totals.num_bytes += entry.size;
                 writer.push(&entry).await?;
+                if keep_entries {
+                    totals.kept.push(entry);
+                }
             }
             Some(Ok(Copied::Vanished(key))) => totals.vanished.push(key),
         }

@@ -14,6 +14,8 @@ use crate::repository::staging::{read_earlier_entries, PartWriter};
 
 /// The licence objects of an Enterprise cluster (absent ones are fine).
 const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
+/// Rounds of re-listing the catalog logs when their sequence has a gap.
+const CATALOG_ROUNDS: u32 = 5;
 
 /// Copies every object under `prefix` except the excluded prefixes, counting recorded ones.
 ///
@@ -39,7 +41,7 @@ pub async fn copy_prefix(
             None => selected.push(meta),
         }
     }
-    let mut exclusions: Vec<ExclusionReport> = exclude
+    let exclusions: Vec<ExclusionReport> = exclude
         .iter()
         .zip(excluded_counts)
         .filter(|(rule, _)| rule.record)
@@ -49,21 +51,30 @@ pub async fn copy_prefix(
             num_objects,
         })
         .collect();
-    let (totals, writer) = copy_listed(context, selected, node, phase).await?;
-    exclusions.extend(totals.vanished_exclusions());
+    let mut writer = PartWriter::new(
+        context.repository.as_ref(),
+        context.spec.task_id,
+        context.attempt,
+    );
+    let totals = copy_listed(context, selected, node, phase, &mut writer).await?;
     let report = TaskReport {
         num_objects: totals.num_objects,
         num_bytes: totals.num_bytes,
         exclusions,
+        events: totals.vanished_events(),
         ..TaskReport::default()
     };
     writer.finish(&report).await?;
     Ok(report)
 }
 
-/// Detects the catalog layout under `catalog_prefix` and copies it: the image before the logs
-/// (the logs after the image's sequence are what make it current), older layouts if present,
-/// and the cluster's `enterprise` config.
+/// Detects the catalog layout under `catalog_prefix` and copies it consistently.
+///
+/// The image is copied first, then the logs are listed and copied: logs are never deleted and
+/// an image is only ever replaced by a newer one, so the copied image plus every log after its
+/// sequence is a catalog InfluxDB can load, even while it changes. The logs after the image must
+/// be contiguous (InfluxDB refuses gaps on replay); a gap is re-listed a few times, then fails.
+/// Older layouts (v2, v1) and the cluster's `enterprise` config are copied when present.
 ///
 /// # Errors
 /// [`TaskError::NoCatalog`] when no catalog layout exists under the prefix: a backup without a
@@ -73,84 +84,87 @@ pub async fn copy_catalog(
     catalog_prefix: &str,
     phase: &str,
 ) -> Result<TaskReport, TaskError> {
-    let mut objects: Vec<ObjectMeta> = list_prefix(context, &format!("{catalog_prefix}catalog/"))
-        .try_collect()
-        .await?;
-    let v1_logs: Vec<ObjectMeta> = list_prefix(context, &format!("{catalog_prefix}catalogs/"))
-        .try_collect()
-        .await?;
-    let v1_checkpoint =
-        head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
-    let has = |objects: &[ObjectMeta], infix: &str| {
-        objects.iter().any(|meta| {
-            meta.location
-                .as_ref()
-                .starts_with(&format!("{catalog_prefix}{infix}"))
-        })
-    };
-    let format = if has(&objects, "catalog/v3/") {
-        "v3"
-    } else if has(&objects, "catalog/v2/") {
-        "v2"
-    } else if !v1_logs.is_empty() || v1_checkpoint.is_some() {
-        "v1"
-    } else {
-        return Err(TaskError::NoCatalog {
-            prefix: catalog_prefix.to_string(),
-        });
-    };
-    objects.extend(v1_logs);
-    objects.extend(v1_checkpoint);
-    objects.extend(head_if_exists(context, &format!("{catalog_prefix}enterprise")).await?);
-    // Images first (`…/snapshot`, `_catalog_checkpoint`), then everything else in key order.
-    objects.sort_by_key(|meta| {
-        let key = meta.location.as_ref();
-        let is_image = key.ends_with("/snapshot") || key.ends_with("_catalog_checkpoint");
-        (!is_image, key.to_string())
-    });
-    let (images, rest): (Vec<ObjectMeta>, Vec<ObjectMeta>) =
-        objects.into_iter().partition(|meta| {
-            let key = meta.location.as_ref();
-            key.ends_with("/snapshot") || key.ends_with("_catalog_checkpoint")
-        });
-    let earlier = read_earlier_entries(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    )
-    .await?;
     let mut writer = PartWriter::new(
         context.repository.as_ref(),
         context.spec.task_id,
         context.attempt,
     );
-    let image_totals = copy_objects(
-        context,
-        stream::iter(images.into_iter().map(Ok)),
-        "",
-        phase,
-        &earlier,
-        &mut writer,
-    )
-    .await?;
-    let rest_totals = copy_objects(
-        context,
-        stream::iter(rest.into_iter().map(Ok)),
-        "",
-        phase,
-        &earlier,
-        &mut writer,
-    )
-    .await?;
-    let mut exclusions = image_totals.vanished_exclusions();
-    exclusions.extend(rest_totals.vanished_exclusions());
-    let report = TaskReport {
-        num_objects: image_totals.num_objects + rest_totals.num_objects,
-        num_bytes: image_totals.num_bytes + rest_totals.num_bytes,
-        exclusions,
-        catalog_format: Some(format.to_string()),
-        ..TaskReport::default()
+    let mut report = TaskReport::default();
+    let mut copied_logs: HashMap<String, ()> = HashMap::new();
+    let mut format = None;
+    for version in ["v3", "v2"] {
+        let image_key = format!("{catalog_prefix}catalog/{version}/snapshot");
+        let image = head_if_exists(context, &image_key).await?;
+        let logs_prefix = format!("{catalog_prefix}catalog/{version}/logs/");
+        let image_totals =
+            copy_listed(context, image.into_iter().collect(), "", phase, &mut writer).await?;
+        let image_sequence = match image_totals.kept.first() {
+            Some(entry) => image_sequence(context, entry).await?,
+            None => None,
+        };
+        add(&mut report, &image_totals);
+        let mut logs_copied_any = false;
+        for round in 0..=CATALOG_ROUNDS {
+            let logs: Vec<ObjectMeta> = list_prefix(context, &logs_prefix)
+                .try_filter(|meta| {
+                    futures::future::ready(!copied_logs.contains_key(meta.location.as_ref()))
+                })
+                .try_collect()
+                .await?;
+            let totals = copy_listed(context, logs, "", phase, &mut writer).await?;
+            for entry in &totals.kept {
+                copied_logs.insert(entry.key.clone(), ());
+            }
+            logs_copied_any |= totals.num_objects > 0;
+            add(&mut report, &totals);
+            let sequences = log_sequences(
+                copied_logs
+                    .keys()
+                    .filter(|key| key.starts_with(&logs_prefix)),
+            );
+            match log_gap(image_sequence.unwrap_or(0), &sequences) {
+                None => {
+                    let newest = sequences
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                        .max(image_sequence.unwrap_or(0));
+                    if format.is_none() && (image_totals.num_objects > 0 || logs_copied_any) {
+                        format = Some(version);
+                        report.catalog_sequence = Some(newest);
+                    }
+                    break;
+                }
+                Some(gap) if round == CATALOG_ROUNDS => {
+                    return Err(TaskError::Invalid(format!(
+                        "catalog logs under `{logs_prefix}` have a gap: {gap}"
+                    )));
+                }
+                Some(gap) => report
+                    .events
+                    .push(format!("catalog logs re-listed after a gap ({gap})")),
+            }
+        }
+    }
+    let v1_logs: Vec<ObjectMeta> = list_prefix(context, &format!("{catalog_prefix}catalogs/"))
+        .try_collect()
+        .await?;
+    let v1_checkpoint =
+        head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
+    if format.is_none() && (!v1_logs.is_empty() || v1_checkpoint.is_some()) {
+        format = Some("v1");
+    }
+    let Some(format) = format else {
+        return Err(TaskError::NoCatalog {
+            prefix: catalog_prefix.to_string(),
+        });
     };
+    let mut rest: Vec<ObjectMeta> = v1_checkpoint.into_iter().collect();
+    rest.extend(v1_logs);
+    rest.extend(head_if_exists(context, &format!("{catalog_prefix}enterprise")).await?);
+    let totals = copy_listed(context, rest, "", phase, &mut writer).await?;
+    add(&mut report, &totals);
+    report.catalog_format = Some(format.to_string());
     writer.finish(&report).await?;
     Ok(report)
 }
@@ -168,42 +182,131 @@ pub async fn copy_licence(
     for name in LICENCE_FILES {
         present.extend(head_if_exists(context, &format!("{cluster_prefix}{name}")).await?);
     }
-    let (totals, writer) = copy_listed(context, present, "", phase).await?;
-    let report = TaskReport {
-        num_objects: totals.num_objects,
-        num_bytes: totals.num_bytes,
-        exclusions: totals.vanished_exclusions(),
-        ..TaskReport::default()
-    };
+    let mut writer = PartWriter::new(
+        context.repository.as_ref(),
+        context.spec.task_id,
+        context.attempt,
+    );
+    let totals = copy_listed(context, present, "", phase, &mut writer).await?;
+    let mut report = TaskReport::default();
+    add(&mut report, &totals);
     writer.finish(&report).await?;
     Ok(report)
 }
 
-async fn copy_listed<'a>(
-    context: &'a TaskContext,
+fn add(report: &mut TaskReport, totals: &CopyTotals) {
+    report.num_objects += totals.num_objects;
+    report.num_bytes += totals.num_bytes;
+    report.events.extend(totals.vanished_events());
+}
+
+/// Copies `objects`, reusing entries of earlier attempts; keeps the entries written.
+pub(crate) async fn copy_listed(
+    context: &TaskContext,
     objects: Vec<ObjectMeta>,
     node: &str,
     phase: &str,
-) -> Result<(CopyTotals, PartWriter<'a>), TaskError> {
+    writer: &mut PartWriter<'_>,
+) -> Result<CopyTotals, TaskError> {
     let earlier: HashMap<String, ObjectEntry> = read_earlier_entries(
         context.repository.as_ref(),
         context.spec.task_id,
         context.attempt,
     )
     .await?;
-    let mut writer = PartWriter::new(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    );
-    let totals = copy_objects(
+    copy_objects(
         context,
         stream::iter(objects).map(Ok),
         node,
         phase,
         &earlier,
-        &mut writer,
+        writer,
+        true,
     )
-    .await?;
-    Ok((totals, writer))
+    .await
+}
+
+/// The sequence number in a copied catalog image's 64-byte header (`IDB3` magic, sequence as a
+/// little-endian u64 at offset 32); `None` when the header is not one bk can read.
+async fn image_sequence(
+    context: &TaskContext,
+    entry: &ObjectEntry,
+) -> Result<Option<u64>, TaskError> {
+    let Some(first_chunk) = entry.chunks.first() else {
+        return Ok(None);
+    };
+    let key = crate::repository::layout::chunk_key(first_chunk);
+    let bytes = crate::repository::reader::read_all(context.repository.as_ref(), &key).await?;
+    if bytes.len() < 40 || &bytes[..4] != b"IDB3" {
+        return Ok(None);
+    }
+    Ok(bytes[32..40].try_into().ok().map(u64::from_le_bytes))
+}
+
+/// Sequence numbers of catalog log keys (`…/logs/<seq:020>.catalog`), sorted.
+pub(crate) fn log_sequences<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u64> {
+    let mut sequences: Vec<u64> = keys
+        .filter_map(|key| {
+            key.rsplit('/')
+                .next()?
+                .strip_suffix(".catalog")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    sequences.sort_unstable();
+    sequences
+}
+
+/// The first gap in the logs after the image's sequence, if any.
+pub(crate) fn log_gap(image_sequence: u64, sequences: &[u64]) -> Option<String> {
+    let mut expected = image_sequence + 1;
+    for sequence in sequences
+        .iter()
+        .copied()
+        .filter(|sequence| *sequence > image_sequence)
+    {
+        if sequence != expected {
+            return Some(format!(
+                "after sequence {}, the next log is {sequence}",
+                expected - 1
+            ));
+        }
+        expected += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_catalog_log_gaps_after_the_image_are_found() {
+        let cases: Vec<(u64, Vec<u64>, bool)> = vec![
+            (5, vec![1, 2, 3, 4, 5, 6, 7], false),
+            (5, vec![6, 7, 8], false),
+            (5, vec![], false),
+            (5, vec![7, 8], true),
+            (5, vec![6, 8], true),
+            (0, vec![2], true),
+            (9, vec![1, 3], false), // Gaps before the image do not matter.
+        ];
+        for (image, logs, gap) in cases {
+            assert_eq!(
+                log_gap(image, &logs).is_some(),
+                gap,
+                "image {image}, logs {logs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_log_sequences_are_read_from_names() {
+        let keys = [
+            "c/catalog/v3/logs/00000000000000000012.catalog".to_string(),
+            "c/catalog/v3/logs/x".to_string(),
+        ];
+        assert_eq!(log_sequences(keys.iter()), vec![12]);
+    }
 }

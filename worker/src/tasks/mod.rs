@@ -4,6 +4,7 @@
 //! - [`copy`]: copying listed objects into the repository with bounded concurrency, reusing
 //!   entries of earlier attempts (shared by every copy task).
 //! - [`influxdb3`]: the InfluxDB 3 copy tasks (prefixes, catalog detection, licence files).
+//! - [`consistency`]: a node's consistency check and repair after its copies.
 //! - [`commit`]: merging accepted results into segments and writing the manifest.
 //! - [`cleanup`]: removing a job's staging area.
 //! - [`verify`]: checking a backup object by object (existence, or re-hashing).
@@ -11,6 +12,7 @@
 
 pub mod cleanup;
 pub mod commit;
+pub mod consistency;
 pub mod copy;
 pub mod influxdb3;
 pub mod restore;
@@ -108,6 +110,12 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
             parts,
         } => commit::commit_backup(context, *backup_id, *created_at_ms, parts).await,
         TaskKind::RemoveStaging => cleanup::remove_staging(context).await,
+        TaskKind::CheckNodeConsistency {
+            node,
+            phase,
+            parts,
+            max_rounds,
+        } => consistency::check_node_consistency(context, node, phase, parts, *max_rounds).await,
         TaskKind::VerifyBackup { backup_id, deep } => {
             verify::verify_backup(context, *backup_id, *deep).await
         }

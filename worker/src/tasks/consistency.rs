@@ -1,0 +1,323 @@
+//! A node's consistency check: is what was copied a state InfluxDB 3 can restart from?
+//!
+//! InfluxDB replays every WAL file after the newest snapshot's `wal_file_sequence_number` (W)
+//! and does not notice a missing one; it loads the parquet files the snapshot manifests name
+//! and does not check they exist (`shared/reference/influxdb3-layout.md` §2). So the backup of a
+//! node must hold WAL W+1, W+2, … without a gap, and every parquet file a copied manifest names
+//! (minus `removed_files`). On a live node neither is guaranteed by copying prefixes in
+//! parallel: a snapshot landing mid-copy deletes old WAL files and adds parquet files. When the
+//! check fails, a repair round re-lists `snapshots/`, copies the new manifests, the parquet files
+//! they name and the WAL files after the new W, and checks again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bk_proto::model::{ConsistencyPoint, PartRef, TaskReport};
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+use serde_json::Value;
+
+use super::copy::{head_if_exists, list_prefix};
+use super::influxdb3::copy_listed;
+use super::TaskContext;
+use crate::error::TaskError;
+use crate::repository::manifest::ObjectEntry;
+use crate::repository::reader::read_all;
+use crate::repository::staging::{read_done, read_part, PartWriter};
+
+/// What a snapshot manifest says, as far as consistency is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// `snapshot_sequence_number`.
+    pub snapshot_sequence: u64,
+    /// `wal_file_sequence_number`: the last WAL file the snapshot covers.
+    pub wal_sequence: u64,
+    /// `catalog_sequence_number`.
+    pub catalog_sequence: u64,
+    /// Paths of the parquet files it adds.
+    pub parquet: Vec<String>,
+    /// Paths of the parquet files it removes.
+    pub removed: Vec<String>,
+}
+
+/// Where the copied objects of a node stand.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Assessment {
+    /// The consistency point, if the state is consistent.
+    pub point: ConsistencyPoint,
+    /// The first WAL gap after W, described.
+    pub gap: Option<String>,
+    /// Parquet files named by a copied manifest and not in the backup.
+    pub missing_parquet: Vec<String>,
+}
+
+/// Runs the check with up to `max_rounds` repair rounds.
+///
+/// # Errors
+/// [`TaskError::Invalid`] describing the remaining inconsistency when the rounds run out (the
+/// job then fails and commits nothing); store errors otherwise.
+pub async fn check_node_consistency(
+    context: &TaskContext,
+    node: &str,
+    phase: &str,
+    parts: &[PartRef],
+    max_rounds: u32,
+) -> Result<TaskReport, TaskError> {
+    let repository = context.repository.as_ref();
+    let mut copied: HashMap<String, ObjectEntry> = HashMap::new();
+    for part in parts {
+        let done = read_done(repository, part.task_id, part.attempt).await?;
+        for part_key in &done.parts {
+            for entry in read_part(
+                repository,
+                &object_store::path::Path::from(part_key.as_str()),
+            )
+            .await?
+            {
+                copied.insert(entry.key.clone(), entry);
+            }
+        }
+    }
+    let mut writer = PartWriter::new(repository, context.spec.task_id, context.attempt);
+    let mut report = TaskReport::default();
+    let mut snapshots: BTreeMap<String, SnapshotInfo> = BTreeMap::new();
+    let mut deleted_by_retention: HashSet<String> = HashSet::new();
+    for round in 0..=max_rounds {
+        read_new_snapshots(context, node, &copied, &mut snapshots).await?;
+        let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
+        if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
+            report.consistency = Some(assessment.point);
+            writer.finish(&report).await?;
+            return Ok(report);
+        }
+        let reason = describe(&assessment);
+        if round == max_rounds {
+            return Err(TaskError::Invalid(format!(
+                "node `{node}` is still inconsistent after {max_rounds} repair rounds ({reason}); no backup is committed. \
+                 The node deletes files faster than bk copies them: retry, or keep more WAL files on the node \
+                 (--snapshotted-wal-files-to-keep)"
+            )));
+        }
+        let mut repaired = Vec::new();
+        for path in &assessment.missing_parquet {
+            match head_if_exists(context, path).await? {
+                Some(meta) => repaired.push(meta),
+                None => {
+                    deleted_by_retention.insert(path.clone());
+                    report.events.push(format!("parquet `{path}` named by a snapshot was deleted (retention) before it could be copied"));
+                }
+            }
+        }
+        let mut new_manifests = 0;
+        let mut new_wal = 0;
+        if assessment.gap.is_some() {
+            let manifests: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/snapshots/"))
+                .try_filter(|meta| {
+                    futures::future::ready(!copied.contains_key(meta.location.as_ref()))
+                })
+                .try_collect()
+                .await?;
+            new_manifests = manifests.len();
+            absorb(
+                &mut copied,
+                &mut report,
+                copy_listed(context, manifests, node, phase, &mut writer).await?,
+            );
+            read_new_snapshots(context, node, &copied, &mut snapshots).await?;
+            let newest_wal = newest(&snapshots).map_or(0, |info| info.wal_sequence);
+            let wal: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/wal/"))
+                .try_filter(|meta| {
+                    let key = meta.location.as_ref();
+                    let wanted = !copied.contains_key(key)
+                        && wal_sequence(key).is_some_and(|sequence| sequence > newest_wal);
+                    futures::future::ready(wanted)
+                })
+                .try_collect()
+                .await?;
+            new_wal = wal.len();
+            repaired.extend(wal);
+        }
+        let num_parquet = repaired.len() - new_wal;
+        absorb(
+            &mut copied,
+            &mut report,
+            copy_listed(context, repaired, node, phase, &mut writer).await?,
+        );
+        report.events.push(format!(
+            "repair round {} on `{node}` ({reason}): copied {new_manifests} new snapshot manifest(s), {num_parquet} parquet file(s), {new_wal} WAL file(s)",
+            round + 1
+        ));
+    }
+    unreachable!("the loop returns on its last round")
+}
+
+fn absorb(
+    copied: &mut HashMap<String, ObjectEntry>,
+    report: &mut TaskReport,
+    totals: super::copy::CopyTotals,
+) {
+    report.num_objects += totals.num_objects;
+    report.num_bytes += totals.num_bytes;
+    report.events.extend(totals.vanished_events());
+    for entry in totals.kept {
+        copied.insert(entry.key.clone(), entry);
+    }
+}
+
+/// Reads (from the repository: what was copied, not what the source holds now) every copied
+/// snapshot manifest of `node` not read yet.
+async fn read_new_snapshots(
+    context: &TaskContext,
+    node: &str,
+    copied: &HashMap<String, ObjectEntry>,
+    snapshots: &mut BTreeMap<String, SnapshotInfo>,
+) -> Result<(), TaskError> {
+    let prefix = format!("{node}/snapshots/");
+    for (key, entry) in copied
+        .iter()
+        .filter(|(key, _)| key.starts_with(&prefix) && key.ends_with(".info.json"))
+    {
+        if snapshots.contains_key(key) {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(entry.size as usize);
+        for chunk in &entry.chunks {
+            bytes.extend_from_slice(
+                &read_all(
+                    context.repository.as_ref(),
+                    &crate::repository::layout::chunk_key(chunk),
+                )
+                .await?,
+            );
+        }
+        let info = parse_snapshot(&bytes).map_err(|reason| {
+            TaskError::Invalid(format!(
+                "snapshot manifest `{key}` does not parse: {reason}"
+            ))
+        })?;
+        snapshots.insert(key.clone(), info);
+    }
+    Ok(())
+}
+
+fn newest(snapshots: &BTreeMap<String, SnapshotInfo>) -> Option<&SnapshotInfo> {
+    snapshots.values().max_by_key(|info| info.snapshot_sequence)
+}
+
+/// Checks the invariants over what was copied. Pure.
+pub fn assess(
+    node: &str,
+    copied: &HashMap<String, ObjectEntry>,
+    snapshots: &BTreeMap<String, SnapshotInfo>,
+    deleted_by_retention: &HashSet<String>,
+) -> Assessment {
+    let newest = newest(snapshots);
+    let covered = newest.map_or(0, |info| info.wal_sequence);
+    let wal_prefix = format!("{node}/wal/");
+    let mut after: Vec<u64> = copied
+        .keys()
+        .filter(|key| key.starts_with(&wal_prefix))
+        .filter_map(|key| wal_sequence(key))
+        .filter(|sequence| *sequence > covered)
+        .collect();
+    after.sort_unstable();
+    let mut gap = None;
+    let mut last = covered;
+    for sequence in after {
+        if sequence != last + 1 {
+            gap = Some(format!(
+                "WAL {}..={} missing after the snapshot covering WAL {covered}",
+                last + 1,
+                sequence - 1
+            ));
+            break;
+        }
+        last = sequence;
+    }
+    let removed: HashSet<&String> = snapshots.values().flat_map(|info| &info.removed).collect();
+    let mut missing_parquet: Vec<String> = snapshots
+        .values()
+        .flat_map(|info| &info.parquet)
+        .filter(|path| {
+            !removed.contains(path)
+                && !copied.contains_key(*path)
+                && !deleted_by_retention.contains(*path)
+        })
+        .cloned()
+        .collect();
+    missing_parquet.sort();
+    missing_parquet.dedup();
+    let point = ConsistencyPoint {
+        node: node.to_string(),
+        snapshot_sequence: newest.map_or(0, |info| info.snapshot_sequence),
+        snapshot_wal_sequence: covered,
+        last_wal_sequence: last,
+        required_catalog_sequence: snapshots
+            .values()
+            .map(|info| info.catalog_sequence)
+            .max()
+            .unwrap_or(0),
+    };
+    Assessment {
+        point,
+        gap,
+        missing_parquet,
+    }
+}
+
+fn describe(assessment: &Assessment) -> String {
+    let mut reasons = Vec::new();
+    if let Some(gap) = &assessment.gap {
+        reasons.push(gap.clone());
+    }
+    if let Some(first) = assessment.missing_parquet.first() {
+        reasons.push(format!(
+            "{} parquet file(s) named by a snapshot not copied, e.g. `{first}`",
+            assessment.missing_parquet.len()
+        ));
+    }
+    reasons.join("; ")
+}
+
+/// The sequence of a WAL key `<node>/wal/<seq:011>.wal`.
+pub fn wal_sequence(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_suffix(".wal")?.parse().ok()
+}
+
+/// Parses the fields consistency needs from a snapshot manifest (JSON, `version` "1").
+///
+/// # Errors
+/// A message when required fields are missing.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<SnapshotInfo, String> {
+    let manifest: Value = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+    let number = |field: &str| {
+        manifest[field]
+            .as_u64()
+            .ok_or_else(|| format!("`{field}` is missing"))
+    };
+    Ok(SnapshotInfo {
+        snapshot_sequence: number("snapshot_sequence_number")?,
+        wal_sequence: number("wal_file_sequence_number")?,
+        catalog_sequence: manifest["catalog_sequence_number"].as_u64().unwrap_or(0),
+        parquet: parquet_paths(&manifest["databases"]),
+        removed: parquet_paths(&manifest["removed_files"]),
+    })
+}
+
+/// Paths in `[[db_id, {"tables": [[table_id, [file, …]], …]}], …]`.
+fn parquet_paths(databases: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    for database in databases.as_array().into_iter().flatten() {
+        for table in database[1]["tables"].as_array().into_iter().flatten() {
+            for file in table[1].as_array().into_iter().flatten() {
+                if let Some(path) = file["path"].as_str() {
+                    paths.push(path.to_string());
+                }
+            }
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+#[path = "consistency_test.rs"]
+mod consistency_test;
