@@ -56,6 +56,7 @@ fn task_json(task: &pb::Task) -> Value {
         "objects_done": progress.objects_done, "bytes_done": progress.bytes_done,
         "objects_total": progress.objects_total, "bytes_total": progress.bytes_total,
         "num_skipped": task.num_skipped, "warnings": task.warnings, "problems": task.problems,
+        "events": task.events,
     })
 }
 
@@ -81,6 +82,13 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "exclusions": backup.exclusions.iter().map(|exclusion| json!({
             "prefix": exclusion.prefix, "reason": exclusion.reason, "num_objects": exclusion.num_objects
         })).collect::<Vec<_>>(),
+        "consistency": backup.consistency.iter().map(|point| json!({
+            "node": point.node, "snapshot_sequence": point.snapshot_sequence,
+            "snapshot_wal_sequence": point.snapshot_wal_sequence, "last_wal_sequence": point.last_wal_sequence,
+            "required_catalog_sequence": point.required_catalog_sequence
+        })).collect::<Vec<_>>(),
+        "catalog_sequence": backup.catalog_sequence,
+        "events": backup.events,
         "phases": backup.phases.iter().map(|phase| json!({
             "name": phase.name, "started_at_ms": phase.started_at_ms, "finished_at_ms": phase.finished_at_ms,
             "num_objects": phase.num_objects, "num_bytes": phase.num_bytes
@@ -212,6 +220,9 @@ fn print_task(task: &pb::Task) {
     for problem in &task.problems {
         println!("               problem: {problem}");
     }
+    for event in &task.events {
+        println!("               event: {event}");
+    }
 }
 
 /// Prints a backup as a table.
@@ -238,6 +249,27 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
             human_bytes(phase.num_bytes),
             phase.finished_at_ms.saturating_sub(phase.started_at_ms) as f64 / 1000.0
         );
+    }
+    if !backup.consistency.is_empty() {
+        println!("  consistency points (what a restore restarts from)");
+        for point in &backup.consistency {
+            println!(
+                "    {:<12} snapshot {:>6} covers WAL <= {:<8} WAL {}..={} contiguous, needs catalog >= {}",
+                point.node,
+                point.snapshot_sequence,
+                point.snapshot_wal_sequence,
+                point.snapshot_wal_sequence + 1,
+                point.last_wal_sequence,
+                point.required_catalog_sequence
+            );
+        }
+        println!("  catalog sequence {}", backup.catalog_sequence);
+    }
+    if !backup.events.is_empty() {
+        println!("  events");
+        for event in &backup.events {
+            println!("    {event}");
+        }
     }
     if !backup.exclusions.is_empty() {
         println!("  excluded");

@@ -4,10 +4,15 @@
 //! - [`layout`]: writes a realistic InfluxDB 3 Enterprise (or Core) object-store tree: real file
 //!   names and number padding, snapshot manifests naming their parquet files, catalog layouts
 //!   v1/v2/v3, compactor prefixes, licence files. Used by the tests, the demo and the benchmark.
+//! - [`live`]: live mode: a cluster that keeps writing WAL, snapshotting, deleting old WAL and
+//!   parquet, and growing its catalog while a backup runs.
+//! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
 
+pub mod invariants;
 pub mod layout;
+pub mod live;
 pub mod sandbox;
 pub mod tree;

@@ -163,6 +163,9 @@ impl TaskRun {
 }
 
 /// Something that happened to a job. Time travels inside, so applying is deterministic.
+// A success carries its report; events are built once and moved into the log, so boxing the
+// large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEvent {
     /// The leader handed attempt `attempt` of a task to a worker.
@@ -197,6 +200,7 @@ pub enum JobEvent {
 
 /// What applying an event asks of the rest of the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // As `JobEvent`: built once, consumed at once.
 pub enum JobEffect {
     /// The commit task succeeded: the backup exists.
     BackupCommitted { report: TaskReport },

@@ -10,3 +10,4 @@ mod t05_coordinator_restart_keeps_state;
 mod t06_restore_round_trip;
 mod t07_restore_guards;
 mod t08_verify_and_damage;
+mod t09_live_sources;

@@ -81,6 +81,7 @@ pub async fn check_node_consistency(
     let mut report = TaskReport::default();
     let mut snapshots: BTreeMap<String, SnapshotInfo> = BTreeMap::new();
     let mut deleted_by_retention: HashSet<String> = HashSet::new();
+    let mut gone_from_source: HashSet<String> = HashSet::new();
     for round in 0..=max_rounds {
         read_new_snapshots(context, node, &copied, &mut snapshots).await?;
         let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
@@ -97,19 +98,29 @@ pub async fn check_node_consistency(
                  (--snapshotted-wal-files-to-keep)"
             )));
         }
+        // A parquet file missing from the source was most likely removed by a newer snapshot
+        // (recorded in its `removed_files`): re-list before concluding retention deleted it.
         let mut repaired = Vec::new();
+        let mut relist = assessment.gap.is_some();
         for path in &assessment.missing_parquet {
+            if gone_from_source.contains(path) {
+                deleted_by_retention.insert(path.clone());
+                report.events.push(format!(
+                    "parquet `{path}` named by a snapshot was deleted (retention) before it could be copied, and no newer snapshot records its removal"
+                ));
+                continue;
+            }
             match head_if_exists(context, path).await? {
                 Some(meta) => repaired.push(meta),
                 None => {
-                    deleted_by_retention.insert(path.clone());
-                    report.events.push(format!("parquet `{path}` named by a snapshot was deleted (retention) before it could be copied"));
+                    gone_from_source.insert(path.clone());
+                    relist = true;
                 }
             }
         }
         let mut new_manifests = 0;
         let mut new_wal = 0;
-        if assessment.gap.is_some() {
+        if relist {
             let manifests: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/snapshots/"))
                 .try_filter(|meta| {
                     futures::future::ready(!copied.contains_key(meta.location.as_ref()))

@@ -32,12 +32,20 @@ fn copied(keys: &[&str]) -> HashMap<String, ObjectEntry> {
     keys.iter().map(|key| entry(key)).collect()
 }
 
+/// (copied keys, snapshots, expected gap?, expected missing parquet, expected last WAL)
+type Case<'a> = (
+    Vec<&'a str>,
+    Vec<(String, SnapshotInfo)>,
+    bool,
+    Vec<&'a str>,
+    u64,
+);
+
 #[test]
 fn test_assessment_table() {
     let wal = |sequence: u64| format!("n/wal/{sequence:011}.wal");
     let (w10, w11, w12, w13) = (wal(10), wal(11), wal(12), wal(13));
-    // (copied keys, snapshots, expected gap?, expected missing parquet, expected last WAL)
-    let cases: Vec<(Vec<&str>, Vec<(String, SnapshotInfo)>, bool, Vec<&str>, u64)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![&w11, &w12, "n/dbs/a.parquet"],
             vec![snapshot(1, 10, &["n/dbs/a.parquet"], &[])],

@@ -260,21 +260,16 @@ pub(crate) fn log_sequences<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u
 
 /// The first gap in the logs after the image's sequence, if any.
 pub(crate) fn log_gap(image_sequence: u64, sequences: &[u64]) -> Option<String> {
-    let mut expected = image_sequence + 1;
-    for sequence in sequences
+    let following = sequences
         .iter()
         .copied()
-        .filter(|sequence| *sequence > image_sequence)
-    {
-        if sequence != expected {
-            return Some(format!(
-                "after sequence {}, the next log is {sequence}",
-                expected - 1
-            ));
-        }
-        expected += 1;
-    }
-    None
+        .filter(|sequence| *sequence > image_sequence);
+    (image_sequence + 1..)
+        .zip(following)
+        .find(|(expected, found)| expected != found)
+        .map(|(expected, found)| {
+            format!("after sequence {}, the next log is {found}", expected - 1)
+        })
 }
 
 #[cfg(test)]
