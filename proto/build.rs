@@ -1,11 +1,8 @@
 //! Compiles the `.proto` files with protox (pure Rust), so building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "protos/bk/v1/control.proto",
-        "protos/bk/v1/worker_hub.proto",
-        "protos/bk/v1/raft.proto",
-    ];
+    let protos =
+        ["protos/bk/v1/control.proto", "protos/bk/v1/worker_hub.proto", "protos/bk/v1/raft.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

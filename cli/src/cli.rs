@@ -7,12 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "bkctl", version, about)]
 pub(crate) struct Cli {
     /// Coordinator endpoints, comma-separated `host:port`; any replica will do.
-    #[arg(
-        long,
-        global = true,
-        env = "BK_ENDPOINTS",
-        default_value = "127.0.0.1:7400"
-    )]
+    #[arg(long, global = true, env = "BK_ENDPOINTS", default_value = "127.0.0.1:7400")]
     pub(crate) endpoint: String,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -96,6 +91,10 @@ pub(crate) enum SourceKind {
     /// InfluxDB 3 Core: a single node.
     #[value(name = "influxdb3-core")]
     Influxdb3Core,
+    /// QuestDB: one server; its worker's store is the server root. The PostgreSQL wire
+    /// password stays with that worker (its config or BK_QUESTDB_PASSWORD), never here.
+    #[value(name = "questdb")]
+    Questdb,
 }
 
 /// `bkctl source add`
@@ -118,6 +117,9 @@ pub(crate) struct SourceAddArgs {
     /// HTTP endpoint of a node, `NODE=URL` (repeatable); restore uses it to check the node is down.
     #[arg(long = "http", value_name = "NODE=URL")]
     pub(crate) http_endpoints: Vec<String>,
+    /// QuestDB: `host:port` of the PostgreSQL wire endpoint (QuestDB's default port is 8812).
+    #[arg(long = "pg", value_name = "HOST:PORT")]
+    pub(crate) pg_addr: Option<String>,
 }
 
 /// `bkctl repo …`
@@ -149,6 +151,10 @@ pub(crate) enum SubmitCommand {
         /// Wait for the job to end (live bars on a terminal); exit non-zero if it failed.
         #[arg(long)]
         wait: bool,
+        /// QuestDB: take over a checkpoint someone else holds (and release it when done)
+        /// instead of failing.
+        #[arg(long)]
+        adopt_checkpoint: bool,
     },
     /// Restore a backup onto stopped nodes, in reverse stage order, behind guards.
     Restore(RestoreArgs),

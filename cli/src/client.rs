@@ -36,9 +36,7 @@ impl Client {
     /// # Errors
     /// When the list is empty or an address is invalid.
     pub(crate) fn new(endpoints: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            endpoints: ReplicaEndpoints::parse(endpoints)?,
-        })
+        Ok(Self { endpoints: ReplicaEndpoints::parse(endpoints)? })
     }
 
     unary! {
@@ -64,9 +62,7 @@ impl Client {
         &self,
         job_id: &str,
     ) -> Result<tonic::Streaming<pb::Job>, Status> {
-        let request = pb::WatchJobRequest {
-            job_id: job_id.to_string(),
-        };
+        let request = pb::WatchJobRequest { job_id: job_id.to_string() };
         self.endpoints
             .call(ATTEMPTS, |channel| {
                 let request = request.clone();

@@ -31,23 +31,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let source = source_from_args(args)?;
             let name = source.name.clone();
             client
-                .add_source(pb::AddSourceRequest {
-                    source: Some(source),
-                })
+                .add_source(pb::AddSourceRequest { source: Some(source) })
                 .await
                 .map_err(failed)?;
-            emit(
-                json,
-                serde_json::json!({"source": name, "added": true}),
-                || println!("source `{name}` registered"),
-            );
+            emit(json, serde_json::json!({"source": name, "added": true}), || {
+                println!("source `{name}` registered")
+            });
         }
         Command::Sources => {
-            let sources = client
-                .list_sources(pb::ListSourcesRequest {})
-                .await
-                .map_err(failed)?
-                .sources;
+            let sources =
+                client.list_sources(pb::ListSourcesRequest {}).await.map_err(failed)?.sources;
             let documents: Vec<Value> = sources.iter().map(render::source_json).collect();
             emit(json, Value::Array(documents.clone()), || {
                 for document in &documents {
@@ -55,27 +48,19 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
         }
-        Command::Repo(RepoCommand::Add {
-            name,
-            url,
-            chunk_size,
-        }) => {
+        Command::Repo(RepoCommand::Add { name, url, chunk_size }) => {
             let repository = pb::Repository {
                 name: name.clone(),
                 url,
                 chunk_size_bytes: chunk_size.unwrap_or(0),
             };
             client
-                .add_repository(pb::AddRepositoryRequest {
-                    repository: Some(repository),
-                })
+                .add_repository(pb::AddRepositoryRequest { repository: Some(repository) })
                 .await
                 .map_err(failed)?;
-            emit(
-                json,
-                serde_json::json!({"repository": name, "added": true}),
-                || println!("repository `{name}` registered"),
-            );
+            emit(json, serde_json::json!({"repository": name, "added": true}), || {
+                println!("repository `{name}` registered")
+            });
         }
         Command::Repos => {
             let repositories = client
@@ -93,13 +78,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             );
         }
-        Command::Submit(SubmitCommand::Backup {
-            source,
-            repository,
-            wait,
-        }) => {
+        Command::Submit(SubmitCommand::Backup { source, repository, wait, adopt_checkpoint }) => {
             let response = client
-                .submit_backup(pb::SubmitBackupRequest { source, repository })
+                .submit_backup(pb::SubmitBackupRequest { source, repository, adopt_checkpoint })
                 .await
                 .map_err(failed)?;
             submitted(&client, json, &response.job_id, wait).await?;
@@ -115,11 +96,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let job_id = client.submit_restore(request).await.map_err(failed)?.job_id;
             submitted(&client, json, &job_id, args.wait).await?;
         }
-        Command::Submit(SubmitCommand::Verify {
-            backup_id,
-            deep,
-            wait,
-        }) => {
+        Command::Submit(SubmitCommand::Verify { backup_id, deep, wait }) => {
             let job_id = client
                 .submit_verify(pb::SubmitVerifyRequest { backup_id, deep })
                 .await
@@ -132,87 +109,59 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             finish_job(json, &job)?;
         }
         Command::Job { job_id } => {
-            let job = client
-                .get_job(pb::GetJobRequest { job_id })
-                .await
-                .map_err(failed)?;
+            let job = client.get_job(pb::GetJobRequest { job_id }).await.map_err(failed)?;
             emit(json, render::job_json(&job), || render::print_job(&job));
         }
         Command::Jobs { limit } => {
-            let jobs = client
-                .list_jobs(pb::ListJobsRequest { limit })
-                .await
-                .map_err(failed)?
-                .jobs;
-            emit(
-                json,
-                Value::Array(jobs.iter().map(render::job_json).collect()),
-                || {
-                    for job in &jobs {
-                        println!(
-                            "{}  {:<10} source={:<16} repo={:<12} backup={}",
-                            job.id,
-                            render::job_state(job.state),
-                            job.source,
-                            job.repository,
-                            job.backup_id
-                        );
-                    }
-                },
-            );
-        }
-        Command::Backups { source } => {
-            let request = pb::ListBackupsRequest {
-                source: source.unwrap_or_default(),
-            };
-            let backups = client.list_backups(request).await.map_err(failed)?.backups;
-            emit(
-                json,
-                Value::Array(backups.iter().map(render::backup_json).collect()),
-                || {
-                    for backup in &backups {
-                        println!(
-                            "{}  source={:<16} {:>8} objects {:>10}",
-                            backup.id,
-                            backup.source,
-                            backup.num_objects,
-                            render::human_bytes(backup.num_bytes)
-                        );
-                    }
-                },
-            );
-        }
-        Command::Show { backup_id } => {
-            let backup = client
-                .get_backup(pb::GetBackupRequest { backup_id })
-                .await
-                .map_err(failed)?;
-            emit(json, render::backup_json(&backup), || {
-                render::print_backup(&backup)
+            let jobs = client.list_jobs(pb::ListJobsRequest { limit }).await.map_err(failed)?.jobs;
+            emit(json, Value::Array(jobs.iter().map(render::job_json).collect()), || {
+                for job in &jobs {
+                    println!(
+                        "{}  {:<10} source={:<16} repo={:<12} backup={}",
+                        job.id,
+                        render::job_state(job.state),
+                        job.source,
+                        job.repository,
+                        job.backup_id
+                    );
+                }
             });
         }
+        Command::Backups { source } => {
+            let request = pb::ListBackupsRequest { source: source.unwrap_or_default() };
+            let backups = client.list_backups(request).await.map_err(failed)?.backups;
+            emit(json, Value::Array(backups.iter().map(render::backup_json).collect()), || {
+                for backup in &backups {
+                    println!(
+                        "{}  source={:<16} {:>8} objects {:>10}",
+                        backup.id,
+                        backup.source,
+                        backup.num_objects,
+                        render::human_bytes(backup.num_bytes)
+                    );
+                }
+            });
+        }
+        Command::Show { backup_id } => {
+            let backup =
+                client.get_backup(pb::GetBackupRequest { backup_id }).await.map_err(failed)?;
+            emit(json, render::backup_json(&backup), || render::print_backup(&backup));
+        }
         Command::Workers => {
-            let workers = client
-                .list_workers(pb::ListWorkersRequest {})
-                .await
-                .map_err(failed)?
-                .workers;
-            emit(
-                json,
-                Value::Array(workers.iter().map(render::worker_json).collect()),
-                || {
-                    for worker in &workers {
-                        let seen = worker
-                            .last_seen_ago_ms
-                            .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
-                            .unwrap_or_else(|| "-".into());
-                        println!(
-                            "{:<28} source={:<16} node={:<16} last seen {seen}",
-                            worker.id, worker.source, worker.node
-                        );
-                    }
-                },
-            );
+            let workers =
+                client.list_workers(pb::ListWorkersRequest {}).await.map_err(failed)?.workers;
+            emit(json, Value::Array(workers.iter().map(render::worker_json).collect()), || {
+                for worker in &workers {
+                    let seen = worker
+                        .last_seen_ago_ms
+                        .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<28} source={:<16} node={:<16} last seen {seen}",
+                        worker.id, worker.source, worker.node
+                    );
+                }
+            });
         }
         Command::Demo(_) => unreachable!("handled above"),
     }
@@ -222,9 +171,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Prints the job id, or with `wait` follows the job and prints its outcome.
 async fn submitted(client: &Client, json: bool, job_id: &str, wait: bool) -> anyhow::Result<()> {
     if !wait {
-        emit(json, serde_json::json!({"job_id": job_id}), || {
-            println!("{job_id}")
-        });
+        emit(json, serde_json::json!({"job_id": job_id}), || println!("{job_id}"));
         return Ok(());
     }
     if !json {
@@ -243,13 +190,8 @@ fn restore_request(
     wipe: bool,
     resume: bool,
 ) -> anyhow::Result<pb::SubmitRestoreRequest> {
-    let mut request = pb::SubmitRestoreRequest {
-        backup_id,
-        nodes_stopped,
-        wipe,
-        resume,
-        ..Default::default()
-    };
+    let mut request =
+        pb::SubmitRestoreRequest { backup_id, nodes_stopped, wipe, resume, ..Default::default() };
     for target in targets {
         match target.split_once('=') {
             Some((node, url)) if !node.contains("://") => {
@@ -266,12 +208,7 @@ fn restore_request(
 fn finish_job(json: bool, job: &pb::Job) -> anyhow::Result<()> {
     emit(json, render::job_json(job), || render::print_job(job));
     if render::job_state(job.state) != "succeeded" {
-        bail!(
-            "job {} {}: {}",
-            job.id,
-            render::job_state(job.state),
-            job.error
-        );
+        bail!("job {} {}: {}", job.id, render::job_state(job.state), job.error);
     }
     Ok(())
 }
@@ -290,19 +227,16 @@ fn emit(json: bool, document: Value, table: impl FnOnce()) {
 fn source_from_args(args: SourceAddArgs) -> anyhow::Result<pb::Source> {
     let mut http_endpoints = HashMap::new();
     for pair in &args.http_endpoints {
-        let (node, url) = pair
-            .split_once('=')
-            .with_context(|| format!("`--http {pair}` must be NODE=URL"))?;
+        let (node, url) =
+            pair.split_once('=').with_context(|| format!("`--http {pair}` must be NODE=URL"))?;
         http_endpoints.insert(node.to_string(), url.to_string());
     }
     let kind = match args.kind {
         SourceKind::Influxdb3Enterprise => {
-            let cluster_id = args
-                .cluster_id
-                .context("--kind influxdb3-enterprise needs --cluster-id")?;
-            let compactor_node = args
-                .compactor
-                .context("--kind influxdb3-enterprise needs --compactor NODE")?;
+            let cluster_id =
+                args.cluster_id.context("--kind influxdb3-enterprise needs --cluster-id")?;
+            let compactor_node =
+                args.compactor.context("--kind influxdb3-enterprise needs --compactor NODE")?;
             if args.nodes.is_empty() {
                 bail!("--kind influxdb3-enterprise needs --nodes node1,node2,… (the data nodes)");
             }
@@ -313,19 +247,22 @@ fn source_from_args(args: SourceAddArgs) -> anyhow::Result<pb::Source> {
                 http_endpoints,
             })
         }
+        SourceKind::Questdb => {
+            let [node] = args.nodes.as_slice() else {
+                bail!("--kind questdb needs exactly one --nodes NODE (the node id its worker registers under)");
+            };
+            let pg_addr = args.pg_addr.context(
+                "--kind questdb needs --pg HOST:PORT (QuestDB's PostgreSQL wire endpoint)",
+            )?;
+            pb::source::Kind::Questdb(pb::QuestDb { node: node.clone(), pg_addr })
+        }
         SourceKind::Influxdb3Core => {
             let [node] = args.nodes.as_slice() else {
                 bail!("--kind influxdb3-core needs exactly one --nodes NODE");
             };
             let http_endpoint = http_endpoints.remove(node).unwrap_or_default();
-            pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core {
-                node: node.clone(),
-                http_endpoint,
-            })
+            pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core { node: node.clone(), http_endpoint })
         }
     };
-    Ok(pb::Source {
-        name: args.name,
-        kind: Some(kind),
-    })
+    Ok(pb::Source { name: args.name, kind: Some(kind) })
 }

@@ -53,10 +53,8 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
     let demo = match args.dir {
         Some(dir) => std::path::absolute(dir)?,
-        None => std::env::temp_dir().join(format!(
-            "bk-demo-{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        )),
+        None => std::env::temp_dir()
+            .join(format!("bk-demo-{}", ulid::Ulid::new().to_string().to_lowercase())),
     };
     let paths = Paths {
         cluster: demo.join("cluster"),
@@ -92,23 +90,13 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     for node in &nodes {
         let store_url = format!("file://{}", paths.cluster.display());
         let config = WorkerConfig::new(SOURCE, node, &store_url, vec![endpoint.clone()]);
-        services.spawn(bk_worker::run(
-            config,
-            std::env::vars().collect(),
-            shutdown.child_token(),
-        ));
+        services.spawn(bk_worker::run(config, std::env::vars().collect(), shutdown.child_token()));
     }
     let outcome = async {
         let client = Client::new(&endpoint)?;
         let (backup_job, backup, backup_seconds) = backup(&client, &params, &paths, json).await?;
         let (restore_job, restore_seconds) = restore(&client, &backup, &paths, json).await?;
-        Ok::<_, anyhow::Error>((
-            backup_job,
-            backup,
-            backup_seconds,
-            restore_job,
-            restore_seconds,
-        ))
+        Ok::<_, anyhow::Error>((backup_job, backup, backup_seconds, restore_job, restore_seconds))
     }
     .await;
     shutdown.cancel();
@@ -126,18 +114,12 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
                 "repository": paths.repository.display().to_string(), "restored": paths.restored.display().to_string(),
             },
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&document).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
     } else {
         print_backup(&backup, backup_seconds, &paths);
         print_restore(restore_seconds, &comparison, &paths);
     }
-    anyhow::ensure!(
-        comparison.differences.is_empty(),
-        "the restored tree differs from the source"
-    );
+    anyhow::ensure!(comparison.differences.is_empty(), "the restored tree differs from the source");
     Ok(())
 }
 
@@ -151,11 +133,7 @@ async fn start_coordinator(
         .context("cannot bind a loopback port")?;
     let endpoint = listener.local_addr()?.to_string();
     let config = CoordinatorConfig::for_test(data_dir.to_path_buf());
-    services.spawn(bk_coordinator::run(
-        config,
-        listener,
-        shutdown.child_token(),
-    ));
+    services.spawn(bk_coordinator::run(config, listener, shutdown.child_token()));
     Ok(endpoint)
 }
 
@@ -180,9 +158,7 @@ async fn backup(
         kind: Some(pb::source::Kind::Influxdb3Enterprise(enterprise)),
     };
     client
-        .add_source(pb::AddSourceRequest {
-            source: Some(source),
-        })
+        .add_source(pb::AddSourceRequest { source: Some(source) })
         .await
         .map_err(step("source add"))?;
     let repository = pb::Repository {
@@ -191,21 +167,16 @@ async fn backup(
         chunk_size_bytes: 0,
     };
     client
-        .add_repository(pb::AddRepositoryRequest {
-            repository: Some(repository),
-        })
+        .add_repository(pb::AddRepositoryRequest { repository: Some(repository) })
         .await
         .map_err(step("repo add"))?;
     let started = Instant::now();
     let request = pb::SubmitBackupRequest {
         source: SOURCE.to_string(),
         repository: REPOSITORY.to_string(),
+        adopt_checkpoint: false,
     };
-    let job_id = client
-        .submit_backup(request)
-        .await
-        .map_err(step("submit backup"))?
-        .job_id;
+    let job_id = client.submit_backup(request).await.map_err(step("submit backup"))?.job_id;
     if !json {
         println!("backup job {job_id} submitted; a worker per node is copying");
     }
@@ -217,9 +188,7 @@ async fn backup(
         job.error
     );
     let backup = client
-        .get_backup(pb::GetBackupRequest {
-            backup_id: job.backup_id.clone(),
-        })
+        .get_backup(pb::GetBackupRequest { backup_id: job.backup_id.clone() })
         .await
         .map_err(step("show backup"))?;
     Ok((job, backup, elapsed))
@@ -238,11 +207,7 @@ async fn restore(
         nodes_stopped: true, // The demo's "nodes" are files: nothing runs on them.
         ..Default::default()
     };
-    let job_id = client
-        .submit_restore(request)
-        .await
-        .map_err(step("submit restore"))?
-        .job_id;
+    let job_id = client.submit_restore(request).await.map_err(step("submit restore"))?.job_id;
     if !json {
         println!(
             "restore job {job_id} submitted: catalog, licence, nodes, compactor into {}",
@@ -261,16 +226,10 @@ async fn restore(
 fn compare(source: &Path, restored: &Path, backup: &pb::Backup) -> anyhow::Result<Comparison> {
     let source_tree = bk_tests::tree::hash_tree(source)?;
     let restored_tree = bk_tests::tree::hash_tree(restored)?;
-    let excluded = |key: &str| {
-        backup
-            .exclusions
-            .iter()
-            .any(|exclusion| key.starts_with(&exclusion.prefix))
-    };
-    let expected: BTreeMap<&String, &(u64, String)> = source_tree
-        .iter()
-        .filter(|(key, _)| !excluded(key))
-        .collect();
+    let excluded =
+        |key: &str| backup.exclusions.iter().any(|exclusion| key.starts_with(&exclusion.prefix));
+    let expected: BTreeMap<&String, &(u64, String)> =
+        source_tree.iter().filter(|(key, _)| !excluded(key)).collect();
     let mut differences = Vec::new();
     for (key, value) in &expected {
         match restored_tree.get(*key) {
@@ -279,9 +238,7 @@ fn compare(source: &Path, restored: &Path, backup: &pb::Backup) -> anyhow::Resul
             Some(_) => {}
         }
     }
-    let unexpected = restored_tree
-        .keys()
-        .filter(|key| !expected.contains_key(key));
+    let unexpected = restored_tree.keys().filter(|key| !expected.contains_key(key));
     differences.extend(unexpected.map(|key| format!("`{key}` is not in the source")));
     Ok(Comparison {
         num_objects: restored_tree.len(),
@@ -330,16 +287,9 @@ fn print_backup(backup: &pb::Backup, elapsed: f64, paths: &Paths) {
     println!("files:");
     println!("  sample cluster  {}", paths.cluster.display());
     println!("  repository      {}", paths.repository.display());
-    println!(
-        "  manifest        {}/{}",
-        paths.repository.display(),
-        backup.manifest_key
-    );
+    println!("  manifest        {}/{}", paths.repository.display(), backup.manifest_key);
     println!("  restored        {}", paths.restored.display());
-    println!(
-        "  coordinator     {}",
-        paths.demo.join("coordinator").display()
-    );
+    println!("  coordinator     {}", paths.demo.join("coordinator").display());
 }
 
 fn print_restore(elapsed: f64, comparison: &Comparison, paths: &Paths) {

@@ -40,10 +40,7 @@ pub(crate) fn task_state(state: i32) -> &'static str {
 
 /// Whether the job has ended.
 pub(crate) fn job_ended(job: &pb::Job) -> bool {
-    matches!(
-        pb::JobState::try_from(job.state),
-        Ok(pb::JobState::Succeeded | pb::JobState::Failed)
-    )
+    matches!(pb::JobState::try_from(job.state), Ok(pb::JobState::Succeeded | pb::JobState::Failed))
 }
 
 fn task_json(task: &pb::Task) -> Value {
@@ -63,7 +60,7 @@ fn task_json(task: &pb::Task) -> Value {
 /// A job as JSON.
 pub(crate) fn job_json(job: &pb::Job) -> Value {
     json!({
-        "id": job.id, "kind": job_kind(job.kind), "state": job_state(job.state), "source": job.source,
+        "id": job.id, "kind": job_kind(job.kind), "state": job_state(job.state), "stage": job.stage, "source": job.source,
         "repository": job.repository, "created_at_ms": job.created_at_ms, "finished_at_ms": job.finished_at_ms,
         "error": job.error, "backup_id": job.backup_id,
         "phases": job.phases.iter().map(|phase| json!({
@@ -107,6 +104,9 @@ pub(crate) fn source_json(source: &pb::Source) -> Value {
         Some(pb::source::Kind::Influxdb3Core(core)) => json!({
             "name": source.name, "kind": "influxdb3-core", "node": core.node, "http_endpoint": core.http_endpoint,
         }),
+        Some(pb::source::Kind::Questdb(questdb)) => json!({
+            "name": source.name, "kind": "questdb", "node": questdb.node, "pg_addr": questdb.pg_addr,
+        }),
         None => json!({"name": source.name, "kind": "unknown"}),
     }
 }
@@ -148,19 +148,14 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .find(|character: char| !character.is_ascii_digit() && character != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid size `{text}`: use e.g. 16MiB, 2GiB"))?;
+    let number: f64 =
+        number.parse().map_err(|_| format!("invalid size `{text}`: use e.g. 16MiB, 2GiB"))?;
     let multiplier = match unit.trim() {
         "" | "B" => 1u64,
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "invalid size unit `{other}`: use B, KiB, MiB or GiB"
-            ))
-        }
+        other => return Err(format!("invalid size unit `{other}`: use B, KiB, MiB or GiB")),
     };
     Ok((number * multiplier as f64) as u64)
 }
@@ -232,11 +227,7 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
     println!("  repository   {}", backup.repository);
     println!("  job          {}", backup.job_id);
     println!("  objects      {}", backup.num_objects);
-    println!(
-        "  bytes        {} ({})",
-        backup.num_bytes,
-        human_bytes(backup.num_bytes)
-    );
+    println!("  bytes        {} ({})", backup.num_bytes, human_bytes(backup.num_bytes));
     println!("  catalog      {}", backup.catalog_format);
     println!("  nodes        {}", backup.nodes.join(", "));
     println!("  manifest     {}", backup.manifest_key);
@@ -288,12 +279,7 @@ mod tests {
 
     #[test]
     fn test_sizes_parse_and_print() {
-        let cases = [
-            ("16MiB", 16 << 20),
-            ("2GiB", 2 << 30),
-            ("1000", 1000),
-            ("1.5KiB", 1536),
-        ];
+        let cases = [("16MiB", 16 << 20), ("2GiB", 2 << 30), ("1000", 1000), ("1.5KiB", 1536)];
         for (text, bytes) in cases {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }

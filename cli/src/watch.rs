@@ -53,10 +53,7 @@ struct Bars {
 
 impl Bars {
     fn new(show: bool) -> Self {
-        Self {
-            multi: show.then(MultiProgress::new),
-            bars: BTreeMap::new(),
-        }
+        Self { multi: show.then(MultiProgress::new), bars: BTreeMap::new() }
     }
 
     fn update(&mut self, job: &pb::Job) {
@@ -64,11 +61,8 @@ impl Bars {
         for (phase_index, phase) in job.phases.iter().enumerate() {
             let mut groups: BTreeMap<String, Vec<&pb::Task>> = BTreeMap::new();
             for task in &phase.tasks {
-                let node = if task.node.is_empty() {
-                    "cluster".to_string()
-                } else {
-                    task.node.clone()
-                };
+                let node =
+                    if task.node.is_empty() { "cluster".to_string() } else { task.node.clone() };
                 groups.entry(node).or_default().push(task);
             }
             for (node, tasks) in groups {

@@ -10,11 +10,7 @@ fn test_demo_backs_up_the_sample_cluster_and_reports_it_as_json() {
         .arg(dir.path().join("demo"))
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "demo failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "demo failed: {}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["job"]["state"], "succeeded");
     let backup = &report["backup"];
@@ -26,10 +22,8 @@ fn test_demo_backs_up_the_sample_cluster_and_reports_it_as_json() {
         .map(|phase| phase["name"].as_str().unwrap())
         .collect();
     assert_eq!(phases, ["compactor", "nodes", "catalog", "licence"]);
-    let manifest = dir
-        .path()
-        .join("demo/repository")
-        .join(backup["manifest_key"].as_str().unwrap());
+    let manifest =
+        dir.path().join("demo/repository").join(backup["manifest_key"].as_str().unwrap());
     assert!(manifest.is_file(), "manifest not at {}", manifest.display());
     let restore = &report["restore"];
     assert_eq!(restore["job"]["state"], "succeeded");

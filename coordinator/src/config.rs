@@ -118,14 +118,10 @@ impl CoordinatorConfig {
     /// [`ConfigError::Invalid`] naming the key.
     pub fn validate(self) -> Result<Self, ConfigError> {
         if self.replica_id == 0 {
-            return Err(ConfigError::Invalid(
-                "`replica_id` must be at least 1".to_string(),
-            ));
+            return Err(ConfigError::Invalid("`replica_id` must be at least 1".to_string()));
         }
         if self.lease_timeout < Duration::from_millis(200) {
-            return Err(ConfigError::Invalid(
-                "`lease_timeout` must be at least 200ms".to_string(),
-            ));
+            return Err(ConfigError::Invalid("`lease_timeout` must be at least 200ms".to_string()));
         }
         if self.raft.election_timeout <= self.raft.heartbeat_interval * 2 {
             return Err(ConfigError::Invalid(
@@ -193,18 +189,14 @@ mod tests {
         assert_eq!(config.lease_timeout, Duration::from_secs(5));
         let env: HashMap<String, String> =
             [("BK_REPLICA_ID".to_string(), "one".to_string())].into();
-        let error = CoordinatorConfig::default()
-            .apply_env(&env)
-            .unwrap_err()
-            .to_string();
+        let error = CoordinatorConfig::default().apply_env(&env).unwrap_err().to_string();
         assert!(error.contains("BK_REPLICA_ID"), "{error}");
     }
 
     #[test]
     fn test_unknown_key_is_named() {
-        let error = CoordinatorConfig::parse("version = 1\nlease_timout = '3s'")
-            .unwrap_err()
-            .to_string();
+        let error =
+            CoordinatorConfig::parse("version = 1\nlease_timout = '3s'").unwrap_err().to_string();
         assert!(error.contains("lease_timout"), "{error}");
     }
 }

@@ -37,28 +37,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bound = listener
-        .local_addr()
-        .context("failed to read the listener's address")?;
-    let advertise_addr = config
-        .advertise_addr
-        .clone()
-        .unwrap_or_else(|| bound.to_string());
+    let bound = listener.local_addr().context("failed to read the listener's address")?;
+    let advertise_addr = config.advertise_addr.clone().unwrap_or_else(|| bound.to_string());
     let shared = Arc::new(SharedState::default());
-    let raft = start_raft(
-        config.replica_id,
-        &config.data_dir,
-        config.openraft_config(),
-        shared.clone(),
-    )
-    .await?;
+    let raft =
+        start_raft(config.replica_id, &config.data_dir, config.openraft_config(), shared.clone())
+            .await?;
     if config.bootstrap {
         let members = BTreeMap::from([(config.replica_id, BasicNode::new(&advertise_addr))]);
         match raft.initialize(members).await {
-            Ok(()) => info!(
-                replica_id = config.replica_id,
-                "initialised a new single-replica cluster"
-            ),
+            Ok(()) => {
+                info!(replica_id = config.replica_id, "initialised a new single-replica cluster")
+            }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(error) => return Err(error).context("failed to initialise the raft cluster"),
         }
@@ -71,19 +61,12 @@ pub async fn run(
         lease_timeout: config.lease_timeout,
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(run_lease_expiry(
-        coordinator.clone(),
-        shutdown.child_token(),
-    ));
+    tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
 
     info!(%bound, %advertise_addr, replica_id = config.replica_id, data_dir = %config.data_dir.display(), "coordinator serving");
     let served = tonic::transport::Server::builder()
-        .add_service(ControlServer::new(ControlServiceImpl::new(
-            coordinator.clone(),
-        )))
-        .add_service(WorkerHubServer::new(WorkerHubServiceImpl::new(
-            coordinator.clone(),
-        )))
+        .add_service(ControlServer::new(ControlServiceImpl::new(coordinator.clone())))
+        .add_service(WorkerHubServer::new(WorkerHubServiceImpl::new(coordinator.clone())))
         .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),

@@ -19,30 +19,21 @@ pub struct SharedState {
 
 impl Default for SharedState {
     fn default() -> Self {
-        Self {
-            state: RwLock::new(ClusterState::default()),
-            version_tx: watch::channel(0).0,
-        }
+        Self { state: RwLock::new(ClusterState::default()), version_tx: watch::channel(0).0 }
     }
 }
 
 impl SharedState {
     /// Runs `read` on the current state.
     pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let state = self.state.read().unwrap_or_else(|poison| poison.into_inner());
         read(&state)
     }
 
     /// Applies a committed command (called by the state machine only).
     pub fn apply(&self, command: Command) -> CommandResponse {
         let response = {
-            let mut state = self
-                .state
-                .write()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut state = self.state.write().unwrap_or_else(|poison| poison.into_inner());
             state.apply(command)
         };
         self.notify();
@@ -51,10 +42,7 @@ impl SharedState {
 
     /// Replaces the whole state (snapshot install or start-up).
     pub fn replace(&self, new_state: ClusterState) {
-        *self
-            .state
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = new_state;
+        *self.state.write().unwrap_or_else(|poison| poison.into_inner()) = new_state;
         self.notify();
     }
 

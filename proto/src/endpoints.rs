@@ -56,34 +56,19 @@ impl ReplicaEndpoints {
             let channel = lazy_channel(&address)?;
             replicas.push((address, channel));
         }
-        Ok(Self {
-            replicas: Mutex::new(replicas),
-            current: Mutex::new(0),
-        })
+        Ok(Self { replicas: Mutex::new(replicas), current: Mutex::new(0) })
     }
 
     /// The endpoint calls go to first.
     pub fn current_address(&self) -> String {
-        let replicas = self
-            .replicas
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let current = *self
-            .current
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let replicas = self.replicas.lock().unwrap_or_else(|poison| poison.into_inner());
+        let current = *self.current.lock().unwrap_or_else(|poison| poison.into_inner());
         replicas[current % replicas.len()].0.clone()
     }
 
     fn current_channel(&self) -> (usize, Channel) {
-        let replicas = self
-            .replicas
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let current = *self
-            .current
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let replicas = self.replicas.lock().unwrap_or_else(|poison| poison.into_inner());
+        let current = *self.current.lock().unwrap_or_else(|poison| poison.into_inner());
         let index = current % replicas.len();
         (index, replicas[index].1.clone())
     }
@@ -91,10 +76,7 @@ impl ReplicaEndpoints {
     /// Makes `address` the current endpoint, adding it if it is new.
     fn follow_leader(&self, address: &str) {
         let address = normalize_address(address);
-        let mut replicas = self
-            .replicas
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut replicas = self.replicas.lock().unwrap_or_else(|poison| poison.into_inner());
         let index = match replicas.iter().position(|(known, _)| *known == address) {
             Some(index) => index,
             None => match lazy_channel(&address) {
@@ -105,22 +87,12 @@ impl ReplicaEndpoints {
                 Err(_) => return,
             },
         };
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = index;
+        *self.current.lock().unwrap_or_else(|poison| poison.into_inner()) = index;
     }
 
     fn rotate_from(&self, failed_index: usize) {
-        let len = self
-            .replicas
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .len();
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let len = self.replicas.lock().unwrap_or_else(|poison| poison.into_inner()).len();
+        let mut current = self.current.lock().unwrap_or_else(|poison| poison.into_inner());
         if *current % len == failed_index {
             *current = (failed_index + 1) % len;
         }
@@ -186,10 +158,7 @@ fn lazy_channel(address: &str) -> Result<Channel, EndpointError> {
         endpoint: address.to_string(),
         reason: error.to_string(),
     })?;
-    Ok(endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(endpoint.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true).connect_lazy())
 }
 
 #[cfg(test)]
@@ -206,9 +175,7 @@ mod tests {
     async fn test_leader_hint_switches_the_current_endpoint() {
         let endpoints = ReplicaEndpoints::parse("127.0.0.1:1,127.0.0.1:2").unwrap();
         let mut status = Status::unavailable("not the leader");
-        status
-            .metadata_mut()
-            .insert(LEADER_ADDR_METADATA, "127.0.0.1:2".parse().unwrap());
+        status.metadata_mut().insert(LEADER_ADDR_METADATA, "127.0.0.1:2".parse().unwrap());
         let mut calls = 0;
         let result: Result<(), Status> = endpoints
             .call(2, |_channel| {

@@ -107,9 +107,7 @@ impl FromStr for TaskId {
         };
         let parts: Vec<&str> = value.split('/').collect();
         let [job, group, task] = parts.as_slice() else {
-            return Err(error(
-                "expected `<job>/p<phase>/t<index>` or `<job>/cleanup/t<index>`",
-            ));
+            return Err(error("expected `<job>/p<phase>/t<index>` or `<job>/cleanup/t<index>`"));
         };
         let job_id: JobId = job.parse()?;
         let index: u32 = task
@@ -136,10 +134,7 @@ mod tests {
     #[test]
     fn test_task_id_round_trips_through_display() {
         let job_id = JobId(Ulid::from_parts(1_700_000_000_000, 42));
-        for slot in [
-            TaskSlot::Phase { phase: 2, index: 7 },
-            TaskSlot::Cleanup { index: 0 },
-        ] {
+        for slot in [TaskSlot::Phase { phase: 2, index: 7 }, TaskSlot::Cleanup { index: 0 }] {
             let task_id = TaskId { job_id, slot };
             assert_eq!(task_id.to_string().parse::<TaskId>().unwrap(), task_id);
         }
@@ -148,9 +143,6 @@ mod tests {
     #[test]
     fn test_malformed_task_id_is_rejected_with_the_expected_shape() {
         let error = "nonsense".parse::<TaskId>().unwrap_err().to_string();
-        assert!(
-            error.contains("expected `<job>/p<phase>/t<index>`"),
-            "{error}"
-        );
+        assert!(error.contains("expected `<job>/p<phase>/t<index>`"), "{error}");
     }
 }

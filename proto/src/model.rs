@@ -76,6 +76,27 @@ pub enum TaskKind {
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+    /// Puts QuestDB in checkpoint mode (`CHECKPOINT CREATE`, or `SNAPSHOT PREPARE` before
+    /// 8.1.1) after checking free disk, and records in staging that this job holds it.
+    QuestDbPrepare {
+        /// `host:port` of the server's PostgreSQL wire endpoint.
+        pg_addr: String,
+        /// Take over a checkpoint someone else holds instead of failing.
+        adopt_checkpoint: bool,
+    },
+    /// Releases the checkpoint this job holds (`CHECKPOINT RELEASE` / `SNAPSHOT COMPLETE`).
+    /// Idempotent, and a no-op when the job never created one or already released it; it never
+    /// releases a checkpoint someone else holds.
+    QuestDbRelease {
+        /// `host:port` of the server's PostgreSQL wire endpoint.
+        pg_addr: String,
+    },
+    /// The last step of a QuestDB restore: the empty `_restore` file in the server root, which
+    /// makes QuestDB recover from the restored checkpoint on its next start.
+    QuestDbRestoreTrigger {
+        /// Object-store URL of the server root.
+        target_url: String,
+    },
     /// After a node's copy tasks, before the stage barrier: checks that what was copied is a
     /// state InfluxDB can restart from, and repairs it from the live source when it is not.
     ///

@@ -64,13 +64,10 @@ where
 {
     match env.get(name) {
         None => Ok(None),
-        Some(value) => value
-            .parse()
-            .map(Some)
-            .map_err(|error: T::Err| ConfigError::Env {
-                name: name.to_string(),
-                reason: error.to_string(),
-            }),
+        Some(value) => value.parse().map(Some).map_err(|error: T::Err| ConfigError::Env {
+            name: name.to_string(),
+            reason: error.to_string(),
+        }),
     }
 }
 
@@ -92,9 +89,7 @@ impl std::str::FromStr for LogFormat {
         match value {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format `{other}`: use `text` or `json`"
-            )),
+            other => Err(format!("unknown log format `{other}`: use `text` or `json`")),
         }
     }
 }
@@ -105,9 +100,7 @@ pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -158,9 +151,7 @@ mod tests {
     #[test]
     fn test_versioned_parse_rejects_wrong_version_and_unknown_keys() {
         assert!(parse_versioned::<Sample>("version = 1\nname = 'a'", 1).is_ok());
-        let error = parse_versioned::<Sample>("name = 'a'", 1)
-            .unwrap_err()
-            .to_string();
+        let error = parse_versioned::<Sample>("name = 'a'", 1).unwrap_err().to_string();
         assert!(error.contains("`version = 1`"), "{error}");
         let error = parse_versioned::<Sample>("version = 1\nname = 'a'\nnmae = 'b'", 1)
             .unwrap_err()

@@ -59,9 +59,8 @@ fn check_node(root: &Path, node: &str) -> std::io::Result<(Vec<String>, u64)> {
     let newest = manifests
         .iter()
         .max_by_key(|manifest| manifest["snapshot_sequence_number"].as_u64().unwrap_or(0));
-    let covered = newest
-        .and_then(|manifest| manifest["wal_file_sequence_number"].as_u64())
-        .unwrap_or(0);
+    let covered =
+        newest.and_then(|manifest| manifest["wal_file_sequence_number"].as_u64()).unwrap_or(0);
     let mut wal = numbers(&root.join(node).join("wal"), ".wal")?;
     wal.sort_unstable();
     if let Some((expected, found)) = first_gap(covered, &wal) {
@@ -70,18 +69,11 @@ fn check_node(root: &Path, node: &str) -> std::io::Result<(Vec<String>, u64)> {
             found - 1
         ));
     }
-    let removed: HashSet<String> = manifests
-        .iter()
-        .flat_map(|manifest| paths(&manifest["removed_files"]))
-        .collect();
-    for path in manifests
-        .iter()
-        .flat_map(|manifest| paths(&manifest["databases"]))
-    {
+    let removed: HashSet<String> =
+        manifests.iter().flat_map(|manifest| paths(&manifest["removed_files"])).collect();
+    for path in manifests.iter().flat_map(|manifest| paths(&manifest["databases"])) {
         if !removed.contains(&path) && !root.join(&path).is_file() {
-            violations.push(format!(
-                "{node}: parquet `{path}` named by a snapshot is missing"
-            ));
+            violations.push(format!("{node}: parquet `{path}` named by a snapshot is missing"));
         }
     }
     let required = manifests
@@ -95,13 +87,8 @@ fn check_node(root: &Path, node: &str) -> std::io::Result<(Vec<String>, u64)> {
 /// In sorted `sequences`, the first number after `after` that does not follow its predecessor:
 /// `(expected, found)`.
 fn first_gap(after: u64, sequences: &[u64]) -> Option<(u64, u64)> {
-    let following = sequences
-        .iter()
-        .copied()
-        .filter(|sequence| *sequence > after);
-    (after + 1..)
-        .zip(following)
-        .find(|(expected, found)| expected != found)
+    let following = sequences.iter().copied().filter(|sequence| *sequence > after);
+    (after + 1..).zip(following).find(|(expected, found)| expected != found)
 }
 
 fn paths(databases: &Value) -> Vec<String> {
@@ -121,10 +108,7 @@ fn numbers(dir: &Path, suffix: &str) -> std::io::Result<Vec<u64>> {
     if dir.is_dir() {
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().to_string();
-            numbers.extend(
-                name.strip_suffix(suffix)
-                    .and_then(|stem| stem.parse::<u64>().ok()),
-            );
+            numbers.extend(name.strip_suffix(suffix).and_then(|stem| stem.parse::<u64>().ok()));
         }
     }
     Ok(numbers)

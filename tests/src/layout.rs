@@ -73,11 +73,7 @@ impl LayoutParams {
         Self {
             cluster_id: Some("cluster1".to_string()),
             compactor_node: Some("compactor".to_string()),
-            data_nodes: vec![
-                "node1".to_string(),
-                "node2".to_string(),
-                "node3".to_string(),
-            ],
+            data_nodes: vec!["node1".to_string(), "node2".to_string(), "node3".to_string()],
             catalog: CatalogFlavor::V3,
             snapshots_per_node: snapshots as u32,
             wal_per_snapshot: 5,
@@ -128,22 +124,11 @@ pub fn generate(root: &Path, params: &LayoutParams) -> std::io::Result<Generated
     if let Some(compactor) = &params.compactor_node {
         write_compactor(&mut writer, compactor, params)?;
     }
-    let catalog_prefix = params
-        .cluster_id
-        .clone()
-        .unwrap_or_else(|| params.data_nodes[0].clone());
-    write_catalog(
-        &mut writer,
-        &catalog_prefix,
-        params.catalog,
-        nodes.len() as u64 * 3,
-    )?;
+    let catalog_prefix = params.cluster_id.clone().unwrap_or_else(|| params.data_nodes[0].clone());
+    write_catalog(&mut writer, &catalog_prefix, params.catalog, nodes.len() as u64 * 3)?;
     if let Some(cluster) = &params.cluster_id {
         let enterprise = json!({"cluster_id": cluster, "nodes": nodes, "mode": "all"});
-        writer.write(
-            &format!("{cluster}/enterprise"),
-            enterprise.to_string().as_bytes(),
-        )?;
+        writer.write(&format!("{cluster}/enterprise"), enterprise.to_string().as_bytes())?;
         if params.licence {
             let licence = writer.random_bytes(1200);
             writer.write(&format!("{cluster}/commercial_license"), &licence)?;
@@ -165,10 +150,7 @@ fn write_node(
     let first_kept = total_wal.saturating_sub(params.wal_files_kept).max(1);
     for sequence in first_kept..=total_wal + unsnapshotted {
         let payload = writer.random_bytes(params.wal_size);
-        writer.write(
-            &format!("{node}/wal/{sequence:011}.wal"),
-            &wal_file(&payload),
-        )?;
+        writer.write(&format!("{node}/wal/{sequence:011}.wal"), &wal_file(&payload))?;
     }
     let (db_id, table_id) = (1u32, 0u32);
     let mut all_parquet = Vec::new();
@@ -264,11 +246,7 @@ fn write_catalog(
     let image_sequence = num_logs / 2;
     match flavor {
         CatalogFlavor::V3 | CatalogFlavor::V2 => {
-            let version = if flavor == CatalogFlavor::V3 {
-                "v3"
-            } else {
-                "v2"
-            };
+            let version = if flavor == CatalogFlavor::V3 { "v3" } else { "v2" };
             let body = writer.random_bytes(2048);
             writer.write(
                 &format!("{prefix}/catalog/{version}/snapshot"),
@@ -335,11 +313,7 @@ fn crc32(data: &[u8]) -> u32 {
     for byte in data {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -389,11 +363,7 @@ mod tests {
         assert!(has("compactor/cs/00000000000000000001.json"));
         assert!(has("cluster1/commercial_license"));
         let manifest: serde_json::Value = serde_json::from_slice(
-            &fs::read(
-                dir.path()
-                    .join("node2/snapshots/18446744073709551614.info.json"),
-            )
-            .unwrap(),
+            &fs::read(dir.path().join("node2/snapshots/18446744073709551614.info.json")).unwrap(),
         )
         .unwrap();
         let files = &manifest["databases"][0][1]["tables"][0][1];
@@ -407,10 +377,7 @@ mod tests {
         }
         let wal = fs::read(dir.path().join("node1/wal/00000000030.wal")).unwrap();
         assert_eq!(&wal[..8], b"idb3.001");
-        assert_eq!(
-            u32::from_be_bytes(wal[8..12].try_into().unwrap()),
-            crc32(&wal[12..])
-        );
+        assert_eq!(u32::from_be_bytes(wal[8..12].try_into().unwrap()), crc32(&wal[12..]));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`live`]: live mode: a cluster that keeps writing WAL, snapshotting, deleting old WAL and
 //!   parquet, and growing its catalog while a backup runs.
 //! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
+//! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
+//! - [`questdb_layout`]: a QuestDB-like server root.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
@@ -14,5 +16,7 @@
 pub mod invariants;
 pub mod layout;
 pub mod live;
+pub mod questdb_layout;
+pub mod questdb_peer;
 pub mod sandbox;
 pub mod tree;

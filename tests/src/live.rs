@@ -73,11 +73,8 @@ impl LiveNode {
     pub fn resume(root: &Path, node: &str) -> std::io::Result<Self> {
         let wal: Vec<u64> = numbered(&root.join(node).join("wal"), ".wal")?;
         let snapshots: Vec<u64> = numbered(&root.join(node).join("snapshots"), ".info.json")?;
-        let snapshot_sequence = snapshots
-            .iter()
-            .map(|inverted| u64::MAX - inverted)
-            .max()
-            .unwrap_or(0);
+        let snapshot_sequence =
+            snapshots.iter().map(|inverted| u64::MAX - inverted).max().unwrap_or(0);
         let mut live_parquet = VecDeque::new();
         collect_files(&root.join(node).join("dbs"), root, &mut live_parquet)?;
         Ok(Self {
@@ -137,11 +134,7 @@ impl LiveNode {
             let size = rng.random_range(params.parquet_size.0..=params.parquet_size.1);
             let mut body = vec![0u8; size as usize];
             rng.fill_bytes(&mut body);
-            write_atomically(
-                &self.root,
-                &path,
-                &[b"PAR1".as_slice(), &body, b"PAR1"].concat(),
-            )?;
+            write_atomically(&self.root, &path, &[b"PAR1".as_slice(), &body, b"PAR1"].concat())?;
             files.push(
                 json!({"id": covered * 10 + u64::from(index), "path": path, "size_bytes": size + 8,
                               "row_count": 1, "chunk_time": 0, "min_time": 0, "max_time": 1}),
@@ -177,10 +170,8 @@ impl LiveNode {
         // WAL cleanup after the snapshot completed: keep the newest `keep` snapshotted files.
         let delete_through = covered.saturating_sub(params.keep_snapshotted_wal);
         while self.oldest_wal <= delete_through {
-            let _ = fs::remove_file(
-                self.root
-                    .join(format!("{node}/wal/{:011}.wal", self.oldest_wal)),
-            );
+            let _ =
+                fs::remove_file(self.root.join(format!("{node}/wal/{:011}.wal", self.oldest_wal)));
             self.oldest_wal += 1;
         }
         Ok(())
@@ -224,10 +215,7 @@ impl LiveCatalog {
         self.sequence += 1;
         write_atomically(
             &self.root,
-            &format!(
-                "{}/catalog/v3/logs/{:020}.catalog",
-                self.prefix, self.sequence
-            ),
+            &format!("{}/catalog/v3/logs/{:020}.catalog", self.prefix, self.sequence),
             &catalog_bytes(self.sequence, false),
         )?;
         if self.ticks % u64::from(params.image_every.max(1)) == 0 {
@@ -269,10 +257,8 @@ impl LiveWriter {
         params: LiveParams,
         interval: Duration,
     ) -> std::io::Result<Self> {
-        let mut live_nodes: Vec<LiveNode> = nodes
-            .iter()
-            .map(|node| LiveNode::resume(root, node))
-            .collect::<Result<_, _>>()?;
+        let mut live_nodes: Vec<LiveNode> =
+            nodes.iter().map(|node| LiveNode::resume(root, node)).collect::<Result<_, _>>()?;
         let mut catalog = LiveCatalog::resume(root, catalog_prefix)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -298,9 +284,7 @@ impl LiveWriter {
     /// The writer's IO error, if it failed.
     pub fn stop(self) -> std::io::Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .join()
-            .map_err(|_| std::io::Error::other("live writer panicked"))?
+        self.handle.join().map_err(|_| std::io::Error::other("live writer panicked"))?
     }
 }
 

@@ -58,12 +58,7 @@ impl Sandbox {
             .strip_prefix("listening on ")
             .with_context(|| format!("unexpected first line from bk-coordinator: {first_line}"))?
             .to_string();
-        Ok(Self {
-            dir: Some(dir),
-            endpoint,
-            coordinator: Some(child),
-            workers: Vec::new(),
-        })
+        Ok(Self { dir: Some(dir), endpoint, coordinator: Some(child), workers: Vec::new() })
     }
 
     /// Kills the coordinator (SIGKILL, as a crash would) and starts it again on the same address
@@ -114,10 +109,25 @@ impl Sandbox {
         node: &str,
         store_root: &Path,
     ) -> anyhow::Result<()> {
+        self.start_worker_with(source, node, store_root, "")
+    }
+
+    /// Starts a worker as [`Sandbox::start_worker`] does, with `extra` TOML appended to its
+    /// top-level keys (e.g. a `[questdb]` section; the `[store]` table comes after it).
+    ///
+    /// # Errors
+    /// When the worker cannot start.
+    pub fn start_worker_with(
+        &mut self,
+        source: &str,
+        node: &str,
+        store_root: &Path,
+        extra: &str,
+    ) -> anyhow::Result<()> {
         let config_path = self.path().join(format!("worker-{node}.toml"));
         let config = format!(
             "version = 1\nsource = \"{source}\"\nnode = \"{node}\"\ncoordinator_endpoints = [\"{}\"]\n\
-             heartbeat_interval = \"500ms\"\n[store]\nurl = \"file://{}\"\n",
+             heartbeat_interval = \"500ms\"\n{extra}\n[store]\nurl = \"file://{}\"\n",
             self.endpoint,
             store_root.display()
         );
@@ -162,16 +172,10 @@ impl Sandbox {
         full.extend_from_slice(args);
         let output = self.bkctl(&full)?;
         if !output.status.success() {
-            bail!(
-                "bkctl {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("bkctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         serde_json::from_slice(&output.stdout).with_context(|| {
-            format!(
-                "bkctl {args:?} printed no JSON: {}",
-                String::from_utf8_lossy(&output.stdout)
-            )
+            format!("bkctl {args:?} printed no JSON: {}", String::from_utf8_lossy(&output.stdout))
         })
     }
 
@@ -203,11 +207,8 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let children = self
-            .workers
-            .iter_mut()
-            .map(|(_, child)| child)
-            .chain(self.coordinator.as_mut());
+        let children =
+            self.workers.iter_mut().map(|(_, child)| child).chain(self.coordinator.as_mut());
         for child in children {
             let _ = child.kill();
             let _ = child.wait();
@@ -234,10 +235,7 @@ fn spawn_announcing(mut command: Command, log: &Path) -> anyhow::Result<(Child, 
     BufReader::new(stdout).read_line(&mut first_line)?;
     if first_line.is_empty() {
         let _ = child.wait();
-        bail!(
-            "{command:?} exited before announcing itself; see {}",
-            log.display()
-        );
+        bail!("{command:?} exited before announcing itself; see {}", log.display());
     }
     Ok((child, first_line.trim().to_string()))
 }

@@ -21,13 +21,7 @@ pub fn hash_tree(root: &Path) -> std::io::Result<BTreeMap<String, (u64, String)>
                 let bytes = fs::read(&path)?;
                 let relative = path.strip_prefix(root).map_err(std::io::Error::other)?;
                 let key = relative.to_string_lossy().replace('\\', "/");
-                files.insert(
-                    key,
-                    (
-                        bytes.len() as u64,
-                        blake3::hash(&bytes).to_hex().to_string(),
-                    ),
-                );
+                files.insert(key, (bytes.len() as u64, blake3::hash(&bytes).to_hex().to_string()));
             }
         }
     }

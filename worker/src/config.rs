@@ -46,6 +46,41 @@ pub struct WorkerConfig {
     /// `text` or `json` (env `BK_LOG_FORMAT`).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// For a QuestDB server: how to talk to it. Its credentials stay here, on the worker.
+    #[serde(default)]
+    pub questdb: QuestDbConfig,
+}
+
+/// How the worker talks to the QuestDB server next to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuestDbConfig {
+    /// PostgreSQL wire user (env `BK_QUESTDB_USER`).
+    pub user: String,
+    /// File holding the password (preferred; re-read for every task).
+    pub password_file: Option<std::path::PathBuf>,
+    /// The password inline (env `BK_QUESTDB_PASSWORD`); never printed.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// Refuse `CHECKPOINT CREATE` when the server root's filesystem has less free space than
+    /// this (percent). Below 50 % (QuestDB's advice) a warning is recorded.
+    pub min_free_disk_percent: f64,
+    /// How long one statement may take (`CHECKPOINT CREATE` can wait up to QuestDB's
+    /// `query.timeout`, 60 s by default).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for QuestDbConfig {
+    fn default() -> Self {
+        Self {
+            user: "admin".to_string(),
+            password_file: None,
+            password: None,
+            min_free_disk_percent: 10.0,
+            statement_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// An object store: a URL plus options.
@@ -103,15 +138,13 @@ impl WorkerConfig {
             node: node.to_string(),
             worker_id: None,
             coordinator_endpoints,
-            store: StoreConfig {
-                url: store_url.to_string(),
-                options: BTreeMap::new(),
-            },
+            store: StoreConfig { url: store_url.to_string(), options: BTreeMap::new() },
             repositories: BTreeMap::new(),
             max_parallel_tasks: default_max_parallel_tasks(),
             max_concurrent_objects: default_max_concurrent_objects(),
             heartbeat_interval: default_heartbeat_interval(),
             log_format: LogFormat::Text,
+            questdb: QuestDbConfig::default(),
         }
     }
 
@@ -130,10 +163,8 @@ impl WorkerConfig {
             self.worker_id = Some(value);
         }
         if let Some(value) = env_override::<String>(env, "BK_ENDPOINTS")? {
-            self.coordinator_endpoints = value
-                .split(',')
-                .map(|endpoint| endpoint.trim().to_string())
-                .collect();
+            self.coordinator_endpoints =
+                value.split(',').map(|endpoint| endpoint.trim().to_string()).collect();
         }
         if let Some(value) = env_override(env, "BK_STORE_URL")? {
             self.store.url = value;
@@ -146,6 +177,12 @@ impl WorkerConfig {
         }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
+        }
+        if let Some(value) = env_override(env, "BK_QUESTDB_USER")? {
+            self.questdb.user = value;
+        }
+        if let Some(value) = env_override::<String>(env, "BK_QUESTDB_PASSWORD")? {
+            self.questdb.password = Some(value);
         }
         Ok(self)
     }
@@ -164,11 +201,7 @@ impl WorkerConfig {
                 "`store.url` is required: the node's object store, e.g. file:///var/lib/influxdb3",
             );
         }
-        if self
-            .coordinator_endpoints
-            .iter()
-            .all(|endpoint| endpoint.trim().is_empty())
-        {
+        if self.coordinator_endpoints.iter().all(|endpoint| endpoint.trim().is_empty()) {
             return invalid("`coordinator_endpoints` is empty (or set BK_ENDPOINTS)");
         }
         if self.max_parallel_tasks == 0 || self.max_concurrent_objects == 0 {
@@ -179,9 +212,7 @@ impl WorkerConfig {
 
     /// The worker id: configured, or `<source>/<node>`.
     pub fn worker_id(&self) -> String {
-        self.worker_id
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}", self.source, self.node))
+        self.worker_id.clone().unwrap_or_else(|| format!("{}/{}", self.source, self.node))
     }
 }
 

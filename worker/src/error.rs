@@ -66,6 +66,9 @@ pub enum TaskError {
     /// Backup data is missing or does not hash to what the manifest records.
     #[error("{0}")]
     Damaged(String),
+    /// A transient condition (a server not reachable yet, busy): another attempt may succeed.
+    #[error("{0}")]
+    Retryable(String),
     /// The coordinator took the task back (lease lost, job failed) or the worker is stopping.
     #[error("task abandoned: {0}")]
     Abandoned(String),
@@ -81,7 +84,7 @@ impl TaskError {
             | TaskError::NoCatalog { .. }
             | TaskError::Invalid(_)
             | TaskError::Damaged(_) => false,
-            TaskError::Abandoned(_) => true,
+            TaskError::Abandoned(_) | TaskError::Retryable(_) => true,
         }
     }
 }

@@ -100,9 +100,7 @@ impl Hub {
             let result = self
                 .endpoints
                 .call(CALL_ATTEMPTS, |channel| {
-                    let request = pb::HeartbeatRequest {
-                        worker_id: worker_id.clone(),
-                    };
+                    let request = pb::HeartbeatRequest { worker_id: worker_id.clone() };
                     async move { WorkerHubClient::new(channel).heartbeat(request).await }
                 })
                 .await;
@@ -211,13 +209,9 @@ impl Hub {
     ) -> Result<bk_proto::model::TaskReport, TaskError> {
         let task_id = spec.task_id;
         info!(%task_id, attempt, kind = ?std::mem::discriminant(&spec.kind), "task started");
-        let source = open_store(
-            &self.config.store.url,
-            &self.config.store.options,
-            &self.env,
-            false,
-        )
-        .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
+        let source =
+            open_store(&self.config.store.url, &self.config.store.options, &self.env, false)
+                .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
         let repository_options = self
             .config
             .repositories
@@ -248,6 +242,7 @@ impl Hub {
             store_url: self.config.store.url.clone(),
             store_options: self.config.store.options.clone(),
             env: self.env.clone(),
+            questdb: self.config.questdb.clone(),
         };
         let reporter = self.report_progress_until_done(
             task_id.to_string(),

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`hub`]: register, heartbeat, pull tasks, report progress and results.
 //! - [`tasks`]: what each task does (copy prefixes, catalog, licence, commit, cleanup).
+//! - [`questdb`]: QuestDB's checkpoint over its PostgreSQL wire endpoint.
 //! - [`repository`]: the repository format (chunks, segments, manifests, staging).
 //! - [`store`]: opening object stores from URLs.
 //! - [`config`]: the versioned TOML config.
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod questdb;
 pub mod repository;
 pub mod store;
 pub mod tasks;

@@ -33,10 +33,5 @@ async fn main() -> anyhow::Result<()> {
     bk_proto::support::init_tracing(config.log_format);
     tracing::info!(worker_id = %config.worker_id(), store = %config.store.url, "worker starting");
     println!("worker {} started", config.worker_id());
-    bk_worker::run(
-        config,
-        env.into_iter().collect(),
-        bk_proto::support::shutdown_on_signal(),
-    )
-    .await
+    bk_worker::run(config, env.into_iter().collect(), bk_proto::support::shutdown_on_signal()).await
 }

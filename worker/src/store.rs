@@ -62,12 +62,10 @@ pub fn open_store(
     })?;
     match parsed.scheme() {
         "file" => {
-            let path = parsed
-                .to_file_path()
-                .map_err(|()| StoreOpenError::InvalidUrl {
-                    url: url.to_string(),
-                    reason: "not an absolute local path (use file:///absolute/path)".to_string(),
-                })?;
+            let path = parsed.to_file_path().map_err(|()| StoreOpenError::InvalidUrl {
+                url: url.to_string(),
+                reason: "not an absolute local path (use file:///absolute/path)".to_string(),
+            })?;
             if create_dir {
                 std::fs::create_dir_all(&path).map_err(|error| StoreOpenError::Builder {
                     url: url.to_string(),
@@ -80,10 +78,7 @@ pub fn open_store(
                 });
             }
             let store = LocalFileSystem::new_with_prefix(&path).map_err(|error| {
-                StoreOpenError::Builder {
-                    url: url.to_string(),
-                    reason: error.to_string(),
-                }
+                StoreOpenError::Builder { url: url.to_string(), reason: error.to_string() }
             })?;
             Ok(Arc::new(store.with_automatic_cleanup(true)))
         }
@@ -92,10 +87,7 @@ pub fn open_store(
             let resolved = resolve_options(options, env)?;
             let (store, prefix) =
                 object_store::parse_url_opts(&parsed, resolved).map_err(|error| {
-                    StoreOpenError::Builder {
-                        url: url.to_string(),
-                        reason: error.to_string(),
-                    }
+                    StoreOpenError::Builder { url: url.to_string(), reason: error.to_string() }
                 })?;
             let store: Arc<dyn ObjectStore> = Arc::from(store);
             if prefix.as_ref().is_empty() {
@@ -127,11 +119,9 @@ fn resolve_options(
     for (key, value) in options {
         match key.strip_suffix("_file") {
             Some(option) => {
-                let secret =
-                    std::fs::read_to_string(value).map_err(|error| StoreOpenError::SecretFile {
-                        option: key.clone(),
-                        reason: error.to_string(),
-                    })?;
+                let secret = std::fs::read_to_string(value).map_err(|error| {
+                    StoreOpenError::SecretFile { option: key.clone(), reason: error.to_string() }
+                })?;
                 resolved.insert(option.to_string(), secret.trim().to_string());
             }
             None => {
@@ -157,21 +147,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret_path = dir.path().join("secret");
         std::fs::write(&secret_path, "s3cr3t\n").unwrap();
-        let options: BTreeMap<String, String> = [(
-            "aws_secret_access_key_file".to_string(),
-            secret_path.display().to_string(),
-        )]
-        .into();
+        let options: BTreeMap<String, String> =
+            [("aws_secret_access_key_file".to_string(), secret_path.display().to_string())].into();
         let resolved = resolve_options(&options, &[]).unwrap();
-        assert_eq!(
-            resolved,
-            vec![("aws_secret_access_key".to_string(), "s3cr3t".to_string())]
-        );
-        let missing: BTreeMap<String, String> = [(
-            "aws_secret_access_key_file".to_string(),
-            "/nonexistent/s3cr3t".to_string(),
-        )]
-        .into();
+        assert_eq!(resolved, vec![("aws_secret_access_key".to_string(), "s3cr3t".to_string())]);
+        let missing: BTreeMap<String, String> =
+            [("aws_secret_access_key_file".to_string(), "/nonexistent/s3cr3t".to_string())].into();
         let error = resolve_options(&missing, &[]).unwrap_err().to_string();
         assert!(error.contains("aws_secret_access_key_file"), "{error}");
     }
@@ -182,9 +163,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("is not a directory"), "{error}");
-        let error = open_store("ftp://x/y", &BTreeMap::new(), &[], false)
-            .unwrap_err()
-            .to_string();
+        let error = open_store("ftp://x/y", &BTreeMap::new(), &[], false).unwrap_err().to_string();
         assert!(error.contains("scheme `ftp` is not supported"), "{error}");
     }
 }

@@ -12,11 +12,7 @@ fn test_print_config_reads_the_example_config() {
         ])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("node = \"node1\""));
 }
 
@@ -29,11 +25,8 @@ fn test_config_without_store_fails_naming_the_key() {
         "version = 1\nsource = \"s\"\nnode = \"n\"\ncoordinator_endpoints = [\"127.0.0.1:1\"]\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_bk-worker"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_bk-worker")).arg("--config").arg(&path).output().unwrap();
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("store"),

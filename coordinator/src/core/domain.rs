@@ -37,22 +37,28 @@ pub enum SourceSpec {
         /// The node's HTTP endpoint, if known.
         http_endpoint: Option<String>,
     },
+    /// A QuestDB server. Its worker's store is the server root; its PostgreSQL wire credentials
+    /// live with that worker, never here.
+    QuestDb {
+        /// The node id of the server (its worker registers under it).
+        node: String,
+        /// `host:port` of the PostgreSQL wire endpoint (8812 by default).
+        pg_addr: String,
+    },
 }
 
 impl SourceSpec {
     /// Every node id of the source, data nodes first.
     pub fn nodes(&self) -> Vec<String> {
         match self {
-            SourceSpec::InfluxDb3Enterprise {
-                compactor_node,
-                data_nodes,
-                ..
-            } => {
+            SourceSpec::InfluxDb3Enterprise { compactor_node, data_nodes, .. } => {
                 let mut nodes = data_nodes.clone();
                 nodes.push(compactor_node.clone());
                 nodes
             }
-            SourceSpec::InfluxDb3Core { node, .. } => vec![node.clone()],
+            SourceSpec::InfluxDb3Core { node, .. } | SourceSpec::QuestDb { node, .. } => {
+                vec![node.clone()]
+            }
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct PlannedTask {
     /// node's consistency check waits for that node's copy tasks, still before the barrier).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<u32>,
+    /// Retryable failures re-queue the task without bound (a QuestDB release must eventually
+    /// happen: the job stays visibly releasing until it does).
+    #[serde(default)]
+    pub retry_until_success: bool,
 }
 
 /// Which workers may run a task.
@@ -169,33 +173,13 @@ impl TaskRun {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEvent {
     /// The leader handed attempt `attempt` of a task to a worker.
-    TaskLeased {
-        slot: TaskSlot,
-        attempt: u32,
-        worker_id: String,
-        at_ms: u64,
-    },
+    TaskLeased { slot: TaskSlot, attempt: u32, worker_id: String, at_ms: u64 },
     /// A worker reported success.
-    TaskSucceeded {
-        slot: TaskSlot,
-        attempt: u32,
-        report: TaskReport,
-        at_ms: u64,
-    },
+    TaskSucceeded { slot: TaskSlot, attempt: u32, report: TaskReport, at_ms: u64 },
     /// A worker reported failure.
-    TaskFailed {
-        slot: TaskSlot,
-        attempt: u32,
-        error: String,
-        retryable: bool,
-        at_ms: u64,
-    },
+    TaskFailed { slot: TaskSlot, attempt: u32, error: String, retryable: bool, at_ms: u64 },
     /// The leader stopped hearing from the worker holding this attempt, or the worker restarted.
-    LeaseLost {
-        slot: TaskSlot,
-        attempt: u32,
-        at_ms: u64,
-    },
+    LeaseLost { slot: TaskSlot, attempt: u32, at_ms: u64 },
 }
 
 /// What applying an event asks of the rest of the state.
@@ -220,10 +204,7 @@ pub enum JobEventRejected {
     StaleAttempt { attempt: u32, current: u32 },
     /// The task is not in a state the event applies to.
     #[error("task is {status:?}, not {expected}")]
-    WrongStatus {
-        status: TaskStatus,
-        expected: &'static str,
-    },
+    WrongStatus { status: TaskStatus, expected: &'static str },
 }
 
 /// A job and the live state of its tasks.
@@ -255,19 +236,9 @@ impl Job {
         let phases = spec
             .phases
             .iter()
-            .map(|phase| {
-                phase
-                    .tasks
-                    .iter()
-                    .map(|_| TaskRun::new(TaskStatus::Blocked))
-                    .collect()
-            })
+            .map(|phase| phase.tasks.iter().map(|_| TaskRun::new(TaskStatus::Blocked)).collect())
             .collect();
-        let cleanup = spec
-            .cleanup
-            .iter()
-            .map(|_| TaskRun::new(TaskStatus::Blocked))
-            .collect();
+        let cleanup = spec.cleanup.iter().map(|_| TaskRun::new(TaskStatus::Blocked)).collect();
         let mut job = Job {
             id,
             spec,
@@ -287,14 +258,11 @@ impl Job {
     /// The task ids of every task of the job, phases first.
     pub fn slots(&self) -> impl Iterator<Item = TaskSlot> + '_ {
         let phase_slots = self.phases.iter().enumerate().flat_map(|(phase, tasks)| {
-            (0..tasks.len()).map(move |index| TaskSlot::Phase {
-                phase: phase as u32,
-                index: index as u32,
-            })
+            (0..tasks.len())
+                .map(move |index| TaskSlot::Phase { phase: phase as u32, index: index as u32 })
         });
-        let cleanup_slots = (0..self.cleanup.len()).map(|index| TaskSlot::Cleanup {
-            index: index as u32,
-        });
+        let cleanup_slots =
+            (0..self.cleanup.len()).map(|index| TaskSlot::Cleanup { index: index as u32 });
         phase_slots.chain(cleanup_slots)
     }
 
@@ -320,12 +288,9 @@ impl Job {
     /// The plan of a task.
     pub fn planned(&self, slot: TaskSlot) -> Option<&PlannedTask> {
         match slot {
-            TaskSlot::Phase { phase, index } => self
-                .spec
-                .phases
-                .get(phase as usize)?
-                .tasks
-                .get(index as usize),
+            TaskSlot::Phase { phase, index } => {
+                self.spec.phases.get(phase as usize)?.tasks.get(index as usize)
+            }
             TaskSlot::Cleanup { index } => self.spec.cleanup.get(index as usize),
         }
     }
@@ -345,10 +310,7 @@ impl Job {
             }
         }
         Some(TaskSpec {
-            task_id: TaskId {
-                job_id: self.id,
-                slot,
-            },
+            task_id: TaskId { job_id: self.id, slot },
             source: self.spec.source.clone(),
             repository: self.spec.repository.clone(),
             kind,
@@ -359,25 +321,26 @@ impl Job {
     pub fn runnable_slots(&self) -> Vec<TaskSlot> {
         self.slots()
             .filter(|slot| {
-                self.run(*slot)
-                    .is_some_and(|run| run.status == TaskStatus::Pending)
+                self.run(*slot).is_some_and(|run| run.status == TaskStatus::Pending)
                     && self.dependencies_succeeded(*slot)
             })
             .collect()
     }
 
-    /// Whether every same-phase task `slot` depends on has succeeded.
+    /// Whether the tasks `slot` depends on allow it to start: in a phase, every dependency
+    /// succeeded; among cleanup tasks, every dependency ended (cleanup always goes on).
     pub fn dependencies_succeeded(&self, slot: TaskSlot) -> bool {
-        let (TaskSlot::Phase { phase, .. }, Some(planned)) = (slot, self.planned(slot)) else {
-            return true;
-        };
-        planned.depends_on.iter().all(|index| {
-            let dependency = TaskSlot::Phase {
-                phase,
-                index: *index,
-            };
-            self.run(dependency)
-                .is_some_and(|run| run.status == TaskStatus::Succeeded)
+        let Some(planned) = self.planned(slot) else { return true };
+        planned.depends_on.iter().all(|index| match slot {
+            TaskSlot::Phase { phase, .. } => {
+                let dependency = TaskSlot::Phase { phase, index: *index };
+                self.run(dependency).is_some_and(|run| run.status == TaskStatus::Succeeded)
+            }
+            TaskSlot::Cleanup { .. } => {
+                self.run(TaskSlot::Cleanup { index: *index }).is_some_and(|run| {
+                    matches!(run.status, TaskStatus::Succeeded | TaskStatus::Failed)
+                })
+            }
         })
     }
 
@@ -389,22 +352,12 @@ impl Job {
     pub fn apply(&mut self, event: JobEvent) -> Result<Vec<JobEffect>, JobEventRejected> {
         let mut effects = Vec::new();
         match event {
-            JobEvent::TaskLeased {
-                slot,
-                attempt,
-                worker_id,
-                at_ms,
-            } => {
-                let run = self
-                    .run_mut(slot)
-                    .ok_or(JobEventRejected::UnknownTask(slot))?;
+            JobEvent::TaskLeased { slot, attempt, worker_id, at_ms } => {
+                let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
                 // A lease must be exactly the next attempt: a second lease of the same attempt
                 // (two workers racing) is rejected.
                 if attempt != run.attempt + 1 {
-                    return Err(JobEventRejected::StaleAttempt {
-                        attempt,
-                        current: run.attempt,
-                    });
+                    return Err(JobEventRejected::StaleAttempt { attempt, current: run.attempt });
                 }
                 require_status(run, TaskStatus::Pending, "pending")?;
                 run.status = TaskStatus::Running;
@@ -415,12 +368,7 @@ impl Job {
                     self.state = JobState::Running;
                 }
             }
-            JobEvent::TaskSucceeded {
-                slot,
-                attempt,
-                report,
-                at_ms,
-            } => {
+            JobEvent::TaskSucceeded { slot, attempt, report, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
                 run.status = TaskStatus::Succeeded;
@@ -430,9 +378,7 @@ impl Job {
                     .planned(slot)
                     .is_some_and(|task| matches!(task.kind, TaskKind::CommitBackup { .. }))
                 {
-                    effects.push(JobEffect::BackupCommitted {
-                        report: report.clone(),
-                    });
+                    effects.push(JobEffect::BackupCommitted { report: report.clone() });
                 }
                 let problems = report.problems.len();
                 let first_problem = report.problems.first().cloned().unwrap_or_default();
@@ -440,10 +386,8 @@ impl Job {
                     run.report = Some(report);
                 }
                 if problems > 0 {
-                    let label = self
-                        .planned(slot)
-                        .map(|task| task.label.clone())
-                        .unwrap_or_default();
+                    let label =
+                        self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
                     let error =
                         format!("`{label}` found {problems} problem(s), first: {first_problem}");
                     self.fail(error, slot, at_ms, &mut effects);
@@ -451,40 +395,25 @@ impl Job {
                     self.advance(at_ms, &mut effects);
                 }
             }
-            JobEvent::TaskFailed {
-                slot,
-                attempt,
-                error,
-                retryable,
-                at_ms,
-            } => {
+            JobEvent::TaskFailed { slot, attempt, error, retryable, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
                 run.error = Some(error.clone());
-                if retryable && run.num_failures + 1 < MAX_RETRYABLE_FAILURES {
+                let unbounded = self.planned(slot).is_some_and(|task| task.retry_until_success);
+                let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
+                if retryable && (unbounded || run.num_failures + 1 < MAX_RETRYABLE_FAILURES) {
                     run.num_failures += 1;
                     run.status = TaskStatus::Pending;
                 } else {
                     run.num_failures += 1;
                     run.status = TaskStatus::Failed;
                     run.finished_at_ms = Some(at_ms);
-                    let label = self
-                        .planned(slot)
-                        .map(|task| task.label.clone())
-                        .unwrap_or_default();
-                    self.fail(
-                        format!("task `{label}` failed: {error}"),
-                        slot,
-                        at_ms,
-                        &mut effects,
-                    );
+                    let label =
+                        self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
+                    self.fail(format!("task `{label}` failed: {error}"), slot, at_ms, &mut effects);
                 }
             }
-            JobEvent::LeaseLost {
-                slot,
-                attempt,
-                at_ms: _,
-            } => {
+            JobEvent::LeaseLost { slot, attempt, at_ms: _ } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
                 run.status = TaskStatus::Pending;
@@ -498,14 +427,9 @@ impl Job {
         slot: TaskSlot,
         attempt: u32,
     ) -> Result<&mut TaskRun, JobEventRejected> {
-        let run = self
-            .run_mut(slot)
-            .ok_or(JobEventRejected::UnknownTask(slot))?;
+        let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
         if run.attempt != attempt {
-            return Err(JobEventRejected::StaleAttempt {
-                attempt,
-                current: run.attempt,
-            });
+            return Err(JobEventRejected::StaleAttempt { attempt, current: run.attempt });
         }
         Ok(run)
     }
@@ -528,10 +452,8 @@ impl Job {
             return;
         }
         for run in self.phases.iter_mut().flatten() {
-            if matches!(
-                run.status,
-                TaskStatus::Blocked | TaskStatus::Pending | TaskStatus::Running
-            ) {
+            if matches!(run.status, TaskStatus::Blocked | TaskStatus::Pending | TaskStatus::Running)
+            {
                 run.status = TaskStatus::Skipped;
             }
         }
@@ -543,9 +465,7 @@ impl Job {
     /// Moves past every completed phase; starts cleanup after the last one.
     fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
         while self.current_phase < self.phases.len()
-            && self.phases[self.current_phase]
-                .iter()
-                .all(|run| run.status == TaskStatus::Succeeded)
+            && self.phases[self.current_phase].iter().all(|run| run.status == TaskStatus::Succeeded)
         {
             self.current_phase += 1;
             self.start_phase_or_cleanup(at_ms, effects);
@@ -560,10 +480,7 @@ impl Job {
             Some(runs) => runs,
             None => &mut self.cleanup,
         };
-        for run in runs
-            .iter_mut()
-            .filter(|run| run.status == TaskStatus::Blocked)
-        {
+        for run in runs.iter_mut().filter(|run| run.status == TaskStatus::Blocked) {
             run.status = TaskStatus::Pending;
         }
         if self.current_phase < self.phases.len() && self.phases[self.current_phase].is_empty() {
@@ -581,11 +498,7 @@ impl Job {
         if !cleanup_done || self.state.is_terminal() {
             return;
         }
-        self.state = if self.error.is_some() {
-            JobState::Failed
-        } else {
-            JobState::Succeeded
-        };
+        self.state = if self.error.is_some() { JobState::Failed } else { JobState::Succeeded };
         self.finished_at_ms = Some(at_ms);
         effects.push(JobEffect::Finished { state: self.state });
     }
@@ -599,10 +512,7 @@ fn require_status(
     if run.status == status {
         Ok(())
     } else {
-        Err(JobEventRejected::WrongStatus {
-            status: run.status,
-            expected,
-        })
+        Err(JobEventRejected::WrongStatus { status: run.status, expected })
     }
 }
 

@@ -8,23 +8,10 @@ use super::*;
 fn test_a_report_with_problems_fails_the_job_and_runs_cleanup() {
     let mut job = job_with_phases(&[&["a/"], &["b/"]]);
     lease(&mut job, slot(0, 0), 1);
-    let report = TaskReport {
-        problems: vec!["chunk ab missing".into()],
-        ..TaskReport::default()
-    };
-    job.apply(JobEvent::TaskSucceeded {
-        slot: slot(0, 0),
-        attempt: 1,
-        report,
-        at_ms: 3,
-    })
-    .unwrap();
+    let report = TaskReport { problems: vec!["chunk ab missing".into()], ..TaskReport::default() };
+    job.apply(JobEvent::TaskSucceeded { slot: slot(0, 0), attempt: 1, report, at_ms: 3 }).unwrap();
     assert_eq!(job.state, JobState::Failing);
-    assert!(job
-        .error
-        .as_deref()
-        .unwrap()
-        .contains("found 1 problem(s), first: chunk ab missing"));
+    assert!(job.error.as_deref().unwrap().contains("found 1 problem(s), first: chunk ab missing"));
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
 }
@@ -40,6 +27,7 @@ fn copy_task(prefix: &str) -> PlannedTask {
             exclude: Vec::new(),
         },
         depends_on: Vec::new(),
+        retry_until_success: false,
     }
 }
 
@@ -68,6 +56,7 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
             placement: Placement::AnyNode,
             kind: TaskKind::RemoveStaging,
             depends_on: Vec::new(),
+            retry_until_success: false,
         }],
     };
     Job::new(JobId(Ulid::from_parts(2, 2)), spec, 1_000)
@@ -80,23 +69,13 @@ fn slot(phase: u32, index: u32) -> TaskSlot {
 const CLEANUP: TaskSlot = TaskSlot::Cleanup { index: 0 };
 
 fn lease(job: &mut Job, slot: TaskSlot, attempt: u32) {
-    job.apply(JobEvent::TaskLeased {
-        slot,
-        attempt,
-        worker_id: "w".to_string(),
-        at_ms: 10,
-    })
-    .unwrap();
+    job.apply(JobEvent::TaskLeased { slot, attempt, worker_id: "w".to_string(), at_ms: 10 })
+        .unwrap();
 }
 
 fn succeed(job: &mut Job, slot: TaskSlot, attempt: u32) -> Vec<JobEffect> {
-    job.apply(JobEvent::TaskSucceeded {
-        slot,
-        attempt,
-        report: TaskReport::default(),
-        at_ms: 20,
-    })
-    .unwrap()
+    job.apply(JobEvent::TaskSucceeded { slot, attempt, report: TaskReport::default(), at_ms: 20 })
+        .unwrap()
 }
 
 #[test]
@@ -115,10 +94,7 @@ fn test_phase_completes_only_when_its_last_task_succeeds() {
     assert_eq!(job.state, JobState::Running);
     succeed(&mut job, slot(0, 0), 1);
     assert_eq!(job.current_phase, 0);
-    assert!(
-        job.runnable_slots().is_empty(),
-        "barrier: phase 1 must wait for phase 0"
-    );
+    assert!(job.runnable_slots().is_empty(), "barrier: phase 1 must wait for phase 0");
     succeed(&mut job, slot(0, 1), 1);
     assert_eq!(job.current_phase, 1);
     assert_eq!(job.runnable_slots(), vec![slot(1, 0)]);
@@ -133,12 +109,7 @@ fn test_cleanup_runs_after_the_last_phase_and_finishes_the_job() {
     assert_eq!(job.state, JobState::Running);
     lease(&mut job, CLEANUP, 1);
     let effects = succeed(&mut job, CLEANUP, 1);
-    assert_eq!(
-        effects,
-        vec![JobEffect::Finished {
-            state: JobState::Succeeded
-        }]
-    );
+    assert_eq!(effects, vec![JobEffect::Finished { state: JobState::Succeeded }]);
     assert_eq!(job.finished_at_ms, Some(20));
 }
 
@@ -153,10 +124,7 @@ fn test_stale_attempts_are_fenced() {
                 report: TaskReport::default(),
                 at_ms: 5,
             },
-            JobEventRejected::StaleAttempt {
-                attempt: 1,
-                current: 2,
-            },
+            JobEventRejected::StaleAttempt { attempt: 1, current: 2 },
         ),
         (
             JobEvent::TaskFailed {
@@ -166,71 +134,33 @@ fn test_stale_attempts_are_fenced() {
                 retryable: false,
                 at_ms: 5,
             },
-            JobEventRejected::StaleAttempt {
-                attempt: 1,
-                current: 2,
-            },
+            JobEventRejected::StaleAttempt { attempt: 1, current: 2 },
         ),
         (
-            JobEvent::LeaseLost {
-                slot: slot(0, 0),
-                attempt: 1,
-                at_ms: 5,
-            },
-            JobEventRejected::StaleAttempt {
-                attempt: 1,
-                current: 2,
-            },
+            JobEvent::LeaseLost { slot: slot(0, 0), attempt: 1, at_ms: 5 },
+            JobEventRejected::StaleAttempt { attempt: 1, current: 2 },
         ),
         (
-            JobEvent::TaskLeased {
-                slot: slot(0, 0),
-                attempt: 2,
-                worker_id: "w".into(),
-                at_ms: 5,
-            },
-            JobEventRejected::StaleAttempt {
-                attempt: 2,
-                current: 2,
-            },
+            JobEvent::TaskLeased { slot: slot(0, 0), attempt: 2, worker_id: "w".into(), at_ms: 5 },
+            JobEventRejected::StaleAttempt { attempt: 2, current: 2 },
         ),
         (
-            JobEvent::TaskLeased {
-                slot: slot(0, 0),
-                attempt: 3,
-                worker_id: "w".into(),
-                at_ms: 5,
-            },
-            JobEventRejected::WrongStatus {
-                status: TaskStatus::Running,
-                expected: "pending",
-            },
+            JobEvent::TaskLeased { slot: slot(0, 0), attempt: 3, worker_id: "w".into(), at_ms: 5 },
+            JobEventRejected::WrongStatus { status: TaskStatus::Running, expected: "pending" },
         ),
         (
-            JobEvent::LeaseLost {
-                slot: slot(9, 9),
-                attempt: 1,
-                at_ms: 5,
-            },
+            JobEvent::LeaseLost { slot: slot(9, 9), attempt: 1, at_ms: 5 },
             JobEventRejected::UnknownTask(slot(9, 9)),
         ),
     ];
     for (event, expected) in cases {
         let mut job = job_with_phases(&[&["a/"]]);
         lease(&mut job, slot(0, 0), 1);
-        job.apply(JobEvent::LeaseLost {
-            slot: slot(0, 0),
-            attempt: 1,
-            at_ms: 3,
-        })
-        .unwrap();
+        job.apply(JobEvent::LeaseLost { slot: slot(0, 0), attempt: 1, at_ms: 3 }).unwrap();
         lease(&mut job, slot(0, 0), 2);
         let before = job.clone();
         assert_eq!(job.apply(event.clone()), Err(expected), "{event:?}");
-        assert_eq!(
-            job, before,
-            "a rejected event must not change the job: {event:?}"
-        );
+        assert_eq!(job, before, "a rejected event must not change the job: {event:?}");
     }
 }
 
@@ -278,10 +208,7 @@ fn test_failure_skips_the_rest_and_still_runs_cleanup() {
     assert_eq!(job.state, JobState::Failing);
     assert_eq!(job.run(slot(0, 1)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
-    assert_eq!(
-        job.error.as_deref(),
-        Some("task `copy a/` failed: no catalog")
-    );
+    assert_eq!(job.error.as_deref(), Some("task `copy a/` failed: no catalog"));
     // The abandoned running task's late result is rejected.
     assert!(job
         .apply(JobEvent::TaskSucceeded {
@@ -293,12 +220,7 @@ fn test_failure_skips_the_rest_and_still_runs_cleanup() {
         .is_err());
     lease(&mut job, CLEANUP, 1);
     let effects = succeed(&mut job, CLEANUP, 1);
-    assert_eq!(
-        effects,
-        vec![JobEffect::Finished {
-            state: JobState::Failed
-        }]
-    );
+    assert_eq!(effects, vec![JobEffect::Finished { state: JobState::Failed }]);
 }
 
 #[test]
@@ -315,14 +237,12 @@ fn test_commit_task_success_emits_backup_committed() {
                 parts: vec![],
             },
             depends_on: Vec::new(),
+            retry_until_success: false,
         }],
     });
     job = Job::new(job.id, job.spec.clone(), 1);
     lease(&mut job, slot(0, 0), 1);
-    let report = TaskReport {
-        num_objects: 7,
-        ..TaskReport::default()
-    };
+    let report = TaskReport { num_objects: 7, ..TaskReport::default() };
     let effects = job
         .apply(JobEvent::TaskSucceeded {
             slot: slot(0, 0),
@@ -341,11 +261,7 @@ fn test_a_task_waits_for_its_same_phase_dependencies() {
     assert_eq!(job.runnable_slots(), vec![slot(0, 0), slot(0, 1)]);
     lease(&mut job, slot(0, 0), 1);
     succeed(&mut job, slot(0, 0), 1);
-    assert_eq!(
-        job.runnable_slots(),
-        vec![slot(0, 1)],
-        "one dependency is still running"
-    );
+    assert_eq!(job.runnable_slots(), vec![slot(0, 1)], "one dependency is still running");
     lease(&mut job, slot(0, 1), 1);
     succeed(&mut job, slot(0, 1), 1);
     assert_eq!(job.runnable_slots(), vec![slot(0, 2)]);

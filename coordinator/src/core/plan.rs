@@ -21,6 +21,14 @@ use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
 
 use super::domain::{Repository, Source, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+use super::plan_questdb::{plan_questdb_backup, QuestDbTarget};
+
+/// Options of a backup request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupOptions {
+    /// QuestDB: take over a checkpoint someone else holds instead of failing.
+    pub adopt_checkpoint: bool,
+}
 
 /// Repair rounds a node's consistency check may run before the job fails.
 pub const MAX_REPAIR_ROUNDS: u32 = 5;
@@ -67,16 +75,31 @@ pub fn plan_backup(
     job_id: JobId,
     backup_id: BackupId,
     created_at_ms: u64,
+    options: &BackupOptions,
 ) -> Result<JobSpec, PlanError> {
     validate_source(source)?;
     let mut phases = Vec::new();
     let (catalog_prefix, licence_prefix) = match &source.spec {
-        SourceSpec::InfluxDb3Enterprise {
-            cluster_id,
-            compactor_node,
-            data_nodes,
-            ..
-        } => {
+        SourceSpec::QuestDb { node, pg_addr } => {
+            let server = QuestDbTarget { node, pg_addr };
+            let ids = (job_id, backup_id, created_at_ms);
+            let (phases, cleanup) = plan_questdb_backup(&server, ids, options.adopt_checkpoint);
+            return Ok(JobSpec {
+                kind: JobKind::Backup,
+                backup_id,
+                source: source.name.clone(),
+                source_spec: Some(source.spec.clone()),
+                repository: RepositoryRef {
+                    name: repository.name.clone(),
+                    url: repository.url.clone(),
+                    chunk_size: repository.chunk_size,
+                },
+                nodes: vec![node.clone()],
+                phases,
+                cleanup,
+            });
+        }
+        SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
             phases.push(compactor_phase(compactor_node));
             let mut nodes = data_nodes.clone();
             nodes.push(compactor_node.clone());
@@ -84,11 +107,7 @@ pub fn plan_backup(
             (format!("{cluster_id}/"), Some(format!("{cluster_id}/")))
         }
         SourceSpec::InfluxDb3Core { node, .. } => {
-            phases.push(nodes_phase(
-                std::slice::from_ref(node),
-                "",
-                Some("catalog/"),
-            ));
+            phases.push(nodes_phase(std::slice::from_ref(node), "", Some("catalog/")));
             (format!("{node}/"), None)
         }
     };
@@ -97,11 +116,9 @@ pub fn plan_backup(
         tasks: vec![PlannedTask {
             label: format!("copy catalog under {catalog_prefix}"),
             placement: Placement::AnyNode,
-            kind: TaskKind::CopyCatalog {
-                catalog_prefix,
-                phase: "catalog".to_string(),
-            },
+            kind: TaskKind::CopyCatalog { catalog_prefix, phase: "catalog".to_string() },
             depends_on: Vec::new(),
+            retry_until_success: false,
         }],
     });
     if let Some(cluster_prefix) = licence_prefix {
@@ -110,11 +127,9 @@ pub fn plan_backup(
             tasks: vec![PlannedTask {
                 label: format!("copy licence files under {cluster_prefix}"),
                 placement: Placement::AnyNode,
-                kind: TaskKind::CopyLicence {
-                    cluster_prefix,
-                    phase: "licence".to_string(),
-                },
+                kind: TaskKind::CopyLicence { cluster_prefix, phase: "licence".to_string() },
                 depends_on: Vec::new(),
+                retry_until_success: false,
             }],
         });
     }
@@ -125,12 +140,9 @@ pub fn plan_backup(
         tasks: vec![PlannedTask {
             label: format!("commit backup {backup_id}"),
             placement: Placement::AnyNode,
-            kind: TaskKind::CommitBackup {
-                backup_id,
-                created_at_ms,
-                parts,
-            },
+            kind: TaskKind::CommitBackup { backup_id, created_at_ms, parts },
             depends_on: Vec::new(),
+            retry_until_success: false,
         }],
     });
     Ok(JobSpec {
@@ -150,6 +162,7 @@ pub fn plan_backup(
             placement: Placement::AnyNode,
             kind: TaskKind::RemoveStaging,
             depends_on: Vec::new(),
+            retry_until_success: false,
         }],
     })
 }
@@ -158,18 +171,10 @@ fn compactor_phase(compactor: &str) -> PlannedPhase {
     let tasks = COMPACTOR_PREFIXES
         .iter()
         .map(|prefix| {
-            copy_task(
-                "compactor",
-                compactor,
-                &format!("{compactor}/{prefix}"),
-                Vec::new(),
-            )
+            copy_task("compactor", compactor, &format!("{compactor}/{prefix}"), Vec::new())
         })
         .collect();
-    PlannedPhase {
-        name: "compactor".to_string(),
-        tasks,
-    }
+    PlannedPhase { name: "compactor".to_string(), tasks }
 }
 
 /// Per node: one task per data prefix, plus a catch-all for everything else under the node.
@@ -183,12 +188,7 @@ fn nodes_phase(
     let mut tasks = Vec::new();
     for node in nodes {
         for prefix in NODE_DATA_PREFIXES {
-            tasks.push(copy_task(
-                "nodes",
-                node,
-                &format!("{node}/{prefix}"),
-                Vec::new(),
-            ));
+            tasks.push(copy_task("nodes", node, &format!("{node}/{prefix}"), Vec::new()));
         }
         let mut exclude: Vec<ExcludeRule> = NODE_DATA_PREFIXES
             .iter()
@@ -225,12 +225,10 @@ fn nodes_phase(
                 max_rounds: MAX_REPAIR_ROUNDS,
             },
             depends_on: (first_copy..first_copy + 4).collect(),
+            retry_until_success: false,
         });
     }
-    PlannedPhase {
-        name: "nodes".to_string(),
-        tasks,
-    }
+    PlannedPhase { name: "nodes".to_string(), tasks }
 }
 
 fn copied_elsewhere(prefix: &str) -> ExcludeRule {
@@ -252,6 +250,7 @@ fn copy_task(phase: &str, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -
             exclude,
         },
         depends_on: Vec::new(),
+        retry_until_success: false,
     }
 }
 
@@ -264,14 +263,8 @@ fn link_consistency_parts(job_id: JobId, phases: &mut [PlannedPhase]) {
                 *parts = depends_on
                     .iter()
                     .map(|index| {
-                        let slot = TaskSlot::Phase {
-                            phase: phase as u32,
-                            index: *index,
-                        };
-                        PartRef {
-                            task_id: TaskId { job_id, slot },
-                            attempt: 0,
-                        }
+                        let slot = TaskSlot::Phase { phase: phase as u32, index: *index };
+                        PartRef { task_id: TaskId { job_id, slot }, attempt: 0 }
                     })
                     .collect();
             }
@@ -283,32 +276,25 @@ fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<PartRef> {
     let mut ids = Vec::new();
     for (phase, planned) in phases.iter().enumerate() {
         for index in 0..planned.tasks.len() {
-            let slot = TaskSlot::Phase {
-                phase: phase as u32,
-                index: index as u32,
-            };
-            ids.push(PartRef {
-                task_id: TaskId { job_id, slot },
-                attempt: 0,
-            });
+            let slot = TaskSlot::Phase { phase: phase as u32, index: index as u32 };
+            ids.push(PartRef { task_id: TaskId { job_id, slot }, attempt: 0 });
         }
     }
     ids
 }
 
 fn validate_source(source: &Source) -> Result<(), PlanError> {
-    let invalid = |reason: String| PlanError::InvalidSource {
-        source_name: source.name.clone(),
-        reason,
-    };
+    let invalid =
+        |reason: String| PlanError::InvalidSource { source_name: source.name.clone(), reason };
     let mut ids: Vec<&str> = Vec::new();
     match &source.spec {
-        SourceSpec::InfluxDb3Enterprise {
-            cluster_id,
-            compactor_node,
-            data_nodes,
-            ..
-        } => {
+        SourceSpec::QuestDb { node, pg_addr } => {
+            if !pg_addr.contains(':') {
+                return Err(invalid(format!("`{pg_addr}` is not a `host:port` PostgreSQL wire address (QuestDB listens on 8812 by default)")));
+            }
+            ids.push(node);
+        }
+        SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
             if data_nodes.is_empty() {
                 return Err(invalid(
                     "no data node given: pass `--nodes node1,node2,…`".to_string(),

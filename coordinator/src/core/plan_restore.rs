@@ -15,6 +15,7 @@ use bk_proto::model::{RepositoryRef, TaskKind};
 use super::domain::{BackupRecord, Repository, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 use super::plan::PlanError;
+use super::plan_questdb::{plan_questdb_restore, QuestDbTarget};
 
 /// What the operator asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +80,16 @@ pub fn plan_restore(
         }
     };
     let (nodes, cluster_prefixes, cluster_target, compactor, mut endpoints) = match &spec {
+        SourceSpec::QuestDb { node, pg_addr } => {
+            let server = QuestDbTarget { node, pg_addr };
+            return plan_questdb_restore(
+                &server,
+                backup,
+                repository,
+                request,
+                nodes_with_workers.contains(node),
+            );
+        }
         SourceSpec::InfluxDb3Enterprise {
             cluster_id,
             compactor_node,
@@ -90,11 +101,7 @@ pub fn plan_restore(
                     .iter()
                     .map(|key| format!("{cluster_id}/{key}"))
                     .collect();
-            prefixes.extend(
-                LICENCE_FILES
-                    .iter()
-                    .map(|key| format!("{cluster_id}/{key}")),
-            );
+            prefixes.extend(LICENCE_FILES.iter().map(|key| format!("{cluster_id}/{key}")));
             let mut nodes = data_nodes.clone();
             nodes.push(compactor_node.clone());
             (
@@ -105,23 +112,15 @@ pub fn plan_restore(
                 http_endpoints.clone(),
             )
         }
-        SourceSpec::InfluxDb3Core {
-            node,
-            http_endpoint,
-        } => {
-            let endpoints = http_endpoint
-                .iter()
-                .map(|endpoint| (node.clone(), endpoint.clone()))
-                .collect();
+        SourceSpec::InfluxDb3Core { node, http_endpoint } => {
+            let endpoints =
+                http_endpoint.iter().map(|endpoint| (node.clone(), endpoint.clone())).collect();
             (vec![node.clone()], Vec::new(), None, None, endpoints)
         }
     };
     endpoints.extend(request.http_endpoints.clone());
-    let unchecked: Vec<&str> = nodes
-        .iter()
-        .filter(|node| !endpoints.contains_key(*node))
-        .map(String::as_str)
-        .collect();
+    let unchecked: Vec<&str> =
+        nodes.iter().filter(|node| !endpoints.contains_key(*node)).map(String::as_str).collect();
     if !unchecked.is_empty() && !request.nodes_stopped {
         return Err(invalid(format!(
             "node(s) `{}` have no HTTP endpoint registered, so bk cannot check they are stopped: stop every node \
@@ -133,9 +132,7 @@ pub fn plan_restore(
         .iter()
         .map(|node| Ok::<_, PlanError>((node.clone(), target_of(node)?)))
         .collect::<Result<_, _>>()?;
-    let catalog_target = cluster_target
-        .clone()
-        .unwrap_or_else(|| node_targets[0].1.clone());
+    let catalog_target = cluster_target.clone().unwrap_or_else(|| node_targets[0].1.clone());
 
     let mut preflight = Vec::new();
     let mut wipe = Vec::new();
@@ -151,12 +148,9 @@ pub fn plan_restore(
                 allow_existing: request.wipe || request.resume,
             },
             depends_on: Vec::new(),
+            retry_until_success: false,
         });
-        wipe.push(wipe_task(
-            target_url,
-            vec![format!("{node}/")],
-            placement(node),
-        ));
+        wipe.push(wipe_task(target_url, vec![format!("{node}/")], placement(node)));
     }
     if let Some(target_url) = &cluster_target {
         preflight.push(PlannedTask {
@@ -170,17 +164,16 @@ pub fn plan_restore(
                 allow_existing: request.wipe || request.resume,
             },
             depends_on: Vec::new(),
+            retry_until_success: false,
         });
         wipe.push(wipe_task(target_url, cluster_prefixes, Placement::AnyNode));
     }
     preflight.push(PlannedTask {
         label: format!("check backup {} and its chunks exist", backup.backup_id),
         placement: Placement::AnyNode,
-        kind: TaskKind::VerifyBackup {
-            backup_id: backup.backup_id,
-            deep: false,
-        },
+        kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep: false },
         depends_on: Vec::new(),
+        retry_until_success: false,
     });
 
     let restore =
@@ -197,57 +190,31 @@ pub fn plan_restore(
                 node: node.map(str::to_string),
             },
             depends_on: Vec::new(),
+            retry_until_success: false,
         };
-    let mut phases = vec![PlannedPhase {
-        name: "preflight".to_string(),
-        tasks: preflight,
-    }];
+    let mut phases = vec![PlannedPhase { name: "preflight".to_string(), tasks: preflight }];
     if request.wipe {
-        phases.push(PlannedPhase {
-            name: "wipe".to_string(),
-            tasks: wipe,
-        });
+        phases.push(PlannedPhase { name: "wipe".to_string(), tasks: wipe });
     }
     phases.push(PlannedPhase {
         name: "catalog".to_string(),
-        tasks: vec![restore(
-            "catalog",
-            None,
-            &catalog_target,
-            Placement::AnyNode,
-        )],
+        tasks: vec![restore("catalog", None, &catalog_target, Placement::AnyNode)],
     });
     if backup.phases.iter().any(|phase| phase.name == "licence") {
         phases.push(PlannedPhase {
             name: "licence".to_string(),
-            tasks: vec![restore(
-                "licence",
-                None,
-                &catalog_target,
-                Placement::AnyNode,
-            )],
+            tasks: vec![restore("licence", None, &catalog_target, Placement::AnyNode)],
         });
     }
     let node_tasks = node_targets
         .iter()
         .map(|(node, target)| restore("nodes", Some(node), target, placement(node)))
         .collect();
-    phases.push(PlannedPhase {
-        name: "nodes".to_string(),
-        tasks: node_tasks,
-    });
+    phases.push(PlannedPhase { name: "nodes".to_string(), tasks: node_tasks });
     if let Some(compactor) = compactor {
         let target = target_of(&compactor)?;
-        let task = restore(
-            "compactor",
-            Some(&compactor),
-            &target,
-            placement(&compactor),
-        );
-        phases.push(PlannedPhase {
-            name: "compactor".to_string(),
-            tasks: vec![task],
-        });
+        let task = restore("compactor", Some(&compactor), &target, placement(&compactor));
+        phases.push(PlannedPhase { name: "compactor".to_string(), tasks: vec![task] });
     }
     Ok(JobSpec {
         kind: JobKind::Restore,
@@ -264,11 +231,7 @@ pub fn plan_restore(
 /// Plans a verification of `backup`: one task (the manifest is read once), on any worker of
 /// the backup's source.
 pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -> JobSpec {
-    let depth = if deep {
-        "re-hash every chunk"
-    } else {
-        "check every chunk exists"
-    };
+    let depth = if deep { "re-hash every chunk" } else { "check every chunk exists" };
     JobSpec {
         kind: JobKind::Verify,
         backup_id: backup.backup_id,
@@ -281,11 +244,9 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
             tasks: vec![PlannedTask {
                 label: format!("verify backup {}: {depth}", backup.backup_id),
                 placement: Placement::AnyNode,
-                kind: TaskKind::VerifyBackup {
-                    backup_id: backup.backup_id,
-                    deep,
-                },
+                kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
                 depends_on: Vec::new(),
+                retry_until_success: false,
             }],
         }],
         cleanup: Vec::new(),
@@ -294,16 +255,11 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
 
 fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> PlannedTask {
     PlannedTask {
-        label: format!(
-            "wipe {}",
-            prefixes.first().map(String::as_str).unwrap_or("")
-        ),
+        label: format!("wipe {}", prefixes.first().map(String::as_str).unwrap_or("")),
         placement,
-        kind: TaskKind::WipeTarget {
-            target_url: target_url.to_string(),
-            prefixes,
-        },
+        kind: TaskKind::WipeTarget { target_url: target_url.to_string(), prefixes },
         depends_on: Vec::new(),
+        retry_until_success: false,
     }
 }
 

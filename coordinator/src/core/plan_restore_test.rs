@@ -27,12 +27,7 @@ fn backup(spec: SourceSpec) -> BackupRecord {
         nodes: spec.nodes(),
         catalog_format: "v3".into(),
         exclusions: Vec::new(),
-        phases: vec![
-            phase("compactor"),
-            phase("nodes"),
-            phase("catalog"),
-            phase("licence"),
-        ],
+        phases: vec![phase("compactor"), phase("nodes"), phase("catalog"), phase("licence")],
         source_spec: Some(spec),
         consistency: Vec::new(),
         catalog_sequence: None,
@@ -53,11 +48,7 @@ fn enterprise(endpoints: &[(&str, &str)]) -> SourceSpec {
 }
 
 fn repository() -> Repository {
-    Repository {
-        name: "repo".into(),
-        url: "file:///r".into(),
-        chunk_size: 1 << 20,
-    }
+    Repository { name: "repo".into(), url: "file:///r".into(), chunk_size: 1 << 20 }
 }
 
 fn request(wipe: bool) -> RestoreRequest {
@@ -70,60 +61,24 @@ fn request(wipe: bool) -> RestoreRequest {
 }
 
 fn names(spec: &JobSpec) -> Vec<&str> {
-    spec.phases
-        .iter()
-        .map(|phase| phase.name.as_str())
-        .collect()
+    spec.phases.iter().map(|phase| phase.name.as_str()).collect()
 }
 
 #[test]
 fn test_restore_runs_the_stages_in_reverse_behind_guards() {
-    let workers: BTreeSet<String> = ["node1", "node2", "compactor"]
-        .iter()
-        .map(|node| node.to_string())
-        .collect();
-    let spec = plan_restore(
-        &backup(enterprise(&[])),
-        &repository(),
-        &request(false),
-        &workers,
-    )
-    .unwrap();
-    assert_eq!(
-        names(&spec),
-        ["preflight", "catalog", "licence", "nodes", "compactor"]
-    );
-    let spec = plan_restore(
-        &backup(enterprise(&[])),
-        &repository(),
-        &request(true),
-        &workers,
-    )
-    .unwrap();
-    assert_eq!(
-        names(&spec),
-        [
-            "preflight",
-            "wipe",
-            "catalog",
-            "licence",
-            "nodes",
-            "compactor"
-        ]
-    );
+    let workers: BTreeSet<String> =
+        ["node1", "node2", "compactor"].iter().map(|node| node.to_string()).collect();
+    let spec =
+        plan_restore(&backup(enterprise(&[])), &repository(), &request(false), &workers).unwrap();
+    assert_eq!(names(&spec), ["preflight", "catalog", "licence", "nodes", "compactor"]);
+    let spec =
+        plan_restore(&backup(enterprise(&[])), &repository(), &request(true), &workers).unwrap();
+    assert_eq!(names(&spec), ["preflight", "wipe", "catalog", "licence", "nodes", "compactor"]);
     // Preflight: one check per node, one for the cluster prefixes, one existence check of the backup.
     let preflight = &spec.phases[0].tasks;
     assert_eq!(preflight.len(), 5);
-    assert!(matches!(
-        preflight[4].kind,
-        TaskKind::VerifyBackup { deep: false, .. }
-    ));
-    let TaskKind::CheckRestoreTarget {
-        prefixes,
-        allow_existing,
-        ..
-    } = &preflight[3].kind
-    else {
+    assert!(matches!(preflight[4].kind, TaskKind::VerifyBackup { deep: false, .. }));
+    let TaskKind::CheckRestoreTarget { prefixes, allow_existing, .. } = &preflight[3].kind else {
         panic!()
     };
     assert!(
@@ -131,35 +86,20 @@ fn test_restore_runs_the_stages_in_reverse_behind_guards() {
             && prefixes.contains(&"cluster1/commercial_license".to_string())
     );
     assert!(*allow_existing, "--wipe expects existing objects");
-    assert_eq!(
-        spec.phases[4].tasks[0].placement,
-        Placement::Node("node1".into())
-    );
+    assert_eq!(spec.phases[4].tasks[0].placement, Placement::Node("node1".into()));
     assert!(spec.cleanup.is_empty());
 }
 
 #[test]
 fn test_nodes_without_a_worker_are_restored_by_any_worker() {
     let workers: BTreeSet<String> = ["node1"].iter().map(|node| node.to_string()).collect();
-    let spec = plan_restore(
-        &backup(enterprise(&[])),
-        &repository(),
-        &request(false),
-        &workers,
-    )
-    .unwrap();
-    let placements: Vec<&Placement> = spec.phases[3]
-        .tasks
-        .iter()
-        .map(|task| &task.placement)
-        .collect();
+    let spec =
+        plan_restore(&backup(enterprise(&[])), &repository(), &request(false), &workers).unwrap();
+    let placements: Vec<&Placement> =
+        spec.phases[3].tasks.iter().map(|task| &task.placement).collect();
     assert_eq!(
         placements,
-        [
-            &Placement::Node("node1".into()),
-            &Placement::AnyNode,
-            &Placement::AnyNode
-        ]
+        [&Placement::Node("node1".into()), &Placement::AnyNode, &Placement::AnyNode]
     );
 }
 
@@ -167,13 +107,8 @@ fn test_nodes_without_a_worker_are_restored_by_any_worker() {
 fn test_per_node_targets_override_the_default() {
     let mut request = request(false);
     request.node_targets = BTreeMap::from([("node2".to_string(), "s3://other".to_string())]);
-    let spec = plan_restore(
-        &backup(enterprise(&[])),
-        &repository(),
-        &request,
-        &BTreeSet::new(),
-    )
-    .unwrap();
+    let spec =
+        plan_restore(&backup(enterprise(&[])), &repository(), &request, &BTreeSet::new()).unwrap();
     let targets: Vec<String> = spec.phases[3]
         .tasks
         .iter()
@@ -187,37 +122,16 @@ fn test_per_node_targets_override_the_default() {
 
 #[test]
 fn test_refusals_name_the_fix() {
-    let no_stop = RestoreRequest {
-        default_target: Some("file:///t".into()),
-        ..RestoreRequest::default()
-    };
-    let both = RestoreRequest {
-        wipe: true,
-        resume: true,
-        ..request(false)
-    };
-    let no_target = RestoreRequest {
-        nodes_stopped: true,
-        ..RestoreRequest::default()
-    };
+    let no_stop =
+        RestoreRequest { default_target: Some("file:///t".into()), ..RestoreRequest::default() };
+    let both = RestoreRequest { wipe: true, resume: true, ..request(false) };
+    let no_target = RestoreRequest { nodes_stopped: true, ..RestoreRequest::default() };
     let half_endpoints = backup(enterprise(&[("node1", "http://n1:8181")]));
     let cases: Vec<(BackupRecord, RestoreRequest, &str)> = vec![
-        (
-            backup(enterprise(&[])),
-            no_stop.clone(),
-            "pass `--nodes-stopped`",
-        ),
-        (
-            half_endpoints,
-            no_stop,
-            "`node2`, `compactor` have no HTTP endpoint",
-        ),
+        (backup(enterprise(&[])), no_stop.clone(), "pass `--nodes-stopped`"),
+        (half_endpoints, no_stop, "`node2`, `compactor` have no HTTP endpoint"),
         (backup(enterprise(&[])), both, "exclude each other"),
-        (
-            backup(enterprise(&[])),
-            no_target,
-            "no target for `cluster`",
-        ),
+        (backup(enterprise(&[])), no_target, "no target for `cluster`"),
     ];
     for (backup, request, expected) in cases {
         let error = plan_restore(&backup, &repository(), &request, &BTreeSet::new())
@@ -225,22 +139,11 @@ fn test_refusals_name_the_fix() {
             .to_string();
         assert!(error.contains(expected), "`{expected}` not in `{error}`");
     }
-    let all_endpoints = enterprise(&[
-        ("node1", "http://a"),
-        ("node2", "http://b"),
-        ("compactor", "http://c"),
-    ]);
-    let checked = RestoreRequest {
-        default_target: Some("file:///t".into()),
-        ..RestoreRequest::default()
-    };
-    assert!(plan_restore(
-        &backup(all_endpoints),
-        &repository(),
-        &checked,
-        &BTreeSet::new()
-    )
-    .is_ok());
+    let all_endpoints =
+        enterprise(&[("node1", "http://a"), ("node2", "http://b"), ("compactor", "http://c")]);
+    let checked =
+        RestoreRequest { default_target: Some("file:///t".into()), ..RestoreRequest::default() };
+    assert!(plan_restore(&backup(all_endpoints), &repository(), &checked, &BTreeSet::new()).is_ok());
 }
 
 #[test]
@@ -250,13 +153,9 @@ fn test_core_restore_has_no_cluster_check_and_puts_the_catalog_under_the_node() 
         http_endpoint: Some("http://n:8181".into()),
     };
     let mut record = backup(core);
-    record
-        .phases
-        .retain(|phase| phase.name != "licence" && phase.name != "compactor");
-    let request = RestoreRequest {
-        default_target: Some("file:///t".into()),
-        ..RestoreRequest::default()
-    };
+    record.phases.retain(|phase| phase.name != "licence" && phase.name != "compactor");
+    let request =
+        RestoreRequest { default_target: Some("file:///t".into()), ..RestoreRequest::default() };
     let spec = plan_restore(&record, &repository(), &request, &BTreeSet::new()).unwrap();
     assert_eq!(names(&spec), ["preflight", "catalog", "nodes"]);
     assert_eq!(spec.phases[0].tasks.len(), 2);
@@ -266,8 +165,5 @@ fn test_core_restore_has_no_cluster_check_and_puts_the_catalog_under_the_node() 
 fn test_verify_is_one_task_on_any_worker() {
     let spec = plan_verify(&backup(enterprise(&[])), &repository(), true);
     assert_eq!(spec.kind, JobKind::Verify);
-    assert!(matches!(
-        spec.phases[0].tasks[0].kind,
-        TaskKind::VerifyBackup { deep: true, .. }
-    ));
+    assert!(matches!(spec.phases[0].tasks[0].kind, TaskKind::VerifyBackup { deep: true, .. }));
 }

@@ -19,11 +19,7 @@ fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
 }
 
 fn repository() -> Repository {
-    Repository {
-        name: "repo".to_string(),
-        url: "file:///backups".to_string(),
-        chunk_size: 1 << 20,
-    }
+    Repository { name: "repo".to_string(), url: "file:///backups".to_string(), chunk_size: 1 << 20 }
 }
 
 fn plan(source: &Source) -> Result<JobSpec, PlanError> {
@@ -33,6 +29,7 @@ fn plan(source: &Source) -> Result<JobSpec, PlanError> {
         JobId(Ulid::from_parts(1, 1)),
         BackupId(Ulid::from_parts(2, 2)),
         5,
+        &BackupOptions::default(),
     )
 }
 
@@ -58,15 +55,8 @@ fn on(node: &str) -> Placement {
 #[test]
 fn test_enterprise_plan_follows_the_stage_order() {
     let spec = plan(&enterprise(&["node1", "node2"], "compactor")).unwrap();
-    let names: Vec<&str> = spec
-        .phases
-        .iter()
-        .map(|phase| phase.name.as_str())
-        .collect();
-    assert_eq!(
-        names,
-        ["compactor", "nodes", "catalog", "licence", "commit"]
-    );
+    let names: Vec<&str> = spec.phases.iter().map(|phase| phase.name.as_str()).collect();
+    assert_eq!(names, ["compactor", "nodes", "catalog", "licence", "commit"]);
     let outline = outline(&spec);
     assert_eq!(
         outline[0].1,
@@ -91,10 +81,7 @@ fn test_enterprise_plan_follows_the_stage_order() {
     assert_eq!(outline[1].1, expected_nodes);
     assert_eq!(
         outline[2].1,
-        vec![(
-            "copy catalog under cluster1/".to_string(),
-            Placement::AnyNode
-        )]
+        vec![("copy catalog under cluster1/".to_string(), Placement::AnyNode)]
     );
     assert_eq!(outline[3].1[0].1, Placement::AnyNode);
     assert_eq!(spec.nodes, ["node1", "node2", "compactor"]);
@@ -111,18 +98,12 @@ fn test_catch_all_task_excludes_what_other_tasks_copy_and_records_table_snapshot
             .map(|task| task.kind.clone())
             .unwrap()
     };
-    let TaskKind::CopyPrefix {
-        prefix, exclude, ..
-    } = catch_all("compactor")
-    else {
+    let TaskKind::CopyPrefix { prefix, exclude, .. } = catch_all("compactor") else {
         panic!("not a copy")
     };
     assert_eq!(prefix, "compactor/");
-    let silent: Vec<&str> = exclude
-        .iter()
-        .filter(|rule| !rule.record)
-        .map(|rule| rule.prefix.as_str())
-        .collect();
+    let silent: Vec<&str> =
+        exclude.iter().filter(|rule| !rule.record).map(|rule| rule.prefix.as_str()).collect();
     assert_eq!(
         silent,
         [
@@ -134,19 +115,11 @@ fn test_catch_all_task_excludes_what_other_tasks_copy_and_records_table_snapshot
             "compactor/c/"
         ]
     );
-    let recorded: Vec<&str> = exclude
-        .iter()
-        .filter(|rule| rule.record)
-        .map(|rule| rule.prefix.as_str())
-        .collect();
+    let recorded: Vec<&str> =
+        exclude.iter().filter(|rule| rule.record).map(|rule| rule.prefix.as_str()).collect();
     assert_eq!(recorded, ["compactor/table-snapshots/"]);
-    let TaskKind::CopyPrefix { exclude, .. } = catch_all("node1") else {
-        panic!("not a copy")
-    };
-    assert!(
-        !exclude.iter().any(|rule| rule.prefix == "node1/cs/"),
-        "only the compactor skips cs/"
-    );
+    let TaskKind::CopyPrefix { exclude, .. } = catch_all("node1") else { panic!("not a copy") };
+    assert!(!exclude.iter().any(|rule| rule.prefix == "node1/cs/"), "only the compactor skips cs/");
 }
 
 #[test]
@@ -158,11 +131,7 @@ fn test_each_node_is_checked_after_its_own_copy_tasks_and_before_the_barrier() {
             continue;
         };
         let first = position as u32 - 4;
-        assert_eq!(
-            task.depends_on,
-            (first..first + 4).collect::<Vec<_>>(),
-            "{node}"
-        );
+        assert_eq!(task.depends_on, (first..first + 4).collect::<Vec<_>>(), "{node}");
         for (part, index) in parts.iter().zip(first..) {
             assert_eq!(part.task_id.slot, TaskSlot::Phase { phase: 1, index });
             let TaskKind::CopyPrefix { node: copied, .. } = &nodes.tasks[index as usize].kind
@@ -178,13 +147,9 @@ fn test_each_node_is_checked_after_its_own_copy_tasks_and_before_the_barrier() {
 fn test_commit_lists_every_copy_task_in_phase_order() {
     let spec = plan(&enterprise(&["node1"], "compactor")).unwrap();
     let commit = &spec.phases.last().unwrap().tasks[0];
-    let TaskKind::CommitBackup { parts, .. } = &commit.kind else {
-        panic!("not a commit")
-    };
-    let copy_tasks: usize = spec.phases[..spec.phases.len() - 1]
-        .iter()
-        .map(|phase| phase.tasks.len())
-        .sum();
+    let TaskKind::CommitBackup { parts, .. } = &commit.kind else { panic!("not a commit") };
+    let copy_tasks: usize =
+        spec.phases[..spec.phases.len() - 1].iter().map(|phase| phase.tasks.len()).sum();
     assert_eq!(parts.len(), copy_tasks);
     assert_eq!(parts[0].task_id.to_string().split('/').nth(1), Some("p0"));
     assert!(matches!(spec.cleanup[0].kind, TaskKind::RemoveStaging));
@@ -194,24 +159,15 @@ fn test_commit_lists_every_copy_task_in_phase_order() {
 fn test_core_plan_has_no_compactor_or_licence_and_leaves_catalog_to_its_phase() {
     let source = Source {
         name: "core".to_string(),
-        spec: SourceSpec::InfluxDb3Core {
-            node: "node0".to_string(),
-            http_endpoint: None,
-        },
+        spec: SourceSpec::InfluxDb3Core { node: "node0".to_string(), http_endpoint: None },
     };
     let spec = plan(&source).unwrap();
-    let names: Vec<&str> = spec
-        .phases
-        .iter()
-        .map(|phase| phase.name.as_str())
-        .collect();
+    let names: Vec<&str> = spec.phases.iter().map(|phase| phase.name.as_str()).collect();
     assert_eq!(names, ["nodes", "catalog", "commit"]);
     let TaskKind::CopyPrefix { exclude, .. } = &spec.phases[0].tasks[3].kind else {
         panic!("not a copy")
     };
-    assert!(exclude
-        .iter()
-        .any(|rule| rule.prefix == "node0/catalog/" && !rule.record));
+    assert!(exclude.iter().any(|rule| rule.prefix == "node0/catalog/" && !rule.record));
     let TaskKind::CopyCatalog { catalog_prefix, .. } = &spec.phases[1].tasks[0].kind else {
         panic!()
     };
@@ -222,29 +178,14 @@ fn test_core_plan_has_no_compactor_or_licence_and_leaves_catalog_to_its_phase() 
 fn test_invalid_topologies_are_refused_with_the_reason() {
     let cases: Vec<(Source, &str)> = vec![
         (enterprise(&[], "compactor"), "no data node given"),
-        (
-            enterprise(&["node1", "node1"], "compactor"),
-            "`node1` is used twice",
-        ),
-        (
-            enterprise(&["compactor"], "compactor"),
-            "both the compactor and a data node",
-        ),
-        (
-            enterprise(&["a/b"], "compactor"),
-            "`a/b` is not a valid node",
-        ),
-        (
-            enterprise(&["cluster1"], "compactor"),
-            "`cluster1` is used twice",
-        ),
+        (enterprise(&["node1", "node1"], "compactor"), "`node1` is used twice"),
+        (enterprise(&["compactor"], "compactor"), "both the compactor and a data node"),
+        (enterprise(&["a/b"], "compactor"), "`a/b` is not a valid node"),
+        (enterprise(&["cluster1"], "compactor"), "`cluster1` is used twice"),
         (enterprise(&["node1"], ""), "`` is not a valid"),
     ];
     for (source, expected) in cases {
         let error = plan(&source).unwrap_err().to_string();
-        assert!(
-            error.contains(expected),
-            "expected `{expected}` in `{error}`"
-        );
+        assert!(error.contains(expected), "expected `{expected}` in `{error}`");
     }
 }

@@ -22,11 +22,7 @@ pub enum Command {
     /// A worker (re)registered: any task it still held is re-queued with a new attempt.
     RegisterWorker { worker: WorkerRecord },
     /// A planned job was submitted.
-    SubmitJob {
-        job_id: JobId,
-        spec: JobSpec,
-        at_ms: u64,
-    },
+    SubmitJob { job_id: JobId, spec: JobSpec, at_ms: u64 },
     /// Something happened to one of a job's tasks.
     Task { task_id: TaskId, event: JobEvent },
 }
@@ -64,18 +60,13 @@ impl ClusterState {
                 self.sources.insert(source.name.clone(), source);
             }
             Command::PutRepository(repository) => {
-                self.repositories
-                    .insert(repository.name.clone(), repository);
+                self.repositories.insert(repository.name.clone(), repository);
             }
             Command::RegisterWorker { worker } => {
                 self.requeue_tasks_of(&worker.worker_id, worker.registered_at_ms);
                 self.workers.insert(worker.worker_id.clone(), worker);
             }
-            Command::SubmitJob {
-                job_id,
-                spec,
-                at_ms,
-            } => {
+            Command::SubmitJob { job_id, spec, at_ms } => {
                 if self.jobs.contains_key(&job_id) {
                     return CommandResponse::Rejected(format!("job `{job_id}` already exists"));
                 }
@@ -106,11 +97,7 @@ impl ClusterState {
 
     /// A worker that registers again has lost whatever it was running.
     fn requeue_tasks_of(&mut self, worker_id: &str, at_ms: u64) {
-        for job in self
-            .jobs
-            .values_mut()
-            .filter(|job| !job.state.is_terminal())
-        {
+        for job in self.jobs.values_mut().filter(|job| !job.state.is_terminal()) {
             let held: Vec<_> = job
                 .slots()
                 .filter_map(|slot| {
@@ -122,11 +109,7 @@ impl ClusterState {
                 .collect();
             for (slot, attempt) in held {
                 // Cannot be rejected: the task is running at exactly this attempt.
-                let _ = job.apply(JobEvent::LeaseLost {
-                    slot,
-                    attempt,
-                    at_ms,
-                });
+                let _ = job.apply(JobEvent::LeaseLost { slot, attempt, at_ms });
             }
         }
     }
@@ -142,16 +125,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
         let mut summary = PhaseSummary {
             name: planned.name.clone(),
-            started_at_ms: runs
-                .iter()
-                .filter_map(|run| run.started_at_ms)
-                .min()
-                .unwrap_or(0),
-            finished_at_ms: runs
-                .iter()
-                .filter_map(|run| run.finished_at_ms)
-                .max()
-                .unwrap_or(0),
+            started_at_ms: runs.iter().filter_map(|run| run.started_at_ms).min().unwrap_or(0),
+            finished_at_ms: runs.iter().filter_map(|run| run.finished_at_ms).max().unwrap_or(0),
             num_objects: 0,
             num_bytes: 0,
         };
@@ -203,16 +178,9 @@ mod tests {
         let mut state = ClusterState::default();
         let source = Source {
             name: "core".into(),
-            spec: SourceSpec::InfluxDb3Core {
-                node: "n".into(),
-                http_endpoint: None,
-            },
+            spec: SourceSpec::InfluxDb3Core { node: "n".into(), http_endpoint: None },
         };
-        let repository = Repository {
-            name: "r".into(),
-            url: "file:///r".into(),
-            chunk_size: 1,
-        };
+        let repository = Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 };
         let job_id = JobId(Ulid::from_parts(1, 1));
         let spec = plan_backup(
             &source,
@@ -220,14 +188,11 @@ mod tests {
             job_id,
             BackupId(Ulid::from_parts(1, 2)),
             1,
+            &crate::core::plan::BackupOptions::default(),
         )
         .unwrap();
         assert_eq!(
-            state.apply(Command::SubmitJob {
-                job_id,
-                spec,
-                at_ms: 1
-            }),
+            state.apply(Command::SubmitJob { job_id, spec, at_ms: 1 }),
             CommandResponse::Applied
         );
         (state, job_id)
@@ -235,10 +200,7 @@ mod tests {
 
     fn lease(worker_id: &str, job_id: JobId, attempt: u32) -> Command {
         Command::Task {
-            task_id: TaskId {
-                job_id,
-                slot: TaskSlot::Phase { phase: 0, index: 0 },
-            },
+            task_id: TaskId { job_id, slot: TaskSlot::Phase { phase: 0, index: 0 } },
             event: JobEvent::TaskLeased {
                 slot: TaskSlot::Phase { phase: 0, index: 0 },
                 attempt,
@@ -251,14 +213,8 @@ mod tests {
     #[test]
     fn test_second_lease_of_the_same_attempt_loses_the_race() {
         let (mut state, job_id) = state_with_job();
-        assert_eq!(
-            state.apply(lease("w1", job_id, 1)),
-            CommandResponse::Applied
-        );
-        assert!(matches!(
-            state.apply(lease("w2", job_id, 1)),
-            CommandResponse::Rejected(_)
-        ));
+        assert_eq!(state.apply(lease("w1", job_id, 1)), CommandResponse::Applied);
+        assert!(matches!(state.apply(lease("w2", job_id, 1)), CommandResponse::Rejected(_)));
     }
 
     #[test]
@@ -276,19 +232,13 @@ mod tests {
         let job = &state.jobs[&job_id];
         let run = job.run(TaskSlot::Phase { phase: 0, index: 0 }).unwrap();
         assert_eq!((run.status, run.attempt), (TaskStatus::Pending, 1));
-        assert_eq!(
-            state.apply(lease("w1", job_id, 2)),
-            CommandResponse::Applied
-        );
+        assert_eq!(state.apply(lease("w1", job_id, 2)), CommandResponse::Applied);
     }
 
     #[test]
     fn test_state_round_trips_through_json() {
         let (state, _) = state_with_job();
         let bytes = serde_json::to_vec(&state).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<ClusterState>(&bytes).unwrap(),
-            state
-        );
+        assert_eq!(serde_json::from_slice::<ClusterState>(&bytes).unwrap(), state);
     }
 }

@@ -34,11 +34,9 @@ pub fn waiting_reason(
             "waiting for a worker: none registered for {wanted}; start `bk-worker` there"
         ));
     }
-    let live = candidates.iter().any(|worker| {
-        last_seen
-            .get(&worker.worker_id)
-            .is_some_and(|ago| *ago <= lease_timeout)
-    });
+    let live = candidates
+        .iter()
+        .any(|worker| last_seen.get(&worker.worker_id).is_some_and(|ago| *ago <= lease_timeout));
     if live {
         return None;
     }
@@ -46,16 +44,10 @@ pub fn waiting_reason(
         .iter()
         .map(|worker| match last_seen.get(&worker.worker_id) {
             Some(ago) => format!("`{}` last seen {}s ago", worker.worker_id, ago.as_secs()),
-            None => format!(
-                "`{}` not seen since this coordinator became leader",
-                worker.worker_id
-            ),
+            None => format!("`{}` not seen since this coordinator became leader", worker.worker_id),
         })
         .collect();
-    Some(format!(
-        "waiting for a worker for {wanted}: {}",
-        seen.join(", ")
-    ))
+    Some(format!("waiting for a worker for {wanted}: {}", seen.join(", ")))
 }
 
 #[cfg(test)]
@@ -74,9 +66,8 @@ mod tests {
 
     #[test]
     fn test_waiting_reasons() {
-        let workers: BTreeMap<String, WorkerRecord> = [("w1".to_string(), worker("w1", "node1"))]
-            .into_iter()
-            .collect();
+        let workers: BTreeMap<String, WorkerRecord> =
+            [("w1".to_string(), worker("w1", "node1"))].into_iter().collect();
         let timeout = Duration::from_secs(30);
         let fresh: BTreeMap<String, Duration> = [("w1".to_string(), Duration::from_secs(1))].into();
         let stale: BTreeMap<String, Duration> =
@@ -86,11 +77,7 @@ mod tests {
         let cases: Vec<(Placement, &BTreeMap<String, Duration>, Option<&str>)> = vec![
             (node("node1"), &fresh, None),
             (Placement::AnyNode, &fresh, None),
-            (
-                node("node2"),
-                &fresh,
-                Some("none registered for node `node2` of source `prod`"),
-            ),
+            (node("node2"), &fresh, Some("none registered for node `node2` of source `prod`")),
             (node("node1"), &stale, Some("`w1` last seen 95s ago")),
             (node("node1"), &never, Some("`w1` not seen since")),
         ];

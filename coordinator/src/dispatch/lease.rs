@@ -50,10 +50,7 @@ pub async fn expire_silent_leases(coordinator: &Coordinator) {
                     && coordinator.runtime.silence(worker_id) > coordinator.lease_timeout
                 {
                     expired.push((
-                        TaskId {
-                            job_id: job.id,
-                            slot,
-                        },
+                        TaskId { job_id: job.id, slot },
                         run.attempt,
                         worker_id.to_string(),
                     ));
@@ -65,11 +62,7 @@ pub async fn expire_silent_leases(coordinator: &Coordinator) {
     for (task_id, attempt, worker_id) in expired {
         warn!(%task_id, attempt, %worker_id, "worker silent past the lease timeout, re-queueing its task");
         let at_ms = crate::clock::now_ms();
-        let event = JobEvent::LeaseLost {
-            slot: task_id.slot,
-            attempt,
-            at_ms,
-        };
+        let event = JobEvent::LeaseLost { slot: task_id.slot, attempt, at_ms };
         if let Err(error) = coordinator.propose(Command::Task { task_id, event }).await {
             debug!(%error, "could not expire lease (leadership changed?)");
             return;

@@ -27,16 +27,12 @@ struct RuntimeInner {
 
 impl LeaderRuntime {
     fn lock(&self) -> std::sync::MutexGuard<'_, RuntimeInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Records that `worker_id` was just heard from.
     pub fn touch(&self, worker_id: &str) {
-        self.lock()
-            .last_seen
-            .insert(worker_id.to_string(), Instant::now());
+        self.lock().last_seen.insert(worker_id.to_string(), Instant::now());
     }
 
     /// How long ago each worker was heard from.

@@ -118,10 +118,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(Some(entry.log_id))
             };
         let last = read_last().map_err(|error| StorageIOError::read_logs(&io(error)))?;
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id: last.or(last_purged_log_id),
-        })
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -143,9 +140,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<ReplicaId>>> {
-        Ok(self
-            .read_meta::<Option<LogId<ReplicaId>>>(COMMITTED_KEY)?
-            .flatten())
+        Ok(self.read_meta::<Option<LogId<ReplicaId>>>(COMMITTED_KEY)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -180,8 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<ReplicaId>) -> StorageResult<()> {
-        self.write_meta(PURGED_KEY, &log_id)
-            .map_err(|error| StorageIOError::write(&io(error)))?;
+        self.write_meta(PURGED_KEY, &log_id).map_err(|error| StorageIOError::write(&io(error)))?;
         self.delete_range((Bound::Unbounded, Bound::Included(log_id.index)))
             .map_err(|error| StorageIOError::write_logs(&io(error)).into())
     }

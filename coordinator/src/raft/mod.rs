@@ -60,11 +60,7 @@ pub async fn start_raft(
     let database = Arc::new(database);
     let log_store = log_store::LogStore::open(database.clone())?;
     let state_machine = state_machine::StateMachineStore::open(database, shared)?;
-    let config = Arc::new(
-        raft_config
-            .validate()
-            .context("invalid raft configuration")?,
-    );
+    let config = Arc::new(raft_config.validate().context("invalid raft configuration")?);
     let network = network::NetworkFactory::default();
     let raft = Raft::new(replica_id, config, network, log_store, state_machine)
         .await

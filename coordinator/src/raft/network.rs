@@ -50,11 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 channel
             }),
         };
-        PeerConnection {
-            target,
-            address,
-            client: channel.map(RaftClient::new),
-        }
+        PeerConnection { target, address, client: channel.map(RaftClient::new) }
     }
 }
 

@@ -104,10 +104,8 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let data = self
-            .shared
-            .read(encode)
-            .map_err(|error| StorageIOError::read_state_machine(&error))?;
+        let data =
+            self.shared.read(encode).map_err(|error| StorageIOError::read_state_machine(&error))?;
         let snapshot_id = match self.last_applied {
             Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
             None => "empty".to_string(),
@@ -117,17 +115,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: self.last_membership.clone(),
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            format: SNAPSHOT_FORMAT,
-            meta: meta.clone(),
-            data: data.clone(),
-        };
+        let stored =
+            StoredSnapshot { format: SNAPSHOT_FORMAT, meta: meta.clone(), data: data.clone() };
         self.write_snapshot(&stored)
             .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &io(error)))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -136,10 +128,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> StorageResult<(
-        Option<LogId<ReplicaId>>,
-        StoredMembership<ReplicaId, BasicNode>,
-    )> {
+    ) -> StorageResult<(Option<LogId<ReplicaId>>, StoredMembership<ReplicaId, BasicNode>)> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 

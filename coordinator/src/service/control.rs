@@ -17,7 +17,7 @@ use crate::coordinator::Coordinator;
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
-use crate::core::plan::{plan_backup, PlanError};
+use crate::core::plan::{plan_backup, BackupOptions, PlanError};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
 use crate::core::{Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
@@ -39,9 +39,7 @@ impl ControlServiceImpl {
             let job = state
                 .jobs
                 .get(&job_id)
-                .ok_or_else(|| CoordinatorError::NotFound {
-                    what: format!("job `{job_id}`"),
-                })?;
+                .ok_or_else(|| CoordinatorError::NotFound { what: format!("job `{job_id}`") })?;
             Ok(self.render(job, &state.workers, is_leader))
         })
     }
@@ -78,16 +76,13 @@ impl ControlServiceImpl {
                     request.repository
                 ))
             })?;
-            Ok::<_, CoordinatorError>(plan_backup(source, repository, job_id, backup_id, at_ms)?)
+            let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint };
+            Ok::<_, CoordinatorError>(plan_backup(
+                source, repository, job_id, backup_id, at_ms, &options,
+            )?)
         })?;
         expect_applied(
-            self.coordinator
-                .propose(Command::SubmitJob {
-                    job_id,
-                    spec,
-                    at_ms,
-                })
-                .await?,
+            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
         tracing::info!(%job_id, source = %request.source, repository = %request.repository, "backup job submitted");
         Ok(job_id)
@@ -105,20 +100,15 @@ impl ControlServiceImpl {
     ) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
         let backup_id: BackupId =
-            backup_id
-                .parse()
-                .map_err(|error: bk_proto::ids::ParseIdError| {
-                    CoordinatorError::InvalidRequest(error.to_string())
-                })?;
+            backup_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
+                CoordinatorError::InvalidRequest(error.to_string())
+            })?;
         let job_id = JobId::from_ulid(Ulid::new());
         let spec = self.coordinator.shared.read(|state| {
             let backup =
-                state
-                    .backups
-                    .get(&backup_id)
-                    .ok_or_else(|| CoordinatorError::NotFound {
-                        what: format!("backup `{backup_id}` (list them with `bkctl backups`)"),
-                    })?;
+                state.backups.get(&backup_id).ok_or_else(|| CoordinatorError::NotFound {
+                    what: format!("backup `{backup_id}` (list them with `bkctl backups`)"),
+                })?;
             let repository = state.repositories.get(&backup.repository).ok_or_else(|| {
                 CoordinatorError::InvalidRequest(format!(
                     "repository `{}` of the backup is no longer registered",
@@ -130,13 +120,7 @@ impl ControlServiceImpl {
         let kind = spec.kind;
         let at_ms = crate::clock::now_ms();
         expect_applied(
-            self.coordinator
-                .propose(Command::SubmitJob {
-                    job_id,
-                    spec,
-                    at_ms,
-                })
-                .await?,
+            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
         tracing::info!(%job_id, %backup_id, ?kind, "job submitted");
         Ok(job_id)
@@ -150,10 +134,9 @@ fn registered_endpoints(
 ) -> std::collections::BTreeMap<String, String> {
     match state.sources.get(source).map(|source| &source.spec) {
         Some(SourceSpec::InfluxDb3Enterprise { http_endpoints, .. }) => http_endpoints.clone(),
-        Some(SourceSpec::InfluxDb3Core {
-            node,
-            http_endpoint: Some(endpoint),
-        }) => [(node.clone(), endpoint.clone())].into(),
+        Some(SourceSpec::InfluxDb3Core { node, http_endpoint: Some(endpoint) }) => {
+            [(node.clone(), endpoint.clone())].into()
+        }
         _ => Default::default(),
     }
 }
@@ -209,11 +192,7 @@ impl Control for ControlServiceImpl {
             .repository
             .ok_or_else(|| Status::invalid_argument("missing `repository`"))?;
         let repository = convert::repository_from_pb(repository)?;
-        expect_applied(
-            self.coordinator
-                .propose(Command::PutRepository(repository))
-                .await?,
-        )?;
+        expect_applied(self.coordinator.propose(Command::PutRepository(repository)).await?)?;
         Ok(Response::new(pb::AddRepositoryResponse {}))
     }
 
@@ -221,13 +200,10 @@ impl Control for ControlServiceImpl {
         &self,
         _: Request<pb::ListRepositoriesRequest>,
     ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
-        let repositories = self.coordinator.shared.read(|state| {
-            state
-                .repositories
-                .values()
-                .map(convert::repository_to_pb)
-                .collect()
-        });
+        let repositories = self
+            .coordinator
+            .shared
+            .read(|state| state.repositories.values().map(convert::repository_to_pb).collect());
         Ok(Response::new(pb::ListRepositoriesResponse { repositories }))
     }
 
@@ -236,9 +212,7 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitBackupRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let job_id = self.submit_backup(request.into_inner()).await?;
-        Ok(Response::new(pb::SubmitJobResponse {
-            job_id: job_id.to_string(),
-        }))
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 
     async fn submit_restore(
@@ -266,9 +240,7 @@ impl Control for ControlServiceImpl {
                 plan_restore(backup, repository, &restore, &nodes_with_workers)
             })
             .await?;
-        Ok(Response::new(pb::SubmitJobResponse {
-            job_id: job_id.to_string(),
-        }))
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 
     async fn submit_verify(
@@ -281,9 +253,7 @@ impl Control for ControlServiceImpl {
                 Ok(plan_verify(backup, repository, request.deep))
             })
             .await?;
-        Ok(Response::new(pb::SubmitJobResponse {
-            job_id: job_id.to_string(),
-        }))
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 
     async fn get_job(
@@ -326,9 +296,7 @@ impl Control for ControlServiceImpl {
         let job_id = parse_job_id(&request.into_inner().job_id)?;
         let first = self.job_view(job_id)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let service = ControlServiceImpl {
-            coordinator: self.coordinator.clone(),
-        };
+        let service = ControlServiceImpl { coordinator: self.coordinator.clone() };
         tokio::spawn(async move { service.stream_job(job_id, first, sender).await });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -361,9 +329,8 @@ impl Control for ControlServiceImpl {
             .coordinator
             .shared
             .read(|state| state.backups.get(&backup_id).map(convert::backup_to_pb));
-        let backup = backup.ok_or_else(|| CoordinatorError::NotFound {
-            what: format!("backup `{backup_id}`"),
-        })?;
+        let backup = backup
+            .ok_or_else(|| CoordinatorError::NotFound { what: format!("backup `{backup_id}`") })?;
         Ok(Response::new(backup))
     }
 

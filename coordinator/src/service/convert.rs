@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bk_proto::ids::TaskId;
+use bk_proto::model::TaskKind;
 use bk_proto::pb;
 
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
@@ -19,9 +20,7 @@ use crate::error::CoordinatorError;
 /// [`CoordinatorError::InvalidRequest`] for a missing name or kind.
 pub fn source_from_pb(source: pb::Source) -> Result<Source, CoordinatorError> {
     if source.name.trim().is_empty() {
-        return Err(CoordinatorError::InvalidRequest(
-            "source name is empty".to_string(),
-        ));
+        return Err(CoordinatorError::InvalidRequest("source name is empty".to_string()));
     }
     let spec = match source.kind {
         Some(pb::source::Kind::Influxdb3Enterprise(enterprise)) => {
@@ -36,6 +35,9 @@ pub fn source_from_pb(source: pb::Source) -> Result<Source, CoordinatorError> {
             node: core.node,
             http_endpoint: (!core.http_endpoint.is_empty()).then_some(core.http_endpoint),
         },
+        Some(pb::source::Kind::Questdb(questdb)) => {
+            SourceSpec::QuestDb { node: questdb.node, pg_addr: questdb.pg_addr }
+        }
         None => {
             return Err(CoordinatorError::InvalidRequest(format!(
                 "source `{}` has no kind",
@@ -43,10 +45,7 @@ pub fn source_from_pb(source: pb::Source) -> Result<Source, CoordinatorError> {
             )))
         }
     };
-    Ok(Source {
-        name: source.name,
-        spec,
-    })
+    Ok(Source { name: source.name, spec })
 }
 
 /// Converts a source to the wire.
@@ -63,18 +62,17 @@ pub fn source_to_pb(source: &Source) -> pb::Source {
             data_nodes: data_nodes.clone(),
             http_endpoints: http_endpoints.clone().into_iter().collect(),
         }),
-        SourceSpec::InfluxDb3Core {
-            node,
-            http_endpoint,
-        } => pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core {
-            node: node.clone(),
-            http_endpoint: http_endpoint.clone().unwrap_or_default(),
-        }),
+        SourceSpec::InfluxDb3Core { node, http_endpoint } => {
+            pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core {
+                node: node.clone(),
+                http_endpoint: http_endpoint.clone().unwrap_or_default(),
+            })
+        }
+        SourceSpec::QuestDb { node, pg_addr } => {
+            pb::source::Kind::Questdb(pb::QuestDb { node: node.clone(), pg_addr: pg_addr.clone() })
+        }
     };
-    pb::Source {
-        name: source.name.clone(),
-        kind: Some(kind),
-    }
+    pb::Source { name: source.name.clone(), kind: Some(kind) }
 }
 
 /// Validates and converts a repository from the wire.
@@ -84,23 +82,10 @@ pub fn source_to_pb(source: &Source) -> pb::Source {
 /// object-store URL.
 pub fn repository_from_pb(repository: pb::Repository) -> Result<Repository, CoordinatorError> {
     if repository.name.trim().is_empty() {
-        return Err(CoordinatorError::InvalidRequest(
-            "repository name is empty".to_string(),
-        ));
+        return Err(CoordinatorError::InvalidRequest("repository name is empty".to_string()));
     }
-    let supported = [
-        "file://",
-        "s3://",
-        "az://",
-        "azure://",
-        "abfs://",
-        "gs://",
-        "memory://",
-    ];
-    if !supported
-        .iter()
-        .any(|scheme| repository.url.starts_with(scheme))
-    {
+    let supported = ["file://", "s3://", "az://", "azure://", "abfs://", "gs://", "memory://"];
+    if !supported.iter().any(|scheme| repository.url.starts_with(scheme)) {
         return Err(CoordinatorError::InvalidRequest(format!(
             "repository URL `{}` is not supported: use file:///path, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix",
             repository.url
@@ -122,11 +107,7 @@ pub fn repository_from_pb(repository: pb::Repository) -> Result<Repository, Coor
             "chunk size {chunk_size} is out of range: use 64 KiB to 256 MiB"
         )));
     }
-    Ok(Repository {
-        name: repository.name,
-        url: repository.url,
-        chunk_size,
-    })
+    Ok(Repository { name: repository.name, url: repository.url, chunk_size })
 }
 
 /// Converts a repository to the wire.
@@ -199,9 +180,7 @@ pub fn worker_to_pb(
         node: worker.node.clone(),
         registered_at_ms: worker.registered_at_ms,
         last_seen_ago_ms: if is_leader {
-            last_seen
-                .get(&worker.worker_id)
-                .map(|ago| ago.as_millis() as u64)
+            last_seen.get(&worker.worker_id).map(|ago| ago.as_millis() as u64)
         } else {
             None
         },
@@ -220,16 +199,10 @@ pub struct JobViewContext<'a> {
 
 /// Converts a job, with progress and waiting reasons, to the wire.
 pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
-    let last_seen = context
-        .runtime
-        .map(LeaderRuntime::last_seen_ago)
-        .unwrap_or_default();
+    let last_seen = context.runtime.map(LeaderRuntime::last_seen_ago).unwrap_or_default();
     let task = |slot, run: &TaskRun| {
         let planned = job.planned(slot);
-        let task_id = TaskId {
-            job_id: job.id,
-            slot,
-        };
+        let task_id = TaskId { job_id: job.id, slot };
         let node = match planned.map(|task| &task.placement) {
             Some(Placement::Node(node)) => node.clone(),
             _ => String::new(),
@@ -309,16 +282,10 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         .cleanup
         .iter()
         .enumerate()
-        .map(|(index, run)| {
-            task(
-                bk_proto::ids::TaskSlot::Cleanup {
-                    index: index as u32,
-                },
-                run,
-            )
-        })
+        .map(|(index, run)| task(bk_proto::ids::TaskSlot::Cleanup { index: index as u32 }, run))
         .collect();
     pb::Job {
+        stage: job_stage(job),
         id: job.id.to_string(),
         kind: match job.spec.kind {
             JobKind::Backup => pb::JobKind::Backup,
@@ -335,6 +302,21 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         phases,
         cleanup,
     }
+}
+
+/// What the job is doing: its current phase, `cleanup`, or `releasing` while a QuestDB
+/// checkpoint release has not succeeded yet.
+fn job_stage(job: &Job) -> String {
+    if job.state.is_terminal() {
+        return String::new();
+    }
+    if let Some(phase) = job.spec.phases.get(job.current_phase) {
+        return phase.name.clone();
+    }
+    let releasing = job.spec.cleanup.iter().zip(&job.cleanup).any(|(task, run)| {
+        matches!(task.kind, TaskKind::QuestDbRelease { .. }) && run.status != TaskStatus::Succeeded
+    });
+    if releasing { "releasing" } else { "cleanup" }.to_string()
 }
 
 fn job_state_to_pb(state: JobState) -> pb::JobState {
@@ -376,34 +358,23 @@ mod tests {
         assert_eq!(source_from_pb(source_to_pb(&source)).unwrap(), source);
         let core = Source {
             name: "core".into(),
-            spec: SourceSpec::InfluxDb3Core {
-                node: "n".into(),
-                http_endpoint: None,
-            },
+            spec: SourceSpec::InfluxDb3Core { node: "n".into(), http_endpoint: None },
         };
         assert_eq!(source_from_pb(source_to_pb(&core)).unwrap(), core);
     }
 
     #[test]
     fn test_repository_urls_with_credentials_or_unknown_schemes_are_refused() {
-        let repository = |url: &str| pb::Repository {
-            name: "r".into(),
-            url: url.into(),
-            chunk_size_bytes: 0,
-        };
+        let repository =
+            |url: &str| pb::Repository { name: "r".into(), url: url.into(), chunk_size_bytes: 0 };
         assert_eq!(
-            repository_from_pb(repository("file:///b"))
-                .unwrap()
-                .chunk_size,
+            repository_from_pb(repository("file:///b")).unwrap().chunk_size,
             DEFAULT_CHUNK_SIZE
         );
-        let error = repository_from_pb(repository("ftp://x"))
-            .unwrap_err()
-            .to_string();
+        let error = repository_from_pb(repository("ftp://x")).unwrap_err().to_string();
         assert!(error.contains("not supported"), "{error}");
-        let error = repository_from_pb(repository("s3://key:secret@bucket"))
-            .unwrap_err()
-            .to_string();
+        let error =
+            repository_from_pb(repository("s3://key:secret@bucket")).unwrap_err().to_string();
         assert!(
             error.contains("must not carry credentials") && !error.contains("secret"),
             "{error}"

@@ -37,12 +37,9 @@ impl WorkerHubServiceImpl {
     fn find_task(&self, worker_id: &str) -> CoordinatorResult<Option<(TaskId, u32)>> {
         self.coordinator.shared.read(|state| {
             let worker =
-                state
-                    .workers
-                    .get(worker_id)
-                    .ok_or_else(|| CoordinatorError::NotFound {
-                        what: format!("worker `{worker_id}` (register first)"),
-                    })?;
+                state.workers.get(worker_id).ok_or_else(|| CoordinatorError::NotFound {
+                    what: format!("worker `{worker_id}` (register first)"),
+                })?;
             for job in state
                 .jobs
                 .values()
@@ -56,13 +53,7 @@ impl WorkerHubServiceImpl {
                     };
                     if may_run {
                         let attempt = job.run(slot).map(|run| run.attempt + 1).unwrap_or(1);
-                        return Ok(Some((
-                            TaskId {
-                                job_id: job.id,
-                                slot,
-                            },
-                            attempt,
-                        )));
+                        return Ok(Some((TaskId { job_id: job.id, slot }, attempt)));
                     }
                 }
             }
@@ -87,20 +78,14 @@ impl WorkerHubServiceImpl {
                     worker_id: request.worker_id.clone(),
                     at_ms: crate::clock::now_ms(),
                 };
-                if self
-                    .coordinator
-                    .propose(Command::Task { task_id, event })
-                    .await?
+                if self.coordinator.propose(Command::Task { task_id, event }).await?
                     == CommandResponse::Applied
                 {
                     return self.assignment(task_id, attempt).map(Some);
                 }
                 continue; // Lost a race with another worker: look again.
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
                 return Ok(None);
             }
         }
@@ -108,10 +93,7 @@ impl WorkerHubServiceImpl {
 
     fn assignment(&self, task_id: TaskId, attempt: u32) -> CoordinatorResult<pb::TaskAssignment> {
         let spec = self.coordinator.shared.read(|state| {
-            state
-                .jobs
-                .get(&task_id.job_id)
-                .and_then(|job| job.task_spec(task_id.slot))
+            state.jobs.get(&task_id.job_id).and_then(|job| job.task_spec(task_id.slot))
         });
         let spec = spec.ok_or_else(|| {
             CoordinatorError::Internal(format!("leased task `{task_id}` vanished"))
@@ -119,11 +101,7 @@ impl WorkerHubServiceImpl {
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|error| CoordinatorError::Internal(error.to_string()))?;
         info!(%task_id, attempt, "task leased");
-        Ok(pb::TaskAssignment {
-            task_id: task_id.to_string(),
-            attempt,
-            spec_json,
-        })
+        Ok(pb::TaskAssignment { task_id: task_id.to_string(), attempt, spec_json })
     }
 
     /// Whether `attempt` is still the running attempt of the task.
@@ -141,12 +119,9 @@ impl WorkerHubServiceImpl {
         self.coordinator.ensure_leader()?;
         self.coordinator.runtime.touch(&request.worker_id);
         let task_id: TaskId =
-            request
-                .task_id
-                .parse()
-                .map_err(|error: bk_proto::ids::ParseIdError| {
-                    CoordinatorError::InvalidRequest(error.to_string())
-                })?;
+            request.task_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
+                CoordinatorError::InvalidRequest(error.to_string())
+            })?;
         let slot: TaskSlot = task_id.slot;
         let at_ms = crate::clock::now_ms();
         let event = match request.outcome {
@@ -154,12 +129,7 @@ impl WorkerHubServiceImpl {
                 let report: TaskReport = serde_json::from_slice(&json).map_err(|error| {
                     CoordinatorError::InvalidRequest(format!("undecodable task report: {error}"))
                 })?;
-                JobEvent::TaskSucceeded {
-                    slot,
-                    attempt: request.attempt,
-                    report,
-                    at_ms,
-                }
+                JobEvent::TaskSucceeded { slot, attempt: request.attempt, report, at_ms }
             }
             Some(pb::report_result_request::Outcome::Failure(failure)) => {
                 warn!(%task_id, attempt = request.attempt, error = %failure.message, retryable = failure.retryable, "task failed");
@@ -172,16 +142,10 @@ impl WorkerHubServiceImpl {
                 }
             }
             None => {
-                return Err(CoordinatorError::InvalidRequest(
-                    "result without outcome".to_string(),
-                ))
+                return Err(CoordinatorError::InvalidRequest("result without outcome".to_string()))
             }
         };
-        match self
-            .coordinator
-            .propose(Command::Task { task_id, event })
-            .await?
-        {
+        match self.coordinator.propose(Command::Task { task_id, event }).await? {
             CommandResponse::Applied => {
                 info!(%task_id, attempt = request.attempt, "task result applied")
             }
@@ -202,9 +166,7 @@ impl WorkerHub for WorkerHubServiceImpl {
         self.coordinator.ensure_leader()?;
         let request = request.into_inner();
         if request.worker_id.is_empty() || request.source.is_empty() || request.node.is_empty() {
-            return Err(Status::invalid_argument(
-                "worker_id, source and node are required",
-            ));
+            return Err(Status::invalid_argument("worker_id, source and node are required"));
         }
         let worker = WorkerRecord {
             worker_id: request.worker_id.clone(),
@@ -214,9 +176,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             registered_at_ms: crate::clock::now_ms(),
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
-        self.coordinator
-            .propose(Command::RegisterWorker { worker })
-            .await?;
+        self.coordinator.propose(Command::RegisterWorker { worker }).await?;
         self.coordinator.runtime.touch(&request.worker_id);
         Ok(Response::new(pb::RegisterWorkerResponse {}))
     }
@@ -227,16 +187,11 @@ impl WorkerHub for WorkerHubServiceImpl {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.coordinator.ensure_leader()?;
         let worker_id = request.into_inner().worker_id;
-        let known = self
-            .coordinator
-            .shared
-            .read(|state| state.workers.contains_key(&worker_id));
+        let known = self.coordinator.shared.read(|state| state.workers.contains_key(&worker_id));
         if known {
             self.coordinator.runtime.touch(&worker_id);
         }
-        Ok(Response::new(pb::HeartbeatResponse {
-            must_register: !known,
-        }))
+        Ok(Response::new(pb::HeartbeatResponse { must_register: !known }))
     }
 
     async fn pull_task(
@@ -255,12 +210,9 @@ impl WorkerHub for WorkerHubServiceImpl {
         let request = request.into_inner();
         self.coordinator.runtime.touch(&request.worker_id);
         let task_id: TaskId =
-            request
-                .task_id
-                .parse()
-                .map_err(|error: bk_proto::ids::ParseIdError| {
-                    Status::invalid_argument(error.to_string())
-                })?;
+            request.task_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
+                Status::invalid_argument(error.to_string())
+            })?;
         if !self.is_current(&task_id, request.attempt) {
             return Ok(Response::new(pb::ReportProgressResponse { abandon: true }));
         }
@@ -270,9 +222,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             objects_total: request.objects_total,
             bytes_total: request.bytes_total,
         };
-        self.coordinator
-            .runtime
-            .record_progress(task_id, request.attempt, progress);
+        self.coordinator.runtime.record_progress(task_id, request.attempt, progress);
         self.coordinator.shared.notify();
         Ok(Response::new(pb::ReportProgressResponse { abandon: false }))
     }

@@ -11,3 +11,4 @@ mod t06_restore_round_trip;
 mod t07_restore_guards;
 mod t08_verify_and_damage;
 mod t09_live_sources;
+mod t10_questdb;

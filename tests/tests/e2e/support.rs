@@ -25,13 +25,7 @@ impl Cluster {
         let repository = sandbox.path().join("repository");
         std::fs::create_dir_all(&store).unwrap();
         let generated = generate(&store, &params).unwrap();
-        let cluster = Cluster {
-            sandbox,
-            params,
-            generated,
-            store,
-            repository,
-        };
+        let cluster = Cluster { sandbox, params, generated, store, repository };
         cluster.register();
         cluster
     }
@@ -58,9 +52,7 @@ impl Cluster {
             }
         }
         let url = format!("file://{}", self.repository.display());
-        self.sandbox
-            .bkctl_json(&["repo", "add", "repo", &url, "--chunk-size", "65536"])
-            .unwrap();
+        self.sandbox.bkctl_json(&["repo", "add", "repo", &url, "--chunk-size", "65536"]).unwrap();
     }
 
     /// Every node id, compactor last.
@@ -73,9 +65,7 @@ impl Cluster {
     /// Starts one worker per node.
     pub(crate) fn start_all_workers(&mut self) {
         for node in self.nodes() {
-            self.sandbox
-                .start_worker("src", &node, &self.store)
-                .unwrap();
+            self.sandbox.start_worker("src", &node, &self.store).unwrap();
         }
     }
 
@@ -88,10 +78,7 @@ impl Cluster {
             ])
             .unwrap();
         let job: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-            panic!(
-                "no job JSON; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
+            panic!("no job JSON; stderr: {}", String::from_utf8_lossy(&output.stderr))
         });
         (output.status.success(), job)
     }
@@ -108,14 +95,8 @@ pub(crate) fn read_backup_entries(
     let mut entries = BTreeMap::new();
     for segment in manifest["segments"].as_array().unwrap() {
         let bytes = std::fs::read(repository.join(segment["key"].as_str().unwrap())).unwrap();
-        assert_eq!(
-            blake3::hash(&bytes).to_hex().to_string(),
-            segment["blake3"].as_str().unwrap()
-        );
-        for line in bytes
-            .split(|byte| *byte == b'\n')
-            .filter(|line| !line.is_empty())
-        {
+        assert_eq!(blake3::hash(&bytes).to_hex().to_string(), segment["blake3"].as_str().unwrap());
+        for line in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
             let entry: Value = serde_json::from_slice(line).unwrap();
             let key = entry["key"].as_str().unwrap().to_string();
             assert!(
@@ -147,21 +128,11 @@ pub(crate) fn phase_windows(job: &Value) -> Vec<(String, u64, u64)> {
         .iter()
         .map(|phase| {
             let tasks = phase["tasks"].as_array().unwrap();
-            let first_start = tasks
-                .iter()
-                .map(|task| task["started_at_ms"].as_u64().unwrap())
-                .min()
-                .unwrap();
-            let last_finish = tasks
-                .iter()
-                .map(|task| task["finished_at_ms"].as_u64().unwrap())
-                .max()
-                .unwrap();
-            (
-                phase["name"].as_str().unwrap().to_string(),
-                first_start,
-                last_finish,
-            )
+            let first_start =
+                tasks.iter().map(|task| task["started_at_ms"].as_u64().unwrap()).min().unwrap();
+            let last_finish =
+                tasks.iter().map(|task| task["finished_at_ms"].as_u64().unwrap()).max().unwrap();
+            (phase["name"].as_str().unwrap().to_string(), first_start, last_finish)
         })
         .collect()
 }

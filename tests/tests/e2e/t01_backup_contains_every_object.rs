@@ -45,14 +45,8 @@ fn test_backup_holds_every_object_with_its_hash_minus_recorded_exclusions() {
         expected,
         "backup keys differ from source keys minus exclusions"
     );
-    assert_eq!(
-        manifest["num_objects"].as_u64().unwrap(),
-        expected.len() as u64
-    );
-    assert_eq!(
-        backup["num_objects"].as_u64().unwrap(),
-        expected.len() as u64
-    );
+    assert_eq!(manifest["num_objects"].as_u64().unwrap(), expected.len() as u64);
+    assert_eq!(backup["num_objects"].as_u64().unwrap(), expected.len() as u64);
 
     let mut multi_chunk = 0;
     for (key, entry) in &entries {
@@ -71,10 +65,7 @@ fn test_backup_holds_every_object_with_its_hash_minus_recorded_exclusions() {
         multi_chunk > 0,
         "no object spanned several chunks; the test would not exercise chunking"
     );
-    assert!(
-        !cluster.repository.join("staging").exists(),
-        "staging was not removed after commit"
-    );
+    assert!(!cluster.repository.join("staging").exists(), "staging was not removed after commit");
 }
 
 #[test]

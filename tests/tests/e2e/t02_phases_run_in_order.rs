@@ -13,10 +13,7 @@ fn test_no_task_of_a_phase_starts_before_the_previous_phase_finished() {
     assert!(succeeded, "backup failed: {job}");
     let windows = phase_windows(&job);
     let names: Vec<&str> = windows.iter().map(|(name, _, _)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["compactor", "nodes", "catalog", "licence", "commit"]
-    );
+    assert_eq!(names, ["compactor", "nodes", "catalog", "licence", "commit"]);
     for pair in windows.windows(2) {
         let ((previous, _, previous_finish), (next, next_start, _)) = (&pair[0], &pair[1]);
         assert!(
@@ -27,10 +24,6 @@ fn test_no_task_of_a_phase_starts_before_the_previous_phase_finished() {
     // The node phase ran its tasks on the right workers.
     for task in job["phases"][1]["tasks"].as_array().unwrap() {
         let node = task["node"].as_str().unwrap();
-        assert_eq!(
-            task["worker_id"].as_str().unwrap(),
-            format!("src/{node}"),
-            "{task}"
-        );
+        assert_eq!(task["worker_id"].as_str().unwrap(), format!("src/{node}"), "{task}");
     }
 }

@@ -26,10 +26,7 @@ fn test_v1_and_v2_catalogs_are_detected_and_copied() {
         let backup = cluster.sandbox.bkctl_json(&["show", backup_id]).unwrap();
         assert_eq!(backup["catalog_format"], name);
         let (_, entries) = read_backup_entries(&cluster.repository, backup_id);
-        assert!(
-            entries.contains_key(image),
-            "{name}: catalog image `{image}` missing"
-        );
+        assert!(entries.contains_key(image), "{name}: catalog image `{image}` missing");
         assert!(entries.contains_key("cluster1/enterprise"));
     }
 }
@@ -40,22 +37,12 @@ fn test_cluster_without_catalog_fails_clearly_and_commits_nothing() {
     assert!(!succeeded, "a backup without a catalog must fail: {job}");
     assert_eq!(job["state"], "failed");
     let error = job["error"].as_str().unwrap();
-    assert!(
-        error.contains("no InfluxDB 3 catalog found under `cluster1/`"),
-        "{error}"
-    );
+    assert!(error.contains("no InfluxDB 3 catalog found under `cluster1/`"), "{error}");
     let backups = cluster.sandbox.bkctl_json(&["backups"]).unwrap();
-    assert_eq!(
-        backups.as_array().unwrap().len(),
-        0,
-        "a failed job committed a backup: {backups}"
-    );
+    assert_eq!(backups.as_array().unwrap().len(), 0, "a failed job committed a backup: {backups}");
     assert!(
         !cluster.repository.join("backups").exists(),
         "a manifest was written for a failed job"
     );
-    assert!(
-        !cluster.repository.join("staging").exists(),
-        "cleanup did not remove staging"
-    );
+    assert!(!cluster.repository.join("staging").exists(), "cleanup did not remove staging");
 }

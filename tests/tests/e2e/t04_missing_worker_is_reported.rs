@@ -11,10 +11,7 @@ use crate::support::Cluster;
 fn test_job_without_a_worker_shows_why_it_waits_then_completes_when_it_starts() {
     let mut cluster = Cluster::new(LayoutParams::enterprise(1 << 20));
     for node in ["node1", "node2", "node3"] {
-        cluster
-            .sandbox
-            .start_worker("src", node, &cluster.store.clone())
-            .unwrap();
+        cluster.sandbox.start_worker("src", node, &cluster.store.clone()).unwrap();
     }
     let submitted = cluster
         .sandbox
@@ -23,33 +20,18 @@ fn test_job_without_a_worker_shows_why_it_waits_then_completes_when_it_starts() 
     let job_id = submitted["job_id"].as_str().unwrap().to_string();
     let reason = cluster
         .sandbox
-        .wait_until(
-            Duration::from_secs(20),
-            "a waiting reason on the compactor's tasks",
-            || {
-                let job = cluster.sandbox.bkctl_json(&["job", &job_id]).ok()?;
-                let reason = job["phases"][0]["tasks"][0]["waiting_reason"]
-                    .as_str()?
-                    .to_string();
-                (!reason.is_empty()).then_some(reason)
-            },
-        )
+        .wait_until(Duration::from_secs(20), "a waiting reason on the compactor's tasks", || {
+            let job = cluster.sandbox.bkctl_json(&["job", &job_id]).ok()?;
+            let reason = job["phases"][0]["tasks"][0]["waiting_reason"].as_str()?.to_string();
+            (!reason.is_empty()).then_some(reason)
+        })
         .unwrap();
-    assert!(
-        reason.contains("none registered for node `compactor` of source `src`"),
-        "{reason}"
-    );
+    assert!(reason.contains("none registered for node `compactor` of source `src`"), "{reason}");
     assert!(reason.contains("start `bk-worker`"), "{reason}");
 
     let store = cluster.store.clone();
-    cluster
-        .sandbox
-        .start_worker("src", "compactor", &store)
-        .unwrap();
-    let output = cluster
-        .sandbox
-        .bkctl(&["-o", "json", "watch", &job_id])
-        .unwrap();
+    cluster.sandbox.start_worker("src", "compactor", &store).unwrap();
+    let output = cluster.sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
     assert!(
         output.status.success(),
         "job did not complete: {}",

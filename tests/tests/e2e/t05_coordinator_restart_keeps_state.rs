@@ -41,22 +41,10 @@ fn test_killed_coordinator_comes_back_with_every_job_and_backup() {
     assert_eq!(after.1, before.1, "sources changed across the restart");
     assert_eq!(after.2, before.2, "repositories changed across the restart");
     assert_eq!(after.3["state"], "succeeded");
-    assert_eq!(
-        after.3["phases"], before.3["phases"],
-        "task records changed across the restart"
-    );
+    assert_eq!(after.3["phases"], before.3["phases"], "task records changed across the restart");
 
     // And it keeps working: the workers re-register with the new process and a second backup runs.
     let (succeeded, second) = cluster.backup();
     assert!(succeeded, "backup after restart failed: {second}");
-    assert_eq!(
-        cluster
-            .sandbox
-            .bkctl_json(&["backups"])
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(cluster.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 2);
 }

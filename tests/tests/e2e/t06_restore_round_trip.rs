@@ -33,9 +33,8 @@ pub(crate) fn restore(
     extra: &[&str],
 ) -> (bool, Value) {
     let url = format!("file://{}", target.display());
-    let mut args = vec![
-        "-o", "json", "submit", "restore", "--backup", backup_id, "--target", &url, "--wait",
-    ];
+    let mut args =
+        vec!["-o", "json", "submit", "restore", "--backup", backup_id, "--target", &url, "--wait"];
     args.extend_from_slice(extra);
     let output = cluster.sandbox.bkctl(&args).unwrap();
     let job = serde_json::from_slice(&output.stdout)
@@ -48,18 +47,10 @@ pub(crate) fn assert_restored_identical(source: &Path, target: &Path, exclusions
     let mut expected = hash_tree(source).unwrap();
     expected.retain(|key, _| !exclusions.iter().any(|prefix| key.starts_with(prefix)));
     let restored = hash_tree(target).unwrap();
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|key| !restored.contains_key(*key))
-        .collect();
-    let extra: Vec<&String> = restored
-        .keys()
-        .filter(|key| !expected.contains_key(*key))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, unexpected {extra:?}"
-    );
+    let missing: Vec<&String> =
+        expected.keys().filter(|key| !restored.contains_key(*key)).collect();
+    let extra: Vec<&String> = restored.keys().filter(|key| !expected.contains_key(*key)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
     for (key, value) in &expected {
         assert_eq!(&restored[key], value, "`{key}` differs after restore");
     }
@@ -85,10 +76,7 @@ fn test_restore_into_an_empty_dir_is_byte_identical_and_runs_the_stages_in_rever
 
     let windows = phase_windows(&job);
     let names: Vec<&str> = windows.iter().map(|(name, _, _)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["preflight", "catalog", "licence", "nodes", "compactor"]
-    );
+    assert_eq!(names, ["preflight", "catalog", "licence", "nodes", "compactor"]);
     for pair in windows.windows(2) {
         let ((previous, _, finished), (next, started, _)) = (&pair[0], &pair[1]);
         assert!(
@@ -97,10 +85,8 @@ fn test_restore_into_an_empty_dir_is_byte_identical_and_runs_the_stages_in_rever
         );
     }
     // The target is another directory than the source store: the licence is bound to its path.
-    let licence_warnings: Vec<&Value> = tasks(&job)
-        .into_iter()
-        .flat_map(|task| task["warnings"].as_array().unwrap())
-        .collect();
+    let licence_warnings: Vec<&Value> =
+        tasks(&job).into_iter().flat_map(|task| task["warnings"].as_array().unwrap()).collect();
     assert!(
         licence_warnings
             .iter()
@@ -109,10 +95,7 @@ fn test_restore_into_an_empty_dir_is_byte_identical_and_runs_the_stages_in_rever
     );
     // Each node's objects were written by that node's worker.
     for task in job["phases"][3]["tasks"].as_array().unwrap() {
-        assert_eq!(
-            task["worker_id"],
-            format!("src/{}", task["node"].as_str().unwrap())
-        );
+        assert_eq!(task["worker_id"], format!("src/{}", task["node"].as_str().unwrap()));
     }
 }
 
@@ -136,29 +119,16 @@ fn test_resumed_restore_keeps_what_is_right_and_repairs_the_rest() {
     );
     assert!(job["error"].as_str().unwrap().contains("--resume"), "{job}");
 
-    let (succeeded, job) = restore(
-        &cluster,
-        &backup_id,
-        &target,
-        &["--nodes-stopped", "--resume"],
-    );
+    let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped", "--resume"]);
     assert!(succeeded, "resumed restore failed: {job}");
     assert_restored_identical(&cluster.store, &target, &exclusions);
     let restored_tasks: Vec<&Value> = tasks(&job)
         .into_iter()
         .filter(|task| task["label"].as_str().unwrap().starts_with("restore"))
         .collect();
-    let objects: u64 = restored_tasks
-        .iter()
-        .map(|task| task["objects_done"].as_u64().unwrap())
-        .sum();
-    let skipped: u64 = restored_tasks
-        .iter()
-        .map(|task| task["num_skipped"].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        objects - skipped,
-        2,
-        "exactly the missing and the damaged object are rewritten"
-    );
+    let objects: u64 =
+        restored_tasks.iter().map(|task| task["objects_done"].as_u64().unwrap()).sum();
+    let skipped: u64 =
+        restored_tasks.iter().map(|task| task["num_skipped"].as_u64().unwrap()).sum();
+    assert_eq!(objects - skipped, 2, "exactly the missing and the damaged object are rewritten");
 }

@@ -68,24 +68,12 @@ fn test_non_empty_target_is_refused_untouched_and_wipe_replaces_exactly_the_rest
         error.contains("not empty") && error.contains("node1/") && error.contains("--wipe"),
         "{error}"
     );
-    assert_eq!(
-        hash_tree(&target).unwrap(),
-        before,
-        "a refused restore changed the target"
-    );
+    assert_eq!(hash_tree(&target).unwrap(), before, "a refused restore changed the target");
 
-    let (succeeded, job) = restore(
-        &cluster,
-        &backup_id,
-        &target,
-        &["--nodes-stopped", "--wipe"],
-    );
+    let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped", "--wipe"]);
     assert!(succeeded, "restore with --wipe failed: {job}");
     let wipe_warnings = job["phases"][1]["tasks"].to_string();
-    assert!(
-        wipe_warnings.contains("--wipe deleted 1 object(s) under `node1/`"),
-        "{wipe_warnings}"
-    );
+    assert!(wipe_warnings.contains("--wipe deleted 1 object(s) under `node1/`"), "{wipe_warnings}");
     assert_eq!(
         std::fs::read(target.join("unrelated/keep.txt")).unwrap(),
         b"not bk's",
@@ -99,27 +87,14 @@ fn test_non_empty_target_is_refused_untouched_and_wipe_replaces_exactly_the_rest
 fn test_missing_chunk_stops_the_restore_before_anything_is_written() {
     let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
     let chunks = cluster.repository.join("chunks");
-    let first_dir = std::fs::read_dir(&chunks)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let chunk = std::fs::read_dir(first_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let first_dir = std::fs::read_dir(&chunks).unwrap().next().unwrap().unwrap().path();
+    let chunk = std::fs::read_dir(first_dir).unwrap().next().unwrap().unwrap().path();
     let chunk_name = chunk.file_name().unwrap().to_string_lossy().to_string();
     std::fs::remove_file(&chunk).unwrap();
     let target = cluster.sandbox.path().join("restored");
     let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);
     assert!(!succeeded, "restore with a missing chunk: {job}");
     let error = job["error"].as_str().unwrap();
-    assert!(
-        error.contains(&format!("chunk `{chunk_name}` is missing")),
-        "{error}"
-    );
+    assert!(error.contains(&format!("chunk `{chunk_name}` is missing")), "{error}");
     assert!(!target.exists(), "a refused restore wrote into the target");
 }

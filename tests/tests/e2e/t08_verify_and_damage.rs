@@ -9,17 +9,12 @@ use crate::support::read_backup_entries;
 use crate::t06_restore_round_trip::{backed_up_cluster, restore};
 
 fn verify(cluster: &crate::support::Cluster, backup_id: &str, deep: bool) -> (bool, Value) {
-    let mut args = vec![
-        "-o", "json", "submit", "verify", "--backup", backup_id, "--wait",
-    ];
+    let mut args = vec!["-o", "json", "submit", "verify", "--backup", backup_id, "--wait"];
     if deep {
         args.push("--deep");
     }
     let output = cluster.sandbox.bkctl(&args).unwrap();
-    (
-        output.status.success(),
-        serde_json::from_slice(&output.stdout).unwrap(),
-    )
+    (output.status.success(), serde_json::from_slice(&output.stdout).unwrap())
 }
 
 fn problems(job: &Value) -> Vec<String> {
@@ -50,10 +45,7 @@ fn test_a_flipped_byte_is_reported_by_deep_verify_and_stops_that_object_in_resto
     std::fs::write(&path, bytes).unwrap();
 
     let (succeeded, job) = verify(&cluster, &backup_id, false);
-    assert!(
-        succeeded,
-        "a present chunk passes the existence check: {job}"
-    );
+    assert!(succeeded, "a present chunk passes the existence check: {job}");
     let (succeeded, job) = verify(&cluster, &backup_id, true);
     assert!(!succeeded, "deep verify missed a flipped byte: {job}");
     let found = problems(&job);
@@ -74,9 +66,7 @@ fn test_a_flipped_byte_is_reported_by_deep_verify_and_stops_that_object_in_resto
         "{error}"
     );
     assert!(
-        !target
-            .join("node2/snapshots/18446744073709551614.info.json")
-            .exists(),
+        !target.join("node2/snapshots/18446744073709551614.info.json").exists(),
         "the corrupt object became visible"
     );
 }
@@ -101,14 +91,10 @@ fn test_manifest_key_escaping_the_target_is_refused() {
     let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
     // Tamper as an attacker with write access to the repository would: rewrite a key and fix the
     // segment hash in the manifest so the change is not caught as corruption.
-    let manifest_path = cluster
-        .repository
-        .join(format!("backups/{backup_id}/manifest"));
+    let manifest_path = cluster.repository.join(format!("backups/{backup_id}/manifest"));
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let segment_path = cluster
-        .repository
-        .join(manifest["segments"][0]["key"].as_str().unwrap());
+    let segment_path = cluster.repository.join(manifest["segments"][0]["key"].as_str().unwrap());
     let segment = String::from_utf8(std::fs::read(&segment_path).unwrap()).unwrap();
     let tampered = segment.replacen("\"key\":\"node1/wal/", "\"key\":\"../escaped/", 1);
     assert_ne!(tampered, segment);
@@ -120,13 +106,7 @@ fn test_manifest_key_escaping_the_target_is_refused() {
     let target = cluster.sandbox.path().join("restored");
     let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);
     assert!(!succeeded, "restore followed an escaping key: {job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap()
-            .contains("refusing manifest key `../escaped/"),
-        "{job}"
-    );
+    assert!(job["error"].as_str().unwrap().contains("refusing manifest key `../escaped/"), "{job}");
     assert!(
         !cluster.sandbox.path().join("escaped").exists(),
         "an object was written outside the target"

@@ -27,12 +27,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn live_params(seed: u64) -> LiveParams {
-    LiveParams {
-        seed,
-        snapshot_every: 2,
-        keep_snapshotted_wal: 1,
-        ..LiveParams::default()
-    }
+    LiveParams { seed, snapshot_every: 2, keep_snapshotted_wal: 1, ..LiveParams::default() }
 }
 
 #[test]
@@ -52,10 +47,7 @@ fn test_the_vendor_copy_order_on_a_live_node_loses_wal_files() {
         node.tick(&params, catalog.sequence(), &mut rng).unwrap();
     };
     tick(&mut node, &mut catalog);
-    copy_dir(
-        &source.join("node1/snapshots"),
-        &copy.join("node1/snapshots"),
-    );
+    copy_dir(&source.join("node1/snapshots"), &copy.join("node1/snapshots"));
     for _ in 0..4 {
         tick(&mut node, &mut catalog); // Two snapshots land while snapshots/ is "being copied".
     }
@@ -77,36 +69,19 @@ fn live_backup(
     params: LiveParams,
     interval: Duration,
 ) -> (bool, Value, Vec<String>) {
-    let writer = LiveWriter::spawn(
-        &cluster.store,
-        &cluster.nodes(),
-        "cluster1",
-        params,
-        interval,
-    )
-    .unwrap();
+    let writer =
+        LiveWriter::spawn(&cluster.store, &cluster.nodes(), "cluster1", params, interval).unwrap();
     let (succeeded, job) = cluster.backup();
     let ticks = writer.stop().unwrap();
     assert!(ticks > 0, "the live writer never ran");
     if !succeeded {
         return (false, job, Vec::new());
     }
-    let target = cluster
-        .sandbox
-        .path()
-        .join(format!("restored-{}", job["id"].as_str().unwrap()));
-    let (restored, restore_job) = restore(
-        cluster,
-        job["backup_id"].as_str().unwrap(),
-        &target,
-        &["--nodes-stopped"],
-    );
+    let target = cluster.sandbox.path().join(format!("restored-{}", job["id"].as_str().unwrap()));
+    let (restored, restore_job) =
+        restore(cluster, job["backup_id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
     assert!(restored, "restore failed: {restore_job}");
-    (
-        true,
-        job,
-        check_tree(&target, &cluster.nodes(), "cluster1").unwrap(),
-    )
+    (true, job, check_tree(&target, &cluster.nodes(), "cluster1").unwrap())
 }
 
 fn job_events(job: &Value) -> Vec<String> {
@@ -134,16 +109,10 @@ fn test_backups_of_a_live_cluster_restore_to_a_restartable_state_over_many_seeds
             violations.is_empty(),
             "seed {seed}: restored tree is not restartable: {violations:?}"
         );
-        let backup = cluster
-            .sandbox
-            .bkctl_json(&["show", job["backup_id"].as_str().unwrap()])
-            .unwrap();
+        let backup =
+            cluster.sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap()]).unwrap();
         let points = backup["consistency"].as_array().unwrap();
-        assert_eq!(
-            points.len(),
-            4,
-            "seed {seed}: one consistency point per node: {backup}"
-        );
+        assert_eq!(points.len(), 4, "seed {seed}: one consistency point per node: {backup}");
         let required = points
             .iter()
             .map(|point| point["required_catalog_sequence"].as_u64().unwrap())
@@ -180,10 +149,8 @@ fn test_a_snapshot_landing_mid_copy_triggers_a_repair_visible_in_the_job() {
             .filter(|event| event.starts_with("repair round"))
             .collect();
         if !repairs.is_empty() {
-            let backup = cluster
-                .sandbox
-                .bkctl_json(&["show", job["backup_id"].as_str().unwrap()])
-                .unwrap();
+            let backup =
+                cluster.sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap()]).unwrap();
             let recorded = backup["events"].to_string();
             assert!(
                 recorded.contains("repair round"),
@@ -204,27 +171,9 @@ fn test_a_source_that_stays_inconsistent_fails_the_job_and_commits_nothing() {
     let (succeeded, job) = cluster.backup();
     assert!(!succeeded, "an inconsistent node was backed up: {job}");
     let error = job["error"].as_str().unwrap();
-    assert!(
-        error.contains("node `node2` is still inconsistent after 5 repair rounds"),
-        "{error}"
-    );
+    assert!(error.contains("node `node2` is still inconsistent after 5 repair rounds"), "{error}");
     assert!(error.contains("WAL 32..=32 missing"), "{error}");
-    assert_eq!(
-        cluster
-            .sandbox
-            .bkctl_json(&["backups"])
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
-    assert!(
-        !cluster.repository.join("backups").exists(),
-        "a manifest was written"
-    );
-    assert!(
-        !cluster.repository.join("staging").exists(),
-        "staging was left behind"
-    );
+    assert_eq!(cluster.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
+    assert!(!cluster.repository.join("backups").exists(), "a manifest was written");
+    assert!(!cluster.repository.join("staging").exists(), "staging was left behind");
 }

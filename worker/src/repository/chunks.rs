@@ -47,12 +47,8 @@ where
 {
     let mut object_hasher = blake3::Hasher::new();
     let mut buffer = BytesMut::with_capacity(chunk_size.min(1 << 20));
-    let mut stored = StoredObject {
-        size: 0,
-        blake3: String::new(),
-        chunks: Vec::new(),
-        bytes_written: 0,
-    };
+    let mut stored =
+        StoredObject { size: 0, blake3: String::new(), chunks: Vec::new(), bytes_written: 0 };
     while let Some(piece) = stream.next().await {
         let mut piece = piece.map_err(StoreObjectError::Read)?;
         stored.size += piece.len() as u64;
@@ -87,10 +83,7 @@ async fn write_chunk(
     let (object_hasher, chunk_hash) = tokio::task::spawn_blocking(move || {
         let mut object_hasher = object_hasher;
         object_hasher.update(&hashing_chunk);
-        (
-            object_hasher,
-            blake3::hash(&hashing_chunk).to_hex().to_string(),
-        )
+        (object_hasher, blake3::hash(&hashing_chunk).to_hex().to_string())
     })
     .await
     .map_err(|error| {
@@ -100,10 +93,7 @@ async fn write_chunk(
         })
     })?;
     let length = chunk.len() as u64;
-    if put_chunk(repository, &chunk_hash, chunk)
-        .await
-        .map_err(StoreObjectError::Write)?
-    {
+    if put_chunk(repository, &chunk_hash, chunk).await.map_err(StoreObjectError::Write)? {
         stored.bytes_written += length;
     }
     stored.chunks.push(chunk_hash);
@@ -121,14 +111,8 @@ pub async fn put_chunk(
     chunk: Bytes,
 ) -> Result<bool, RepositoryError> {
     let key = chunk_key(hash_hex);
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match repository
-        .put_opts(&key, PutPayload::from(chunk), options)
-        .await
-    {
+    let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+    match repository.put_opts(&key, PutPayload::from(chunk), options).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(error) => Err(RepositoryError::store(key.to_string())(error)),
@@ -146,10 +130,8 @@ mod tests {
         data: &[u8],
         piece: usize,
     ) -> impl Stream<Item = object_store::Result<Bytes>> + Unpin {
-        let owned: Vec<object_store::Result<Bytes>> = data
-            .chunks(piece)
-            .map(|part| Ok(Bytes::copy_from_slice(part)))
-            .collect();
+        let owned: Vec<object_store::Result<Bytes>> =
+            data.chunks(piece).map(|part| Ok(Bytes::copy_from_slice(part))).collect();
         futures::stream::iter(owned)
     }
 
@@ -158,21 +140,13 @@ mod tests {
         let repository = InMemory::new();
         let data: Vec<u8> = (0..10_000u32).map(|value| (value % 251) as u8).collect();
         // Pieces of 333 bytes do not align with chunks of 4096: the chunker must re-cut them.
-        let stored = store_object(&repository, 4096, pieces(&data, 333))
-            .await
-            .unwrap();
+        let stored = store_object(&repository, 4096, pieces(&data, 333)).await.unwrap();
         assert_eq!(stored.size, 10_000);
         assert_eq!(stored.chunks.len(), 3);
         assert_eq!(stored.blake3, blake3::hash(&data).to_hex().to_string());
         let mut reassembled = Vec::new();
         for hash in &stored.chunks {
-            let chunk = repository
-                .get(&chunk_key(hash))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let chunk = repository.get(&chunk_key(hash)).await.unwrap().bytes().await.unwrap();
             assert_eq!(blake3::hash(&chunk).to_hex().to_string(), *hash);
             reassembled.extend_from_slice(&chunk);
         }
@@ -184,21 +158,15 @@ mod tests {
     async fn test_storing_the_same_object_twice_writes_nothing_new() {
         let repository = InMemory::new();
         let data = vec![7u8; 5000];
-        store_object(&repository, 4096, pieces(&data, 1000))
-            .await
-            .unwrap();
-        let again = store_object(&repository, 4096, pieces(&data, 1000))
-            .await
-            .unwrap();
+        store_object(&repository, 4096, pieces(&data, 1000)).await.unwrap();
+        let again = store_object(&repository, 4096, pieces(&data, 1000)).await.unwrap();
         assert_eq!(again.bytes_written, 0);
     }
 
     #[tokio::test]
     async fn test_empty_object_has_no_chunks_and_the_empty_hash() {
         let repository = InMemory::new();
-        let stored = store_object(&repository, 4096, pieces(&[], 1))
-            .await
-            .unwrap();
+        let stored = store_object(&repository, 4096, pieces(&[], 1)).await.unwrap();
         assert_eq!((stored.size, stored.chunks.len()), (0, 0));
         assert_eq!(stored.blake3, blake3::hash(b"").to_hex().to_string());
     }

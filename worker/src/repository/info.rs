@@ -36,12 +36,7 @@ pub async fn open_or_init(
     let path = object_store::path::Path::from(REPOSITORY_FILE);
     match store.get(&path).await {
         Ok(result) => {
-            return parse(
-                &result
-                    .bytes()
-                    .await
-                    .map_err(RepositoryError::store(REPOSITORY_FILE))?,
-            )
+            return parse(&result.bytes().await.map_err(RepositoryError::store(REPOSITORY_FILE))?)
         }
         Err(object_store::Error::NotFound { .. }) => {}
         Err(error) => return Err(RepositoryError::store(REPOSITORY_FILE)(error)),
@@ -56,37 +51,22 @@ pub async fn open_or_init(
         key: REPOSITORY_FILE.to_string(),
         reason: error.to_string(),
     })?;
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match store
-        .put_opts(&path, PutPayload::from(bytes), options)
-        .await
-    {
+    let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+    match store.put_opts(&path, PutPayload::from(bytes), options).await {
         Ok(_) => Ok(info),
         Err(object_store::Error::AlreadyExists { .. }) => {
-            let existing = store
-                .get(&path)
-                .await
-                .map_err(RepositoryError::store(REPOSITORY_FILE))?;
-            parse(
-                &existing
-                    .bytes()
-                    .await
-                    .map_err(RepositoryError::store(REPOSITORY_FILE))?,
-            )
+            let existing =
+                store.get(&path).await.map_err(RepositoryError::store(REPOSITORY_FILE))?;
+            parse(&existing.bytes().await.map_err(RepositoryError::store(REPOSITORY_FILE))?)
         }
         Err(error) => Err(RepositoryError::store(REPOSITORY_FILE)(error)),
     }
 }
 
 fn parse(bytes: &[u8]) -> RepositoryResult<RepositoryInfo> {
-    let info: RepositoryInfo =
-        serde_json::from_slice(bytes).map_err(|error| RepositoryError::Corrupt {
-            key: REPOSITORY_FILE.to_string(),
-            reason: error.to_string(),
-        })?;
+    let info: RepositoryInfo = serde_json::from_slice(bytes).map_err(|error| {
+        RepositoryError::Corrupt { key: REPOSITORY_FILE.to_string(), reason: error.to_string() }
+    })?;
     if info.format > REPOSITORY_FORMAT {
         return Err(RepositoryError::Corrupt {
             key: REPOSITORY_FILE.to_string(),

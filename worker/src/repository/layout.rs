@@ -8,10 +8,7 @@ pub const REPOSITORY_FILE: &str = "bk-repository.json";
 
 /// Key of the chunk with this BLAKE3 hex digest.
 pub fn chunk_key(hash_hex: &str) -> Path {
-    Path::from(format!(
-        "chunks/{}/{hash_hex}",
-        &hash_hex[..2.min(hash_hex.len())]
-    ))
+    Path::from(format!("chunks/{}/{hash_hex}", &hash_hex[..2.min(hash_hex.len())]))
 }
 
 /// Directory of a backup.
@@ -26,10 +23,7 @@ pub fn manifest_key(backup_id: BackupId) -> Path {
 
 /// Key of segment `index` of a backup's object list.
 pub fn segment_key(backup_id: BackupId, index: usize) -> Path {
-    Path::from(format!(
-        "{}/segments/{index:06}.jsonl",
-        backup_dir(backup_id)
-    ))
+    Path::from(format!("{}/segments/{index:06}.jsonl", backup_dir(backup_id)))
 }
 
 /// A job's staging directory.
@@ -49,16 +43,10 @@ pub fn task_staging_dir(task_id: TaskId) -> Path {
 
 /// Key of part `index` written by an attempt.
 pub fn part_key(task_id: TaskId, attempt: u32, index: usize) -> Path {
-    Path::from(format!(
-        "{}/part-{index:06}.jsonl",
-        attempt_staging_dir(task_id, attempt)
-    ))
+    Path::from(format!("{}/part-{index:06}.jsonl", attempt_staging_dir(task_id, attempt)))
 }
 
 /// Key of the record an attempt writes when it completes.
 pub fn done_key(task_id: TaskId, attempt: u32) -> Path {
-    Path::from(format!(
-        "{}/done.json",
-        attempt_staging_dir(task_id, attempt)
-    ))
+    Path::from(format!("{}/done.json", attempt_staging_dir(task_id, attempt)))
 }

@@ -19,11 +19,9 @@ pub async fn read_manifest(
 ) -> RepositoryResult<Manifest> {
     let key = manifest_key(backup_id);
     let bytes = read_all(repository, &key).await?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).map_err(|error| RepositoryError::Corrupt {
-            key: key.to_string(),
-            reason: error.to_string(),
-        })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| {
+        RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }
+    })?;
     if manifest.format > MANIFEST_FORMAT {
         return Err(RepositoryError::Corrupt {
             key: key.to_string(),
@@ -46,10 +44,7 @@ pub async fn read_segment(
 ) -> RepositoryResult<Vec<ObjectEntry>> {
     let key = Path::from(segment.key.as_str());
     let bytes = read_all(repository, &key).await?;
-    let corrupt = |reason: String| RepositoryError::Corrupt {
-        key: segment.key.clone(),
-        reason,
-    };
+    let corrupt = |reason: String| RepositoryError::Corrupt { key: segment.key.clone(), reason };
     let actual = blake3::hash(&bytes).to_hex().to_string();
     if actual != segment.blake3 {
         return Err(corrupt(format!(
@@ -130,11 +125,7 @@ mod tests {
         ] {
             assert!(check_key_is_safe(key).is_err(), "{key:?} accepted");
         }
-        for key in [
-            "node1/wal/00000000001.wal",
-            "cluster1/catalog/v3/snapshot",
-            "a/..b/c",
-        ] {
+        for key in ["node1/wal/00000000001.wal", "cluster1/catalog/v3/snapshot", "a/..b/c"] {
             assert!(check_key_is_safe(key).is_ok(), "{key:?} refused");
         }
     }

@@ -49,10 +49,7 @@ impl<'a> PartWriter<'a> {
     /// [`RepositoryError`] when a part cannot be written.
     pub async fn push(&mut self, entry: &ObjectEntry) -> RepositoryResult<()> {
         serde_json::to_writer(&mut self.buffer, entry).map_err(|error| {
-            RepositoryError::Corrupt {
-                key: "part".into(),
-                reason: error.to_string(),
-            }
+            RepositoryError::Corrupt { key: "part".into(), reason: error.to_string() }
         })?;
         self.buffer.push(b'\n');
         self.num_buffered += 1;
@@ -83,10 +80,7 @@ impl<'a> PartWriter<'a> {
     /// [`RepositoryError`] when a write fails.
     pub async fn finish(mut self, report: &TaskReport) -> RepositoryResult<()> {
         self.flush().await?;
-        let record = DoneRecord {
-            report: report.clone(),
-            parts: self.parts,
-        };
+        let record = DoneRecord { report: report.clone(), parts: self.parts };
         let key = done_key(self.task_id, self.attempt);
         let bytes = serde_json::to_vec(&record).map_err(|error| RepositoryError::Corrupt {
             key: key.to_string(),
@@ -119,10 +113,7 @@ pub async fn read_earlier_entries(
     let mut entries = HashMap::new();
     for meta in metas {
         let key = meta.location.to_string();
-        let is_part = meta
-            .location
-            .filename()
-            .is_some_and(|name| name.starts_with("part-"));
+        let is_part = meta.location.filename().is_some_and(|name| name.starts_with("part-"));
         if !is_part || key.starts_with(&current_dir) {
             continue;
         }

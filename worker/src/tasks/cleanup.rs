@@ -13,19 +13,12 @@ use crate::repository::layout::job_staging_dir;
 /// [`TaskError::Repository`] when listing or deleting fails.
 pub async fn remove_staging(context: &TaskContext) -> Result<TaskReport, TaskError> {
     let dir = job_staging_dir(context.spec.task_id.job_id);
-    let locations = context
-        .repository
-        .list(Some(&dir))
-        .map_ok(|meta| meta.location)
-        .boxed();
+    let locations = context.repository.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
     let deleted: Vec<_> = context
         .repository
         .delete_stream(locations)
         .try_collect()
         .await
         .map_err(RepositoryError::store(dir.to_string()))?;
-    Ok(TaskReport {
-        num_objects: deleted.len() as u64,
-        ..TaskReport::default()
-    })
+    Ok(TaskReport { num_objects: deleted.len() as u64, ..TaskReport::default() })
 }

@@ -32,12 +32,8 @@ pub async fn commit_backup(
     parts: &[PartRef],
 ) -> Result<TaskReport, TaskError> {
     let repository = context.repository.as_ref();
-    let mut segments = SegmentWriter {
-        backup_id,
-        buffer: Vec::new(),
-        num_buffered: 0,
-        segments: Vec::new(),
-    };
+    let mut segments =
+        SegmentWriter { backup_id, buffer: Vec::new(), num_buffered: 0, segments: Vec::new() };
     let mut exclusions: Vec<ExclusionReport> = Vec::new();
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
     for part in parts {
@@ -87,20 +83,10 @@ async fn write_manifest(
     key: &Path,
     manifest: &Manifest,
 ) -> Result<(), TaskError> {
-    let corrupt = |reason: String| RepositoryError::Corrupt {
-        key: key.to_string(),
-        reason,
-    };
+    let corrupt = |reason: String| RepositoryError::Corrupt { key: key.to_string(), reason };
     let bytes = serde_json::to_vec_pretty(manifest).map_err(|error| corrupt(error.to_string()))?;
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match context
-        .repository
-        .put_opts(key, PutPayload::from(bytes), options)
-        .await
-    {
+    let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+    match context.repository.put_opts(key, PutPayload::from(bytes), options).await {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => {
             let existing = context
@@ -108,19 +94,15 @@ async fn write_manifest(
                 .get(key)
                 .await
                 .map_err(RepositoryError::store(key.to_string()))?;
-            let existing = existing
-                .bytes()
-                .await
-                .map_err(RepositoryError::store(key.to_string()))?;
+            let existing =
+                existing.bytes().await.map_err(RepositoryError::store(key.to_string()))?;
             let existing: Manifest =
                 serde_json::from_slice(&existing).map_err(|error| corrupt(error.to_string()))?;
             if existing.segments == manifest.segments {
                 Ok(())
             } else {
-                Err(
-                    corrupt("a different manifest already exists for this backup id".to_string())
-                        .into(),
-                )
+                Err(corrupt("a different manifest already exists for this backup id".to_string())
+                    .into())
             }
         }
         Err(error) => Err(RepositoryError::store(key.to_string())(error).into()),
@@ -141,10 +123,7 @@ impl SegmentWriter {
         entry: &crate::repository::manifest::ObjectEntry,
     ) -> Result<(), TaskError> {
         serde_json::to_writer(&mut self.buffer, entry).map_err(|error| {
-            RepositoryError::Corrupt {
-                key: "segment".into(),
-                reason: error.to_string(),
-            }
+            RepositoryError::Corrupt { key: "segment".into(), reason: error.to_string() }
         })?;
         self.buffer.push(b'\n');
         self.num_buffered += 1;

@@ -67,11 +67,8 @@ pub async fn check_node_consistency(
     for part in parts {
         let done = read_done(repository, part.task_id, part.attempt).await?;
         for part_key in &done.parts {
-            for entry in read_part(
-                repository,
-                &object_store::path::Path::from(part_key.as_str()),
-            )
-            .await?
+            for entry in
+                read_part(repository, &object_store::path::Path::from(part_key.as_str())).await?
             {
                 copied.insert(entry.key.clone(), entry);
             }
@@ -183,9 +180,8 @@ async fn read_new_snapshots(
     snapshots: &mut BTreeMap<String, SnapshotInfo>,
 ) -> Result<(), TaskError> {
     let prefix = format!("{node}/snapshots/");
-    for (key, entry) in copied
-        .iter()
-        .filter(|(key, _)| key.starts_with(&prefix) && key.ends_with(".info.json"))
+    for (key, entry) in
+        copied.iter().filter(|(key, _)| key.starts_with(&prefix) && key.ends_with(".info.json"))
     {
         if snapshots.contains_key(key) {
             continue;
@@ -201,9 +197,7 @@ async fn read_new_snapshots(
             );
         }
         let info = parse_snapshot(&bytes).map_err(|reason| {
-            TaskError::Invalid(format!(
-                "snapshot manifest `{key}` does not parse: {reason}"
-            ))
+            TaskError::Invalid(format!("snapshot manifest `{key}` does not parse: {reason}"))
         })?;
         snapshots.insert(key.clone(), info);
     }
@@ -268,11 +262,7 @@ pub fn assess(
             .max()
             .unwrap_or(0),
     };
-    Assessment {
-        point,
-        gap,
-        missing_parquet,
-    }
+    Assessment { point, gap, missing_parquet }
 }
 
 fn describe(assessment: &Assessment) -> String {
@@ -300,11 +290,8 @@ pub fn wal_sequence(key: &str) -> Option<u64> {
 /// A message when required fields are missing.
 pub fn parse_snapshot(bytes: &[u8]) -> Result<SnapshotInfo, String> {
     let manifest: Value = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
-    let number = |field: &str| {
-        manifest[field]
-            .as_u64()
-            .ok_or_else(|| format!("`{field}` is missing"))
-    };
+    let number =
+        |field: &str| manifest[field].as_u64().ok_or_else(|| format!("`{field}` is missing"));
     Ok(SnapshotInfo {
         snapshot_sequence: number("snapshot_sequence_number")?,
         wal_sequence: number("wal_file_sequence_number")?,
@@ -314,14 +301,15 @@ pub fn parse_snapshot(bytes: &[u8]) -> Result<SnapshotInfo, String> {
     })
 }
 
-/// Paths in `[[db_id, {"tables": [[table_id, [file, …]], …]}], …]`.
+/// Paths in `[[db_id, {"tables": [[table_id, [file, …]], …]}], …]`, in object_store's canonical
+/// form so they compare with listed keys.
 fn parquet_paths(databases: &Value) -> Vec<String> {
     let mut paths = Vec::new();
     for database in databases.as_array().into_iter().flatten() {
         for table in database[1]["tables"].as_array().into_iter().flatten() {
             for file in table[1].as_array().into_iter().flatten() {
                 if let Some(path) = file["path"].as_str() {
-                    paths.push(path.to_string());
+                    paths.push(object_store::path::Path::from(path).to_string());
                 }
             }
         }

@@ -22,10 +22,7 @@ fn snapshot(sequence: u64, wal: u64, parquet: &[&str], removed: &[&str]) -> (Str
         parquet: parquet.iter().map(|path| path.to_string()).collect(),
         removed: removed.iter().map(|path| path.to_string()).collect(),
     };
-    (
-        format!("n/snapshots/{:020}.info.json", u64::MAX - sequence),
-        info,
-    )
+    (format!("n/snapshots/{:020}.info.json", u64::MAX - sequence), info)
 }
 
 fn copied(keys: &[&str]) -> HashMap<String, ObjectEntry> {
@@ -33,13 +30,7 @@ fn copied(keys: &[&str]) -> HashMap<String, ObjectEntry> {
 }
 
 /// (copied keys, snapshots, expected gap?, expected missing parquet, expected last WAL)
-type Case<'a> = (
-    Vec<&'a str>,
-    Vec<(String, SnapshotInfo)>,
-    bool,
-    Vec<&'a str>,
-    u64,
-);
+type Case<'a> = (Vec<&'a str>, Vec<(String, SnapshotInfo)>, bool, Vec<&'a str>, u64);
 
 #[test]
 fn test_assessment_table() {
@@ -61,30 +52,13 @@ fn test_assessment_table() {
             vec![],
             10,
         ),
-        (
-            vec![&w11, &w13],
-            vec![snapshot(1, 10, &[], &[])],
-            true,
-            vec![],
-            11,
-        ),
+        (vec![&w11, &w13], vec![snapshot(1, 10, &[], &[])], true, vec![], 11),
         // WAL files at or before W do not matter.
-        (
-            vec![&w10],
-            vec![snapshot(1, 10, &[], &[])],
-            false,
-            vec![],
-            10,
-        ),
+        (vec![&w10], vec![snapshot(1, 10, &[], &[])], false, vec![], 10),
         // A parquet file named by a manifest must be in the backup, unless a later one removed it.
         (
             vec![&w11],
-            vec![snapshot(
-                1,
-                10,
-                &["n/dbs/a.parquet", "n/dbs/b.parquet"],
-                &[],
-            )],
+            vec![snapshot(1, 10, &["n/dbs/a.parquet", "n/dbs/b.parquet"], &[])],
             false,
             vec!["n/dbs/a.parquet", "n/dbs/b.parquet"],
             11,
@@ -100,23 +74,12 @@ fn test_assessment_table() {
             12,
         ),
         // No snapshot yet: WAL must be contiguous from 1.
-        (
-            vec!["n/wal/00000000001.wal", "n/wal/00000000002.wal"],
-            vec![],
-            false,
-            vec![],
-            2,
-        ),
+        (vec!["n/wal/00000000001.wal", "n/wal/00000000002.wal"], vec![], false, vec![], 2),
     ];
     for (keys, snapshots, gap, missing, last) in cases {
         let snapshots: BTreeMap<String, SnapshotInfo> = snapshots.into_iter().collect();
         let assessment = assess("n", &copied(&keys), &snapshots, &HashSet::new());
-        assert_eq!(
-            assessment.gap.is_some(),
-            gap,
-            "{keys:?}: {:?}",
-            assessment.gap
-        );
+        assert_eq!(assessment.gap.is_some(), gap, "{keys:?}: {:?}", assessment.gap);
         assert_eq!(assessment.missing_parquet, missing, "{keys:?}");
         assert_eq!(assessment.point.last_wal_sequence, last, "{keys:?}");
     }
@@ -132,17 +95,8 @@ fn test_snapshot_manifest_fields_are_read_from_influxdb_json() {
         "removed_files": [[1, {"tables": [[0, [{"id": 0, "path": "n/dbs/1/0/old.parquet"}]]]}]]
     });
     let info = parse_snapshot(manifest.to_string().as_bytes()).unwrap();
-    assert_eq!(
-        (
-            info.snapshot_sequence,
-            info.wal_sequence,
-            info.catalog_sequence
-        ),
-        (7, 70, 14)
-    );
+    assert_eq!((info.snapshot_sequence, info.wal_sequence, info.catalog_sequence), (7, 70, 14));
     assert_eq!(info.parquet, ["n/dbs/1/0/x.parquet", "n/dbs/1/1/y.parquet"]);
     assert_eq!(info.removed, ["n/dbs/1/0/old.parquet"]);
-    assert!(parse_snapshot(b"{}")
-        .unwrap_err()
-        .contains("snapshot_sequence_number"));
+    assert!(parse_snapshot(b"{}").unwrap_err().contains("snapshot_sequence_number"));
 }

@@ -156,10 +156,7 @@ pub fn list_prefix(
     context
         .source
         .list(Some(&path))
-        .map_err(move |source| TaskError::Source {
-            key: key.clone(),
-            source,
-        })
+        .map_err(move |source| TaskError::Source { key: key.clone(), source })
 }
 
 /// Returns the object at `key`, or `None` if it does not exist.
@@ -170,16 +167,9 @@ pub async fn head_if_exists(
     context: &TaskContext,
     key: &str,
 ) -> Result<Option<ObjectMeta>, TaskError> {
-    match context
-        .source
-        .head(&object_store::path::Path::from(key))
-        .await
-    {
+    match context.source.head(&object_store::path::Path::from(key)).await {
         Ok(meta) => Ok(Some(meta)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(source) => Err(TaskError::Source {
-            key: key.to_string(),
-            source,
-        }),
+        Err(source) => Err(TaskError::Source { key: key.to_string(), source }),
     }
 }

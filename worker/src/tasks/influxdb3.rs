@@ -33,10 +33,7 @@ pub async fn copy_prefix(
     let mut selected = Vec::with_capacity(listed.len());
     for meta in listed {
         let key = meta.location.as_ref();
-        match exclude
-            .iter()
-            .position(|rule| key.starts_with(&rule.prefix))
-        {
+        match exclude.iter().position(|rule| key.starts_with(&rule.prefix)) {
             Some(index) => excluded_counts[index] += 1,
             None => selected.push(meta),
         }
@@ -51,11 +48,8 @@ pub async fn copy_prefix(
             num_objects,
         })
         .collect();
-    let mut writer = PartWriter::new(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    );
+    let mut writer =
+        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
     let totals = copy_listed(context, selected, node, phase, &mut writer).await?;
     let report = TaskReport {
         num_objects: totals.num_objects,
@@ -84,11 +78,8 @@ pub async fn copy_catalog(
     catalog_prefix: &str,
     phase: &str,
 ) -> Result<TaskReport, TaskError> {
-    let mut writer = PartWriter::new(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    );
+    let mut writer =
+        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
     let mut report = TaskReport::default();
     let mut copied_logs: HashMap<String, ()> = HashMap::new();
     let mut format = None;
@@ -117,18 +108,12 @@ pub async fn copy_catalog(
             }
             logs_copied_any |= totals.num_objects > 0;
             add(&mut report, &totals);
-            let sequences = log_sequences(
-                copied_logs
-                    .keys()
-                    .filter(|key| key.starts_with(&logs_prefix)),
-            );
+            let sequences =
+                log_sequences(copied_logs.keys().filter(|key| key.starts_with(&logs_prefix)));
             match log_gap(image_sequence.unwrap_or(0), &sequences) {
                 None => {
-                    let newest = sequences
-                        .last()
-                        .copied()
-                        .unwrap_or(0)
-                        .max(image_sequence.unwrap_or(0));
+                    let newest =
+                        sequences.last().copied().unwrap_or(0).max(image_sequence.unwrap_or(0));
                     if format.is_none() && (image_totals.num_objects > 0 || logs_copied_any) {
                         format = Some(version);
                         report.catalog_sequence = Some(newest);
@@ -140,24 +125,21 @@ pub async fn copy_catalog(
                         "catalog logs under `{logs_prefix}` have a gap: {gap}"
                     )));
                 }
-                Some(gap) => report
-                    .events
-                    .push(format!("catalog logs re-listed after a gap ({gap})")),
+                Some(gap) => {
+                    report.events.push(format!("catalog logs re-listed after a gap ({gap})"))
+                }
             }
         }
     }
-    let v1_logs: Vec<ObjectMeta> = list_prefix(context, &format!("{catalog_prefix}catalogs/"))
-        .try_collect()
-        .await?;
+    let v1_logs: Vec<ObjectMeta> =
+        list_prefix(context, &format!("{catalog_prefix}catalogs/")).try_collect().await?;
     let v1_checkpoint =
         head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
     if format.is_none() && (!v1_logs.is_empty() || v1_checkpoint.is_some()) {
         format = Some("v1");
     }
     let Some(format) = format else {
-        return Err(TaskError::NoCatalog {
-            prefix: catalog_prefix.to_string(),
-        });
+        return Err(TaskError::NoCatalog { prefix: catalog_prefix.to_string() });
     };
     let mut rest: Vec<ObjectMeta> = v1_checkpoint.into_iter().collect();
     rest.extend(v1_logs);
@@ -182,11 +164,8 @@ pub async fn copy_licence(
     for name in LICENCE_FILES {
         present.extend(head_if_exists(context, &format!("{cluster_prefix}{name}")).await?);
     }
-    let mut writer = PartWriter::new(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    );
+    let mut writer =
+        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
     let totals = copy_listed(context, present, "", phase, &mut writer).await?;
     let mut report = TaskReport::default();
     add(&mut report, &totals);
@@ -208,22 +187,10 @@ pub(crate) async fn copy_listed(
     phase: &str,
     writer: &mut PartWriter<'_>,
 ) -> Result<CopyTotals, TaskError> {
-    let earlier: HashMap<String, ObjectEntry> = read_earlier_entries(
-        context.repository.as_ref(),
-        context.spec.task_id,
-        context.attempt,
-    )
-    .await?;
-    copy_objects(
-        context,
-        stream::iter(objects).map(Ok),
-        node,
-        phase,
-        &earlier,
-        writer,
-        true,
-    )
-    .await
+    let earlier: HashMap<String, ObjectEntry> =
+        read_earlier_entries(context.repository.as_ref(), context.spec.task_id, context.attempt)
+            .await?;
+    copy_objects(context, stream::iter(objects).map(Ok), node, phase, &earlier, writer, true).await
 }
 
 /// The sequence number in a copied catalog image's 64-byte header (`IDB3` magic, sequence as a
@@ -246,13 +213,7 @@ async fn image_sequence(
 /// Sequence numbers of catalog log keys (`…/logs/<seq:020>.catalog`), sorted.
 pub(crate) fn log_sequences<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u64> {
     let mut sequences: Vec<u64> = keys
-        .filter_map(|key| {
-            key.rsplit('/')
-                .next()?
-                .strip_suffix(".catalog")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|key| key.rsplit('/').next()?.strip_suffix(".catalog")?.parse().ok())
         .collect();
     sequences.sort_unstable();
     sequences
@@ -260,16 +221,10 @@ pub(crate) fn log_sequences<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u
 
 /// The first gap in the logs after the image's sequence, if any.
 pub(crate) fn log_gap(image_sequence: u64, sequences: &[u64]) -> Option<String> {
-    let following = sequences
-        .iter()
-        .copied()
-        .filter(|sequence| *sequence > image_sequence);
-    (image_sequence + 1..)
-        .zip(following)
-        .find(|(expected, found)| expected != found)
-        .map(|(expected, found)| {
-            format!("after sequence {}, the next log is {found}", expected - 1)
-        })
+    let following = sequences.iter().copied().filter(|sequence| *sequence > image_sequence);
+    (image_sequence + 1..).zip(following).find(|(expected, found)| expected != found).map(
+        |(expected, found)| format!("after sequence {}, the next log is {found}", expected - 1),
+    )
 }
 
 #[cfg(test)]
@@ -288,11 +243,7 @@ mod tests {
             (9, vec![1, 3], false), // Gaps before the image do not matter.
         ];
         for (image, logs, gap) in cases {
-            assert_eq!(
-                log_gap(image, &logs).is_some(),
-                gap,
-                "image {image}, logs {logs:?}"
-            );
+            assert_eq!(log_gap(image, &logs).is_some(), gap, "image {image}, logs {logs:?}");
         }
     }
 

@@ -82,6 +82,8 @@ pub struct TaskContext {
     pub store_options: std::collections::BTreeMap<String, String>,
     /// The process environment (standard object-store variables).
     pub env: Vec<(String, String)>,
+    /// How to talk to a QuestDB server next to this worker.
+    pub questdb: crate::config::QuestDbConfig,
 }
 
 /// Runs a task to completion.
@@ -90,32 +92,31 @@ pub struct TaskContext {
 /// The task's [`TaskError`]; [`TaskError::is_retryable`] says whether another attempt may help.
 pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
     match &context.spec.kind {
-        TaskKind::CopyPrefix {
-            phase,
-            node,
-            prefix,
-            exclude,
-        } => influxdb3::copy_prefix(context, phase, node, prefix, exclude).await,
-        TaskKind::CopyCatalog {
-            catalog_prefix,
-            phase,
-        } => influxdb3::copy_catalog(context, catalog_prefix, phase).await,
-        TaskKind::CopyLicence {
-            cluster_prefix,
-            phase,
-        } => influxdb3::copy_licence(context, cluster_prefix, phase).await,
-        TaskKind::CommitBackup {
-            backup_id,
-            created_at_ms,
-            parts,
-        } => commit::commit_backup(context, *backup_id, *created_at_ms, parts).await,
+        TaskKind::CopyPrefix { phase, node, prefix, exclude } => {
+            influxdb3::copy_prefix(context, phase, node, prefix, exclude).await
+        }
+        TaskKind::CopyCatalog { catalog_prefix, phase } => {
+            influxdb3::copy_catalog(context, catalog_prefix, phase).await
+        }
+        TaskKind::CopyLicence { cluster_prefix, phase } => {
+            influxdb3::copy_licence(context, cluster_prefix, phase).await
+        }
+        TaskKind::CommitBackup { backup_id, created_at_ms, parts } => {
+            commit::commit_backup(context, *backup_id, *created_at_ms, parts).await
+        }
         TaskKind::RemoveStaging => cleanup::remove_staging(context).await,
-        TaskKind::CheckNodeConsistency {
-            node,
-            phase,
-            parts,
-            max_rounds,
-        } => consistency::check_node_consistency(context, node, phase, parts, *max_rounds).await,
+        TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {
+            crate::questdb::checkpoint::prepare(context, pg_addr, *adopt_checkpoint).await
+        }
+        TaskKind::QuestDbRelease { pg_addr } => {
+            crate::questdb::checkpoint::release(context, pg_addr).await
+        }
+        TaskKind::QuestDbRestoreTrigger { target_url } => {
+            restore::write_restore_trigger(context, target_url).await
+        }
+        TaskKind::CheckNodeConsistency { node, phase, parts, max_rounds } => {
+            consistency::check_node_consistency(context, node, phase, parts, *max_rounds).await
+        }
         TaskKind::VerifyBackup { backup_id, deep } => {
             verify::verify_backup(context, *backup_id, *deep).await
         }
@@ -136,16 +137,10 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
             )
             .await
         }
-        TaskKind::WipeTarget {
-            target_url,
-            prefixes,
-        } => restore::wipe_target(context, target_url, prefixes).await,
-        TaskKind::RestoreObjects {
-            backup_id,
-            target_url,
-            phase,
-            node,
-        } => {
+        TaskKind::WipeTarget { target_url, prefixes } => {
+            restore::wipe_target(context, target_url, prefixes).await
+        }
+        TaskKind::RestoreObjects { backup_id, target_url, phase, node } => {
             restore::restore_objects(context, *backup_id, target_url, phase, node.as_deref()).await
         }
     }

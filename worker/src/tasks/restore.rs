@@ -70,9 +70,7 @@ pub async fn check_restore_target(
 
 async fn check_node_stopped(node: &str, endpoint: &str) -> Result<(), TaskError> {
     let url = url::Url::parse(endpoint).map_err(|error| {
-        TaskError::Invalid(format!(
-            "node `{node}`: invalid HTTP endpoint `{endpoint}`: {error}"
-        ))
+        TaskError::Invalid(format!("node `{node}`: invalid HTTP endpoint `{endpoint}`: {error}"))
     })?;
     let host = url.host_str().unwrap_or("localhost").to_string();
     let port = url.port_or_known_default().unwrap_or(8181);
@@ -88,7 +86,7 @@ async fn check_node_stopped(node: &str, endpoint: &str) -> Result<(), TaskError>
              it and pass --nodes-stopped)"
         ))),
         Ok(Ok(_)) => Err(TaskError::Invalid(format!(
-            "node `{node}` is running: its HTTP endpoint `{endpoint}` accepted a connection; stop every node before restoring"
+            "node `{node}` is running: its endpoint `{endpoint}` accepted a connection; stop every node before restoring"
         ))),
         Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
         Ok(Err(error)) => Err(TaskError::Invalid(format!(
@@ -112,15 +110,12 @@ pub async fn wipe_target(
     };
     for prefix in prefixes {
         let keys = list_under(target.as_ref(), prefix).await?;
-        let locations = stream::iter(keys.into_iter().map(|key| Ok(Path::from(key)))).boxed();
+        let locations = stream::iter(keys.into_iter().map(Ok)).boxed();
         let deleted: Vec<Path> = target
             .delete_stream(locations)
             .try_collect()
             .await
-            .map_err(|source| TaskError::Source {
-                key: prefix.clone(),
-                source,
-            })?;
+            .map_err(|source| TaskError::Source { key: prefix.clone(), source })?;
         if !deleted.is_empty() {
             report.warnings.push(format!(
                 "--wipe deleted {} object(s) under `{prefix}` in `{target_url}`",
@@ -159,10 +154,8 @@ pub async fn restore_objects(
             context.progress.listed(entry.size);
         }
         // Futures collected first: a closure inside the stream type trips rustc's Send inference.
-        let restores: Vec<_> = entries
-            .iter()
-            .map(|entry| restore_one(context, target.clone(), entry))
-            .collect();
+        let restores: Vec<_> =
+            entries.iter().map(|entry| restore_one(context, target.clone(), entry)).collect();
         let outcomes: Vec<bool> = stream::iter(restores)
             .buffered(context.max_objects_in_flight.max(1))
             .try_collect()
@@ -197,25 +190,19 @@ async fn restore_one(
         .acquire()
         .await
         .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
-    let key = Path::from(entry.key.as_str());
+    let key = object_key(&entry.key)?;
     if already_restored(target.as_ref(), &key, entry).await? {
         context.progress.done(entry.size);
         return Ok(false);
     }
-    let target_error = |source| TaskError::Source {
-        key: entry.key.clone(),
-        source,
-    };
+    let target_error = |source| TaskError::Source { key: entry.key.clone(), source };
     if entry.size <= SINGLE_PUT_LIMIT {
         let mut bytes = BytesMut::with_capacity(entry.size as usize);
         for chunk in &entry.chunks {
             bytes.extend_from_slice(&read_chunk(context, entry, chunk).await?);
         }
         check_object_hash(entry, &bytes)?;
-        target
-            .put(&key, PutPayload::from(bytes.freeze()))
-            .await
-            .map_err(target_error)?;
+        target.put(&key, PutPayload::from(bytes.freeze())).await.map_err(target_error)?;
     } else {
         let upload = target.put_multipart(&key).await.map_err(target_error)?;
         let mut writer = WriteMultipart::new_with_chunk_size(
@@ -255,10 +242,7 @@ async fn read_chunk(
 ) -> Result<Bytes, TaskError> {
     let bytes = match read_all(context.repository.as_ref(), &chunk_key(chunk)).await {
         Ok(bytes) => bytes,
-        Err(RepositoryError::Store {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }) => {
+        Err(RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. }) => {
             return Err(TaskError::Damaged(format!(
                 "object `{}`: chunk `{chunk}` is missing from the repository",
                 entry.key
@@ -296,12 +280,7 @@ async fn already_restored(
     let meta = match target.head(key).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(false),
-        Err(source) => {
-            return Err(TaskError::Source {
-                key: entry.key.clone(),
-                source,
-            })
-        }
+        Err(source) => return Err(TaskError::Source { key: entry.key.clone(), source }),
     };
     if meta.size != entry.size {
         return Ok(false);
@@ -309,17 +288,12 @@ async fn already_restored(
     let mut stream = target
         .get(key)
         .await
-        .map_err(|source| TaskError::Source {
-            key: entry.key.clone(),
-            source,
-        })?
+        .map_err(|source| TaskError::Source { key: entry.key.clone(), source })?
         .into_stream();
     let mut hasher = blake3::Hasher::new();
     while let Some(piece) = stream.next().await {
-        hasher.update(&piece.map_err(|source| TaskError::Source {
-            key: entry.key.clone(),
-            source,
-        })?);
+        hasher
+            .update(&piece.map_err(|source| TaskError::Source { key: entry.key.clone(), source })?);
     }
     Ok(hasher.finalize().to_hex().as_str() == entry.blake3)
 }
@@ -344,26 +318,50 @@ fn open_target(
         .map_err(|error| TaskError::Invalid(format!("restore target: {error}")))
 }
 
-/// Keys under a directory-like prefix (ending in `/`), or the key itself if it exists.
-async fn list_under(target: &dyn ObjectStore, prefix: &str) -> Result<Vec<String>, TaskError> {
-    let source_error = |source| TaskError::Source {
-        key: prefix.to_string(),
-        source,
-    };
-    if !prefix.ends_with('/') {
-        return match target.head(&Path::from(prefix)).await {
-            Ok(_) => Ok(vec![prefix.to_string()]),
+/// Keys under a directory-like prefix (ending in `/`, or empty for everything), or the key
+/// itself if it exists.
+async fn list_under(target: &dyn ObjectStore, prefix: &str) -> Result<Vec<Path>, TaskError> {
+    let source_error = |source| TaskError::Source { key: prefix.to_string(), source };
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        let key = Path::from(prefix);
+        return match target.head(&key).await {
+            Ok(_) => Ok(vec![key]),
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(source) => Err(source_error(source)),
         };
     }
     let path = Path::from(prefix.trim_end_matches('/'));
+    target.list(Some(&path)).map_ok(|meta| meta.location).try_collect().await.map_err(source_error)
+}
+
+/// A manifest key as an object path. Keys are stored in object_store's canonical (encoded)
+/// form, as listed, so they are parsed, never re-encoded (`trades~1` stays `trades~1`).
+fn object_key(key: &str) -> Result<Path, TaskError> {
+    Path::parse(key).map_err(|error| {
+        TaskError::Invalid(format!("manifest key `{key}` is not a valid object path: {error}"))
+    })
+}
+
+/// Creates the empty `_restore` file in the QuestDB server root, last, and tells the operator
+/// what happens next.
+///
+/// # Errors
+/// Store errors writing it.
+pub async fn write_restore_trigger(
+    context: &TaskContext,
+    target_url: &str,
+) -> Result<TaskReport, TaskError> {
+    let target = open_target(context, target_url, true)?
+        .ok_or_else(|| TaskError::Invalid(format!("cannot open target `{target_url}`")))?;
     target
-        .list(Some(&path))
-        .map_ok(|meta| meta.location.to_string())
-        .try_collect()
+        .put(&Path::from("_restore"), PutPayload::default())
         .await
-        .map_err(source_error)
+        .map_err(|source| TaskError::Source { key: "_restore".to_string(), source })?;
+    let mut report = TaskReport { num_objects: 1, ..TaskReport::default() };
+    report.warnings.push(format!(
+        "restore written to `{target_url}` with the `_restore` trigger: start QuestDB now (same major version as the          backup). On start it finds `_restore`, recovers every table from the checkpoint directory (rebuilding symbol          maps, dropping partitions newer than the checkpoint), deletes `_restore` and the checkpoint directory, then runs          normally; if recovery fails it exits and leaves `_restore` in place, so fix the cause and start it again"
+    ));
+    Ok(report)
 }
 
 fn normalize(url: &str) -> String {

@@ -39,11 +39,7 @@ pub async fn verify_backup(
             return Ok(problems.into_report(0, 0));
         }
     };
-    let existing_chunks = if deep {
-        HashSet::new()
-    } else {
-        list_chunks(context).await?
-    };
+    let existing_chunks = if deep { HashSet::new() } else { list_chunks(context).await? };
     let mut verified_chunks: HashSet<String> = HashSet::new();
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
     for segment in &manifest.segments {
@@ -64,11 +60,7 @@ pub async fn verify_backup(
                     problems.push(problem);
                 }
             } else {
-                for chunk in entry
-                    .chunks
-                    .iter()
-                    .filter(|chunk| !existing_chunks.contains(*chunk))
-                {
+                for chunk in entry.chunks.iter().filter(|chunk| !existing_chunks.contains(*chunk)) {
                     problems.push(format!(
                         "object `{}`: chunk `{chunk}` is missing from the repository",
                         entry.key
@@ -102,8 +94,7 @@ async fn verify_deep(
         let bytes = match read_all(context.repository.as_ref(), &chunk_key(chunk)).await {
             Ok(bytes) => bytes,
             Err(RepositoryError::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
+                source: object_store::Error::NotFound { .. }, ..
             }) => {
                 problems.push(format!(
                     "object `{}`: chunk `{chunk}` is missing from the repository",
@@ -168,14 +159,8 @@ impl Problems {
 
     fn into_report(mut self, num_objects: u64, num_bytes: u64) -> TaskReport {
         if self.num_unlisted > 0 {
-            self.listed
-                .push(format!("… and {} more problems", self.num_unlisted));
+            self.listed.push(format!("… and {} more problems", self.num_unlisted));
         }
-        TaskReport {
-            num_objects,
-            num_bytes,
-            problems: self.listed,
-            ..TaskReport::default()
-        }
+        TaskReport { num_objects, num_bytes, problems: self.listed, ..TaskReport::default() }
     }
 }
