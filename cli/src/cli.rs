@@ -47,6 +47,11 @@ pub(crate) enum Command {
         /// The job id.
         job_id: String,
     },
+    /// Cancel a job: its remaining tasks are skipped, its cleanup still runs, nothing is committed.
+    Cancel {
+        /// The job id.
+        job_id: String,
+    },
     /// Show one job: phases, tasks, timings, errors, waiting reasons.
     Job {
         /// The job id.

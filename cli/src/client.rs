@@ -48,6 +48,7 @@ impl Client {
         submit_restore(pb::SubmitRestoreRequest) -> pb::SubmitJobResponse;
         submit_verify(pb::SubmitVerifyRequest) -> pb::SubmitJobResponse;
         get_job(pb::GetJobRequest) -> pb::Job;
+        cancel_job(pb::CancelJobRequest) -> pb::CancelJobResponse;
         list_jobs(pb::ListJobsRequest) -> pb::ListJobsResponse;
         list_backups(pb::ListBackupsRequest) -> pb::ListBackupsResponse;
         get_backup(pb::GetBackupRequest) -> pb::Backup;

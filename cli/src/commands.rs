@@ -104,6 +104,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .job_id;
             submitted(&client, json, &job_id, wait).await?;
         }
+        Command::Cancel { job_id } => {
+            client
+                .cancel_job(pb::CancelJobRequest { job_id: job_id.clone() })
+                .await
+                .map_err(failed)?;
+            emit(json, serde_json::json!({"job_id": job_id, "cancelled": true}), || {
+                println!(
+                    "job {job_id} cancelled; its cleanup tasks still run (`bkctl watch {job_id}`)"
+                )
+            });
+        }
         Command::Watch { job_id } => {
             let job = crate::watch::watch_job(&client, &job_id, !json).await?;
             finish_job(json, &job)?;

@@ -11,6 +11,7 @@ pub(crate) fn job_state(state: i32) -> &'static str {
         Ok(pb::JobState::Failing) => "failing",
         Ok(pb::JobState::Succeeded) => "succeeded",
         Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Cancelled) => "cancelled",
         _ => "unknown",
     }
 }
@@ -40,7 +41,10 @@ pub(crate) fn task_state(state: i32) -> &'static str {
 
 /// Whether the job has ended.
 pub(crate) fn job_ended(job: &pb::Job) -> bool {
-    matches!(pb::JobState::try_from(job.state), Ok(pb::JobState::Succeeded | pb::JobState::Failed))
+    matches!(
+        pb::JobState::try_from(job.state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
 }
 
 fn task_json(task: &pb::Task) -> Value {

@@ -20,6 +20,9 @@ pub enum CoordinatorError {
     /// The request is malformed or refers to something unusable.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The request is valid but the state does not allow it now.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The request cannot be planned.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -42,6 +45,7 @@ impl From<CoordinatorError> for Status {
         let message = error.to_string();
         match error {
             CoordinatorError::NotFound { .. } => Status::not_found(message),
+            CoordinatorError::FailedPrecondition(_) => Status::failed_precondition(message),
             CoordinatorError::InvalidRequest(_) | CoordinatorError::Plan(_) => {
                 Status::invalid_argument(message)
             }

@@ -104,12 +104,14 @@ pub enum JobState {
     Succeeded,
     /// The job failed; see its error.
     Failed,
+    /// An operator cancelled the job; its cleanup tasks ran.
+    Cancelled,
 }
 
 impl JobState {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed)
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
     }
 }
 
@@ -202,6 +204,9 @@ pub enum JobEventRejected {
     /// The event is about an attempt that is not the current one (fencing).
     #[error("attempt {attempt} is stale (current attempt: {current})")]
     StaleAttempt { attempt: u32, current: u32 },
+    /// The job cannot be cancelled now, and why.
+    #[error("the job cannot be cancelled: {0}")]
+    NotCancellable(String),
     /// The task is not in a state the event applies to.
     #[error("task is {status:?}, not {expected}")]
     WrongStatus { status: TaskStatus, expected: &'static str },
@@ -228,6 +233,9 @@ pub struct Job {
     pub cleanup: Vec<TaskRun>,
     /// Why it failed.
     pub error: Option<String>,
+    /// An operator cancelled it.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 impl Job {
@@ -249,6 +257,7 @@ impl Job {
             phases,
             cleanup,
             error: None,
+            cancelled: false,
         };
         let mut effects = Vec::new();
         job.start_phase_or_cleanup(created_at_ms, &mut effects);
@@ -462,6 +471,44 @@ impl Job {
         self.start_phase_or_cleanup(at_ms, effects);
     }
 
+    /// Cancels the job: every task not yet done is skipped (a running one's worker is told to
+    /// abandon it) and the cleanup tasks run, so a QuestDB checkpoint is released and staging
+    /// removed. Refused once a commit is under way or done, so a cancelled job never leaves a
+    /// backup behind.
+    ///
+    /// # Errors
+    /// [`JobEventRejected::NotCancellable`] for an ended or committing job.
+    pub fn cancel(&mut self, at_ms: u64) -> Result<Vec<JobEffect>, JobEventRejected> {
+        if self.state.is_terminal() {
+            return Err(JobEventRejected::NotCancellable("it has already ended".to_string()));
+        }
+        let committing = self.slots().any(|slot| {
+            let is_commit = self
+                .planned(slot)
+                .is_some_and(|task| matches!(task.kind, TaskKind::CommitBackup { .. }));
+            is_commit
+                && self.run(slot).is_some_and(|run| {
+                    matches!(run.status, TaskStatus::Running | TaskStatus::Succeeded)
+                })
+        });
+        if committing {
+            return Err(JobEventRejected::NotCancellable(
+                "its backup is being committed".to_string(),
+            ));
+        }
+        let mut effects = Vec::new();
+        if self.current_phase < self.phases.len() {
+            self.cancelled = true;
+            let first_slot = TaskSlot::Phase { phase: self.current_phase as u32, index: 0 };
+            self.fail("cancelled by an operator".to_string(), first_slot, at_ms, &mut effects);
+        } else {
+            // Already in cleanup: let it finish, just record the cancellation.
+            self.cancelled = true;
+            self.error.get_or_insert_with(|| "cancelled by an operator".to_string());
+        }
+        Ok(effects)
+    }
+
     /// Moves past every completed phase; starts cleanup after the last one.
     fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
         while self.current_phase < self.phases.len()
@@ -498,7 +545,11 @@ impl Job {
         if !cleanup_done || self.state.is_terminal() {
             return;
         }
-        self.state = if self.error.is_some() { JobState::Failed } else { JobState::Succeeded };
+        self.state = match (self.cancelled, &self.error) {
+            (true, _) => JobState::Cancelled,
+            (false, Some(_)) => JobState::Failed,
+            (false, None) => JobState::Succeeded,
+        };
         self.finished_at_ms = Some(at_ms);
         effects.push(JobEffect::Finished { state: self.state });
     }

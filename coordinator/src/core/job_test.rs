@@ -272,3 +272,43 @@ fn test_job_with_no_phases_goes_straight_to_cleanup() {
     let job = job_with_phases(&[]);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
 }
+
+#[test]
+fn test_cancel_skips_the_rest_runs_cleanup_and_ends_cancelled() {
+    let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    job.cancel(50).unwrap();
+    assert_eq!(
+        job.run(slot(0, 0)).unwrap().status,
+        TaskStatus::Skipped,
+        "the running task is abandoned"
+    );
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
+    lease(&mut job, CLEANUP, 1);
+    let effects = succeed(&mut job, CLEANUP, 1);
+    assert_eq!(effects, vec![JobEffect::Finished { state: JobState::Cancelled }]);
+    assert!(job.cancel(60).is_err(), "an ended job cannot be cancelled");
+}
+
+#[test]
+fn test_a_committing_job_cannot_be_cancelled() {
+    let mut job = job_with_phases(&[]);
+    job.spec.phases.push(PlannedPhase {
+        name: "commit".into(),
+        tasks: vec![PlannedTask {
+            label: "commit".into(),
+            placement: Placement::AnyNode,
+            kind: TaskKind::CommitBackup {
+                backup_id: job.spec.backup_id,
+                created_at_ms: 1,
+                parts: vec![],
+            },
+            depends_on: Vec::new(),
+            retry_until_success: false,
+        }],
+    });
+    job = Job::new(job.id, job.spec.clone(), 1);
+    lease(&mut job, slot(0, 0), 1);
+    let error = job.cancel(2).unwrap_err().to_string();
+    assert!(error.contains("being committed"), "{error}");
+}

@@ -25,6 +25,8 @@ pub enum Command {
     SubmitJob { job_id: JobId, spec: JobSpec, at_ms: u64 },
     /// Something happened to one of a job's tasks.
     Task { task_id: TaskId, event: JobEvent },
+    /// An operator cancelled a job.
+    CancelJob { job_id: JobId, at_ms: u64 },
 }
 
 /// What applying a command answered.
@@ -73,6 +75,14 @@ impl ClusterState {
                 self.jobs.insert(job_id, Job::new(job_id, spec, at_ms));
             }
             Command::Task { task_id, event } => return self.apply_task_event(task_id, event),
+            Command::CancelJob { job_id, at_ms } => {
+                let Some(job) = self.jobs.get_mut(&job_id) else {
+                    return CommandResponse::Rejected(format!("job `{job_id}` not found"));
+                };
+                if let Err(rejected) = job.cancel(at_ms) {
+                    return CommandResponse::Rejected(rejected.to_string());
+                }
+            }
         }
         CommandResponse::Applied
     }

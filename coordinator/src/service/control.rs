@@ -256,6 +256,26 @@ impl Control for ControlServiceImpl {
         Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        let command = Command::CancelJob { job_id, at_ms: crate::clock::now_ms() };
+        match self.coordinator.propose(command).await? {
+            CommandResponse::Applied => {
+                tracing::info!(%job_id, "job cancelled by an operator");
+                Ok(Response::new(pb::CancelJobResponse {}))
+            }
+            CommandResponse::Rejected(reason) if reason.contains("not found") => {
+                Err(CoordinatorError::NotFound { what: format!("job `{job_id}`") }.into())
+            }
+            CommandResponse::Rejected(reason) => {
+                Err(CoordinatorError::FailedPrecondition(reason).into())
+            }
+        }
+    }
+
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
@@ -365,7 +385,7 @@ impl ControlServiceImpl {
         loop {
             let ended = matches!(
                 pb::JobState::try_from(view.state),
-                Ok(pb::JobState::Succeeded | pb::JobState::Failed)
+                Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
             );
             if sender.send(Ok(view)).await.is_err() || ended {
                 return;

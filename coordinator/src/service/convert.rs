@@ -326,6 +326,7 @@ fn job_state_to_pb(state: JobState) -> pb::JobState {
         JobState::Failing => pb::JobState::Failing,
         JobState::Succeeded => pb::JobState::Succeeded,
         JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
     }
 }
 

@@ -292,3 +292,66 @@ fn test_too_little_free_disk_refuses_the_checkpoint() {
     assert!(job["error"].as_str().unwrap().contains("questdb.min_free_disk_percent"), "{job}");
     assert_eq!(sent(setup.peer(), "CHECKPOINT CREATE"), 0);
 }
+
+#[test]
+fn test_cancel_during_the_checkpoint_releases_it_and_commits_nothing() {
+    let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
+    setup.start_worker(PASSWORD, "");
+    let submitted = setup
+        .sandbox
+        .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
+        .unwrap();
+    let job_id = submitted["job_id"].as_str().unwrap().to_string();
+    setup
+        .sandbox
+        .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", || {
+            setup.peer().in_checkpoint().then_some(())
+        })
+        .unwrap();
+    let cancelled = setup.sandbox.bkctl_json(&["cancel", &job_id]).unwrap();
+    assert_eq!(cancelled["cancelled"], true);
+    let output = setup.sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
+    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(!output.status.success(), "watching a cancelled job must exit non-zero");
+    setup
+        .sandbox
+        .wait_until(Duration::from_secs(20), "the checkpoint released", || {
+            (!setup.peer().in_checkpoint()).then_some(())
+        })
+        .unwrap();
+    assert_eq!(setup.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
+    assert!(
+        !setup.sandbox.path().join("repository/staging").join(&job_id).exists(),
+        "staging was left behind"
+    );
+    let again = setup.sandbox.bkctl(&["cancel", &job_id]).unwrap();
+    assert!(!again.status.success(), "an ended job cannot be cancelled twice");
+}
+
+#[test]
+fn test_a_coordinator_restart_mid_backup_still_ends_with_the_checkpoint_released() {
+    let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
+    setup.start_worker(PASSWORD, "");
+    let submitted = setup
+        .sandbox
+        .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
+        .unwrap();
+    let job_id = submitted["job_id"].as_str().unwrap().to_string();
+    setup
+        .sandbox
+        .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", || {
+            setup.peer().in_checkpoint().then_some(())
+        })
+        .unwrap();
+    setup.sandbox.restart_coordinator().unwrap();
+    let job = setup
+        .sandbox
+        .wait_until(Duration::from_secs(60), "the job to end after the restart", || {
+            let job = setup.sandbox.bkctl_json(&["job", &job_id]).ok()?;
+            ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str()?).then_some(job)
+        })
+        .unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(!setup.peer().in_checkpoint(), "the checkpoint survived the coordinator restart");
+}

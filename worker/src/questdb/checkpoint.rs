@@ -166,6 +166,17 @@ pub async fn prepare(
             return Err(error.into_task_error(&format!("`{}` on {pg_addr}", marker.syntax.create())))
         }
     }
+    // The job may have been cancelled while CREATE was in flight, and its cleanup may already
+    // have released (finding nothing to release yet): then this attempt releases what it made.
+    if read_marker(context).await?.is_some_and(|current| current.state == MarkerState::Released) {
+        session
+            .execute(marker.syntax.release())
+            .await
+            .map_err(|error| error.into_task_error(marker.syntax.release()))?;
+        return Err(TaskError::Abandoned(
+            "the job ended while entering checkpoint mode: released it again".to_string(),
+        ));
+    }
     let (_, started_at) = session
         .checkpoint_status()
         .await
