@@ -76,6 +76,9 @@ pub(crate) enum Command {
     },
     /// List registered workers.
     Workers,
+    /// Inspect and change the coordinator cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run everything locally: a coordinator, one worker per node, a sample cluster, a backup.
     Demo(DemoArgs),
 }
@@ -125,6 +128,25 @@ pub(crate) struct SourceAddArgs {
     /// QuestDB: `host:port` of the PostgreSQL wire endpoint (QuestDB's default port is 8812).
     #[arg(long = "pg", value_name = "HOST:PORT")]
     pub(crate) pg_addr: Option<String>,
+}
+
+/// `bkctl cluster …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Replicas, roles, term, applied index and, from the leader, replication lag.
+    Status,
+    /// Add a replica (started with `--join`): it catches up as a learner, then votes.
+    AddReplica {
+        /// Its replica id.
+        replica_id: u64,
+        /// `host:port` where the other replicas reach it.
+        address: String,
+    },
+    /// Remove a replica from the cluster.
+    RemoveReplica {
+        /// Its replica id.
+        replica_id: u64,
+    },
 }
 
 /// `bkctl repo …`

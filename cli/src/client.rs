@@ -53,6 +53,9 @@ impl Client {
         list_backups(pb::ListBackupsRequest) -> pb::ListBackupsResponse;
         get_backup(pb::GetBackupRequest) -> pb::Backup;
         list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse;
+        cluster_status(pb::ClusterStatusRequest) -> pb::ClusterStatusResponse;
+        add_replica(pb::AddReplicaRequest) -> pb::AddReplicaResponse;
+        remove_replica(pb::RemoveReplicaRequest) -> pb::RemoveReplicaResponse;
     }
 
     /// Opens the job's progress stream on the leader.

@@ -8,8 +8,8 @@ use bk_proto::pb;
 use serde_json::Value;
 
 use crate::cli::{
-    Cli, Command, OutputFormat, RepoCommand, SourceAddArgs, SourceCommand, SourceKind,
-    SubmitCommand,
+    Cli, ClusterCommand, Command, OutputFormat, RepoCommand, SourceAddArgs, SourceCommand,
+    SourceKind, SubmitCommand,
 };
 use crate::client::Client;
 use crate::render;
@@ -172,6 +172,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                         worker.id, worker.source, worker.node
                     );
                 }
+            });
+        }
+        Command::Cluster(ClusterCommand::Status) => {
+            let status =
+                client.cluster_status(pb::ClusterStatusRequest {}).await.map_err(failed)?;
+            emit(json, render::cluster_json(&status), || render::print_cluster(&status));
+        }
+        Command::Cluster(ClusterCommand::AddReplica { replica_id, address }) => {
+            let request = pb::AddReplicaRequest { replica_id, address: address.clone() };
+            client.add_replica(request).await.map_err(failed)?;
+            emit(
+                json,
+                serde_json::json!({"replica_id": replica_id, "address": address, "added": true}),
+                || println!("replica {replica_id} at {address} joined as a voter"),
+            );
+        }
+        Command::Cluster(ClusterCommand::RemoveReplica { replica_id }) => {
+            client.remove_replica(pb::RemoveReplicaRequest { replica_id }).await.map_err(failed)?;
+            emit(json, serde_json::json!({"replica_id": replica_id, "removed": true}), || {
+                println!("replica {replica_id} removed")
             });
         }
         Command::Demo(_) => unreachable!("handled above"),

@@ -291,3 +291,33 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }
+
+/// The cluster status as JSON.
+pub(crate) fn cluster_json(status: &pb::ClusterStatusResponse) -> Value {
+    json!({
+        "replica_id": status.replica_id, "leader_id": status.leader_id, "term": status.term,
+        "last_applied_index": status.last_applied_index, "last_log_index": status.last_log_index,
+        "snapshot_index": status.snapshot_index,
+        "replicas": status.replicas.iter().map(|replica| json!({
+            "id": replica.id, "address": replica.address, "role": replica.role,
+            "matched_index": replica.matched_index, "lag": replica.lag,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints the cluster status.
+pub(crate) fn print_cluster(status: &pb::ClusterStatusResponse) {
+    println!(
+        "answered by replica {}: leader {}, term {}, applied {} of {} (snapshot at {})",
+        status.replica_id,
+        status.leader_id,
+        status.term,
+        status.last_applied_index,
+        status.last_log_index,
+        status.snapshot_index
+    );
+    for replica in &status.replicas {
+        let lag = replica.lag.map(|lag| format!("lag {lag}")).unwrap_or_default();
+        println!("  {:>3}  {:<22} {:<9} {lag}", replica.id, replica.address, replica.role);
+    }
+}

@@ -50,6 +50,9 @@ pub struct RaftTuning {
     pub election_timeout: Duration,
     /// Take a snapshot (and let the log be purged) after this many entries.
     pub snapshot_after_entries: u64,
+    /// Log entries kept behind the snapshot (so a briefly lagging follower catches up from the
+    /// log instead of a snapshot); older ones are purged.
+    pub keep_entries_after_snapshot: u64,
 }
 
 impl Default for RaftTuning {
@@ -58,6 +61,7 @@ impl Default for RaftTuning {
             heartbeat_interval: Duration::from_millis(250),
             election_timeout: Duration::from_millis(1500),
             snapshot_after_entries: 5000,
+            keep_entries_after_snapshot: 500,
         }
     }
 }
@@ -109,6 +113,22 @@ impl CoordinatorConfig {
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
         }
+        if let Some(value) = env_override::<bool>(env, "BK_BOOTSTRAP")? {
+            self.bootstrap = value;
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_RAFT_HEARTBEAT_INTERVAL")?
+        {
+            self.raft.heartbeat_interval = value.into();
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_RAFT_ELECTION_TIMEOUT")? {
+            self.raft.election_timeout = value.into();
+        }
+        if let Some(value) = env_override(env, "BK_RAFT_SNAPSHOT_AFTER_ENTRIES")? {
+            self.raft.snapshot_after_entries = value;
+        }
+        if let Some(value) = env_override(env, "BK_RAFT_KEEP_ENTRIES_AFTER_SNAPSHOT")? {
+            self.raft.keep_entries_after_snapshot = value;
+        }
         Ok(self)
     }
 
@@ -142,6 +162,7 @@ impl CoordinatorConfig {
                 heartbeat_interval: Duration::from_millis(100),
                 election_timeout: Duration::from_millis(500),
                 snapshot_after_entries: 5000,
+                keep_entries_after_snapshot: 500,
             },
             ..Self::default()
         }
@@ -158,7 +179,8 @@ impl CoordinatorConfig {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
                 self.raft.snapshot_after_entries,
             ),
-            max_in_snapshot_log_to_keep: 500,
+            max_in_snapshot_log_to_keep: self.raft.keep_entries_after_snapshot,
+            purge_batch_size: 1,
             ..openraft::Config::default()
         }
     }

@@ -20,6 +20,13 @@ struct Args {
     /// Overrides `data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Overrides `replica_id`.
+    #[arg(long)]
+    replica_id: Option<u64>,
+    /// Join an existing cluster (`bkctl cluster add-replica`) instead of initialising a new one:
+    /// sets `bootstrap = false`.
+    #[arg(long)]
+    join: bool,
     /// Prints the effective config and exits.
     #[arg(long)]
     print_config: bool,
@@ -37,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = CoordinatorConfig::parse(&text)?.apply_env(&env)?;
     config.listen_addr = args.listen.unwrap_or(config.listen_addr);
     config.data_dir = args.data_dir.unwrap_or(config.data_dir);
+    config.replica_id = args.replica_id.unwrap_or(config.replica_id);
+    config.bootstrap &= !args.join;
     let config = config.validate()?;
     if args.print_config {
         println!("{}", toml::to_string_pretty(&config)?);

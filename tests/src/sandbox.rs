@@ -14,12 +14,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-/// A coordinator and its workers, as real processes.
+/// A coordinator cluster and its workers, as real processes.
 pub struct Sandbox {
     dir: Option<tempfile::TempDir>,
-    endpoint: String,
-    coordinator: Option<Child>,
+    /// Replica `i + 1` at index `i`.
+    replicas: Vec<Replica>,
+    /// Extra environment for every coordinator (e.g. Raft snapshot settings).
+    coordinator_env: Vec<(String, String)>,
     workers: Vec<(String, Child)>,
+}
+
+struct Replica {
+    address: String,
+    child: Option<Child>,
 }
 
 /// Path of a workspace binary next to the running test executable.
@@ -47,43 +54,97 @@ impl Sandbox {
     /// # Errors
     /// When the coordinator cannot start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_cluster(1, &[])
+    }
+
+    /// Starts `replicas` coordinator replicas: replica 1 initialises the cluster, the others
+    /// start with `--join` and are added with `bkctl cluster add-replica`. `env` is given to
+    /// every replica (e.g. `BK_RAFT_SNAPSHOT_AFTER_ENTRIES`).
+    ///
+    /// # Errors
+    /// When a replica cannot start or join.
+    pub fn start_cluster(replicas: u64, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bk-sandbox-").tempdir()?;
+        let coordinator_env =
+            env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        let mut sandbox =
+            Self { dir: Some(dir), replicas: Vec::new(), coordinator_env, workers: Vec::new() };
+        for id in 1..=replicas {
+            let (child, address) = sandbox.spawn_replica(id, "127.0.0.1:0", id > 1)?;
+            sandbox.replicas.push(Replica { address, child: Some(child) });
+        }
+        for id in 2..=replicas {
+            let address = sandbox.replica_endpoint(id).to_string();
+            sandbox.bkctl_json(&["cluster", "add-replica", &id.to_string(), &address])?;
+        }
+        Ok(sandbox)
+    }
+
+    fn spawn_replica(&self, id: u64, listen: &str, join: bool) -> anyhow::Result<(Child, String)> {
         let mut command = Command::new(binary("bk-coordinator"));
         command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("coordinator"))
-            .env("BK_LEASE_TIMEOUT", "3s");
-        let (child, first_line) = spawn_announcing(command, &dir.path().join("coordinator.log"))?;
-        let endpoint = first_line
+            .args(["--listen", listen, "--replica-id", &id.to_string(), "--data-dir"])
+            .arg(self.path().join(format!("coordinator-{id}")))
+            .env("BK_LEASE_TIMEOUT", "3s")
+            .env("BK_RAFT_HEARTBEAT_INTERVAL", "100ms")
+            .env("BK_RAFT_ELECTION_TIMEOUT", "600ms")
+            .envs(self.coordinator_env.iter().map(|(key, value)| (key, value)));
+        if join {
+            command.arg("--join");
+        }
+        let (child, first_line) =
+            spawn_announcing(command, &self.path().join(format!("coordinator-{id}.log")))?;
+        let address = first_line
             .strip_prefix("listening on ")
             .with_context(|| format!("unexpected first line from bk-coordinator: {first_line}"))?
             .to_string();
-        Ok(Self { dir: Some(dir), endpoint, coordinator: Some(child), workers: Vec::new() })
+        Ok((child, address))
     }
 
-    /// Kills the coordinator (SIGKILL, as a crash would) and starts it again on the same address
-    /// and data directory.
-    ///
-    /// # Errors
-    /// When it cannot start again, or comes back on another address.
-    pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.coordinator.take() {
+    /// Kills replica `id` with SIGKILL, as a crash would.
+    pub fn kill_replica(&mut self, id: u64) {
+        if let Some(mut child) =
+            self.replicas.get_mut(id as usize - 1).and_then(|replica| replica.child.take())
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let mut command = Command::new(binary("bk-coordinator"));
-        command
-            .args(["--listen", &self.endpoint, "--data-dir"])
-            .arg(self.path().join("coordinator"))
-            .env("BK_LEASE_TIMEOUT", "3s");
-        let (child, first_line) =
-            spawn_announcing(command, &self.path().join("coordinator-restarted.log"))?;
-        self.coordinator = Some(child);
+    }
+
+    /// Starts replica `id` again on its address and data directory.
+    ///
+    /// # Errors
+    /// When it cannot start, or comes back on another address.
+    pub fn start_replica(&mut self, id: u64) -> anyhow::Result<()> {
+        let address = self.replica_endpoint(id).to_string();
+        let (child, started_at) = self.spawn_replica(id, &address, id > 1)?;
         anyhow::ensure!(
-            first_line == format!("listening on {}", self.endpoint),
-            "restarted elsewhere: {first_line}"
+            started_at == address,
+            "replica {id} restarted at {started_at}, not {address}"
         );
+        self.replicas[id as usize - 1].child = Some(child);
         Ok(())
+    }
+
+    /// Kills the (first) coordinator with SIGKILL and starts it again on the same address and
+    /// data directory.
+    ///
+    /// # Errors
+    /// When it cannot start again.
+    pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        self.kill_replica(1);
+        self.start_replica(1)
+    }
+
+    /// The replica the cluster currently follows, from `bkctl cluster status`.
+    pub fn leader_id(&self) -> Option<u64> {
+        let status = self.bkctl_json(&["cluster", "status"]).ok()?;
+        status["leader_id"].as_u64().filter(|leader| *leader != 0)
+    }
+
+    /// The address of replica `id`.
+    pub fn replica_endpoint(&self, id: u64) -> &str {
+        &self.replicas[id as usize - 1].address
     }
 
     /// The sandbox's directory (logs, coordinator data; tests put their trees here too).
@@ -94,9 +155,9 @@ impl Sandbox {
             .expect("the directory lives as long as the sandbox")
     }
 
-    /// The coordinator's address.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    /// Every replica's address, comma-separated (what bkctl and workers are given).
+    pub fn endpoint(&self) -> String {
+        self.replicas.iter().map(|replica| replica.address.as_str()).collect::<Vec<_>>().join(",")
     }
 
     /// Starts a worker for `node` of `source`, whose store is the directory `store_root`.
@@ -126,9 +187,13 @@ impl Sandbox {
     ) -> anyhow::Result<()> {
         let config_path = self.path().join(format!("worker-{node}.toml"));
         let config = format!(
-            "version = 1\nsource = \"{source}\"\nnode = \"{node}\"\ncoordinator_endpoints = [\"{}\"]\n\
+            "version = 1\nsource = \"{source}\"\nnode = \"{node}\"\ncoordinator_endpoints = [{}]\n\
              heartbeat_interval = \"500ms\"\n{extra}\n[store]\nurl = \"file://{}\"\n",
-            self.endpoint,
+            self.replicas
+                .iter()
+                .map(|replica| format!("\"{}\"", replica.address))
+                .collect::<Vec<_>>()
+                .join(", "),
             store_root.display()
         );
         std::fs::write(&config_path, config)?;
@@ -156,7 +221,7 @@ impl Sandbox {
     pub fn bkctl(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(binary("bkctl"))
             .arg("--endpoint")
-            .arg(&self.endpoint)
+            .arg(self.endpoint())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -207,8 +272,11 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let children =
-            self.workers.iter_mut().map(|(_, child)| child).chain(self.coordinator.as_mut());
+        let children = self
+            .workers
+            .iter_mut()
+            .map(|(_, child)| child)
+            .chain(self.replicas.iter_mut().filter_map(|replica| replica.child.as_mut()));
         for child in children {
             let _ = child.kill();
             let _ = child.wait();
@@ -221,9 +289,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// Spawns `command` with stderr to `log`, and returns it with its first stdout line.
+/// Spawns `command` with stderr appended to `log`, and returns it with its first stdout line.
 fn spawn_announcing(mut command: Command, log: &Path) -> anyhow::Result<(Child, String)> {
-    let log_file = std::fs::File::create(log)?;
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

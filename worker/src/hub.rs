@@ -161,11 +161,16 @@ impl Hub {
                 Ok(json) => pb::report_result_request::Outcome::ReportJson(json),
                 Err(error) => failure(&TaskError::Invalid(error.to_string())),
             },
-            Err(TaskError::Abandoned(reason))
-                if shutdown.is_cancelled() || reason == "lease lost" =>
-            {
-                info!(task_id = %assignment.task_id, %reason, "task abandoned, not reporting");
+            // Stopping: the lease will pass to the next attempt; say nothing.
+            Err(TaskError::Abandoned(reason)) if shutdown.is_cancelled() => {
+                info!(task_id = %assignment.task_id, %reason, "task abandoned while stopping");
                 return;
+            }
+            // Told to stop (job failed or cancelled): say so at once, so the job's cleanup does
+            // not wait for the lease to expire. A stale attempt's report is simply ignored.
+            Err(error @ TaskError::Abandoned(_)) => {
+                info!(task_id = %assignment.task_id, attempt = assignment.attempt, "task abandoned");
+                failure(&error)
             }
             Err(error) => {
                 error!(task_id = %assignment.task_id, attempt = assignment.attempt, %error, "task failed");

@@ -128,7 +128,7 @@ pub enum TaskStatus {
     Succeeded,
     /// Failed for good.
     Failed,
-    /// Never ran: the job failed first, or its lease was abandoned when the job failed.
+    /// Never ran, or ran but was abandoned: the job failed or was cancelled first.
     Skipped,
 }
 
@@ -151,6 +151,10 @@ pub struct TaskRun {
     pub error: Option<String>,
     /// The worker's report, once it succeeded.
     pub report: Option<TaskReport>,
+    /// The job failed or was cancelled while this task ran: its worker is told to stop, and
+    /// whatever it reports ends the task as skipped.
+    #[serde(default)]
+    pub abandoned: bool,
 }
 
 impl TaskRun {
@@ -164,6 +168,7 @@ impl TaskRun {
             num_failures: 0,
             error: None,
             report: None,
+            abandoned: false,
         }
     }
 }
@@ -380,6 +385,9 @@ impl Job {
             JobEvent::TaskSucceeded { slot, attempt, report, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
+                if run.abandoned {
+                    return Ok(self.end_abandoned(slot, at_ms));
+                }
                 run.status = TaskStatus::Succeeded;
                 run.finished_at_ms = Some(at_ms);
                 run.error = None;
@@ -407,6 +415,9 @@ impl Job {
             JobEvent::TaskFailed { slot, attempt, error, retryable, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
+                if run.abandoned {
+                    return Ok(self.end_abandoned(slot, at_ms));
+                }
                 run.error = Some(error.clone());
                 let unbounded = self.planned(slot).is_some_and(|task| task.retry_until_success);
                 let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
@@ -422,9 +433,12 @@ impl Job {
                     self.fail(format!("task `{label}` failed: {error}"), slot, at_ms, &mut effects);
                 }
             }
-            JobEvent::LeaseLost { slot, attempt, at_ms: _ } => {
+            JobEvent::LeaseLost { slot, attempt, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
                 require_status(run, TaskStatus::Running, "running")?;
+                if run.abandoned {
+                    return Ok(self.end_abandoned(slot, at_ms));
+                }
                 run.status = TaskStatus::Pending;
             }
         }
@@ -461,14 +475,35 @@ impl Job {
             return;
         }
         for run in self.phases.iter_mut().flatten() {
-            if matches!(run.status, TaskStatus::Blocked | TaskStatus::Pending | TaskStatus::Running)
-            {
-                run.status = TaskStatus::Skipped;
+            match run.status {
+                TaskStatus::Blocked | TaskStatus::Pending => run.status = TaskStatus::Skipped,
+                // Its worker is told to stop (progress answers `abandon`); cleanup waits until it
+                // has, so staging is not removed under a worker still writing to it.
+                TaskStatus::Running => run.abandoned = true,
+                _ => {}
             }
         }
         self.state = JobState::Failing;
         self.current_phase = self.phases.len();
-        self.start_phase_or_cleanup(at_ms, effects);
+        self.start_cleanup_when_idle(at_ms, effects);
+    }
+
+    /// Starts cleanup once no abandoned task is still running on a worker.
+    fn start_cleanup_when_idle(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
+        if self.phases.iter().flatten().all(|run| run.status != TaskStatus::Running) {
+            self.start_phase_or_cleanup(at_ms, effects);
+        }
+    }
+
+    /// An abandoned task's attempt ended (result, failure or lost lease): it counts as skipped.
+    fn end_abandoned(&mut self, slot: TaskSlot, at_ms: u64) -> Vec<JobEffect> {
+        if let Some(run) = self.run_mut(slot) {
+            run.status = TaskStatus::Skipped;
+            run.finished_at_ms = Some(at_ms);
+        }
+        let mut effects = Vec::new();
+        self.start_cleanup_when_idle(at_ms, &mut effects);
+        effects
     }
 
     /// Cancels the job: every task not yet done is skipped (a running one's worker is told to

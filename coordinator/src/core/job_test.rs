@@ -193,7 +193,7 @@ fn test_retryable_failures_requeue_until_the_bound() {
 }
 
 #[test]
-fn test_failure_skips_the_rest_and_still_runs_cleanup() {
+fn test_failure_skips_the_rest_and_runs_cleanup_once_running_tasks_stopped() {
     let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
     lease(&mut job, slot(0, 0), 1);
     lease(&mut job, slot(0, 1), 1);
@@ -206,21 +206,32 @@ fn test_failure_skips_the_rest_and_still_runs_cleanup() {
     })
     .unwrap();
     assert_eq!(job.state, JobState::Failing);
-    assert_eq!(job.run(slot(0, 1)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.error.as_deref(), Some("task `copy a/` failed: no catalog"));
-    // The abandoned running task's late result is rejected.
-    assert!(job
-        .apply(JobEvent::TaskSucceeded {
-            slot: slot(0, 1),
-            attempt: 1,
-            report: TaskReport::default(),
-            at_ms: 31
-        })
-        .is_err());
+    // b/ still runs on its worker: cleanup (which removes staging) waits for it to stop.
+    assert!(job.run(slot(0, 1)).unwrap().abandoned);
+    assert!(job.runnable_slots().is_empty(), "cleanup must wait for the abandoned task");
+    // Its late success is discarded: the task ends as skipped and cleanup starts.
+    succeed(&mut job, slot(0, 1), 1);
+    assert_eq!(job.run(slot(0, 1)).unwrap().status, TaskStatus::Skipped);
+    assert!(job.run(slot(0, 1)).unwrap().report.is_none());
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
     lease(&mut job, CLEANUP, 1);
     let effects = succeed(&mut job, CLEANUP, 1);
     assert_eq!(effects, vec![JobEffect::Finished { state: JobState::Failed }]);
+}
+
+#[test]
+fn test_an_abandoned_task_whose_worker_died_ends_when_its_lease_is_lost() {
+    let mut job = job_with_phases(&[&["a/", "b/"]]);
+    lease(&mut job, slot(0, 0), 1);
+    lease(&mut job, slot(0, 1), 1);
+    job.cancel(40).unwrap();
+    assert!(job.runnable_slots().is_empty());
+    job.apply(JobEvent::LeaseLost { slot: slot(0, 0), attempt: 1, at_ms: 41 }).unwrap();
+    assert!(job.runnable_slots().is_empty(), "b/ still runs");
+    job.apply(JobEvent::LeaseLost { slot: slot(0, 1), attempt: 1, at_ms: 42 }).unwrap();
+    assert_eq!(job.runnable_slots(), vec![CLEANUP]);
 }
 
 #[test]
@@ -278,11 +289,17 @@ fn test_cancel_skips_the_rest_runs_cleanup_and_ends_cancelled() {
     let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
     lease(&mut job, slot(0, 0), 1);
     job.cancel(50).unwrap();
-    assert_eq!(
-        job.run(slot(0, 0)).unwrap().status,
-        TaskStatus::Skipped,
-        "the running task is abandoned"
-    );
+    assert!(job.run(slot(0, 0)).unwrap().abandoned, "the running task's worker is told to stop");
+    assert_eq!(job.run(slot(0, 1)).unwrap().status, TaskStatus::Skipped);
+    job.apply(JobEvent::TaskFailed {
+        slot: slot(0, 0),
+        attempt: 1,
+        error: "abandoned".into(),
+        retryable: true,
+        at_ms: 51,
+    })
+    .unwrap();
+    assert_eq!(job.run(slot(0, 0)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
     lease(&mut job, CLEANUP, 1);
     let effects = succeed(&mut job, CLEANUP, 1);

@@ -354,6 +354,31 @@ impl Control for ControlServiceImpl {
         Ok(Response::new(backup))
     }
 
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(super::cluster::cluster_status(&self.coordinator)))
+    }
+
+    async fn add_replica(
+        &self,
+        request: Request<pb::AddReplicaRequest>,
+    ) -> Result<Response<pb::AddReplicaResponse>, Status> {
+        let request = request.into_inner();
+        super::cluster::add_replica(&self.coordinator, request.replica_id, &request.address)
+            .await?;
+        Ok(Response::new(pb::AddReplicaResponse {}))
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<pb::RemoveReplicaRequest>,
+    ) -> Result<Response<pb::RemoveReplicaResponse>, Status> {
+        super::cluster::remove_replica(&self.coordinator, request.into_inner().replica_id).await?;
+        Ok(Response::new(pb::RemoveReplicaResponse {}))
+    }
+
     async fn list_workers(
         &self,
         _: Request<pb::ListWorkersRequest>,

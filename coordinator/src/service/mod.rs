@@ -1,6 +1,7 @@
 //! gRPC services: each handler converts, calls the domain, converts back. Errors become gRPC
 //! statuses only through `From<CoordinatorError> for Status` (in `crate::error`).
 
+pub mod cluster;
 pub mod control;
 pub mod convert;
 pub mod worker_hub;

@@ -107,11 +107,9 @@ impl WorkerHubServiceImpl {
     /// Whether `attempt` is still the running attempt of the task.
     fn is_current(&self, task_id: &TaskId, attempt: u32) -> bool {
         self.coordinator.shared.read(|state| {
-            state
-                .jobs
-                .get(&task_id.job_id)
-                .and_then(|job| job.run(task_id.slot))
-                .is_some_and(|run| run.attempt == attempt && run.status == TaskStatus::Running)
+            state.jobs.get(&task_id.job_id).and_then(|job| job.run(task_id.slot)).is_some_and(
+                |run| run.attempt == attempt && run.status == TaskStatus::Running && !run.abandoned,
+            )
         })
     }
 
