@@ -277,21 +277,6 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_sizes_parse_and_print() {
-        let cases = [("16MiB", 16 << 20), ("2GiB", 2 << 30), ("1000", 1000), ("1.5KiB", 1536)];
-        for (text, bytes) in cases {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
-        }
-        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-    }
-}
-
 /// The cluster status as JSON.
 pub(crate) fn cluster_json(status: &pb::ClusterStatusResponse) -> Value {
     json!({
@@ -319,5 +304,20 @@ pub(crate) fn print_cluster(status: &pb::ClusterStatusResponse) {
     for replica in &status.replicas {
         let lag = replica.lag.map(|lag| format!("lag {lag}")).unwrap_or_default();
         println!("  {:>3}  {:<22} {:<9} {lag}", replica.id, replica.address, replica.role);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_sizes_parse_and_print() {
+        let cases = [("16MiB", 16 << 20), ("2GiB", 2 << 30), ("1000", 1000), ("1.5KiB", 1536)];
+        for (text, bytes) in cases {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }
