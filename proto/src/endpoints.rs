@@ -22,7 +22,13 @@ pub struct ReplicaEndpoints {
     replicas: Mutex<Vec<(String, Channel)>>,
     /// Index into `replicas` of the endpoint calls go to first.
     current: Mutex<usize>,
+    /// Deadline of one attempt: a replica that stops answering (a dead machine, a half-open
+    /// connection) costs at most this before the next endpoint is tried.
+    attempt_timeout: Duration,
 }
+
+/// Default deadline of one call attempt (long-polls wait 10 s at most, well inside it).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Returned when an endpoint string cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +62,11 @@ impl ReplicaEndpoints {
             let channel = lazy_channel(&address)?;
             replicas.push((address, channel));
         }
-        Ok(Self { replicas: Mutex::new(replicas), current: Mutex::new(0) })
+        Ok(Self {
+            replicas: Mutex::new(replicas),
+            current: Mutex::new(0),
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+        })
     }
 
     /// The endpoint calls go to first.
@@ -113,7 +123,13 @@ impl ReplicaEndpoints {
         let mut last_status = Status::unavailable("no attempt made");
         for attempt in 0..attempts.max(1) {
             let (index, channel) = self.current_channel();
-            match call(channel).await {
+            let outcome = match tokio::time::timeout(self.attempt_timeout, call(channel)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    Err(Status::unavailable(format!("no answer within {:?}", self.attempt_timeout)))
+                }
+            };
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(status) if status.code() == Code::Unavailable => {
                     match leader_hint(&status) {
@@ -158,7 +174,14 @@ fn lazy_channel(address: &str) -> Result<Channel, EndpointError> {
         endpoint: address.to_string(),
         reason: error.to_string(),
     })?;
-    Ok(endpoint.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true).connect_lazy())
+    // HTTP/2 keep-alive notices a peer that vanished without closing the connection.
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
 }
 
 #[cfg(test)]

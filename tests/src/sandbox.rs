@@ -101,6 +101,22 @@ impl Sandbox {
         Ok((child, address))
     }
 
+    /// Starts a new replica `id` with `--join` and adds it with `bkctl cluster add-replica`.
+    /// Returns its address and the add command's JSON answer.
+    ///
+    /// # Errors
+    /// When it cannot start or join.
+    pub fn add_replica(&mut self, id: u64) -> anyhow::Result<(String, Value)> {
+        anyhow::ensure!(
+            id as usize == self.replicas.len() + 1,
+            "replica ids are assigned in order"
+        );
+        let (child, address) = self.spawn_replica(id, "127.0.0.1:0", true)?;
+        self.replicas.push(Replica { address: address.clone(), child: Some(child) });
+        let answer = self.bkctl_json(&["cluster", "add-replica", &id.to_string(), &address])?;
+        Ok((address, answer))
+    }
+
     /// Kills replica `id` with SIGKILL, as a crash would.
     pub fn kill_replica(&mut self, id: u64) {
         if let Some(mut child) =

@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     /// (env `BK_MAX_CONCURRENT_OBJECTS`).
     #[serde(default = "default_max_concurrent_objects")]
     pub max_concurrent_objects: usize,
+    /// Cap on bytes read from sources and the repository per second, across all tasks
+    /// (env `BK_MAX_BYTES_PER_SECOND`; absent: unlimited).
+    #[serde(default)]
+    pub max_bytes_per_second: Option<u64>,
     /// How often the worker tells the coordinator it is alive.
     #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -142,6 +146,7 @@ impl WorkerConfig {
             repositories: BTreeMap::new(),
             max_parallel_tasks: default_max_parallel_tasks(),
             max_concurrent_objects: default_max_concurrent_objects(),
+            max_bytes_per_second: None,
             heartbeat_interval: default_heartbeat_interval(),
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),
@@ -174,6 +179,9 @@ impl WorkerConfig {
         }
         if let Some(value) = env_override(env, "BK_MAX_CONCURRENT_OBJECTS")? {
             self.max_concurrent_objects = value;
+        }
+        if let Some(value) = env_override::<u64>(env, "BK_MAX_BYTES_PER_SECOND")? {
+            self.max_bytes_per_second = Some(value);
         }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;

@@ -34,6 +34,7 @@ pub struct Hub {
     worker_id: String,
     endpoints: ReplicaEndpoints,
     object_permits: Arc<Semaphore>,
+    throttle: Arc<crate::throttle::Throttle>,
     /// The process environment, captured once (the standard object-store variables).
     env: Vec<(String, String)>,
 }
@@ -48,6 +49,7 @@ impl Hub {
         Ok(Self {
             worker_id: config.worker_id(),
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
+            throttle: Arc::new(crate::throttle::Throttle::new(config.max_bytes_per_second)),
             config,
             endpoints,
             env,
@@ -243,6 +245,7 @@ impl Hub {
             progress: Arc::new(ProgressCounters::default()),
             object_permits: self.object_permits.clone(),
             max_objects_in_flight: self.config.max_concurrent_objects,
+            throttle: self.throttle.clone(),
             cancel: cancel.clone(),
             store_url: self.config.store.url.clone(),
             store_options: self.config.store.options.clone(),
@@ -294,13 +297,14 @@ impl Hub {
                 objects_total: progress.objects_total.load(Ordering::Relaxed),
                 bytes_total: progress.bytes_total.load(Ordering::Relaxed),
             };
-            let response = self
-                .endpoints
-                .call(2, |channel| {
+            // The task's end must not wait for a progress call: stop as soon as it is done.
+            let response = tokio::select! {
+                _ = done.cancelled() => return,
+                response = self.endpoints.call(2, |channel| {
                     let request = request.clone();
                     async move { WorkerHubClient::new(channel).report_progress(request).await }
-                })
-                .await;
+                }) => response,
+            };
             if let Ok(response) = response {
                 if response.into_inner().abandon {
                     warn!(%task_id, attempt, "coordinator took the task back, abandoning it");

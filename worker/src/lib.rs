@@ -7,6 +7,7 @@
 //! - [`questdb`]: QuestDB's checkpoint over its PostgreSQL wire endpoint.
 //! - [`repository`]: the repository format (chunks, segments, manifests, staging).
 //! - [`store`]: opening object stores from URLs.
+//! - [`throttle`]: the worker-wide bytes-per-second cap.
 //! - [`config`]: the versioned TOML config.
 //!
 //! [`run`] is the entry point; it takes a shutdown token so tests and `bkctl demo` can run
@@ -19,6 +20,7 @@ pub mod questdb;
 pub mod repository;
 pub mod store;
 pub mod tasks;
+pub mod throttle;
 
 use std::sync::Arc;
 

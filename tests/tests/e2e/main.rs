@@ -12,3 +12,4 @@ mod t07_restore_guards;
 mod t08_verify_and_damage;
 mod t09_live_sources;
 mod t10_questdb;
+mod t11_replicas_and_crashes;

@@ -19,6 +19,9 @@ use crate::error::{RepositoryError, RepositoryResult};
 
 /// Entries per part: bounds memory and the work lost when a worker dies mid-task.
 const ENTRIES_PER_PART: usize = 500;
+/// A part is also written when its first entry is this old, so a slow task's progress survives
+/// a crash too.
+const PART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes an attempt's entries as parts, then its done record.
 pub struct PartWriter<'a> {
@@ -27,6 +30,7 @@ pub struct PartWriter<'a> {
     attempt: u32,
     buffer: Vec<u8>,
     num_buffered: usize,
+    first_buffered_at: Option<std::time::Instant>,
     parts: Vec<String>,
 }
 
@@ -39,6 +43,7 @@ impl<'a> PartWriter<'a> {
             attempt,
             buffer: Vec::new(),
             num_buffered: 0,
+            first_buffered_at: None,
             parts: Vec::new(),
         }
     }
@@ -53,7 +58,8 @@ impl<'a> PartWriter<'a> {
         })?;
         self.buffer.push(b'\n');
         self.num_buffered += 1;
-        if self.num_buffered >= ENTRIES_PER_PART {
+        let first_buffered_at = *self.first_buffered_at.get_or_insert_with(std::time::Instant::now);
+        if self.num_buffered >= ENTRIES_PER_PART || first_buffered_at.elapsed() >= PART_MAX_AGE {
             self.flush().await?;
         }
         Ok(())
@@ -71,6 +77,7 @@ impl<'a> PartWriter<'a> {
             .map_err(RepositoryError::store(key.to_string()))?;
         self.parts.push(key.to_string());
         self.num_buffered = 0;
+        self.first_buffered_at = None;
         Ok(())
     }
 

@@ -165,7 +165,7 @@ fn absorb(
 ) {
     report.num_objects += totals.num_objects;
     report.num_bytes += totals.num_bytes;
-    report.events.extend(totals.vanished_events());
+    report.events.extend(totals.events());
     for entry in totals.kept {
         copied.insert(entry.key.clone(), entry);
     }

@@ -27,15 +27,25 @@ pub struct CopyTotals {
     pub vanished: Vec<String>,
     /// The entries written, when the caller asked to keep them.
     pub kept: Vec<ObjectEntry>,
+    /// Objects an earlier attempt already copied, reused without being read.
+    pub num_reused: u64,
 }
 
 impl CopyTotals {
-    /// Vanished objects as events: on a live database they are normal (WAL cleanup, retention),
-    /// and the consistency check decides whether the backup still holds a restartable state.
-    pub fn vanished_events(&self) -> Vec<String> {
+    /// Events worth recording: vanished objects (normal on a live database: WAL cleanup,
+    /// retention; the consistency check decides whether the backup still holds a restartable
+    /// state), and objects reused from an earlier attempt.
+    pub fn events(&self) -> Vec<String> {
+        let reused = (self.num_reused > 0).then(|| {
+            format!(
+                "reused {} object(s) an earlier attempt had copied, without reading them",
+                self.num_reused
+            )
+        });
         self.vanished
             .iter()
             .map(|key| format!("`{key}` was deleted by the database between listing and copying"))
+            .chain(reused)
             .collect()
     }
 }
@@ -70,6 +80,15 @@ where
         match next {
             None => return Ok(totals),
             Some(Err(error)) => return Err(error),
+            Some(Ok(Copied::Reused(entry))) => {
+                totals.num_objects += 1;
+                totals.num_bytes += entry.size;
+                totals.num_reused += 1;
+                writer.push(&entry).await?;
+                if keep_entries {
+                    totals.kept.push(entry);
+                }
+            }
             Some(Ok(Copied::Entry(entry))) => {
                 totals.num_objects += 1;
                 totals.num_bytes += entry.size;
@@ -85,6 +104,7 @@ where
 
 enum Copied {
     Entry(ObjectEntry),
+    Reused(ObjectEntry),
     Vanished(String),
 }
 
@@ -104,7 +124,7 @@ async fn copy_one(
             && entry.last_modified == last_modified;
         if unchanged {
             context.progress.done(meta.size);
-            return Ok(Copied::Entry(ObjectEntry {
+            return Ok(Copied::Reused(ObjectEntry {
                 phase: phase.to_string(),
                 node: node.to_string(),
                 ..entry.clone()
@@ -125,6 +145,16 @@ async fn copy_one(
         Err(source) => return Err(TaskError::Source { key, source }),
     };
     let chunk_size = context.repository_info.chunk_size as usize;
+    let throttle = context.throttle.clone();
+    let stream = Box::pin(stream.then(move |piece| {
+        let throttle = throttle.clone();
+        async move {
+            if let Ok(bytes) = &piece {
+                throttle.acquire(bytes.len() as u64).await;
+            }
+            piece
+        }
+    }));
     let stored = match store_object(context.repository.as_ref(), chunk_size, stream).await {
         Ok(stored) => stored,
         Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => {

@@ -55,7 +55,7 @@ pub async fn copy_prefix(
         num_objects: totals.num_objects,
         num_bytes: totals.num_bytes,
         exclusions,
-        events: totals.vanished_events(),
+        events: totals.events(),
         ..TaskReport::default()
     };
     writer.finish(&report).await?;
@@ -176,7 +176,7 @@ pub async fn copy_licence(
 fn add(report: &mut TaskReport, totals: &CopyTotals) {
     report.num_objects += totals.num_objects;
     report.num_bytes += totals.num_bytes;
-    report.events.extend(totals.vanished_events());
+    report.events.extend(totals.events());
 }
 
 /// Copies `objects`, reusing entries of earlier attempts; keeps the entries written.

@@ -74,6 +74,8 @@ pub struct TaskContext {
     pub object_permits: Arc<Semaphore>,
     /// How many objects one task keeps in flight (at most the worker-wide bound).
     pub max_objects_in_flight: usize,
+    /// The worker-wide bytes-per-second cap.
+    pub throttle: Arc<crate::throttle::Throttle>,
     /// Cancelled when the coordinator takes the task back or the worker stops.
     pub cancel: CancellationToken,
     /// The node's store URL (restores compare targets with it).
