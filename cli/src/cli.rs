@@ -182,7 +182,14 @@ pub(crate) enum SubmitCommand {
         /// instead of failing.
         #[arg(long)]
         adopt_checkpoint: bool,
+        /// Read every object instead of reusing unchanged ones from the latest backup of this
+        /// source in this repository (backups are incremental by default).
+        #[arg(long)]
+        full: bool,
     },
+    /// Forget backups no keep rule keeps (restic's semantics), then delete the chunks nothing
+    /// references any more. Waits for other jobs on the repository, and they wait for it.
+    Prune(PruneArgs),
     /// Restore a backup onto stopped nodes, in reverse stage order, behind guards.
     Restore(RestoreArgs),
     /// Verify a backup: every chunk exists, or (--deep) re-hashes to its name.
@@ -197,6 +204,35 @@ pub(crate) enum SubmitCommand {
         #[arg(long)]
         wait: bool,
     },
+}
+
+/// `bkctl submit prune`
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// The repository.
+    #[arg(long = "repo")]
+    pub(crate) repository: String,
+    /// The source whose backups are pruned.
+    #[arg(long)]
+    pub(crate) source: String,
+    /// Keep the N newest backups.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) keep_last: u32,
+    /// Keep the newest backup of each of the N most recent days that have one (UTC).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) keep_daily: u32,
+    /// Likewise per week (Monday to Sunday).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) keep_weekly: u32,
+    /// Likewise per calendar month.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) keep_monthly: u32,
+    /// List what would be forgotten and deleted, delete nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Wait for the job to end; exit non-zero if it failed.
+    #[arg(long)]
+    pub(crate) wait: bool,
 }
 
 /// `bkctl submit restore`

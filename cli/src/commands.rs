@@ -78,9 +78,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             );
         }
-        Command::Submit(SubmitCommand::Backup { source, repository, wait, adopt_checkpoint }) => {
+        Command::Submit(SubmitCommand::Backup {
+            source,
+            repository,
+            wait,
+            adopt_checkpoint,
+            full,
+        }) => {
             let response = client
-                .submit_backup(pb::SubmitBackupRequest { source, repository, adopt_checkpoint })
+                .submit_backup(pb::SubmitBackupRequest {
+                    source,
+                    repository,
+                    adopt_checkpoint,
+                    full,
+                })
                 .await
                 .map_err(failed)?;
             submitted(&client, json, &response.job_id, wait).await?;
@@ -94,6 +105,19 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.resume,
             )?;
             let job_id = client.submit_restore(request).await.map_err(failed)?.job_id;
+            submitted(&client, json, &job_id, args.wait).await?;
+        }
+        Command::Submit(SubmitCommand::Prune(args)) => {
+            let request = pb::SubmitPruneRequest {
+                repository: args.repository,
+                source: args.source,
+                keep_last: args.keep_last,
+                keep_daily: args.keep_daily,
+                keep_weekly: args.keep_weekly,
+                keep_monthly: args.keep_monthly,
+                dry_run: args.dry_run,
+            };
+            let job_id = client.submit_prune(request).await.map_err(failed)?.job_id;
             submitted(&client, json, &job_id, args.wait).await?;
         }
         Command::Submit(SubmitCommand::Verify { backup_id, deep, wait }) => {

@@ -175,6 +175,7 @@ async fn backup(
         source: SOURCE.to_string(),
         repository: REPOSITORY.to_string(),
         adopt_checkpoint: false,
+        full: false,
     };
     let job_id = client.submit_backup(request).await.map_err(step("submit backup"))?.job_id;
     if !json {

@@ -22,6 +22,7 @@ pub(crate) fn job_kind(kind: i32) -> &'static str {
         Ok(pb::JobKind::Backup) => "backup",
         Ok(pb::JobKind::Restore) => "restore",
         Ok(pb::JobKind::Verify) => "verify",
+        Ok(pb::JobKind::Prune) => "prune",
         _ => "unknown",
     }
 }
@@ -89,6 +90,9 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
             "required_catalog_sequence": point.required_catalog_sequence
         })).collect::<Vec<_>>(),
         "catalog_sequence": backup.catalog_sequence,
+        "parent_id": backup.parent_id, "num_objects_reused": backup.num_objects_reused,
+        "num_objects_read": backup.num_objects.saturating_sub(backup.num_objects_reused),
+        "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
         "events": backup.events,
         "phases": backup.phases.iter().map(|phase| json!({
             "name": phase.name, "started_at_ms": phase.started_at_ms, "finished_at_ms": phase.finished_at_ms,
@@ -233,6 +237,16 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
     println!("  objects      {}", backup.num_objects);
     println!("  bytes        {} ({})", backup.num_bytes, human_bytes(backup.num_bytes));
     println!("  catalog      {}", backup.catalog_format);
+    let parent =
+        if backup.parent_id.is_empty() { "none (full backup)" } else { backup.parent_id.as_str() };
+    println!("  parent       {parent}");
+    println!(
+        "  incremental  {} objects reused unread, {} read; {} read, {} written",
+        backup.num_objects_reused,
+        backup.num_objects.saturating_sub(backup.num_objects_reused),
+        human_bytes(backup.bytes_read),
+        human_bytes(backup.bytes_written)
+    );
     println!("  nodes        {}", backup.nodes.join(", "));
     println!("  manifest     {}", backup.manifest_key);
     println!("  phases");

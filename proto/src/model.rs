@@ -17,6 +17,10 @@ pub struct TaskSpec {
     pub source: String,
     /// Where the task writes.
     pub repository: RepositoryRef,
+    /// The parent backup (incremental backups): an object whose key, size, ETag and
+    /// last-modified time match its entry there reuses its chunks without being read.
+    #[serde(default)]
+    pub parent: Option<BackupId>,
     /// What to do.
     pub kind: TaskKind,
 }
@@ -91,6 +95,27 @@ pub enum TaskKind {
         /// `host:port` of the server's PostgreSQL wire endpoint.
         pg_addr: String,
     },
+    /// Forgets backups (retention): deletes each one's manifest first (the backup is gone
+    /// atomically), then its segments. With `dry_run`, only reports.
+    ForgetBackups {
+        /// The backups to forget: resolved by the leader from `retention` when the task is
+        /// leased (after the repository lock let the prune start), so backups committed while
+        /// the prune waited count.
+        backups: Vec<BackupId>,
+        /// The rules, applied to the source's backups in the repository at lease time.
+        #[serde(default)]
+        retention: Retention,
+        /// Report only.
+        dry_run: bool,
+    },
+    /// Deletes every chunk no committed manifest in the repository references. Runs only when
+    /// no other job uses the repository (the coordinator's repository lock).
+    SweepChunks {
+        /// Backups forgotten by this job (ignored when counting references in a dry run).
+        forgotten: Vec<BackupId>,
+        /// Report only.
+        dry_run: bool,
+    },
     /// The last step of a QuestDB restore: the empty `_restore` file in the server root, which
     /// makes QuestDB recover from the restored checkpoint on its next start.
     QuestDbRestoreTrigger {
@@ -159,6 +184,19 @@ pub enum TaskKind {
     },
 }
 
+/// Retention rules (restic's `--keep-*` semantics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Keep the N newest backups.
+    pub keep_last: u32,
+    /// Keep the newest of each of the N most recent days with a backup (UTC).
+    pub keep_daily: u32,
+    /// Likewise per week.
+    pub keep_weekly: u32,
+    /// Likewise per calendar month.
+    pub keep_monthly: u32,
+}
+
 /// A copy task's result to include in a backup: the attempt whose result was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRef {
@@ -200,6 +238,16 @@ pub struct TaskReport {
     /// Objects left as they were (already present with the right content).
     #[serde(default)]
     pub num_skipped: u64,
+    /// Objects whose chunks were reused without reading them (unchanged since the parent
+    /// backup, or copied by an earlier attempt).
+    #[serde(default)]
+    pub num_reused: u64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Bytes of new chunks written to the repository.
+    #[serde(default)]
+    pub bytes_written: u64,
     /// Things the operator should know that did not stop the task (e.g. a licence restored to
     /// another bucket, objects deleted by `--wipe`).
     #[serde(default)]
@@ -217,6 +265,9 @@ pub struct TaskReport {
     /// The catalog sequence the backup holds (the newest of image and logs), for catalog tasks.
     #[serde(default)]
     pub catalog_sequence: Option<u64>,
+    /// The backups a prune's forget task forgot (what the coordinator then drops).
+    #[serde(default)]
+    pub forgotten: Vec<BackupId>,
 }
 
 /// The state of a node a backup can be restarted from.

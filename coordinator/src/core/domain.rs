@@ -128,6 +128,18 @@ pub struct BackupRecord {
     /// What happened on the live source while copying (vanished objects, repairs, retention).
     #[serde(default)]
     pub events: Vec<String>,
+    /// The backup this one is incremental to.
+    #[serde(default)]
+    pub parent: Option<BackupId>,
+    /// Objects whose chunks were reused without being read.
+    #[serde(default)]
+    pub num_reused: u64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Bytes of new chunks written.
+    #[serde(default)]
+    pub bytes_written: u64,
 }
 
 /// Timing and size of one phase of the job that wrote a backup.

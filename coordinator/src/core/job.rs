@@ -26,6 +26,9 @@ pub struct JobSpec {
     pub kind: JobKind,
     /// The backup the job writes (backup) or reads (restore, verify).
     pub backup_id: BackupId,
+    /// Backup: the parent it is incremental to (`None`: full).
+    #[serde(default)]
+    pub parent: Option<BackupId>,
     /// Source name.
     pub source: String,
     /// The source's topology when the job was planned (recorded in the backup, so a restore
@@ -52,6 +55,8 @@ pub enum JobKind {
     Restore,
     /// Checks a backup.
     Verify,
+    /// Forgets backups by retention rule and deletes the chunks nothing references any more.
+    Prune,
 }
 
 /// A named group of tasks that run in parallel.
@@ -197,6 +202,8 @@ pub enum JobEffect {
     BackupCommitted { report: TaskReport },
     /// The job reached a terminal state.
     Finished { state: JobState },
+    /// A prune forgot these backups: their manifests are gone.
+    BackupsForgotten { backups: Vec<BackupId> },
 }
 
 /// Why an event was not applied. Not an error of the state machine: callers use it to answer
@@ -327,6 +334,7 @@ impl Job {
             task_id: TaskId { job_id: self.id, slot },
             source: self.spec.source.clone(),
             repository: self.spec.repository.clone(),
+            parent: self.spec.parent,
             kind,
         })
     }
@@ -391,11 +399,13 @@ impl Job {
                 run.status = TaskStatus::Succeeded;
                 run.finished_at_ms = Some(at_ms);
                 run.error = None;
-                if self
-                    .planned(slot)
-                    .is_some_and(|task| matches!(task.kind, TaskKind::CommitBackup { .. }))
-                {
-                    effects.push(JobEffect::BackupCommitted { report: report.clone() });
+                match self.planned(slot).map(|task| &task.kind) {
+                    Some(TaskKind::CommitBackup { .. }) => {
+                        effects.push(JobEffect::BackupCommitted { report: report.clone() })
+                    }
+                    Some(TaskKind::ForgetBackups { dry_run: false, .. }) => effects
+                        .push(JobEffect::BackupsForgotten { backups: report.forgotten.clone() }),
+                    _ => {}
                 }
                 let problems = report.problems.len();
                 let first_problem = report.problems.first().cloned().unwrap_or_default();

@@ -34,6 +34,7 @@ fn copy_task(prefix: &str) -> PlannedTask {
 fn job_with_phases(phases: &[&[&str]]) -> Job {
     let spec = JobSpec {
         kind: JobKind::Backup,
+        parent: None,
         source_spec: None,
         backup_id: BackupId(Ulid::from_parts(1, 1)),
         source: "src".to_string(),

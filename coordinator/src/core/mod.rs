@@ -8,6 +8,7 @@
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
 //! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
 //! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
+//! - [`plan_prune`]: retention rules, the prune plan, and the repository lock.
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
@@ -16,6 +17,7 @@
 pub mod domain;
 pub mod job;
 pub mod plan;
+pub mod plan_prune;
 pub mod plan_questdb;
 pub mod plan_restore;
 pub mod state;

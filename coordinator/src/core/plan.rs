@@ -28,6 +28,8 @@ use super::plan_questdb::{plan_questdb_backup, QuestDbTarget};
 pub struct BackupOptions {
     /// QuestDB: take over a checkpoint someone else holds instead of failing.
     pub adopt_checkpoint: bool,
+    /// The backup this one is incremental to (`None`: a full backup).
+    pub parent: Option<BackupId>,
 }
 
 /// Repair rounds a node's consistency check may run before the job fails.
@@ -47,6 +49,9 @@ pub enum PlanError {
         /// What is wrong.
         reason: String,
     },
+    /// The prune cannot be planned as asked.
+    #[error("cannot prune: {0}")]
+    InvalidPrune(String),
     /// The restore cannot be planned as asked.
     #[error("cannot restore backup `{backup_id}`: {reason}")]
     InvalidRestore {
@@ -86,6 +91,7 @@ pub fn plan_backup(
             let (phases, cleanup) = plan_questdb_backup(&server, ids, options.adopt_checkpoint);
             return Ok(JobSpec {
                 kind: JobKind::Backup,
+                parent: options.parent,
                 backup_id,
                 source: source.name.clone(),
                 source_spec: Some(source.spec.clone()),
@@ -147,6 +153,7 @@ pub fn plan_backup(
     });
     Ok(JobSpec {
         kind: JobKind::Backup,
+        parent: options.parent,
         backup_id,
         source_spec: Some(source.spec.clone()),
         source: source.name.clone(),

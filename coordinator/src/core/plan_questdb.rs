@@ -214,6 +214,7 @@ pub fn plan_questdb_restore(
     });
     Ok(JobSpec {
         kind: JobKind::Restore,
+        parent: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),
@@ -248,6 +249,7 @@ mod tests {
         let (phases, cleanup) = plan_questdb_backup(&server(), ids, false);
         let spec = JobSpec {
             kind: JobKind::Backup,
+            parent: None,
             backup_id: ids.1,
             source: "qdb".into(),
             source_spec: None,
@@ -390,6 +392,10 @@ mod tests {
             consistency: Vec::new(),
             catalog_sequence: None,
             events: Vec::new(),
+            parent: None,
+            num_reused: 0,
+            bytes_read: 0,
+            bytes_written: 0,
         };
         let repository =
             Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 << 20 };

@@ -218,6 +218,7 @@ pub fn plan_restore(
     }
     Ok(JobSpec {
         kind: JobKind::Restore,
+        parent: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: Some(spec),
@@ -234,6 +235,7 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
     let depth = if deep { "re-hash every chunk" } else { "check every chunk exists" };
     JobSpec {
         kind: JobKind::Verify,
+        parent: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),

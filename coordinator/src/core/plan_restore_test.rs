@@ -32,6 +32,10 @@ fn backup(spec: SourceSpec) -> BackupRecord {
         consistency: Vec::new(),
         catalog_sequence: None,
         events: Vec::new(),
+        parent: None,
+        num_reused: 0,
+        bytes_read: 0,
+        bytes_written: 0,
     }
 }
 

@@ -96,10 +96,17 @@ impl ClusterState {
             Err(rejected) => return CommandResponse::Rejected(rejected.to_string()),
         };
         for effect in effects {
-            if let JobEffect::BackupCommitted { report } = effect {
-                // Only backup jobs have a commit task; the effect comes from nowhere else.
-                let record = backup_record(job, &report);
-                self.backups.insert(record.backup_id, record);
+            match effect {
+                JobEffect::BackupCommitted { report } => {
+                    let record = backup_record(job, &report);
+                    self.backups.insert(record.backup_id, record);
+                }
+                JobEffect::BackupsForgotten { backups } => {
+                    for backup_id in backups {
+                        self.backups.remove(&backup_id);
+                    }
+                }
+                JobEffect::Finished { .. } => {}
             }
         }
         CommandResponse::Applied
@@ -130,6 +137,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut consistency = Vec::new();
     let mut catalog_sequence = None;
     let mut events = Vec::new();
+    let (mut num_reused, mut bytes_read, mut bytes_written) = (0, 0, 0);
     let mut exclusions = Vec::new();
     let mut phases = Vec::new();
     for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
@@ -150,6 +158,9 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             consistency.extend(task_report.consistency.clone());
             catalog_sequence = catalog_sequence.or(task_report.catalog_sequence);
             events.extend(task_report.events.iter().cloned());
+            num_reused += task_report.num_reused;
+            bytes_read += task_report.bytes_read;
+            bytes_written += task_report.bytes_written;
         }
         if planned.name != "commit" {
             phases.push(summary);
@@ -172,6 +183,10 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         consistency,
         catalog_sequence,
         events,
+        parent: job.spec.parent,
+        num_reused,
+        bytes_read,
+        bytes_written,
     }
 }
 

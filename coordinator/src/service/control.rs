@@ -18,6 +18,7 @@ use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
 use crate::core::plan::{plan_backup, BackupOptions, PlanError};
+use crate::core::plan_prune::{conflicts, plan_prune, RetentionPolicy};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
 use crate::core::{Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
@@ -40,20 +41,23 @@ impl ControlServiceImpl {
                 .jobs
                 .get(&job_id)
                 .ok_or_else(|| CoordinatorError::NotFound { what: format!("job `{job_id}`") })?;
-            Ok(self.render(job, &state.workers, is_leader))
+            Ok(self.render(job, state, is_leader))
         })
     }
 
-    fn render(
-        &self,
-        job: &Job,
-        workers: &std::collections::BTreeMap<String, crate::core::WorkerRecord>,
-        is_leader: bool,
-    ) -> pb::Job {
+    fn render(&self, job: &Job, state: &crate::core::ClusterState, is_leader: bool) -> pb::Job {
+        let locked_by = state.jobs.values().find(|other| conflicts(job, other)).map(|other| {
+            format!(
+                "waiting for job `{}` ({:?}) on repository `{}` to end: a prune and other jobs on the same \
+                 repository never run together",
+                other.id, other.spec.kind, other.spec.repository.name
+            )
+        });
         let context = JobViewContext {
-            workers,
+            workers: &state.workers,
             runtime: is_leader.then_some(&self.coordinator.runtime),
             lease_timeout: self.coordinator.lease_timeout,
+            locked_by,
         };
         convert::job_to_pb(job, &context)
     }
@@ -76,7 +80,20 @@ impl ControlServiceImpl {
                     request.repository
                 ))
             })?;
-            let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint };
+            // Incremental by default: the latest committed backup of this source in this repository.
+            let parent = if request.full {
+                None
+            } else {
+                state
+                    .backups
+                    .values()
+                    .filter(|backup| {
+                        backup.source == request.source && backup.repository == request.repository
+                    })
+                    .max_by_key(|backup| (backup.created_at_ms, backup.backup_id))
+                    .map(|backup| backup.backup_id)
+            };
+            let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint, parent };
             Ok::<_, CoordinatorError>(plan_backup(
                 source, repository, job_id, backup_id, at_ms, &options,
             )?)
@@ -123,6 +140,49 @@ impl ControlServiceImpl {
             self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
         tracing::info!(%job_id, %backup_id, ?kind, "job submitted");
+        Ok(job_id)
+    }
+}
+
+impl ControlServiceImpl {
+    async fn submit_prune(&self, request: pb::SubmitPruneRequest) -> CoordinatorResult<JobId> {
+        self.coordinator.ensure_leader()?;
+        let job_id = JobId::from_ulid(Ulid::new());
+        let policy = RetentionPolicy {
+            keep_last: request.keep_last,
+            keep_daily: request.keep_daily,
+            keep_weekly: request.keep_weekly,
+            keep_monthly: request.keep_monthly,
+        };
+        let spec = self.coordinator.shared.read(|state| {
+            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "unknown repository `{}`",
+                    request.repository
+                ))
+            })?;
+            let backups: Vec<&BackupRecord> = state
+                .backups
+                .values()
+                .filter(|backup| {
+                    backup.source == request.source && backup.repository == request.repository
+                })
+                .collect();
+            let placeholder = BackupId::from_ulid(job_id.0);
+            Ok::<_, CoordinatorError>(plan_prune(
+                &request.source,
+                repository,
+                &backups,
+                &policy,
+                request.dry_run,
+                placeholder,
+            )?)
+        })?;
+        let at_ms = crate::clock::now_ms();
+        expect_applied(
+            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
+        )?;
+        tracing::info!(%job_id, source = %request.source, repository = %request.repository, dry_run = request.dry_run, "prune submitted");
         Ok(job_id)
     }
 }
@@ -276,6 +336,14 @@ impl Control for ControlServiceImpl {
         }
     }
 
+    async fn submit_prune(
+        &self,
+        request: Request<pb::SubmitPruneRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let job_id = self.submit_prune(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+    }
+
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
@@ -299,7 +367,7 @@ impl Control for ControlServiceImpl {
                 .values()
                 .rev()
                 .take(limit)
-                .map(|job| self.render(job, &state.workers, is_leader))
+                .map(|job| self.render(job, state, is_leader))
                 .collect()
         });
         Ok(Response::new(pb::ListJobsResponse { jobs }))

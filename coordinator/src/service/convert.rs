@@ -135,6 +135,10 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
             .collect(),
         catalog_sequence: backup.catalog_sequence.unwrap_or(0),
         events: backup.events.clone(),
+        parent_id: backup.parent.map(|parent| parent.to_string()).unwrap_or_default(),
+        num_objects_reused: backup.num_reused,
+        bytes_read: backup.bytes_read,
+        bytes_written: backup.bytes_written,
         id: backup.backup_id.to_string(),
         source: backup.source.clone(),
         repository: backup.repository.clone(),
@@ -195,6 +199,8 @@ pub struct JobViewContext<'a> {
     pub runtime: Option<&'a LeaderRuntime>,
     /// The lease timeout (for waiting reasons).
     pub lease_timeout: Duration,
+    /// Why the repository lock holds the job back, if it does.
+    pub locked_by: Option<String>,
 }
 
 /// Converts a job, with progress and waiting reasons, to the wire.
@@ -207,8 +213,9 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             Some(Placement::Node(node)) => node.clone(),
             _ => String::new(),
         };
-        let waiting_reason = match (run.status, planned, context.runtime) {
-            (TaskStatus::Pending, Some(planned), Some(_)) => waiting_reason(
+        let waiting_reason = match (run.status, planned, context.runtime, &context.locked_by) {
+            (TaskStatus::Pending, Some(_), _, Some(lock)) => lock.clone(),
+            (TaskStatus::Pending, Some(planned), Some(_), None) => waiting_reason(
                 &job.spec.source,
                 &planned.placement,
                 context.workers,
@@ -291,6 +298,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             JobKind::Backup => pb::JobKind::Backup,
             JobKind::Restore => pb::JobKind::Restore,
             JobKind::Verify => pb::JobKind::Verify,
+            JobKind::Prune => pb::JobKind::Prune,
         } as i32,
         state: job_state_to_pb(job.state) as i32,
         source: job.spec.source.clone(),

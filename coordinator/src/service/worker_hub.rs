@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bk_proto::ids::{TaskId, TaskSlot};
-use bk_proto::model::TaskReport;
+use bk_proto::model::{TaskKind, TaskReport};
+
+use crate::core::plan_prune::resolve_prune_task;
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
 use tonic::{Request, Response, Status};
@@ -40,10 +42,14 @@ impl WorkerHubServiceImpl {
                 state.workers.get(worker_id).ok_or_else(|| CoordinatorError::NotFound {
                     what: format!("worker `{worker_id}` (register first)"),
                 })?;
+            let locked = |job: &crate::core::Job| {
+                state.jobs.values().any(|other| crate::core::plan_prune::conflicts(job, other))
+            };
             for job in state
                 .jobs
                 .values()
                 .filter(|job| !job.state.is_terminal() && job.spec.source == worker.source)
+                .filter(|job| !locked(job))
             {
                 for slot in job.runnable_slots() {
                     let may_run = match job.planned(slot).map(|task| &task.placement) {
@@ -93,7 +99,28 @@ impl WorkerHubServiceImpl {
 
     fn assignment(&self, task_id: TaskId, attempt: u32) -> CoordinatorResult<pb::TaskAssignment> {
         let spec = self.coordinator.shared.read(|state| {
-            state.jobs.get(&task_id.job_id).and_then(|job| job.task_spec(task_id.slot))
+            let job = state.jobs.get(&task_id.job_id)?;
+            let mut spec = job.task_spec(task_id.slot)?;
+            // A prune applies its rules to the backups that exist when it runs, not when it was
+            // submitted: backups committed while it waited for the repository lock count.
+            let retention =
+                job.spec.phases.iter().flat_map(|phase| &phase.tasks).find_map(|task| match &task
+                    .kind
+                {
+                    TaskKind::ForgetBackups { retention, .. } => Some(*retention),
+                    _ => None,
+                });
+            if let Some(retention) = retention {
+                let backups: Vec<&crate::core::BackupRecord> = state.backups.values().collect();
+                resolve_prune_task(
+                    &mut spec.kind,
+                    &job.spec.source,
+                    &job.spec.repository.name,
+                    &backups,
+                    &retention,
+                );
+            }
+            Some(spec)
         });
         let spec = spec.ok_or_else(|| {
             CoordinatorError::Internal(format!("leased task `{task_id}` vanished"))

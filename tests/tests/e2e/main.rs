@@ -13,3 +13,4 @@ mod t08_verify_and_damage;
 mod t09_live_sources;
 mod t10_questdb;
 mod t11_replicas_and_crashes;
+mod t12_incremental_and_prune;

@@ -163,9 +163,7 @@ fn absorb(
     report: &mut TaskReport,
     totals: super::copy::CopyTotals,
 ) {
-    report.num_objects += totals.num_objects;
-    report.num_bytes += totals.num_bytes;
-    report.events.extend(totals.events());
+    super::influxdb3::add(report, &totals);
     for entry in totals.kept {
         copied.insert(entry.key.clone(), entry);
     }

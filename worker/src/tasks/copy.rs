@@ -27,8 +27,15 @@ pub struct CopyTotals {
     pub vanished: Vec<String>,
     /// The entries written, when the caller asked to keep them.
     pub kept: Vec<ObjectEntry>,
-    /// Objects an earlier attempt already copied, reused without being read.
+    /// Objects reused without being read (unchanged since the parent backup, or copied by an
+    /// earlier attempt).
     pub num_reused: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes of new chunks written.
+    pub bytes_written: u64,
+    /// Other events worth recording (e.g. an unreadable parent).
+    pub notes: Vec<String>,
 }
 
 impl CopyTotals {
@@ -46,6 +53,7 @@ impl CopyTotals {
             .iter()
             .map(|key| format!("`{key}` was deleted by the database between listing and copying"))
             .chain(reused)
+            .chain(self.notes.iter().cloned())
             .collect()
     }
 }
@@ -89,7 +97,9 @@ where
                     totals.kept.push(entry);
                 }
             }
-            Some(Ok(Copied::Entry(entry))) => {
+            Some(Ok(Copied::Entry(entry, bytes_written))) => {
+                totals.bytes_read += entry.size;
+                totals.bytes_written += bytes_written;
                 totals.num_objects += 1;
                 totals.num_bytes += entry.size;
                 writer.push(&entry).await?;
@@ -103,7 +113,8 @@ where
 }
 
 enum Copied {
-    Entry(ObjectEntry),
+    /// Read and stored: the entry and the bytes of new chunks written.
+    Entry(ObjectEntry, u64),
     Reused(ObjectEntry),
     Vanished(String),
 }
@@ -164,16 +175,20 @@ async fn copy_one(
         Err(StoreObjectError::Write(error)) => return Err(TaskError::Repository(error)),
     };
     context.progress.done(stored.size);
-    Ok(Copied::Entry(ObjectEntry {
-        key,
-        size: stored.size,
-        blake3: stored.blake3,
-        chunks: stored.chunks,
-        etag: meta.e_tag,
-        last_modified,
-        phase: phase.to_string(),
-        node: node.to_string(),
-    }))
+    let bytes_written = stored.bytes_written;
+    Ok(Copied::Entry(
+        ObjectEntry {
+            key,
+            size: stored.size,
+            blake3: stored.blake3,
+            chunks: stored.chunks,
+            etag: meta.e_tag,
+            last_modified,
+            phase: phase.to_string(),
+            node: node.to_string(),
+        },
+        bytes_written,
+    ))
 }
 
 /// Lists every object under `prefix` (a directory-like prefix ending in `/`).

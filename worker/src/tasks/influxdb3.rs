@@ -51,13 +51,8 @@ pub async fn copy_prefix(
     let mut writer =
         PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
     let totals = copy_listed(context, selected, node, phase, &mut writer).await?;
-    let report = TaskReport {
-        num_objects: totals.num_objects,
-        num_bytes: totals.num_bytes,
-        exclusions,
-        events: totals.events(),
-        ..TaskReport::default()
-    };
+    let mut report = TaskReport { exclusions, ..TaskReport::default() };
+    add(&mut report, &totals);
     writer.finish(&report).await?;
     Ok(report)
 }
@@ -173,9 +168,12 @@ pub async fn copy_licence(
     Ok(report)
 }
 
-fn add(report: &mut TaskReport, totals: &CopyTotals) {
+pub(crate) fn add(report: &mut TaskReport, totals: &CopyTotals) {
     report.num_objects += totals.num_objects;
     report.num_bytes += totals.num_bytes;
+    report.num_reused += totals.num_reused;
+    report.bytes_read += totals.bytes_read;
+    report.bytes_written += totals.bytes_written;
     report.events.extend(totals.events());
 }
 
@@ -187,10 +185,61 @@ pub(crate) async fn copy_listed(
     phase: &str,
     writer: &mut PartWriter<'_>,
 ) -> Result<CopyTotals, TaskError> {
-    let earlier: HashMap<String, ObjectEntry> =
+    let keys: std::collections::HashSet<String> =
+        objects.iter().map(|meta| meta.location.to_string()).collect();
+    let (mut reusable, parent_event) = parent_entries(context, &keys).await?;
+    // Entries an earlier attempt of this task wrote win over the parent's: they are newer.
+    reusable.extend(
         read_earlier_entries(context.repository.as_ref(), context.spec.task_id, context.attempt)
+            .await?,
+    );
+    let mut totals =
+        copy_objects(context, stream::iter(objects).map(Ok), node, phase, &reusable, writer, true)
             .await?;
-    copy_objects(context, stream::iter(objects).map(Ok), node, phase, &earlier, writer, true).await
+    totals.notes.extend(parent_event);
+    Ok(totals)
+}
+
+/// The parent backup's entries for `keys` (incremental backups). An unreadable parent is not an
+/// error: the task copies everything and says so.
+async fn parent_entries(
+    context: &TaskContext,
+    keys: &std::collections::HashSet<String>,
+) -> Result<(HashMap<String, ObjectEntry>, Option<String>), TaskError> {
+    let mut entries = HashMap::new();
+    let Some(parent) = context.spec.parent else { return Ok((entries, None)) };
+    if keys.is_empty() {
+        return Ok((entries, None));
+    }
+    let repository = context.repository.as_ref();
+    let manifest = match crate::repository::reader::read_manifest(repository, parent).await {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            return Ok((
+                entries,
+                Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
+            ))
+        }
+    };
+    for segment in &manifest.segments {
+        match crate::repository::reader::read_segment(repository, segment).await {
+            Ok(segment_entries) => {
+                entries.extend(
+                    segment_entries
+                        .into_iter()
+                        .filter(|entry| keys.contains(&entry.key))
+                        .map(|entry| (entry.key.clone(), entry)),
+                );
+            }
+            Err(error) => {
+                return Ok((
+                    HashMap::new(),
+                    Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
+                ))
+            }
+        }
+    }
+    Ok((entries, None))
 }
 
 /// The sequence number in a copied catalog image's 64-byte header (`IDB3` magic, sequence as a

@@ -7,6 +7,7 @@
 //! - [`consistency`]: a node's consistency check and repair after its copies.
 //! - [`commit`]: merging accepted results into segments and writing the manifest.
 //! - [`cleanup`]: removing a job's staging area.
+//! - [`prune`]: forgetting backups and sweeping unreferenced chunks.
 //! - [`verify`]: checking a backup object by object (existence, or re-hashing).
 //! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
@@ -15,6 +16,7 @@ pub mod commit;
 pub mod consistency;
 pub mod copy;
 pub mod influxdb3;
+pub mod prune;
 pub mod restore;
 pub mod verify;
 
@@ -107,6 +109,12 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
             commit::commit_backup(context, *backup_id, *created_at_ms, parts).await
         }
         TaskKind::RemoveStaging => cleanup::remove_staging(context).await,
+        TaskKind::ForgetBackups { backups, dry_run, .. } => {
+            prune::forget_backups(context, backups, *dry_run).await
+        }
+        TaskKind::SweepChunks { forgotten, dry_run } => {
+            prune::sweep_chunks(context, forgotten, *dry_run).await
+        }
         TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {
             crate::questdb::checkpoint::prepare(context, pg_addr, *adopt_checkpoint).await
         }

@@ -1,0 +1,331 @@
+//! Incremental forever, retention and prune: unchanged objects are never read again, every
+//! backup in a chain restores whole, and prune never breaks a backup, even one running.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bk_tests::layout::LayoutParams;
+use bk_tests::tree::hash_tree;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use serde_json::Value;
+
+use crate::support::Cluster;
+use crate::t06_restore_round_trip::{assert_restored_identical, restore};
+
+/// A tree's files: path → (size, BLAKE3).
+type Tree = BTreeMap<String, (u64, String)>;
+
+fn show(cluster: &Cluster, job: &Value) -> Value {
+    cluster.sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap()]).unwrap()
+}
+
+fn backup_ok(cluster: &Cluster) -> Value {
+    let (succeeded, job) = cluster.backup();
+    assert!(succeeded, "backup failed: {job}");
+    show(cluster, &job)
+}
+
+/// Rewrites every `stride`-th parquet file (from `offset`) with new bytes of the same size;
+/// returns the bytes changed.
+fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 {
+    let tree = hash_tree(store).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut changed = 0;
+    for (index, (key, (size, _))) in
+        tree.iter().filter(|(key, _)| key.ends_with(".parquet")).enumerate()
+    {
+        if index % stride == offset {
+            let mut bytes = vec![0u8; *size as usize];
+            rng.fill_bytes(&mut bytes);
+            std::fs::write(store.join(key), bytes).unwrap();
+            changed += size;
+        }
+    }
+    assert!(changed > 0, "nothing changed");
+    changed
+}
+
+fn exclusions(backup: &Value) -> Vec<String> {
+    backup["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["prefix"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn test_second_backup_of_an_unchanged_cluster_reads_and_writes_nothing() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(4 << 20));
+    cluster.start_all_workers();
+    let first = backup_ok(&cluster);
+    assert_eq!(first["parent_id"], "", "the first backup is full");
+    assert!(first["bytes_read"].as_u64().unwrap() > 0);
+    let second = backup_ok(&cluster);
+    assert_eq!(second["parent_id"], first["id"]);
+    assert_eq!(second["bytes_read"], 0, "unchanged objects were read: {second}");
+    assert_eq!(
+        second["bytes_written"], 0,
+        "chunks were written for an unchanged cluster: {second}"
+    );
+    assert_eq!(second["num_objects_reused"], second["num_objects"]);
+    let full = {
+        let output = cluster
+            .sandbox
+            .bkctl(&[
+                "-o", "json", "submit", "backup", "--source", "src", "--repo", "repo", "--full",
+                "--wait",
+            ])
+            .unwrap();
+        assert!(output.status.success());
+        show(&cluster, &serde_json::from_slice(&output.stdout).unwrap())
+    };
+    assert_eq!(full["parent_id"], "", "--full names no parent");
+    assert_eq!(full["bytes_read"], first["bytes_read"], "--full reads everything again");
+    assert_eq!(full["bytes_written"], 0, "but writes no chunk twice (content-addressed)");
+}
+
+#[test]
+fn test_one_percent_changed_writes_about_the_changed_bytes() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(8 << 20));
+    cluster.start_all_workers();
+    backup_ok(&cluster);
+    let parquet_files =
+        hash_tree(&cluster.store).unwrap().keys().filter(|key| key.ends_with(".parquet")).count();
+    let objects = hash_tree(&cluster.store).unwrap().len();
+    let stride = (parquet_files * 100 / objects).max(2); // About 1 % of all objects.
+    let changed = change_parquet(&cluster.store, stride, 0, 99);
+    let second = backup_ok(&cluster);
+    let written = second["bytes_written"].as_u64().unwrap();
+    let read = second["bytes_read"].as_u64().unwrap();
+    assert_eq!(read, changed, "only the changed objects are read");
+    assert!(
+        written as f64 >= changed as f64 * 0.95 && written as f64 <= changed as f64 * 1.05,
+        "wrote {written} for {changed} changed bytes"
+    );
+}
+
+#[test]
+fn test_every_backup_in_a_chain_of_five_restores_byte_identical() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
+    cluster.start_all_workers();
+    let mut states: Vec<(Value, Tree)> = Vec::new();
+    for round in 0..5 {
+        if round > 0 {
+            change_parquet(&cluster.store, 7, round, round as u64);
+            std::fs::write(
+                cluster.store.join(format!("node1/extra-{round}.marker")),
+                format!("round {round}"),
+            )
+            .unwrap();
+        }
+        let backup = backup_ok(&cluster);
+        states.push((backup, hash_tree(&cluster.store).unwrap()));
+    }
+    for (round, (backup, tree)) in states.iter().enumerate() {
+        let target = cluster.sandbox.path().join(format!("restored-{round}"));
+        let (succeeded, job) =
+            restore(&cluster, backup["id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
+        assert!(succeeded, "round {round}: restore failed: {job}");
+        let mut wanted = tree.clone();
+        let excluded = exclusions(backup);
+        wanted.retain(|key, _| !excluded.iter().any(|prefix| key.starts_with(prefix)));
+        assert_eq!(
+            hash_tree(&target).unwrap(),
+            wanted,
+            "round {round}: restore differs from the state it backed up"
+        );
+    }
+}
+
+#[test]
+fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
+    cluster.start_all_workers();
+    let mut ids = Vec::new();
+    for round in 0..4 {
+        if round > 0 {
+            change_parquet(&cluster.store, 5, round, 40 + round as u64);
+        }
+        ids.push(backup_ok(&cluster)["id"].as_str().unwrap().to_string());
+    }
+    let count_chunks = || walkdir_count(&cluster.repository.join("chunks"));
+    let chunks_before = count_chunks();
+    let prune = |dry_run: bool| {
+        let mut args = vec![
+            "-o",
+            "json",
+            "submit",
+            "prune",
+            "--repo",
+            "repo",
+            "--source",
+            "src",
+            "--keep-last",
+            "2",
+            "--wait",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let output = cluster.sandbox.bkctl(&args).unwrap();
+        let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(output.status.success(), "prune failed: {job}");
+        job
+    };
+    let dry = prune(true);
+    let listed = dry["phases"][0]["tasks"][0]["events"].to_string();
+    assert!(
+        listed.contains(&format!("would forget backup {}", ids[0]))
+            && listed.contains(&format!("would forget backup {}", ids[1])),
+        "{listed}"
+    );
+    assert!(!listed.contains(&ids[2]) && !listed.contains(&ids[3]), "{listed}");
+    assert_eq!(
+        cluster.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(),
+        4,
+        "a dry run forgot backups"
+    );
+    assert_eq!(count_chunks(), chunks_before, "a dry run deleted chunks");
+
+    prune(false);
+    let kept: Vec<String> = cluster
+        .sandbox
+        .bkctl_json(&["backups"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, [ids[3].clone(), ids[2].clone()], "keep-last 2 keeps the two newest");
+    assert!(
+        count_chunks() < chunks_before,
+        "chunks only the forgotten backups used were not deleted"
+    );
+    assert!(
+        !cluster.repository.join(format!("backups/{}", ids[0])).exists(),
+        "a forgotten manifest remains"
+    );
+    for id in &kept {
+        let output = cluster
+            .sandbox
+            .bkctl(&["-o", "json", "submit", "verify", "--backup", id, "--deep", "--wait"])
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kept backup {id} is damaged: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let target = cluster.sandbox.path().join("restored");
+    let (succeeded, job) = restore(&cluster, &ids[3], &target, &["--nodes-stopped"]);
+    assert!(succeeded, "{job}");
+    let backup = cluster.sandbox.bkctl_json(&["show", &ids[3]]).unwrap();
+    assert_restored_identical(&cluster.store, &target, &exclusions(&backup));
+}
+
+fn walkdir_count(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        count += if entry.file_type().unwrap().is_dir() { walkdir_count(&entry.path()) } else { 1 };
+    }
+    count
+}
+
+#[test]
+fn test_prune_submitted_during_a_backup_waits_for_it_and_breaks_nothing() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(6 << 20));
+    for node in cluster.nodes() {
+        let store = cluster.store.clone();
+        cluster
+            .sandbox
+            .start_worker_with(
+                "src",
+                &node,
+                &store,
+                "max_concurrent_objects = 1\nmax_bytes_per_second = 4194304",
+            )
+            .unwrap();
+    }
+    backup_ok(&cluster);
+    // Interleave a prune at several points of a running backup (each phase in turn).
+    for (round, phase) in ["compactor", "nodes", "catalog"].iter().enumerate() {
+        change_parquet(&cluster.store, 9, round, 70 + round as u64);
+        let submitted = cluster
+            .sandbox
+            .bkctl_json(&["submit", "backup", "--source", "src", "--repo", "repo"])
+            .unwrap();
+        let backup_job = submitted["job_id"].as_str().unwrap().to_string();
+        cluster
+            .sandbox
+            .wait_until(Duration::from_secs(60), "the backup to reach the phase", || {
+                let job = cluster.sandbox.bkctl_json(&["job", &backup_job]).ok()?;
+                let phase_json =
+                    job["phases"].as_array()?.iter().find(|p| p["name"] == *phase)?.clone();
+                phase_json["tasks"]
+                    .as_array()?
+                    .iter()
+                    .any(|task| task["state"] == "running" || task["state"] == "succeeded")
+                    .then_some(())
+            })
+            .unwrap();
+        let prune = cluster
+            .sandbox
+            .bkctl_json(&[
+                "submit",
+                "prune",
+                "--repo",
+                "repo",
+                "--source",
+                "src",
+                "--keep-last",
+                "1",
+            ])
+            .unwrap();
+        let prune_job = prune["job_id"].as_str().unwrap().to_string();
+        let waiting = cluster.sandbox.bkctl_json(&["job", &prune_job]).unwrap();
+        let backup_state =
+            cluster.sandbox.bkctl_json(&["job", &backup_job]).unwrap()["state"].clone();
+        if backup_state == "running" || backup_state == "queued" {
+            let reason =
+                waiting["phases"][0]["tasks"][0]["waiting_reason"].as_str().unwrap().to_string();
+            assert!(
+                reason.contains(&backup_job) && reason.contains("never run together"),
+                "round {round}: {reason}"
+            );
+            assert_eq!(
+                waiting["phases"][0]["tasks"][0]["state"], "pending",
+                "round {round}: prune ran during a backup"
+            );
+        }
+        let backup = cluster.sandbox.bkctl(&["-o", "json", "watch", &backup_job]).unwrap();
+        assert!(
+            backup.status.success(),
+            "round {round}: the backup broke: {}",
+            String::from_utf8_lossy(&backup.stdout)
+        );
+        let pruned = cluster.sandbox.bkctl(&["-o", "json", "watch", &prune_job]).unwrap();
+        assert!(
+            pruned.status.success(),
+            "round {round}: the prune failed: {}",
+            String::from_utf8_lossy(&pruned.stdout)
+        );
+        let backups = cluster.sandbox.bkctl_json(&["backups"]).unwrap();
+        let backups = backups.as_array().unwrap();
+        assert_eq!(backups.len(), 1, "round {round}: keep-last 1 after the prune");
+        let job: Value = serde_json::from_slice(&backup.stdout).unwrap();
+        assert_eq!(
+            backups[0]["id"], job["backup_id"],
+            "round {round}: the prune forgot the backup it waited for"
+        );
+        let target = cluster.sandbox.path().join(format!("restored-{round}"));
+        let (succeeded, restore_job) =
+            restore(&cluster, job["backup_id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
+        assert!(succeeded, "round {round}: {restore_job}");
+        assert_restored_identical(&cluster.store, &target, &exclusions(&backups[0]));
+    }
+}
