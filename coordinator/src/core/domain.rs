@@ -156,3 +156,37 @@ pub struct PhaseSummary {
     /// Bytes copied in the phase.
     pub num_bytes: u64,
 }
+
+#[cfg(test)]
+impl BackupRecord {
+    /// An empty committed backup of `source` (in repository `r`), for tests of the planners.
+    pub fn fixture(
+        backup_id: BackupId,
+        source: &str,
+        created_at_ms: u64,
+        spec: Option<SourceSpec>,
+    ) -> Self {
+        BackupRecord {
+            backup_id,
+            job_id: JobId(backup_id.0),
+            source: source.to_string(),
+            repository: "r".to_string(),
+            created_at_ms,
+            num_objects: 0,
+            num_bytes: 0,
+            manifest_key: String::new(),
+            nodes: spec.as_ref().map(SourceSpec::nodes).unwrap_or_default(),
+            catalog_format: String::new(),
+            exclusions: Vec::new(),
+            phases: Vec::new(),
+            source_spec: spec,
+            consistency: Vec::new(),
+            catalog_sequence: None,
+            events: Vec::new(),
+            parent: None,
+            num_reused: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+        }
+    }
+}

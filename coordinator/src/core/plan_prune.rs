@@ -183,7 +183,6 @@ pub fn conflicts(job: &Job, other: &Job) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use bk_proto::ids::JobId;
     use ulid::Ulid;
 
     use super::*;
@@ -191,28 +190,12 @@ mod tests {
     const DAY: u64 = 86_400_000;
 
     fn backup(n: u128, created_at_ms: u64) -> BackupRecord {
-        BackupRecord {
-            backup_id: BackupId(Ulid::from_parts(created_at_ms, n)),
-            job_id: JobId(Ulid::from_parts(created_at_ms, n)),
-            source: "s".into(),
-            repository: "r".into(),
+        BackupRecord::fixture(
+            BackupId(Ulid::from_parts(created_at_ms, n)),
+            "s",
             created_at_ms,
-            num_objects: 0,
-            num_bytes: 0,
-            manifest_key: String::new(),
-            nodes: Vec::new(),
-            catalog_format: String::new(),
-            exclusions: Vec::new(),
-            phases: Vec::new(),
-            source_spec: None,
-            consistency: Vec::new(),
-            catalog_sequence: None,
-            events: Vec::new(),
-            parent: None,
-            num_reused: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-        }
+            None,
+        )
     }
 
     /// Backups at these (day, hour) points, 2026-11-02 (a Monday) = day 0.

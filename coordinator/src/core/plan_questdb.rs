@@ -372,31 +372,8 @@ mod tests {
 
     #[test]
     fn test_restore_checks_the_pg_port_and_writes_the_trigger_last() {
-        let backup = BackupRecord {
-            backup_id: BackupId(Ulid::from_parts(1, 2)),
-            job_id: JobId(Ulid::from_parts(1, 1)),
-            source: "qdb".into(),
-            repository: "r".into(),
-            created_at_ms: 0,
-            num_objects: 0,
-            num_bytes: 0,
-            manifest_key: String::new(),
-            nodes: vec!["qnode".into()],
-            catalog_format: String::new(),
-            exclusions: Vec::new(),
-            phases: Vec::new(),
-            source_spec: Some(SourceSpec::QuestDb {
-                node: "qnode".into(),
-                pg_addr: "127.0.0.1:8812".into(),
-            }),
-            consistency: Vec::new(),
-            catalog_sequence: None,
-            events: Vec::new(),
-            parent: None,
-            num_reused: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-        };
+        let spec = SourceSpec::QuestDb { node: "qnode".into(), pg_addr: "127.0.0.1:8812".into() };
+        let backup = BackupRecord::fixture(BackupId(Ulid::from_parts(1, 2)), "qdb", 0, Some(spec));
         let repository =
             Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 << 20 };
         let request = RestoreRequest {

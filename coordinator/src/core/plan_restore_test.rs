@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use bk_proto::ids::{BackupId, JobId};
+use bk_proto::ids::BackupId;
 use bk_proto::model::TaskKind;
 use ulid::Ulid;
 
@@ -15,28 +15,10 @@ fn backup(spec: SourceSpec) -> BackupRecord {
         num_objects: 0,
         num_bytes: 0,
     };
-    BackupRecord {
-        backup_id: BackupId(Ulid::from_parts(1, 1)),
-        job_id: JobId(Ulid::from_parts(1, 2)),
-        source: "prod".into(),
-        repository: "repo".into(),
-        created_at_ms: 0,
-        num_objects: 0,
-        num_bytes: 0,
-        manifest_key: String::new(),
-        nodes: spec.nodes(),
-        catalog_format: "v3".into(),
-        exclusions: Vec::new(),
-        phases: vec![phase("compactor"), phase("nodes"), phase("catalog"), phase("licence")],
-        source_spec: Some(spec),
-        consistency: Vec::new(),
-        catalog_sequence: None,
-        events: Vec::new(),
-        parent: None,
-        num_reused: 0,
-        bytes_read: 0,
-        bytes_written: 0,
-    }
+    let mut record = BackupRecord::fixture(BackupId(Ulid::from_parts(1, 1)), "prod", 0, Some(spec));
+    record.catalog_format = "v3".into();
+    record.phases = vec![phase("compactor"), phase("nodes"), phase("catalog"), phase("licence")];
+    record
 }
 
 fn enterprise(endpoints: &[(&str, &str)]) -> SourceSpec {

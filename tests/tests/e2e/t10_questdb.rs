@@ -59,6 +59,19 @@ impl QuestDbSetup {
         (output.status.success(), serde_json::from_slice(&output.stdout).unwrap())
     }
 
+    /// Submits a backup and waits until the server is in checkpoint mode; returns the job id.
+    fn backup_until_checkpoint_mode(&self) -> String {
+        let submitted = self
+            .sandbox
+            .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
+            .unwrap();
+        let condition = || self.peer().in_checkpoint().then_some(());
+        self.sandbox
+            .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", condition)
+            .unwrap();
+        submitted["job_id"].as_str().unwrap().to_string()
+    }
+
     fn restore(&self, backup_id: &str, target: &std::path::Path) -> (bool, Value) {
         let url = format!("file://{}", target.display());
         let output = self
@@ -229,17 +242,7 @@ fn test_a_failed_copy_still_releases_the_checkpoint_and_commits_nothing() {
 fn test_a_worker_killed_after_create_releases_when_it_comes_back() {
     let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(2));
     setup.start_worker(PASSWORD, "");
-    let submitted = setup
-        .sandbox
-        .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
-        .unwrap();
-    let job_id = submitted["job_id"].as_str().unwrap().to_string();
-    setup
-        .sandbox
-        .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", || {
-            setup.peer().in_checkpoint().then_some(())
-        })
-        .unwrap();
+    let job_id = setup.backup_until_checkpoint_mode();
     setup.sandbox.kill_worker("qnode"); // Dies holding the checkpoint, before CREATE answered.
     assert!(setup.peer().in_checkpoint());
     setup.start_worker(PASSWORD, "");
@@ -297,17 +300,7 @@ fn test_too_little_free_disk_refuses_the_checkpoint() {
 fn test_cancel_during_the_checkpoint_releases_it_and_commits_nothing() {
     let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
     setup.start_worker(PASSWORD, "");
-    let submitted = setup
-        .sandbox
-        .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
-        .unwrap();
-    let job_id = submitted["job_id"].as_str().unwrap().to_string();
-    setup
-        .sandbox
-        .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", || {
-            setup.peer().in_checkpoint().then_some(())
-        })
-        .unwrap();
+    let job_id = setup.backup_until_checkpoint_mode();
     let cancelled = setup.sandbox.bkctl_json(&["cancel", &job_id]).unwrap();
     assert_eq!(cancelled["cancelled"], true);
     let output = setup.sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
@@ -333,17 +326,7 @@ fn test_cancel_during_the_checkpoint_releases_it_and_commits_nothing() {
 fn test_a_coordinator_restart_mid_backup_still_ends_with_the_checkpoint_released() {
     let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
     setup.start_worker(PASSWORD, "");
-    let submitted = setup
-        .sandbox
-        .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
-        .unwrap();
-    let job_id = submitted["job_id"].as_str().unwrap().to_string();
-    setup
-        .sandbox
-        .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", || {
-            setup.peer().in_checkpoint().then_some(())
-        })
-        .unwrap();
+    let job_id = setup.backup_until_checkpoint_mode();
     setup.sandbox.restart_coordinator().unwrap();
     let job = setup
         .sandbox

@@ -52,6 +52,16 @@ fn slow_cluster(sandbox: &mut Sandbox) -> (std::path::PathBuf, std::path::PathBu
     (store, repository)
 }
 
+/// `bkctl -o json ARGS` against one replica only (no failover to the others); `None` on failure.
+fn bkctl_at(endpoint: &str, args: &[&str]) -> Option<Value> {
+    let output = std::process::Command::new(bk_tests::sandbox::binary("bkctl"))
+        .args(["-o", "json", "--endpoint", endpoint])
+        .args(args)
+        .output()
+        .ok()?;
+    output.status.success().then(|| serde_json::from_slice(&output.stdout).ok()).flatten()
+}
+
 fn job(sandbox: &Sandbox, job_id: &str) -> Option<Value> {
     sandbox.bkctl_json(&["job", job_id]).ok()
 }
@@ -248,13 +258,7 @@ fn test_partitioned_replica_catches_up_and_a_full_restart_loses_nothing() {
     }
     let expected = sandbox.bkctl_json(&["repos"]).unwrap();
     sandbox.start_replica(lagging).unwrap();
-    let lagging_view = |sandbox: &Sandbox| {
-        let output = std::process::Command::new(bk_tests::sandbox::binary("bkctl"))
-            .args(["-o", "json", "--endpoint", sandbox.replica_endpoint(lagging), "repos"])
-            .output()
-            .ok()?;
-        serde_json::from_slice::<Value>(&output.stdout).ok()
-    };
+    let lagging_view = |sandbox: &Sandbox| bkctl_at(sandbox.replica_endpoint(lagging), &["repos"]);
     sandbox
         .wait_until(Duration::from_secs(20), "the partitioned replica to catch up", || {
             (lagging_view(&sandbox)? == expected).then_some(())
@@ -300,20 +304,10 @@ fn test_a_replica_added_after_log_compaction_catches_up_from_a_snapshot() {
         .unwrap();
     assert!(status["snapshot_index"].as_u64().unwrap() > 10, "{status}");
     let (address, _) = sandbox.add_replica(2).unwrap();
-    let status_of_new = || {
-        let output = std::process::Command::new(bk_tests::sandbox::binary("bkctl"))
-            .args(["-o", "json", "--endpoint", &address, "cluster", "status"])
-            .output()
-            .ok()?;
-        serde_json::from_slice::<Value>(&output.stdout).ok()
-    };
+    let status_of_new = || bkctl_at(&address, &["cluster", "status"]);
     let joined = sandbox
         .wait_until(Duration::from_secs(20), "the new replica to hold the state", || {
-            let output = std::process::Command::new(bk_tests::sandbox::binary("bkctl"))
-                .args(["-o", "json", "--endpoint", &address, "repos"])
-                .output()
-                .ok()?;
-            let repos: Value = serde_json::from_slice(&output.stdout).ok()?;
+            let repos = bkctl_at(&address, &["repos"])?;
             (repos == expected).then(status_of_new).flatten()
         })
         .unwrap();
