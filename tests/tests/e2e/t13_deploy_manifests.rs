@@ -1,0 +1,149 @@
+//! `deploy/`: every systemd unit and Kubernetes manifest parses, and the parts bk reads (the
+//! embedded configs, the `BK_*` variables, referenced Secrets and ConfigMaps) are what the
+//! binaries accept.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bk_coordinator::CoordinatorConfig;
+use bk_worker::WorkerConfig;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn deploy(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(path)
+}
+
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(deploy(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).unwrap())
+        .collect()
+}
+
+fn of_kind<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    documents.iter().filter(|document| document["kind"] == kind).collect()
+}
+
+fn env_of(container: &Value) -> HashMap<String, String> {
+    container["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|variable| {
+            Some((
+                variable["name"].as_str()?.to_string(),
+                variable["value"].as_str().unwrap_or("from-field").to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn test_every_manifest_parses_with_api_version_and_kind() {
+    for file in [
+        "kubernetes/coordinator.yaml",
+        "kubernetes/worker-sidecar-influxdb3.yaml",
+        "kubernetes/worker-daemonset.yaml",
+    ] {
+        let documents = documents(file);
+        assert!(!documents.is_empty(), "{file} is empty");
+        for document in &documents {
+            assert!(
+                document["apiVersion"].is_string() && document["kind"].is_string(),
+                "{file}: {document:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn test_coordinator_statefulset_runs_three_replicas_with_storage_and_a_valid_config() {
+    let documents = documents("kubernetes/coordinator.yaml");
+    let service = of_kind(&documents, "Service")[0];
+    assert_eq!(service["spec"]["clusterIP"], "None", "replicas need a headless service");
+    let set = of_kind(&documents, "StatefulSet")[0];
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
+    assert!(set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        .is_string());
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    let script = container["args"][0].as_str().unwrap();
+    assert!(script.contains("BK_REPLICA_ID") && script.contains("--join"), "{script}");
+    let config_map = of_kind(&documents, "ConfigMap")[0];
+    let text = config_map["data"]["coordinator.toml"].as_str().unwrap();
+    let mut env = env_of(container);
+    env.insert("BK_REPLICA_ID".into(), "2".into());
+    let config =
+        CoordinatorConfig::parse(text).unwrap().apply_env(&env).unwrap().validate().unwrap();
+    assert_eq!(config.listen_addr, "0.0.0.0:7400");
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
+    assert_eq!(config.replica_id, 2);
+}
+
+#[test]
+fn test_worker_manifests_carry_configs_the_worker_accepts_and_the_secrets_they_mount() {
+    let sidecar = documents("kubernetes/worker-sidecar-influxdb3.yaml");
+    let text = of_kind(&sidecar, "ConfigMap")[0]["data"]["worker.toml"].as_str().unwrap();
+    let config = WorkerConfig::parse(text).unwrap().validate().unwrap();
+    assert_eq!(config.worker_id(), "prod/node1");
+    assert_eq!(config.coordinator_endpoints.len(), 3);
+    let pod = of_kind(&sidecar, "Pod")[0];
+    let secret_name = pod["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|volume| volume["secret"]["secretName"].as_str())
+        .unwrap();
+    assert_eq!(of_kind(&sidecar, "Secret")[0]["metadata"]["name"], secret_name);
+    for file in config.store.options.keys().filter(|key| key.ends_with("_file")) {
+        let path = &config.store.options[file];
+        assert!(
+            path.starts_with("/run/secrets/bk/"),
+            "{file} = {path} is not under the mounted secret"
+        );
+    }
+
+    let daemonset = documents("kubernetes/worker-daemonset.yaml");
+    let text = of_kind(&daemonset, "ConfigMap")[0]["data"]["worker.toml"].as_str().unwrap();
+    let container =
+        &of_kind(&daemonset, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0];
+    let mut env = env_of(container);
+    env.insert("BK_NODE".into(), "node7".into());
+    let config = WorkerConfig::parse(text).unwrap().apply_env(&env).unwrap().validate().unwrap();
+    assert_eq!(config.worker_id(), "prod/node7");
+    assert_eq!(config.store.url, "file:///var/lib/influxdb3");
+}
+
+#[test]
+fn test_systemd_units_are_hardened_and_start_the_binaries_with_their_configs() {
+    for (unit, binary, config) in [
+        (
+            "systemd/bk-coordinator.service",
+            "/usr/local/bin/bk-coordinator",
+            "/etc/bk/coordinator.toml",
+        ),
+        ("systemd/bk-worker@.service", "/usr/local/bin/bk-worker", "/etc/bk/worker-%i.toml"),
+    ] {
+        let text = std::fs::read_to_string(deploy(unit)).unwrap();
+        let service: HashMap<&str, &str> = text
+            .split("[Service]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .collect();
+        assert_eq!(service["ExecStart"], format!("{binary} --config {config}"), "{unit}");
+        for (key, value) in [
+            ("User", "bk"),
+            ("ProtectSystem", "strict"),
+            ("Restart", "on-failure"),
+            ("NoNewPrivileges", "true"),
+        ] {
+            assert_eq!(service.get(key), Some(&value), "{unit}: {key}");
+        }
+    }
+}
