@@ -9,6 +9,10 @@ pub(crate) struct Cli {
     /// Coordinator endpoints, comma-separated `host:port`; any replica will do.
     #[arg(long, global = true, env = "BK_ENDPOINTS", default_value = "127.0.0.1:7400")]
     pub(crate) endpoint: String,
+    /// Bearer token for the Control API (when the coordinator requires one). Prefer the
+    /// environment: a flag shows in the process list.
+    #[arg(long, global = true, env = "BK_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) output: OutputFormat,

@@ -11,6 +11,8 @@ const ATTEMPTS: u32 = 5;
 /// A Control API client.
 pub(crate) struct Client {
     endpoints: ReplicaEndpoints,
+    /// `Bearer <token>` for the Control API, when one is configured.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 /// Generates a method per unary RPC: `fn name(&self, request) -> Result<response, Status>`.
@@ -20,7 +22,7 @@ macro_rules! unary {
             pub(crate) async fn $name(&self, request: $request) -> Result<$response, Status> {
                 self.endpoints
                     .call(ATTEMPTS, |channel| {
-                        let request = request.clone();
+                        let request = self.authorized(request.clone());
                         async move { ControlClient::new(channel).$name(request).await }
                     })
                     .await
@@ -36,7 +38,29 @@ impl Client {
     /// # Errors
     /// When the list is empty or an address is invalid.
     pub(crate) fn new(endpoints: &str) -> anyhow::Result<Self> {
-        Ok(Self { endpoints: ReplicaEndpoints::parse(endpoints)? })
+        Self::with_token(endpoints, None)
+    }
+
+    /// A client that presents `token` as a bearer token.
+    ///
+    /// # Errors
+    /// As [`Client::new`], or a token that cannot be sent as a header.
+    pub(crate) fn with_token(endpoints: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let authorization = match token.map(str::trim).filter(|token| !token.is_empty()) {
+            Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+                anyhow::anyhow!("the token contains characters a header cannot carry")
+            })?),
+            None => None,
+        };
+        Ok(Self { endpoints: ReplicaEndpoints::parse(endpoints)?, authorization })
+    }
+
+    fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
+        }
+        request
     }
 
     unary! {
@@ -70,7 +94,7 @@ impl Client {
         let request = pb::WatchJobRequest { job_id: job_id.to_string() };
         self.endpoints
             .call(ATTEMPTS, |channel| {
-                let request = request.clone();
+                let request = self.authorized(request.clone());
                 async move { ControlClient::new(channel).watch_job(request).await }
             })
             .await

@@ -23,7 +23,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo(args) = cli.command {
         return crate::demo::run_demo(args, json).await;
     }
-    let client = Client::new(&cli.endpoint)?;
+    let client = Client::with_token(&cli.endpoint, cli.token.as_deref())?;
     let failed =
         |status: tonic::Status| anyhow::anyhow!("{} ({:?})", status.message(), status.code());
     match cli.command {

@@ -36,6 +36,25 @@ pub struct CoordinatorConfig {
     pub raft: RaftTuning,
     /// `text` or `json` (env `BK_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Bearer tokens for clients and workers.
+    pub auth: AuthConfig,
+}
+
+/// Bearer tokens. An API with no token configured is open (fine on a laptop, not in production).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// File of tokens clients (bkctl, other gRPC clients) present on the Control API, one per
+    /// line; re-read when it changes (env `BK_CLIENT_TOKENS_FILE`).
+    pub client_tokens_file: Option<PathBuf>,
+    /// File of join tokens workers present on the WorkerHub API (env `BK_WORKER_TOKENS_FILE`).
+    pub worker_tokens_file: Option<PathBuf>,
+    /// Client tokens from env `BK_CLIENT_TOKENS` (comma-separated); never printed.
+    #[serde(skip)]
+    pub client_tokens: Vec<String>,
+    /// Worker tokens from env `BK_WORKER_TOKENS` (comma-separated); never printed.
+    #[serde(skip)]
+    pub worker_tokens: Vec<String>,
 }
 
 /// Raft timing and log compaction.
@@ -77,6 +96,7 @@ impl Default for CoordinatorConfig {
             lease_timeout: Duration::from_secs(30),
             raft: RaftTuning::default(),
             log_format: LogFormat::Text,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -112,6 +132,18 @@ impl CoordinatorConfig {
         }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
+        }
+        if let Some(value) = env_override(env, "BK_CLIENT_TOKENS_FILE")? {
+            self.auth.client_tokens_file = Some(value);
+        }
+        if let Some(value) = env_override(env, "BK_WORKER_TOKENS_FILE")? {
+            self.auth.worker_tokens_file = Some(value);
+        }
+        if let Some(value) = env_override::<String>(env, "BK_CLIENT_TOKENS")? {
+            self.auth.client_tokens = value.split(',').map(str::to_string).collect();
+        }
+        if let Some(value) = env_override::<String>(env, "BK_WORKER_TOKENS")? {
+            self.auth.worker_tokens = value.split(',').map(str::to_string).collect();
         }
         if let Some(value) = env_override::<bool>(env, "BK_BOOTSTRAP")? {
             self.bootstrap = value;

@@ -7,10 +7,12 @@
 //! - [`dispatch`]: the leader's runtime: worker liveness, progress, lease expiry.
 //! - [`service`]: the `Control` and `WorkerHub` gRPC services.
 //! - [`config`]: the versioned TOML config.
+//! - [`auth`]: bearer tokens for clients and workers.
 //!
 //! [`run`] is the entry point: it takes an already bound listener and a shutdown token, so tests
 //! and `bkctl demo` can run a coordinator on port 0 inside their own process.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod coordinator;

@@ -15,6 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::TokenSet;
 use crate::config::CoordinatorConfig;
 use crate::coordinator::Coordinator;
 use crate::dispatch::lease::run_lease_expiry;
@@ -64,9 +65,32 @@ pub async fn run(
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
 
     info!(%bound, %advertise_addr, replica_id = config.replica_id, data_dir = %config.data_dir.display(), "coordinator serving");
+    let client_tokens = TokenSet::new(
+        "client",
+        config.auth.client_tokens_file.clone(),
+        config.auth.client_tokens.clone(),
+    );
+    let worker_tokens = TokenSet::new(
+        "worker",
+        config.auth.worker_tokens_file.clone(),
+        config.auth.worker_tokens.clone(),
+    );
+    for (tokens, api) in [(&client_tokens, "Control"), (&worker_tokens, "WorkerHub")] {
+        if !tokens.is_enabled() {
+            warn!(api, "no tokens configured: the API accepts unauthenticated requests (see [auth] in the config)");
+        }
+    }
+    let control = ControlServer::with_interceptor(
+        ControlServiceImpl::new(coordinator.clone()),
+        move |request| client_tokens.check(request),
+    );
+    let worker_hub = WorkerHubServer::with_interceptor(
+        WorkerHubServiceImpl::new(coordinator.clone()),
+        move |request| worker_tokens.check(request),
+    );
     let served = tonic::transport::Server::builder()
-        .add_service(ControlServer::new(ControlServiceImpl::new(coordinator.clone())))
-        .add_service(WorkerHubServer::new(WorkerHubServiceImpl::new(coordinator.clone())))
+        .add_service(control)
+        .add_service(worker_hub)
         .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),

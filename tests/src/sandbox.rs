@@ -21,6 +21,8 @@ pub struct Sandbox {
     replicas: Vec<Replica>,
     /// Extra environment for every coordinator (e.g. Raft snapshot settings).
     coordinator_env: Vec<(String, String)>,
+    /// The bearer token bkctl presents (`BK_TOKEN`), if any.
+    token: Option<String>,
     workers: Vec<(String, Child)>,
 }
 
@@ -67,8 +69,13 @@ impl Sandbox {
         let dir = tempfile::Builder::new().prefix("bk-sandbox-").tempdir()?;
         let coordinator_env =
             env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
-        let mut sandbox =
-            Self { dir: Some(dir), replicas: Vec::new(), coordinator_env, workers: Vec::new() };
+        let mut sandbox = Self {
+            dir: Some(dir),
+            replicas: Vec::new(),
+            coordinator_env,
+            token: None,
+            workers: Vec::new(),
+        };
         for id in 1..=replicas {
             let (child, address) = sandbox.spawn_replica(id, "127.0.0.1:0", id > 1)?;
             sandbox.replicas.push(Replica { address, child: Some(child) });
@@ -115,6 +122,11 @@ impl Sandbox {
         self.replicas.push(Replica { address: address.clone(), child: Some(child) });
         let answer = self.bkctl_json(&["cluster", "add-replica", &id.to_string(), &address])?;
         Ok((address, answer))
+    }
+
+    /// Makes bkctl present `token` (or none) from now on.
+    pub fn set_token(&mut self, token: Option<&str>) {
+        self.token = token.map(str::to_string);
     }
 
     /// Kills replica `id` with SIGKILL, as a crash would.
@@ -239,6 +251,8 @@ impl Sandbox {
             .arg("--endpoint")
             .arg(self.endpoint())
             .args(args)
+            .env_remove("BK_TOKEN")
+            .envs(self.token.iter().map(|token| ("BK_TOKEN", token)))
             .stdin(Stdio::null())
             .output()
             .context("failed to run bkctl")

@@ -50,6 +50,13 @@ pub struct WorkerConfig {
     /// `text` or `json` (env `BK_LOG_FORMAT`).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// File holding the join token this worker presents to the coordinator (re-read for every
+    /// call, so it rotates without a restart).
+    #[serde(default)]
+    pub join_token_file: Option<std::path::PathBuf>,
+    /// The join token inline (env `BK_JOIN_TOKEN`); never printed.
+    #[serde(default, skip_serializing)]
+    pub join_token: Option<String>,
     /// For a QuestDB server: how to talk to it. Its credentials stay here, on the worker.
     #[serde(default)]
     pub questdb: QuestDbConfig,
@@ -150,6 +157,8 @@ impl WorkerConfig {
             heartbeat_interval: default_heartbeat_interval(),
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),
+            join_token_file: None,
+            join_token: None,
         }
     }
 
@@ -185,6 +194,9 @@ impl WorkerConfig {
         }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
+        }
+        if let Some(value) = env_override::<String>(env, "BK_JOIN_TOKEN")? {
+            self.join_token = Some(value);
         }
         if let Some(value) = env_override(env, "BK_QUESTDB_USER")? {
             self.questdb.user = value;

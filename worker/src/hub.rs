@@ -69,7 +69,7 @@ impl Hub {
             let result = self
                 .endpoints
                 .call(CALL_ATTEMPTS, |channel| {
-                    let request = request.clone();
+                    let request = self.authorized(request.clone());
                     async move { WorkerHubClient::new(channel).register_worker(request).await }
                 })
                 .await;
@@ -102,7 +102,8 @@ impl Hub {
             let result = self
                 .endpoints
                 .call(CALL_ATTEMPTS, |channel| {
-                    let request = pb::HeartbeatRequest { worker_id: worker_id.clone() };
+                    let request =
+                        self.authorized(pb::HeartbeatRequest { worker_id: worker_id.clone() });
                     async move { WorkerHubClient::new(channel).heartbeat(request).await }
                 })
                 .await;
@@ -126,7 +127,7 @@ impl Hub {
             let pulled = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 pulled = self.endpoints.call(CALL_ATTEMPTS, |channel| {
-                    let request = request.clone();
+                    let request = self.authorized(request.clone());
                     async move { WorkerHubClient::new(channel).pull_task(request).await }
                 }) => pulled,
             };
@@ -190,7 +191,7 @@ impl Hub {
             let reported = self
                 .endpoints
                 .call(CALL_ATTEMPTS, |channel| {
-                    let request = request.clone();
+                    let request = self.authorized(request.clone());
                     async move { WorkerHubClient::new(channel).report_result(request).await }
                 })
                 .await;
@@ -301,7 +302,7 @@ impl Hub {
             let response = tokio::select! {
                 _ = done.cancelled() => return,
                 response = self.endpoints.call(2, |channel| {
-                    let request = request.clone();
+                    let request = self.authorized(request.clone());
                     async move { WorkerHubClient::new(channel).report_progress(request).await }
                 }) => response,
             };
@@ -313,6 +314,25 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+impl Hub {
+    /// Wraps a message with the join token, read now (from its file when configured), so a
+    /// rotated token is used from the next call on.
+    fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let token = match &self.config.join_token_file {
+            Some(path) => std::fs::read_to_string(path).ok().map(|token| token.trim().to_string()),
+            None => self.config.join_token.clone(),
+        };
+        if let Some(value) = token
+            .filter(|token| !token.is_empty())
+            .and_then(|token| format!("Bearer {token}").parse().ok())
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 }
 
