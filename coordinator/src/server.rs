@@ -88,7 +88,19 @@ pub async fn run(
         WorkerHubServiceImpl::new(coordinator.clone()),
         move |request| worker_tokens.check(request),
     );
+    // Health checking and reflection, so grpcurl and load balancers work out of the box.
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in ["", "bk.v1.Control", "bk.v1.WorkerHub", "bk.v1.Raft"] {
+        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(bk_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("failed to build the reflection service")?;
     let served = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
         .add_service(control)
         .add_service(worker_hub)
         .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))

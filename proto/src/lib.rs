@@ -22,5 +22,9 @@ pub mod pb {
     tonic::include_proto!("bk.v1");
 }
 
+/// The encoded `FileDescriptorSet` of package `bk.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/bk_descriptor.bin"));
+
 /// The metadata key a follower sets on UNAVAILABLE to point clients at the leader's address.
 pub const LEADER_ADDR_METADATA: &str = "bk-leader-addr";
