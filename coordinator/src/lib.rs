@@ -6,6 +6,7 @@
 //! - [`raft`]: openraft wiring: redb log store, state machine, gRPC network.
 //! - [`dispatch`]: the leader's runtime: worker liveness, progress, lease expiry.
 //! - [`service`]: the `Control` and `WorkerHub` gRPC services.
+//! - [`metrics`]: Prometheus `/metrics` on the gRPC port.
 //! - [`config`]: the versioned TOML config.
 //! - [`auth`]: bearer tokens for clients and workers.
 //!
@@ -19,6 +20,7 @@ pub mod coordinator;
 pub mod core;
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
 pub mod raft;
 pub mod service;
 pub mod shared;

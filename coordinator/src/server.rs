@@ -98,7 +98,10 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("failed to build the reflection service")?;
+    // HTTP/1.1 is accepted for Prometheus' GET /metrics; gRPC stays on HTTP/2.
     let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(crate::metrics::router(coordinator.clone())))
         .add_service(health)
         .add_service(reflection)
         .add_service(control)

@@ -16,3 +16,4 @@ mod t11_replicas_and_crashes;
 mod t12_incremental_and_prune;
 mod t13_deploy_manifests;
 mod t14_auth;
+mod t15_metrics;

@@ -79,6 +79,9 @@ fn test_coordinator_statefulset_runs_three_replicas_with_storage_and_a_valid_con
     assert_eq!(config.listen_addr, "0.0.0.0:7400");
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
     assert_eq!(config.replica_id, 2);
+    let monitor = of_kind(&documents, "ServiceMonitor")[0];
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
 }
 
 #[test]

@@ -1,0 +1,47 @@
+//! Prometheus metrics on the gRPC port: after a backup, the named series are there with the
+//! values a user would expect.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use bk_tests::layout::LayoutParams;
+
+use crate::support::Cluster;
+
+/// `GET /metrics` over HTTP/1.1, as Prometheus scrapes it; the body.
+fn scrape(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn test_metrics_expose_jobs_tasks_backups_raft_and_workers_after_a_backup() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(1 << 20));
+    cluster.start_all_workers();
+    let (succeeded, job) = cluster.backup();
+    assert!(succeeded, "{job}");
+    let body = scrape(cluster.sandbox.replica_endpoint(1));
+    assert_eq!(value(&body, "bk_jobs{kind=\"backup\",state=\"succeeded\"}"), Some(1.0), "{body}");
+    assert_eq!(value(&body, "bk_backups"), Some(1.0));
+    assert!(value(&body, "bk_backup_bytes").unwrap() > 0.0);
+    assert!(value(&body, "bk_tasks{state=\"succeeded\"}").unwrap() >= 20.0, "{body}");
+    assert!(value(&body, "bk_task_duration_seconds_count").unwrap() >= 20.0);
+    assert_eq!(value(&body, "bk_task_retries_total"), Some(0.0));
+    assert_eq!(value(&body, "bk_raft_is_leader"), Some(1.0));
+    assert!(value(&body, "bk_raft_last_applied_index").unwrap() > 0.0);
+    assert_eq!(value(&body, "bk_workers_registered"), Some(4.0));
+    assert!(
+        value(&body, "bk_worker_last_seen_seconds{worker=\"src/node1\"}").unwrap() < 60.0,
+        "{body}"
+    );
+    assert!(body.contains("# TYPE bk_jobs gauge"));
+}
