@@ -28,6 +28,8 @@ pub(crate) enum OutputFormat {
     Table,
     /// One JSON document on stdout.
     Json,
+    /// The same document as YAML.
+    Yaml,
 }
 
 /// Commands.
@@ -83,6 +85,14 @@ pub(crate) enum Command {
     /// Inspect and change the coordinator cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// One screen: the coordinator cluster, workers, running jobs, the last backup per source.
+    Status,
+    /// Print a shell completion script: `bkctl completion bash > /etc/bash_completion.d/bkctl`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run everything locally: a coordinator, one worker per node, a sample cluster, a backup.
     Demo(DemoArgs),
 }

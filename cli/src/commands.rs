@@ -19,10 +19,17 @@ use crate::render;
 /// # Errors
 /// A one-line error for the user; the process exits non-zero.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let json = cli.output == OutputFormat::Json;
+    let format = cli.output;
+    let json = format != OutputFormat::Table;
     if let Command::Demo(args) = cli.command {
         return crate::demo::run_demo(args, json).await;
     }
+    if let Command::Completion { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "bkctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    let _ = OUTPUT.set(format);
     let client = Client::with_token(&cli.endpoint, cli.token.as_deref())?;
     let failed =
         |status: tonic::Status| anyhow::anyhow!("{} ({:?})", status.message(), status.code());
@@ -218,7 +225,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("replica {replica_id} removed")
             });
         }
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Status => {
+            let status = crate::status::gather(&client).await.map_err(failed)?;
+            emit(json, status.clone(), || crate::status::print(&status));
+        }
+        Command::Demo(_) | Command::Completion { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -268,14 +279,19 @@ fn finish_job(json: bool, job: &pb::Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `-o` format of this invocation, set once at the start of [`run`].
+static OUTPUT: std::sync::OnceLock<OutputFormat> = std::sync::OnceLock::new();
+
 fn emit(json: bool, document: Value, table: impl FnOnce()) {
-    if json {
-        println!(
+    match OUTPUT.get() {
+        Some(OutputFormat::Yaml) => {
+            print!("{}", serde_yaml::to_string(&document).unwrap_or_else(|_| document.to_string()))
+        }
+        _ if json => println!(
             "{}",
             serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string())
-        );
-    } else {
-        table();
+        ),
+        _ => table(),
     }
 }
 

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod demo;
 mod render;
+mod status;
 mod watch;
 
 use clap::Parser;

@@ -61,3 +61,20 @@ fn test_enterprise_source_without_cluster_id_names_the_missing_flag() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--cluster-id"));
 }
+
+#[test]
+fn test_completion_scripts_are_printed_for_each_shell() {
+    for (shell, marker) in
+        [("bash", "_bkctl()"), ("zsh", "#compdef bkctl"), ("fish", "complete -c bkctl")]
+    {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_bkctl")).args(["completion", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains(marker) && script.contains("submit"),
+            "{shell}: {}",
+            &script[..script.len().min(200)]
+        );
+    }
+}

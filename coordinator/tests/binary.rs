@@ -95,3 +95,34 @@ async fn test_health_checking_and_reflection_work_out_of_the_box() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn test_json_log_format_writes_one_json_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bk-coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("BK_LOG_FORMAT", "json")
+        .env("BK_CLIENT_TOKENS", "planted-client-token")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen_serving = false;
+    for line in lines.by_ref().take(20) {
+        let line = line.unwrap();
+        let record: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(record["level"].is_string() && record["fields"].is_object(), "{line}");
+        assert!(!line.contains("planted-client-token"), "a token reached the log");
+        if record["fields"]["message"] == "coordinator serving" {
+            seen_serving = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(seen_serving, "the start-up line was not logged");
+}

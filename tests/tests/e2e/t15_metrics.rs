@@ -45,3 +45,20 @@ fn test_metrics_expose_jobs_tasks_backups_raft_and_workers_after_a_backup() {
     );
     assert!(body.contains("# TYPE bk_jobs gauge"));
 }
+
+#[test]
+fn test_status_summarises_cluster_workers_jobs_and_last_backups_and_yaml_matches_json() {
+    let mut cluster = Cluster::new(LayoutParams::core(1 << 20));
+    cluster.start_all_workers();
+    let (succeeded, job) = cluster.backup();
+    assert!(succeeded, "{job}");
+    let status = cluster.sandbox.bkctl_json(&["status"]).unwrap();
+    assert_eq!(status["cluster"]["replicas"].as_array().unwrap().len(), 1);
+    assert_eq!(status["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(status["running_jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(status["last_backups"]["src"]["id"], job["backup_id"]);
+    let yaml = cluster.sandbox.bkctl(&["-o", "yaml", "backups"]).unwrap();
+    assert!(yaml.status.success());
+    let from_yaml: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(from_yaml, cluster.sandbox.bkctl_json(&["backups"]).unwrap());
+}
