@@ -82,6 +82,9 @@ pub(crate) enum Command {
     },
     /// List registered workers.
     Workers,
+    /// Backups (and prunes) the leader submits on a cron pattern.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Inspect and change the coordinator cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -142,6 +145,48 @@ pub(crate) struct SourceAddArgs {
     /// QuestDB: `host:port` of the PostgreSQL wire endpoint (QuestDB's default port is 8812).
     #[arg(long = "pg", value_name = "HOST:PORT")]
     pub(crate) pg_addr: Option<String>,
+}
+
+/// `bkctl schedule …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Register (or replace) a schedule.
+    Add(ScheduleAddArgs),
+    /// List schedules and their last runs.
+    List,
+    /// Remove a schedule.
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `bkctl schedule add`: the fields of a schedule.
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleAddArgs {
+    /// The schedule's name.
+    pub(crate) name: String,
+    /// The source to back up.
+    #[arg(long)]
+    pub(crate) source: String,
+    /// The repository.
+    #[arg(long = "repo")]
+    pub(crate) repository: String,
+    /// Cron pattern, UTC: `0 2 * * *` (5 fields), or 6 with seconds first.
+    #[arg(long)]
+    pub(crate) cron: String,
+    /// After each backup, prune keeping the N newest.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) prune_keep_last: u32,
+    /// … and the newest of each of the N most recent days.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) prune_keep_daily: u32,
+    /// … weeks.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) prune_keep_weekly: u32,
+    /// … months.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) prune_keep_monthly: u32,
 }
 
 /// `bkctl cluster …`

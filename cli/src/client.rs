@@ -79,6 +79,9 @@ impl Client {
         get_backup(pb::GetBackupRequest) -> pb::Backup;
         list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse;
         cluster_status(pb::ClusterStatusRequest) -> pb::ClusterStatusResponse;
+        add_schedule(pb::AddScheduleRequest) -> pb::AddScheduleResponse;
+        list_schedules(pb::ListSchedulesRequest) -> pb::ListSchedulesResponse;
+        remove_schedule(pb::RemoveScheduleRequest) -> pb::RemoveScheduleResponse;
         add_replica(pb::AddReplicaRequest) -> pb::AddReplicaResponse;
         remove_replica(pb::RemoveReplicaRequest) -> pb::RemoveReplicaResponse;
     }

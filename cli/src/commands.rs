@@ -8,8 +8,8 @@ use bk_proto::pb;
 use serde_json::Value;
 
 use crate::cli::{
-    Cli, ClusterCommand, Command, OutputFormat, RepoCommand, SourceAddArgs, SourceCommand,
-    SourceKind, SubmitCommand,
+    Cli, ClusterCommand, Command, OutputFormat, RepoCommand, ScheduleCommand, SourceAddArgs,
+    SourceCommand, SourceKind, SubmitCommand,
 };
 use crate::client::Client;
 use crate::render;
@@ -223,6 +223,52 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             client.remove_replica(pb::RemoveReplicaRequest { replica_id }).await.map_err(failed)?;
             emit(json, serde_json::json!({"replica_id": replica_id, "removed": true}), || {
                 println!("replica {replica_id} removed")
+            });
+        }
+        Command::Schedule(ScheduleCommand::Add(args)) => {
+            let name = args.name.clone();
+            let schedule = pb::Schedule {
+                name: args.name,
+                source: args.source,
+                repository: args.repository,
+                cron: args.cron,
+                prune_keep_last: args.prune_keep_last,
+                prune_keep_daily: args.prune_keep_daily,
+                prune_keep_weekly: args.prune_keep_weekly,
+                prune_keep_monthly: args.prune_keep_monthly,
+                last_run_ms: 0,
+            };
+            client
+                .add_schedule(pb::AddScheduleRequest { schedule: Some(schedule) })
+                .await
+                .map_err(failed)?;
+            emit(json, serde_json::json!({"schedule": name, "added": true}), || {
+                println!("schedule `{name}` registered")
+            });
+        }
+        Command::Schedule(ScheduleCommand::List) => {
+            let schedules =
+                client.list_schedules(pb::ListSchedulesRequest {}).await.map_err(failed)?.schedules;
+            emit(json, Value::Array(schedules.iter().map(render::schedule_json).collect()), || {
+                for schedule in &schedules {
+                    println!(
+                        "{:<16} {:<18} source={:<12} repo={:<12} last run {}",
+                        schedule.name,
+                        schedule.cron,
+                        schedule.source,
+                        schedule.repository,
+                        schedule.last_run_ms
+                    );
+                }
+            });
+        }
+        Command::Schedule(ScheduleCommand::Remove { name }) => {
+            client
+                .remove_schedule(pb::RemoveScheduleRequest { name: name.clone() })
+                .await
+                .map_err(failed)?;
+            emit(json, serde_json::json!({"schedule": name, "removed": true}), || {
+                println!("schedule `{name}` removed")
             });
         }
         Command::Status => {

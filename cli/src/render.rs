@@ -65,7 +65,8 @@ fn task_json(task: &pb::Task) -> Value {
 /// A job as JSON.
 pub(crate) fn job_json(job: &pb::Job) -> Value {
     json!({
-        "id": job.id, "kind": job_kind(job.kind), "state": job_state(job.state), "stage": job.stage, "source": job.source,
+        "id": job.id, "kind": job_kind(job.kind), "state": job_state(job.state), "stage": job.stage,
+        "schedule": job.schedule, "schedule_slot_ms": job.schedule_slot_ms, "source": job.source,
         "repository": job.repository, "created_at_ms": job.created_at_ms, "finished_at_ms": job.finished_at_ms,
         "error": job.error, "backup_id": job.backup_id,
         "phases": job.phases.iter().map(|phase| json!({
@@ -319,6 +320,16 @@ pub(crate) fn print_cluster(status: &pb::ClusterStatusResponse) {
         let lag = replica.lag.map(|lag| format!("lag {lag}")).unwrap_or_default();
         println!("  {:>3}  {:<22} {:<9} {lag}", replica.id, replica.address, replica.role);
     }
+}
+
+/// A schedule as JSON.
+pub(crate) fn schedule_json(schedule: &pb::Schedule) -> Value {
+    json!({
+        "name": schedule.name, "source": schedule.source, "repository": schedule.repository, "cron": schedule.cron,
+        "prune_keep_last": schedule.prune_keep_last, "prune_keep_daily": schedule.prune_keep_daily,
+        "prune_keep_weekly": schedule.prune_keep_weekly, "prune_keep_monthly": schedule.prune_keep_monthly,
+        "last_run_ms": schedule.last_run_ms,
+    })
 }
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ pub async fn run(
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
+    tasks.spawn(crate::dispatch::schedules::run_schedules(
+        coordinator.clone(),
+        shutdown.child_token(),
+    ));
 
     info!(%bound, %advertise_addr, replica_id = config.replica_id, data_dir = %config.data_dir.display(), "coordinator serving");
     let client_tokens = TokenSet::new(

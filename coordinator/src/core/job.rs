@@ -29,6 +29,9 @@ pub struct JobSpec {
     /// Backup: the parent it is incremental to (`None`: full).
     #[serde(default)]
     pub parent: Option<BackupId>,
+    /// The schedule and slot that submitted the job, if a schedule did.
+    #[serde(default)]
+    pub scheduled: Option<(String, u64)>,
     /// Source name.
     pub source: String,
     /// The source's topology when the job was planned (recorded in the backup, so a restore

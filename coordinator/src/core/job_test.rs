@@ -35,6 +35,7 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
     let spec = JobSpec {
         kind: JobKind::Backup,
         parent: None,
+        scheduled: None,
         source_spec: None,
         backup_id: BackupId(Ulid::from_parts(1, 1)),
         source: "src".to_string(),

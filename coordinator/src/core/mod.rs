@@ -11,6 +11,7 @@
 //! - [`plan_prune`]: retention rules, the prune plan, and the repository lock.
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
+//! - [`schedule`]: cron schedules, due slots, exactly-once runs.
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
 //! - [`waiting`]: why a runnable task is not running (for operators).
 
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod plan_prune;
 pub mod plan_questdb;
 pub mod plan_restore;
+pub mod schedule;
 pub mod state;
 pub mod waiting;
 

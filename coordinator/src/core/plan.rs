@@ -92,6 +92,7 @@ pub fn plan_backup(
             return Ok(JobSpec {
                 kind: JobKind::Backup,
                 parent: options.parent,
+                scheduled: None,
                 backup_id,
                 source: source.name.clone(),
                 source_spec: Some(source.spec.clone()),
@@ -154,6 +155,7 @@ pub fn plan_backup(
     Ok(JobSpec {
         kind: JobKind::Backup,
         parent: options.parent,
+        scheduled: None,
         backup_id,
         source_spec: Some(source.spec.clone()),
         source: source.name.clone(),

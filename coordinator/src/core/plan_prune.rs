@@ -136,6 +136,7 @@ pub fn plan_prune(
         kind: JobKind::Prune,
         backup_id: job_backup_id,
         parent: None,
+        scheduled: None,
         source: source.to_string(),
         source_spec: None,
         repository: RepositoryRef {

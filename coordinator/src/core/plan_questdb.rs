@@ -215,6 +215,7 @@ pub fn plan_questdb_restore(
     Ok(JobSpec {
         kind: JobKind::Restore,
         parent: None,
+        scheduled: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),
@@ -250,6 +251,7 @@ mod tests {
         let spec = JobSpec {
             kind: JobKind::Backup,
             parent: None,
+            scheduled: None,
             backup_id: ids.1,
             source: "qdb".into(),
             source_spec: None,

@@ -219,6 +219,7 @@ pub fn plan_restore(
     Ok(JobSpec {
         kind: JobKind::Restore,
         parent: None,
+        scheduled: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: Some(spec),
@@ -236,6 +237,7 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
     JobSpec {
         kind: JobKind::Verify,
         parent: None,
+        scheduled: None,
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
 use super::job::{Job, JobEffect, JobEvent, JobSpec, TaskStatus};
+use super::schedule::Schedule;
 
 /// A replicated state change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,13 @@ pub enum Command {
     Task { task_id: TaskId, event: JobEvent },
     /// An operator cancelled a job.
     CancelJob { job_id: JobId, at_ms: u64 },
+    /// Registers or replaces a schedule.
+    PutSchedule(Schedule),
+    /// Removes a schedule.
+    RemoveSchedule { name: String },
+    /// The leader runs schedule `name` for slot `slot_ms`: records the run and submits the jobs,
+    /// unless the slot already ran (exactly once across failovers).
+    RunSchedule { name: String, slot_ms: u64, jobs: Vec<(JobId, JobSpec)>, at_ms: u64 },
 }
 
 /// What applying a command answered.
@@ -51,6 +59,9 @@ pub struct ClusterState {
     pub jobs: BTreeMap<JobId, Job>,
     /// Committed backups by id.
     pub backups: BTreeMap<BackupId, BackupRecord>,
+    /// Schedules by name.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Schedule>,
 }
 
 impl ClusterState {
@@ -75,6 +86,28 @@ impl ClusterState {
                 self.jobs.insert(job_id, Job::new(job_id, spec, at_ms));
             }
             Command::Task { task_id, event } => return self.apply_task_event(task_id, event),
+            Command::PutSchedule(schedule) => {
+                self.schedules.insert(schedule.name.clone(), schedule);
+            }
+            Command::RemoveSchedule { name } => {
+                if self.schedules.remove(&name).is_none() {
+                    return CommandResponse::Rejected(format!("schedule `{name}` not found"));
+                }
+            }
+            Command::RunSchedule { name, slot_ms, jobs, at_ms } => {
+                let Some(schedule) = self.schedules.get_mut(&name) else {
+                    return CommandResponse::Rejected(format!("schedule `{name}` not found"));
+                };
+                if schedule.last_run_ms.is_some_and(|last| last >= slot_ms) {
+                    return CommandResponse::Rejected(format!(
+                        "schedule `{name}` already ran for slot {slot_ms}"
+                    ));
+                }
+                schedule.last_run_ms = Some(slot_ms);
+                for (job_id, spec) in jobs {
+                    self.jobs.entry(job_id).or_insert_with(|| Job::new(job_id, spec, at_ms));
+                }
+            }
             Command::CancelJob { job_id, at_ms } => {
                 let Some(job) = self.jobs.get_mut(&job_id) else {
                     return CommandResponse::Rejected(format!("job `{job_id}` not found"));
@@ -258,6 +291,33 @@ mod tests {
         let run = job.run(TaskSlot::Phase { phase: 0, index: 0 }).unwrap();
         assert_eq!((run.status, run.attempt), (TaskStatus::Pending, 1));
         assert_eq!(state.apply(lease("w1", job_id, 2)), CommandResponse::Applied);
+    }
+
+    #[test]
+    fn test_a_schedule_slot_runs_once_even_if_proposed_twice() {
+        let (mut state, job_id) = state_with_job();
+        let spec = state.jobs[&job_id].spec.clone();
+        let schedule = Schedule {
+            name: "nightly".into(),
+            source: "core".into(),
+            repository: "r".into(),
+            cron: "0 2 * * *".into(),
+            prune: None,
+            created_at_ms: 0,
+            last_run_ms: None,
+        };
+        state.apply(Command::PutSchedule(schedule));
+        let run = |n: u128| Command::RunSchedule {
+            name: "nightly".into(),
+            slot_ms: 100,
+            jobs: vec![(JobId(Ulid::from_parts(9, n)), spec.clone())],
+            at_ms: 101,
+        };
+        assert_eq!(state.apply(run(1)), CommandResponse::Applied);
+        // A second leader proposing the same slot (it had not seen the first run) is refused.
+        assert!(matches!(state.apply(run(2)), CommandResponse::Rejected(_)));
+        assert_eq!(state.jobs.len(), 2);
+        assert_eq!(state.schedules["nightly"].last_run_ms, Some(100));
     }
 
     #[test]

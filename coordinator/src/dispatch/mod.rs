@@ -3,3 +3,4 @@
 
 pub mod lease;
 pub mod runtime;
+pub mod schedules;

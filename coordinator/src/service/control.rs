@@ -65,39 +65,17 @@ impl ControlServiceImpl {
     async fn submit_backup(&self, request: pb::SubmitBackupRequest) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
         let job_id = JobId::from_ulid(Ulid::new());
-        let backup_id = BackupId::from_ulid(Ulid::new());
         let at_ms = crate::clock::now_ms();
-        let spec = self.coordinator.shared.read(|state| {
-            let source = state.sources.get(&request.source).ok_or_else(|| {
-                CoordinatorError::InvalidRequest(format!(
-                    "unknown source `{}`: register it with `bkctl source add`",
-                    request.source
-                ))
-            })?;
-            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
-                CoordinatorError::InvalidRequest(format!(
-                    "unknown repository `{}`: register it with `bkctl repo add`",
-                    request.repository
-                ))
-            })?;
-            // Incremental by default: the latest committed backup of this source in this repository.
-            let parent = if request.full {
-                None
-            } else {
-                state
-                    .backups
-                    .values()
-                    .filter(|backup| {
-                        backup.source == request.source && backup.repository == request.repository
-                    })
-                    .max_by_key(|backup| (backup.created_at_ms, backup.backup_id))
-                    .map(|backup| backup.backup_id)
-            };
-            let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint, parent };
-            Ok::<_, CoordinatorError>(plan_backup(
-                source, repository, job_id, backup_id, at_ms, &options,
-            )?)
-        })?;
+        let options = BackupRequest {
+            source: &request.source,
+            repository: &request.repository,
+            full: request.full,
+            adopt_checkpoint: request.adopt_checkpoint,
+        };
+        let spec = self
+            .coordinator
+            .shared
+            .read(|state| backup_job_spec(state, &options, job_id, at_ms))?;
         expect_applied(
             self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
@@ -185,6 +163,51 @@ impl ControlServiceImpl {
         tracing::info!(%job_id, source = %request.source, repository = %request.repository, dry_run = request.dry_run, "prune submitted");
         Ok(job_id)
     }
+}
+
+/// What a backup is asked for (by a client or a schedule).
+pub(crate) struct BackupRequest<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) repository: &'a str,
+    pub(crate) full: bool,
+    pub(crate) adopt_checkpoint: bool,
+}
+
+/// Plans a backup job against the current state: incremental to the latest committed backup
+/// of the same source in the same repository unless `full`.
+pub(crate) fn backup_job_spec(
+    state: &crate::core::ClusterState,
+    request: &BackupRequest<'_>,
+    job_id: JobId,
+    at_ms: u64,
+) -> CoordinatorResult<JobSpec> {
+    let source = state.sources.get(request.source).ok_or_else(|| {
+        CoordinatorError::InvalidRequest(format!(
+            "unknown source `{}`: register it with `bkctl source add`",
+            request.source
+        ))
+    })?;
+    let repository = state.repositories.get(request.repository).ok_or_else(|| {
+        CoordinatorError::InvalidRequest(format!(
+            "unknown repository `{}`: register it with `bkctl repo add`",
+            request.repository
+        ))
+    })?;
+    let parent = if request.full {
+        None
+    } else {
+        state
+            .backups
+            .values()
+            .filter(|backup| {
+                backup.source == request.source && backup.repository == request.repository
+            })
+            .max_by_key(|backup| (backup.created_at_ms, backup.backup_id))
+            .map(|backup| backup.backup_id)
+    };
+    let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint, parent };
+    let backup_id = BackupId::from_ulid(Ulid::new());
+    Ok(plan_backup(source, repository, job_id, backup_id, at_ms, &options)?)
 }
 
 /// The HTTP endpoints of the source as registered now.
@@ -420,6 +443,35 @@ impl Control for ControlServiceImpl {
         let backup = backup
             .ok_or_else(|| CoordinatorError::NotFound { what: format!("backup `{backup_id}`") })?;
         Ok(Response::new(backup))
+    }
+
+    async fn add_schedule(
+        &self,
+        request: Request<pb::AddScheduleRequest>,
+    ) -> Result<Response<pb::AddScheduleResponse>, Status> {
+        let schedule = request
+            .into_inner()
+            .schedule
+            .ok_or_else(|| Status::invalid_argument("missing `schedule`"))?;
+        super::schedules::add_schedule(&self.coordinator, schedule).await?;
+        Ok(Response::new(pb::AddScheduleResponse {}))
+    }
+
+    async fn list_schedules(
+        &self,
+        _: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        Ok(Response::new(pb::ListSchedulesResponse {
+            schedules: super::schedules::list_schedules(&self.coordinator),
+        }))
+    }
+
+    async fn remove_schedule(
+        &self,
+        request: Request<pb::RemoveScheduleRequest>,
+    ) -> Result<Response<pb::RemoveScheduleResponse>, Status> {
+        super::schedules::remove_schedule(&self.coordinator, request.into_inner().name).await?;
+        Ok(Response::new(pb::RemoveScheduleResponse {}))
     }
 
     async fn cluster_status(

@@ -292,6 +292,8 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         .map(|(index, run)| task(bk_proto::ids::TaskSlot::Cleanup { index: index as u32 }, run))
         .collect();
     pb::Job {
+        schedule: job.spec.scheduled.as_ref().map(|(name, _)| name.clone()).unwrap_or_default(),
+        schedule_slot_ms: job.spec.scheduled.as_ref().map_or(0, |(_, slot)| *slot),
         stage: job_stage(job),
         id: job.id.to_string(),
         kind: match job.spec.kind {

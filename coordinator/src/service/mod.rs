@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod control;
 pub mod convert;
+pub mod schedules;
 pub mod worker_hub;

@@ -17,3 +17,4 @@ mod t12_incremental_and_prune;
 mod t13_deploy_manifests;
 mod t14_auth;
 mod t15_metrics;
+mod t16_schedules;

@@ -7,6 +7,22 @@ use bk_tests::layout::{generate, Generated, LayoutParams};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
 
+/// `bkctl` arguments that register the generated enterprise cluster (`LayoutParams::enterprise`)
+/// as source `src`.
+pub(crate) const REGISTER_ENTERPRISE_SOURCE: [&str; 11] = [
+    "source",
+    "add",
+    "src",
+    "--kind",
+    "influxdb3-enterprise",
+    "--cluster-id",
+    "cluster1",
+    "--compactor",
+    "compactor",
+    "--nodes",
+    "node1,node2,node3",
+];
+
 /// A generated cluster, a running coordinator, and a registered source and repository.
 pub(crate) struct Cluster {
     pub(crate) sandbox: Sandbox,

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 
 use bk_tests::tree::hash_tree;
 
+use crate::support::REGISTER_ENTERPRISE_SOURCE;
 use crate::t06_restore_round_trip::{assert_restored_identical, backed_up_cluster, restore};
 
 #[test]
@@ -13,21 +14,8 @@ fn test_node_whose_http_endpoint_answers_blocks_the_restore() {
     // A listening socket stands in for node1's running HTTP server.
     let running_node = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("node1=http://{}", running_node.local_addr().unwrap());
-    let register = [
-        "source",
-        "add",
-        "src",
-        "--kind",
-        "influxdb3-enterprise",
-        "--cluster-id",
-        "cluster1",
-        "--compactor",
-        "compactor",
-        "--nodes",
-        "node1,node2,node3",
-        "--http",
-        &endpoint,
-    ];
+    let register: Vec<&str> =
+        REGISTER_ENTERPRISE_SOURCE.iter().copied().chain(["--http", &endpoint]).collect();
     cluster.sandbox.bkctl_json(&register).unwrap();
     let target = cluster.sandbox.path().join("restored");
     let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);

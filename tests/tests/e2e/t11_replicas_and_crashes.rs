@@ -7,6 +7,7 @@ use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
 
+use crate::support::REGISTER_ENTERPRISE_SOURCE;
 use crate::t06_restore_round_trip::assert_restored_identical;
 
 /// Workers capped at 4 MiB/s with one object in flight: a backup takes seconds, long enough to
@@ -21,20 +22,7 @@ fn slow_cluster(sandbox: &mut Sandbox) -> (std::path::PathBuf, std::path::PathBu
     params.parquet_per_snapshot = 30;
     params.parquet_size = (32 << 10, 96 << 10);
     generate(&store, &params).unwrap();
-    let register = [
-        "source",
-        "add",
-        "src",
-        "--kind",
-        "influxdb3-enterprise",
-        "--cluster-id",
-        "cluster1",
-        "--compactor",
-        "compactor",
-        "--nodes",
-        "node1,node2,node3",
-    ];
-    sandbox.bkctl_json(&register).unwrap();
+    sandbox.bkctl_json(&REGISTER_ENTERPRISE_SOURCE).unwrap();
     let repository = sandbox.path().join("repository");
     sandbox
         .bkctl_json(&[

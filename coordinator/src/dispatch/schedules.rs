@@ -1,0 +1,109 @@
+//! The leader runs due schedules: each due slot becomes one replicated `RunSchedule` command
+//! carrying the backup job (and the prune job, when the schedule has one). Applying it is fenced
+//! by the schedule's last run, so a slot runs once even across a failover.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bk_proto::ids::{BackupId, JobId};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use ulid::Ulid;
+
+use crate::coordinator::Coordinator;
+use crate::core::plan_prune::plan_prune;
+use crate::core::schedule::due_slot;
+use crate::core::{Command, CommandResponse, JobSpec};
+use crate::service::control::{backup_job_spec, BackupRequest};
+
+/// How often the leader looks for due schedules (the finest useful cron granularity).
+const TICK: Duration = Duration::from_millis(500);
+
+/// Runs the schedule loop until `shutdown`.
+pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if coordinator.is_leader() {
+            run_due_schedules(&coordinator).await;
+        }
+    }
+}
+
+/// One unit of the loop: proposes a run for every due schedule.
+pub async fn run_due_schedules(coordinator: &Coordinator) {
+    let now_ms = crate::clock::now_ms();
+    let runs: Vec<Command> = coordinator.shared.read(|state| {
+        let mut runs = Vec::new();
+        for schedule in state.schedules.values() {
+            let slot_ms = match due_slot(schedule, now_ms) {
+                Ok(Some(slot_ms)) => slot_ms,
+                Ok(None) => continue,
+                Err(error) => {
+                    warn!(schedule = %schedule.name, %error, "schedule cannot run");
+                    continue;
+                }
+            };
+            let request = BackupRequest {
+                source: &schedule.source,
+                repository: &schedule.repository,
+                full: false,
+                adopt_checkpoint: false,
+            };
+            let backup_id = JobId::from_ulid(Ulid::new());
+            let mut jobs: Vec<(JobId, JobSpec)> = Vec::new();
+            let scheduled = Some((schedule.name.clone(), slot_ms));
+            match backup_job_spec(state, &request, backup_id, now_ms) {
+                Ok(spec) => {
+                    jobs.push((backup_id, JobSpec { scheduled: scheduled.clone(), ..spec }))
+                }
+                Err(error) => {
+                    warn!(schedule = %schedule.name, %error, "scheduled backup cannot be planned");
+                    continue;
+                }
+            }
+            if let (Some(retention), Some(repository)) =
+                (schedule.prune, state.repositories.get(&schedule.repository))
+            {
+                // The prune's id sorts after the backup's, so the repository lock runs it after.
+                let prune_id = JobId::from_ulid(Ulid(backup_id.0 .0 + 1));
+                let backups: Vec<_> = state.backups.values().collect();
+                if let Ok(spec) = plan_prune(
+                    &schedule.source,
+                    repository,
+                    &backups,
+                    &retention,
+                    false,
+                    BackupId(prune_id.0),
+                ) {
+                    jobs.push((prune_id, JobSpec { scheduled, ..spec }));
+                }
+            }
+            runs.push(Command::RunSchedule {
+                name: schedule.name.clone(),
+                slot_ms,
+                jobs,
+                at_ms: now_ms,
+            });
+        }
+        runs
+    });
+    for run in runs {
+        let Command::RunSchedule { name, slot_ms, .. } = &run else { continue };
+        let (name, slot_ms) = (name.clone(), *slot_ms);
+        match coordinator.propose(run).await {
+            Ok(CommandResponse::Applied) => info!(schedule = %name, slot_ms, "schedule ran"),
+            Ok(CommandResponse::Rejected(reason)) => {
+                info!(schedule = %name, %reason, "schedule run not applied")
+            }
+            Err(error) => {
+                warn!(schedule = %name, %error, "cannot run schedule (leadership changed?)");
+                return;
+            }
+        }
+    }
+}
