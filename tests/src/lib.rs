@@ -9,10 +9,12 @@
 //! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
 //! - [`questdb_layout`]: a QuestDB-like server root.
+//! - [`garage`]: a real S3-compatible server (Garage) on loopback.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
 
+pub mod garage;
 pub mod invariants;
 pub mod layout;
 pub mod live;

@@ -213,16 +213,31 @@ impl Sandbox {
         store_root: &Path,
         extra: &str,
     ) -> anyhow::Result<()> {
+        let store = format!("[store]\nurl = \"file://{}\"\n", store_root.display());
+        self.start_worker_toml(source, node, extra, &store)
+    }
+
+    /// Starts a worker whose config is the sandbox's top-level keys, then `extra` (top-level
+    /// keys), then `tables` (TOML tables: `[store]`, `[repositories.NAME]`, …).
+    ///
+    /// # Errors
+    /// When the worker cannot start.
+    pub fn start_worker_toml(
+        &mut self,
+        source: &str,
+        node: &str,
+        extra: &str,
+        tables: &str,
+    ) -> anyhow::Result<()> {
         let config_path = self.path().join(format!("worker-{node}.toml"));
         let config = format!(
             "version = 1\nsource = \"{source}\"\nnode = \"{node}\"\ncoordinator_endpoints = [{}]\n\
-             heartbeat_interval = \"500ms\"\n{extra}\n[store]\nurl = \"file://{}\"\n",
+             heartbeat_interval = \"500ms\"\n{extra}\n{tables}",
             self.replicas
                 .iter()
                 .map(|replica| format!("\"{}\"", replica.address))
                 .collect::<Vec<_>>()
                 .join(", "),
-            store_root.display()
         );
         std::fs::write(&config_path, config)?;
         let mut command = Command::new(binary("bk-worker"));

@@ -18,3 +18,4 @@ mod t13_deploy_manifests;
 mod t14_auth;
 mod t15_metrics;
 mod t16_schedules;
+mod t17_s3;

@@ -1,0 +1,134 @@
+//! A real S3-compatible server for the tests: Garage, run as a single-node process on loopback
+//! with one bucket and one key, stopped when dropped.
+//!
+//! Garage is installed by `.ci/run` (`cargo install garage@2.5.0 --locked`). It ignores
+//! `If-None-Match` on PutObject, so tests against it also prove that bk's correctness does not
+//! rest on create-only writes alone.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The bucket every test uses (prefixes keep tests apart).
+pub const BUCKET: &str = "bk-test";
+/// The access key id Garage is started with.
+pub const ACCESS_KEY_ID: &str = "GK0123456789abcdef01234567";
+/// The secret key Garage is started with: tests grep logs and records for it.
+pub const SECRET_ACCESS_KEY: &str =
+    "5ec12e7b0a5ec12e7b0a5ec12e7b0a5ec12e7b0a5ec12e7b0a5ec12e7b0a5ec1";
+/// Garage's node-to-node secret (unused by a single node, required by its config).
+const RPC_SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// The region Garage answers to.
+pub const REGION: &str = "garage";
+
+/// A running Garage server.
+pub struct Garage {
+    child: Child,
+    endpoint: String,
+}
+
+impl Garage {
+    /// Starts Garage with its data under `dir` and waits until its S3 API answers.
+    ///
+    /// # Errors
+    /// When the binary is missing (the message says how to install it) or it does not start.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let binary = garage_binary().context(
+            "garage is not installed: run `cargo install garage@2.5.0 --locked` (.ci/run does)",
+        )?;
+        let rpc_port = free_port()?;
+        let s3_port = free_port()?;
+        std::fs::create_dir_all(dir)?;
+        let config = format!(
+            "metadata_dir = \"{dir}/meta\"\ndata_dir = \"{dir}/data\"\ndb_engine = \"sqlite\"\n\
+             replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc_port}\"\n\
+             rpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{RPC_SECRET}\"\n\
+             [s3_api]\ns3_region = \"{REGION}\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n\
+             root_domain = \".s3.garage.localhost\"\n",
+            dir = dir.display()
+        );
+        let config_path = dir.join("garage.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.join("garage.log"))?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["server", "--single-node", "--default-bucket"])
+            .env("GARAGE_DEFAULT_ACCESS_KEY", ACCESS_KEY_ID)
+            .env("GARAGE_DEFAULT_SECRET_KEY", SECRET_ACCESS_KEY)
+            .env("GARAGE_DEFAULT_BUCKET", BUCKET)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start garage")?;
+        let mut garage = Self { child, endpoint: format!("http://127.0.0.1:{s3_port}") };
+        garage.wait_ready(s3_port, dir)?;
+        Ok(garage)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// object_store options that reach this server, the secret given as a file (as operators
+    /// should), as an inline TOML table.
+    pub fn options_toml(&self, secret_file: &Path) -> String {
+        format!(
+            "{{ aws_endpoint = \"{}\", aws_allow_http = \"true\", aws_region = \"{REGION}\", \
+             aws_access_key_id = \"{ACCESS_KEY_ID}\", aws_secret_access_key_file = \"{}\" }}",
+            self.endpoint,
+            secret_file.display()
+        )
+    }
+
+    /// Ready when an anonymous `GET /` gets an HTTP answer (403: no credentials).
+    fn wait_ready(&mut self, port: u16, dir: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("garage exited ({status}); see {}", dir.join("garage.log").display());
+            }
+            if http_answers(port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("garage did not answer within 60 s; see {}", dir.join("garage.log").display())
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn garage_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join("garage")).collect::<Vec<_>>()
+    });
+    let in_cargo =
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/garage"));
+    on_path.chain(in_cargo).find(|path| path.is_file())
+}
