@@ -248,6 +248,16 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The peak resident memory (Linux `VmHWM`) of the worker of `node`, in bytes; `None` when it
+    /// is not running or the platform has no `/proc`.
+    pub fn worker_peak_rss_bytes(&self, node: &str) -> Option<u64> {
+        let (_, child) = self.workers.iter().find(|(name, _)| name == node)?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Kills the worker of `node` (SIGKILL), as a crash would.
     pub fn kill_worker(&mut self, node: &str) {
         if let Some(index) = self.workers.iter().position(|(name, _)| name == node) {

@@ -19,3 +19,4 @@ mod t14_auth;
 mod t15_metrics;
 mod t16_schedules;
 mod t17_s3;
+mod t18_large_objects;
