@@ -95,7 +95,11 @@ pub fn render(coordinator: &Coordinator) -> String {
             "gauge",
             "Seconds since the leader last heard from each worker.",
         );
-        for (worker, ago) in coordinator.runtime.last_seen_ago() {
+        // Every registered worker, heard from or not since this replica became leader.
+        let workers: Vec<String> =
+            coordinator.shared.read(|state| state.workers.keys().cloned().collect());
+        for worker in workers {
+            let ago = coordinator.runtime.silence(&worker);
             let _ = writeln!(
                 out,
                 "bk_worker_last_seen_seconds{{worker=\"{}\"}} {}",

@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     /// (env `BK_MAX_BYTES_PER_SECOND`; absent: unlimited).
     #[serde(default)]
     pub max_bytes_per_second: Option<u64>,
+    /// Where to serve Prometheus `GET /metrics` (e.g. `127.0.0.1:9401`); absent: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// How often the worker tells the coordinator it is alive.
     #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -154,6 +157,7 @@ impl WorkerConfig {
             max_parallel_tasks: default_max_parallel_tasks(),
             max_concurrent_objects: default_max_concurrent_objects(),
             max_bytes_per_second: None,
+            metrics_listen: None,
             heartbeat_interval: default_heartbeat_interval(),
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),

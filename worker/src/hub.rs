@@ -37,9 +37,16 @@ pub struct Hub {
     throttle: Arc<crate::throttle::Throttle>,
     /// The process environment, captured once (the standard object-store variables).
     env: Vec<(String, String)>,
+    /// Counters served on `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 impl Hub {
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
     /// Prepares a worker.
     ///
     /// # Errors
@@ -49,6 +56,7 @@ impl Hub {
         Ok(Self {
             worker_id: config.worker_id(),
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
+            metrics: Arc::default(),
             throttle: Arc::new(crate::throttle::Throttle::new(config.max_bytes_per_second)),
             config,
             endpoints,
@@ -111,8 +119,13 @@ impl Hub {
                 Ok(response) if response.get_ref().must_register => {
                     self.register(&shutdown).await;
                 }
-                Ok(_) => {}
-                Err(status) => warn!(error = %status.message(), "heartbeat failed"),
+                Ok(_) => {
+                    self.metrics.heartbeats_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(status) => {
+                    self.metrics.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %status.message(), "heartbeat failed")
+                }
             }
         }
     }
@@ -263,6 +276,20 @@ impl Hub {
             async {
                 let result = run_task(&context).await;
                 cancel.cancel();
+                let outcome = if result.is_ok() {
+                    &self.metrics.tasks_succeeded
+                } else {
+                    &self.metrics.tasks_failed
+                };
+                outcome.fetch_add(1, Ordering::Relaxed);
+                let progress = &context.progress;
+                let metrics = &self.metrics;
+                metrics
+                    .objects_done
+                    .fetch_add(progress.objects_done.load(Ordering::Relaxed), Ordering::Relaxed);
+                metrics
+                    .bytes_done
+                    .fetch_add(progress.bytes_done.load(Ordering::Relaxed), Ordering::Relaxed);
                 result
             },
             reporter

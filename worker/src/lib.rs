@@ -16,6 +16,7 @@
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod questdb;
 pub mod repository;
 pub mod store;
@@ -23,6 +24,8 @@ pub mod tasks;
 pub mod throttle;
 
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,10 +43,28 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let parallel_tasks = config.max_parallel_tasks;
     let hub = Arc::new(hub::Hub::new(config, env)?);
+    let mut loops = JoinSet::new();
+    if let Some(address) = hub.config().metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address} (metrics_listen)"))?;
+        let limits = Arc::new(metrics::Limits {
+            worker_id: hub.config().worker_id(),
+            max_concurrent_objects: hub.config().max_concurrent_objects,
+            max_bytes_per_second: hub.config().max_bytes_per_second.unwrap_or(0),
+        });
+        let (metrics, shutdown) = (hub.metrics.clone(), shutdown.clone());
+        loops.spawn(async move {
+            if let Err(error) = metrics::serve(listener, metrics, limits, shutdown).await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+    }
     if !hub.register(&shutdown).await {
+        shutdown.cancel();
+        while loops.join_next().await.is_some() {}
         return Ok(());
     }
-    let mut loops = JoinSet::new();
     loops.spawn(hub.clone().heartbeat_loop(shutdown.clone()));
     for _ in 0..parallel_tasks {
         loops.spawn(hub.clone().task_loop(shutdown.clone()));

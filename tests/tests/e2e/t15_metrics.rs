@@ -62,3 +62,41 @@ fn test_status_summarises_cluster_workers_jobs_and_last_backups_and_yaml_matches
     let from_yaml: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
     assert_eq!(from_yaml, cluster.sandbox.bkctl_json(&["backups"]).unwrap());
 }
+
+#[test]
+fn test_worker_metrics_count_tasks_bytes_and_heartbeats() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(1 << 20));
+    let mut addresses = Vec::new();
+    for node in cluster.nodes() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let extra = format!("metrics_listen = \"{address}\"\nmax_bytes_per_second = 1073741824");
+        cluster.sandbox.start_worker_with("src", &node, &cluster.store, &extra).unwrap();
+        addresses.push(address);
+    }
+    let (succeeded, job) = cluster.backup();
+    assert!(succeeded, "{job}");
+    let backup = cluster.sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap()]).unwrap();
+    let mut bytes = 0.0;
+    for (node, address) in cluster.nodes().iter().zip(&addresses) {
+        let label = format!("{{worker=\"src/{node}\"}}");
+        let body = cluster
+            .sandbox
+            .wait_until(std::time::Duration::from_secs(10), "a heartbeat counted", || {
+                let body = scrape(address);
+                (value(&body, &format!("bk_worker_heartbeats_total{label}"))? >= 1.0)
+                    .then_some(body)
+            })
+            .unwrap();
+        assert!(value(&body, &format!("bk_worker_tasks_succeeded_total{label}")).unwrap() >= 1.0);
+        assert_eq!(value(&body, &format!("bk_worker_tasks_failed_total{label}")), Some(0.0));
+        assert_eq!(
+            value(&body, &format!("bk_worker_max_bytes_per_second{label}")),
+            Some(1073741824.0),
+            "{body}"
+        );
+        bytes += value(&body, &format!("bk_worker_bytes_total{label}")).unwrap();
+    }
+    // Every object of the backup was finished by some worker.
+    assert!(bytes >= backup["num_bytes"].as_f64().unwrap(), "{bytes} < {backup}");
+}
