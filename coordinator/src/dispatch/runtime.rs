@@ -63,8 +63,11 @@ impl LeaderRuntime {
         let mut inner = self.lock();
         match (is_leader, inner.leader_since) {
             (true, None) => {
-                inner.leader_since = Some(Instant::now());
-                inner.last_seen.clear();
+                // Not cleared: a worker heard from before leadership was first observed here
+                // (it races with registration) must not vanish from `bkctl workers`.
+                let now = Instant::now();
+                inner.leader_since = Some(now);
+                inner.last_seen.values_mut().for_each(|seen| *seen = now);
                 inner.progress.clear();
             }
             (false, Some(_)) => inner.leader_since = None,
