@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             let target = dir.join("rclone");
             series[4].seconds.push(timed(|| {
                 run(Command::new(rclone)
-                    .args(["copy", "--transfers", "16"])
+                    .args(["copy", "--transfers", "16", "--config", "/dev/null"])
                     .arg(&cluster)
                     .arg(&target))
             })?);
