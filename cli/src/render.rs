@@ -128,7 +128,9 @@ pub(crate) fn repository_json(repository: &pb::Repository) -> Value {
 /// A worker as JSON.
 pub(crate) fn worker_json(worker: &pb::Worker) -> Value {
     json!({"id": worker.id, "source": worker.source, "node": worker.node,
-           "registered_at_ms": worker.registered_at_ms, "last_seen_ago_ms": worker.last_seen_ago_ms})
+           "registered_at_ms": worker.registered_at_ms, "last_seen_ago_ms": worker.last_seen_ago_ms,
+           "max_concurrent_objects": worker.max_concurrent_objects,
+           "max_bytes_per_second": worker.max_bytes_per_second})
 }
 
 /// Bytes for humans: `12.3 MiB`.

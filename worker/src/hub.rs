@@ -71,6 +71,9 @@ impl Hub {
             source: self.config.source.clone(),
             node: self.config.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            max_concurrent_objects: u32::try_from(self.config.max_concurrent_objects)
+                .unwrap_or(u32::MAX),
+            max_bytes_per_second: self.config.max_bytes_per_second.unwrap_or(0),
         };
         let mut delay = Duration::from_millis(200);
         loop {

@@ -87,6 +87,12 @@ pub struct WorkerRecord {
     pub version: String,
     /// When it (last) registered.
     pub registered_at_ms: u64,
+    /// Objects it keeps in flight at most (its memory bound), as it registered.
+    #[serde(default)]
+    pub max_concurrent_objects: u32,
+    /// Bytes it reads per second at most (0: unlimited), as it registered.
+    #[serde(default)]
+    pub max_bytes_per_second: u64,
 }
 
 /// A committed backup.

@@ -285,6 +285,8 @@ mod tests {
             node: "n".into(),
             version: "0".into(),
             registered_at_ms: 3,
+            max_concurrent_objects: 16,
+            max_bytes_per_second: 0,
         };
         state.apply(Command::RegisterWorker { worker });
         let job = &state.jobs[&job_id];

@@ -61,6 +61,8 @@ mod tests {
             node: node.into(),
             version: "0".into(),
             registered_at_ms: 0,
+            max_concurrent_objects: 16,
+            max_bytes_per_second: 0,
         }
     }
 

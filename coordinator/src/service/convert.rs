@@ -183,6 +183,8 @@ pub fn worker_to_pb(
         source: worker.source.clone(),
         node: worker.node.clone(),
         registered_at_ms: worker.registered_at_ms,
+        max_concurrent_objects: worker.max_concurrent_objects,
+        max_bytes_per_second: worker.max_bytes_per_second,
         last_seen_ago_ms: if is_leader {
             last_seen.get(&worker.worker_id).map(|ago| ago.as_millis() as u64)
         } else {

@@ -199,6 +199,8 @@ impl WorkerHub for WorkerHubServiceImpl {
             node: request.node,
             version: request.version,
             registered_at_ms: crate::clock::now_ms(),
+            max_concurrent_objects: request.max_concurrent_objects,
+            max_bytes_per_second: request.max_bytes_per_second,
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
         self.coordinator.propose(Command::RegisterWorker { worker }).await?;

@@ -97,6 +97,12 @@ fn test_worker_metrics_count_tasks_bytes_and_heartbeats() {
         );
         bytes += value(&body, &format!("bk_worker_bytes_total{label}")).unwrap();
     }
+    // The limits are visible to operators in `bkctl workers` too.
+    let workers = cluster.sandbox.bkctl_json(&["workers"]).unwrap();
+    for worker in workers.as_array().unwrap() {
+        assert_eq!(worker["max_bytes_per_second"], 1073741824, "{worker}");
+        assert_eq!(worker["max_concurrent_objects"], 16, "{worker}");
+    }
     // Every object of the backup was finished by some worker.
     assert!(bytes >= backup["num_bytes"].as_f64().unwrap(), "{bytes} < {backup}");
 }
