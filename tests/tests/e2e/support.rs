@@ -100,6 +100,17 @@ impl Cluster {
     }
 }
 
+/// The prefixes a backup (as `bkctl show` prints it) recorded as excluded, e.g.
+/// `node1/table-snapshots/`: a restore gives back everything but these.
+pub(crate) fn exclusion_prefixes(backup: &Value) -> Vec<String> {
+    backup["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["prefix"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The object entries of a committed backup, read from the repository as a user would:
 /// manifest, then its segments (each checked against the hash the manifest records).
 pub(crate) fn read_backup_entries(

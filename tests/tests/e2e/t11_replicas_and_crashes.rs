@@ -7,7 +7,7 @@ use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-use crate::support::REGISTER_ENTERPRISE_SOURCE;
+use crate::support::{exclusion_prefixes, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::assert_restored_identical;
 
 /// Workers capped at 4 MiB/s with one object in flight: a backup takes seconds, long enough to
@@ -75,12 +75,7 @@ fn wait_for_end(sandbox: &Sandbox, job_id: &str) -> Value {
 
 fn restore_and_compare(sandbox: &Sandbox, job: &Value, store: &std::path::Path) {
     let backup = sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap()]).unwrap();
-    let exclusions: Vec<String> = backup["exclusions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_string())
-        .collect();
+    let exclusions = exclusion_prefixes(&backup);
     let target = sandbox.path().join("restored");
     let url = format!("file://{}", target.display());
     let output = sandbox

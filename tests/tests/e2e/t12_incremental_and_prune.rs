@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
 
-use crate::support::Cluster;
+use crate::support::{exclusion_prefixes, Cluster};
 use crate::t06_restore_round_trip::{assert_restored_identical, restore};
 
 /// A tree's files: path → (size, BLAKE3).
@@ -45,15 +45,6 @@ fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 
     }
     assert!(changed > 0, "nothing changed");
     changed
-}
-
-fn exclusions(backup: &Value) -> Vec<String> {
-    backup["exclusions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -130,7 +121,7 @@ fn test_every_backup_in_a_chain_of_five_restores_byte_identical() {
             restore(&cluster, backup["id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
         assert!(succeeded, "round {round}: restore failed: {job}");
         let mut wanted = tree.clone();
-        let excluded = exclusions(backup);
+        let excluded = exclusion_prefixes(backup);
         wanted.retain(|key, _| !excluded.iter().any(|prefix| key.starts_with(prefix)));
         assert_eq!(
             hash_tree(&target).unwrap(),
@@ -224,7 +215,7 @@ fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
     let (succeeded, job) = restore(&cluster, &ids[3], &target, &["--nodes-stopped"]);
     assert!(succeeded, "{job}");
     let backup = cluster.sandbox.bkctl_json(&["show", &ids[3]]).unwrap();
-    assert_restored_identical(&cluster.store, &target, &exclusions(&backup));
+    assert_restored_identical(&cluster.store, &target, &exclusion_prefixes(&backup));
 }
 
 fn walkdir_count(dir: &Path) -> usize {
@@ -326,6 +317,6 @@ fn test_prune_submitted_during_a_backup_waits_for_it_and_breaks_nothing() {
         let (succeeded, restore_job) =
             restore(&cluster, job["backup_id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
         assert!(succeeded, "round {round}: {restore_job}");
-        assert_restored_identical(&cluster.store, &target, &exclusions(&backups[0]));
+        assert_restored_identical(&cluster.store, &target, &exclusion_prefixes(&backups[0]));
     }
 }

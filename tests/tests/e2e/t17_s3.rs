@@ -9,7 +9,7 @@ use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
 
-use crate::support::REGISTER_ENTERPRISE_SOURCE;
+use crate::support::{exclusion_prefixes, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::assert_restored_identical;
 
 const NODES: [&str; 4] = ["node1", "node2", "node3", "compactor"];
@@ -78,12 +78,7 @@ fn test_file_to_s3_to_file_round_trip_is_byte_identical_and_keeps_the_secret() {
     let first = run_job(&sandbox, &["submit", "backup", "--source", "src", "--repo", "s3repo"]);
     let first_id = first["backup_id"].as_str().unwrap().to_string();
     let shown = sandbox.bkctl_json(&["show", &first_id]).unwrap();
-    let exclusions: Vec<String> = shown["exclusions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_string())
-        .collect();
+    let exclusions = exclusion_prefixes(&shown);
 
     // Restored from S3 into S3: the cluster now lives in a bucket.
     let s3_cluster = format!("s3://{BUCKET}/cluster2");

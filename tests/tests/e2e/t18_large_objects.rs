@@ -5,7 +5,7 @@ use bk_tests::layout::LayoutParams;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::support::Cluster;
+use crate::support::{exclusion_prefixes, Cluster};
 use crate::t06_restore_round_trip::{assert_restored_identical, restore};
 
 const MIB: u64 = 1 << 20;
@@ -57,13 +57,7 @@ fn test_objects_many_times_the_chunk_size_keep_worker_memory_bounded() {
     let target = cluster.sandbox.path().join("restored");
     let (restored, job) = restore(&cluster, backup_id, &target, &["--nodes-stopped"]);
     assert!(restored, "restore failed: {job}");
-    let exclusions: Vec<String> = cluster.sandbox.bkctl_json(&["show", backup_id]).unwrap()
-        ["exclusions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_string())
-        .collect();
+    let exclusions = exclusion_prefixes(&cluster.sandbox.bkctl_json(&["show", backup_id]).unwrap());
     assert_restored_identical(&cluster.store, &target, &exclusions);
     let after_restore = cluster.sandbox.worker_peak_rss_bytes("node1").unwrap();
 
