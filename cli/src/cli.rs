@@ -13,12 +13,37 @@ pub(crate) struct Cli {
     /// environment: a flag shows in the process list.
     #[arg(long, global = true, env = "BK_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// PEM CA bundle the coordinator's certificate chains to; connects over TLS.
+    #[arg(long, global = true, env = "BK_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate, for a coordinator that requires mutual TLS (with `--key`).
+    #[arg(long, global = true, env = "BK_CLIENT_CERT", value_name = "FILE")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, global = true, env = "BK_CLIENT_KEY", value_name = "FILE")]
+    pub(crate) key: Option<std::path::PathBuf>,
+    /// Name to check the coordinator's certificate against, when it differs from the host
+    /// in `--endpoint`.
+    #[arg(long, global = true, env = "BK_TLS_SERVER_NAME", value_name = "NAME")]
+    pub(crate) tls_server_name: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) output: OutputFormat,
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The TLS files given on the command line or in the environment.
+    pub(crate) fn tls_files(&self) -> bk_proto::tls::ClientTlsFiles {
+        bk_proto::tls::ClientTlsFiles {
+            ca_file: self.ca_cert.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            server_name: self.tls_server_name.clone(),
+        }
+    }
 }
 
 /// Output formats.

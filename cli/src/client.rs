@@ -3,6 +3,7 @@
 use bk_proto::endpoints::ReplicaEndpoints;
 use bk_proto::pb;
 use bk_proto::pb::control_client::ControlClient;
+use bk_proto::tls::ClientTlsFiles;
 use tonic::Status;
 
 /// Attempts per call across endpoints.
@@ -38,21 +39,26 @@ impl Client {
     /// # Errors
     /// When the list is empty or an address is invalid.
     pub(crate) fn new(endpoints: &str) -> anyhow::Result<Self> {
-        Self::with_token(endpoints, None)
+        Self::with_token(endpoints, None, &ClientTlsFiles::default())
     }
 
-    /// A client that presents `token` as a bearer token.
+    /// A client that presents `token` as a bearer token and connects with `tls`.
     ///
     /// # Errors
-    /// As [`Client::new`], or a token that cannot be sent as a header.
-    pub(crate) fn with_token(endpoints: &str, token: Option<&str>) -> anyhow::Result<Self> {
+    /// As [`Client::new`], a token that cannot be sent as a header, or unreadable TLS files.
+    pub(crate) fn with_token(
+        endpoints: &str,
+        token: Option<&str>,
+        tls: &ClientTlsFiles,
+    ) -> anyhow::Result<Self> {
         let authorization = match token.map(str::trim).filter(|token| !token.is_empty()) {
             Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
                 anyhow::anyhow!("the token contains characters a header cannot carry")
             })?),
             None => None,
         };
-        Ok(Self { endpoints: ReplicaEndpoints::parse(endpoints)?, authorization })
+        let tls = tls.load()?;
+        Ok(Self { endpoints: ReplicaEndpoints::parse(endpoints, tls)?, authorization })
     }
 
     fn authorized<T>(&self, message: T) -> tonic::Request<T> {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use bk_proto::pb;
 use serde_json::Value;
 
+use crate::call_error::{call_failed, Transport};
 use crate::cli::{
     Cli, ClusterCommand, Command, OutputFormat, RepoCommand, ScheduleCommand, SourceAddArgs,
     SourceCommand, SourceKind, SubmitCommand,
@@ -30,9 +31,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let _ = OUTPUT.set(format);
-    let client = Client::with_token(&cli.endpoint, cli.token.as_deref())?;
-    let failed =
-        |status: tonic::Status| anyhow::anyhow!("{} ({:?})", status.message(), status.code());
+    let tls_files = cli.tls_files();
+    let client = Client::with_token(&cli.endpoint, cli.token.as_deref(), &tls_files)?;
+    let transport = match (tls_files.is_enabled(), tls_files.cert_file.is_some()) {
+        (false, _) => Transport::Plaintext,
+        (true, false) => Transport::Tls,
+        (true, true) => Transport::MutualTls,
+    };
+    let failed = |status: tonic::Status| call_failed(status, transport);
     match cli.command {
         Command::Source(SourceCommand::Add(args)) => {
             let source = source_from_args(args)?;

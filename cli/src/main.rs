@@ -1,5 +1,6 @@
 //! `bkctl`: the bk command line. Talks to the coordinator's Control API only.
 
+mod call_error;
 mod cli;
 mod client;
 mod commands;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bk_proto::support::{env_override, parse_versioned, ConfigError, LogFormat};
+use bk_proto::tls::{ClientTlsFiles, ServerTlsFiles};
 use serde::{Deserialize, Serialize};
 
 /// The config format version this binary reads.
@@ -38,6 +39,47 @@ pub struct CoordinatorConfig {
     pub log_format: LogFormat,
     /// Bearer tokens for clients and workers.
     pub auth: AuthConfig,
+    /// TLS on the gRPC port and on calls to the other replicas.
+    pub tls: CoordinatorTls,
+}
+
+/// TLS for the replica's gRPC port (clients, workers, other replicas all use it) and for the
+/// Raft calls it makes to the other replicas. Off when no certificate is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorTls {
+    /// PEM certificate chain this replica presents, to its clients and (as a client certificate)
+    /// to the other replicas (env `BK_TLS_CERT_FILE`). Setting it turns TLS on.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (env `BK_TLS_KEY_FILE`).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle the other replicas' certificates chain to (env `BK_TLS_CA_FILE`); required
+    /// with `cert_file`, since replicas call each other.
+    pub ca_file: Option<PathBuf>,
+    /// PEM CA bundle every client (bkctl, workers, other replicas) must present a certificate
+    /// from: mutual TLS (env `BK_TLS_CLIENT_CA_FILE`). Tokens are still checked on top.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl CoordinatorTls {
+    /// What the gRPC server presents and checks.
+    pub fn server_files(&self) -> ServerTlsFiles {
+        ServerTlsFiles {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            client_ca_file: self.client_ca_file.clone(),
+        }
+    }
+
+    /// What this replica trusts and presents when it calls another replica.
+    pub fn peer_client_files(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name: None,
+        }
+    }
 }
 
 /// Bearer tokens. An API with no token configured is open (fine on a laptop, not in production).
@@ -97,6 +139,7 @@ impl Default for CoordinatorConfig {
             raft: RaftTuning::default(),
             log_format: LogFormat::Text,
             auth: AuthConfig::default(),
+            tls: CoordinatorTls::default(),
         }
     }
 }
@@ -161,6 +204,16 @@ impl CoordinatorConfig {
         if let Some(value) = env_override(env, "BK_RAFT_KEEP_ENTRIES_AFTER_SNAPSHOT")? {
             self.raft.keep_entries_after_snapshot = value;
         }
+        for (variable, slot) in [
+            ("BK_TLS_CERT_FILE", &mut self.tls.cert_file),
+            ("BK_TLS_KEY_FILE", &mut self.tls.key_file),
+            ("BK_TLS_CA_FILE", &mut self.tls.ca_file),
+            ("BK_TLS_CLIENT_CA_FILE", &mut self.tls.client_ca_file),
+        ] {
+            if let Some(value) = env_override(env, variable)? {
+                *slot = Some(value);
+            }
+        }
         Ok(self)
     }
 
@@ -178,6 +231,14 @@ impl CoordinatorConfig {
         if self.raft.election_timeout <= self.raft.heartbeat_interval * 2 {
             return Err(ConfigError::Invalid(
                 "`raft.election_timeout` must be more than twice `raft.heartbeat_interval`"
+                    .to_string(),
+            ));
+        }
+        if self.tls.cert_file.is_some() && self.tls.ca_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "`tls.ca_file` is required with `tls.cert_file`: replicas call each other over \
+                 TLS and verify each other's certificates with it (give the CA that signed \
+                 `tls.cert_file`)"
                     .to_string(),
             ));
         }
@@ -229,6 +290,7 @@ mod tests {
         assert_eq!(config.replica_id, 1);
         assert_eq!(config.lease_timeout, Duration::from_secs(30));
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
+        assert!(config.tls.server_files().requires_client_certificates());
     }
 
     #[test]
@@ -245,6 +307,25 @@ mod tests {
             [("BK_REPLICA_ID".to_string(), "one".to_string())].into();
         let error = CoordinatorConfig::default().apply_env(&env).unwrap_err().to_string();
         assert!(error.contains("BK_REPLICA_ID"), "{error}");
+    }
+
+    #[test]
+    fn test_tls_from_env_and_a_certificate_without_a_ca_is_refused() {
+        let env: HashMap<String, String> = [
+            ("BK_TLS_CERT_FILE".to_string(), "/etc/bk/tls.crt".to_string()),
+            ("BK_TLS_KEY_FILE".to_string(), "/etc/bk/tls.key".to_string()),
+        ]
+        .into();
+        let config = CoordinatorConfig::default().apply_env(&env).unwrap();
+        assert_eq!(config.tls.server_files().cert_file, Some(PathBuf::from("/etc/bk/tls.crt")));
+        let error = config.clone().validate().unwrap_err().to_string();
+        assert!(error.contains("tls.ca_file"), "{error}");
+        let env: HashMap<String, String> =
+            [("BK_TLS_CA_FILE".to_string(), "/etc/bk/ca.crt".to_string())].into();
+        let config = config.apply_env(&env).unwrap().validate().unwrap();
+        let peer = config.tls.peer_client_files();
+        assert_eq!(peer.ca_file, Some(PathBuf::from("/etc/bk/ca.crt")));
+        assert_eq!(peer.cert_file, Some(PathBuf::from("/etc/bk/tls.crt")));
     }
 
     #[test]

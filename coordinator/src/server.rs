@@ -41,9 +41,17 @@ pub async fn run(
     let bound = listener.local_addr().context("failed to read the listener's address")?;
     let advertise_addr = config.advertise_addr.clone().unwrap_or_else(|| bound.to_string());
     let shared = Arc::new(SharedState::default());
-    let raft =
-        start_raft(config.replica_id, &config.data_dir, config.openraft_config(), shared.clone())
-            .await?;
+    // Read the TLS files before anything starts, so a bad path fails the start-up, named.
+    let server_tls = config.tls.server_files().load().context("invalid [tls] config")?;
+    let peer_tls = config.tls.peer_client_files().load().context("invalid [tls] config")?;
+    let raft = start_raft(
+        config.replica_id,
+        &config.data_dir,
+        config.openraft_config(),
+        shared.clone(),
+        peer_tls,
+    )
+    .await?;
     if config.bootstrap {
         let members = BTreeMap::from([(config.replica_id, BasicNode::new(&advertise_addr))]);
         match raft.initialize(members).await {
@@ -102,8 +110,18 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("failed to build the reflection service")?;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = server_tls {
+        info!(
+            mutual = config.tls.server_files().requires_client_certificates(),
+            "serving TLS only"
+        );
+        server = server.tls_config(tls).context("invalid [tls] certificate or key")?;
+    } else {
+        warn!("serving plaintext gRPC (see [tls] in the config)");
+    }
     // HTTP/1.1 is accepted for Prometheus' GET /metrics; gRPC stays on HTTP/2.
-    let served = tonic::transport::Server::builder()
+    let served = server
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(crate::metrics::router(coordinator.clone())))
         .add_service(health)

@@ -8,9 +8,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::tls::endpoint_uri;
 use crate::LEADER_ADDR_METADATA;
 
 /// The endpoints of a coordinator cluster, with the one currently believed to be the leader.
@@ -25,6 +26,8 @@ pub struct ReplicaEndpoints {
     /// Deadline of one attempt: a replica that stops answering (a dead machine, a half-open
     /// connection) costs at most this before the next endpoint is tried.
     attempt_timeout: Duration,
+    /// TLS settings for every channel (also those opened for a leader hint); `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// Default deadline of one call attempt (long-polls wait 10 s at most, well inside it).
@@ -39,16 +42,17 @@ pub struct EndpointError {
 }
 
 impl ReplicaEndpoints {
-    /// Parses a comma-separated list (`host:port` or `http://host:port`).
+    /// Parses a comma-separated list (`host:port`, `http://host:port` or `https://host:port`).
+    /// With `tls`, a bare `host:port` is reached over `https`.
     ///
     /// # Errors
     /// Returns [`EndpointError`] for an empty list or an address that is not a valid URI.
-    pub fn parse(list: &str) -> Result<Self, EndpointError> {
+    pub fn parse(list: &str, tls: Option<ClientTlsConfig>) -> Result<Self, EndpointError> {
         let addresses: Vec<String> = list
             .split(',')
             .map(str::trim)
             .filter(|address| !address.is_empty())
-            .map(normalize_address)
+            .map(|address| endpoint_uri(address, tls.is_some()))
             .collect();
         if addresses.is_empty() {
             return Err(EndpointError {
@@ -59,13 +63,14 @@ impl ReplicaEndpoints {
         }
         let mut replicas = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let channel = lazy_channel(&address)?;
+            let channel = lazy_channel(&address, tls.as_ref())?;
             replicas.push((address, channel));
         }
         Ok(Self {
             replicas: Mutex::new(replicas),
             current: Mutex::new(0),
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            tls,
         })
     }
 
@@ -85,11 +90,11 @@ impl ReplicaEndpoints {
 
     /// Makes `address` the current endpoint, adding it if it is new.
     fn follow_leader(&self, address: &str) {
-        let address = normalize_address(address);
+        let address = endpoint_uri(address, self.tls.is_some());
         let mut replicas = self.replicas.lock().unwrap_or_else(|poison| poison.into_inner());
         let index = match replicas.iter().position(|(known, _)| *known == address) {
             Some(index) => index,
-            None => match lazy_channel(&address) {
+            None => match lazy_channel(&address, self.tls.as_ref()) {
                 Ok(channel) => {
                     replicas.push((address, channel));
                     replicas.len() - 1
@@ -150,6 +155,22 @@ impl ReplicaEndpoints {
     }
 }
 
+/// A status's message followed by the errors underneath it (`transport error: connection
+/// error: …`), which is where a refused TLS handshake or a reset connection is explained.
+pub fn status_with_causes(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads the leader address a follower attached to an UNAVAILABLE status.
 pub fn leader_hint(status: &Status) -> Option<String> {
     let value = status.metadata().get(LEADER_ADDR_METADATA)?;
@@ -161,19 +182,15 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5)))
 }
 
-fn normalize_address(address: &str) -> String {
-    if address.starts_with("http://") || address.starts_with("https://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    }
-}
-
-fn lazy_channel(address: &str) -> Result<Channel, EndpointError> {
-    let endpoint = Endpoint::from_shared(address.to_string()).map_err(|error| EndpointError {
+fn lazy_channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, EndpointError> {
+    let invalid = |error: tonic::transport::Error| EndpointError {
         endpoint: address.to_string(),
         reason: error.to_string(),
-    })?;
+    };
+    let mut endpoint = Endpoint::from_shared(address.to_string()).map_err(invalid)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
+    }
     // HTTP/2 keep-alive notices a peer that vanished without closing the connection.
     Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
@@ -190,13 +207,13 @@ mod tests {
 
     #[tokio::test]
     async fn test_empty_endpoint_list_names_the_fix() {
-        let error = ReplicaEndpoints::parse(" , ").unwrap_err().to_string();
+        let error = ReplicaEndpoints::parse(" , ", None).unwrap_err().to_string();
         assert!(error.contains("BK_ENDPOINTS"), "{error}");
     }
 
     #[tokio::test]
     async fn test_leader_hint_switches_the_current_endpoint() {
-        let endpoints = ReplicaEndpoints::parse("127.0.0.1:1,127.0.0.1:2").unwrap();
+        let endpoints = ReplicaEndpoints::parse("127.0.0.1:1,127.0.0.1:2", None).unwrap();
         let mut status = Status::unavailable("not the leader");
         status.metadata_mut().insert(LEADER_ADDR_METADATA, "127.0.0.1:2".parse().unwrap());
         let mut calls = 0;

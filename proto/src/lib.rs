@@ -9,12 +9,14 @@
 //! - [`endpoints`]: a client-side channel over a list of replica endpoints that follows the
 //!   leader hint replicas return.
 //! - [`support`]: what every binary shares: versioned config files, tracing, signal handling.
+//! - [`tls`]: the PEM files servers and clients are configured with, turned into tonic configs.
 #![warn(missing_docs)]
 
 pub mod endpoints;
 pub mod ids;
 pub mod model;
 pub mod support;
+pub mod tls;
 
 /// The generated protobuf messages and gRPC clients/servers of package `bk.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -10,6 +10,7 @@
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
 //! - [`questdb_layout`]: a QuestDB-like server root.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
+//! - [`pki`]: throw-away certificate authorities (via `openssl`) for TLS tests.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
@@ -18,6 +19,7 @@ pub mod garage;
 pub mod invariants;
 pub mod layout;
 pub mod live;
+pub mod pki;
 pub mod questdb_layout;
 pub mod questdb_peer;
 pub mod sandbox;

@@ -23,6 +23,8 @@ pub struct Sandbox {
     coordinator_env: Vec<(String, String)>,
     /// The bearer token bkctl presents (`BK_TOKEN`), if any.
     token: Option<String>,
+    /// Extra environment for bkctl (e.g. `BK_CA_CERT`).
+    bkctl_env: Vec<(String, String)>,
     workers: Vec<(String, Child)>,
 }
 
@@ -66,6 +68,19 @@ impl Sandbox {
     /// # Errors
     /// When a replica cannot start or join.
     pub fn start_cluster(replicas: u64, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_cluster_with(replicas, env, &[])
+    }
+
+    /// As [`Sandbox::start_cluster`], with `bkctl_env` given to every bkctl from the start (the
+    /// replicas are added with bkctl, so a TLS cluster needs its client files here).
+    ///
+    /// # Errors
+    /// When a replica cannot start or join.
+    pub fn start_cluster_with(
+        replicas: u64,
+        env: &[(&str, &str)],
+        bkctl_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bk-sandbox-").tempdir()?;
         let coordinator_env =
             env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
@@ -74,8 +89,10 @@ impl Sandbox {
             replicas: Vec::new(),
             coordinator_env,
             token: None,
+            bkctl_env: Vec::new(),
             workers: Vec::new(),
         };
+        sandbox.set_bkctl_env(bkctl_env);
         for id in 1..=replicas {
             let (child, address) = sandbox.spawn_replica(id, "127.0.0.1:0", id > 1)?;
             sandbox.replicas.push(Replica { address, child: Some(child) });
@@ -122,6 +139,12 @@ impl Sandbox {
         self.replicas.push(Replica { address: address.clone(), child: Some(child) });
         let answer = self.bkctl_json(&["cluster", "add-replica", &id.to_string(), &address])?;
         Ok((address, answer))
+    }
+
+    /// Gives bkctl `env` (replacing what was given before), e.g. `BK_CA_CERT` for a TLS cluster.
+    pub fn set_bkctl_env(&mut self, env: &[(&str, &str)]) {
+        self.bkctl_env =
+            env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
     }
 
     /// Makes bkctl present `token` (or none) from now on.
@@ -278,6 +301,7 @@ impl Sandbox {
             .args(args)
             .env_remove("BK_TOKEN")
             .envs(self.token.iter().map(|token| ("BK_TOKEN", token)))
+            .envs(self.bkctl_env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .output()
             .context("failed to run bkctl")

@@ -63,6 +63,11 @@ pub struct WorkerConfig {
     /// For a QuestDB server: how to talk to it. Its credentials stay here, on the worker.
     #[serde(default)]
     pub questdb: QuestDbConfig,
+    /// TLS towards the coordinator: the CA its replicas' certificates chain to and, when it
+    /// requires mutual TLS, this worker's certificate (`ca_file`, `cert_file`, `key_file`,
+    /// `server_name`; env `BK_TLS_*`).
+    #[serde(default)]
+    pub tls: bk_proto::tls::ClientTlsFiles,
 }
 
 /// How the worker talks to the QuestDB server next to it.
@@ -161,6 +166,7 @@ impl WorkerConfig {
             heartbeat_interval: default_heartbeat_interval(),
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),
+            tls: bk_proto::tls::ClientTlsFiles::default(),
             join_token_file: None,
             join_token: None,
         }
@@ -208,6 +214,7 @@ impl WorkerConfig {
         if let Some(value) = env_override::<String>(env, "BK_QUESTDB_PASSWORD")? {
             self.questdb.password = Some(value);
         }
+        self.tls.apply_env(env)?;
         Ok(self)
     }
 
@@ -252,6 +259,7 @@ mod tests {
         assert_eq!(config.store.url, "file:///var/lib/influxdb3");
         assert!(config.repositories.contains_key("offsite"));
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/bk/tls/ca.crt")));
     }
 
     #[test]

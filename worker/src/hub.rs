@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bk_proto::endpoints::ReplicaEndpoints;
+use anyhow::Context;
+use bk_proto::endpoints::{status_with_causes, ReplicaEndpoints};
 use bk_proto::model::TaskSpec;
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_client::WorkerHubClient;
@@ -50,9 +51,10 @@ impl Hub {
     /// Prepares a worker.
     ///
     /// # Errors
-    /// When the coordinator endpoints do not parse.
+    /// When the coordinator endpoints do not parse or the TLS files cannot be read.
     pub fn new(config: WorkerConfig, env: Vec<(String, String)>) -> anyhow::Result<Self> {
-        let endpoints = ReplicaEndpoints::parse(&config.coordinator_endpoints.join(","))?;
+        let tls = config.tls.load().context("invalid [tls] config")?;
+        let endpoints = ReplicaEndpoints::parse(&config.coordinator_endpoints.join(","), tls)?;
         Ok(Self {
             worker_id: config.worker_id(),
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
@@ -90,7 +92,7 @@ impl Hub {
                     return true;
                 }
                 Err(status) => {
-                    warn!(worker_id = %self.worker_id, error = %status.message(), "cannot register yet, retrying")
+                    warn!(worker_id = %self.worker_id, error = %status_with_causes(&status), "cannot register yet, retrying")
                 }
             }
             tokio::select! {
@@ -127,7 +129,7 @@ impl Hub {
                 }
                 Err(status) => {
                     self.metrics.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %status.message(), "heartbeat failed")
+                    warn!(error = %status_with_causes(&status), "heartbeat failed")
                 }
             }
         }
@@ -157,7 +159,7 @@ impl Hub {
                     if status.code() == tonic::Code::NotFound {
                         self.register(&shutdown).await;
                     } else {
-                        warn!(error = %status.message(), "cannot pull tasks, retrying");
+                        warn!(error = %status_with_causes(&status), "cannot pull tasks, retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -214,7 +216,7 @@ impl Hub {
             match reported {
                 Ok(_) => return,
                 Err(status) => {
-                    warn!(task_id = %assignment.task_id, error = %status.message(), "cannot report result yet, retrying")
+                    warn!(task_id = %assignment.task_id, error = %status_with_causes(&status), "cannot report result yet, retrying")
                 }
             }
             tokio::select! {

@@ -47,6 +47,7 @@ pub async fn start_raft(
     data_dir: &Path,
     raft_config: openraft::Config,
     shared: Arc<SharedState>,
+    peer_tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> anyhow::Result<Raft> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create data dir `{}`", data_dir.display()))?;
@@ -61,7 +62,7 @@ pub async fn start_raft(
     let log_store = log_store::LogStore::open(database.clone())?;
     let state_machine = state_machine::StateMachineStore::open(database, shared)?;
     let config = Arc::new(raft_config.validate().context("invalid raft configuration")?);
-    let network = network::NetworkFactory::default();
+    let network = network::NetworkFactory::new(peer_tls);
     let raft = Raft::new(replica_id, config, network, log_store, state_machine)
         .await
         .context("failed to start raft")?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bk_proto::pb::raft_client::RaftClient;
 use bk_proto::pb::RaftPayload;
+use bk_proto::tls::endpoint_uri;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -20,7 +21,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{ReplicaId, TypeConfig};
 
@@ -28,26 +29,35 @@ use super::{ReplicaId, TypeConfig};
 #[derive(Debug, Default)]
 pub struct NetworkFactory {
     channels: HashMap<String, Channel>,
+    /// How to reach peers over TLS (trust, and the client certificate for mutual TLS); `None`:
+    /// plaintext.
+    tls: Option<ClientTlsConfig>,
+}
+
+impl NetworkFactory {
+    /// A factory whose connections use `tls` when given.
+    pub fn new(tls: Option<ClientTlsConfig>) -> Self {
+        Self { channels: HashMap::new(), tls }
+    }
+
+    fn connect(&self, address: &str) -> Option<Channel> {
+        let mut endpoint = Endpoint::from_shared(address.to_string()).ok()?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).ok()?;
+        }
+        Some(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true).connect_lazy())
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: ReplicaId, node: &BasicNode) -> Self::Network {
-        let address = if node.addr.starts_with("http") {
-            node.addr.clone()
-        } else {
-            format!("http://{}", node.addr)
-        };
+        let address = endpoint_uri(&node.addr, self.tls.is_some());
         let channel = match self.channels.get(&address) {
             Some(channel) => Some(channel.clone()),
-            None => Endpoint::from_shared(address.clone()).ok().map(|endpoint| {
-                let channel = endpoint
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+            None => self.connect(&address).inspect(|channel| {
                 self.channels.insert(address.clone(), channel.clone());
-                channel
             }),
         };
         PeerConnection { target, address, client: channel.map(RaftClient::new) }

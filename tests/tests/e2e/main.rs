@@ -20,3 +20,4 @@ mod t15_metrics;
 mod t16_schedules;
 mod t17_s3;
 mod t18_large_objects;
+mod t19_tls;

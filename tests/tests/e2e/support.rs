@@ -100,6 +100,19 @@ impl Cluster {
     }
 }
 
+/// Generates a one-node InfluxDB 3 Core tree (1 MiB) in the sandbox, registers it as source
+/// `core` (node `node0`) with a file repository `repo`, and returns the tree's path.
+pub(crate) fn register_core_source(sandbox: &Sandbox) -> PathBuf {
+    let store = sandbox.path().join("store");
+    generate(&store, &LayoutParams::core(1 << 20)).unwrap();
+    sandbox
+        .bkctl_json(&["source", "add", "core", "--kind", "influxdb3-core", "--nodes", "node0"])
+        .unwrap();
+    let repository = format!("file://{}", sandbox.path().join("repository").display());
+    sandbox.bkctl_json(&["repo", "add", "repo", &repository]).unwrap();
+    store
+}
+
 /// The prefixes a backup (as `bkctl show` prints it) recorded as excluded, e.g.
 /// `node1/table-snapshots/`: a restore gives back everything but these.
 pub(crate) fn exclusion_prefixes(backup: &Value) -> Vec<String> {

@@ -79,9 +79,52 @@ fn test_coordinator_statefulset_runs_three_replicas_with_storage_and_a_valid_con
     assert_eq!(config.listen_addr, "0.0.0.0:7400");
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
     assert_eq!(config.replica_id, 2);
+    let tls = config.tls.server_files();
+    assert!(tls.is_enabled() && tls.requires_client_certificates());
+    let pod = &set["spec"]["template"]["spec"];
+    let tls_files = [&config.tls.cert_file, &config.tls.key_file, &config.tls.ca_file];
+    assert_secret_mounted(pod, container, tls_files.into_iter().flatten());
     let monitor = of_kind(&documents, "ServiceMonitor")[0];
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "https", "the replicas serve TLS only");
+}
+
+/// Asserts every path in `files` lies under a mount of `container` whose volume is a Secret.
+fn assert_secret_mounted<'a>(
+    pod: &Value,
+    container: &Value,
+    files: impl IntoIterator<Item = &'a PathBuf>,
+) {
+    let secret_volumes: Vec<&str> = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|volume| volume["secret"].is_mapping())
+        .filter_map(|volume| volume["name"].as_str())
+        .collect();
+    let secret_mounts: Vec<&str> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|mount| mount["name"].as_str().is_some_and(|name| secret_volumes.contains(&name)))
+        .filter_map(|mount| mount["mountPath"].as_str())
+        .collect();
+    for file in files {
+        assert!(
+            secret_mounts.iter().any(|mount| file.starts_with(mount)),
+            "{} is not under a mounted secret ({secret_mounts:?})",
+            file.display()
+        );
+    }
+}
+
+fn worker_tls_files(config: &WorkerConfig) -> Vec<&PathBuf> {
+    assert!(config.tls.is_enabled(), "the worker does not use TLS");
+    [&config.tls.ca_file, &config.tls.cert_file, &config.tls.key_file]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[test]
@@ -92,6 +135,13 @@ fn test_worker_manifests_carry_configs_the_worker_accepts_and_the_secrets_they_m
     assert_eq!(config.worker_id(), "prod/node1");
     assert_eq!(config.coordinator_endpoints.len(), 3);
     let pod = of_kind(&sidecar, "Pod")[0];
+    let worker = pod["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|container| container["name"] == "bk-worker")
+        .unwrap();
+    assert_secret_mounted(&pod["spec"], worker, worker_tls_files(&config));
     let secret_name = pod["spec"]["volumes"]
         .as_sequence()
         .unwrap()
@@ -115,6 +165,8 @@ fn test_worker_manifests_carry_configs_the_worker_accepts_and_the_secrets_they_m
     env.insert("BK_NODE".into(), "node7".into());
     let config = WorkerConfig::parse(text).unwrap().apply_env(&env).unwrap().validate().unwrap();
     assert_eq!(config.worker_id(), "prod/node7");
+    let pod = &of_kind(&daemonset, "DaemonSet")[0]["spec"]["template"]["spec"];
+    assert_secret_mounted(pod, container, worker_tls_files(&config));
     assert_eq!(config.store.url, "file:///var/lib/influxdb3");
 }
 

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::sandbox::Sandbox;
+
+use crate::support::register_core_source;
 
 const CLIENT_TOKEN: &str = "client-token-7f3a91";
 const ROTATED_TOKEN: &str = "client-token-rotated-55c2";
@@ -31,13 +32,7 @@ fn test_tokens_are_required_rotate_without_restart_and_never_logged() {
     assert!(stderr.contains("invalid bearer token") && !stderr.contains("not-a-token"), "{stderr}");
 
     sandbox.set_token(Some(CLIENT_TOKEN));
-    let store = sandbox.path().join("store");
-    generate(&store, &LayoutParams::core(1 << 20)).unwrap();
-    sandbox
-        .bkctl_json(&["source", "add", "core", "--kind", "influxdb3-core", "--nodes", "node0"])
-        .unwrap();
-    let repository = format!("file://{}", sandbox.path().join("repository").display());
-    sandbox.bkctl_json(&["repo", "add", "repo", &repository]).unwrap();
+    let store = register_core_source(&sandbox);
 
     // A worker without the join token cannot register: the job waits, saying no worker is there.
     sandbox.start_worker("core", "node0", &store).unwrap();
