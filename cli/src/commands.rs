@@ -204,13 +204,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                         .last_seen_ago_ms
                         .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
                         .unwrap_or_else(|| "-".into());
-                    let bandwidth = match worker.max_bytes_per_second {
-                        0 => "unlimited".to_string(),
-                        rate => format!("{}/s", render::human_bytes(rate)),
-                    };
                     println!(
-                        "{:<28} source={:<16} node={:<16} last seen {seen:<10} in flight ≤{} objects, read {bandwidth}",
-                        worker.id, worker.source, worker.node, worker.max_concurrent_objects
+                        "{:<28} source={:<16} node={:<16} last seen {seen:<10} {}",
+                        worker.id,
+                        worker.source,
+                        worker.node,
+                        render::worker_limits(worker)
                     );
                 }
             });

@@ -130,7 +130,22 @@ pub(crate) fn worker_json(worker: &pb::Worker) -> Value {
     json!({"id": worker.id, "source": worker.source, "node": worker.node,
            "registered_at_ms": worker.registered_at_ms, "last_seen_ago_ms": worker.last_seen_ago_ms,
            "max_concurrent_objects": worker.max_concurrent_objects,
-           "max_bytes_per_second": worker.max_bytes_per_second})
+           "max_bytes_per_second": worker.max_bytes_per_second,
+           "store_retries": worker.store_retries})
+}
+
+/// A worker's limits and retries in a phrase: `in flight ≤16 objects, read 100.0 MiB/s, 3
+/// store retries` (what `bkctl workers` and `bkctl watch` show).
+pub(crate) fn worker_limits(worker: &pb::Worker) -> String {
+    let bandwidth = match worker.max_bytes_per_second {
+        0 => "unlimited".to_string(),
+        rate => format!("{}/s", human_bytes(rate)),
+    };
+    let retries = worker
+        .store_retries
+        .map(|retries| format!(", {retries} store retries"))
+        .unwrap_or_default();
+    format!("in flight ≤{} objects, read {bandwidth}{retries}", worker.max_concurrent_objects)
 }
 
 /// Bytes for humans: `12.3 MiB`.

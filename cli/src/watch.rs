@@ -1,13 +1,17 @@
-//! Live progress of a job: one bar per phase and node, with objects, bytes and rate.
+//! Live progress of a job: one bar per phase and node, with objects, bytes and rate, and under
+//! them each node's worker with its limits and object-store retries.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bk_proto::pb;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::client::Client;
-use crate::render::{job_ended, task_state};
+use crate::render::{job_ended, task_state, worker_limits};
+
+/// How often the workers' limits and retry counts are refreshed while watching.
+const WORKER_REFRESH: Duration = Duration::from_secs(2);
 
 /// Follows the job until it ends and returns its last state. Draws bars on stderr when
 /// `show_bars` (and stderr is a terminal); re-opens the stream if it breaks (leader change).
@@ -33,6 +37,11 @@ pub(crate) async fn watch_job(
         };
         while let Ok(Some(job)) = stream.message().await {
             bars.update(&job);
+            if bars.workers_due() {
+                if let Ok(response) = client.list_workers(pb::ListWorkersRequest {}).await {
+                    bars.update_workers(&job, &response.workers);
+                }
+            }
             if job_ended(&job) {
                 bars.finish();
                 return Ok(job);
@@ -49,11 +58,52 @@ pub(crate) async fn watch_job(
 struct Bars {
     multi: Option<MultiProgress>,
     bars: BTreeMap<String, ProgressBar>,
+    /// One line per node of the job: its worker's limits and retries.
+    worker_lines: BTreeMap<String, ProgressBar>,
+    workers_refreshed: Option<Instant>,
 }
 
 impl Bars {
     fn new(show: bool) -> Self {
-        Self { multi: show.then(MultiProgress::new), bars: BTreeMap::new() }
+        Self {
+            multi: show.then(MultiProgress::new),
+            bars: BTreeMap::new(),
+            worker_lines: BTreeMap::new(),
+            workers_refreshed: None,
+        }
+    }
+
+    /// Whether the worker lines are shown and due for a refresh.
+    fn workers_due(&self) -> bool {
+        self.multi.is_some()
+            && self.workers_refreshed.is_none_or(|refreshed| refreshed.elapsed() >= WORKER_REFRESH)
+    }
+
+    /// Shows, for each node the job has tasks on, its worker's limits and object-store retries.
+    fn update_workers(&mut self, job: &pb::Job, workers: &[pb::Worker]) {
+        self.workers_refreshed = Some(Instant::now());
+        let Some(multi) = &self.multi else { return };
+        let nodes: std::collections::BTreeSet<&str> = job
+            .phases
+            .iter()
+            .flat_map(|phase| phase.tasks.iter().map(|task| task.node.as_str()))
+            .filter(|node| !node.is_empty())
+            .collect();
+        for worker in workers
+            .iter()
+            .filter(|worker| worker.source == job.source && nodes.contains(worker.node.as_str()))
+        {
+            let line = self.worker_lines.entry(worker.node.clone()).or_insert_with(|| {
+                let line = multi.add(ProgressBar::new(1));
+                line.set_style(
+                    ProgressStyle::with_template("{prefix:>24} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                line.set_prefix(format!("worker {}", worker.node));
+                line
+            });
+            line.set_message(worker_limits(worker));
+        }
     }
 
     fn update(&mut self, job: &pb::Job) {
@@ -107,7 +157,7 @@ impl Bars {
     }
 
     fn finish(&mut self) {
-        for bar in self.bars.values() {
+        for bar in self.bars.values().chain(self.worker_lines.values()) {
             if !bar.is_finished() {
                 bar.abandon();
             }

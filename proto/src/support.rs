@@ -97,14 +97,28 @@ impl std::str::FromStr for LogFormat {
 /// Installs the global tracing subscriber, writing to stderr. Filter from `RUST_LOG`
 /// (default `info`). Safe to call twice: the second call does nothing.
 pub fn init_tracing(format: LogFormat) {
+    init_tracing_with(format, tracing_subscriber::layer::Identity::new());
+}
+
+/// As [`init_tracing`], with `extra` beside the log output: a layer that must see events
+/// whatever `RUST_LOG` says (give it its own per-layer filter).
+pub fn init_tracing_with<L>(format: LogFormat, extra: L)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Text => output.boxed(),
+        LogFormat::Json => output.json().boxed(),
     };
+    let _ = tracing_subscriber::registry().with(extra).with(output.with_filter(filter)).try_init();
 }
 
 /// Returns a token cancelled on the first SIGINT or SIGTERM.

@@ -79,10 +79,15 @@ impl Garage {
     /// object_store options that reach this server, the secret given as a file (as operators
     /// should), as an inline TOML table.
     pub fn options_toml(&self, secret_file: &Path) -> String {
+        self.options_toml_at(&self.endpoint, secret_file)
+    }
+
+    /// As [`Garage::options_toml`], reaching the server through `endpoint` (e.g. a proxy).
+    pub fn options_toml_at(&self, endpoint: &str, secret_file: &Path) -> String {
         format!(
             "{{ aws_endpoint = \"{}\", aws_allow_http = \"true\", aws_region = \"{REGION}\", \
              aws_access_key_id = \"{ACCESS_KEY_ID}\", aws_secret_access_key_file = \"{}\" }}",
-            self.endpoint,
+            endpoint,
             secret_file.display()
         )
     }

@@ -86,6 +86,46 @@ impl LayoutParams {
         }
     }
 
+    /// The benchmark's mix, of roughly `total_bytes`: a 3-data-node + compactor Enterprise cluster
+    /// whose nodes each keep about a thousand small (4 KiB) WAL files, twelve snapshot manifests,
+    /// and parquet files from 1 MiB up to 64 MiB (the upper end shrinks for totals under about
+    /// 1.5 GiB, where 64 MiB files would not fit twelve snapshots per node).
+    pub fn benchmark_mix(total_bytes: u64) -> Self {
+        const MIB: u64 = 1 << 20;
+        let snapshots = 12u64;
+        let files_per_round = 4 * snapshots;
+        let parquet_per_snapshot = (total_bytes / (files_per_round * 65 * MIB / 2)).max(1);
+        let average = total_bytes / (files_per_round * parquet_per_snapshot);
+        let largest = (2 * average).saturating_sub(MIB).clamp(MIB, 64 * MIB);
+        Self {
+            snapshots_per_node: snapshots as u32,
+            wal_per_snapshot: 90,
+            wal_files_kept: 1000,
+            parquet_per_snapshot: parquet_per_snapshot as u32,
+            parquet_size: (MIB.min(largest), largest),
+            wal_size: 4096,
+            ..Self::enterprise(total_bytes)
+        }
+    }
+
+    /// `nodes` data nodes and a compactor, each with about `objects_per_node` small objects
+    /// (mostly WAL, one parquet per ten WAL files): the coordinator's scale test, where object
+    /// counts matter and bytes do not.
+    pub fn many_nodes(nodes: usize, objects_per_node: u32) -> Self {
+        let snapshots = 10u32;
+        let wal_per_snapshot = (objects_per_node * 10 / 11 / snapshots).max(1);
+        Self {
+            data_nodes: (1..=nodes).map(|index| format!("node{index:03}")).collect(),
+            snapshots_per_node: snapshots,
+            wal_per_snapshot,
+            wal_files_kept: snapshots * wal_per_snapshot,
+            parquet_per_snapshot: (wal_per_snapshot / 10).max(1),
+            parquet_size: (512, 2048),
+            wal_size: 256,
+            ..Self::enterprise(1 << 20)
+        }
+    }
+
     /// A single Core node with its catalog under the node id.
     pub fn core(total_bytes: u64) -> Self {
         let mut params = Self::enterprise(total_bytes * 4);

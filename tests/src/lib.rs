@@ -9,12 +9,14 @@
 //! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
 //! - [`questdb_layout`]: a QuestDB-like server root.
+//! - [`flaky_proxy`]: a TCP front for an S3 server that throttles (503 SlowDown) first.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
 //! - [`pki`]: throw-away certificate authorities (via `openssl`) for TLS tests.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
 
+pub mod flaky_proxy;
 pub mod garage;
 pub mod invariants;
 pub mod layout;

@@ -33,16 +33,15 @@ struct Replica {
     child: Option<Child>,
 }
 
-/// Path of a workspace binary next to the running test executable.
+/// Path of a workspace binary built in the same profile as the running executable: a test
+/// executable lives in `target/<profile>/deps`, the benchmark in `target/<profile>`.
 ///
 /// # Panics
 /// When the binary has not been built, with the command that builds it.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps");
+    let dir = exe.parent().expect("an executable lives in a directory");
+    let profile_dir = if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir };
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
@@ -275,10 +274,12 @@ impl Sandbox {
     /// is not running or the platform has no `/proc`.
     pub fn worker_peak_rss_bytes(&self, node: &str) -> Option<u64> {
         let (_, child) = self.workers.iter().find(|(name, _)| name == node)?;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        peak_rss_bytes(child)
+    }
+
+    /// The peak resident memory of replica `id`, as [`Sandbox::worker_peak_rss_bytes`].
+    pub fn replica_peak_rss_bytes(&self, id: u64) -> Option<u64> {
+        peak_rss_bytes(self.replicas.get(id as usize - 1)?.child.as_ref()?)
     }
 
     /// Kills the worker of `node` (SIGKILL), as a crash would.
@@ -321,6 +322,33 @@ impl Sandbox {
         serde_json::from_slice(&output.stdout).with_context(|| {
             format!("bkctl {args:?} printed no JSON: {}", String::from_utf8_lossy(&output.stdout))
         })
+    }
+
+    /// Registers the cluster `params` describes as source `name` (Enterprise when it has a
+    /// cluster id and a compactor, Core otherwise).
+    ///
+    /// # Errors
+    /// When bkctl refuses it.
+    pub fn register_source(
+        &self,
+        name: &str,
+        params: &crate::layout::LayoutParams,
+    ) -> anyhow::Result<()> {
+        let nodes = params.data_nodes.join(",");
+        let mut args = vec!["source", "add", name];
+        match (&params.cluster_id, &params.compactor_node) {
+            (Some(cluster_id), Some(compactor)) => args.extend([
+                "--kind",
+                "influxdb3-enterprise",
+                "--cluster-id",
+                cluster_id,
+                "--compactor",
+                compactor,
+            ]),
+            _ => args.extend(["--kind", "influxdb3-core"]),
+        }
+        args.extend(["--nodes", &nodes]);
+        self.bkctl_json(&args).map(drop)
     }
 
     /// Polls `probe` until it returns `Some`, failing after `timeout` with `what`.
@@ -366,6 +394,13 @@ impl Drop for Sandbox {
             }
         }
     }
+}
+
+fn peak_rss_bytes(child: &Child) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Spawns `command` with stderr appended to `log`, and returns it with its first stdout line.

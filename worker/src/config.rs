@@ -68,6 +68,43 @@ pub struct WorkerConfig {
     /// `server_name`; env `BK_TLS_*`).
     #[serde(default)]
     pub tls: bk_proto::tls::ClientTlsFiles,
+    /// How requests to cloud stores (sources and repositories) are retried.
+    #[serde(default)]
+    pub retry: crate::store::RetrySettings,
+}
+
+/// A bytes-per-second rate as operators write it: `100MiB`, `100MiB/s`, `1.5GiB`, `500KiB/s` or
+/// a plain byte count (`--max-bandwidth`, env `BK_MAX_BANDWIDTH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRate(pub u64);
+
+impl std::str::FromStr for ByteRate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        let rate = trimmed.strip_suffix("/s").unwrap_or(trimmed);
+        let split = rate.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rate.len());
+        let (number, unit) = rate.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a rate: write e.g. `100MiB` (per second)"))?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => return Err(format!("unknown unit `{other}` in `{text}`: use KiB, MiB, GiB")),
+        };
+        let bytes = (number * multiplier as f64) as u64;
+        if bytes == 0 {
+            return Err(format!("`{text}` is zero: leave the limit out for unlimited"));
+        }
+        Ok(Self(bytes))
+    }
 }
 
 /// How the worker talks to the QuestDB server next to it.
@@ -167,6 +204,7 @@ impl WorkerConfig {
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),
             tls: bk_proto::tls::ClientTlsFiles::default(),
+            retry: crate::store::RetrySettings::default(),
             join_token_file: None,
             join_token: None,
         }
@@ -215,6 +253,15 @@ impl WorkerConfig {
             self.questdb.password = Some(value);
         }
         self.tls.apply_env(env)?;
+        if let Some(value) = env_override(env, "BK_RETRY_MAX_RETRIES")? {
+            self.retry.max_retries = value;
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_RETRY_TIMEOUT")? {
+            self.retry.retry_timeout = value.into();
+        }
+        if let Some(value) = env_override::<ByteRate>(env, "BK_MAX_BANDWIDTH")? {
+            self.max_bytes_per_second = Some(value.0);
+        }
         Ok(self)
     }
 
@@ -260,6 +307,26 @@ mod tests {
         assert!(config.repositories.contains_key("offsite"));
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(config.tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/bk/tls/ca.crt")));
+        assert_eq!(config.retry.max_backoff, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn test_bandwidth_takes_units_and_names_bad_ones() {
+        assert_eq!("100MiB".parse::<ByteRate>(), Ok(ByteRate(100 << 20)));
+        assert_eq!("1.5GiB/s".parse::<ByteRate>(), Ok(ByteRate(3 << 29)));
+        assert_eq!("4096".parse::<ByteRate>(), Ok(ByteRate(4096)));
+        assert!("10 parsecs".parse::<ByteRate>().unwrap_err().contains("parsecs"));
+        assert!("0MiB".parse::<ByteRate>().unwrap_err().contains("unlimited"));
+        let env: HashMap<String, String> = [
+            ("BK_MAX_BANDWIDTH".to_string(), "8MiB/s".to_string()),
+            ("BK_RETRY_MAX_RETRIES".to_string(), "3".to_string()),
+        ]
+        .into();
+        let config = WorkerConfig::new("s", "n", "file:///x", vec!["127.0.0.1:1".into()])
+            .apply_env(&env)
+            .unwrap();
+        assert_eq!(config.max_bytes_per_second, Some(8 << 20));
+        assert_eq!(config.retry.max_retries, 3);
     }
 
     #[test]

@@ -115,8 +115,10 @@ impl Hub {
             let result = self
                 .endpoints
                 .call(CALL_ATTEMPTS, |channel| {
-                    let request =
-                        self.authorized(pb::HeartbeatRequest { worker_id: worker_id.clone() });
+                    let request = self.authorized(pb::HeartbeatRequest {
+                        worker_id: worker_id.clone(),
+                        store_retries: crate::retries::store_retries(),
+                    });
                     async move { WorkerHubClient::new(channel).heartbeat(request).await }
                 })
                 .await;
@@ -235,8 +237,9 @@ impl Hub {
     ) -> Result<bk_proto::model::TaskReport, TaskError> {
         let task_id = spec.task_id;
         info!(%task_id, attempt, kind = ?std::mem::discriminant(&spec.kind), "task started");
+        let retry = &self.config.retry;
         let source =
-            open_store(&self.config.store.url, &self.config.store.options, &self.env, false)
+            open_store(&self.config.store.url, &self.config.store.options, &self.env, retry, false)
                 .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
         let repository_options = self
             .config
@@ -244,10 +247,12 @@ impl Hub {
             .get(&spec.repository.name)
             .map(|repository| repository.options.clone())
             .unwrap_or_default();
-        let repository = open_store(&spec.repository.url, &repository_options, &self.env, true)
-            .map_err(|error| {
-                TaskError::Invalid(format!("repository `{}`: {error}", spec.repository.name))
-            })?;
+        let repository =
+            open_store(&spec.repository.url, &repository_options, &self.env, retry, true).map_err(
+                |error| {
+                    TaskError::Invalid(format!("repository `{}`: {error}", spec.repository.name))
+                },
+            )?;
         let repository_info = open_or_init(
             repository.as_ref(),
             spec.repository.chunk_size,
@@ -267,6 +272,7 @@ impl Hub {
             throttle: self.throttle.clone(),
             cancel: cancel.clone(),
             store_url: self.config.store.url.clone(),
+            retry: self.config.retry.clone(),
             store_options: self.config.store.options.clone(),
             env: self.env.clone(),
             questdb: self.config.questdb.clone(),

@@ -19,6 +19,7 @@ pub mod hub;
 pub mod metrics;
 pub mod questdb;
 pub mod repository;
+pub mod retries;
 pub mod store;
 pub mod tasks;
 pub mod throttle;

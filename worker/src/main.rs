@@ -14,6 +14,10 @@ struct Args {
     /// TOML config file (see deploy/worker.toml).
     #[arg(long, env = "BK_WORKER_CONFIG")]
     config: PathBuf,
+    /// Caps bytes read per second across all tasks, e.g. `100MiB` (wins over the config's
+    /// `max_bytes_per_second` and env `BK_MAX_BANDWIDTH`).
+    #[arg(long, value_name = "RATE")]
+    max_bandwidth: Option<bk_worker::config::ByteRate>,
     /// Prints the effective config (secrets are only ever file paths) and exits.
     #[arg(long)]
     print_config: bool,
@@ -25,12 +29,18 @@ async fn main() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("failed to read `{}`", args.config.display()))?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    let config = WorkerConfig::parse(&text)?.apply_env(&env)?.validate()?;
+    let mut config = WorkerConfig::parse(&text)?.apply_env(&env)?.validate()?;
+    if let Some(rate) = args.max_bandwidth {
+        config.max_bytes_per_second = Some(rate.0);
+    }
     if args.print_config {
         println!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    bk_proto::support::init_tracing(config.log_format);
+    bk_proto::support::init_tracing_with(
+        config.log_format,
+        bk_worker::retries::retry_counting_layer(),
+    );
     tracing::info!(worker_id = %config.worker_id(), store = %config.store.url, "worker starting");
     println!("worker {} started", config.worker_id());
     bk_worker::run(config, env.into_iter().collect(), bk_proto::support::shutdown_on_signal()).await

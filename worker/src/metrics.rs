@@ -68,6 +68,13 @@ impl WorkerMetrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name}{label} {}", value.load(Ordering::Relaxed));
         }
+        let retries = "bk_worker_store_retries_total";
+        let _ = writeln!(
+            out,
+            "# HELP {retries} Object-store requests retried (throttling, 5xx, connection \
+             errors, timeouts).\n# TYPE {retries} counter\n{retries}{label} {}",
+            crate::retries::store_retries()
+        );
         let gauges = [
             (
                 "bk_worker_max_concurrent_objects",

@@ -8,10 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
 use url::Url;
 
 /// Why a store cannot be opened. Never carries option values (they may be secrets).
@@ -43,6 +48,50 @@ pub enum StoreOpenError {
     },
 }
 
+/// How requests to a cloud store are retried: object_store retries 5xx (503 SlowDown included),
+/// 429, connection errors and timeouts of safe requests with exponential backoff and jitter;
+/// these settings bound it. Every retry is counted (see `crate::retries`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Retries of one request at most; 0 disables retrying (env `BK_RETRY_MAX_RETRIES`).
+    pub max_retries: usize,
+    /// No retry starts this long after the request was first sent (env `BK_RETRY_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub retry_timeout: Duration,
+    /// The first backoff; each next one doubles it, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(180),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RetrySettings {
+    fn to_object_store(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: self.initial_backoff,
+                max_backoff: self.max_backoff,
+                base: 2.0,
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+}
+
 /// Opens the store at `url`.
 ///
 /// `create_dir`: for `file://` URLs, create the directory if missing (repositories) rather than
@@ -54,6 +103,7 @@ pub fn open_store(
     url: &str,
     options: &BTreeMap<String, String>,
     env: &[(String, String)],
+    retry: &RetrySettings,
     create_dir: bool,
 ) -> Result<Arc<dyn ObjectStore>, StoreOpenError> {
     let parsed = Url::parse(url).map_err(|error| StoreOpenError::InvalidUrl {
@@ -85,11 +135,49 @@ pub fn open_store(
         "memory" => Ok(Arc::new(InMemory::new())),
         "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
             let resolved = resolve_options(options, env)?;
-            let (store, prefix) =
-                object_store::parse_url_opts(&parsed, resolved).map_err(|error| {
-                    StoreOpenError::Builder { url: url.to_string(), reason: error.to_string() }
-                })?;
-            let store: Arc<dyn ObjectStore> = Arc::from(store);
+            let builder_error = |error: object_store::Error| StoreOpenError::Builder {
+                url: url.to_string(),
+                reason: error.to_string(),
+            };
+            let invalid =
+                |reason: String| StoreOpenError::InvalidUrl { url: url.to_string(), reason };
+            let (scheme, prefix) =
+                ObjectStoreScheme::parse(&parsed).map_err(|error| invalid(error.to_string()))?;
+            let retry = retry.to_object_store();
+            let store: Arc<dyn ObjectStore> = match scheme {
+                ObjectStoreScheme::AmazonS3 => Arc::new(
+                    configured(AmazonS3Builder::new().with_url(url), &resolved, |b, k, v| {
+                        b.with_config(k, v)
+                    })
+                    .with_retry(retry)
+                    .build()
+                    .map_err(builder_error)?,
+                ),
+                ObjectStoreScheme::MicrosoftAzure => Arc::new(
+                    configured(MicrosoftAzureBuilder::new().with_url(url), &resolved, |b, k, v| {
+                        b.with_config(k, v)
+                    })
+                    .with_retry(retry)
+                    .build()
+                    .map_err(builder_error)?,
+                ),
+                ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+                    configured(
+                        GoogleCloudStorageBuilder::new().with_url(url),
+                        &resolved,
+                        |b, k, v| b.with_config(k, v),
+                    )
+                    .with_retry(retry)
+                    .build()
+                    .map_err(builder_error)?,
+                ),
+                other => {
+                    return Err(StoreOpenError::InvalidUrl {
+                        url: url.to_string(),
+                        reason: format!("{other:?} is not a cloud store"),
+                    })
+                }
+            };
             if prefix.as_ref().is_empty() {
                 Ok(store)
             } else {
@@ -101,6 +189,19 @@ pub fn open_store(
             reason: format!("scheme `{other}` is not supported: use file, s3, az, gs"),
         }),
     }
+}
+
+/// Applies every option the builder knows (`K` parses from its name); others are skipped, as
+/// object_store's own `parse_url_opts` does (environment variables bring many of those).
+fn configured<B, K: std::str::FromStr>(
+    builder: B,
+    options: &[(String, String)],
+    apply: impl Fn(B, K, String) -> B,
+) -> B {
+    options.iter().fold(builder, |builder, (key, value)| match key.parse::<K>() {
+        Ok(key) => apply(builder, key, value.clone()),
+        Err(_) => builder,
+    })
 }
 
 /// Environment variables first (lower-cased, as object_store's `from_env` does), configured
@@ -159,11 +260,20 @@ mod tests {
 
     #[test]
     fn test_missing_source_dir_and_bad_scheme_are_clear_errors() {
-        let error = open_store("file:///nonexistent/bk-test", &BTreeMap::new(), &[], false)
-            .unwrap_err()
-            .to_string();
+        let error = open_store(
+            "file:///nonexistent/bk-test",
+            &BTreeMap::new(),
+            &[],
+            &RetrySettings::default(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("is not a directory"), "{error}");
-        let error = open_store("ftp://x/y", &BTreeMap::new(), &[], false).unwrap_err().to_string();
+        let error =
+            open_store("ftp://x/y", &BTreeMap::new(), &[], &RetrySettings::default(), false)
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("scheme `ftp` is not supported"), "{error}");
     }
 }

@@ -21,6 +21,8 @@ pub struct LeaderRuntime {
 #[derive(Debug, Default)]
 struct RuntimeInner {
     last_seen: HashMap<String, Instant>,
+    /// Each worker's object-store retry count, from its last heartbeat.
+    store_retries: HashMap<String, u64>,
     progress: HashMap<TaskId, (u32, Progress)>,
     leader_since: Option<Instant>,
 }
@@ -33,6 +35,16 @@ impl LeaderRuntime {
     /// Records that `worker_id` was just heard from.
     pub fn touch(&self, worker_id: &str) {
         self.lock().last_seen.insert(worker_id.to_string(), Instant::now());
+    }
+
+    /// Records a worker's object-store retry count (cumulative, from its heartbeat).
+    pub fn record_store_retries(&self, worker_id: &str, retries: u64) {
+        self.lock().store_retries.insert(worker_id.to_string(), retries);
+    }
+
+    /// Each worker's object-store retry count, as last reported.
+    pub fn store_retries(&self) -> BTreeMap<String, u64> {
+        self.lock().store_retries.iter().map(|(worker, count)| (worker.clone(), *count)).collect()
     }
 
     /// How long ago each worker was heard from.

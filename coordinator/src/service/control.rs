@@ -504,12 +504,15 @@ impl Control for ControlServiceImpl {
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let is_leader = self.coordinator.is_leader();
-        let last_seen = self.coordinator.runtime.last_seen_ago();
+        let liveness = is_leader.then(|| convert::Liveness {
+            last_seen: self.coordinator.runtime.last_seen_ago(),
+            store_retries: self.coordinator.runtime.store_retries(),
+        });
         let workers = self.coordinator.shared.read(|state| {
             state
                 .workers
                 .values()
-                .map(|worker| convert::worker_to_pb(worker, &last_seen, is_leader))
+                .map(|worker| convert::worker_to_pb(worker, liveness.as_ref()))
                 .collect()
         });
         Ok(Response::new(pb::ListWorkersResponse { workers }))

@@ -172,12 +172,16 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
     }
 }
 
-/// Converts a worker record to the wire; liveness only when this replica leads.
-pub fn worker_to_pb(
-    worker: &WorkerRecord,
-    last_seen: &BTreeMap<String, Duration>,
-    is_leader: bool,
-) -> pb::Worker {
+/// What only the leader knows of workers (it hears their heartbeats).
+pub struct Liveness {
+    /// How long ago each worker was heard from.
+    pub last_seen: BTreeMap<String, Duration>,
+    /// Each worker's object-store retries, from its last heartbeat.
+    pub store_retries: BTreeMap<String, u64>,
+}
+
+/// Converts a worker record to the wire; `liveness` only when this replica leads.
+pub fn worker_to_pb(worker: &WorkerRecord, liveness: Option<&Liveness>) -> pb::Worker {
     pb::Worker {
         id: worker.worker_id.clone(),
         source: worker.source.clone(),
@@ -185,11 +189,11 @@ pub fn worker_to_pb(
         registered_at_ms: worker.registered_at_ms,
         max_concurrent_objects: worker.max_concurrent_objects,
         max_bytes_per_second: worker.max_bytes_per_second,
-        last_seen_ago_ms: if is_leader {
-            last_seen.get(&worker.worker_id).map(|ago| ago.as_millis() as u64)
-        } else {
-            None
-        },
+        last_seen_ago_ms: liveness.and_then(|liveness| {
+            liveness.last_seen.get(&worker.worker_id).map(|ago| ago.as_millis() as u64)
+        }),
+        store_retries: liveness
+            .and_then(|liveness| liveness.store_retries.get(&worker.worker_id).copied()),
     }
 }
 

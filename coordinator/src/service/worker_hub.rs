@@ -213,10 +213,12 @@ impl WorkerHub for WorkerHubServiceImpl {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.coordinator.ensure_leader()?;
-        let worker_id = request.into_inner().worker_id;
+        let request = request.into_inner();
+        let worker_id = request.worker_id;
         let known = self.coordinator.shared.read(|state| state.workers.contains_key(&worker_id));
         if known {
             self.coordinator.runtime.touch(&worker_id);
+            self.coordinator.runtime.record_store_retries(&worker_id, request.store_retries);
         }
         Ok(Response::new(pb::HeartbeatResponse { must_register: !known }))
     }

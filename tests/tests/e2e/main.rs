@@ -21,3 +21,4 @@ mod t16_schedules;
 mod t17_s3;
 mod t18_large_objects;
 mod t19_tls;
+mod t20_store_retries;

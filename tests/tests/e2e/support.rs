@@ -47,26 +47,7 @@ impl Cluster {
     }
 
     fn register(&self) {
-        let mut args = vec!["source", "add", "src"];
-        let nodes = self.params.data_nodes.join(",");
-        match (&self.params.cluster_id, &self.params.compactor_node) {
-            (Some(cluster_id), Some(compactor)) => {
-                args.extend([
-                    "--kind",
-                    "influxdb3-enterprise",
-                    "--cluster-id",
-                    cluster_id,
-                    "--compactor",
-                    compactor,
-                ]);
-                args.extend(["--nodes", &nodes]);
-                self.sandbox.bkctl_json(&args).unwrap();
-            }
-            _ => {
-                args.extend(["--kind", "influxdb3-core", "--nodes", &nodes]);
-                self.sandbox.bkctl_json(&args).unwrap();
-            }
-        }
+        self.sandbox.register_source("src", &self.params).unwrap();
         let url = format!("file://{}", self.repository.display());
         self.sandbox.bkctl_json(&["repo", "add", "repo", &url, "--chunk-size", "65536"]).unwrap();
     }

@@ -86,6 +86,8 @@ pub struct TaskContext {
     pub store_options: std::collections::BTreeMap<String, String>,
     /// The process environment (standard object-store variables).
     pub env: Vec<(String, String)>,
+    /// How cloud-store requests are retried.
+    pub retry: crate::store::RetrySettings,
     /// How to talk to a QuestDB server next to this worker.
     pub questdb: crate::config::QuestDbConfig,
 }

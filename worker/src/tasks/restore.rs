@@ -313,7 +313,7 @@ fn open_target(
             }
         }
     }
-    open_store(target_url, &context.store_options, &context.env, create)
+    open_store(target_url, &context.store_options, &context.env, &context.retry, create)
         .map(Some)
         .map_err(|error| TaskError::Invalid(format!("restore target: {error}")))
 }

@@ -1,0 +1,85 @@
+//! bk as the benchmark runs it: release builds of `bk-coordinator`, one `bk-worker` process per
+//! node and `bkctl`, on loopback, started through the test kit's sandbox.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bk_tests::layout::LayoutParams;
+use bk_tests::sandbox::Sandbox;
+use serde_json::Value;
+
+/// A coordinator, a worker per node of one generated cluster, and its source `src` registered.
+pub(crate) struct Deployment {
+    pub(crate) sandbox: Sandbox,
+}
+
+impl Deployment {
+    /// Starts a single-replica coordinator and one worker per node whose store is `cluster`;
+    /// `repository_tables` is appended to every worker's config (`[repositories.NAME]`).
+    ///
+    /// # Errors
+    /// When a process cannot start or the source cannot be registered.
+    pub(crate) fn start(
+        cluster: &Path,
+        params: &LayoutParams,
+        repository_tables: &str,
+    ) -> anyhow::Result<Self> {
+        let mut sandbox = Sandbox::start()?;
+        sandbox.register_source("src", params)?;
+        let tables =
+            format!("[store]\nurl = \"file://{}\"\n{repository_tables}", cluster.display());
+        for node in params.data_nodes.iter().chain(&params.compactor_node) {
+            sandbox.start_worker_toml("src", node, "", &tables)?;
+        }
+        Ok(Self { sandbox })
+    }
+
+    /// Registers repository `name` at `url`.
+    ///
+    /// # Errors
+    /// When bkctl refuses it.
+    pub(crate) fn add_repository(&self, name: &str, url: &str) -> anyhow::Result<()> {
+        self.sandbox.bkctl_json(&["repo", "add", name, url]).map(drop)
+    }
+
+    /// Runs `bkctl -o json submit … --wait`, requires success, and returns the wall-clock
+    /// seconds from submit to the job's end with the job.
+    ///
+    /// # Errors
+    /// When the job fails (its JSON is in the error).
+    pub(crate) fn timed_job(&self, submit: &[&str]) -> anyhow::Result<(f64, Value)> {
+        let mut args = vec!["-o", "json", "submit"];
+        args.extend_from_slice(submit);
+        args.push("--wait");
+        let start = Instant::now();
+        let output = self.sandbox.bkctl(&args)?;
+        let seconds = start.elapsed().as_secs_f64();
+        if !output.status.success() {
+            bail!(
+                "bkctl {args:?} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let job = serde_json::from_slice(&output.stdout).context("bkctl printed no job JSON")?;
+        Ok((seconds, job))
+    }
+}
+
+/// Builds the three binaries in this executable's profile.
+///
+/// # Errors
+/// When cargo fails.
+pub(crate) fn build_binaries() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let release = exe.parent().is_some_and(|dir| dir.ends_with("release"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", "bk-coordinator", "-p", "bk-worker", "-p", "bkctl", "--bins"]);
+    if release {
+        command.arg("--release");
+    }
+    crate::tools::run(&mut command)
+}

@@ -1,0 +1,145 @@
+//! The baselines: `cp -r`, the vendor's sequential script (its `cp -r` and `aws s3 sync`
+//! forms), `rclone copy`, each run on the same tree as bk.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bk_tests::garage::{Garage, ACCESS_KEY_ID, BUCKET, REGION, SECRET_ACCESS_KEY};
+
+/// The vendor's prefixes in its order: compactor (`cs`, `cd`, `c`), every node's `snapshots`,
+/// `dbs`, `wal`, then the cluster's `catalogs`, `_catalog_checkpoint`, `enterprise`. Only those
+/// that exist; relative to `cluster`.
+pub(crate) fn vendor_prefixes(cluster: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(cluster)?.flatten().map(|entry| entry.path()).collect();
+    entries.sort();
+    let mut prefixes = Vec::new();
+    for group in [
+        ["cs", "cd", "c"],
+        ["snapshots", "dbs", "wal"],
+        ["catalogs", "_catalog_checkpoint", "enterprise"],
+    ] {
+        for name in group {
+            prefixes.extend(entries.iter().map(|dir| dir.join(name)));
+        }
+    }
+    prefixes
+        .into_iter()
+        .filter(|prefix| prefix.exists())
+        .map(|prefix| Ok(prefix.strip_prefix(cluster)?.to_path_buf()))
+        .collect()
+}
+
+/// The vendor's recipe with `cp -r`, one prefix at a time.
+pub(crate) fn vendor_cp(cluster: &Path, target: &Path) -> anyhow::Result<()> {
+    for relative in vendor_prefixes(cluster)? {
+        let destination = target.join(&relative);
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        run(Command::new("cp").arg("-r").arg(cluster.join(&relative)).arg(&destination))?;
+    }
+    Ok(())
+}
+
+/// The vendor's recipe with `aws s3 sync`, one prefix at a time, into `s3://BUCKET/<prefix>/`.
+pub(crate) fn vendor_aws_sync(
+    aws: &Path,
+    garage: &Garage,
+    cluster: &Path,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    for relative in vendor_prefixes(cluster)? {
+        let source = cluster.join(&relative);
+        let target = format!("s3://{BUCKET}/{prefix}/{}", relative.display());
+        let mut command = aws_command(aws, garage);
+        if source.is_dir() {
+            command.args(["s3", "sync"]);
+        } else {
+            command.args(["s3", "cp"]);
+        }
+        run(command.arg(&source).arg(&target).arg("--only-show-errors"))?;
+    }
+    Ok(())
+}
+
+fn aws_command(aws: &Path, garage: &Garage) -> Command {
+    let mut command = Command::new(aws);
+    command
+        .args(["--endpoint-url", garage.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+/// `rclone copy --transfers 16 SOURCE TARGET`, where an `s3:` target is the Garage bucket.
+pub(crate) fn rclone_copy(
+    rclone: &Path,
+    garage: Option<&Garage>,
+    source: &Path,
+    target: &str,
+) -> anyhow::Result<()> {
+    let mut command = rclone_command(rclone, garage);
+    run(command.args(["copy", "--transfers", "16"]).arg(source).arg(target))
+}
+
+/// Deletes everything under `prefix` in the Garage bucket, so repetitions do not fill the disk.
+pub(crate) fn purge_s3_prefix(rclone: &Path, garage: &Garage, prefix: &str) -> anyhow::Result<()> {
+    let mut command = rclone_command(rclone, Some(garage));
+    run(command.args(["purge", &format!("s3:{BUCKET}/{prefix}")]))
+}
+
+fn rclone_command(rclone: &Path, garage: Option<&Garage>) -> Command {
+    let mut command = Command::new(rclone);
+    // An empty config: rclone's own config file (if any) must not change what is measured.
+    command.args(["--config", "/dev/null"]).env_remove("AWS_CA_BUNDLE");
+    if let Some(garage) = garage {
+        command
+            .env("RCLONE_CONFIG_S3_TYPE", "s3")
+            .env("RCLONE_CONFIG_S3_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_S3_ENDPOINT", garage.endpoint())
+            .env("RCLONE_CONFIG_S3_REGION", REGION)
+            .env("RCLONE_CONFIG_S3_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("RCLONE_CONFIG_S3_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("RCLONE_CONFIG_S3_FORCE_PATH_STYLE", "true");
+    }
+    command
+}
+
+/// Seconds `step` took.
+pub(crate) fn timed(step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    step()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Runs `command`, requiring success. Errors name the program and arguments, never the
+/// environment (which carries the S3 secret).
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = command.output().with_context(|| format!("cannot run `{shown}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The first `name` on `PATH`.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.is_file())
+    })
+}

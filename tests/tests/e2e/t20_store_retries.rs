@@ -1,0 +1,79 @@
+//! Throttling: an S3 server that answers `503 SlowDown` is retried with backoff as configured,
+//! the retries are counted and shown (`bkctl workers`), and a store that
+//! never recovers fails the job with the server's reason, committing nothing.
+
+use std::time::Duration;
+
+use bk_tests::flaky_proxy::FlakyProxy;
+use bk_tests::garage::{Garage, BUCKET, SECRET_ACCESS_KEY};
+use bk_tests::sandbox::Sandbox;
+use serde_json::Value;
+
+use crate::support::register_core_source;
+
+/// Starts Garage behind a proxy that throttles the first `throttled` connections, and a worker
+/// for the Core source whose repository `s3repo` goes through the proxy with `max_retries`.
+fn throttled_setup(throttled: usize, max_retries: u32) -> (Sandbox, Garage, FlakyProxy) {
+    let mut sandbox = Sandbox::start().unwrap();
+    let garage_dir = sandbox.path().join("garage");
+    let garage = Garage::start(&garage_dir).unwrap();
+    let secret_file = garage_dir.join("secret-key");
+    std::fs::write(&secret_file, SECRET_ACCESS_KEY).unwrap();
+    let upstream = garage.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FlakyProxy::start(&upstream, throttled).unwrap();
+    let store = register_core_source(&sandbox);
+    let repository = format!("s3://{BUCKET}/throttled");
+    sandbox.bkctl_json(&["repo", "add", "s3repo", &repository]).unwrap();
+    let tables = format!(
+        "[retry]\nmax_retries = {max_retries}\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n\
+         [store]\nurl = \"file://{}\"\n[repositories.s3repo]\noptions = {}\n",
+        store.display(),
+        garage.options_toml_at(&proxy.endpoint(), &secret_file)
+    );
+    sandbox.start_worker_toml("core", "node0", "", &tables).unwrap();
+    (sandbox, garage, proxy)
+}
+
+fn backup(sandbox: &Sandbox) -> (bool, Value) {
+    let output = sandbox
+        .bkctl(&[
+            "-o", "json", "submit", "backup", "--source", "core", "--repo", "s3repo", "--wait",
+        ])
+        .unwrap();
+    (output.status.success(), serde_json::from_slice(&output.stdout).unwrap_or(Value::Null))
+}
+
+#[test]
+fn test_slow_down_answers_are_retried_counted_and_shown() {
+    let (sandbox, _garage, proxy) = throttled_setup(4, 10);
+    let (succeeded, job) = backup(&sandbox);
+    assert!(succeeded, "the backup did not survive throttling: {job}");
+    assert_eq!(proxy.throttled(), 4, "not every throttled connection was retried through");
+    let backup_id = job["backup_id"].as_str().unwrap();
+    let verify = sandbox
+        .bkctl(&["-o", "json", "submit", "verify", "--backup", backup_id, "--deep", "--wait"])
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    let retries = sandbox
+        .wait_until(Duration::from_secs(10), "the retries to reach bkctl workers", || {
+            let workers = sandbox.bkctl_json(&["workers"]).ok()?;
+            let retries = workers[0]["store_retries"].as_u64()?;
+            (retries >= 4).then_some(retries)
+        })
+        .unwrap();
+    let table = sandbox.bkctl(&["workers"]).unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(&format!("{retries} store retries")), "{table}");
+}
+
+#[test]
+fn test_a_store_that_stays_throttled_fails_the_job_with_its_reason_and_commits_nothing() {
+    let (sandbox, _garage, _proxy) = throttled_setup(usize::MAX, 1);
+    let (succeeded, job) = backup(&sandbox);
+    assert!(!succeeded, "a backup into a store that only throttles succeeded: {job}");
+    let text = job.to_string();
+    assert!(text.contains("503") || text.contains("SlowDown"), "the reason is not named: {text}");
+    let backups = sandbox.bkctl_json(&["backups"]).unwrap();
+    assert_eq!(backups.as_array().map(Vec::len), Some(0), "{backups}");
+}
