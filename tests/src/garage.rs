@@ -29,6 +29,8 @@ pub const REGION: &str = "garage";
 pub struct Garage {
     child: Child,
     endpoint: String,
+    binary: PathBuf,
+    config_path: PathBuf,
 }
 
 impl Garage {
@@ -54,7 +56,7 @@ impl Garage {
         let config_path = dir.join("garage.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.join("garage.log"))?;
-        let child = Command::new(binary)
+        let child = Command::new(&binary)
             .arg("-c")
             .arg(&config_path)
             .args(["server", "--single-node", "--default-bucket"])
@@ -66,7 +68,8 @@ impl Garage {
             .stderr(log)
             .spawn()
             .context("cannot start garage")?;
-        let mut garage = Self { child, endpoint: format!("http://127.0.0.1:{s3_port}") };
+        let mut garage =
+            Self { child, endpoint: format!("http://127.0.0.1:{s3_port}"), binary, config_path };
         garage.wait_ready(s3_port, dir)?;
         Ok(garage)
     }
@@ -105,6 +108,46 @@ impl Garage {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("garage did not answer within 60 s; see {}", dir.join("garage.log").display())
+    }
+}
+
+impl Garage {
+    /// Creates bucket `name` and lets the test key read and write it.
+    ///
+    /// # Errors
+    /// When the `garage` CLI fails.
+    pub fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        let steps: [&[&str]; 2] = [
+            &["bucket", "create", name],
+            &["bucket", "allow", "--read", "--write", "--owner", name, "--key", ACCESS_KEY_ID],
+        ];
+        for args in steps {
+            let output = Command::new(&self.binary)
+                .arg("-c")
+                .arg(&self.config_path)
+                .args(args)
+                .output()
+                .context("cannot run the garage CLI")?;
+            if !output.status.success() {
+                bail!("garage {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+            }
+        }
+        Ok(())
+    }
+
+    /// The standard `AWS_*` variables that reach this server (the secret included): how a
+    /// worker gets credentials from its environment.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
     }
 }
 

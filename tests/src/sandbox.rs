@@ -25,6 +25,8 @@ pub struct Sandbox {
     token: Option<String>,
     /// Extra environment for bkctl (e.g. `BK_CA_CERT`).
     bkctl_env: Vec<(String, String)>,
+    /// Extra environment for workers started from now on (e.g. `AWS_*` credentials).
+    worker_env: Vec<(String, String)>,
     workers: Vec<(String, Child)>,
 }
 
@@ -89,6 +91,7 @@ impl Sandbox {
             coordinator_env,
             token: None,
             bkctl_env: Vec::new(),
+            worker_env: Vec::new(),
             workers: Vec::new(),
         };
         sandbox.set_bkctl_env(bkctl_env);
@@ -144,6 +147,11 @@ impl Sandbox {
     pub fn set_bkctl_env(&mut self, env: &[(&str, &str)]) {
         self.bkctl_env =
             env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+    }
+
+    /// Gives workers started from now on `env` (replacing what was given before).
+    pub fn set_worker_env(&mut self, env: Vec<(String, String)>) {
+        self.worker_env = env;
     }
 
     /// Makes bkctl present `token` (or none) from now on.
@@ -263,7 +271,7 @@ impl Sandbox {
         );
         std::fs::write(&config_path, config)?;
         let mut command = Command::new(binary("bk-worker"));
-        command.arg("--config").arg(&config_path);
+        command.arg("--config").arg(&config_path).envs(self.worker_env.iter().cloned());
         let (child, _) =
             spawn_announcing(command, &self.path().join(format!("worker-{node}.log")))?;
         self.workers.push((node.to_string(), child));

@@ -237,6 +237,57 @@ impl Hub {
     ) -> Result<bk_proto::model::TaskReport, TaskError> {
         let task_id = spec.task_id;
         info!(%task_id, attempt, kind = ?std::mem::discriminant(&spec.kind), "task started");
+        // Progress is reported from the start (before stores are opened, which may take a
+        // while against a throttling store): the first report is what tells the coordinator
+        // this worker really has the task.
+        let progress = Arc::new(ProgressCounters::default());
+        let cancel = shutdown.child_token();
+        let reporter = self.report_progress_until_done(
+            task_id.to_string(),
+            attempt,
+            progress.clone(),
+            cancel.clone(),
+        );
+        let (result, ()) = tokio::join!(
+            async {
+                let result = match self.task_context(spec, attempt, &progress, &cancel).await {
+                    Ok(context) => run_task(&context).await,
+                    Err(error) => Err(error),
+                };
+                cancel.cancel();
+                let outcome = if result.is_ok() {
+                    &self.metrics.tasks_succeeded
+                } else {
+                    &self.metrics.tasks_failed
+                };
+                outcome.fetch_add(1, Ordering::Relaxed);
+                let metrics = &self.metrics;
+                metrics
+                    .objects_done
+                    .fetch_add(progress.objects_done.load(Ordering::Relaxed), Ordering::Relaxed);
+                metrics
+                    .bytes_done
+                    .fetch_add(progress.bytes_done.load(Ordering::Relaxed), Ordering::Relaxed);
+                result
+            },
+            reporter
+        );
+        match result {
+            Err(TaskError::Abandoned(_)) if !shutdown.is_cancelled() => {
+                Err(TaskError::Abandoned("lease lost".to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// Opens the task's stores and repository: what a task needs besides its spec.
+    async fn task_context(
+        &self,
+        spec: TaskSpec,
+        attempt: u32,
+        progress: &Arc<ProgressCounters>,
+        cancel: &CancellationToken,
+    ) -> Result<TaskContext, TaskError> {
         let retry = &self.config.retry;
         let source =
             open_store(&self.config.store.url, &self.config.store.options, &self.env, retry, false)
@@ -259,14 +310,13 @@ impl Hub {
             &ulid::Ulid::new().to_string(),
         )
         .await?;
-        let cancel = shutdown.child_token();
-        let context = TaskContext {
+        Ok(TaskContext {
             spec,
             attempt,
             source,
             repository,
             repository_info,
-            progress: Arc::new(ProgressCounters::default()),
+            progress: progress.clone(),
             object_permits: self.object_permits.clone(),
             max_objects_in_flight: self.config.max_concurrent_objects,
             throttle: self.throttle.clone(),
@@ -276,41 +326,7 @@ impl Hub {
             store_options: self.config.store.options.clone(),
             env: self.env.clone(),
             questdb: self.config.questdb.clone(),
-        };
-        let reporter = self.report_progress_until_done(
-            task_id.to_string(),
-            attempt,
-            context.progress.clone(),
-            cancel.clone(),
-        );
-        let (result, ()) = tokio::join!(
-            async {
-                let result = run_task(&context).await;
-                cancel.cancel();
-                let outcome = if result.is_ok() {
-                    &self.metrics.tasks_succeeded
-                } else {
-                    &self.metrics.tasks_failed
-                };
-                outcome.fetch_add(1, Ordering::Relaxed);
-                let progress = &context.progress;
-                let metrics = &self.metrics;
-                metrics
-                    .objects_done
-                    .fetch_add(progress.objects_done.load(Ordering::Relaxed), Ordering::Relaxed);
-                metrics
-                    .bytes_done
-                    .fetch_add(progress.bytes_done.load(Ordering::Relaxed), Ordering::Relaxed);
-                result
-            },
-            reporter
-        );
-        match result {
-            Err(TaskError::Abandoned(_)) if !shutdown.is_cancelled() => {
-                Err(TaskError::Abandoned("lease lost".to_string()))
-            }
-            other => other,
-        }
+        })
     }
 
     /// Sends progress until `done` is cancelled; cancels it when the coordinator says abandon.

@@ -14,6 +14,7 @@
 //! workers inside their own process.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod hub;
 pub mod metrics;

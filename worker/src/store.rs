@@ -1,9 +1,11 @@
 //! Opens object stores from URLs: the node's store and the repositories.
 //!
-//! `file://` opens a [`LocalFileSystem`] rooted at the path; cloud URLs go through
-//! `object_store::parse_url_opts` with the standard environment variables plus the configured
-//! options, and are rooted at the URL's path with a [`PrefixStore`]. Secret values are read from
-//! `*_file` options at open time, so a rotated secret file is picked up by the next task.
+//! `file://` opens a [`LocalFileSystem`] rooted at the path; cloud URLs go through object_store's
+//! builders with the standard environment variables plus the configured options and the
+//! worker's retry settings, and are rooted at the URL's path with a [`PrefixStore`]. Secret
+//! values are read from `*_file` options at open time, so a rotated secret file is picked up by
+//! the next task; an S3 `aws_secret_access_key_file` is followed by every request (see
+//! [`crate::credentials`]), so even a task that runs for hours survives a rotation.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
+
+use crate::credentials::{CredentialPart, FileAwsCredentials};
 use url::Url;
 
 /// Why a store cannot be opened. Never carries option values (they may be secrets).
@@ -145,14 +149,17 @@ pub fn open_store(
                 ObjectStoreScheme::parse(&parsed).map_err(|error| invalid(error.to_string()))?;
             let retry = retry.to_object_store();
             let store: Arc<dyn ObjectStore> = match scheme {
-                ObjectStoreScheme::AmazonS3 => Arc::new(
-                    configured(AmazonS3Builder::new().with_url(url), &resolved, |b, k, v| {
-                        b.with_config(k, v)
-                    })
-                    .with_retry(retry)
-                    .build()
-                    .map_err(builder_error)?,
-                ),
+                ObjectStoreScheme::AmazonS3 => {
+                    let mut builder =
+                        configured(AmazonS3Builder::new().with_url(url), &resolved, |b, k, v| {
+                            b.with_config(k, v)
+                        })
+                        .with_retry(retry);
+                    if let Some(provider) = file_credentials(options, &resolved)? {
+                        builder = builder.with_credentials(Arc::new(provider));
+                    }
+                    Arc::new(builder.build().map_err(builder_error)?)
+                }
                 ObjectStoreScheme::MicrosoftAzure => Arc::new(
                     configured(MicrosoftAzureBuilder::new().with_url(url), &resolved, |b, k, v| {
                         b.with_config(k, v)
@@ -189,6 +196,28 @@ pub fn open_store(
             reason: format!("scheme `{other}` is not supported: use file, s3, az, gs"),
         }),
     }
+}
+
+/// For `aws_secret_access_key_file`: credentials that follow the file (see
+/// [`crate::credentials`]) instead of the value read once at open time.
+fn file_credentials(
+    options: &BTreeMap<String, String>,
+    resolved: &[(String, String)],
+) -> Result<Option<FileAwsCredentials>, StoreOpenError> {
+    let Some(secret_file) = options.get("aws_secret_access_key_file") else { return Ok(None) };
+    let resolved_value =
+        |key: &str| resolved.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone());
+    let part = |key: &str| match options.get(&format!("{key}_file")) {
+        Some(file) => Some(CredentialPart::File(file.into())),
+        None => resolved_value(key).map(CredentialPart::Value),
+    };
+    let key_id = part("aws_access_key_id").ok_or_else(|| StoreOpenError::SecretFile {
+        option: "aws_secret_access_key_file".to_string(),
+        reason: "it needs `aws_access_key_id` (or `aws_access_key_id_file`, or AWS_ACCESS_KEY_ID)"
+            .to_string(),
+    })?;
+    let secret = CredentialPart::File(secret_file.into());
+    Ok(Some(FileAwsCredentials::new(key_id, secret, part("aws_session_token"))))
 }
 
 /// Applies every option the builder knows (`K` parses from its name); others are skipped, as

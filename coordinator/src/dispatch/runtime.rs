@@ -70,6 +70,11 @@ impl LeaderRuntime {
         since.elapsed()
     }
 
+    /// How long this replica has known itself leader (zero when it is not).
+    pub fn leader_for(&self) -> Duration {
+        self.lock().leader_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
     /// Tracks leadership: a replica that just became leader starts every worker's clock anew.
     pub fn set_leader(&self, is_leader: bool) {
         let mut inner = self.lock();

@@ -22,3 +22,4 @@ mod t17_s3;
 mod t18_large_objects;
 mod t19_tls;
 mod t20_store_retries;
+mod t21_lost_assignment;

@@ -1,6 +1,7 @@
 //! S3 for real (Garage on loopback): a file cluster backed up into an S3 repository, restored
-//! into an S3 bucket, that S3 cluster backed up into a file repository and restored to disk,
-//! byte-identical to the original; the secret key never reaches a log or a job record.
+//! into an S3 bucket; that S3 cluster backed up into a repository in another bucket (credentials
+//! from the workers' `AWS_*` environment, verified deep) and into a file repository restored to
+//! disk, byte-identical to the original; the secret key never reaches a log or a job record.
 
 use std::path::Path;
 
@@ -13,6 +14,9 @@ use crate::support::{exclusion_prefixes, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::assert_restored_identical;
 
 const NODES: [&str; 4] = ["node1", "node2", "node3", "compactor"];
+
+/// A second bucket: S3 source in one bucket, repository in another.
+const OTHER_BUCKET: &str = "bk-other";
 
 /// Runs `bkctl -o json ARGS --wait` and returns the job, failing the test unless it succeeded.
 fn run_job(sandbox: &Sandbox, args: &[&str]) -> Value {
@@ -98,10 +102,20 @@ fn test_file_to_s3_to_file_round_trip_is_byte_identical_and_keeps_the_secret() {
     sandbox.bkctl_json(&register_s3_source).unwrap();
     let file_repository = format!("file://{}", sandbox.path().join("repository").display());
     sandbox.bkctl_json(&["repo", "add", "filerepo", &file_repository]).unwrap();
+    // These workers also get credentials the standard way, from AWS_* in their environment:
+    // the repository in the other bucket has no options in their config.
+    garage.create_bucket(OTHER_BUCKET).unwrap();
+    sandbox.set_worker_env(garage.environment());
     for node in NODES {
         let tables = format!("[store]\nurl = \"{s3_cluster}\"\noptions = {s3_options}\n");
         sandbox.start_worker_toml("s3src", node, "", &tables).unwrap();
     }
+    let other_bucket = format!("s3://{OTHER_BUCKET}/repository");
+    sandbox.bkctl_json(&["repo", "add", "otherbucket", &other_bucket]).unwrap();
+    let in_s3 =
+        run_job(&sandbox, &["submit", "backup", "--source", "s3src", "--repo", "otherbucket"]);
+    let in_s3_id = in_s3["backup_id"].as_str().unwrap();
+    run_job(&sandbox, &["submit", "verify", "--backup", in_s3_id, "--deep"]);
     let second =
         run_job(&sandbox, &["submit", "backup", "--source", "s3src", "--repo", "filerepo"]);
     let second_id = second["backup_id"].as_str().unwrap().to_string();
