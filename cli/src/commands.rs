@@ -1,7 +1,6 @@
 //! What each command does.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 
 use anyhow::{bail, Context};
 use bk_proto::pb;
@@ -298,8 +297,7 @@ async fn submitted(client: &Client, json: bool, job_id: &str, wait: bool) -> any
     if !json {
         eprintln!("job {job_id}");
     }
-    let job =
-        crate::watch::watch_job(client, job_id, !json && std::io::stderr().is_terminal()).await?;
+    let job = crate::watch::watch_job(client, job_id, !json).await?;
     finish_job(json, &job)
 }
 

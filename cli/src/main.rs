@@ -13,6 +13,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
+    exit_quietly_on_broken_pipe();
     let cli = cli::Cli::parse();
     if let Err(error) = commands::run(cli).await {
         eprintln!("error: {error}");
@@ -21,4 +22,22 @@ async fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// `bkctl jobs | head` closes the pipe early; printing then fails. Exit as a killed-by-SIGPIPE
+/// process would (status 141), without a panic message, instead of panicking.
+fn exit_quietly_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }

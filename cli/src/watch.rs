@@ -1,5 +1,6 @@
-//! Live progress of a job: one bar per phase and node, with objects, bytes and rate, and under
-//! them each node's worker with its limits and object-store retries.
+//! Live progress of a job: on a terminal, one bar per phase and node, with objects, bytes and
+//! rate, and under them each node's worker with its limits and object-store retries; elsewhere
+//! (a log file, a CI job, cron), a plain progress line every few seconds.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,22 +9,28 @@ use bk_proto::pb;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::client::Client;
-use crate::render::{job_ended, task_state, worker_limits};
+use crate::render::{human_bytes, job_ended, task_state, worker_limits};
 
 /// How often the workers' limits and retry counts are refreshed while watching.
 const WORKER_REFRESH: Duration = Duration::from_secs(2);
 
-/// Follows the job until it ends and returns its last state. Draws bars on stderr when
-/// `show_bars` (and stderr is a terminal); re-opens the stream if it breaks (leader change).
+/// How often a plain progress line is printed when stderr is not a terminal.
+const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Follows the job until it ends and returns its last state. With `show_progress`, draws bars on
+/// stderr when it is a terminal and prints a progress line every 10 s (and at every stage
+/// change) when it is not; re-opens the stream if it breaks (leader change).
 ///
 /// # Errors
 /// When the job cannot be watched at all.
 pub(crate) async fn watch_job(
     client: &Client,
     job_id: &str,
-    show_bars: bool,
+    show_progress: bool,
 ) -> anyhow::Result<pb::Job> {
-    let mut bars = Bars::new(show_bars);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut bars = Bars::new(show_progress && terminal);
+    let mut lines = ProgressLines::new(show_progress && !terminal);
     let mut failures = 0;
     loop {
         let mut stream = match client.watch_job(job_id).await {
@@ -37,6 +44,7 @@ pub(crate) async fn watch_job(
         };
         while let Ok(Some(job)) = stream.message().await {
             bars.update(&job);
+            lines.update(&job);
             if bars.workers_due() {
                 if let Ok(response) = client.list_workers(pb::ListWorkersRequest {}).await {
                     bars.update_workers(&job, &response.workers);
@@ -163,6 +171,56 @@ impl Bars {
             }
         }
     }
+}
+
+/// Plain progress lines on stderr, for when nobody watches a terminal.
+struct ProgressLines {
+    enabled: bool,
+    started: Instant,
+    last: Option<(Instant, String)>,
+}
+
+impl ProgressLines {
+    fn new(enabled: bool) -> Self {
+        Self { enabled, started: Instant::now(), last: None }
+    }
+
+    /// Prints a line when the stage changed or `LINE_INTERVAL` passed since the last one.
+    fn update(&mut self, job: &pb::Job) {
+        if !self.enabled {
+            return;
+        }
+        let due = match &self.last {
+            None => true,
+            Some((printed, stage)) => *stage != job.stage || printed.elapsed() >= LINE_INTERVAL,
+        };
+        if due {
+            eprintln!("{:>6.0}s  {}", self.started.elapsed().as_secs_f64(), progress_line(job));
+            self.last = Some((Instant::now(), job.stage.clone()));
+        }
+    }
+}
+
+/// `stage nodes: 12/40 tasks done, 1,204 objects, 1.2 GiB of 3.4 GiB`.
+fn progress_line(job: &pb::Job) -> String {
+    let tasks = job.phases.iter().flat_map(|phase| phase.tasks.iter());
+    let (mut done, mut total, mut objects, mut bytes, mut bytes_total) = (0, 0, 0, 0, 0);
+    for task in tasks {
+        total += 1;
+        if task_state(task.state) == "succeeded" {
+            done += 1;
+        }
+        let progress = task.progress.unwrap_or_default();
+        objects += progress.objects_done;
+        bytes += progress.bytes_done;
+        bytes_total += progress.bytes_total.max(progress.bytes_done);
+    }
+    format!(
+        "stage {}: {done}/{total} tasks done, {objects} objects, {} of {}",
+        job.stage,
+        human_bytes(bytes),
+        human_bytes(bytes_total)
+    )
 }
 
 fn summarize(states: &[&str]) -> &'static str {

@@ -78,3 +78,19 @@ fn test_completion_scripts_are_printed_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn test_a_reader_that_stops_early_ends_bkctl_quietly_as_sigpipe_would() {
+    // `bkctl … | head`: the reading end is gone before bkctl writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bkctl"))
+        .args(["completion", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -4,7 +4,7 @@
 //! The binaries are the workspace's own (`target/<profile>/`), built by `cargo test` /
 //! `cargo nextest run` because their packages have integration tests. Processes are killed when
 //! the sandbox is dropped; on a failing test the sandbox directory (with every process's log) is
-//! kept and its path printed.
+//! kept and its path printed (always, with `BK_KEEP_SANDBOX=1`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -396,7 +396,7 @@ impl Drop for Sandbox {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("BK_KEEP_SANDBOX").is_some() {
             if let Some(dir) = self.dir.take() {
                 eprintln!("sandbox kept for inspection: {}", dir.keep().display());
             }

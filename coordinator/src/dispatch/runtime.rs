@@ -4,7 +4,7 @@
 //! replicated log must grow with tasks only. A new leader starts with empty maps and gives every
 //! worker a full lease timeout, counted from when it became leader, to show up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,11 +25,40 @@ struct RuntimeInner {
     store_retries: HashMap<String, u64>,
     progress: HashMap<TaskId, (u32, Progress)>,
     leader_since: Option<Instant>,
+    /// Tasks a pull is proposing a lease for right now: other pulls skip them instead of
+    /// proposing the same lease, losing the race and writing a rejected entry to the log.
+    leasing: HashSet<TaskId>,
+}
+
+/// A task reserved for one pull's lease proposal; released when dropped (also when the pull is
+/// cancelled mid-proposal).
+pub struct LeaseReservation<'a> {
+    runtime: &'a LeaderRuntime,
+    task_id: TaskId,
+}
+
+impl Drop for LeaseReservation<'_> {
+    fn drop(&mut self) {
+        self.runtime.lock().leasing.remove(&self.task_id);
+    }
 }
 
 impl LeaderRuntime {
     fn lock(&self) -> std::sync::MutexGuard<'_, RuntimeInner> {
         self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Reserves `task_id` for a lease proposal; `None` when another pull already has it.
+    pub fn reserve_lease(&self, task_id: TaskId) -> Option<LeaseReservation<'_>> {
+        // The guard must be gone before a reservation exists: dropping one (the `None` case of
+        // an eager `then_some`) locks again.
+        let inserted = self.lock().leasing.insert(task_id);
+        inserted.then(|| LeaseReservation { runtime: self, task_id })
+    }
+
+    /// Whether a pull is proposing a lease for `task_id` right now.
+    pub fn is_being_leased(&self, task_id: &TaskId) -> bool {
+        self.lock().leasing.contains(task_id)
     }
 
     /// Records that `worker_id` was just heard from.
@@ -102,5 +131,22 @@ impl LeaderRuntime {
         let inner = self.lock();
         let (reported_attempt, progress) = inner.progress.get(task_id)?;
         (*reported_attempt == attempt).then_some(*progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_reserved_lease_is_refused_to_a_second_pull_until_released() {
+        let runtime = LeaderRuntime::default();
+        let task_id: TaskId = "01M80STYX9KJT1N0PB9VM58TPX/p0/t1".parse().unwrap();
+        let first = runtime.reserve_lease(task_id).expect("free at first");
+        assert!(runtime.reserve_lease(task_id).is_none(), "reserved twice");
+        assert!(runtime.is_being_leased(&task_id), "a refused reservation released the first");
+        drop(first);
+        assert!(!runtime.is_being_leased(&task_id));
+        assert!(runtime.reserve_lease(task_id).is_some());
     }
 }

@@ -52,6 +52,10 @@ impl WorkerHubServiceImpl {
                 .filter(|job| !locked(job))
             {
                 for slot in job.runnable_slots() {
+                    let task_id = TaskId { job_id: job.id, slot };
+                    if self.coordinator.runtime.is_being_leased(&task_id) {
+                        continue;
+                    }
                     let may_run = match job.planned(slot).map(|task| &task.placement) {
                         Some(Placement::Node(node)) => *node == worker.node,
                         Some(Placement::AnyNode) => true,
@@ -59,7 +63,7 @@ impl WorkerHubServiceImpl {
                     };
                     if may_run {
                         let attempt = job.run(slot).map(|run| run.attempt + 1).unwrap_or(1);
-                        return Ok(Some((TaskId { job_id: job.id, slot }, attempt)));
+                        return Ok(Some((task_id, attempt)));
                     }
                 }
             }
@@ -78,6 +82,11 @@ impl WorkerHubServiceImpl {
         loop {
             self.coordinator.runtime.touch(&request.worker_id);
             if let Some((task_id, attempt)) = self.find_task(&request.worker_id)? {
+                // Held until the proposal is decided: concurrent pulls (every waiting worker
+                // wakes when a barrier opens) pick other tasks instead of racing for this one.
+                let Some(_reservation) = self.coordinator.runtime.reserve_lease(task_id) else {
+                    continue;
+                };
                 let event = JobEvent::TaskLeased {
                     slot: task_id.slot,
                     attempt,

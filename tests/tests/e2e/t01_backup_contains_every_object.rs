@@ -93,3 +93,21 @@ fn test_core_node_is_backed_up_with_its_catalog_copied_once() {
         "catalog objects copied outside the catalog phase"
     );
 }
+
+#[test]
+fn test_waiting_without_a_terminal_prints_plain_progress_lines() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(1 << 20));
+    cluster.start_all_workers();
+    // Table output with stderr not a terminal (a log file, CI, cron): progress as plain lines.
+    let output = cluster
+        .sandbox
+        .bkctl(&["submit", "backup", "--source", "src", "--repo", "repo", "--wait"])
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().find(|line| line.contains("tasks done")).unwrap_or_else(|| {
+        panic!("no progress line on stderr: {stderr}");
+    });
+    assert!(line.contains("stage ") && line.contains(" of "), "{line}");
+    assert!(!stderr.contains('\u{1b}'), "terminal escapes in a non-terminal stream: {stderr}");
+}

@@ -26,7 +26,9 @@ impl Deployment {
         params: &LayoutParams,
         repository_tables: &str,
     ) -> anyhow::Result<Self> {
-        let mut sandbox = Sandbox::start()?;
+        // Production's lease timeout, not the sandbox's 3 s: on a loaded 2-core machine running
+        // a hundred workers, short leases would measure re-queues, not bk.
+        let mut sandbox = Sandbox::start_cluster(1, &[("BK_LEASE_TIMEOUT", "30s")])?;
         sandbox.register_source("src", params)?;
         let tables =
             format!("[store]\nurl = \"file://{}\"\n{repository_tables}", cluster.display());

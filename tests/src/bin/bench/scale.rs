@@ -22,6 +22,8 @@ struct Measurement {
     coordinator_peak_rss_bytes: u64,
     raft_log_entries: u64,
     raft_dir_bytes: u64,
+    /// Leases the coordinator took back (should be 0: every worker stays alive).
+    requeued: usize,
 }
 
 /// Runs the scale test at both object counts and reports them side by side.
@@ -68,15 +70,20 @@ fn measure(nodes: usize, objects_per_node: u32, root: &Path) -> anyhow::Result<M
         coordinator_peak_rss_bytes: sandbox.replica_peak_rss_bytes(1).unwrap_or(0),
         raft_log_entries: cluster_status["last_log_index"].as_u64().unwrap_or(0),
         raft_dir_bytes: directory_bytes(&sandbox.path().join("coordinator-1"))?,
+        requeued: std::fs::read_to_string(sandbox.path().join("coordinator-1.log"))
+            .unwrap_or_default()
+            .matches("re-queueing")
+            .count(),
     };
     println!(
         "  {} tasks, {:.2} s submit→commit, coordinator peak RSS {:.1} MiB, {} Raft entries, \
-         {:.1} MiB on disk",
+         {:.1} MiB on disk, {} leases re-queued",
         measurement.tasks,
         measurement.submit_to_commit_seconds,
         mib(measurement.coordinator_peak_rss_bytes),
         measurement.raft_log_entries,
-        mib(measurement.raft_dir_bytes)
+        mib(measurement.raft_dir_bytes),
+        measurement.requeued
     );
     Ok(measurement)
 }
@@ -146,6 +153,7 @@ fn print_and_write(args: &Args, measurements: &[Measurement]) -> anyhow::Result<
                 "tasks": m.tasks, "submit_to_commit_seconds": m.submit_to_commit_seconds,
                 "coordinator_peak_rss_bytes": m.coordinator_peak_rss_bytes,
                 "raft_log_entries": m.raft_log_entries, "raft_dir_bytes": m.raft_dir_bytes,
+                "leases_requeued": m.requeued,
             })
         })
         .collect();
