@@ -91,6 +91,17 @@ pub fn render(coordinator: &Coordinator) -> String {
     if is_leader {
         family(
             &mut out,
+            "bk_leases_requeued_total",
+            "counter",
+            "Leases taken back while this replica led: from silent workers, or never acknowledged.",
+        );
+        let requeues = coordinator.runtime.requeues();
+        for reason in crate::dispatch::lease::Expiry::ALL.map(|expiry| expiry.label()) {
+            let count = requeues.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(out, "bk_leases_requeued_total{{reason=\"{reason}\"}} {count}");
+        }
+        family(
+            &mut out,
             "bk_worker_last_seen_seconds",
             "gauge",
             "Seconds since the leader last heard from each worker.",

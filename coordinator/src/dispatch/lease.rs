@@ -37,11 +37,24 @@ pub async fn run_lease_expiry(coordinator: Arc<Coordinator>, shutdown: Cancellat
 
 /// Why a lease is taken back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expiry {
+pub enum Expiry {
     /// The worker has been silent past the lease timeout.
     SilentWorker,
     /// The worker is alive but never reported on this attempt.
     NeverAcknowledged,
+}
+
+impl Expiry {
+    /// Every reason, for metrics that show zeros too.
+    pub const ALL: [Expiry; 2] = [Expiry::SilentWorker, Expiry::NeverAcknowledged];
+
+    /// The `reason` label of `bk_leases_requeued_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Expiry::SilentWorker => "silent_worker",
+            Expiry::NeverAcknowledged => "never_acknowledged",
+        }
+    }
 }
 
 /// One unit of the loop: proposes `LeaseLost` for every lease held by a silent worker, or never
@@ -102,5 +115,6 @@ pub async fn expire_silent_leases(coordinator: &Coordinator) {
             debug!(%error, "could not expire lease (leadership changed?)");
             return;
         }
+        coordinator.runtime.count_requeue(expiry.label());
     }
 }

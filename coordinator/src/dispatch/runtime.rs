@@ -28,6 +28,8 @@ struct RuntimeInner {
     /// Tasks a pull is proposing a lease for right now: other pulls skip them instead of
     /// proposing the same lease, losing the race and writing a rejected entry to the log.
     leasing: HashSet<TaskId>,
+    /// Leases taken back while this replica led, by reason (for `/metrics`).
+    requeued: BTreeMap<&'static str, u64>,
 }
 
 /// A task reserved for one pull's lease proposal; released when dropped (also when the pull is
@@ -59,6 +61,16 @@ impl LeaderRuntime {
     /// Whether a pull is proposing a lease for `task_id` right now.
     pub fn is_being_leased(&self, task_id: &TaskId) -> bool {
         self.lock().leasing.contains(task_id)
+    }
+
+    /// Counts a lease taken back for `reason`.
+    pub fn count_requeue(&self, reason: &'static str) {
+        *self.lock().requeued.entry(reason).or_default() += 1;
+    }
+
+    /// Leases taken back while this replica led, by reason.
+    pub fn requeues(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().requeued.clone()
     }
 
     /// Records that `worker_id` was just heard from.

@@ -157,3 +157,20 @@ pub(crate) fn phase_windows(job: &Value) -> Vec<(String, u64, u64)> {
         })
         .collect()
 }
+
+/// `GET /metrics` over HTTP/1.1 from `address`, as Prometheus scrapes it; the body.
+pub(crate) fn scrape_metrics(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+/// The value of `series` (name with labels, exactly as exposed) in a metrics body.
+pub(crate) fn metric_value(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

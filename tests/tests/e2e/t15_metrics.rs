@@ -1,27 +1,9 @@
 //! Prometheus metrics on the gRPC port: after a backup, the named series are there with the
 //! values a user would expect.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
 use bk_tests::layout::LayoutParams;
 
-use crate::support::Cluster;
-
-/// `GET /metrics` over HTTP/1.1, as Prometheus scrapes it; the body.
-fn scrape(address: &str) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
-}
-
-fn value(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use crate::support::{metric_value as value, scrape_metrics as scrape, Cluster};
 
 #[test]
 fn test_metrics_expose_jobs_tasks_backups_raft_and_workers_after_a_backup() {

@@ -10,7 +10,7 @@ use bk_proto::pb::worker_hub_client::WorkerHubClient;
 use bk_tests::sandbox::Sandbox;
 use tonic::transport::Channel;
 
-use crate::support::register_core_source;
+use crate::support::{metric_value, register_core_source, scrape_metrics};
 
 const WORKER_ID: &str = "core/node0";
 
@@ -65,6 +65,12 @@ async fn test_a_lease_the_worker_never_acknowledges_is_taken_back_and_handed_out
         );
     };
     assert_eq!(again.attempt, 2, "the lost attempt was not fenced off");
+    let metrics = scrape_metrics(sandbox.replica_endpoint(1));
+    let requeued =
+        metric_value(&metrics, "bk_leases_requeued_total{reason=\"never_acknowledged\"}");
+    assert!(requeued.is_some_and(|count| count >= 1.0), "{metrics}");
+    let silent = metric_value(&metrics, "bk_leases_requeued_total{reason=\"silent_worker\"}");
+    assert_eq!(silent, Some(0.0), "the worker was never silent");
     let workers = sandbox.bkctl_json(&["workers"]).unwrap();
     assert!(
         workers[0]["last_seen_ago_ms"].as_u64().is_some_and(|ago| ago < 3000),
