@@ -76,6 +76,7 @@ impl Hub {
             max_concurrent_objects: u32::try_from(self.config.max_concurrent_objects)
                 .unwrap_or(u32::MAX),
             max_bytes_per_second: self.config.max_bytes_per_second.unwrap_or(0),
+            store_url: self.config.store.url.clone(),
         };
         let mut delay = Duration::from_millis(200);
         loop {

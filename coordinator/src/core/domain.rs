@@ -93,6 +93,9 @@ pub struct WorkerRecord {
     /// Bytes it reads per second at most (0: unlimited), as it registered.
     #[serde(default)]
     pub max_bytes_per_second: u64,
+    /// Its node store's URL, as it registered (decides who may stand in for a dead node).
+    #[serde(default)]
+    pub store_url: String,
 }
 
 /// A committed backup.
@@ -193,6 +196,23 @@ impl BackupRecord {
             num_reused: 0,
             bytes_read: 0,
             bytes_written: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+impl WorkerRecord {
+    /// A worker of source `prod` for tests.
+    pub(crate) fn for_test(worker_id: &str, node: &str, store_url: &str) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            source: "prod".into(),
+            node: node.into(),
+            version: "0".into(),
+            registered_at_ms: 0,
+            max_concurrent_objects: 16,
+            max_bytes_per_second: 0,
+            store_url: store_url.into(),
         }
     }
 }

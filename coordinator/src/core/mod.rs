@@ -12,6 +12,7 @@
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
+//! - [`stand_in`]: when a worker may run a dead node's tasks (a shared cloud store).
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
 //! - [`waiting`]: why a runnable task is not running (for operators).
 
@@ -22,6 +23,7 @@ pub mod plan_prune;
 pub mod plan_questdb;
 pub mod plan_restore;
 pub mod schedule;
+pub mod stand_in;
 pub mod state;
 pub mod waiting;
 

@@ -287,6 +287,7 @@ mod tests {
             registered_at_ms: 3,
             max_concurrent_objects: 16,
             max_bytes_per_second: 0,
+            store_url: String::new(),
         };
         state.apply(Command::RegisterWorker { worker });
         let job = &state.jobs[&job_id];

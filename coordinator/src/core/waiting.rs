@@ -55,15 +55,7 @@ mod tests {
     use super::*;
 
     fn worker(id: &str, node: &str) -> WorkerRecord {
-        WorkerRecord {
-            worker_id: id.into(),
-            source: "prod".into(),
-            node: node.into(),
-            version: "0".into(),
-            registered_at_ms: 0,
-            max_concurrent_objects: 16,
-            max_bytes_per_second: 0,
-        }
+        WorkerRecord::for_test(id, node, "")
     }
 
     #[test]

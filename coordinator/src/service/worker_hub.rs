@@ -10,6 +10,7 @@ use bk_proto::ids::{TaskId, TaskSlot};
 use bk_proto::model::{TaskKind, TaskReport};
 
 use crate::core::plan_prune::resolve_prune_task;
+use crate::core::stand_in::may_stand_in;
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
 use tonic::{Request, Response, Status};
@@ -56,9 +57,16 @@ impl WorkerHubServiceImpl {
                     if self.coordinator.runtime.is_being_leased(&task_id) {
                         continue;
                     }
-                    let may_run = match job.planned(slot).map(|task| &task.placement) {
-                        Some(Placement::Node(node)) => *node == worker.node,
-                        Some(Placement::AnyNode) => true,
+                    let may_run = match job.planned(slot).map(|task| (&task.placement, &task.kind))
+                    {
+                        Some((Placement::Node(node), kind)) => {
+                            *node == worker.node
+                                || may_stand_in(worker, node, kind, state.workers.values(), |w| {
+                                    self.coordinator.runtime.silence(&w.worker_id)
+                                        > self.coordinator.lease_timeout
+                                })
+                        }
+                        Some((Placement::AnyNode, _)) => true,
                         None => false,
                     };
                     if may_run {
@@ -210,6 +218,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             registered_at_ms: crate::clock::now_ms(),
             max_concurrent_objects: request.max_concurrent_objects,
             max_bytes_per_second: request.max_bytes_per_second,
+            store_url: request.store_url,
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
         self.coordinator.propose(Command::RegisterWorker { worker }).await?;

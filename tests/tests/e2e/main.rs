@@ -23,3 +23,4 @@ mod t18_large_objects;
 mod t19_tls;
 mod t20_store_retries;
 mod t21_lost_assignment;
+mod t22_stand_in_worker;

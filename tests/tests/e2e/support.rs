@@ -174,3 +174,18 @@ pub(crate) fn scrape_metrics(address: &str) -> String {
 pub(crate) fn metric_value(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// Runs `bkctl -o json ARGS --wait` and returns the job, failing the test unless it succeeded.
+pub(crate) fn run_job(sandbox: &Sandbox, args: &[&str]) -> Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    full.push("--wait");
+    let output = sandbox.bkctl(&full).unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -8,30 +8,14 @@ use std::path::Path;
 use bk_tests::garage::{Garage, BUCKET, SECRET_ACCESS_KEY};
 use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::sandbox::Sandbox;
-use serde_json::Value;
 
-use crate::support::{exclusion_prefixes, REGISTER_ENTERPRISE_SOURCE};
+use crate::support::{exclusion_prefixes, run_job, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::assert_restored_identical;
 
 const NODES: [&str; 4] = ["node1", "node2", "node3", "compactor"];
 
 /// A second bucket: S3 source in one bucket, repository in another.
 const OTHER_BUCKET: &str = "bk-other";
-
-/// Runs `bkctl -o json ARGS --wait` and returns the job, failing the test unless it succeeded.
-fn run_job(sandbox: &Sandbox, args: &[&str]) -> Value {
-    let mut full = vec!["-o", "json"];
-    full.extend_from_slice(args);
-    full.push("--wait");
-    let output = sandbox.bkctl(&full).unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 /// Every file under `dir` (recursively) whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &[u8], skip: &Path) -> Vec<String> {
