@@ -411,6 +411,16 @@ fn peak_rss_bytes(child: &Child) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `command`'s program and arguments, for messages. Never its environment: `Command`'s `Debug`
+/// prints the variables it sets, and those carry tokens and object-store secrets.
+pub fn command_line(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Spawns `command` with stderr appended to `log`, and returns it with its first stdout line.
 fn spawn_announcing(mut command: Command, log: &Path) -> anyhow::Result<(Child, String)> {
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
@@ -419,13 +429,17 @@ fn spawn_announcing(mut command: Command, log: &Path) -> anyhow::Result<(Child, 
         .stdout(Stdio::piped())
         .stderr(log_file)
         .spawn()
-        .with_context(|| format!("failed to spawn {command:?}"))?;
+        .with_context(|| format!("failed to spawn `{}`", command_line(&command)))?;
     let stdout = child.stdout.take().context("stdout is piped")?;
     let mut first_line = String::new();
     BufReader::new(stdout).read_line(&mut first_line)?;
     if first_line.is_empty() {
         let _ = child.wait();
-        bail!("{command:?} exited before announcing itself; see {}", log.display());
+        bail!(
+            "`{}` exited before announcing itself; see {}",
+            command_line(&command),
+            log.display()
+        );
     }
     Ok((child, first_line.trim().to_string()))
 }

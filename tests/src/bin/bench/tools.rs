@@ -121,11 +121,7 @@ pub(crate) fn timed(step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
 /// Runs `command`, requiring success. Errors name the program and arguments, never the
 /// environment (which carries the S3 secret).
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
-    let shown = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let shown = bk_tests::sandbox::command_line(command);
     let output = command.output().with_context(|| format!("cannot run `{shown}`"))?;
     if !output.status.success() {
         bail!(
