@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 use crate::client::Client;
-use crate::render::{self, human_bytes, parse_size};
+use bk_proto::support::parse_byte_size;
+
+use crate::render::{self, human_bytes};
 
 const SOURCE: &str = "demo";
 const REPOSITORY: &str = "local";
@@ -50,7 +52,7 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         bk_proto::support::init_tracing(bk_proto::support::LogFormat::Text);
     }
-    let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
+    let size = parse_byte_size(&args.size).map_err(anyhow::Error::msg)?;
     let demo = match args.dir {
         Some(dir) => std::path::absolute(dir)?,
         None => std::env::temp_dir()

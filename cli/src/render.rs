@@ -164,28 +164,6 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Parses `16MiB`, `2GiB`, `500KiB`, `1000` (bytes).
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|character: char| !character.is_ascii_digit() && character != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 =
-        number.parse().map_err(|_| format!("invalid size `{text}`: use e.g. 16MiB, 2GiB"))?;
-    let multiplier = match unit.trim() {
-        "" | "B" => 1u64,
-        "KiB" | "K" | "KB" => 1 << 10,
-        "MiB" | "M" | "MB" => 1 << 20,
-        "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("invalid size unit `{other}`: use B, KiB, MiB or GiB")),
-    };
-    Ok((number * multiplier as f64) as u64)
-}
-
 /// Prints a job as a table.
 pub(crate) fn print_job(job: &pb::Job) {
     println!(
@@ -357,9 +335,9 @@ mod tests {
     fn test_sizes_parse_and_print() {
         let cases = [("16MiB", 16 << 20), ("2GiB", 2 << 30), ("1000", 1000), ("1.5KiB", 1536)];
         for (text, bytes) in cases {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+            assert_eq!(bk_proto::support::parse_byte_size(text), Ok(bytes), "{text}");
         }
-        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+        assert!(bk_proto::support::parse_byte_size("12 parsecs").unwrap_err().contains("unit"));
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }

@@ -71,6 +71,30 @@ where
     }
 }
 
+/// Parses a size as operators write it: `16MiB`, `2GiB`, `1.5KiB`, `1000` (bytes). Units are
+/// binary (`K`, `KB` and `KiB` all mean 1024). Shared by `bkctl demo --size`, the worker's
+/// `--max-bandwidth` and the benchmark.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !character.is_ascii_digit() && character != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 =
+        number.parse().map_err(|_| format!("invalid size `{text}`: use e.g. 16MiB, 2GiB"))?;
+    let multiplier = match unit.trim() {
+        "" | "B" => 1u64,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("invalid size unit `{other}`: use B, KiB, MiB or GiB")),
+    };
+    Ok((number * multiplier as f64) as u64)
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -74,7 +74,8 @@ pub struct WorkerConfig {
 }
 
 /// A bytes-per-second rate as operators write it: `100MiB`, `100MiB/s`, `1.5GiB`, `500KiB/s` or
-/// a plain byte count (`--max-bandwidth`, env `BK_MAX_BANDWIDTH`).
+/// a plain byte count (`--max-bandwidth`, env `BK_MAX_BANDWIDTH`); units as
+/// [`bk_proto::support::parse_byte_size`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteRate(pub u64);
 
@@ -83,23 +84,8 @@ impl std::str::FromStr for ByteRate {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let trimmed = text.trim();
-        let rate = trimmed.strip_suffix("/s").unwrap_or(trimmed);
-        let split = rate.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rate.len());
-        let (number, unit) = rate.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a rate: write e.g. `100MiB` (per second)"))?;
-        let multiplier: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            other => return Err(format!("unknown unit `{other}` in `{text}`: use KiB, MiB, GiB")),
-        };
-        let bytes = (number * multiplier as f64) as u64;
+        let bytes =
+            bk_proto::support::parse_byte_size(trimmed.strip_suffix("/s").unwrap_or(trimmed))?;
         if bytes == 0 {
             return Err(format!("`{text}` is zero: leave the limit out for unlimited"));
         }

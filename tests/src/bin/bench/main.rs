@@ -48,7 +48,7 @@ struct S3 {
 }
 
 fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
-    let total = report::parse_size(&args.size)?;
+    let total = bk_proto::support::parse_byte_size(&args.size).map_err(anyhow::Error::msg)?;
     let params = LayoutParams::benchmark_mix(total);
     let cluster = root.join("cluster");
     println!("generating a {} cluster in {}", args.size, cluster.display());

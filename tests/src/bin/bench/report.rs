@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::json;
 
 /// What a row is compared with: local copies with `cp -r` (the disk's physical limit, near
@@ -112,23 +112,4 @@ impl Table {
         println!("written to {}", out.display());
         Ok(())
     }
-}
-
-/// Parses `256MiB`, `2GiB`, `1.5GiB`, `512KiB` or a byte count.
-///
-/// # Errors
-/// A size without a number or with an unknown unit.
-pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().with_context(|| format!("`{text}` is not a size"))?;
-    let multiplier = match unit.trim() {
-        "" | "B" => 1u64,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        other => bail!("unknown size unit `{other}` in `{text}`: use KiB, MiB or GiB"),
-    };
-    Ok((number * multiplier as f64) as u64)
 }
