@@ -190,15 +190,26 @@ fn test_worker_killed_mid_copy_resumes_without_copying_again() {
     let submitted =
         sandbox.bkctl_json(&["submit", "backup", "--source", "src", "--repo", "repo"]).unwrap();
     let job_id = submitted["job_id"].as_str().unwrap().to_string();
-    sandbox
-        .wait_until(Duration::from_secs(60), "node1's dbs/ copy well under way", || {
+    let dbs_id = sandbox
+        .wait_until(Duration::from_secs(60), "node1's dbs/ copy under way", || {
             let job = job(&sandbox, &job_id)?;
             let dbs = tasks(&job).into_iter().find(|task| task["label"] == "copy node1/dbs/")?;
-            // Parts are written at least every second: wait for more than a second of copying.
-            (dbs["state"] == "running" && dbs["objects_done"].as_u64()? > 40).then_some(())
+            (dbs["state"] == "running").then(|| dbs["id"].as_str().map(str::to_string))?
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200)); // Let one time-based part reach staging.
+    // Kill it once a part (the record of objects copied so far) has reached staging.
+    let staging = sandbox.path().join("repository/staging").join(&dbs_id).join("a1");
+    sandbox
+        .wait_until(Duration::from_secs(60), "a staged part of node1's dbs/ copy", || {
+            let mut entries = std::fs::read_dir(&staging).ok()?;
+            entries
+                .any(|entry| {
+                    entry
+                        .is_ok_and(|entry| entry.file_name().to_string_lossy().starts_with("part-"))
+                })
+                .then_some(())
+        })
+        .unwrap();
     sandbox.kill_worker("node1");
     // The lease (3 s here) expires: the task is runnable again, waiting for node1's worker.
     let reason = sandbox
@@ -223,22 +234,21 @@ fn test_worker_killed_mid_copy_resumes_without_copying_again() {
     restore_and_compare(&sandbox, &job, &store);
 }
 
+/// Registers `count` repositories: a quick way to grow the Raft log by `count` entries.
+fn add_repositories(sandbox: &Sandbox, count: usize) {
+    for index in 0..count {
+        let (name, url) = (format!("repo{index}"), format!("file:///tmp/bk-{index}"));
+        sandbox.bkctl_json(&["repo", "add", &name, &url]).unwrap();
+    }
+}
+
 #[test]
 fn test_partitioned_replica_catches_up_and_a_full_restart_loses_nothing() {
     let mut sandbox = Sandbox::start_cluster(3, &[]).unwrap();
     let leader = sandbox.leader_id().unwrap();
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
     sandbox.kill_replica(lagging);
-    for index in 0..20 {
-        sandbox
-            .bkctl_json(&[
-                "repo",
-                "add",
-                &format!("repo{index}"),
-                &format!("file:///tmp/bk-{index}"),
-            ])
-            .unwrap();
-    }
+    add_repositories(&sandbox, 20);
     let expected = sandbox.bkctl_json(&["repos"]).unwrap();
     sandbox.start_replica(lagging).unwrap();
     let lagging_view = |sandbox: &Sandbox| bkctl_at(sandbox.replica_endpoint(lagging), &["repos"]);
@@ -268,16 +278,7 @@ fn test_a_replica_added_after_log_compaction_catches_up_from_a_snapshot() {
     let env =
         [("BK_RAFT_SNAPSHOT_AFTER_ENTRIES", "10"), ("BK_RAFT_KEEP_ENTRIES_AFTER_SNAPSHOT", "2")];
     let mut sandbox = Sandbox::start_cluster(1, &env).unwrap();
-    for index in 0..40 {
-        sandbox
-            .bkctl_json(&[
-                "repo",
-                "add",
-                &format!("repo{index}"),
-                &format!("file:///tmp/bk-{index}"),
-            ])
-            .unwrap();
-    }
+    add_repositories(&sandbox, 40);
     let expected = sandbox.bkctl_json(&["repos"]).unwrap();
     let status = sandbox
         .wait_until(Duration::from_secs(10), "a snapshot on the leader", || {
