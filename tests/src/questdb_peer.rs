@@ -11,6 +11,12 @@
 //!   parameter (when configured), `checkpoint_status()` and `build()`.
 //! - CREATE writes `<root>/.checkpoint/db/<table>/{_meta,_txn,_cv,_name}` (legacy:
 //!   `<root>/snapshot/db/…`) and the checkpoint meta file; RELEASE deletes them.
+//! - It answers like the version it announces (the matrix in §0 of the reference): before 8.1.1
+//!   only `SNAPSHOT PREPARE/COMPLETE`, `Waiting for SNAPSHOT COMPLETE to be called`, and no
+//!   `checkpoint_status()` (`unknown function name: checkpoint_status()`); from 8.1.1 both
+//!   syntaxes, sharing one state and the `CHECKPOINT RELEASE` message, and in 8.1.1–8.1.3 the
+//!   legacy syntax also writes into `.checkpoint/` (fixed by PR #5091). A mode makes
+//!   `checkpoint_status()` fail on any version.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,6 +41,8 @@ pub struct PeerConfig {
     /// How long CREATE takes after the state changed and before the answer (the window in
     /// which a client can die holding a checkpoint).
     pub create_delay: Duration,
+    /// `checkpoint_status()` answers with an error (whatever the version).
+    pub status_fails: bool,
 }
 
 impl PeerConfig {
@@ -47,13 +55,40 @@ impl PeerConfig {
             user: "admin".to_string(),
             password: "quest".to_string(),
             create_delay: Duration::ZERO,
+            status_fails: false,
         }
     }
 
+    /// A server of `version`; versions before 8.1.1 announce none (older builds did not send
+    /// `questdb_version`: clients learn it from `build()`).
+    pub fn version(root: &Path, version: &str) -> Self {
+        let mut config = Self::new(root);
+        config.version = version.to_string();
+        config.announce_version = !config.is_before((8, 1, 1));
+        config
+    }
+
+    fn numbers(&self) -> (u64, u64, u64) {
+        let mut parts = self.version.split(['.', '-']).map(|part| part.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    fn is_before(&self, version: (u64, u64, u64)) -> bool {
+        self.numbers() < version
+    }
+
+    /// Before 8.1.1: only `SNAPSHOT` statements, no `checkpoint_status()`.
     fn is_legacy(&self) -> bool {
-        let numbers: Vec<u64> =
-            self.version.split('.').filter_map(|part| part.parse().ok()).collect();
-        numbers < vec![8, 1, 1]
+        self.is_before((8, 1, 1))
+    }
+
+    /// Where `SNAPSHOT PREPARE` writes: `snapshot/`, except in 8.1.1–8.1.3 (`.checkpoint/`).
+    fn legacy_dir(&self) -> &'static str {
+        if !self.is_legacy() && self.is_before((8, 1, 4)) {
+            ".checkpoint"
+        } else {
+            "snapshot"
+        }
     }
 }
 
@@ -63,6 +98,8 @@ struct PeerState {
     started_at: Option<u64>,
     statements: Vec<String>,
     checkpoint_files: Vec<(String, Vec<u8>)>,
+    /// The files of the last CREATE, kept after RELEASE deleted them.
+    last_created: Vec<(String, Vec<u8>)>,
 }
 
 /// A running peer; stops (and refuses connections) when dropped.
@@ -119,9 +156,16 @@ impl QuestDbPeer {
         self.lock().statements.clone()
     }
 
-    /// The files the last CREATE wrote (path relative to the root, bytes).
+    /// The files the current checkpoint holds (path relative to the root, bytes); empty when
+    /// the server is not in checkpoint mode.
     pub fn checkpoint_files(&self) -> Vec<(String, Vec<u8>)> {
         self.lock().checkpoint_files.clone()
+    }
+
+    /// The files the last CREATE wrote, even after a RELEASE deleted them: what a backup taken
+    /// during that checkpoint holds besides the root.
+    pub fn last_checkpoint_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.lock().last_created.clone()
     }
 
     /// Enters checkpoint mode as another client would.
@@ -130,7 +174,20 @@ impl QuestDbPeer {
     /// IO errors writing the checkpoint files.
     pub fn force_checkpoint(&self) -> std::io::Result<()> {
         let mut state = self.lock();
-        create_checkpoint(&self.config, &mut state, self.config.is_legacy())
+        let dir = if self.config.is_legacy() { "snapshot" } else { ".checkpoint" };
+        create_checkpoint(&self.config, &mut state, dir)
+    }
+
+    /// Whether the last statement received was a release (`CHECKPOINT RELEASE` or `SNAPSHOT
+    /// COMPLETE`) and the server is idle: what every job that may have held a checkpoint must
+    /// leave behind.
+    pub fn ended_released(&self) -> bool {
+        let state = self.lock();
+        let last_is_release = state.statements.last().is_some_and(|last| {
+            let last = last.to_ascii_uppercase();
+            last == "CHECKPOINT RELEASE" || last == "SNAPSHOT COMPLETE"
+        });
+        last_is_release && state.started_at.is_none()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PeerState> {
@@ -302,8 +359,8 @@ impl Connection {
                 if state.started_at.is_some() {
                     return Outcome::Error(waiting.to_string(), 1);
                 }
-                let legacy = words[0] == "snapshot";
-                if let Err(error) = create_checkpoint(&self.config, &mut state, legacy) {
+                let dir = if words[0] == "snapshot" { self.config.legacy_dir() } else { ".checkpoint" };
+                if let Err(error) = create_checkpoint(&self.config, &mut state, dir) {
                     return Outcome::Error(
                         format!(
                             "Could not create [dir={}, error={error}]",
@@ -331,6 +388,17 @@ impl Connection {
             }
             ["snapshot", ..] => {
                 Outcome::Error("'prepare' or 'complete' expected".to_string(), position(1))
+            }
+            ["select", "*", "from", "checkpoint_status()"] if legacy_server => Outcome::Error(
+                "unknown function name: checkpoint_status()".to_string(),
+                position(3),
+            ),
+            ["select", "*", "from", "checkpoint_status()"] if self.config.status_fails => {
+                Outcome::Error(
+                    "could not read checkpoint status [errno=5, path=.checkpoint/_checkpoint_meta.d]"
+                        .to_string(),
+                    position(3),
+                )
             }
             ["select", "*", "from", "checkpoint_status()"] => {
                 let started = state.started_at.map(format_timestamp);
@@ -416,12 +484,9 @@ impl Connection {
 }
 
 /// Writes the checkpoint's metadata copies like `CHECKPOINT CREATE` (data files are not copied).
-fn create_checkpoint(
-    config: &PeerConfig,
-    state: &mut PeerState,
-    legacy: bool,
-) -> std::io::Result<()> {
-    let checkpoint_root = config.root.join(if legacy { "snapshot" } else { ".checkpoint" });
+fn create_checkpoint(config: &PeerConfig, state: &mut PeerState, dir: &str) -> std::io::Result<()> {
+    let legacy = dir == "snapshot";
+    let checkpoint_root = config.root.join(dir);
     let db = config.root.join("db");
     let mut files = Vec::new();
     if db.is_dir() {
@@ -452,9 +517,9 @@ fn create_checkpoint(
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, &bytes)?;
-        let prefix = if legacy { "snapshot" } else { ".checkpoint" };
-        written.push((format!("{prefix}/{relative}"), bytes));
+        written.push((format!("{dir}/{relative}"), bytes));
     }
+    state.last_created = written.clone();
     state.checkpoint_files = written;
     state.started_at = Some(
         SystemTime::now()

@@ -1,10 +1,9 @@
 //! QuestDB: checkpoint over PG wire, copy the root, release no matter what; restore with
-//! `_restore`. The server is a protocol-level peer (no QuestDB can be installed here).
+//! `_restore`. The server is a protocol-level peer (no QuestDB can be installed here). Every
+//! version and failure path (copy error, kill -9, leader loss, cancel) is in `t23`.
 
 use std::collections::BTreeMap;
-use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bk_tests::questdb_layout::generate_root;
 use bk_tests::questdb_peer::{PeerConfig, QuestDbPeer};
@@ -59,19 +58,6 @@ impl QuestDbSetup {
         (output.status.success(), serde_json::from_slice(&output.stdout).unwrap())
     }
 
-    /// Submits a backup and waits until the server is in checkpoint mode; returns the job id.
-    fn backup_until_checkpoint_mode(&self) -> String {
-        let submitted = self
-            .sandbox
-            .bkctl_json(&["submit", "backup", "--source", "qdb", "--repo", "repo"])
-            .unwrap();
-        let condition = || self.peer().in_checkpoint().then_some(());
-        self.sandbox
-            .wait_until(Duration::from_secs(20), "QuestDB in checkpoint mode", condition)
-            .unwrap();
-        submitted["job_id"].as_str().unwrap().to_string()
-    }
-
     fn restore(&self, backup_id: &str, target: &std::path::Path) -> (bool, Value) {
         let url = format!("file://{}", target.display());
         let output = self
@@ -124,7 +110,9 @@ fn test_backup_and_restore_round_trip_gives_the_root_at_the_checkpoint() {
     expected
         .retain(|key, _| !["log/", "public/", "tmp/"].iter().any(|prefix| key.starts_with(prefix)));
     let checkpoint = setup.sandbox.path().join("expected-checkpoint");
-    for (key, bytes) in checkpoint_files_of(&job, &setup) {
+    let checkpoint_files = setup.peer().last_checkpoint_files();
+    assert!(!checkpoint_files.is_empty(), "the checkpoint wrote no files");
+    for (key, bytes) in checkpoint_files {
         let path = checkpoint.join(&key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
@@ -152,57 +140,6 @@ fn test_backup_and_restore_round_trip_gives_the_root_at_the_checkpoint() {
     assert!(advice.contains("start QuestDB now") && advice.contains("_restore"), "{advice}");
 }
 
-/// The checkpoint files as backed up (the peer deleted them on release): read back from the
-/// repository through the manifest, the way a user would inspect a backup.
-fn checkpoint_files_of(job: &Value, setup: &QuestDbSetup) -> Vec<(String, Vec<u8>)> {
-    let repository = setup.sandbox.path().join("repository");
-    let manifest_path =
-        repository.join(format!("backups/{}/manifest", job["backup_id"].as_str().unwrap()));
-    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for segment in manifest["segments"].as_array().unwrap() {
-        let bytes = std::fs::read(repository.join(segment["key"].as_str().unwrap())).unwrap();
-        for line in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
-            let entry: Value = serde_json::from_slice(line).unwrap();
-            let key = entry["key"].as_str().unwrap();
-            if key.starts_with(".checkpoint/") {
-                let mut content = Vec::new();
-                for chunk in entry["chunks"].as_array().unwrap() {
-                    let hash = chunk.as_str().unwrap();
-                    content.extend(
-                        std::fs::read(repository.join(format!("chunks/{}/{hash}", &hash[..2])))
-                            .unwrap(),
-                    );
-                }
-                files.push((key.to_string(), content));
-            }
-        }
-    }
-    assert!(!files.is_empty(), "the backup holds no .checkpoint/ files");
-    files
-}
-
-#[test]
-fn test_servers_before_8_1_1_get_the_legacy_snapshot_statements() {
-    let mut setup = QuestDbSetup::new(|config| config.version = "7.3.10".to_string());
-    setup.start_worker(PASSWORD, "");
-    let (succeeded, job) = setup.backup(&[]);
-    assert!(succeeded, "backup failed: {job}");
-    assert_eq!(
-        (sent(setup.peer(), "SNAPSHOT PREPARE"), sent(setup.peer(), "SNAPSHOT COMPLETE")),
-        (1, 1)
-    );
-    assert_eq!(sent(setup.peer(), "CHECKPOINT CREATE"), 0);
-    let copied = job["phases"][1]["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|task| task["label"] == "copy snapshot/")
-        .unwrap()
-        .clone();
-    assert!(copied["objects_done"].as_u64().unwrap() > 0, "snapshot/ was not copied: {copied}");
-}
-
 #[test]
 fn test_a_checkpoint_held_by_someone_else_fails_clearly_and_is_left_alone_unless_adopted() {
     let mut setup = QuestDbSetup::new(|_| {});
@@ -221,39 +158,6 @@ fn test_a_checkpoint_held_by_someone_else_fails_clearly_and_is_left_alone_unless
     let (succeeded, job) = setup.backup(&["--adopt-checkpoint"]);
     assert!(succeeded, "adopting backup failed: {job}");
     assert!(!setup.peer().in_checkpoint(), "the adopted checkpoint was not released");
-}
-
-#[test]
-fn test_a_failed_copy_still_releases_the_checkpoint_and_commits_nothing() {
-    let mut setup = QuestDbSetup::new(|_| {});
-    // A file name that is not UTF-8 cannot be listed as an object key: the copy of db/ fails.
-    let bad_name = std::ffi::OsString::from_vec(b"bad\xff".to_vec());
-    std::fs::write(setup.root.join("db").join(bad_name), b"x").unwrap();
-    setup.start_worker(PASSWORD, "");
-    let (succeeded, job) = setup.backup(&[]);
-    assert!(!succeeded, "backup with an unreadable file succeeded: {job}");
-    assert!(job["error"].as_str().unwrap().contains("copy db/"), "{job}");
-    assert!(!setup.peer().in_checkpoint(), "the checkpoint was not released after the failure");
-    assert_eq!(sent(setup.peer(), "CHECKPOINT RELEASE"), 1);
-    assert_eq!(setup.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
-}
-
-#[test]
-fn test_a_worker_killed_after_create_releases_when_it_comes_back() {
-    let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(2));
-    setup.start_worker(PASSWORD, "");
-    let job_id = setup.backup_until_checkpoint_mode();
-    setup.sandbox.kill_worker("qnode"); // Dies holding the checkpoint, before CREATE answered.
-    assert!(setup.peer().in_checkpoint());
-    setup.start_worker(PASSWORD, "");
-    let output = setup.sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
-    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(output.status.success(), "job failed after the worker came back: {job}");
-    assert!(!setup.peer().in_checkpoint(), "the checkpoint was not released");
-    assert!(
-        job["phases"][0]["tasks"][0]["events"].to_string().contains("earlier attempt of this job"),
-        "{job}"
-    );
 }
 
 #[test]
@@ -294,47 +198,4 @@ fn test_too_little_free_disk_refuses_the_checkpoint() {
     assert!(!succeeded);
     assert!(job["error"].as_str().unwrap().contains("questdb.min_free_disk_percent"), "{job}");
     assert_eq!(sent(setup.peer(), "CHECKPOINT CREATE"), 0);
-}
-
-#[test]
-fn test_cancel_during_the_checkpoint_releases_it_and_commits_nothing() {
-    let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
-    setup.start_worker(PASSWORD, "");
-    let job_id = setup.backup_until_checkpoint_mode();
-    let cancelled = setup.sandbox.bkctl_json(&["cancel", &job_id]).unwrap();
-    assert_eq!(cancelled["cancelled"], true);
-    let output = setup.sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
-    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(job["state"], "cancelled", "{job}");
-    assert!(!output.status.success(), "watching a cancelled job must exit non-zero");
-    setup
-        .sandbox
-        .wait_until(Duration::from_secs(20), "the checkpoint released", || {
-            (!setup.peer().in_checkpoint()).then_some(())
-        })
-        .unwrap();
-    assert_eq!(setup.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
-    assert!(
-        !setup.sandbox.path().join("repository/staging").join(&job_id).exists(),
-        "staging was left behind"
-    );
-    let again = setup.sandbox.bkctl(&["cancel", &job_id]).unwrap();
-    assert!(!again.status.success(), "an ended job cannot be cancelled twice");
-}
-
-#[test]
-fn test_a_coordinator_restart_mid_backup_still_ends_with_the_checkpoint_released() {
-    let mut setup = QuestDbSetup::new(|config| config.create_delay = Duration::from_secs(1));
-    setup.start_worker(PASSWORD, "");
-    let job_id = setup.backup_until_checkpoint_mode();
-    setup.sandbox.restart_coordinator().unwrap();
-    let job = setup
-        .sandbox
-        .wait_until(Duration::from_secs(60), "the job to end after the restart", || {
-            let job = setup.sandbox.bkctl_json(&["job", &job_id]).ok()?;
-            ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str()?).then_some(job)
-        })
-        .unwrap();
-    assert_eq!(job["state"], "succeeded", "{job}");
-    assert!(!setup.peer().in_checkpoint(), "the checkpoint survived the coordinator restart");
 }

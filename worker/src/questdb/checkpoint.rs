@@ -1,11 +1,15 @@
 //! The prepare and release tasks.
 //!
-//! Ownership marker: before sending `CHECKPOINT CREATE`, prepare writes
-//! `staging/<job>/questdb-checkpoint.json` (`creating`, with the time); after, it records the
-//! server's `started_at` (`created`). Release acts only when the marker says this job holds the
-//! checkpoint and the server's `started_at` is this job's, then marks it `released`. So a
-//! release retried after a crash, sent as cleanup after a failure, or run twice is safe, and a
-//! checkpoint someone else holds is never released by bk.
+//! Ownership marker: before sending `CHECKPOINT CREATE` (`SNAPSHOT PREPARE` before 8.1.1),
+//! prepare writes `staging/<job>/questdb-checkpoint.json` (`creating`, with the time); once the
+//! server accepted, it records `held` and, where the server has `checkpoint_status()` (8.1.1+),
+//! its `started_at`. From the moment the marker says `creating`, the job may hold the checkpoint,
+//! and its release sends `CHECKPOINT RELEASE` / `SNAPSHOT COMPLETE` (both idempotent) unless it
+//! can *prove* the checkpoint is someone else's: only a `checkpoint_status()` that answers, with
+//! a `started_at` that is not this job's, is proof. A status that fails is not proof (release,
+//! and say why); on servers before 8.1.1 there is no status, so ownership rests on the marker.
+//! A release that cannot reach the server, or that the server refuses, retries until it works:
+//! a server left in checkpoint mode fills its disk.
 
 use bk_proto::model::TaskReport;
 use chrono::NaiveDateTime;
@@ -13,7 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::client::{CheckpointSyntax, QuestDbError, QuestDbFailure, Session};
+use super::client::{CheckpointSyntax, QuestDbError, QuestDbFailure, Session, StatusFunction};
 use super::disk;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::reader::read_all;
@@ -96,17 +100,11 @@ pub async fn prepare(
         report.warnings.push(warning);
     }
     let session = Session::connect(pg_addr, &context.questdb).await?;
-    let syntax = session
-        .version
-        .as_deref()
-        .and_then(CheckpointSyntax::for_version)
-        .unwrap_or(CheckpointSyntax::Checkpoint);
     let earlier = read_marker(context).await?;
-    let intent_at_micros = chrono::Utc::now().timestamp_micros();
     let intent = CheckpointMarker {
         state: MarkerState::Creating,
-        syntax,
-        intent_at_micros,
+        syntax: session.syntax().unwrap_or(CheckpointSyntax::Checkpoint),
+        intent_at_micros: chrono::Utc::now().timestamp_micros(),
         started_at: None,
     };
     let mut marker = match &earlier {
@@ -114,52 +112,43 @@ pub async fn prepare(
         _ => intent,
     };
     write_marker(context, &marker).await?;
-    let created = session.execute(syntax.create()).await;
-    let created = match (created, syntax, &session.version) {
-        // No version announced and the server does not know CHECKPOINT: an older server.
-        (
-            Err(QuestDbError::Server(QuestDbFailure::Other(_), _)),
-            CheckpointSyntax::Checkpoint,
-            None,
-        ) => {
-            marker.syntax = CheckpointSyntax::Legacy;
-            write_marker(context, &marker).await?;
-            session.execute(CheckpointSyntax::Legacy.create()).await
-        }
-        (created, _, _) => created,
-    };
+    let mut created = session.execute(marker.syntax.create()).await;
+    if session.syntax().is_none()
+        && marker.syntax == CheckpointSyntax::Checkpoint
+        && matches!(created, Err(QuestDbError::Server(QuestDbFailure::Other(_), _)))
+    {
+        // The version is unknown and the server does not know CHECKPOINT: an older server.
+        marker.syntax = CheckpointSyntax::Legacy;
+        write_marker(context, &marker).await?;
+        created = session.execute(CheckpointSyntax::Legacy.create()).await;
+    }
     match created {
         Ok(_) => report.events.push(format!(
             "`{}` accepted by QuestDB {}",
             marker.syntax.create(),
-            session.version.as_deref().unwrap_or("(version not announced)")
+            session.version_text()
         )),
         Err(QuestDbError::Server(QuestDbFailure::AlreadyInCheckpoint, message)) => {
-            let (_, started_at) = session
-                .checkpoint_status()
-                .await
-                .map_err(|error| error.into_task_error("checkpoint_status()"))?;
-            let ours =
-                earlier.is_some() && started_after(started_at.as_deref(), marker.intent_at_micros);
-            if ours {
-                report.events.push(
+            let owner = checkpoint_owner(&session, earlier.as_ref(), &marker).await;
+            match owner {
+                Owner::ThisJob => report.events.push(
                     "resumed the checkpoint an earlier attempt of this job created".to_string(),
-                );
-            } else if adopt {
-                report.warnings.push(format!(
+                ),
+                Owner::Someone { started_at } if adopt => report.warnings.push(format!(
                     "adopted a checkpoint someone else created (started at {}): this job will release it",
                     started_at.as_deref().unwrap_or("unknown")
-                ));
-            } else {
-                marker.state = MarkerState::Refused;
-                write_marker(context, &marker).await?;
-                return Err(TaskError::Invalid(format!(
-                    "QuestDB at {pg_addr} is already in checkpoint mode (started at {}; it answered `{message}`): someone \
-                     else holds the checkpoint, another backup or a crashed one. bk will not release it for them: wait for \
-                     it, release it with `{}`, or pass --adopt-checkpoint to take it over",
-                    started_at.as_deref().unwrap_or("unknown"),
-                    marker.syntax.release()
-                )));
+                )),
+                Owner::Someone { started_at } => {
+                    marker.state = MarkerState::Refused;
+                    write_marker(context, &marker).await?;
+                    return Err(TaskError::Invalid(format!(
+                        "QuestDB at {pg_addr} is already in checkpoint mode (started at {}; it answered `{message}`): someone \
+                         else holds the checkpoint, another backup or a crashed one. bk will not release it for them: wait for \
+                         it, release it with `{}`, or pass --adopt-checkpoint to take it over",
+                        started_at.as_deref().unwrap_or("unknown"),
+                        marker.syntax.release()
+                    )));
+                }
             }
         }
         Err(error) => {
@@ -172,28 +161,68 @@ pub async fn prepare(
         session
             .execute(marker.syntax.release())
             .await
-            .map_err(|error| error.into_task_error(marker.syntax.release()))?;
+            .map_err(|error| error.into_retryable(marker.syntax.release()))?;
         return Err(TaskError::Abandoned(
             "the job ended while entering checkpoint mode: released it again".to_string(),
         ));
     }
-    let (_, started_at) = session
-        .checkpoint_status()
-        .await
-        .map_err(|error| error.into_task_error("checkpoint_status()"))?;
     marker.state = MarkerState::Held;
-    marker.started_at = started_at;
+    marker.started_at = None;
+    if session.status_function() != StatusFunction::Absent {
+        match session.checkpoint_status().await {
+            Ok((_, started_at)) => marker.started_at = started_at,
+            Err(error) => report.events.push(format!(
+                "checkpoint_status() failed ({}): the release will rely on this job's marker",
+                error.message()
+            )),
+        }
+    }
     write_marker(context, &marker).await?;
     Ok(report)
 }
 
-/// Releases the checkpoint if this job holds it. Idempotent.
+/// Who holds the checkpoint a CREATE found already taken.
+enum Owner {
+    /// An earlier attempt of this job.
+    ThisJob,
+    /// Someone else (or bk cannot tell it is this job's).
+    Someone { started_at: Option<String> },
+}
+
+/// Decides whether the checkpoint a CREATE found is this job's: by its `started_at` where the
+/// server can say, by the marker an earlier attempt left where it cannot.
+async fn checkpoint_owner(
+    session: &Session,
+    earlier: Option<&CheckpointMarker>,
+    marker: &CheckpointMarker,
+) -> Owner {
+    let earlier_may_hold = earlier
+        .is_some_and(|earlier| matches!(earlier.state, MarkerState::Creating | MarkerState::Held));
+    if session.status_function() == StatusFunction::Absent {
+        return if earlier_may_hold { Owner::ThisJob } else { Owner::Someone { started_at: None } };
+    }
+    match session.checkpoint_status().await {
+        Ok((_, started_at)) => {
+            if earlier_may_hold && started_after(started_at.as_deref(), marker.intent_at_micros) {
+                Owner::ThisJob
+            } else {
+                Owner::Someone { started_at }
+            }
+        }
+        Err(_) if earlier_may_hold => Owner::ThisJob,
+        Err(_) => Owner::Someone { started_at: None },
+    }
+}
+
+/// Releases the checkpoint unless it is provably someone else's. Idempotent.
 ///
 /// # Errors
-/// Retryable errors while the server cannot be reached (the job stays releasing until it can).
+/// Retryable errors while the server cannot be reached or refuses the release (the job stays
+/// `releasing` until it works); store errors reading the marker.
 pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
     let Some(mut marker) = read_marker(context).await? else {
+        // The marker is written before CREATE is sent: without one, none was sent.
         report.events.push("no checkpoint was created by this job: nothing to release".to_string());
         return Ok(report);
     };
@@ -205,31 +234,80 @@ pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport,
             TaskError::Invalid(message) => TaskError::Retryable(message), // Keep trying: the checkpoint must be released.
             other => other,
         })?;
-    let (in_progress, started_at) = session
-        .checkpoint_status()
-        .await
-        .map_err(|error| error.into_task_error("checkpoint_status()"))?;
-    let ours = match marker.state {
-        MarkerState::Held => marker.started_at.is_none() || marker.started_at == started_at,
-        _ => started_after(started_at.as_deref(), marker.intent_at_micros),
-    };
-    if in_progress && !ours {
-        report.warnings.push(format!(
-            "QuestDB is in checkpoint mode, but not this job's (started at {}): left alone",
-            started_at.as_deref().unwrap_or("unknown")
-        ));
-    } else if in_progress {
-        session
-            .execute(marker.syntax.release())
-            .await
-            .map_err(|error| error.into_task_error(marker.syntax.release()))?;
-        report
+    match release_decision(&session, &marker).await {
+        ReleaseDecision::LeaveAlone { started_at } => {
+            report.warnings.push(format!(
+                "QuestDB is in checkpoint mode, but not this job's (started at {started_at}): left alone"
+            ));
+        }
+        ReleaseDecision::NotInCheckpoint => report
             .events
-            .push(format!("`{}` sent: QuestDB left checkpoint mode", marker.syntax.release()));
+            .push("QuestDB was not in checkpoint mode any more: nothing to release".to_string()),
+        ReleaseDecision::Release { why } => {
+            session
+                .execute(marker.syntax.release())
+                .await
+                .map_err(|error| error.into_retryable(marker.syntax.release()))?;
+            report.events.push(format!(
+                "`{}` sent: QuestDB left checkpoint mode{why}",
+                marker.syntax.release()
+            ));
+        }
     }
     marker.state = MarkerState::Released;
     write_marker(context, &marker).await?;
     Ok(report)
+}
+
+/// What release does with the server's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReleaseDecision {
+    /// Send the release; `why` explains a release sent without proof of ownership.
+    Release { why: String },
+    /// The server answered that it is not in checkpoint mode.
+    NotInCheckpoint,
+    /// The server proved the checkpoint is someone else's.
+    LeaveAlone { started_at: String },
+}
+
+async fn release_decision(session: &Session, marker: &CheckpointMarker) -> ReleaseDecision {
+    if session.status_function() == StatusFunction::Absent {
+        return ReleaseDecision::Release {
+            why: format!(
+                " (QuestDB {} has no checkpoint_status(): ownership rests on this job's marker)",
+                session.version_text()
+            ),
+        };
+    }
+    match session.checkpoint_status().await {
+        Ok((in_progress, started_at)) => decide_release(marker, in_progress, started_at),
+        Err(error) => ReleaseDecision::Release {
+            why: format!(
+                " (checkpoint_status() failed: {}; without proof the checkpoint is someone else's, it is released)",
+                error.message()
+            ),
+        },
+    }
+}
+
+/// The release rule given what `checkpoint_status()` answered. Pure.
+fn decide_release(
+    marker: &CheckpointMarker,
+    in_progress: bool,
+    started_at: Option<String>,
+) -> ReleaseDecision {
+    if !in_progress {
+        return ReleaseDecision::NotInCheckpoint;
+    }
+    let ours = match marker.state {
+        MarkerState::Held => marker.started_at.is_none() || marker.started_at == started_at,
+        _ => started_at.is_none() || started_after(started_at.as_deref(), marker.intent_at_micros),
+    };
+    if ours {
+        ReleaseDecision::Release { why: String::new() }
+    } else {
+        ReleaseDecision::LeaveAlone { started_at: started_at.unwrap_or_else(|| "unknown".into()) }
+    }
 }
 
 /// Whether QuestDB's `started_at` (`yyyy-MM-dd HH:mm:ss.SSSUUU`, UTC) is at or after the intent
@@ -270,5 +348,57 @@ mod tests {
             "someone else's, from before"
         );
         assert!(!started_after(None, intent));
+    }
+
+    fn marker(state: MarkerState, started_at: Option<&str>) -> CheckpointMarker {
+        CheckpointMarker {
+            state,
+            syntax: CheckpointSyntax::Checkpoint,
+            intent_at_micros: NaiveDateTime::parse_from_str(
+                "2026-11-22 10:00:00.000000",
+                "%Y-%m-%d %H:%M:%S%.f",
+            )
+            .unwrap()
+            .and_utc()
+            .timestamp_micros(),
+            started_at: started_at.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn test_release_leaves_only_a_checkpoint_proven_to_be_someone_elses() {
+        let ours = "2026-11-22 10:00:01.000000".to_string();
+        let theirs = "2026-11-22 09:00:00.000000".to_string();
+        let release = ReleaseDecision::Release { why: String::new() };
+        let cases = [
+            (marker(MarkerState::Held, Some(&ours)), true, Some(ours.clone()), release.clone()),
+            // Held, but the started_at could not be read at prepare: released.
+            (marker(MarkerState::Held, None), true, Some(theirs.clone()), release.clone()),
+            // Held with a started_at, and the server's is another: someone else's (ours was
+            // released and another client created a new one).
+            (
+                marker(MarkerState::Held, Some(&ours)),
+                true,
+                Some(theirs.clone()),
+                ReleaseDecision::LeaveAlone { started_at: theirs.clone() },
+            ),
+            // CREATE may have been sent: a checkpoint started after the intent is this job's.
+            (marker(MarkerState::Creating, None), true, Some(ours.clone()), release.clone()),
+            (
+                marker(MarkerState::Creating, None),
+                true,
+                Some(theirs.clone()),
+                ReleaseDecision::LeaveAlone { started_at: theirs },
+            ),
+            (marker(MarkerState::Creating, None), true, None, release),
+            (marker(MarkerState::Held, None), false, None, ReleaseDecision::NotInCheckpoint),
+        ];
+        for (marker, in_progress, started_at, expected) in cases {
+            assert_eq!(
+                decide_release(&marker, in_progress, started_at.clone()),
+                expected,
+                "{marker:?} with in_progress={in_progress}, started_at={started_at:?}"
+            );
+        }
     }
 }

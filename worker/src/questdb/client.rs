@@ -36,18 +36,54 @@ impl CheckpointSyntax {
 
     /// The syntax for a server version (`x.y.z`); `None` when the version does not parse.
     pub fn for_version(version: &str) -> Option<Self> {
-        let mut parts = version.trim().split(['.', '-']).map(|part| part.parse::<u64>().ok());
-        let numbers = (
-            parts.next()??,
-            parts.next().flatten().unwrap_or(0),
-            parts.next().flatten().unwrap_or(0),
-        );
-        Some(if numbers >= (8, 1, 1) {
-            CheckpointSyntax::Checkpoint
-        } else {
-            CheckpointSyntax::Legacy
-        })
+        let current = ServerVersion::parse(version)?.is_at_least(CHECKPOINT_SINCE);
+        Some(if current { CheckpointSyntax::Checkpoint } else { CheckpointSyntax::Legacy })
     }
+}
+
+/// `CHECKPOINT CREATE/RELEASE` and `checkpoint_status()` arrived with 8.1.1 (PRs #4821, #4869).
+pub const CHECKPOINT_SINCE: (u64, u64, u64) = (8, 1, 1);
+
+/// A QuestDB version as `(major, minor, patch)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion(pub u64, pub u64, pub u64);
+
+impl ServerVersion {
+    /// Parses `9.0.0`, `8.1`, `9.4.2-rc1`; `None` when there is no leading number.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().split(['.', '-']).map(|part| part.parse::<u64>().ok());
+        let major = parts.next()??;
+        Some(Self(major, parts.next().flatten().unwrap_or(0), parts.next().flatten().unwrap_or(0)))
+    }
+
+    /// The version in `SELECT build()`'s answer: `Build Information: QuestDB 9.0.0, JDK …`.
+    pub fn from_build_information(text: &str) -> Option<Self> {
+        let after = text.split("QuestDB").nth(1)?;
+        Self::parse(after.trim_start().split([',', ' ']).next()?)
+    }
+
+    /// Whether this version is `version` or later.
+    pub fn is_at_least(self, version: (u64, u64, u64)) -> bool {
+        (self.0, self.1, self.2) >= version
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Whether the server has `checkpoint_status()`, as far as its version tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFunction {
+    /// 8.1.1 or later: it has the function (which may still fail).
+    Available,
+    /// Before 8.1.1: it answers `unknown function name: checkpoint_status()`; ownership of a
+    /// checkpoint cannot be read from the server, only from bk's own marker.
+    Absent,
+    /// The version is unknown: try it, and take a failure as "cannot tell".
+    Unknown,
 }
 
 /// A connected session.
@@ -55,8 +91,9 @@ pub struct Session {
     client: Client,
     statement_timeout: Duration,
     pg_addr: String,
-    /// The `questdb_version` the server announced, if any.
-    pub version: Option<String>,
+    /// The `questdb_version` the server announced, or the version `SELECT build()` names; `None`
+    /// when neither answered.
+    pub version: Option<ServerVersion>,
 }
 
 /// What kind of failure a QuestDB error message is.
@@ -128,18 +165,59 @@ impl Session {
             .connect(NoTls)
             .await
             .map_err(|error| connect_error(pg_addr, &config.user, &error))?;
-        let version = connection.parameter("questdb_version").map(str::to_string);
+        let announced = connection.parameter("questdb_version").and_then(ServerVersion::parse);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "questdb connection closed");
             }
         });
-        Ok(Session {
+        let mut session = Session {
             client,
             statement_timeout: config.statement_timeout,
             pg_addr: pg_addr.to_string(),
-            version,
+            version: announced,
+        };
+        if session.version.is_none() {
+            // Older builds announce no `questdb_version`; `build()` names it.
+            session.version = session.build_version().await;
+        }
+        Ok(session)
+    }
+
+    /// The version `SELECT build()` names, if the server answers it.
+    async fn build_version(&self) -> Option<ServerVersion> {
+        let messages = self.execute("SELECT build()").await.ok()?;
+        messages.into_iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => {
+                row.get(0).and_then(ServerVersion::from_build_information)
+            }
+            _ => None,
         })
+    }
+
+    /// The statements this server understands; `None` when its version is unknown.
+    pub fn syntax(&self) -> Option<CheckpointSyntax> {
+        self.version.map(|version| {
+            if version.is_at_least(CHECKPOINT_SINCE) {
+                CheckpointSyntax::Checkpoint
+            } else {
+                CheckpointSyntax::Legacy
+            }
+        })
+    }
+
+    /// Whether `checkpoint_status()` exists on this server.
+    pub fn status_function(&self) -> StatusFunction {
+        match self.version {
+            Some(version) if version.is_at_least(CHECKPOINT_SINCE) => StatusFunction::Available,
+            Some(_) => StatusFunction::Absent,
+            None => StatusFunction::Unknown,
+        }
+    }
+
+    /// The version for messages.
+    pub fn version_text(&self) -> String {
+        self.version.map_or_else(|| "(version unknown)".to_string(), |version| version.to_string())
     }
 
     /// Runs one statement with the simple protocol (no prepared statement is left behind).
@@ -193,6 +271,18 @@ pub enum QuestDbError {
 }
 
 impl QuestDbError {
+    /// The server's message, or what went wrong reaching it.
+    pub fn message(&self) -> &str {
+        match self {
+            QuestDbError::Server(_, message) | QuestDbError::Transient(message) => message,
+        }
+    }
+
+    /// As a retryable task error, whatever it is: for a release, which must happen eventually.
+    pub fn into_retryable(self, context: &str) -> TaskError {
+        TaskError::Retryable(format!("{context}: {}", self.message()))
+    }
+
     /// As a task error: transient and busy ones are retryable.
     pub fn into_task_error(self, context: &str) -> TaskError {
         match self {
@@ -236,6 +326,14 @@ mod tests {
         for (version, syntax) in cases {
             assert_eq!(CheckpointSyntax::for_version(version), syntax, "{version}");
         }
+    }
+
+    #[test]
+    fn test_build_information_names_the_version() {
+        let answer = "Build Information: QuestDB 7.3.10, JDK 17.0.9, Commit Hash 0123456789abcdef";
+        assert_eq!(ServerVersion::from_build_information(answer), Some(ServerVersion(7, 3, 10)));
+        assert_eq!(ServerVersion::from_build_information("QuestDB"), None);
+        assert_eq!(ServerVersion::from_build_information("something else"), None);
     }
 
     #[test]
