@@ -270,6 +270,11 @@ pub(crate) enum SubmitCommand {
         /// source in this repository (backups are incremental by default).
         #[arg(long)]
         full: bool,
+        /// Commit even if source objects fail their database's format check (bad WAL CRC,
+        /// truncated manifest, parquet without its magic); `bkctl show` lists them. Without
+        /// it such a backup fails before its commit, naming each.
+        #[arg(long)]
+        allow_corrupt: bool,
     },
     /// Forget backups no keep rule keeps (restic's semantics), then delete the chunks nothing
     /// references any more. Waits for other jobs on the repository, and they wait for it.

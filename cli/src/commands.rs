@@ -96,6 +96,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             wait,
             adopt_checkpoint,
             full,
+            allow_corrupt,
         }) => {
             let response = client
                 .submit_backup(pb::SubmitBackupRequest {
@@ -103,6 +104,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                     repository,
                     adopt_checkpoint,
                     full,
+                    allow_corrupt,
                 })
                 .await
                 .map_err(failed)?;

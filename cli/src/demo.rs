@@ -178,6 +178,7 @@ async fn backup(
         repository: REPOSITORY.to_string(),
         adopt_checkpoint: false,
         full: false,
+        allow_corrupt: false,
     };
     let job_id = client.submit_backup(request).await.map_err(step("submit backup"))?.job_id;
     if !json {

@@ -95,6 +95,9 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "num_objects_read": backup.num_objects.saturating_sub(backup.num_objects_reused),
         "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
         "events": backup.events,
+        "corrupt_objects": backup.corrupt_objects.iter().map(|object| json!({
+            "key": object.key, "reason": object.reason
+        })).collect::<Vec<_>>(),
         "phases": backup.phases.iter().map(|phase| json!({
             "name": phase.name, "started_at_ms": phase.started_at_ms, "finished_at_ms": phase.finished_at_ms,
             "num_objects": phase.num_objects, "num_bytes": phase.num_bytes
@@ -274,6 +277,16 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
         println!("  events");
         for event in &backup.events {
             println!("    {event}");
+        }
+    }
+    if !backup.corrupt_objects.is_empty() {
+        println!(
+            "  DAMAGED: {} object(s) failed their format check and were committed as they are \
+             (--allow-corrupt); a restore gives them back damaged",
+            backup.corrupt_objects.len()
+        );
+        for object in &backup.corrupt_objects {
+            println!("    {}", object.reason);
         }
     }
     if !backup.exclusions.is_empty() {

@@ -268,6 +268,21 @@ pub struct TaskReport {
     /// The backups a prune's forget task forgot (what the coordinator then drops).
     #[serde(default)]
     pub forgotten: Vec<BackupId>,
+    /// Source objects that failed the check of their database's own format while copied
+    /// (bad CRC, truncated, wrong magic). A backup with any fails before its commit unless
+    /// `--allow-corrupt`, which commits it and records them.
+    #[serde(default)]
+    pub corrupt: Vec<CorruptObject>,
+}
+
+/// A source object whose content failed bk's check of its format (WAL CRC, catalog header,
+/// snapshot manifest, parquet magic) when it was copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorruptObject {
+    /// The object's key.
+    pub key: String,
+    /// What is wrong, e.g. `WAL file: CRC32 mismatch: …`.
+    pub reason: String,
 }
 
 /// The state of a node a backup can be restarted from.

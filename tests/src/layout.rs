@@ -21,6 +21,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::json;
 
+use crate::influx_files::{catalog_v3_file, legacy_catalog_file, parquet_file, wal_file};
+
 /// Which catalog layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CatalogFlavor {
@@ -165,7 +167,9 @@ pub fn generate(root: &Path, params: &LayoutParams) -> std::io::Result<Generated
         write_compactor(&mut writer, compactor, params)?;
     }
     let catalog_prefix = params.cluster_id.clone().unwrap_or_else(|| params.data_nodes[0].clone());
-    write_catalog(&mut writer, &catalog_prefix, params.catalog, nodes.len() as u64 * 3)?;
+    // At least as many logs as the newest snapshot needs (they name sequence `2 × snapshot`).
+    let num_logs = (nodes.len() as u64 * 3).max(2 * u64::from(params.snapshots_per_node));
+    write_catalog(&mut writer, &catalog_prefix, params.catalog, num_logs)?;
     if let Some(cluster) = &params.cluster_id {
         let enterprise = json!({"cluster_id": cluster, "nodes": nodes, "mode": "all"});
         writer.write(&format!("{cluster}/enterprise"), enterprise.to_string().as_bytes())?;
@@ -284,79 +288,58 @@ fn write_catalog(
     num_logs: u64,
 ) -> std::io::Result<()> {
     let image_sequence = num_logs / 2;
+    let uuid = u128::from(writer.rng.next_u64()) << 64 | u128::from(writer.rng.next_u64());
     match flavor {
-        CatalogFlavor::V3 | CatalogFlavor::V2 => {
-            let version = if flavor == CatalogFlavor::V3 { "v3" } else { "v2" };
+        CatalogFlavor::V3 => {
             let body = writer.random_bytes(2048);
             writer.write(
-                &format!("{prefix}/catalog/{version}/snapshot"),
-                &catalog_file(image_sequence, true, &body),
+                &format!("{prefix}/catalog/v3/snapshot"),
+                &catalog_v3_file(uuid, image_sequence, true, &body),
             )?;
             for sequence in 1..=num_logs {
                 let body = writer.random_bytes(300);
                 writer.write(
-                    &format!("{prefix}/catalog/{version}/logs/{sequence:020}.catalog"),
-                    &catalog_file(sequence, false, &body),
+                    &format!("{prefix}/catalog/v3/logs/{sequence:020}.catalog"),
+                    &catalog_v3_file(uuid, sequence, false, &body),
                 )?;
             }
         }
+        CatalogFlavor::V2 => {
+            let paths =
+                (format!("{prefix}/catalog/v2/snapshot"), format!("{prefix}/catalog/v2/logs"));
+            write_legacy_catalog(writer, &paths, b"idb3.004", image_sequence, num_logs)?;
+        }
         CatalogFlavor::V1 => {
-            let body = writer.random_bytes(2048);
-            writer.write(
-                &format!("{prefix}/_catalog_checkpoint"),
-                &catalog_file(image_sequence, true, &body),
-            )?;
-            for sequence in 1..=num_logs {
-                let body = writer.random_bytes(300);
-                writer.write(
-                    &format!("{prefix}/catalogs/{sequence:020}.catalog"),
-                    &catalog_file(sequence, false, &body),
-                )?;
-            }
+            let paths = (format!("{prefix}/_catalog_checkpoint"), format!("{prefix}/catalogs"));
+            write_legacy_catalog(writer, &paths, b"idb3.001", image_sequence, num_logs)?;
         }
         CatalogFlavor::None => {}
     }
     Ok(())
 }
 
-/// `idb3.001` magic, big-endian CRC32 of the payload, payload.
-fn wal_file(payload: &[u8]) -> Vec<u8> {
-    let mut file = b"idb3.001".to_vec();
-    file.extend_from_slice(&crc32(payload).to_be_bytes());
-    file.extend_from_slice(payload);
-    file
-}
-
-/// `PAR1` body `PAR1`, like a parquet file's framing.
-fn parquet_file(body: &[u8]) -> Vec<u8> {
-    let mut file = b"PAR1".to_vec();
-    file.extend_from_slice(body);
-    file.extend_from_slice(b"PAR1");
-    file
-}
-
-/// A 64-byte little-endian header (`IDB3`, format 1, flags, sequence) then the records.
-fn catalog_file(sequence: u64, is_image: bool, body: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; 64];
-    header[..4].copy_from_slice(b"IDB3");
-    header[4..6].copy_from_slice(&1u16.to_le_bytes());
-    header[8] = u8::from(is_image);
-    header[32..40].copy_from_slice(&sequence.to_le_bytes());
-    header[56..60].copy_from_slice(&crc32(body).to_le_bytes());
-    let mut file = header.to_vec();
-    file.extend_from_slice(body);
-    file
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for byte in data {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
+/// A v1/v2 catalog: the checkpoint (image) at `paths.0`, logs `1..=num_logs` under `paths.1`,
+/// framed with `version` (`idb3.004`) + `.s` or `.l`.
+fn write_legacy_catalog(
+    writer: &mut TreeWriter<'_>,
+    paths: &(String, String),
+    version: &[u8; 8],
+    image_sequence: u64,
+    num_logs: u64,
+) -> std::io::Result<()> {
+    let json = |sequence: u64| json!({"sequence": sequence, "ops": []}).to_string().into_bytes();
+    let id = |suffix: &[u8; 2]| -> [u8; 10] {
+        let mut id = [0u8; 10];
+        id[..8].copy_from_slice(version);
+        id[8..].copy_from_slice(suffix);
+        id
+    };
+    writer.write(&paths.0, &legacy_catalog_file(&id(b".s"), &json(image_sequence)))?;
+    for sequence in 1..=num_logs {
+        let key = format!("{}/{sequence:020}.catalog", paths.1);
+        writer.write(&key, &legacy_catalog_file(&id(b".l"), &json(sequence)))?;
     }
-    !crc
+    Ok(())
 }
 
 struct TreeWriter<'a> {
@@ -417,7 +400,8 @@ mod tests {
         }
         let wal = fs::read(dir.path().join("node1/wal/00000000030.wal")).unwrap();
         assert_eq!(&wal[..8], b"idb3.001");
-        assert_eq!(u32::from_be_bytes(wal[8..12].try_into().unwrap()), crc32(&wal[12..]));
+        let crc = crate::influx_files::crc32(&wal[12..]);
+        assert_eq!(u32::from_be_bytes(wal[8..12].try_into().unwrap()), crc);
     }
 
     #[test]

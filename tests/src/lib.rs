@@ -6,6 +6,7 @@
 //!   v1/v2/v3, compactor prefixes, licence files. Used by the tests, the demo and the benchmark.
 //! - [`live`]: live mode: a cluster that keeps writing WAL, snapshotting, deleting old WAL and
 //!   parquet, and growing its catalog while a backup runs.
+//! - [`influx_files`]: InfluxDB 3's file formats (WAL, catalog, parquet framing) as it writes them.
 //! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
 //! - [`questdb_layout`]: a QuestDB-like server root.
@@ -18,6 +19,7 @@
 
 pub mod flaky_proxy;
 pub mod garage;
+pub mod influx_files;
 pub mod invariants;
 pub mod layout;
 pub mod live;

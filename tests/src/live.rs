@@ -20,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::json;
 
+use crate::influx_files::{catalog_v3_file, catalog_v3_uuid, parquet_file, wal_file};
+
 /// How fast the live cluster changes.
 #[derive(Clone, Debug)]
 pub struct LiveParams {
@@ -38,6 +40,10 @@ pub struct LiveParams {
     pub retention_every: u32,
     /// The catalog image is replaced every this many ticks.
     pub image_every: u32,
+    /// Snapshots name a catalog sequence this far beyond the newest catalog log: nodes writing
+    /// against another catalog than the one under the catalog prefix (a wrong cluster id, a
+    /// stale copy of the catalog). 0 in a healthy cluster.
+    pub catalog_lead: u64,
 }
 
 impl Default for LiveParams {
@@ -50,6 +56,7 @@ impl Default for LiveParams {
             parquet_size: (2048, 16384),
             retention_every: 2,
             image_every: 5,
+            catalog_lead: 0,
         }
     }
 }
@@ -99,14 +106,13 @@ impl LiveNode {
         rng: &mut StdRng,
     ) -> std::io::Result<()> {
         self.ticks += 1;
+        let catalog_sequence = catalog_sequence + params.catalog_lead;
         let mut payload = vec![0u8; 512];
         rng.fill_bytes(&mut payload);
-        let mut wal = b"idb3.001\0\0\0\0".to_vec();
-        wal.extend_from_slice(&payload);
         write_atomically(
             &self.root,
             &format!("{}/wal/{:011}.wal", self.node, self.next_wal),
-            &wal,
+            &wal_file(&payload),
         )?;
         self.next_wal += 1;
         if self.ticks % u64::from(params.snapshot_every.max(1)) == 0 {
@@ -134,7 +140,7 @@ impl LiveNode {
             let size = rng.random_range(params.parquet_size.0..=params.parquet_size.1);
             let mut body = vec![0u8; size as usize];
             rng.fill_bytes(&mut body);
-            write_atomically(&self.root, &path, &[b"PAR1".as_slice(), &body, b"PAR1"].concat())?;
+            write_atomically(&self.root, &path, &parquet_file(&body))?;
             files.push(
                 json!({"id": covered * 10 + u64::from(index), "path": path, "size_bytes": size + 8,
                               "row_count": 1, "chunk_time": 0, "min_time": 0, "max_time": 1}),
@@ -184,6 +190,8 @@ pub struct LiveCatalog {
     prefix: String,
     sequence: u64,
     ticks: u64,
+    /// The catalog's UUID, read from its image: every file of one catalog carries it.
+    uuid: u128,
 }
 
 impl LiveCatalog {
@@ -193,11 +201,13 @@ impl LiveCatalog {
     /// IO errors reading the tree.
     pub fn resume(root: &Path, prefix: &str) -> std::io::Result<Self> {
         let logs = numbered(&root.join(prefix).join("catalog/v3/logs"), ".catalog")?;
+        let image = fs::read(root.join(prefix).join("catalog/v3/snapshot")).unwrap_or_default();
         Ok(Self {
             root: root.to_path_buf(),
             prefix: prefix.to_string(),
             sequence: logs.iter().max().copied().unwrap_or(0),
             ticks: 0,
+            uuid: catalog_v3_uuid(&image).unwrap_or(1),
         })
     }
 
@@ -216,27 +226,17 @@ impl LiveCatalog {
         write_atomically(
             &self.root,
             &format!("{}/catalog/v3/logs/{:020}.catalog", self.prefix, self.sequence),
-            &catalog_bytes(self.sequence, false),
+            &catalog_v3_file(self.uuid, self.sequence, false, &[0xAB; 128]),
         )?;
         if self.ticks % u64::from(params.image_every.max(1)) == 0 {
             write_atomically(
                 &self.root,
                 &format!("{}/catalog/v3/snapshot", self.prefix),
-                &catalog_bytes(self.sequence, true),
+                &catalog_v3_file(self.uuid, self.sequence, true, &[0xCD; 128]),
             )?;
         }
         Ok(())
     }
-}
-
-fn catalog_bytes(sequence: u64, is_image: bool) -> Vec<u8> {
-    let mut header = vec![0u8; 64];
-    header[..4].copy_from_slice(b"IDB3");
-    header[4..6].copy_from_slice(&1u16.to_le_bytes());
-    header[12] = u8::from(is_image);
-    header[32..40].copy_from_slice(&sequence.to_le_bytes());
-    header.extend_from_slice(&[0xAB; 128]);
-    header
 }
 
 /// A thread running a live cluster until stopped.

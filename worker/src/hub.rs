@@ -327,6 +327,10 @@ impl Hub {
             store_options: self.config.store.options.clone(),
             env: self.env.clone(),
             questdb: self.config.questdb.clone(),
+            check_formats: !self
+                .env
+                .iter()
+                .any(|(name, value)| name == "BK_SKIP_FORMAT_CHECKS" && value == "1"),
         })
     }
 

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod formats;
 pub mod hub;
 pub mod metrics;
 pub mod questdb;

@@ -198,6 +198,33 @@ pub fn open_store(
     }
 }
 
+/// Makes everything written under a `file://` store durable: `syncfs` on its filesystem, which
+/// writes back and commits the data and the directory entries (renames included) of every file
+/// bk put there. Called before a task that wrote to a local repository or restore target
+/// reports success, so a power loss after `committed` (or a finished restore) loses nothing.
+/// Cloud stores are durable once a PUT returns: nothing to do.
+///
+/// # Errors
+/// When the directory cannot be opened or the sync fails, naming the directory.
+pub fn sync_local_store(url: &str) -> Result<(), StoreOpenError> {
+    let Some(path) = Url::parse(url)
+        .ok()
+        .filter(|url| url.scheme() == "file")
+        .and_then(|url| url.to_file_path().ok())
+    else {
+        return Ok(());
+    };
+    if !path.is_dir() {
+        return Ok(()); // Nothing was written there.
+    }
+    let failed = |error: std::io::Error| StoreOpenError::Builder {
+        url: url.to_string(),
+        reason: format!("cannot sync `{}` to disk: {error}", path.display()),
+    };
+    let directory = std::fs::File::open(&path).map_err(failed)?;
+    rustix::fs::syncfs(&directory).map_err(|error| failed(error.into()))
+}
+
 /// For `aws_secret_access_key_file`: credentials that follow the file (see
 /// [`crate::credentials`]) instead of the value read once at open time.
 fn file_credentials(
@@ -285,6 +312,16 @@ mod tests {
             [("aws_secret_access_key_file".to_string(), "/nonexistent/s3cr3t".to_string())].into();
         let error = resolve_options(&missing, &[]).unwrap_err().to_string();
         assert!(error.contains("aws_secret_access_key_file"), "{error}");
+    }
+
+    #[test]
+    fn test_local_stores_are_synced_and_others_need_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("chunk"), b"bytes").unwrap();
+        let url = format!("file://{}", dir.path().display());
+        sync_local_store(&url).expect("a local directory syncs");
+        sync_local_store("file:///nonexistent/bk-never-written").expect("nothing written: no-op");
+        sync_local_store("s3://bucket/prefix").expect("cloud stores are durable on PUT");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId};
-use bk_proto::model::{ConsistencyPoint, ExclusionReport};
+use bk_proto::model::{ConsistencyPoint, CorruptObject, ExclusionReport};
 use serde::{Deserialize, Serialize};
 
 /// A registered source: a database deployment bk backs up.
@@ -149,6 +149,9 @@ pub struct BackupRecord {
     /// Bytes of new chunks written.
     #[serde(default)]
     pub bytes_written: u64,
+    /// Objects committed although they failed their format check (`--allow-corrupt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<CorruptObject>,
 }
 
 /// Timing and size of one phase of the job that wrote a backup.
@@ -196,6 +199,7 @@ impl BackupRecord {
             num_reused: 0,
             bytes_read: 0,
             bytes_written: 0,
+            corrupt: Vec::new(),
         }
     }
 }

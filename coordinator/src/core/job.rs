@@ -46,6 +46,9 @@ pub struct JobSpec {
     pub phases: Vec<PlannedPhase>,
     /// Tasks run after the phases, whatever their outcome.
     pub cleanup: Vec<PlannedTask>,
+    /// Backup: commit even if source objects failed their format check (they are recorded).
+    #[serde(default)]
+    pub allow_corrupt: bool,
 }
 
 /// What a job does.
@@ -557,17 +560,34 @@ impl Job {
         Ok(effects)
     }
 
-    /// Moves past every completed phase; starts cleanup after the last one.
+    /// Moves past every completed phase; starts cleanup after the last one. A commit phase
+    /// starts only if the commit gate lets it ([`super::commit_gate`]).
     fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
         while self.current_phase < self.phases.len()
             && self.phases[self.current_phase].iter().all(|run| run.status == TaskStatus::Succeeded)
         {
             self.current_phase += 1;
+            if let Some(commit_slot) = self.commit_slot_of_current_phase() {
+                if let Some(refusal) = super::commit_gate::commit_refusal(self) {
+                    self.fail(refusal, commit_slot, at_ms, effects);
+                    return;
+                }
+            }
             self.start_phase_or_cleanup(at_ms, effects);
         }
         if self.current_phase >= self.phases.len() {
             self.finish_if_cleanup_done(at_ms, effects);
         }
+    }
+
+    /// The commit task of the phase about to start, if it has one.
+    fn commit_slot_of_current_phase(&self) -> Option<TaskSlot> {
+        let phase = self.spec.phases.get(self.current_phase)?;
+        let index = phase
+            .tasks
+            .iter()
+            .position(|task| matches!(task.kind, TaskKind::CommitBackup { .. }))?;
+        Some(TaskSlot::Phase { phase: self.current_phase as u32, index: index as u32 })
     }
 
     fn start_phase_or_cleanup(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {

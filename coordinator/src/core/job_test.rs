@@ -60,6 +60,7 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
             depends_on: Vec::new(),
             retry_until_success: false,
         }],
+        allow_corrupt: false,
     };
     Job::new(JobId(Ulid::from_parts(2, 2)), spec, 1_000)
 }

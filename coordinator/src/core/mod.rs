@@ -5,6 +5,8 @@
 //! into actions. Keeping this module pure is what lets a new leader resume any job.
 //!
 //! # Layout
+//! - [`commit_gate`]: what must hold before a backup is committed (catalog new enough, no
+//!   damaged source object unless allowed).
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
 //! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
 //! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
@@ -16,6 +18,7 @@
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
 //! - [`waiting`]: why a runnable task is not running (for operators).
 
+pub mod commit_gate;
 pub mod domain;
 pub mod job;
 pub mod plan;

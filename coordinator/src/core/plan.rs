@@ -30,6 +30,8 @@ pub struct BackupOptions {
     pub adopt_checkpoint: bool,
     /// The backup this one is incremental to (`None`: a full backup).
     pub parent: Option<BackupId>,
+    /// Commit even if source objects fail their format check (they are recorded).
+    pub allow_corrupt: bool,
 }
 
 /// Repair rounds a node's consistency check may run before the job fails.
@@ -104,6 +106,7 @@ pub fn plan_backup(
                 nodes: vec![node.clone()],
                 phases,
                 cleanup,
+                allow_corrupt: options.allow_corrupt,
             });
         }
         SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
@@ -173,6 +176,7 @@ pub fn plan_backup(
             depends_on: Vec::new(),
             retry_until_success: false,
         }],
+        allow_corrupt: options.allow_corrupt,
     })
 }
 

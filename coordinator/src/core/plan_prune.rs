@@ -147,6 +147,7 @@ pub fn plan_prune(
         nodes: Vec::new(),
         phases,
         cleanup: Vec::new(),
+        allow_corrupt: false,
     })
 }
 

@@ -227,6 +227,7 @@ pub fn plan_questdb_restore(
         nodes: vec![server.node.to_string()],
         phases,
         cleanup: Vec::new(),
+        allow_corrupt: false,
     })
 }
 
@@ -263,6 +264,7 @@ mod tests {
             nodes: vec!["qnode".into()],
             phases,
             cleanup,
+            allow_corrupt: false,
         };
         Job::new(ids.0, spec, 5)
     }

@@ -227,6 +227,7 @@ pub fn plan_restore(
         nodes,
         phases,
         cleanup: Vec::new(),
+        allow_corrupt: false,
     })
 }
 
@@ -254,6 +255,7 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
             }],
         }],
         cleanup: Vec::new(),
+        allow_corrupt: false,
     }
 }
 

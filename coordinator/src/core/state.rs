@@ -172,6 +172,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut events = Vec::new();
     let (mut num_reused, mut bytes_read, mut bytes_written) = (0, 0, 0);
     let mut exclusions = Vec::new();
+    let mut corrupt = Vec::new();
     let mut phases = Vec::new();
     for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
         let mut summary = PhaseSummary {
@@ -194,6 +195,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             num_reused += task_report.num_reused;
             bytes_read += task_report.bytes_read;
             bytes_written += task_report.bytes_written;
+            corrupt.extend(task_report.corrupt.iter().cloned());
         }
         if planned.name != "commit" {
             phases.push(summary);
@@ -220,6 +222,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         num_reused,
         bytes_read,
         bytes_written,
+        corrupt,
     }
 }
 

@@ -53,6 +53,7 @@ pub async fn run_due_schedules(coordinator: &Coordinator) {
                 repository: &schedule.repository,
                 full: false,
                 adopt_checkpoint: false,
+                allow_corrupt: false,
             };
             let backup_id = JobId::from_ulid(Ulid::new());
             let mut jobs: Vec<(JobId, JobSpec)> = Vec::new();

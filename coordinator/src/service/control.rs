@@ -71,6 +71,7 @@ impl ControlServiceImpl {
             repository: &request.repository,
             full: request.full,
             adopt_checkpoint: request.adopt_checkpoint,
+            allow_corrupt: request.allow_corrupt,
         };
         let spec = self
             .coordinator
@@ -171,6 +172,7 @@ pub(crate) struct BackupRequest<'a> {
     pub(crate) repository: &'a str,
     pub(crate) full: bool,
     pub(crate) adopt_checkpoint: bool,
+    pub(crate) allow_corrupt: bool,
 }
 
 /// Plans a backup job against the current state: incremental to the latest committed backup
@@ -205,7 +207,11 @@ pub(crate) fn backup_job_spec(
             .max_by_key(|backup| (backup.created_at_ms, backup.backup_id))
             .map(|backup| backup.backup_id)
     };
-    let options = BackupOptions { adopt_checkpoint: request.adopt_checkpoint, parent };
+    let options = BackupOptions {
+        adopt_checkpoint: request.adopt_checkpoint,
+        parent,
+        allow_corrupt: request.allow_corrupt,
+    };
     let backup_id = BackupId::from_ulid(Ulid::new());
     Ok(plan_backup(source, repository, job_id, backup_id, at_ms, &options)?)
 }

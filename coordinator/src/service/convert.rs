@@ -139,6 +139,14 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         num_objects_reused: backup.num_reused,
         bytes_read: backup.bytes_read,
         bytes_written: backup.bytes_written,
+        corrupt_objects: backup
+            .corrupt
+            .iter()
+            .map(|object| pb::CorruptObject {
+                key: object.key.clone(),
+                reason: object.reason.clone(),
+            })
+            .collect(),
         id: backup.backup_id.to_string(),
         source: backup.source.clone(),
         repository: backup.repository.clone(),

@@ -24,3 +24,5 @@ mod t19_tls;
 mod t20_store_retries;
 mod t21_lost_assignment;
 mod t22_stand_in_worker;
+mod t23_questdb_versions;
+mod t24_format_checks;

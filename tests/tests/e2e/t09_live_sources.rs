@@ -177,3 +177,29 @@ fn test_a_source_that_stays_inconsistent_fails_the_job_and_commits_nothing() {
     assert!(!cluster.repository.join("backups").exists(), "a manifest was written");
     assert!(!cluster.repository.join("staging").exists(), "staging was left behind");
 }
+
+#[test]
+fn test_a_catalog_older_than_the_snapshots_need_is_refused_and_commits_nothing() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(1 << 20));
+    // The nodes snapshot against a catalog ahead of the one under `cluster1/` (as a node pointed
+    // at another cluster's catalog would): node2's snapshots name sequences it does not hold.
+    let params = LiveParams { catalog_lead: 1000, ..live_params(5) };
+    let mut node = LiveNode::resume(&cluster.store, "node2").unwrap();
+    let mut catalog = LiveCatalog::resume(&cluster.store, "cluster1").unwrap();
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    for _ in 0..params.snapshot_every {
+        catalog.tick(&params).unwrap();
+        node.tick(&params, catalog.sequence(), &mut rng).unwrap();
+    }
+    cluster.start_all_workers();
+    let (succeeded, job) = cluster.backup();
+    assert!(!succeeded, "a backup whose catalog is older than its snapshots committed: {job}");
+    let error = job["error"].as_str().unwrap();
+    let expected = format!(
+        "the catalog copied holds sequence {}, but the snapshots copied from node `node2` need catalog sequence {}",
+        catalog.sequence(),
+        catalog.sequence() + 1000
+    );
+    assert!(error.contains(&expected), "{error}");
+    assert_eq!(cluster.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
+}

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use bk_tests::influx_files::parquet_file;
 use bk_tests::layout::LayoutParams;
 use bk_tests::tree::hash_tree;
 use rand::rngs::StdRng;
@@ -27,8 +28,8 @@ fn backup_ok(cluster: &Cluster) -> Value {
     show(cluster, &job)
 }
 
-/// Rewrites every `stride`-th parquet file (from `offset`) with new bytes of the same size;
-/// returns the bytes changed.
+/// Rewrites every `stride`-th parquet file (from `offset`) with a new body of the same size
+/// (still a parquet file: `PAR1` at both ends); returns the bytes changed.
 fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 {
     let tree = hash_tree(store).unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -37,9 +38,9 @@ fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 
         tree.iter().filter(|(key, _)| key.ends_with(".parquet")).enumerate()
     {
         if index % stride == offset {
-            let mut bytes = vec![0u8; *size as usize];
-            rng.fill_bytes(&mut bytes);
-            std::fs::write(store.join(key), bytes).unwrap();
+            let mut body = vec![0u8; *size as usize - 8];
+            rng.fill_bytes(&mut body);
+            std::fs::write(store.join(key), parquet_file(&body)).unwrap();
             changed += size;
         }
     }

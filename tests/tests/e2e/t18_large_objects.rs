@@ -34,6 +34,10 @@ fn test_objects_many_times_the_chunk_size_keep_worker_memory_bounded() {
             rng.fill_bytes(&mut block);
             bytes.extend_from_slice(&block);
         }
+        // A parquet file's framing, as the format check expects.
+        bytes[..4].copy_from_slice(b"PAR1");
+        let end = bytes.len();
+        bytes[end - 4..].copy_from_slice(b"PAR1");
         std::fs::write(dbs.join(format!("{index:010}.parquet")), bytes).unwrap();
     }
     let url = format!("file://{}", cluster.sandbox.path().join("big-repository").display());

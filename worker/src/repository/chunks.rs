@@ -9,6 +9,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::layout::chunk_key;
 use crate::error::RepositoryError;
+use crate::formats::Validator;
 
 /// What storing an object produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +33,8 @@ pub enum StoreObjectError {
     Write(RepositoryError),
 }
 
-/// Reads `stream` to its end, writing its chunks into `repository`.
+/// Reads `stream` to its end, writing its chunks into `repository`; every piece read also
+/// goes through `validator` (the object's format check: same read, no second pass).
 ///
 /// # Errors
 /// [`StoreObjectError::Read`] when the stream fails, [`StoreObjectError::Write`] when a chunk
@@ -41,6 +43,7 @@ pub async fn store_object<S>(
     repository: &dyn ObjectStore,
     chunk_size: usize,
     mut stream: S,
+    mut validator: Option<&mut Validator>,
 ) -> Result<StoredObject, StoreObjectError>
 where
     S: Stream<Item = object_store::Result<Bytes>> + Unpin,
@@ -51,6 +54,9 @@ where
         StoredObject { size: 0, blake3: String::new(), chunks: Vec::new(), bytes_written: 0 };
     while let Some(piece) = stream.next().await {
         let mut piece = piece.map_err(StoreObjectError::Read)?;
+        if let Some(validator) = validator.as_deref_mut() {
+            validator.update(&piece);
+        }
         stored.size += piece.len() as u64;
         while !piece.is_empty() {
             let take = (chunk_size - buffer.len()).min(piece.len());
@@ -140,7 +146,7 @@ mod tests {
         let repository = InMemory::new();
         let data: Vec<u8> = (0..10_000u32).map(|value| (value % 251) as u8).collect();
         // Pieces of 333 bytes do not align with chunks of 4096: the chunker must re-cut them.
-        let stored = store_object(&repository, 4096, pieces(&data, 333)).await.unwrap();
+        let stored = store_object(&repository, 4096, pieces(&data, 333), None).await.unwrap();
         assert_eq!(stored.size, 10_000);
         assert_eq!(stored.chunks.len(), 3);
         assert_eq!(stored.blake3, blake3::hash(&data).to_hex().to_string());
@@ -158,15 +164,15 @@ mod tests {
     async fn test_storing_the_same_object_twice_writes_nothing_new() {
         let repository = InMemory::new();
         let data = vec![7u8; 5000];
-        store_object(&repository, 4096, pieces(&data, 1000)).await.unwrap();
-        let again = store_object(&repository, 4096, pieces(&data, 1000)).await.unwrap();
+        store_object(&repository, 4096, pieces(&data, 1000), None).await.unwrap();
+        let again = store_object(&repository, 4096, pieces(&data, 1000), None).await.unwrap();
         assert_eq!(again.bytes_written, 0);
     }
 
     #[tokio::test]
     async fn test_empty_object_has_no_chunks_and_the_empty_hash() {
         let repository = InMemory::new();
-        let stored = store_object(&repository, 4096, pieces(&[], 1)).await.unwrap();
+        let stored = store_object(&repository, 4096, pieces(&[], 1), None).await.unwrap();
         assert_eq!((stored.size, stored.chunks.len()), (0, 0));
         assert_eq!(stored.blake3, blake3::hash(b"").to_hex().to_string());
     }

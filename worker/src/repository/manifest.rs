@@ -1,7 +1,7 @@
 //! Manifest, segment and staging record types.
 
 use bk_proto::ids::BackupId;
-use bk_proto::model::{ExclusionReport, TaskReport};
+use bk_proto::model::{CorruptObject, ExclusionReport, TaskReport};
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest format.
@@ -52,6 +52,9 @@ pub struct Manifest {
     pub segments: Vec<SegmentRef>,
     /// What was deliberately left out.
     pub exclusions: Vec<ExclusionReport>,
+    /// Objects copied although they failed their format check (`--allow-corrupt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<CorruptObject>,
 }
 
 /// A segment of a backup's object list.

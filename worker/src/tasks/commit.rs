@@ -35,6 +35,7 @@ pub async fn commit_backup(
     let mut segments =
         SegmentWriter { backup_id, buffer: Vec::new(), num_buffered: 0, segments: Vec::new() };
     let mut exclusions: Vec<ExclusionReport> = Vec::new();
+    let mut corrupt = Vec::new();
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
     for part in parts {
         if part.attempt == 0 {
@@ -45,6 +46,7 @@ pub async fn commit_backup(
         }
         let done = read_done(repository, part.task_id, part.attempt).await?;
         exclusions.extend(done.report.exclusions);
+        corrupt.extend(done.report.corrupt);
         for part_key in &done.parts {
             for entry in read_part(repository, &Path::from(part_key.as_str())).await? {
                 num_objects += 1;
@@ -66,6 +68,7 @@ pub async fn commit_backup(
         num_bytes,
         segments: segments.segments,
         exclusions,
+        corrupt,
     };
     let key = manifest_key(backup_id);
     write_manifest(context, &key, &manifest).await?;

@@ -64,8 +64,11 @@ pub async fn check_node_consistency(
 ) -> Result<TaskReport, TaskError> {
     let repository = context.repository.as_ref();
     let mut copied: HashMap<String, ObjectEntry> = HashMap::new();
+    // Manifests that failed their format check are not read: the commit gate names them.
+    let mut corrupt: HashSet<String> = HashSet::new();
     for part in parts {
         let done = read_done(repository, part.task_id, part.attempt).await?;
+        corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
         for part_key in &done.parts {
             for entry in
                 read_part(repository, &object_store::path::Path::from(part_key.as_str())).await?
@@ -80,7 +83,7 @@ pub async fn check_node_consistency(
     let mut deleted_by_retention: HashSet<String> = HashSet::new();
     let mut gone_from_source: HashSet<String> = HashSet::new();
     for round in 0..=max_rounds {
-        read_new_snapshots(context, node, &copied, &mut snapshots).await?;
+        read_new_snapshots(context, node, &copied, &corrupt, &mut snapshots).await?;
         let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
             report.consistency = Some(assessment.point);
@@ -127,10 +130,11 @@ pub async fn check_node_consistency(
             new_manifests = manifests.len();
             absorb(
                 &mut copied,
+                &mut corrupt,
                 &mut report,
                 copy_listed(context, manifests, node, phase, &mut writer).await?,
             );
-            read_new_snapshots(context, node, &copied, &mut snapshots).await?;
+            read_new_snapshots(context, node, &copied, &corrupt, &mut snapshots).await?;
             let newest_wal = newest(&snapshots).map_or(0, |info| info.wal_sequence);
             let wal: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/wal/"))
                 .try_filter(|meta| {
@@ -147,6 +151,7 @@ pub async fn check_node_consistency(
         let num_parquet = repaired.len() - new_wal;
         absorb(
             &mut copied,
+            &mut corrupt,
             &mut report,
             copy_listed(context, repaired, node, phase, &mut writer).await?,
         );
@@ -160,28 +165,31 @@ pub async fn check_node_consistency(
 
 fn absorb(
     copied: &mut HashMap<String, ObjectEntry>,
+    corrupt: &mut HashSet<String>,
     report: &mut TaskReport,
     totals: super::copy::CopyTotals,
 ) {
     super::influxdb3::add(report, &totals);
+    corrupt.extend(totals.corrupt.iter().map(|object| object.key.clone()));
     for entry in totals.kept {
         copied.insert(entry.key.clone(), entry);
     }
 }
 
 /// Reads (from the repository: what was copied, not what the source holds now) every copied
-/// snapshot manifest of `node` not read yet.
+/// snapshot manifest of `node` not read yet, except those that failed their format check.
 async fn read_new_snapshots(
     context: &TaskContext,
     node: &str,
     copied: &HashMap<String, ObjectEntry>,
+    corrupt: &HashSet<String>,
     snapshots: &mut BTreeMap<String, SnapshotInfo>,
 ) -> Result<(), TaskError> {
     let prefix = format!("{node}/snapshots/");
     for (key, entry) in
         copied.iter().filter(|(key, _)| key.starts_with(&prefix) && key.ends_with(".info.json"))
     {
-        if snapshots.contains_key(key) {
+        if snapshots.contains_key(key) || corrupt.contains(key) {
             continue;
         }
         let mut bytes = Vec::with_capacity(entry.size as usize);

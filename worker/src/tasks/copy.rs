@@ -2,7 +2,9 @@
 //!
 //! Idempotent per task: an object whose entry an earlier attempt wrote, with the same size,
 //! ETag and last-modified time, is reused without being read. Objects run concurrently, bounded
-//! by the worker-wide permits; each holds at most one chunk in memory.
+//! by the worker-wide permits; each holds at most one chunk in memory. Every object read is
+//! checked against its database's format as it streams past ([`crate::formats`]); a damaged
+//! one is still copied, and reported.
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use tracing::warn;
 
 use super::TaskContext;
 use crate::error::TaskError;
+use crate::formats::{describe_corruption, Validator};
 use crate::repository::chunks::{store_object, StoreObjectError};
 use crate::repository::manifest::ObjectEntry;
 use crate::repository::staging::PartWriter;
@@ -36,6 +39,10 @@ pub struct CopyTotals {
     pub bytes_written: u64,
     /// Other events worth recording (e.g. an unreadable parent).
     pub notes: Vec<String>,
+    /// Objects that failed their format check.
+    pub corrupt: Vec<bk_proto::model::CorruptObject>,
+    /// The catalog UUID of each v3 catalog file read, by key.
+    pub catalog_uuids: Vec<(String, u128)>,
 }
 
 impl CopyTotals {
@@ -97,9 +104,17 @@ where
                     totals.kept.push(entry);
                 }
             }
-            Some(Ok(Copied::Entry(entry, bytes_written))) => {
+            Some(Ok(Copied::Entry(entry, check))) => {
                 totals.bytes_read += entry.size;
-                totals.bytes_written += bytes_written;
+                totals.bytes_written += check.bytes_written;
+                match check.format {
+                    Ok(validated) => totals
+                        .catalog_uuids
+                        .extend(validated.catalog_uuid.map(|uuid| (entry.key.clone(), uuid))),
+                    Err(reason) => totals
+                        .corrupt
+                        .push(bk_proto::model::CorruptObject { key: entry.key.clone(), reason }),
+                }
                 totals.num_objects += 1;
                 totals.num_bytes += entry.size;
                 writer.push(&entry).await?;
@@ -113,10 +128,18 @@ where
 }
 
 enum Copied {
-    /// Read and stored: the entry and the bytes of new chunks written.
-    Entry(ObjectEntry, u64),
+    /// Read and stored: the entry, and what reading it found.
+    Entry(ObjectEntry, ReadOutcome),
     Reused(ObjectEntry),
     Vanished(String),
+}
+
+/// What reading an object found besides its bytes.
+struct ReadOutcome {
+    /// Bytes of new chunks written.
+    bytes_written: u64,
+    /// Its format check: what it told, or what is wrong with it.
+    format: Result<crate::formats::Validated, String>,
 }
 
 async fn copy_one(
@@ -166,16 +189,30 @@ async fn copy_one(
             piece
         }
     }));
-    let stored = match store_object(context.repository.as_ref(), chunk_size, stream).await {
-        Ok(stored) => stored,
-        Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => {
-            return Ok(Copied::Vanished(key))
-        }
-        Err(StoreObjectError::Read(source)) => return Err(TaskError::Source { key, source }),
-        Err(StoreObjectError::Write(error)) => return Err(TaskError::Repository(error)),
-    };
+    let mut validator = if context.check_formats { Validator::for_key(&key) } else { None };
+    let stored =
+        match store_object(context.repository.as_ref(), chunk_size, stream, validator.as_mut())
+            .await
+        {
+            Ok(stored) => stored,
+            Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => {
+                return Ok(Copied::Vanished(key))
+            }
+            Err(StoreObjectError::Read(source)) => return Err(TaskError::Source { key, source }),
+            Err(StoreObjectError::Write(error)) => return Err(TaskError::Repository(error)),
+        };
     context.progress.done(stored.size);
-    let bytes_written = stored.bytes_written;
+    let format = match validator {
+        Some(validator) => {
+            let kind = validator.kind();
+            validator.finish().map_err(|reason| {
+                warn!(%key, %reason, "object fails its format check");
+                describe_corruption(&key, kind, &reason)
+            })
+        }
+        None => Ok(crate::formats::Validated::default()),
+    };
+    let outcome = ReadOutcome { bytes_written: stored.bytes_written, format };
     Ok(Copied::Entry(
         ObjectEntry {
             key,
@@ -187,7 +224,7 @@ async fn copy_one(
             phase: phase.to_string(),
             node: node.to_string(),
         },
-        bytes_written,
+        outcome,
     ))
 }
 

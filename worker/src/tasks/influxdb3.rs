@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bk_proto::model::{ExcludeRule, ExclusionReport, TaskReport};
+use bk_proto::model::{CorruptObject, ExcludeRule, ExclusionReport, TaskReport};
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 
@@ -89,6 +89,7 @@ pub async fn copy_catalog(
             None => None,
         };
         add(&mut report, &image_totals);
+        let mut uuids = image_totals.catalog_uuids.clone();
         let mut logs_copied_any = false;
         for round in 0..=CATALOG_ROUNDS {
             let logs: Vec<ObjectMeta> = list_prefix(context, &logs_prefix)
@@ -101,6 +102,7 @@ pub async fn copy_catalog(
             for entry in &totals.kept {
                 copied_logs.insert(entry.key.clone(), ());
             }
+            uuids.extend(totals.catalog_uuids.iter().cloned());
             logs_copied_any |= totals.num_objects > 0;
             add(&mut report, &totals);
             let sequences =
@@ -125,6 +127,7 @@ pub async fn copy_catalog(
                 }
             }
         }
+        report.corrupt.extend(mixed_catalog_uuids(&uuids));
     }
     let v1_logs: Vec<ObjectMeta> =
         list_prefix(context, &format!("{catalog_prefix}catalogs/")).try_collect().await?;
@@ -169,6 +172,7 @@ pub async fn copy_licence(
 }
 
 pub(crate) fn add(report: &mut TaskReport, totals: &CopyTotals) {
+    report.corrupt.extend(totals.corrupt.iter().cloned());
     report.num_objects += totals.num_objects;
     report.num_bytes += totals.num_bytes;
     report.num_reused += totals.num_reused;
@@ -259,6 +263,27 @@ async fn image_sequence(
     Ok(bytes[32..40].try_into().ok().map(u64::from_le_bytes))
 }
 
+/// Files of one catalog whose catalog UUID is not the catalog's (the image's, or the first
+/// log's without an image): InfluxDB refuses to load a catalog whose logs carry another UUID.
+pub(crate) fn mixed_catalog_uuids(uuids: &[(String, u128)]) -> Vec<CorruptObject> {
+    let reference = uuids
+        .iter()
+        .find(|(key, _)| key.ends_with("/snapshot"))
+        .or_else(|| uuids.iter().min_by(|a, b| a.0.cmp(&b.0)));
+    let Some((reference_key, reference_uuid)) = reference else { return Vec::new() };
+    uuids
+        .iter()
+        .filter(|(_, uuid)| uuid != reference_uuid)
+        .map(|(key, uuid)| CorruptObject {
+            key: key.clone(),
+            reason: format!(
+                "catalog file `{key}`: its catalog UUID {uuid:032x} is not the catalog's ({reference_uuid:032x}, from \
+                 `{reference_key}`); InfluxDB refuses to load a catalog that mixes two"
+            ),
+        })
+        .collect()
+}
+
 /// Sequence numbers of catalog log keys (`…/logs/<seq:020>.catalog`), sorted.
 pub(crate) fn log_sequences<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u64> {
     let mut sequences: Vec<u64> = keys
@@ -294,6 +319,20 @@ mod tests {
         for (image, logs, gap) in cases {
             assert_eq!(log_gap(image, &logs).is_some(), gap, "image {image}, logs {logs:?}");
         }
+    }
+
+    #[test]
+    fn test_a_log_of_another_catalog_is_named() {
+        let uuids = vec![
+            ("c/catalog/v3/logs/00000000000000000002.catalog".to_string(), 7u128),
+            ("c/catalog/v3/snapshot".to_string(), 7u128),
+            ("c/catalog/v3/logs/00000000000000000003.catalog".to_string(), 9u128),
+        ];
+        let mixed = mixed_catalog_uuids(&uuids);
+        assert_eq!(mixed.len(), 1);
+        assert_eq!(mixed[0].key, "c/catalog/v3/logs/00000000000000000003.catalog");
+        assert!(mixed[0].reason.contains("from `c/catalog/v3/snapshot`"), "{}", mixed[0].reason);
+        assert!(mixed_catalog_uuids(&uuids[..2]).is_empty());
     }
 
     #[test]

@@ -90,13 +90,41 @@ pub struct TaskContext {
     pub retry: crate::store::RetrySettings,
     /// How to talk to a QuestDB server next to this worker.
     pub questdb: crate::config::QuestDbConfig,
+    /// Whether copies check the databases' formats ([`crate::formats`]); off only to measure
+    /// what the checks cost (`BK_SKIP_FORMAT_CHECKS=1`, for benchmarks).
+    pub check_formats: bool,
 }
 
-/// Runs a task to completion.
+/// Runs a task to completion. What it wrote to a local (`file://`) repository or restore target
+/// is on disk before it returns: its success is what makes the coordinator commit a backup or
+/// report a restore done.
 ///
 /// # Errors
 /// The task's [`TaskError`]; [`TaskError::is_retryable`] says whether another attempt may help.
 pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
+    let report = run_kind(context).await?;
+    let mut written = vec![context.spec.repository.url.clone()];
+    written.extend(target_url(&context.spec.kind).map(str::to_string));
+    tokio::task::spawn_blocking(move || {
+        written.iter().try_for_each(|url| crate::store::sync_local_store(url))
+    })
+    .await
+    .map_err(|error| TaskError::Retryable(format!("syncing to disk was interrupted: {error}")))?
+    .map_err(|error| TaskError::Retryable(error.to_string()))?;
+    Ok(report)
+}
+
+/// The restore target a task writes to, if any.
+fn target_url(kind: &TaskKind) -> Option<&str> {
+    match kind {
+        TaskKind::RestoreObjects { target_url, .. }
+        | TaskKind::WipeTarget { target_url, .. }
+        | TaskKind::QuestDbRestoreTrigger { target_url } => Some(target_url),
+        _ => None,
+    }
+}
+
+async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
     match &context.spec.kind {
         TaskKind::CopyPrefix { phase, node, prefix, exclude } => {
             influxdb3::copy_prefix(context, phase, node, prefix, exclude).await

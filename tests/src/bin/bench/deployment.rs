@@ -26,9 +26,26 @@ impl Deployment {
         params: &LayoutParams,
         repository_tables: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with_worker_env(cluster, params, repository_tables, &[])
+    }
+
+    /// As [`Deployment::start`], with `worker_env` given to every worker (the bench-only
+    /// switches that measure what a feature costs, e.g. `BK_SKIP_FORMAT_CHECKS=1`).
+    ///
+    /// # Errors
+    /// When a process cannot start or the source cannot be registered.
+    pub(crate) fn start_with_worker_env(
+        cluster: &Path,
+        params: &LayoutParams,
+        repository_tables: &str,
+        worker_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         // Production's lease timeout, not the sandbox's 3 s: on a loaded 2-core machine running
         // a hundred workers, short leases would measure re-queues, not bk.
         let mut sandbox = Sandbox::start_cluster(1, &[("BK_LEASE_TIMEOUT", "30s")])?;
+        sandbox.set_worker_env(
+            worker_env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+        );
         sandbox.register_source("src", params)?;
         let tables =
             format!("[store]\nurl = \"file://{}\"\n{repository_tables}", cluster.display());

@@ -69,6 +69,13 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
         None => String::new(),
     };
     let deployment = Deployment::start(&cluster, &params, &repository_tables)?;
+    // The same, with the format checks off: what vouching for the source's files costs.
+    let unchecked = Deployment::start_with_worker_env(
+        &cluster,
+        &params,
+        "",
+        &[("BK_SKIP_FORMAT_CHECKS", "1")],
+    )?;
 
     let mut table = Table::new(generated.keys.len() as u64, generated.num_bytes, args.reps);
     for rep in 0..args.reps {
@@ -85,6 +92,13 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
         let restore =
             ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
         table.record("bk restore (local→local)", Baseline::Cp, deployment.timed_job(&restore)?.0);
+        let unchecked_repository = format!("unchecked-{rep}");
+        let url = format!("file://{}", dir.join("unchecked-repo").display());
+        unchecked.add_repository(&unchecked_repository, &url)?;
+        let backup =
+            ["backup", "--source", "src", "--repo", unchecked_repository.as_str(), "--full"];
+        let seconds = unchecked.timed_job(&backup)?.0;
+        table.record("bk backup, format checks off (local→local)", Baseline::Cp, seconds);
         let copy = |target: PathBuf| {
             tools::run(std::process::Command::new("cp").arg("-r").arg(&cluster).arg(target))
         };
