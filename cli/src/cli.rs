@@ -236,16 +236,63 @@ pub(crate) enum ClusterCommand {
 /// `bkctl repo …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum RepoCommand {
-    /// Register (or replace) a repository.
+    /// Register (or replace) a repository. Its workers need its passphrase (`password_file`
+    /// under `[repositories.NAME]`); the first backup creates it, encrypted.
     Add {
         /// The repository's name.
         name: String,
         /// `file:///backups/bk`, `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`.
         url: String,
-        /// Chunk size in bytes (default 8 MiB), fixed when the repository is first written.
-        #[arg(long)]
+        /// Largest blob, e.g. `8MiB` (the default), fixed when the repository is first written.
+        #[arg(long, value_parser = parse_size)]
         chunk_size: Option<u64>,
+        /// Pack size, e.g. `16MiB` (the default): one PUT per pack. Fixed when first written.
+        #[arg(long, value_parser = parse_size)]
+        pack_size: Option<u64>,
+        /// zstd level for blobs (default 3; 0 turns compression off). Fixed when first written.
+        #[arg(long)]
+        compression_level: Option<i32>,
     },
+    /// Manage the repository's passphrases: each is a key file wrapping the same master key,
+    /// so adding and removing one rewrites no data. Runs on a worker holding a passphrase.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `bkctl repo key …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Add a passphrase, read from a file on the worker that runs the job (it never passes
+    /// through the coordinator). Then give the workers the new passphrase and remove the old key.
+    Add {
+        /// The repository.
+        repository: String,
+        /// A file on the worker holding the new passphrase.
+        #[arg(long)]
+        new_password_file: String,
+    },
+    /// List the key files (the one the worker's passphrase opens is marked current).
+    List {
+        /// The repository.
+        repository: String,
+    },
+    /// Remove a key file. Refused for the key the worker's own passphrase opens, and for the
+    /// last key.
+    Remove {
+        /// The repository.
+        repository: String,
+        /// The key's id (`bkctl repo key list`).
+        key_id: String,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    bk_proto::support::parse_byte_size(text)
+}
+
+fn parse_percent(text: &str) -> Result<u32, String> {
+    let number = text.trim().trim_end_matches('%');
+    number.parse().map_err(|_| format!("`{text}` is not a percentage (e.g. `10` or `10%`)"))
 }
 
 /// `bkctl submit …`
@@ -319,6 +366,10 @@ pub(crate) struct PruneArgs {
     /// List what would be forgotten and deleted, delete nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Repack a pack when more than this share of it belongs to no remaining backup (default
+    /// 10%; 0: repack any pack with unused bytes).
+    #[arg(long, value_parser = parse_percent)]
+    pub(crate) max_unused: Option<u32>,
     /// Wait for the job to end; exit non-zero if it failed.
     #[arg(long)]
     pub(crate) wait: bool,

@@ -78,6 +78,7 @@ impl Client {
         submit_restore(pb::SubmitRestoreRequest) -> pb::SubmitJobResponse;
         submit_verify(pb::SubmitVerifyRequest) -> pb::SubmitJobResponse;
         submit_prune(pb::SubmitPruneRequest) -> pb::SubmitJobResponse;
+        submit_repository_key(pb::SubmitRepositoryKeyRequest) -> pb::SubmitJobResponse;
         get_job(pb::GetJobRequest) -> pb::Job;
         cancel_job(pb::CancelJobRequest) -> pb::CancelJobResponse;
         list_jobs(pb::ListJobsRequest) -> pb::ListJobsResponse;

@@ -60,11 +60,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
         }
-        Command::Repo(RepoCommand::Add { name, url, chunk_size }) => {
+        Command::Repo(RepoCommand::Key(command)) => {
+            crate::keys::run(&client, json, command, failed).await?;
+        }
+        Command::Repo(RepoCommand::Add { name, url, chunk_size, pack_size, compression_level }) => {
             let repository = pb::Repository {
                 name: name.clone(),
                 url,
                 chunk_size_bytes: chunk_size.unwrap_or(0),
+                pack_size_bytes: pack_size.unwrap_or(0),
+                compression_level,
+                config_id: String::new(),
             };
             client
                 .add_repository(pb::AddRepositoryRequest { repository: Some(repository) })
@@ -130,6 +136,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 keep_weekly: args.keep_weekly,
                 keep_monthly: args.keep_monthly,
                 dry_run: args.dry_run,
+                max_unused_percent: args.max_unused,
             };
             let job_id = client.submit_prune(request).await.map_err(failed)?.job_id;
             submitted(&client, json, &job_id, args.wait).await?;
@@ -337,7 +344,7 @@ fn finish_job(json: bool, job: &pb::Job) -> anyhow::Result<()> {
 /// The `-o` format of this invocation, set once at the start of [`run`].
 static OUTPUT: std::sync::OnceLock<OutputFormat> = std::sync::OnceLock::new();
 
-fn emit(json: bool, document: Value, table: impl FnOnce()) {
+pub(crate) fn emit(json: bool, document: Value, table: impl FnOnce()) {
     match OUTPUT.get() {
         Some(OutputFormat::Yaml) => {
             print!("{}", serde_yaml::to_string(&document).unwrap_or_else(|_| document.to_string()))

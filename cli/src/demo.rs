@@ -29,6 +29,23 @@ const SOURCE: &str = "demo";
 const REPOSITORY: &str = "local";
 
 /// Where the demo puts things.
+/// A random passphrase for the demo's repository, in a file only the user can read (the workers
+/// read it; the coordinator never sees it).
+fn demo_passphrase(demo: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = demo.join("repository-passphrase");
+    let passphrase: String = (0..4).map(|_| ulid::Ulid::new().to_string()).collect();
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(passphrase.as_bytes()))
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(path)
+}
+
 struct Paths {
     demo: PathBuf,
     cluster: PathBuf,
@@ -89,9 +106,11 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
         start_coordinator(&paths.demo.join("coordinator"), &shutdown, &mut services).await?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
+    let passphrase_file = demo_passphrase(&paths.demo)?;
     for node in &nodes {
         let store_url = format!("file://{}", paths.cluster.display());
-        let config = WorkerConfig::new(SOURCE, node, &store_url, vec![endpoint.clone()]);
+        let mut config = WorkerConfig::new(SOURCE, node, &store_url, vec![endpoint.clone()]);
+        config.repository_password_file = Some(passphrase_file.clone());
         services.spawn(bk_worker::run(config, std::env::vars().collect(), shutdown.child_token()));
     }
     let outcome = async {
@@ -167,6 +186,9 @@ async fn backup(
         name: REPOSITORY.to_string(),
         url: format!("file://{}", paths.repository.display()),
         chunk_size_bytes: 0,
+        pack_size_bytes: 0,
+        compression_level: None,
+        config_id: String::new(),
     };
     client
         .add_repository(pb::AddRepositoryRequest { repository: Some(repository) })
@@ -291,7 +313,12 @@ fn print_backup(backup: &pb::Backup, elapsed: f64, paths: &Paths) {
     println!("files:");
     println!("  sample cluster  {}", paths.cluster.display());
     println!("  repository      {}", paths.repository.display());
-    println!("  manifest        {}/{}", paths.repository.display(), backup.manifest_key);
+    println!(
+        "  manifest        {}/{} (encrypted)",
+        paths.repository.display(),
+        backup.manifest_key
+    );
+    println!("  passphrase      {}", paths.demo.join("repository-passphrase").display());
     println!("  restored        {}", paths.restored.display());
     println!("  coordinator     {}", paths.demo.join("coordinator").display());
 }

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod demo;
+mod keys;
 mod render;
 mod status;
 mod watch;

@@ -23,6 +23,7 @@ pub(crate) fn job_kind(kind: i32) -> &'static str {
         Ok(pb::JobKind::Restore) => "restore",
         Ok(pb::JobKind::Verify) => "verify",
         Ok(pb::JobKind::Prune) => "prune",
+        Ok(pb::JobKind::RepositoryKey) => "repository-key",
         _ => "unknown",
     }
 }
@@ -59,6 +60,10 @@ fn task_json(task: &pb::Task) -> Value {
         "objects_total": progress.objects_total, "bytes_total": progress.bytes_total,
         "num_skipped": task.num_skipped, "warnings": task.warnings, "problems": task.problems,
         "events": task.events,
+        "keys": task.keys.iter().map(|key| json!({
+            "key_id": key.key_id, "created_at": key.created_at, "host": key.host, "kdf": key.kdf,
+            "current": key.current,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -94,6 +99,7 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "parent_id": backup.parent_id, "num_objects_reused": backup.num_objects_reused,
         "num_objects_read": backup.num_objects.saturating_sub(backup.num_objects_reused),
         "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
+        "bytes_stored": backup.bytes_stored, "repository_puts": backup.repository_puts,
         "events": backup.events,
         "corrupt_objects": backup.corrupt_objects.iter().map(|object| json!({
             "key": object.key, "reason": object.reason
@@ -125,7 +131,11 @@ pub(crate) fn source_json(source: &pb::Source) -> Value {
 
 /// A repository as JSON.
 pub(crate) fn repository_json(repository: &pb::Repository) -> Value {
-    json!({"name": repository.name, "url": repository.url, "chunk_size_bytes": repository.chunk_size_bytes})
+    json!({
+        "name": repository.name, "url": repository.url, "chunk_size_bytes": repository.chunk_size_bytes,
+        "pack_size_bytes": repository.pack_size_bytes, "compression_level": repository.compression_level,
+        "config_id": repository.config_id,
+    })
 }
 
 /// A worker as JSON.
@@ -245,6 +255,12 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
         backup.num_objects.saturating_sub(backup.num_objects_reused),
         human_bytes(backup.bytes_read),
         human_bytes(backup.bytes_written)
+    );
+    println!(
+        "  stored       {} in the repository for the {} read ({} PUT requests)",
+        human_bytes(backup.bytes_stored),
+        human_bytes(backup.bytes_read),
+        backup.repository_puts
     );
     println!("  nodes        {}", backup.nodes.join(", "));
     println!("  manifest     {}", backup.manifest_key);

@@ -25,7 +25,8 @@ pub struct TaskSpec {
     pub kind: TaskKind,
 }
 
-/// A repository as a worker needs it: the credentials are the worker's own, looked up by `name`.
+/// A repository as a worker needs it: the credentials and the passphrase are the worker's own,
+/// looked up by `name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryRef {
     /// The repository's registered name (the key of its credentials in the worker's config).
@@ -34,6 +35,40 @@ pub struct RepositoryRef {
     pub url: String,
     /// Chunk size used when the repository is created; an existing repository keeps its own.
     pub chunk_size: u64,
+    /// Pack size used when the repository is created.
+    #[serde(default = "default_pack_size")]
+    pub pack_size: u64,
+    /// zstd level for blobs used when the repository is created (0: off).
+    #[serde(default = "default_compression_level")]
+    pub compression_level: i32,
+    /// The repository config the coordinator recorded (the first a task reported): workers open
+    /// exactly it. `None` until the repository was first opened.
+    #[serde(default)]
+    pub config_id: Option<String>,
+}
+
+impl RepositoryRef {
+    /// A repository with the default pack size and compression, whose config is not known yet.
+    pub fn new(name: impl Into<String>, url: impl Into<String>, chunk_size: u64) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            chunk_size,
+            pack_size: default_pack_size(),
+            compression_level: default_compression_level(),
+            config_id: None,
+        }
+    }
+}
+
+/// 16 MiB: a pack is one PUT of about this size.
+pub fn default_pack_size() -> u64 {
+    16 << 20
+}
+
+/// zstd's default level.
+pub fn default_compression_level() -> i32 {
+    3
 }
 
 /// The kinds of work a task does.
@@ -108,13 +143,25 @@ pub enum TaskKind {
         /// Report only.
         dry_run: bool,
     },
-    /// Deletes every chunk no committed manifest in the repository references. Runs only when
+    /// Deletes every pack no committed manifest references a blob of, repacks packs whose
+    /// unreferenced share exceeds `max_unused_percent`, and rewrites the index. Runs only when
     /// no other job uses the repository (the coordinator's repository lock).
-    SweepChunks {
+    #[serde(alias = "sweep_chunks")]
+    SweepPacks {
         /// Backups forgotten by this job (ignored when counting references in a dry run).
         forgotten: Vec<BackupId>,
         /// Report only.
         dry_run: bool,
+        /// Repack a pack when more than this percent of its bytes are unreferenced (restic's
+        /// `--max-unused`).
+        #[serde(default = "default_max_unused_percent")]
+        max_unused_percent: u32,
+    },
+    /// Manages the repository's passphrases (key files); the passphrases themselves never leave
+    /// the workers.
+    RepositoryKey {
+        /// What to do.
+        action: KeyAction,
     },
     /// The last step of a QuestDB restore: the empty `_restore` file in the server root, which
     /// makes QuestDB recover from the restored checkpoint on its next start.
@@ -182,6 +229,46 @@ pub enum TaskKind {
         /// Only objects of this node (`None`: every node of the phase).
         node: Option<String>,
     },
+}
+
+/// 10 %: restic's default `--max-unused`.
+pub fn default_max_unused_percent() -> u32 {
+    10
+}
+
+/// What a repository-key task does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum KeyAction {
+    /// Wraps the master key with the passphrase in `new_password_file` (a path on the worker):
+    /// a new key file. The worker opens the repository with its current passphrase first.
+    Add {
+        /// File on the worker holding the new passphrase.
+        new_password_file: String,
+    },
+    /// Lists the key files.
+    List,
+    /// Deletes key file `key_id`; refused for the key the worker's own passphrase opens and for
+    /// the last key.
+    Remove {
+        /// The key file's id.
+        key_id: String,
+    },
+}
+
+/// One key file, as `bkctl repo key list` shows it (never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryKeyInfo {
+    /// Its id.
+    pub key_id: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// The worker that made it.
+    pub host: String,
+    /// Its key derivation, e.g. `argon2id m=65536KiB t=3 p=1`.
+    pub kdf: String,
+    /// Whether the listing worker's passphrase opens it.
+    pub current: bool,
 }
 
 /// Retention rules (restic's `--keep-*` semantics).
@@ -273,6 +360,18 @@ pub struct TaskReport {
     /// `--allow-corrupt`, which commits it and records them.
     #[serde(default)]
     pub corrupt: Vec<CorruptObject>,
+    /// Bytes the task added to the repository as stored (compressed, sealed) blobs.
+    #[serde(default)]
+    pub bytes_stored: u64,
+    /// PUT requests the task made to the repository (packs, staging, index, manifest).
+    #[serde(default)]
+    pub repository_puts: u64,
+    /// The repository config the task opened (the coordinator records the first reported).
+    #[serde(default)]
+    pub repository_config: Option<String>,
+    /// Key files, for a repository-key task.
+    #[serde(default)]
+    pub keys: Vec<RepositoryKeyInfo>,
 }
 
 /// A source object whose content failed bk's check of its format (WAL CRC, catalog header,

@@ -95,6 +95,21 @@ impl Garage {
         )
     }
 
+    /// object_store options that reach this server, secret inline: for tests that look into a
+    /// bucket themselves.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("aws_endpoint", self.endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_region", REGION),
+            ("aws_access_key_id", ACCESS_KEY_ID),
+            ("aws_secret_access_key", SECRET_ACCESS_KEY),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+    }
+
     /// Ready when an anonymous `GET /` gets an HTTP answer (403: no credentials).
     fn wait_ready(&mut self, port: u16, dir: &Path) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+/// The passphrase every sandbox worker holds for every repository (`BK_REPOSITORY_PASSWORD`,
+/// unless a test gives workers another). Tests grep logs and records for it.
+pub const REPOSITORY_PASSPHRASE: &str = "sandbox-passphrase-1c9e5b27";
+
 /// A coordinator cluster and its workers, as real processes.
 pub struct Sandbox {
     dir: Option<tempfile::TempDir>,
@@ -27,6 +31,8 @@ pub struct Sandbox {
     bkctl_env: Vec<(String, String)>,
     /// Extra environment for workers started from now on (e.g. `AWS_*` credentials).
     worker_env: Vec<(String, String)>,
+    /// The repository passphrase workers started from now on get (`BK_REPOSITORY_PASSWORD`).
+    worker_passphrase: Option<String>,
     workers: Vec<(String, Child)>,
 }
 
@@ -92,6 +98,7 @@ impl Sandbox {
             token: None,
             bkctl_env: Vec::new(),
             worker_env: Vec::new(),
+            worker_passphrase: Some(REPOSITORY_PASSPHRASE.to_string()),
             workers: Vec::new(),
         };
         sandbox.set_bkctl_env(bkctl_env);
@@ -152,6 +159,12 @@ impl Sandbox {
     /// Gives workers started from now on `env` (replacing what was given before).
     pub fn set_worker_env(&mut self, env: Vec<(String, String)>) {
         self.worker_env = env;
+    }
+
+    /// Gives workers started from now on `passphrase` as their default repository passphrase
+    /// (`BK_REPOSITORY_PASSWORD`), or none.
+    pub fn set_worker_passphrase(&mut self, passphrase: Option<&str>) {
+        self.worker_passphrase = passphrase.map(str::to_string);
     }
 
     /// Makes bkctl present `token` (or none) from now on.
@@ -271,7 +284,15 @@ impl Sandbox {
         );
         std::fs::write(&config_path, config)?;
         let mut command = Command::new(binary("bk-worker"));
-        command.arg("--config").arg(&config_path).envs(self.worker_env.iter().cloned());
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("BK_REPOSITORY_PASSWORD")
+            .envs(self.worker_passphrase.iter().map(|value| ("BK_REPOSITORY_PASSWORD", value)))
+            // Keys made by tests derive in milliseconds, not production's fraction of a second.
+            .env("BK_ARGON2_MEMORY_KIB", "1024")
+            .env("BK_ARGON2_ITERATIONS", "1")
+            .envs(self.worker_env.iter().cloned());
         let (child, _) =
             spawn_announcing(command, &self.path().join(format!("worker-{node}.log")))?;
         self.workers.push((node.to_string(), child));

@@ -27,3 +27,21 @@ pub fn hash_tree(root: &Path) -> std::io::Result<BTreeMap<String, (u64, String)>
     }
     Ok(files)
 }
+
+/// Copies the directory tree `from` into `to` (created as needed).
+///
+/// # Errors
+/// IO errors.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

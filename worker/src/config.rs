@@ -29,10 +29,23 @@ pub struct WorkerConfig {
     pub coordinator_endpoints: Vec<String>,
     /// The node's object store (where InfluxDB 3 keeps this node's files).
     pub store: StoreConfig,
-    /// Per repository name, how to reach it (credentials). A repository without an entry is
-    /// opened with its URL and the standard environment variables only.
+    /// Per repository name, how to reach it (credentials) and its passphrase. A repository
+    /// without an entry is opened with its URL and the standard environment variables, and the
+    /// default passphrase.
     #[serde(default)]
     pub repositories: BTreeMap<String, StoreOptions>,
+    /// File holding the passphrase of repositories without their own `password_file` (re-read
+    /// for every task, so it rotates without a restart; env `BK_REPOSITORY_PASSWORD` gives it
+    /// inline). Passphrases stay on the workers: the coordinator never holds one.
+    #[serde(default)]
+    pub repository_password_file: Option<std::path::PathBuf>,
+    /// The default passphrase inline (env `BK_REPOSITORY_PASSWORD`); never printed.
+    #[serde(default, skip_serializing)]
+    pub repository_password: Option<String>,
+    /// Argon2id's cost for the keys this worker makes (a new repository, `bkctl repo key add`);
+    /// an existing key keeps its own.
+    #[serde(default)]
+    pub key_derivation: crate::repository::keys::KdfSettings,
     /// Tasks run at once (env `BK_MAX_PARALLEL_TASKS`).
     #[serde(default = "default_max_parallel_tasks")]
     pub max_parallel_tasks: usize,
@@ -47,6 +60,11 @@ pub struct WorkerConfig {
     /// Where to serve Prometheus `GET /metrics` (e.g. `127.0.0.1:9401`); absent: not served.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often a running task saves the list of objects it has copied (one PUT each), so a
+    /// new attempt after a crash reuses them instead of copying them again: at most this much
+    /// copying is lost to a crash (plus the pack being filled). Env `BK_PROGRESS_SAVE_INTERVAL`.
+    #[serde(default = "default_progress_save_interval", with = "humantime_serde")]
+    pub progress_save_interval: Duration,
     /// How often the worker tells the coordinator it is alive.
     #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -138,13 +156,20 @@ pub struct StoreConfig {
     pub options: BTreeMap<String, String>,
 }
 
-/// Options for a repository's object store (its URL comes from the coordinator).
+/// A repository as this worker reaches it (its URL comes from the coordinator).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreOptions {
     /// As [`StoreConfig::options`].
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// File holding the repository's passphrase, re-read for every task (env
+    /// `BK_REPOSITORY_PASSWORD_<NAME>` gives it inline, NAME upper-cased, other characters `_`).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The passphrase inline (from the environment only); never printed.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
 }
 
 fn default_max_parallel_tasks() -> usize {
@@ -153,6 +178,10 @@ fn default_max_parallel_tasks() -> usize {
 
 fn default_max_concurrent_objects() -> usize {
     16
+}
+
+fn default_progress_save_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_heartbeat_interval() -> Duration {
@@ -182,11 +211,15 @@ impl WorkerConfig {
             coordinator_endpoints,
             store: StoreConfig { url: store_url.to_string(), options: BTreeMap::new() },
             repositories: BTreeMap::new(),
+            repository_password_file: None,
+            repository_password: None,
+            key_derivation: crate::repository::keys::KdfSettings::default(),
             max_parallel_tasks: default_max_parallel_tasks(),
             max_concurrent_objects: default_max_concurrent_objects(),
             max_bytes_per_second: None,
             metrics_listen: None,
             heartbeat_interval: default_heartbeat_interval(),
+            progress_save_interval: default_progress_save_interval(),
             log_format: LogFormat::Text,
             questdb: QuestDbConfig::default(),
             tls: bk_proto::tls::ClientTlsFiles::default(),
@@ -226,6 +259,10 @@ impl WorkerConfig {
         if let Some(value) = env_override::<u64>(env, "BK_MAX_BYTES_PER_SECOND")? {
             self.max_bytes_per_second = Some(value);
         }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_PROGRESS_SAVE_INTERVAL")?
+        {
+            self.progress_save_interval = value.into();
+        }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
         }
@@ -237,6 +274,22 @@ impl WorkerConfig {
         }
         if let Some(value) = env_override::<String>(env, "BK_QUESTDB_PASSWORD")? {
             self.questdb.password = Some(value);
+        }
+        if let Some(value) = env_override::<String>(env, "BK_REPOSITORY_PASSWORD")? {
+            self.repository_password = Some(value);
+        }
+        for (name, repository) in &mut self.repositories {
+            let variable =
+                format!("BK_REPOSITORY_PASSWORD_{}", crate::repository::open::env_suffix(name));
+            if let Some(value) = env_override::<String>(env, &variable)? {
+                repository.password = Some(value);
+            }
+        }
+        if let Some(value) = env_override(env, "BK_ARGON2_MEMORY_KIB")? {
+            self.key_derivation.memory_kib = value;
+        }
+        if let Some(value) = env_override(env, "BK_ARGON2_ITERATIONS")? {
+            self.key_derivation.iterations = value;
         }
         self.tls.apply_env(env)?;
         if let Some(value) = env_override(env, "BK_RETRY_MAX_RETRIES")? {
@@ -272,6 +325,60 @@ impl WorkerConfig {
             return invalid("`max_parallel_tasks` and `max_concurrent_objects` must be at least 1");
         }
         Ok(self)
+    }
+
+    /// The passphrase of repository `name`, read now (from its file when configured, so a
+    /// rotated passphrase is used from the next task on); `None` when none is configured.
+    /// An environment variable `BK_REPOSITORY_PASSWORD_<NAME>` not in the config file also
+    /// counts (`env`: the process environment).
+    ///
+    /// # Errors
+    /// When a configured file cannot be read, naming the file.
+    pub fn repository_passphrase(
+        &self,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Result<Option<crate::repository::keys::Passphrase>, String> {
+        let own = self.repositories.get(name);
+        let variable =
+            format!("BK_REPOSITORY_PASSWORD_{}", crate::repository::open::env_suffix(name));
+        let from_env = env.iter().find(|(key, _)| *key == variable).map(|(_, value)| value.clone());
+        let file = own.and_then(|repository| repository.password_file.as_ref());
+        let inline = own.and_then(|repository| repository.password.clone()).or(from_env);
+        let (file, inline) = match (file, inline) {
+            (None, None) => {
+                (self.repository_password_file.as_ref(), self.repository_password.clone())
+            }
+            other => other,
+        };
+        let passphrase = match (file, inline) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|error| {
+                    format!("cannot read the passphrase file `{}`: {error}", path.display())
+                })?,
+            (None, Some(inline)) => inline,
+            (None, None) => return Ok(None),
+        };
+        if passphrase.is_empty() {
+            return Err(format!("the passphrase for repository `{name}` is empty"));
+        }
+        Ok(Some(crate::repository::keys::Passphrase(passphrase.into_bytes())))
+    }
+
+    /// Repositories this worker has a passphrase for, as it registers them (`*`: it has a
+    /// default passphrase, so any).
+    pub fn repositories_with_passphrase(&self) -> Vec<String> {
+        if self.repository_password_file.is_some() || self.repository_password.is_some() {
+            return vec!["*".to_string()];
+        }
+        self.repositories
+            .iter()
+            .filter(|(_, repository)| {
+                repository.password_file.is_some() || repository.password.is_some()
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The worker id: configured, or `<source>/<node>`.

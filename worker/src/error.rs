@@ -25,6 +25,30 @@ pub enum RepositoryError {
         /// What is wrong.
         reason: String,
     },
+    /// Writing into the repository failed in a way another attempt may not meet (an upload
+    /// that failed after its retries).
+    #[error("repository write failed: {0}")]
+    WriteFailed(String),
+    /// The repository cannot be opened with what this worker has: no passphrase, a wrong one.
+    #[error("cannot open repository `{repository}`: {reason}")]
+    Locked {
+        /// The repository's name.
+        repository: String,
+        /// Why, and how to fix it.
+        reason: String,
+    },
+    /// A repository in a format this bk does not read.
+    #[error(
+        "repository `{url}` is in format {format} (an earlier bk, one file per chunk, unencrypted); this bk reads and \
+         writes format 2 only. There is no conversion: register a new repository (`bkctl repo add NAME URL`) and back \
+         up into it"
+    )]
+    UnsupportedFormat {
+        /// The repository's URL.
+        url: String,
+        /// Its format.
+        format: u32,
+    },
 }
 
 impl RepositoryError {
@@ -41,6 +65,15 @@ pub enum TaskError {
     /// Reading the node's store failed on `key`.
     #[error("failed to read source object `{key}`: {source}")]
     Source {
+        /// The key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// Writing to the restore target failed on `key`.
+    #[error("failed to write `{key}` into the restore target: {source}")]
+    Target {
         /// The key.
         key: String,
         /// The store's error.
@@ -80,7 +113,13 @@ impl TaskError {
         match self {
             TaskError::Source { source, .. }
             | TaskError::Repository(RepositoryError::Store { source, .. }) => is_transient(source),
-            TaskError::Repository(RepositoryError::Corrupt { .. })
+            TaskError::Repository(RepositoryError::WriteFailed(_)) => true,
+            TaskError::Target { source, .. } => is_transient(source),
+            TaskError::Repository(
+                RepositoryError::Corrupt { .. }
+                | RepositoryError::Locked { .. }
+                | RepositoryError::UnsupportedFormat { .. },
+            )
             | TaskError::NoCatalog { .. }
             | TaskError::Invalid(_)
             | TaskError::Damaged(_) => false,

@@ -11,16 +11,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bk_proto::endpoints::{status_with_causes, ReplicaEndpoints};
-use bk_proto::model::TaskSpec;
+use bk_proto::model::{RepositoryRef, TaskSpec};
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_client::WorkerHubClient;
+use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::WorkerConfig;
+use crate::error::RepositoryError;
 use crate::error::TaskError;
-use crate::repository::info::open_or_init;
+use crate::repository::config::InitSettings;
+use crate::repository::counting::{CountingStore, RequestCounts};
+use crate::repository::open::{open, OpenRequest, Repository, RepositoryCache};
+use crate::repository::packer::Packer;
 use crate::store::open_store;
 use crate::tasks::{run_task, ProgressCounters, TaskContext};
 
@@ -29,15 +34,26 @@ const CALL_ATTEMPTS: u32 = 6;
 const PULL_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The worker's packers, by repository URL and config id: weak, so a packer lives as long as
+/// the tasks using it.
+type Packers =
+    std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Weak<Packer>>>;
+
 /// A running worker's shared state.
 pub struct Hub {
-    config: WorkerConfig,
+    config: Arc<WorkerConfig>,
     worker_id: String,
     endpoints: ReplicaEndpoints,
     object_permits: Arc<Semaphore>,
     throttle: Arc<crate::throttle::Throttle>,
     /// The process environment, captured once (the standard object-store variables).
     env: Vec<(String, String)>,
+    /// Unlocked repository keys and indexes, kept between tasks.
+    repositories: Arc<RepositoryCache>,
+    /// One packer per repository in use.
+    packers: Packers,
+    /// Bounds blobs sealed at once to the cores.
+    cpu: Arc<Semaphore>,
     /// Counters served on `/metrics`.
     pub(crate) metrics: Arc<crate::metrics::WorkerMetrics>,
 }
@@ -60,9 +76,14 @@ impl Hub {
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
             metrics: Arc::default(),
             throttle: Arc::new(crate::throttle::Throttle::new(config.max_bytes_per_second)),
-            config,
+            config: Arc::new(config),
             endpoints,
             env,
+            repositories: Arc::default(),
+            packers: Default::default(),
+            cpu: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
         })
     }
 
@@ -77,6 +98,7 @@ impl Hub {
                 .unwrap_or(u32::MAX),
             max_bytes_per_second: self.config.max_bytes_per_second.unwrap_or(0),
             store_url: self.config.store.url.clone(),
+            repositories: self.config.repositories_with_passphrase(),
         };
         let mut delay = Duration::from_millis(200);
         loop {
@@ -293,33 +315,21 @@ impl Hub {
         let source =
             open_store(&self.config.store.url, &self.config.store.options, &self.env, retry, false)
                 .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
-        let repository_options = self
-            .config
-            .repositories
-            .get(&spec.repository.name)
-            .map(|repository| repository.options.clone())
-            .unwrap_or_default();
-        let repository =
-            open_store(&spec.repository.url, &repository_options, &self.env, retry, true).map_err(
-                |error| {
-                    TaskError::Invalid(format!("repository `{}`: {error}", spec.repository.name))
-                },
-            )?;
-        let repository_info = open_or_init(
-            repository.as_ref(),
-            spec.repository.chunk_size,
-            &ulid::Ulid::new().to_string(),
-        )
-        .await?;
+        let requests = Arc::new(RequestCounts::default());
+        let repository = self.open_repository(&spec.repository, &requests).await?;
+        let packer = self.packer_for(&repository);
         Ok(TaskContext {
             spec,
             attempt,
             source,
             repository,
-            repository_info,
+            repositories: self.repositories.clone(),
+            packer,
+            requests,
             progress: progress.clone(),
             object_permits: self.object_permits.clone(),
             max_objects_in_flight: self.config.max_concurrent_objects,
+            cpu: self.cpu.clone(),
             throttle: self.throttle.clone(),
             cancel: cancel.clone(),
             store_url: self.config.store.url.clone(),
@@ -327,11 +337,70 @@ impl Hub {
             store_options: self.config.store.options.clone(),
             env: self.env.clone(),
             questdb: self.config.questdb.clone(),
-            check_formats: !self
-                .env
-                .iter()
-                .any(|(name, value)| name == "BK_SKIP_FORMAT_CHECKS" && value == "1"),
+            check_formats: !self.env_is_set("BK_SKIP_FORMAT_CHECKS"),
+            config: self.config.clone(),
         })
+    }
+
+    fn env_is_set(&self, name: &str) -> bool {
+        self.env.iter().any(|(key, value)| key == name && value == "1")
+    }
+
+    /// Opens (creating it the first time) the task's repository with this worker's passphrase.
+    async fn open_repository(
+        &self,
+        reference: &RepositoryRef,
+        requests: &Arc<RequestCounts>,
+    ) -> Result<Repository, TaskError> {
+        let options = self
+            .config
+            .repositories
+            .get(&reference.name)
+            .map(|repository| repository.options.clone())
+            .unwrap_or_default();
+        let store = open_store(&reference.url, &options, &self.env, &self.config.retry, true)
+            .map_err(|error| {
+                TaskError::Invalid(format!("repository `{}`: {error}", reference.name))
+            })?;
+        let store: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(store, requests.clone()));
+        let passphrase =
+            self.config.repository_passphrase(&reference.name, &self.env).map_err(|reason| {
+                RepositoryError::Locked { repository: reference.name.clone(), reason }
+            })?;
+        let request = OpenRequest {
+            name: &reference.name,
+            url: &reference.url,
+            pinned_config: reference.config_id.as_deref(),
+            passphrase,
+            init: InitSettings {
+                chunk_size: reference.chunk_size,
+                pack_size: reference.pack_size,
+                compression_level: reference.compression_level,
+                unencrypted_blobs: self.env_is_set("BK_BENCH_UNENCRYPTED_BLOBS"),
+            },
+            kdf: self.config.key_derivation,
+            host: &self.worker_id,
+            allow_unencrypted: self.env_is_set("BK_BENCH_UNENCRYPTED_BLOBS"),
+        };
+        Ok(open(store, &request, &self.repositories).await?)
+    }
+
+    /// The worker's packer for `repository`: shared by the tasks using it, made anew when none
+    /// is alive (so a new task's store, with current credentials, uploads).
+    fn packer_for(&self, repository: &Repository) -> Arc<Packer> {
+        let key = (repository.url.clone(), repository.config.config_id.clone());
+        let mut packers = self.packers.lock().unwrap_or_else(|poison| poison.into_inner());
+        packers.retain(|_, packer| packer.strong_count() > 0);
+        if let Some(packer) = packers.get(&key).and_then(std::sync::Weak::upgrade) {
+            return packer;
+        }
+        let packer = Arc::new(Packer::new(
+            repository.store.clone(),
+            repository.key.clone(),
+            repository.config.pack_size,
+        ));
+        packers.insert(key, Arc::downgrade(&packer));
+        packer
     }
 
     /// Sends progress until `done` is cancelled; cancels it when the coordinator says abandon.

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+
 use bk_worker::WorkerConfig;
 use clap::Parser;
 

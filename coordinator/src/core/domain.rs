@@ -63,16 +63,10 @@ impl SourceSpec {
     }
 }
 
-/// A registered repository. Its credentials are never here: workers hold them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repository {
-    /// The operator's name for it.
-    pub name: String,
-    /// Object-store URL of its root.
-    pub url: String,
-    /// Chunk size in bytes for a new repository.
-    pub chunk_size: u64,
-}
+/// A registered repository: the same record workers receive in their tasks (one model). Its
+/// credentials and passphrase are never here: workers hold them. Its `config_id` is the config
+/// the first task that opened it reported, which every later task is told to open.
+pub use bk_proto::model::RepositoryRef as Repository;
 
 /// A worker as registered (liveness is tracked by the leader in memory, not here).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +90,16 @@ pub struct WorkerRecord {
     /// Its node store's URL, as it registered (decides who may stand in for a dead node).
     #[serde(default)]
     pub store_url: String,
+    /// Repositories it holds a passphrase for (`*`: any), as it registered.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+}
+
+impl WorkerRecord {
+    /// Whether it holds a passphrase for `repository`.
+    pub fn can_open(&self, repository: &str) -> bool {
+        self.repositories.iter().any(|name| name == "*" || name == repository)
+    }
 }
 
 /// A committed backup.
@@ -146,9 +150,15 @@ pub struct BackupRecord {
     /// Bytes read from the source.
     #[serde(default)]
     pub bytes_read: u64,
-    /// Bytes of new chunks written.
+    /// Plaintext bytes of new blobs written.
     #[serde(default)]
     pub bytes_written: u64,
+    /// What those took in the repository (compressed, sealed).
+    #[serde(default)]
+    pub bytes_stored: u64,
+    /// PUT requests the backup made to the repository.
+    #[serde(default)]
+    pub repository_puts: u64,
     /// Objects committed although they failed their format check (`--allow-corrupt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub corrupt: Vec<CorruptObject>,
@@ -199,6 +209,8 @@ impl BackupRecord {
             num_reused: 0,
             bytes_read: 0,
             bytes_written: 0,
+            bytes_stored: 0,
+            repository_puts: 0,
             corrupt: Vec::new(),
         }
     }
@@ -217,6 +229,7 @@ impl WorkerRecord {
             max_concurrent_objects: 16,
             max_bytes_per_second: 0,
             store_url: store_url.into(),
+            repositories: vec!["*".into()],
         }
     }
 }

@@ -61,8 +61,10 @@ pub enum JobKind {
     Restore,
     /// Checks a backup.
     Verify,
-    /// Forgets backups by retention rule and deletes the chunks nothing references any more.
+    /// Forgets backups by retention rule and deletes the packs nothing uses any more.
     Prune,
+    /// Adds, lists or removes a repository's passphrases.
+    RepositoryKey,
 }
 
 /// A named group of tasks that run in parallel.
@@ -100,6 +102,9 @@ pub enum Placement {
     Node(String),
     /// Any worker of the job's source.
     AnyNode,
+    /// Any worker, of any source, holding a passphrase for this repository (repository-key
+    /// jobs, which belong to no source).
+    RepositoryHolder(String),
 }
 
 /// Where a job stands.

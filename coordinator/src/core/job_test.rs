@@ -39,11 +39,7 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
         source_spec: None,
         backup_id: BackupId(Ulid::from_parts(1, 1)),
         source: "src".to_string(),
-        repository: RepositoryRef {
-            name: "repo".to_string(),
-            url: "file:///r".to_string(),
-            chunk_size: 1024,
-        },
+        repository: RepositoryRef::new("repo", "file:///r", 1024),
         nodes: vec!["node1".to_string()],
         phases: phases
             .iter()

@@ -12,6 +12,8 @@
 //! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
 //! - [`plan_prune`]: retention rules, the prune plan, and the repository lock.
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
+//! - [`eligibility`]: which worker may run which task.
+//! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
 //! - [`stand_in`]: when a worker may run a dead node's tasks (a shared cloud store).
@@ -20,8 +22,10 @@
 
 pub mod commit_gate;
 pub mod domain;
+pub mod eligibility;
 pub mod job;
 pub mod plan;
+pub mod plan_keys;
 pub mod plan_prune;
 pub mod plan_questdb;
 pub mod plan_restore;

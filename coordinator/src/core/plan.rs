@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
-use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
+use bk_proto::model::{ExcludeRule, PartRef, TaskKind};
 
 use super::domain::{Repository, Source, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -98,11 +98,7 @@ pub fn plan_backup(
                 backup_id,
                 source: source.name.clone(),
                 source_spec: Some(source.spec.clone()),
-                repository: RepositoryRef {
-                    name: repository.name.clone(),
-                    url: repository.url.clone(),
-                    chunk_size: repository.chunk_size,
-                },
+                repository: repository.clone(),
                 nodes: vec![node.clone()],
                 phases,
                 cleanup,
@@ -162,11 +158,7 @@ pub fn plan_backup(
         backup_id,
         source_spec: Some(source.spec.clone()),
         source: source.name.clone(),
-        repository: RepositoryRef {
-            name: repository.name.clone(),
-            url: repository.url.clone(),
-            chunk_size: repository.chunk_size,
-        },
+        repository: repository.clone(),
         nodes: source.spec.nodes(),
         phases,
         cleanup: vec![PlannedTask {

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use bk_proto::ids::BackupId;
-use bk_proto::model::{RepositoryRef, Retention, TaskKind};
+use bk_proto::model::{Retention, TaskKind};
 
 use super::domain::{BackupRecord, Repository};
 use super::job::{Job, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -86,18 +86,37 @@ fn month(ms: u64) -> i64 {
     year * 12 + month
 }
 
-/// Plans a prune of `source`'s backups in `repository`.
+/// What a prune is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// Whose backups the keep rules apply to.
+    pub source: String,
+    /// The keep rules.
+    pub policy: RetentionPolicy,
+    /// Report only.
+    pub dry_run: bool,
+    /// Repack packs more than this percent unused.
+    pub max_unused_percent: u32,
+}
+
+/// Plans a prune of `request.source`'s backups in `repository`.
 ///
 /// # Errors
-/// [`PlanError::InvalidPrune`] without any keep rule (that would forget everything).
+/// [`PlanError::InvalidPrune`] without any keep rule (that would forget everything), or with
+/// `max_unused_percent` over 100.
 pub fn plan_prune(
-    source: &str,
+    request: &PruneRequest,
     repository: &Repository,
     backups: &[&BackupRecord],
-    policy: &RetentionPolicy,
-    dry_run: bool,
     job_backup_id: BackupId,
 ) -> Result<JobSpec, PlanError> {
+    let PruneRequest { source, policy, dry_run, max_unused_percent } = request;
+    let (dry_run, max_unused_percent) = (*dry_run, *max_unused_percent);
+    if max_unused_percent > 100 {
+        return Err(PlanError::InvalidPrune(format!(
+            "--max-unused {max_unused_percent}% is over 100%"
+        )));
+    }
     if is_empty(policy) {
         return Err(PlanError::InvalidPrune(
             "no keep rule given: pass at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly".to_string(),
@@ -127,8 +146,11 @@ pub fn plan_prune(
         PlannedPhase {
             name: "sweep".to_string(),
             tasks: vec![task(
-                format!("{} chunks no backup references", if dry_run { "count" } else { "delete" }),
-                TaskKind::SweepChunks { forgotten: Vec::new(), dry_run },
+                format!(
+                    "{} packs no backup uses, repack packs over {max_unused_percent}% unused",
+                    if dry_run { "count" } else { "delete" }
+                ),
+                TaskKind::SweepPacks { forgotten: Vec::new(), dry_run, max_unused_percent },
             )],
         },
     ];
@@ -139,11 +161,7 @@ pub fn plan_prune(
         scheduled: None,
         source: source.to_string(),
         source_spec: None,
-        repository: RepositoryRef {
-            name: repository.name.clone(),
-            url: repository.url.clone(),
-            chunk_size: repository.chunk_size,
-        },
+        repository: repository.clone(),
         nodes: Vec::new(),
         phases,
         cleanup: Vec::new(),
@@ -153,7 +171,7 @@ pub fn plan_prune(
 
 /// Resolves a prune task's backup list from the backups that exist now (called by the leader
 /// when it leases the task): the forget list for `ForgetBackups`, and (for dry-run counting) the
-/// same for `SweepChunks`.
+/// same for `SweepPacks`.
 pub fn resolve_prune_task(
     kind: &mut TaskKind,
     source: &str,
@@ -169,7 +187,7 @@ pub fn resolve_prune_task(
     let (_, forget) = select_backups(&of_source, retention);
     match kind {
         TaskKind::ForgetBackups { backups, .. } => *backups = forget,
-        TaskKind::SweepChunks { forgotten, .. } => *forgotten = forget,
+        TaskKind::SweepPacks { forgotten, .. } => *forgotten = forget,
         _ => {}
     }
 }
@@ -253,14 +271,19 @@ mod tests {
     fn test_prune_without_rules_is_refused_and_plans_forget_then_sweep() {
         let history = history(&[(0, 1), (1, 1), (2, 1)]);
         let refs: Vec<&BackupRecord> = history.iter().collect();
-        let repository =
-            Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 << 20 };
+        let repository = Repository::new("r", "file:///r", 1 << 20);
         let id = BackupId(Ulid::from_parts(9, 9));
-        let error = plan_prune("s", &repository, &refs, &RetentionPolicy::default(), false, id)
-            .unwrap_err();
+        let mut request = PruneRequest {
+            source: "s".into(),
+            policy: RetentionPolicy::default(),
+            dry_run: false,
+            max_unused_percent: 10,
+        };
+        let error = plan_prune(&request, &repository, &refs, id).unwrap_err();
         assert!(error.to_string().contains("--keep-last"), "{error}");
-        let policy = RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() };
-        let spec = plan_prune("s", &repository, &refs, &policy, true, id).unwrap();
+        request.policy = RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() };
+        request.dry_run = true;
+        let spec = plan_prune(&request, &repository, &refs, id).unwrap();
         let names: Vec<&str> = spec.phases.iter().map(|phase| phase.name.as_str()).collect();
         assert_eq!(names, ["forget", "sweep"]);
         let TaskKind::ForgetBackups { retention, dry_run, .. } = &spec.phases[0].tasks[0].kind

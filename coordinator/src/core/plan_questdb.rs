@@ -13,7 +13,7 @@
 //! `_restore` file, last.
 
 use bk_proto::ids::{BackupId, TaskId, TaskSlot};
-use bk_proto::model::{ExcludeRule, PartRef, RepositoryRef, TaskKind};
+use bk_proto::model::{ExcludeRule, PartRef, TaskKind};
 
 use super::domain::{BackupRecord, Repository};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -219,11 +219,7 @@ pub fn plan_questdb_restore(
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),
-        repository: RepositoryRef {
-            name: repository.name.clone(),
-            url: repository.url.clone(),
-            chunk_size: repository.chunk_size,
-        },
+        repository: repository.clone(),
         nodes: vec![server.node.to_string()],
         phases,
         cleanup: Vec::new(),
@@ -256,11 +252,7 @@ mod tests {
             backup_id: ids.1,
             source: "qdb".into(),
             source_spec: None,
-            repository: RepositoryRef {
-                name: "r".into(),
-                url: "file:///r".into(),
-                chunk_size: 1 << 20,
-            },
+            repository: Repository::new("r", "file:///r", 1 << 20),
             nodes: vec!["qnode".into()],
             phases,
             cleanup,
@@ -378,8 +370,7 @@ mod tests {
     fn test_restore_checks_the_pg_port_and_writes_the_trigger_last() {
         let spec = SourceSpec::QuestDb { node: "qnode".into(), pg_addr: "127.0.0.1:8812".into() };
         let backup = BackupRecord::fixture(BackupId(Ulid::from_parts(1, 2)), "qdb", 0, Some(spec));
-        let repository =
-            Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 << 20 };
+        let repository = Repository::new("r", "file:///r", 1 << 20);
         let request = RestoreRequest {
             default_target: Some("file:///var/lib/questdb".into()),
             wipe: true,

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bk_proto::model::{RepositoryRef, TaskKind};
+use bk_proto::model::TaskKind;
 
 use super::domain::{BackupRecord, Repository, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -223,7 +223,7 @@ pub fn plan_restore(
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: Some(spec),
-        repository: repository_ref(repository),
+        repository: repository.clone(),
         nodes,
         phases,
         cleanup: Vec::new(),
@@ -242,7 +242,7 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
         backup_id: backup.backup_id,
         source: backup.source.clone(),
         source_spec: backup.source_spec.clone(),
-        repository: repository_ref(repository),
+        repository: repository.clone(),
         nodes: backup.nodes.clone(),
         phases: vec![PlannedPhase {
             name: "verify".to_string(),
@@ -266,14 +266,6 @@ fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> P
         kind: TaskKind::WipeTarget { target_url: target_url.to_string(), prefixes },
         depends_on: Vec::new(),
         retry_until_success: false,
-    }
-}
-
-fn repository_ref(repository: &Repository) -> RepositoryRef {
-    RepositoryRef {
-        name: repository.name.clone(),
-        url: repository.url.clone(),
-        chunk_size: repository.chunk_size,
     }
 }
 

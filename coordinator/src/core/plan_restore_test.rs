@@ -34,7 +34,7 @@ fn enterprise(endpoints: &[(&str, &str)]) -> SourceSpec {
 }
 
 fn repository() -> Repository {
-    Repository { name: "repo".into(), url: "file:///r".into(), chunk_size: 1 << 20 }
+    Repository::new("repo", "file:///r", 1 << 20)
 }
 
 fn request(wipe: bool) -> RestoreRequest {

@@ -19,7 +19,7 @@ fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
 }
 
 fn repository() -> Repository {
-    Repository { name: "repo".to_string(), url: "file:///backups".to_string(), chunk_size: 1 << 20 }
+    Repository::new("repo", "file:///backups", 1 << 20)
 }
 
 fn plan(source: &Source) -> Result<JobSpec, PlanError> {

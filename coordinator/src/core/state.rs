@@ -72,7 +72,13 @@ impl ClusterState {
             Command::PutSource(source) => {
                 self.sources.insert(source.name.clone(), source);
             }
-            Command::PutRepository(repository) => {
+            Command::PutRepository(mut repository) => {
+                // Re-registering the same URL keeps the config its workers open; another URL
+                // is another repository.
+                let known = self.repositories.get(&repository.name);
+                repository.config_id = known
+                    .filter(|known| known.url == repository.url)
+                    .and_then(|known| known.config_id.clone());
                 self.repositories.insert(repository.name.clone(), repository);
             }
             Command::RegisterWorker { worker } => {
@@ -124,6 +130,7 @@ impl ClusterState {
         let Some(job) = self.jobs.get_mut(&task_id.job_id) else {
             return CommandResponse::Rejected(format!("job `{}` not found", task_id.job_id));
         };
+        let event = pin_repository_config(&mut self.repositories, &job.spec.repository.name, event);
         let effects = match job.apply(event) {
             Ok(effects) => effects,
             Err(rejected) => return CommandResponse::Rejected(rejected.to_string()),
@@ -165,12 +172,46 @@ impl ClusterState {
     }
 }
 
+/// Records the repository config a task opened, the first time one is reported, so every later
+/// task opens that one. A success reporting another config (two workers initialised the
+/// repository at once) becomes a retryable failure: the task runs again, told the recorded one.
+fn pin_repository_config(
+    repositories: &mut BTreeMap<String, Repository>,
+    name: &str,
+    event: JobEvent,
+) -> JobEvent {
+    let JobEvent::TaskSucceeded { slot, attempt, report, at_ms } = event else { return event };
+    let (Some(reported), Some(repository)) =
+        (&report.repository_config, repositories.get_mut(name))
+    else {
+        return JobEvent::TaskSucceeded { slot, attempt, report, at_ms };
+    };
+    match &repository.config_id {
+        None => repository.config_id = Some(reported.clone()),
+        Some(pinned) if pinned != reported => {
+            return JobEvent::TaskFailed {
+                slot,
+                attempt,
+                error: format!(
+                    "repository `{name}` was initialised by two workers at once: this task used config {reported}, \
+                     config {pinned} was recorded first; running the task again with it"
+                ),
+                retryable: true,
+                at_ms,
+            }
+        }
+        Some(_) => {}
+    }
+    JobEvent::TaskSucceeded { slot, attempt, report, at_ms }
+}
+
 fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut catalog_format = String::new();
     let mut consistency = Vec::new();
     let mut catalog_sequence = None;
     let mut events = Vec::new();
     let (mut num_reused, mut bytes_read, mut bytes_written) = (0, 0, 0);
+    let (mut bytes_stored, mut repository_puts) = (0, 0);
     let mut exclusions = Vec::new();
     let mut corrupt = Vec::new();
     let mut phases = Vec::new();
@@ -195,6 +236,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             num_reused += task_report.num_reused;
             bytes_read += task_report.bytes_read;
             bytes_written += task_report.bytes_written;
+            bytes_stored += task_report.bytes_stored;
+            repository_puts += task_report.repository_puts;
             corrupt.extend(task_report.corrupt.iter().cloned());
         }
         if planned.name != "commit" {
@@ -222,6 +265,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         num_reused,
         bytes_read,
         bytes_written,
+        bytes_stored,
+        repository_puts: repository_puts + report.repository_puts,
         corrupt,
     }
 }
@@ -241,7 +286,7 @@ mod tests {
             name: "core".into(),
             spec: SourceSpec::InfluxDb3Core { node: "n".into(), http_endpoint: None },
         };
-        let repository = Repository { name: "r".into(), url: "file:///r".into(), chunk_size: 1 };
+        let repository = Repository::new("r", "file:///r", 1);
         let job_id = JobId(Ulid::from_parts(1, 1));
         let spec = plan_backup(
             &source,
@@ -291,6 +336,7 @@ mod tests {
             max_concurrent_objects: 16,
             max_bytes_per_second: 0,
             store_url: String::new(),
+            repositories: Vec::new(),
         };
         state.apply(Command::RegisterWorker { worker });
         let job = &state.jobs[&job_id];
@@ -324,6 +370,62 @@ mod tests {
         assert!(matches!(state.apply(run(2)), CommandResponse::Rejected(_)));
         assert_eq!(state.jobs.len(), 2);
         assert_eq!(state.schedules["nightly"].last_run_ms, Some(100));
+    }
+
+    #[test]
+    fn test_the_first_reported_repository_config_is_pinned_and_another_is_retried() {
+        let (mut state, job_id) = state_with_job();
+        state.apply(Command::PutRepository(Repository::new("r", "file:///r", 1)));
+        let slot = TaskSlot::Phase { phase: 0, index: 0 };
+        let task_id = TaskId { job_id, slot };
+        let succeed = |attempt: u32, config: &str| Command::Task {
+            task_id,
+            event: JobEvent::TaskSucceeded {
+                slot,
+                attempt,
+                report: TaskReport {
+                    repository_config: Some(config.to_string()),
+                    ..TaskReport::default()
+                },
+                at_ms: 3,
+            },
+        };
+        state.apply(lease("w1", job_id, 1));
+        state.apply(succeed(1, "first"));
+        assert_eq!(state.repositories["r"].config_id.as_deref(), Some("first"));
+        // Another task reporting a second config (a racing initialisation) is run again.
+        let other = TaskSlot::Phase { phase: 0, index: 1 };
+        let other_id = TaskId { job_id, slot: other };
+        state.apply(Command::Task {
+            task_id: other_id,
+            event: JobEvent::TaskLeased {
+                slot: other,
+                attempt: 1,
+                worker_id: "w2".into(),
+                at_ms: 2,
+            },
+        });
+        state.apply(Command::Task {
+            task_id: other_id,
+            event: JobEvent::TaskSucceeded {
+                slot: other,
+                attempt: 1,
+                report: TaskReport {
+                    repository_config: Some("second".into()),
+                    ..TaskReport::default()
+                },
+                at_ms: 4,
+            },
+        });
+        let run = state.jobs[&job_id].run(other).unwrap();
+        assert_eq!(run.status, TaskStatus::Pending, "{run:?}");
+        assert!(run.error.as_deref().unwrap_or_default().contains("initialised by two workers"));
+        assert_eq!(state.repositories["r"].config_id.as_deref(), Some("first"));
+        // Re-registering the same URL keeps it; another URL is another repository.
+        state.apply(Command::PutRepository(Repository::new("r", "file:///r", 1)));
+        assert_eq!(state.repositories["r"].config_id.as_deref(), Some("first"));
+        state.apply(Command::PutRepository(Repository::new("r", "file:///elsewhere", 1)));
+        assert_eq!(state.repositories["r"].config_id, None);
     }
 
     #[test]

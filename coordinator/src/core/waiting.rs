@@ -19,20 +19,28 @@ pub fn waiting_reason(
 ) -> Option<String> {
     let candidates: Vec<&WorkerRecord> = workers
         .values()
-        .filter(|worker| worker.source == source)
         .filter(|worker| match placement {
-            Placement::Node(node) => worker.node == *node,
-            Placement::AnyNode => true,
+            Placement::Node(node) => worker.source == source && worker.node == *node,
+            Placement::AnyNode => worker.source == source,
+            Placement::RepositoryHolder(repository) => worker.can_open(repository),
         })
         .collect();
     let wanted = match placement {
         Placement::Node(node) => format!("node `{node}` of source `{source}`"),
         Placement::AnyNode => format!("any node of source `{source}`"),
+        Placement::RepositoryHolder(repository) => {
+            format!("a worker holding the passphrase of repository `{repository}`")
+        }
     };
     if candidates.is_empty() {
-        return Some(format!(
-            "waiting for a worker: none registered for {wanted}; start `bk-worker` there"
-        ));
+        let fix = match placement {
+            Placement::RepositoryHolder(repository) => format!(
+                "give a worker `password_file` under [repositories.{repository}] (or a default \
+                 `repository_password_file`)"
+            ),
+            _ => "start `bk-worker` there".to_string(),
+        };
+        return Some(format!("waiting for a worker: none registered for {wanted}; {fix}"));
     }
     let live = candidates
         .iter()

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
-use crate::core::plan_prune::plan_prune;
+use crate::core::plan_prune::{plan_prune, PruneRequest};
 use crate::core::schedule::due_slot;
 use crate::core::{Command, CommandResponse, JobSpec};
 use crate::service::control::{backup_job_spec, BackupRequest};
@@ -73,14 +73,13 @@ pub async fn run_due_schedules(coordinator: &Coordinator) {
                 // The prune's id sorts after the backup's, so the repository lock runs it after.
                 let prune_id = JobId::from_ulid(Ulid(backup_id.0 .0 + 1));
                 let backups: Vec<_> = state.backups.values().collect();
-                if let Ok(spec) = plan_prune(
-                    &schedule.source,
-                    repository,
-                    &backups,
-                    &retention,
-                    false,
-                    BackupId(prune_id.0),
-                ) {
+                let request = PruneRequest {
+                    source: schedule.source.clone(),
+                    policy: retention,
+                    dry_run: false,
+                    max_unused_percent: bk_proto::model::default_max_unused_percent(),
+                };
+                if let Ok(spec) = plan_prune(&request, repository, &backups, BackupId(prune_id.0)) {
                     jobs.push((prune_id, JobSpec { scheduled, ..spec }));
                 }
             }

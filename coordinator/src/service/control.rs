@@ -18,7 +18,8 @@ use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
 use crate::core::plan::{plan_backup, BackupOptions, PlanError};
-use crate::core::plan_prune::{conflicts, plan_prune, RetentionPolicy};
+use crate::core::plan_keys::plan_repository_key;
+use crate::core::plan_prune::{conflicts, plan_prune, PruneRequest, RetentionPolicy};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
 use crate::core::{Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
@@ -127,11 +128,18 @@ impl ControlServiceImpl {
     async fn submit_prune(&self, request: pb::SubmitPruneRequest) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
         let job_id = JobId::from_ulid(Ulid::new());
-        let policy = RetentionPolicy {
-            keep_last: request.keep_last,
-            keep_daily: request.keep_daily,
-            keep_weekly: request.keep_weekly,
-            keep_monthly: request.keep_monthly,
+        let prune = PruneRequest {
+            source: request.source.clone(),
+            policy: RetentionPolicy {
+                keep_last: request.keep_last,
+                keep_daily: request.keep_daily,
+                keep_weekly: request.keep_weekly,
+                keep_monthly: request.keep_monthly,
+            },
+            dry_run: request.dry_run,
+            max_unused_percent: request
+                .max_unused_percent
+                .unwrap_or_else(bk_proto::model::default_max_unused_percent),
         };
         let spec = self.coordinator.shared.read(|state| {
             let repository = state.repositories.get(&request.repository).ok_or_else(|| {
@@ -148,20 +156,43 @@ impl ControlServiceImpl {
                 })
                 .collect();
             let placeholder = BackupId::from_ulid(job_id.0);
-            Ok::<_, CoordinatorError>(plan_prune(
-                &request.source,
-                repository,
-                &backups,
-                &policy,
-                request.dry_run,
-                placeholder,
-            )?)
+            Ok::<_, CoordinatorError>(plan_prune(&prune, repository, &backups, placeholder)?)
         })?;
         let at_ms = crate::clock::now_ms();
         expect_applied(
             self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
         tracing::info!(%job_id, source = %request.source, repository = %request.repository, dry_run = request.dry_run, "prune submitted");
+        Ok(job_id)
+    }
+}
+
+impl ControlServiceImpl {
+    async fn submit_repository_key(
+        &self,
+        request: pb::SubmitRepositoryKeyRequest,
+    ) -> CoordinatorResult<JobId> {
+        self.coordinator.ensure_leader()?;
+        let action = convert::key_action_from_pb(request.action)?;
+        let job_id = JobId::from_ulid(Ulid::new());
+        let spec = self.coordinator.shared.read(|state| {
+            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "unknown repository `{}`: register it with `bkctl repo add`",
+                    request.repository
+                ))
+            })?;
+            Ok::<_, CoordinatorError>(plan_repository_key(
+                repository,
+                action,
+                BackupId::from_ulid(job_id.0),
+            ))
+        })?;
+        let at_ms = crate::clock::now_ms();
+        expect_applied(
+            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
+        )?;
+        tracing::info!(%job_id, repository = %request.repository, "repository key job submitted");
         Ok(job_id)
     }
 }
@@ -370,6 +401,14 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitPruneRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let job_id = self.submit_prune(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+    }
+
+    async fn submit_repository_key(
+        &self,
+        request: Request<pb::SubmitRepositoryKeyRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let job_id = self.submit_repository_key(request.into_inner()).await?;
         Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 

@@ -107,7 +107,27 @@ pub fn repository_from_pb(repository: pb::Repository) -> Result<Repository, Coor
             "chunk size {chunk_size} is out of range: use 64 KiB to 256 MiB"
         )));
     }
-    Ok(Repository { name: repository.name, url: repository.url, chunk_size })
+    let pack_size = match repository.pack_size_bytes {
+        0 => bk_proto::model::default_pack_size(),
+        size => size,
+    };
+    if !(1 << 20..=1 << 30).contains(&pack_size) {
+        return Err(CoordinatorError::InvalidRequest(format!(
+            "pack size {pack_size} is out of range: use 1 MiB to 1 GiB"
+        )));
+    }
+    let compression_level =
+        repository.compression_level.unwrap_or_else(bk_proto::model::default_compression_level);
+    if !(0..=19).contains(&compression_level) {
+        return Err(CoordinatorError::InvalidRequest(format!(
+            "compression level {compression_level} is out of range: 0 (off) to 19 (zstd)"
+        )));
+    }
+    Ok(Repository {
+        pack_size,
+        compression_level,
+        ..Repository::new(repository.name, repository.url, chunk_size)
+    })
 }
 
 /// Converts a repository to the wire.
@@ -116,6 +136,43 @@ pub fn repository_to_pb(repository: &Repository) -> pb::Repository {
         name: repository.name.clone(),
         url: repository.url.clone(),
         chunk_size_bytes: repository.chunk_size,
+        pack_size_bytes: repository.pack_size,
+        compression_level: Some(repository.compression_level),
+        config_id: repository.config_id.clone().unwrap_or_default(),
+    }
+}
+
+/// Converts a repository-key action from the wire.
+///
+/// # Errors
+/// [`CoordinatorError::InvalidRequest`] for a missing action, file or key id.
+pub fn key_action_from_pb(
+    action: Option<pb::submit_repository_key_request::Action>,
+) -> Result<bk_proto::model::KeyAction, CoordinatorError> {
+    use bk_proto::model::KeyAction;
+    use pb::submit_repository_key_request::Action;
+    let invalid = |message: &str| Err(CoordinatorError::InvalidRequest(message.to_string()));
+    match action {
+        Some(Action::List(_)) => Ok(KeyAction::List),
+        Some(Action::Add(add)) if add.new_password_file.trim().is_empty() => {
+            invalid("`add` needs the path of a file on the worker holding the new passphrase")
+        }
+        Some(Action::Add(add)) => Ok(KeyAction::Add { new_password_file: add.new_password_file }),
+        Some(Action::Remove(remove)) if remove.key_id.trim().is_empty() => {
+            invalid("`remove` needs a key id (`bkctl repo key list` shows them)")
+        }
+        Some(Action::Remove(remove)) => Ok(KeyAction::Remove { key_id: remove.key_id }),
+        None => invalid("no action: add, list or remove"),
+    }
+}
+
+fn key_to_pb(key: &bk_proto::model::RepositoryKeyInfo) -> pb::RepositoryKey {
+    pb::RepositoryKey {
+        key_id: key.key_id.clone(),
+        created_at: key.created_at.clone(),
+        host: key.host.clone(),
+        kdf: key.kdf.clone(),
+        current: key.current,
     }
 }
 
@@ -139,6 +196,8 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         num_objects_reused: backup.num_reused,
         bytes_read: backup.bytes_read,
         bytes_written: backup.bytes_written,
+        bytes_stored: backup.bytes_stored,
+        repository_puts: backup.repository_puts,
         corrupt_objects: backup
             .corrupt
             .iter()
@@ -258,11 +317,13 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             ),
             None => (Vec::new(), Vec::new(), 0, Vec::new()),
         };
+        let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
         pb::Task {
             warnings,
             problems,
             num_skipped,
             events,
+            keys,
             id: task_id.to_string(),
             label: planned.map(|task| task.label.clone()).unwrap_or_default(),
             node,
@@ -315,6 +376,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             JobKind::Restore => pb::JobKind::Restore,
             JobKind::Verify => pb::JobKind::Verify,
             JobKind::Prune => pb::JobKind::Prune,
+            JobKind::RepositoryKey => pb::JobKind::RepositoryKey,
         } as i32,
         state: job_state_to_pb(job.state) as i32,
         source: job.spec.source.clone(),
@@ -390,8 +452,11 @@ mod tests {
 
     #[test]
     fn test_repository_urls_with_credentials_or_unknown_schemes_are_refused() {
-        let repository =
-            |url: &str| pb::Repository { name: "r".into(), url: url.into(), chunk_size_bytes: 0 };
+        let repository = |url: &str| pb::Repository {
+            name: "r".into(),
+            url: url.into(),
+            ..pb::Repository::default()
+        };
         assert_eq!(
             repository_from_pb(repository("file:///b")).unwrap().chunk_size,
             DEFAULT_CHUNK_SIZE

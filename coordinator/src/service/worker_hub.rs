@@ -9,8 +9,8 @@ use std::time::Duration;
 use bk_proto::ids::{TaskId, TaskSlot};
 use bk_proto::model::{TaskKind, TaskReport};
 
+use crate::core::eligibility::may_run;
 use crate::core::plan_prune::resolve_prune_task;
-use crate::core::stand_in::may_stand_in;
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
 use tonic::{Request, Response, Status};
@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::coordinator::Coordinator;
 use crate::core::domain::WorkerRecord;
-use crate::core::job::{Placement, TaskStatus};
+use crate::core::job::TaskStatus;
 use crate::core::{Command, CommandResponse, JobEvent};
 use crate::error::{CoordinatorError, CoordinatorResult};
 
@@ -46,30 +46,17 @@ impl WorkerHubServiceImpl {
             let locked = |job: &crate::core::Job| {
                 state.jobs.values().any(|other| crate::core::plan_prune::conflicts(job, other))
             };
-            for job in state
-                .jobs
-                .values()
-                .filter(|job| !job.state.is_terminal() && job.spec.source == worker.source)
-                .filter(|job| !locked(job))
-            {
+            let is_silent = |candidate: &WorkerRecord| {
+                self.coordinator.runtime.silence(&candidate.worker_id)
+                    > self.coordinator.lease_timeout
+            };
+            for job in state.jobs.values().filter(|job| !job.state.is_terminal() && !locked(job)) {
                 for slot in job.runnable_slots() {
                     let task_id = TaskId { job_id: job.id, slot };
                     if self.coordinator.runtime.is_being_leased(&task_id) {
                         continue;
                     }
-                    let may_run = match job.planned(slot).map(|task| (&task.placement, &task.kind))
-                    {
-                        Some((Placement::Node(node), kind)) => {
-                            *node == worker.node
-                                || may_stand_in(worker, node, kind, state.workers.values(), |w| {
-                                    self.coordinator.runtime.silence(&w.worker_id)
-                                        > self.coordinator.lease_timeout
-                                })
-                        }
-                        Some((Placement::AnyNode, _)) => true,
-                        None => false,
-                    };
-                    if may_run {
+                    if may_run(worker, job, slot, state.workers.values(), is_silent) {
                         let attempt = job.run(slot).map(|run| run.attempt + 1).unwrap_or(1);
                         return Ok(Some((task_id, attempt)));
                     }
@@ -118,6 +105,10 @@ impl WorkerHubServiceImpl {
         let spec = self.coordinator.shared.read(|state| {
             let job = state.jobs.get(&task_id.job_id)?;
             let mut spec = job.task_spec(task_id.slot)?;
+            // The repository config recorded since the job was planned (the first a task opened).
+            if let Some(repository) = state.repositories.get(&spec.repository.name) {
+                spec.repository.config_id.clone_from(&repository.config_id);
+            }
             // A prune applies its rules to the backups that exist when it runs, not when it was
             // submitted: backups committed while it waited for the repository lock count.
             let retention =
@@ -219,6 +210,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             max_concurrent_objects: request.max_concurrent_objects,
             max_bytes_per_second: request.max_bytes_per_second,
             store_url: request.store_url,
+            repositories: request.repositories,
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
         self.coordinator.propose(Command::RegisterWorker { worker }).await?;

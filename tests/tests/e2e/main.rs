@@ -26,3 +26,4 @@ mod t21_lost_assignment;
 mod t22_stand_in_worker;
 mod t23_questdb_versions;
 mod t24_format_checks;
+mod t25_repository_keys;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bk_tests::layout::{generate, Generated, LayoutParams};
-use bk_tests::sandbox::Sandbox;
+use bk_tests::sandbox::{Sandbox, REPOSITORY_PASSPHRASE};
 use serde_json::Value;
 
 /// `bkctl` arguments that register the generated enterprise cluster (`LayoutParams::enterprise`)
@@ -105,40 +105,95 @@ pub(crate) fn exclusion_prefixes(backup: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The object entries of a committed backup, read from the repository as a user would:
-/// manifest, then its segments (each checked against the hash the manifest records).
+/// A repository opened with the sandbox workers' passphrase, read as bk's own worker reads it:
+/// everything in it is sealed, so tests look inside through bk's repository code.
+pub(crate) struct OpenedRepository {
+    runtime: tokio::runtime::Runtime,
+    repository: bk_worker::repository::open::Repository,
+    index: std::sync::Arc<bk_worker::repository::index::BlobIndex>,
+}
+
+impl OpenedRepository {
+    /// Opens the file repository at `path`.
+    pub(crate) fn open(path: &Path) -> OpenedRepository {
+        use bk_worker::repository::config::InitSettings;
+        use bk_worker::repository::keys::{KdfSettings, Passphrase};
+        use bk_worker::repository::open::{open, OpenRequest, RepositoryCache};
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let url = format!("file://{}", path.display());
+        let retry = bk_worker::store::RetrySettings::default();
+        let store =
+            bk_worker::store::open_store(&url, &Default::default(), &[], &retry, false).unwrap();
+        let request = OpenRequest {
+            name: "repo",
+            url: &url,
+            pinned_config: None,
+            passphrase: Some(Passphrase(REPOSITORY_PASSPHRASE.as_bytes().to_vec())),
+            init: InitSettings {
+                chunk_size: 1 << 20,
+                pack_size: 1 << 24,
+                compression_level: 3,
+                unencrypted_blobs: false,
+            },
+            kdf: KdfSettings::default(),
+            host: "test",
+            allow_unencrypted: false,
+        };
+        let cache = RepositoryCache::default();
+        let (repository, index) = runtime.block_on(async {
+            let repository = open(store, &request, &cache).await.unwrap();
+            let index = cache.index(&repository).await.unwrap();
+            (repository, index)
+        });
+        OpenedRepository { runtime, repository, index }
+    }
+
+    /// A backup's manifest and its entries by key, as JSON (each key listed once).
+    pub(crate) fn backup(&self, backup_id: &str) -> (Value, BTreeMap<String, Value>) {
+        use bk_worker::repository::reader::{read_manifest, read_segment};
+        let backup_id = backup_id.parse().unwrap();
+        self.runtime.block_on(async {
+            let manifest = read_manifest(&self.repository, backup_id).await.unwrap();
+            let mut entries = BTreeMap::new();
+            for segment in &manifest.segments {
+                for entry in read_segment(&self.repository, segment).await.unwrap() {
+                    let key = entry.key.clone();
+                    let value = serde_json::to_value(&entry).unwrap();
+                    assert!(entries.insert(key.clone(), value).is_none(), "`{key}` listed twice");
+                }
+            }
+            (serde_json::to_value(&manifest).unwrap(), entries)
+        })
+    }
+
+    /// An object's bytes, from its blobs.
+    pub(crate) fn object(&self, entry: &Value) -> Vec<u8> {
+        let entry: bk_worker::repository::manifest::ObjectEntry =
+            serde_json::from_value(entry.clone()).unwrap();
+        self.runtime.block_on(async {
+            bk_worker::repository::reader::read_object(&self.repository, &self.index, &entry)
+                .await
+                .unwrap()
+        })
+    }
+
+    /// The pack file holding a blob (hex id), and where in it the blob's sealed bytes are.
+    pub(crate) fn blob_location(&self, blob: &str) -> (PathBuf, std::ops::Range<usize>) {
+        let id = bk_worker::repository::crypto::BlobId::from_hex(blob).unwrap();
+        let (pack, entry) = self.index[&id];
+        let path = PathBuf::from(bk_worker::repository::layout::pack_path(pack).to_string());
+        let start = entry.offset as usize;
+        (path, start..start + entry.length as usize)
+    }
+}
+
+/// The object entries of a committed backup, read from the repository as a worker would:
+/// manifest, then its segments.
 pub(crate) fn read_backup_entries(
     repository: &Path,
     backup_id: &str,
 ) -> (Value, BTreeMap<String, Value>) {
-    let manifest_path = repository.join(format!("backups/{backup_id}/manifest"));
-    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let mut entries = BTreeMap::new();
-    for segment in manifest["segments"].as_array().unwrap() {
-        let bytes = std::fs::read(repository.join(segment["key"].as_str().unwrap())).unwrap();
-        assert_eq!(blake3::hash(&bytes).to_hex().to_string(), segment["blake3"].as_str().unwrap());
-        for line in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
-            let entry: Value = serde_json::from_slice(line).unwrap();
-            let key = entry["key"].as_str().unwrap().to_string();
-            assert!(
-                entries.insert(key.clone(), entry).is_none(),
-                "`{key}` listed twice in the manifest"
-            );
-        }
-    }
-    (manifest, entries)
-}
-
-/// Reassembles an object from its chunks in the repository.
-pub(crate) fn reassemble(repository: &Path, entry: &Value) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for chunk in entry["chunks"].as_array().unwrap() {
-        let hash = chunk.as_str().unwrap();
-        bytes.extend(
-            std::fs::read(repository.join(format!("chunks/{}/{hash}", &hash[..2]))).unwrap(),
-        );
-    }
-    bytes
+    OpenedRepository::open(repository).backup(backup_id)
 }
 
 /// Task start/finish times per phase, from the job JSON.

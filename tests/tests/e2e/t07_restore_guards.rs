@@ -72,17 +72,17 @@ fn test_non_empty_target_is_refused_untouched_and_wipe_replaces_exactly_the_rest
 }
 
 #[test]
-fn test_missing_chunk_stops_the_restore_before_anything_is_written() {
+fn test_a_missing_pack_stops_the_restore_before_anything_is_written() {
     let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
-    let chunks = cluster.repository.join("chunks");
-    let first_dir = std::fs::read_dir(&chunks).unwrap().next().unwrap().unwrap().path();
-    let chunk = std::fs::read_dir(first_dir).unwrap().next().unwrap().unwrap().path();
-    let chunk_name = chunk.file_name().unwrap().to_string_lossy().to_string();
-    std::fs::remove_file(&chunk).unwrap();
+    let packs = cluster.repository.join("packs");
+    let first_dir = std::fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
+    let pack = std::fs::read_dir(first_dir).unwrap().next().unwrap().unwrap().path();
+    let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::remove_file(&pack).unwrap();
     let target = cluster.sandbox.path().join("restored");
     let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);
-    assert!(!succeeded, "restore with a missing chunk: {job}");
+    assert!(!succeeded, "restore with a missing pack: {job}");
     let error = job["error"].as_str().unwrap();
-    assert!(error.contains(&format!("chunk `{chunk_name}` is missing")), "{error}");
+    assert!(error.contains(&pack_name) && error.contains("is missing"), "{error}");
     assert!(!target.exists(), "a refused restore wrote into the target");
 }

@@ -1,114 +1,274 @@
-//! Verification finds damage object by object; restore refuses damaged objects and manifest
-//! keys that would escape the target.
+//! The repository is authenticated everywhere: a byte flipped in a pack, an index, a segment, a
+//! manifest or the config, a blob swapped for another valid blob, a pack replaced by one from
+//! another repository: `verify --deep` and restore each detect it and name the object, and a
+//! restore never writes wrong bytes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use bk_tests::tree::{copy_tree, hash_tree};
 use serde_json::Value;
 
-use crate::support::read_backup_entries;
-use crate::t06_restore_round_trip::{backed_up_cluster, restore};
+use crate::support::{register_core_source, OpenedRepository};
+use crate::t06_restore_round_trip::restore;
 
-fn verify(cluster: &crate::support::Cluster, backup_id: &str, deep: bool) -> (bool, Value) {
-    let mut args = vec!["-o", "json", "submit", "verify", "--backup", backup_id, "--wait"];
+const VICTIM: &str = "node0/snapshots/18446744073709551614.info.json";
+
+fn only_file_under(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    files.remove(0)
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x5A;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Damages the repository at the path; returns the object that must not be restored, if one
+/// object is what is damaged.
+type Apply = Box<dyn Fn(&Path, &OpenedRepository, &Setup) -> Option<String>>;
+
+/// One way the repository gets damaged, and what verify and restore must name.
+struct Damage {
+    what: &'static str,
+    apply: Apply,
+    /// Said by verify's problems (or its error) and by the restore's error.
+    named: &'static str,
+}
+
+struct Setup {
+    cluster: crate::support::Cluster,
+    backup_id: String,
+    /// A backup of the same source in another repository (other keys).
+    other_repository: PathBuf,
+}
+
+fn verify(setup: &Setup, deep: bool) -> (bool, String) {
+    let mut args = vec!["-o", "json", "submit", "verify", "--backup", &setup.backup_id, "--wait"];
     if deep {
         args.push("--deep");
     }
-    let output = cluster.sandbox.bkctl(&args).unwrap();
-    (output.status.success(), serde_json::from_slice(&output.stdout).unwrap())
+    let output = setup.cluster.sandbox.bkctl(&args).unwrap();
+    let job: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let said = format!("{} {}", job["error"], job["phases"][0]["tasks"][0]["problems"]);
+    (output.status.success(), said)
 }
 
-fn problems(job: &Value) -> Vec<String> {
-    job["phases"][0]["tasks"][0]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn chunk_path(repository: &Path, hash: &str) -> std::path::PathBuf {
-    repository.join(format!("chunks/{}/{hash}", &hash[..2]))
+fn damages() -> Vec<Damage> {
+    let blob_of = |repository: &OpenedRepository, setup: &Setup, key: &str| -> String {
+        let (_, entries) = repository.backup(&setup.backup_id);
+        entries[key]["blobs"][0].as_str().unwrap().to_string()
+    };
+    vec![
+        Damage {
+            what: "a byte flipped inside a blob of a pack",
+            apply: Box::new(move |root, repository, setup| {
+                let (pack, range) = repository.blob_location(&blob_of(repository, setup, VICTIM));
+                flip_byte(&root.join(pack), range.start + range.len() / 2);
+                Some(VICTIM.to_string())
+            }),
+            named: VICTIM,
+        },
+        Damage {
+            what: "a byte flipped in the index",
+            apply: Box::new(|root, _, _| {
+                flip_byte(&only_file_under(&root.join("index")), 30);
+                None
+            }),
+            named: "index/",
+        },
+        Damage {
+            what: "a byte flipped in a segment",
+            apply: Box::new(|root, _, setup| {
+                let segments = root.join(format!("backups/{}/segments", setup.backup_id));
+                flip_byte(&only_file_under(&segments), 40);
+                None
+            }),
+            named: "segments/000000",
+        },
+        Damage {
+            what: "a byte flipped in the manifest",
+            apply: Box::new(|root, _, setup| {
+                flip_byte(&root.join(format!("backups/{}/manifest", setup.backup_id)), 20);
+                None
+            }),
+            named: "/manifest",
+        },
+        Damage {
+            what: "a byte flipped in the config",
+            apply: Box::new(|root, _, _| {
+                flip_byte(&only_file_under(&root.join("config")), 25);
+                None
+            }),
+            named: "config/",
+        },
+        Damage {
+            what: "two blobs swapped",
+            apply: Box::new(|root, repository, setup| {
+                // Two WAL files of one size: their sealed blobs are as long as each other.
+                let (_, entries) = repository.backup(&setup.backup_id);
+                let wal: Vec<&Value> = entries
+                    .iter()
+                    .filter(|(key, _)| key.starts_with("node0/wal/"))
+                    .map(|(_, entry)| entry)
+                    .collect();
+                let (first, second) = (wal[0], wal[1]);
+                let locate =
+                    |entry: &Value| repository.blob_location(entry["blobs"][0].as_str().unwrap());
+                let ((pack_a, a), (pack_b, b)) = (locate(first), locate(second));
+                assert_eq!(a.len(), b.len());
+                let (bytes_a, bytes_b) = (
+                    std::fs::read(root.join(&pack_a)).unwrap(),
+                    std::fs::read(root.join(&pack_b)).unwrap(),
+                );
+                let (blob_a, blob_b) = (bytes_a[a.clone()].to_vec(), bytes_b[b.clone()].to_vec());
+                let mut patched_a = std::fs::read(root.join(&pack_a)).unwrap();
+                patched_a[a].copy_from_slice(&blob_b);
+                std::fs::write(root.join(&pack_a), patched_a).unwrap();
+                let mut patched_b = std::fs::read(root.join(&pack_b)).unwrap();
+                patched_b[b].copy_from_slice(&blob_a);
+                std::fs::write(root.join(&pack_b), patched_b).unwrap();
+                Some(first["key"].as_str().unwrap().to_string())
+            }),
+            named: "node0/wal/",
+        },
+        Damage {
+            what: "a pack replaced by one from another repository",
+            apply: Box::new(move |root, repository, setup| {
+                let (pack, _) = repository.blob_location(&blob_of(repository, setup, VICTIM));
+                let foreign = OpenedRepository::open(&setup.other_repository);
+                let (other_backup, other_entries) = {
+                    let backups: Vec<PathBuf> =
+                        std::fs::read_dir(setup.other_repository.join("backups"))
+                            .unwrap()
+                            .map(|entry| entry.unwrap().path())
+                            .collect();
+                    let id = backups[0].file_name().unwrap().to_string_lossy().to_string();
+                    let (_, entries) = foreign.backup(&id);
+                    (id, entries)
+                };
+                let (foreign_pack, _) =
+                    foreign.blob_location(other_entries[VICTIM]["blobs"][0].as_str().unwrap());
+                assert!(!other_backup.is_empty());
+                std::fs::copy(setup.other_repository.join(foreign_pack), root.join(&pack)).unwrap();
+                Some(VICTIM.to_string())
+            }),
+            named: "packs/",
+        },
+    ]
 }
 
 #[test]
-fn test_a_flipped_byte_is_reported_by_deep_verify_and_stops_that_object_in_restore() {
-    let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
-    let (succeeded, job) = verify(&cluster, &backup_id, true);
-    assert!(succeeded, "deep verify of an intact backup failed: {job}");
-
-    let (_, entries) = read_backup_entries(&cluster.repository, &backup_id);
-    let victim = &entries["node2/snapshots/18446744073709551614.info.json"];
-    let chunk = victim["chunks"][0].as_str().unwrap().to_string();
-    let path = chunk_path(&cluster.repository, &chunk);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[0] ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
-
-    let (succeeded, job) = verify(&cluster, &backup_id, false);
-    assert!(succeeded, "a present chunk passes the existence check: {job}");
-    let (succeeded, job) = verify(&cluster, &backup_id, true);
-    assert!(!succeeded, "deep verify missed a flipped byte: {job}");
-    let found = problems(&job);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].contains("node2/snapshots/18446744073709551614.info.json")
-            && found[0].contains(&chunk),
-        "{found:?}"
-    );
-    assert!(found[0].contains("is corrupt"), "{found:?}");
-
-    let target = cluster.sandbox.path().join("restored");
-    let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);
-    assert!(!succeeded, "restore of a corrupt chunk succeeded: {job}");
-    let error = job["error"].as_str().unwrap();
-    assert!(
-        error.contains("node2/snapshots/18446744073709551614.info.json") && error.contains(&chunk),
-        "{error}"
-    );
-    assert!(
-        !target.join("node2/snapshots/18446744073709551614.info.json").exists(),
-        "the corrupt object became visible"
-    );
-}
-
-#[test]
-fn test_missing_chunk_is_reported_by_verify_object_by_object() {
-    let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
-    let (_, entries) = read_backup_entries(&cluster.repository, &backup_id);
-    let victim = &entries["cluster1/catalog/v3/snapshot"];
-    let chunk = victim["chunks"][0].as_str().unwrap();
-    std::fs::remove_file(chunk_path(&cluster.repository, chunk)).unwrap();
-    for deep in [false, true] {
-        let (succeeded, job) = verify(&cluster, &backup_id, deep);
-        assert!(!succeeded, "deep={deep}: verify missed a missing chunk");
-        let found = problems(&job);
-        assert_eq!(found, [format!("object `cluster1/catalog/v3/snapshot`: chunk `{chunk}` is missing from the repository")]);
+fn test_every_kind_of_tampering_is_named_by_deep_verify_and_restore_writes_nothing_wrong() {
+    let sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
+    let store = register_core_source(&sandbox);
+    let repository = sandbox.path().join("repository");
+    let other_repository = sandbox.path().join("other-repository");
+    let url = format!("file://{}", other_repository.display());
+    sandbox.bkctl_json(&["repo", "add", "other", &url]).unwrap();
+    let mut cluster = crate::support::Cluster {
+        sandbox,
+        params: bk_tests::layout::LayoutParams::core(1 << 20),
+        generated: Default::default(),
+        store: store.clone(),
+        repository: repository.clone(),
+    };
+    cluster.sandbox.start_worker("core", "node0", &store).unwrap();
+    let backup = |repo: &str| {
+        let job = crate::support::run_job(
+            &cluster.sandbox,
+            &["submit", "backup", "--source", "core", "--repo", repo],
+        );
+        job["backup_id"].as_str().unwrap().to_string()
+    };
+    let backup_id = backup("repo");
+    backup("other");
+    let setup = Setup { cluster, backup_id, other_repository };
+    let (intact, said) = verify(&setup, true);
+    assert!(intact, "deep verify of an intact backup failed: {said}");
+    let pristine = setup.cluster.sandbox.path().join("pristine");
+    copy_tree(&repository, &pristine).unwrap();
+    let mut setup = setup;
+    for (case, damage) in damages().into_iter().enumerate() {
+        let opened = OpenedRepository::open(&repository);
+        let victim = (damage.apply)(&repository, &opened, &setup);
+        // A fresh worker: nothing it read before the damage (keys, index) hides it.
+        setup.cluster.sandbox.kill_worker("node0");
+        setup.cluster.sandbox.start_worker("core", "node0", &store).unwrap();
+        let (succeeded, said) = verify(&setup, true);
+        assert!(!succeeded, "{}: deep verify passed", damage.what);
+        assert!(
+            said.contains(damage.named),
+            "{}: verify did not name `{}`: {said}",
+            damage.what,
+            damage.named
+        );
+        let target = setup.cluster.sandbox.path().join(format!("restored-{case}"));
+        let (restored, job) =
+            restore(&setup.cluster, &setup.backup_id, &target, &["--nodes-stopped"]);
+        assert!(!restored, "{}: restore succeeded", damage.what);
+        let error = job["error"].to_string();
+        assert!(
+            error.contains(damage.named),
+            "{}: restore did not name `{}`: {error}",
+            damage.what,
+            damage.named
+        );
+        if let Some(victim) = victim {
+            assert!(
+                !target.join(&victim).exists(),
+                "{}: the damaged `{victim}` was written",
+                damage.what
+            );
+        }
+        if target.exists() {
+            let source = hash_tree(&store).unwrap();
+            for (key, value) in hash_tree(&target).unwrap() {
+                assert_eq!(
+                    source.get(&key),
+                    Some(&value),
+                    "{}: `{key}` restored wrong",
+                    damage.what
+                );
+            }
+        }
+        std::fs::remove_dir_all(&repository).unwrap();
+        copy_tree(&pristine, &repository).unwrap();
     }
 }
 
 #[test]
-fn test_manifest_key_escaping_the_target_is_refused() {
-    let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
-    // Tamper as an attacker with write access to the repository would: rewrite a key and fix the
-    // segment hash in the manifest so the change is not caught as corruption.
-    let manifest_path = cluster.repository.join(format!("backups/{backup_id}/manifest"));
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let segment_path = cluster.repository.join(manifest["segments"][0]["key"].as_str().unwrap());
-    let segment = String::from_utf8(std::fs::read(&segment_path).unwrap()).unwrap();
-    let tampered = segment.replacen("\"key\":\"node1/wal/", "\"key\":\"../escaped/", 1);
-    assert_ne!(tampered, segment);
-    std::fs::write(&segment_path, &tampered).unwrap();
-    manifest["segments"][0]["blake3"] =
-        Value::String(blake3::hash(tampered.as_bytes()).to_hex().to_string());
-    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-
-    let target = cluster.sandbox.path().join("restored");
-    let (succeeded, job) = restore(&cluster, &backup_id, &target, &["--nodes-stopped"]);
-    assert!(!succeeded, "restore followed an escaping key: {job}");
-    assert!(job["error"].as_str().unwrap().contains("refusing manifest key `../escaped/"), "{job}");
-    assert!(
-        !cluster.sandbox.path().join("escaped").exists(),
-        "an object was written outside the target"
+fn test_a_missing_pack_is_reported_by_verify_naming_an_object() {
+    let sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
+    let store = register_core_source(&sandbox);
+    let repository = sandbox.path().join("repository");
+    let mut sandbox = sandbox;
+    sandbox.start_worker("core", "node0", &store).unwrap();
+    let job = crate::support::run_job(
+        &sandbox,
+        &["submit", "backup", "--source", "core", "--repo", "repo"],
     );
+    let backup_id = job["backup_id"].as_str().unwrap();
+    let opened = OpenedRepository::open(&repository);
+    let (_, entries) = opened.backup(backup_id);
+    let (pack, _) = opened.blob_location(entries[VICTIM]["blobs"][0].as_str().unwrap());
+    std::fs::remove_file(repository.join(&pack)).unwrap();
+    for deep in [false, true] {
+        let mut args = vec!["-o", "json", "submit", "verify", "--backup", backup_id, "--wait"];
+        if deep {
+            args.push("--deep");
+        }
+        let output = sandbox.bkctl(&args).unwrap();
+        assert!(!output.status.success(), "deep={deep}: verify missed a missing pack");
+        let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let problems = job["phases"][0]["tasks"][0]["problems"].to_string();
+        assert!(
+            problems.contains(&format!("pack `{}`", pack.display()))
+                && problems.contains("is missing"),
+            "deep={deep}: {problems}"
+        );
+        assert!(problems.contains("object `node0/"), "deep={deep}: no object named: {problems}");
+    }
 }

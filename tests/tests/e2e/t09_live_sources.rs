@@ -1,30 +1,17 @@
 //! Hot backups: InfluxDB 3 nodes keep writing, snapshotting and deleting while bk copies them.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bk_tests::invariants::check_tree;
 use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::live::{LiveCatalog, LiveNode, LiveParams, LiveWriter};
+use bk_tests::tree::copy_tree;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::support::Cluster;
 use crate::t06_restore_round_trip::restore;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 fn live_params(seed: u64) -> LiveParams {
     LiveParams { seed, snapshot_every: 2, keep_snapshotted_wal: 1, ..LiveParams::default() }
@@ -47,13 +34,13 @@ fn test_the_vendor_copy_order_on_a_live_node_loses_wal_files() {
         node.tick(&params, catalog.sequence(), &mut rng).unwrap();
     };
     tick(&mut node, &mut catalog);
-    copy_dir(&source.join("node1/snapshots"), &copy.join("node1/snapshots"));
+    copy_tree(&source.join("node1/snapshots"), &copy.join("node1/snapshots")).unwrap();
     for _ in 0..4 {
         tick(&mut node, &mut catalog); // Two snapshots land while snapshots/ is "being copied".
     }
-    copy_dir(&source.join("node1/dbs"), &copy.join("node1/dbs"));
-    copy_dir(&source.join("node1/wal"), &copy.join("node1/wal"));
-    copy_dir(&source.join("cluster1"), &copy.join("cluster1"));
+    copy_tree(&source.join("node1/dbs"), &copy.join("node1/dbs")).unwrap();
+    copy_tree(&source.join("node1/wal"), &copy.join("node1/wal")).unwrap();
+    copy_tree(&source.join("cluster1"), &copy.join("cluster1")).unwrap();
     let violations = check_tree(&copy, &["node1".to_string()], "cluster1").unwrap();
     assert!(
         violations

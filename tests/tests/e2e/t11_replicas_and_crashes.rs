@@ -12,7 +12,9 @@ use crate::t06_restore_round_trip::assert_restored_identical;
 
 /// Workers capped at 4 MiB/s with one object in flight: a backup takes seconds, long enough to
 /// kill something in the middle of it.
-const SLOW_WORKER: &str = "max_concurrent_objects = 1\nmax_bytes_per_second = 4194304";
+/// One object at a time, at 4 MiB/s, saving its progress every second.
+const SLOW_WORKER: &str =
+    "max_concurrent_objects = 1\nmax_bytes_per_second = 4194304\nprogress_save_interval = \"1s\"";
 
 /// A cluster with many parquet files, registered on `sandbox`, with slow workers (one object in
 /// flight) so a backup takes long enough to be interrupted.
@@ -32,6 +34,9 @@ fn slow_cluster(sandbox: &mut Sandbox) -> (std::path::PathBuf, std::path::PathBu
             &format!("file://{}", repository.display()),
             "--chunk-size",
             "65536",
+            // Small packs: a copy's progress is durable pack by pack.
+            "--pack-size",
+            "1MiB",
         ])
         .unwrap();
     for node in ["node1", "node2", "node3", "compactor"] {

@@ -58,10 +58,7 @@ fn test_second_backup_of_an_unchanged_cluster_reads_and_writes_nothing() {
     let second = backup_ok(&cluster);
     assert_eq!(second["parent_id"], first["id"]);
     assert_eq!(second["bytes_read"], 0, "unchanged objects were read: {second}");
-    assert_eq!(
-        second["bytes_written"], 0,
-        "chunks were written for an unchanged cluster: {second}"
-    );
+    assert_eq!(second["bytes_written"], 0, "blobs were written for an unchanged cluster: {second}");
     assert_eq!(second["num_objects_reused"], second["num_objects"]);
     let full = {
         let output = cluster
@@ -76,7 +73,7 @@ fn test_second_backup_of_an_unchanged_cluster_reads_and_writes_nothing() {
     };
     assert_eq!(full["parent_id"], "", "--full names no parent");
     assert_eq!(full["bytes_read"], first["bytes_read"], "--full reads everything again");
-    assert_eq!(full["bytes_written"], 0, "but writes no chunk twice (content-addressed)");
+    assert_eq!(full["bytes_written"], 0, "but writes no blob twice (content-addressed)");
 }
 
 #[test]
@@ -133,18 +130,20 @@ fn test_every_backup_in_a_chain_of_five_restores_byte_identical() {
 }
 
 #[test]
-fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
+fn test_prune_keeps_exactly_the_right_backups_repacks_and_every_kept_one_restores_whole() {
     let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
     cluster.start_all_workers();
-    let mut ids = Vec::new();
+    let mut backups: Vec<(String, Tree)> = Vec::new();
     for round in 0..4 {
         if round > 0 {
             change_parquet(&cluster.store, 5, round, 40 + round as u64);
         }
-        ids.push(backup_ok(&cluster)["id"].as_str().unwrap().to_string());
+        let id = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
+        backups.push((id, hash_tree(&cluster.store).unwrap()));
     }
-    let count_chunks = || walkdir_count(&cluster.repository.join("chunks"));
-    let chunks_before = count_chunks();
+    let ids: Vec<String> = backups.iter().map(|(id, _)| id.clone()).collect();
+    let pack_bytes = || tree_bytes(&cluster.repository.join("packs"));
+    let bytes_before = pack_bytes();
     let prune = |dry_run: bool| {
         let mut args = vec![
             "-o",
@@ -157,32 +156,30 @@ fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
             "src",
             "--keep-last",
             "2",
+            "--max-unused",
+            "0%",
             "--wait",
         ];
         if dry_run {
             args.push("--dry-run");
         }
         let output = cluster.sandbox.bkctl(&args).unwrap();
-        let job: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert!(output.status.success(), "prune failed: {job}");
-        job
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
     let dry = prune(true);
-    let listed = dry["phases"][0]["tasks"][0]["events"].to_string();
-    assert!(
-        listed.contains(&format!("would forget backup {}", ids[0]))
-            && listed.contains(&format!("would forget backup {}", ids[1])),
-        "{listed}"
-    );
-    assert!(!listed.contains(&ids[2]) && !listed.contains(&ids[3]), "{listed}");
+    let sweep = dry["phases"][1]["tasks"][0]["events"][0].as_str().unwrap().to_string();
+    assert!(sweep.starts_with("would delete"), "{sweep}");
     assert_eq!(
         cluster.sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(),
         4,
         "a dry run forgot backups"
     );
-    assert_eq!(count_chunks(), chunks_before, "a dry run deleted chunks");
+    assert_eq!(pack_bytes(), bytes_before, "a dry run changed packs");
 
-    prune(false);
+    let pruned = prune(false);
+    let sweep = pruned["phases"][1]["tasks"][0]["events"][0].as_str().unwrap().to_string();
+    assert!(sweep.contains("did repack") && !sweep.contains("did repack 0 pack"), "{sweep}");
     let kept: Vec<String> = cluster
         .sandbox
         .bkctl_json(&["backups"])
@@ -193,15 +190,12 @@ fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
         .map(|b| b["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kept, [ids[3].clone(), ids[2].clone()], "keep-last 2 keeps the two newest");
-    assert!(
-        count_chunks() < chunks_before,
-        "chunks only the forgotten backups used were not deleted"
-    );
+    assert!(pack_bytes() < bytes_before, "packs only the forgotten backups used were not dropped");
     assert!(
         !cluster.repository.join(format!("backups/{}", ids[0])).exists(),
         "a forgotten manifest remains"
     );
-    for id in &kept {
+    for (id, tree) in &backups[2..] {
         let output = cluster
             .sandbox
             .bkctl(&["-o", "json", "submit", "verify", "--backup", id, "--deep", "--wait"])
@@ -211,21 +205,28 @@ fn test_prune_keeps_exactly_the_right_backups_and_they_stay_whole() {
             "kept backup {id} is damaged: {}",
             String::from_utf8_lossy(&output.stdout)
         );
+        let target = cluster.sandbox.path().join(format!("restored-{id}"));
+        let (succeeded, job) = restore(&cluster, id, &target, &["--nodes-stopped"]);
+        assert!(succeeded, "{job}");
+        let backup = cluster.sandbox.bkctl_json(&["show", id]).unwrap();
+        let mut wanted = tree.clone();
+        let excluded = exclusion_prefixes(&backup);
+        wanted.retain(|key, _| !excluded.iter().any(|prefix| key.starts_with(prefix)));
+        assert_eq!(hash_tree(&target).unwrap(), wanted, "kept backup {id} restores differently");
     }
-    let target = cluster.sandbox.path().join("restored");
-    let (succeeded, job) = restore(&cluster, &ids[3], &target, &["--nodes-stopped"]);
-    assert!(succeeded, "{job}");
-    let backup = cluster.sandbox.bkctl_json(&["show", &ids[3]]).unwrap();
-    assert_restored_identical(&cluster.store, &target, &exclusion_prefixes(&backup));
 }
 
-fn walkdir_count(dir: &Path) -> usize {
-    let mut count = 0;
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut bytes = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
-        count += if entry.file_type().unwrap().is_dir() { walkdir_count(&entry.path()) } else { 1 };
+        bytes += if entry.file_type().unwrap().is_dir() {
+            tree_bytes(&entry.path())
+        } else {
+            entry.metadata().unwrap().len()
+        };
     }
-    count
+    bytes
 }
 
 #[test]

@@ -84,7 +84,9 @@ fn test_tokens_are_required_rotate_without_restart_and_never_logged() {
             haystack.push_str(&std::fs::read_to_string(&path).unwrap());
         }
     }
-    for secret in [CLIENT_TOKEN, ROTATED_TOKEN, WORKER_TOKEN] {
+    for secret in
+        [CLIENT_TOKEN, ROTATED_TOKEN, WORKER_TOKEN, bk_tests::sandbox::REPOSITORY_PASSPHRASE]
+    {
         assert!(!haystack.contains(secret), "a secret reached a log or record");
     }
 }

@@ -1,13 +1,14 @@
 //! S3 for real (Garage on loopback): a file cluster backed up into an S3 repository, restored
 //! into an S3 bucket; that S3 cluster backed up into a repository in another bucket (credentials
 //! from the workers' `AWS_*` environment, verified deep) and into a file repository restored to
-//! disk, byte-identical to the original; the secret key never reaches a log or a job record.
+//! disk, byte-identical to the original; neither the secret key nor the repository passphrase
+//! reaches a log, a job record or a repository.
 
 use std::path::Path;
 
 use bk_tests::garage::{Garage, BUCKET, SECRET_ACCESS_KEY};
 use bk_tests::layout::{generate, LayoutParams};
-use bk_tests::sandbox::Sandbox;
+use bk_tests::sandbox::{Sandbox, REPOSITORY_PASSPHRASE};
 
 use crate::support::{exclusion_prefixes, run_job, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::assert_restored_identical;
@@ -119,10 +120,14 @@ fn test_file_to_s3_to_file_round_trip_is_byte_identical_and_keeps_the_secret() {
     );
     assert_restored_identical(&store, &restored, &exclusions);
 
-    // The secret is in no log, no coordinator record, no bkctl output.
+    // Neither the S3 secret nor the repository passphrase is in a log, a coordinator record
+    // (its Raft log and snapshots are under the sandbox too), bkctl's output, or the
+    // repositories (the file one here; the S3 ones hold the same kinds of files).
     let records = sandbox.bkctl(&["-o", "json", "jobs", "--limit", "100"]).unwrap().stdout;
-    let needle = SECRET_ACCESS_KEY.as_bytes();
-    assert!(!records.windows(needle.len()).any(|window| window == needle));
-    let leaks = files_containing(sandbox.path(), needle, &garage_dir);
-    assert!(leaks.is_empty(), "the secret key leaked into {leaks:?}");
+    for secret in [SECRET_ACCESS_KEY, REPOSITORY_PASSPHRASE] {
+        let needle = secret.as_bytes();
+        assert!(!records.windows(needle.len()).any(|window| window == needle));
+        let leaks = files_containing(sandbox.path(), needle, &garage_dir);
+        assert!(leaks.is_empty(), "a secret leaked into {leaks:?}");
+    }
 }

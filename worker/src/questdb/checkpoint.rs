@@ -56,7 +56,7 @@ fn marker_key(context: &TaskContext) -> Path {
 
 async fn read_marker(context: &TaskContext) -> Result<Option<CheckpointMarker>, TaskError> {
     let key = marker_key(context);
-    match read_all(context.repository.as_ref(), &key).await {
+    match read_all(context.repository.store.as_ref(), &key).await {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
             RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }.into()
         }),
@@ -73,6 +73,7 @@ async fn write_marker(context: &TaskContext, marker: &CheckpointMarker) -> Resul
         serde_json::to_vec(marker).map_err(|error| TaskError::Invalid(error.to_string()))?;
     context
         .repository
+        .store
         .put(&key, PutPayload::from(bytes))
         .await
         .map_err(RepositoryError::store(key.to_string()))?;

@@ -1,19 +1,47 @@
-//! Where things live in a repository.
+//! Where things live in a format-2 repository.
 
 use bk_proto::ids::{BackupId, JobId, TaskId};
 use object_store::path::Path;
 
-/// The repository's description, written once, create-only.
-pub const REPOSITORY_FILE: &str = "bk-repository.json";
+use super::pack::PackId;
 
-/// Key of the chunk with this BLAKE3 hex digest.
-pub fn chunk_key(hash_hex: &str) -> Path {
-    Path::from(format!("chunks/{}/{hash_hex}", &hash_hex[..2.min(hash_hex.len())]))
+/// A format-1 repository's description: its presence means "refuse, never misread".
+pub const FORMAT_1_FILE: &str = "bk-repository.json";
+/// Candidate configs, one per initialisation (a race may leave several; see `open`).
+pub const CONFIG_DIR: &str = "config";
+/// Key files.
+pub const KEYS_DIR: &str = "keys";
+/// Packs.
+pub const PACKS_DIR: &str = "packs";
+/// Index files.
+pub const INDEX_DIR: &str = "index";
+/// Backups (manifests and segments).
+pub const BACKUPS_DIR: &str = "backups";
+
+/// Key of config `config_id`.
+pub fn config_path(config_id: &str) -> Path {
+    Path::from(format!("{CONFIG_DIR}/{config_id}"))
+}
+
+/// Key of key file `key_id`.
+pub fn key_path(key_id: &str) -> Path {
+    Path::from(format!("{KEYS_DIR}/{key_id}"))
+}
+
+/// Key of a pack: `packs/<first 2 hex>/<32 hex>`.
+pub fn pack_path(pack: PackId) -> Path {
+    let name = pack.to_hex();
+    Path::from(format!("{PACKS_DIR}/{}/{name}", &name[..2]))
+}
+
+/// Key of index file `name`.
+pub fn index_path(name: &str) -> Path {
+    Path::from(format!("{INDEX_DIR}/{name}"))
 }
 
 /// Directory of a backup.
 pub fn backup_dir(backup_id: BackupId) -> String {
-    format!("backups/{backup_id}")
+    format!("{BACKUPS_DIR}/{backup_id}")
 }
 
 /// Key of a backup's manifest: its commit point.
@@ -23,7 +51,7 @@ pub fn manifest_key(backup_id: BackupId) -> Path {
 
 /// Key of segment `index` of a backup's object list.
 pub fn segment_key(backup_id: BackupId, index: usize) -> Path {
-    Path::from(format!("{}/segments/{index:06}.jsonl", backup_dir(backup_id)))
+    Path::from(format!("{}/segments/{index:06}", backup_dir(backup_id)))
 }
 
 /// A job's staging directory.
@@ -43,10 +71,10 @@ pub fn task_staging_dir(task_id: TaskId) -> Path {
 
 /// Key of part `index` written by an attempt.
 pub fn part_key(task_id: TaskId, attempt: u32, index: usize) -> Path {
-    Path::from(format!("{}/part-{index:06}.jsonl", attempt_staging_dir(task_id, attempt)))
+    Path::from(format!("{}/part-{index:06}", attempt_staging_dir(task_id, attempt)))
 }
 
 /// Key of the record an attempt writes when it completes.
 pub fn done_key(task_id: TaskId, attempt: u32) -> Path {
-    Path::from(format!("{}/done.json", attempt_staging_dir(task_id, attempt)))
+    Path::from(format!("{}/done", attempt_staging_dir(task_id, attempt)))
 }

@@ -1,11 +1,14 @@
-//! Manifest, segment and staging record types.
+//! Manifest, segment and staging record types (all stored sealed, see [`super::metadata`]).
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::{CorruptObject, ExclusionReport, TaskReport};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::BlobId;
+use super::index::IndexEntry;
+
 /// Version of the manifest format.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// One source object in a backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,10 +17,9 @@ pub struct ObjectEntry {
     pub key: String,
     /// Bytes.
     pub size: u64,
-    /// BLAKE3 of the whole object, hex.
-    pub blake3: String,
-    /// BLAKE3 of each chunk, in order.
-    pub chunks: Vec<String>,
+    /// Its blobs, in order: the object is their concatenation. Each id is the keyed BLAKE3 of
+    /// the blob's plaintext, checked on every read, so the list authenticates the content.
+    pub blobs: Vec<BlobId>,
     /// The source's ETag when listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
@@ -40,10 +42,8 @@ pub struct Manifest {
     pub source: String,
     /// The job's submission time.
     pub created_at_ms: u64,
-    /// The repository's id (from `bk-repository.json`).
+    /// The repository's id (from its config).
     pub repository_id: String,
-    /// Chunk size used.
-    pub chunk_size: u64,
     /// Objects in the backup.
     pub num_objects: u64,
     /// Their bytes.
@@ -64,16 +64,27 @@ pub struct SegmentRef {
     pub key: String,
     /// Entries in it.
     pub num_objects: u64,
-    /// BLAKE3 of the segment's bytes, hex.
-    pub blake3: String,
 }
 
-/// What an attempt of a copy task writes when it completes: its report and the parts (keys)
-/// that hold its object entries. The commit reads exactly the attempt the coordinator accepted.
+/// A batch of an attempt's results: object entries, and where the blobs they name that the
+/// committed index does not list are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// Object entries.
+    pub entries: Vec<ObjectEntry>,
+    /// Index entries for their blobs not in the committed index.
+    pub blobs: Vec<IndexEntry>,
+}
+
+/// What an attempt of a copy task writes when it completes: its report, the parts written
+/// while it ran, and the last batch. The commit reads exactly the attempt the coordinator
+/// accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoneRecord {
     /// The report sent to the coordinator.
     pub report: TaskReport,
     /// Part keys, in order.
     pub parts: Vec<String>,
+    /// Entries not in a part (the last batch, or all of a small task's).
+    pub tail: Part,
 }

@@ -1,28 +1,67 @@
-//! The repository format (restic-like, content-addressed).
+//! The repository, format 2: packed, compressed, encrypted, authenticated.
 //!
 //! ```text
-//! <repo>/bk-repository.json                   format version, id, chunk size, hash (create-only)
-//! <repo>/chunks/<2 hex>/<blake3 hex>          object bytes; an object > chunk size is several chunks
-//! <repo>/backups/<backup-id>/segments/<n>.jsonl   the object list, in segments of bounded size
-//! <repo>/backups/<backup-id>/manifest         committed last, create-only: its presence = the backup
-//! <repo>/staging/<job-id>/p<phase>/t<task>/a<attempt>/…   task results, removed after the job
+//! <repo>/config/<config-id>          identity and parameters (chunk and pack size, compression)
+//! <repo>/keys/<key-id>               the master key, wrapped by a passphrase-derived key (Argon2id)
+//! <repo>/packs/<2 hex>/<pack-id>     sealed blobs back to back, then a sealed header listing them
+//! <repo>/index/<name>                blob id → pack, offset, length (one file per commit or prune)
+//! <repo>/backups/<id>/manifest       written last, create-only: the backup exists once it does
+//! <repo>/backups/<id>/segments/<n>   the object list: key, size, blob ids, ETag, phase, node
+//! <repo>/staging/<job>/p<phase>/t<task>/a<attempt>/   parts and done records of task attempts
 //! ```
-//! A chunk's name is the BLAKE3 of its bytes, so rewriting one writes the same bytes: correctness
-//! does not rest on the store honouring create-only writes (Garage ignores `If-None-Match`).
-//! A backup's manifest names its segments with their hashes and counts, so a reader detects a
-//! truncated or altered segment.
+//! Everything but key files is sealed with the master key (AES-256-GCM), each file bound to its
+//! own key and each blob to its id, so a flipped byte, a truncated file or a file moved or
+//! swapped is an error naming the object, never wrong data. Blob ids are keyed BLAKE3 hashes of
+//! the plaintext: equal content is stored once, and ids reveal nothing. The coordinator sees
+//! names, sizes and counts, never a byte of data or a key (see the README).
+//!
+//! Correctness never rests on create-only writes (Garage ignores `If-None-Match`): packs,
+//! index files, key files and configs have unique names, and the coordinator fences the one
+//! commit of a manifest.
 //!
 //! # Layout
-//! - [`layout`]: where things live (keys).
-//! - [`info`]: the `bk-repository.json` description.
-//! - [`manifest`]: manifest, segment and staging record types.
-//! - [`chunks`]: splitting an object into chunks and writing them.
-//! - [`reader`]: reading a committed backup (manifest, segments) and key safety.
-//! - [`staging`]: a copy task's result parts and its done record.
+//! - [`crypto`]: the master key, sealing, blob ids.
+//! - [`keys`]: key files (passphrases), and [`open`]: unlocking, initialising, the worker's cache.
+//! - [`config`]: the repository's parameters. [`layout`]: where things live.
+//! - [`metadata`]: sealed files. [`manifest`]: manifest, segment and staging types.
+//! - [`blob`], [`pack`], [`packer`]: blobs, packs, and the worker-wide packer.
+//! - [`source`], [`writer`]: reading a source object in chunks into blobs, in one pass.
+//! - [`index`]: where each blob is. [`reader`]: reading backups and blobs back.
+//! - [`staging`]: a task attempt's results.
 
-pub mod chunks;
-pub mod info;
+pub mod blob;
+pub mod config;
+pub mod counting;
+pub mod crypto;
+pub mod index;
+pub mod keys;
 pub mod layout;
 pub mod manifest;
+pub mod metadata;
+pub mod open;
+pub mod pack;
+pub mod packer;
 pub mod reader;
+pub mod source;
 pub mod staging;
+pub mod writer;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::error::{RepositoryError, RepositoryResult};
+
+/// Every key under directory `dir` of the repository.
+///
+/// # Errors
+/// [`RepositoryError::Store`] when listing fails.
+pub async fn list_paths(store: &dyn ObjectStore, dir: &str) -> RepositoryResult<Vec<Path>> {
+    let prefix = Path::from(dir);
+    store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(RepositoryError::store(format!("{dir}/")))
+}

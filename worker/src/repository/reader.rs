@@ -1,84 +1,198 @@
-//! Reading a committed backup: its manifest, then its segments one at a time (each checked
-//! against the hash the manifest records), so memory stays bounded by one segment.
+//! Reading a committed backup: its manifest, then its segments one at a time (memory stays
+//! bounded by one segment), and objects' bytes from their blobs with ranged reads of packs.
 
 use bk_proto::ids::BackupId;
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::layout::manifest_key;
+use super::blob::open_blob;
+use super::crypto::BlobId;
+use super::index::BlobIndex;
+use super::layout::{manifest_key, pack_path};
 use super::manifest::{Manifest, ObjectEntry, SegmentRef, MANIFEST_FORMAT};
+use super::metadata::read_json;
+use super::open::Repository;
+use super::pack::{PackEntry, PackId};
 use crate::error::{RepositoryError, RepositoryResult};
 
 /// Reads a backup's manifest.
 ///
 /// # Errors
-/// [`RepositoryError`] when it is missing, unreadable, or of a newer format.
+/// [`RepositoryError`] when it is missing, does not open, or is of another format.
 pub async fn read_manifest(
-    repository: &dyn ObjectStore,
+    repository: &Repository,
     backup_id: BackupId,
 ) -> RepositoryResult<Manifest> {
     let key = manifest_key(backup_id);
-    let bytes = read_all(repository, &key).await?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| {
-        RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }
-    })?;
-    if manifest.format > MANIFEST_FORMAT {
+    let manifest: Manifest = read_json(repository.store.as_ref(), &repository.key, &key).await?;
+    if manifest.format != MANIFEST_FORMAT || manifest.backup_id != backup_id {
         return Err(RepositoryError::Corrupt {
             key: key.to_string(),
             reason: format!(
-                "manifest format {} is newer than this bk (reads {MANIFEST_FORMAT}): upgrade bk",
-                manifest.format
+                "manifest format {} of backup {}, expected format {MANIFEST_FORMAT} of {backup_id}",
+                manifest.format, manifest.backup_id
             ),
         });
     }
     Ok(manifest)
 }
 
-/// Reads one segment, checking its hash and entry count against the manifest.
+/// Reads one segment, checking its entry count against the manifest.
 ///
 /// # Errors
-/// [`RepositoryError::Corrupt`] when the segment's bytes do not match, or an entry does not parse.
+/// [`RepositoryError::Corrupt`] when it does not open or does not hold what the manifest says.
 pub async fn read_segment(
-    repository: &dyn ObjectStore,
+    repository: &Repository,
     segment: &SegmentRef,
 ) -> RepositoryResult<Vec<ObjectEntry>> {
     let key = Path::from(segment.key.as_str());
-    let bytes = read_all(repository, &key).await?;
-    let corrupt = |reason: String| RepositoryError::Corrupt { key: segment.key.clone(), reason };
-    let actual = blake3::hash(&bytes).to_hex().to_string();
-    if actual != segment.blake3 {
-        return Err(corrupt(format!(
-            "hashes to `{actual}`, the manifest says `{}`",
-            segment.blake3
-        )));
-    }
-    let entries: Vec<ObjectEntry> = bytes
-        .split(|byte| *byte == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(|line| serde_json::from_slice(line).map_err(|error| corrupt(error.to_string())))
-        .collect::<Result<_, _>>()?;
+    let entries: Vec<ObjectEntry> =
+        read_json(repository.store.as_ref(), &repository.key, &key).await?;
     if entries.len() as u64 != segment.num_objects {
-        return Err(corrupt(format!(
-            "holds {} entries, the manifest says {}",
-            entries.len(),
-            segment.num_objects
-        )));
+        return Err(RepositoryError::Corrupt {
+            key: segment.key.clone(),
+            reason: format!(
+                "holds {} entries, the manifest says {}",
+                entries.len(),
+                segment.num_objects
+            ),
+        });
     }
     Ok(entries)
 }
 
-/// Reads a whole (small) object.
+/// Reads a whole (small) object of the repository's store.
 ///
 /// # Errors
 /// [`RepositoryError::Store`] when it cannot be read.
-pub async fn read_all(repository: &dyn ObjectStore, key: &Path) -> RepositoryResult<bytes::Bytes> {
-    repository
+pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> RepositoryResult<Bytes> {
+    store
         .get(key)
         .await
         .map_err(RepositoryError::store(key.to_string()))?
         .bytes()
         .await
         .map_err(RepositoryError::store(key.to_string()))
+}
+
+/// Why a blob could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobReadError {
+    /// No index file lists it.
+    #[error("blob {0} is in no index of the repository")]
+    NotIndexed(BlobId),
+    /// Its pack is missing.
+    #[error("pack `{pack}` holding blob {id} is missing")]
+    PackMissing {
+        /// The blob.
+        id: BlobId,
+        /// The pack's key.
+        pack: String,
+    },
+    /// It does not open or does not hash to its id.
+    #[error("blob {id} in pack `{pack}` is damaged: {reason}")]
+    Damaged {
+        /// The blob.
+        id: BlobId,
+        /// The pack's key.
+        pack: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// Reads and opens one blob with a ranged read of its pack.
+///
+/// # Errors
+/// [`BlobReadError`] naming the blob and pack.
+pub async fn read_blob(
+    repository: &Repository,
+    index: &BlobIndex,
+    id: &BlobId,
+) -> Result<Vec<u8>, BlobReadError> {
+    let (pack, entry) = index.get(id).copied().ok_or(BlobReadError::NotIndexed(*id))?;
+    let stored =
+        read_pack_range(repository, pack, entry.offset, entry.offset + u64::from(entry.length))
+            .await
+            .map_err(|error| pack_error(error, id, pack))?;
+    open_stored_blob(repository, pack, &entry, &stored)
+}
+
+/// Opens a blob's stored bytes (as read from its pack).
+///
+/// # Errors
+/// [`BlobReadError::Damaged`] naming the blob and pack.
+pub fn open_stored_blob(
+    repository: &Repository,
+    pack: PackId,
+    entry: &PackEntry,
+    stored: &[u8],
+) -> Result<Vec<u8>, BlobReadError> {
+    open_blob(&repository.key, &repository.config, entry, stored).map_err(|reason| {
+        BlobReadError::Damaged { id: entry.id, pack: pack_path(pack).to_string(), reason }
+    })
+}
+
+/// Reads `start..end` of a pack.
+///
+/// # Errors
+/// [`RepositoryError::Store`] naming the pack.
+pub async fn read_pack_range(
+    repository: &Repository,
+    pack: PackId,
+    start: u64,
+    end: u64,
+) -> RepositoryResult<Bytes> {
+    let path = pack_path(pack);
+    let bytes = repository
+        .store
+        .get_range(&path, start..end)
+        .await
+        .map_err(RepositoryError::store(path.to_string()))?;
+    if bytes.len() as u64 != end - start {
+        return Err(RepositoryError::Corrupt {
+            key: path.to_string(),
+            reason: format!(
+                "shorter than its index says ({} of {} bytes at {start})",
+                bytes.len(),
+                end - start
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+fn pack_error(error: RepositoryError, id: &BlobId, pack: PackId) -> BlobReadError {
+    match error {
+        RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. } => {
+            BlobReadError::PackMissing { id: *id, pack: pack_path(pack).to_string() }
+        }
+        RepositoryError::Corrupt { reason, .. } => {
+            BlobReadError::Damaged { id: *id, pack: pack_path(pack).to_string(), reason }
+        }
+        other => BlobReadError::Repository(other),
+    }
+}
+
+/// Reads a whole object (small ones: the consistency check's snapshot manifests, a catalog
+/// image's header).
+///
+/// # Errors
+/// [`BlobReadError`] for the first blob that cannot be read.
+pub async fn read_object(
+    repository: &Repository,
+    index: &BlobIndex,
+    entry: &ObjectEntry,
+) -> Result<Vec<u8>, BlobReadError> {
+    let mut bytes = Vec::with_capacity(entry.size as usize);
+    for id in &entry.blobs {
+        bytes.extend_from_slice(&read_blob(repository, index, id).await?);
+    }
+    Ok(bytes)
 }
 
 /// Checks that a manifest key stays inside the target: no empty segment, no `.` or `..`, not

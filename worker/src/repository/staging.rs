@@ -1,182 +1,207 @@
-//! A copy task's results in the repository's staging area.
+//! A task attempt's results in the repository's staging area, written off the copy path.
 //!
-//! An attempt writes its object entries in parts of bounded size as it goes, then a done record
-//! listing its parts. A later attempt of the same task reads the entries of earlier attempts
-//! and reuses those whose source object is unchanged, so a re-run never copies an object twice;
-//! it writes every entry into its own parts, so the commit reads exactly one attempt.
+//! Entries go to a background writer over a bounded channel: copies never wait for a staging
+//! write unless the writer falls far behind. It writes a part every [`ENTRIES_PER_PART`] entries
+//! or when its oldest buffered entry is the worker's `progress_save_interval` old (so a slow
+//! task's progress survives a crash), and on finish the done record with the last batch inline: a small task costs one
+//! PUT. A later attempt of the same task reads the entries of earlier attempts and reuses those
+//! whose source object is unchanged; it carries their blob locations into its own parts, so the
+//! commit reads exactly one attempt per task.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bk_proto::ids::TaskId;
 use bk_proto::model::TaskReport;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::mpsc;
 
+use super::crypto::BlobId;
+use super::index::IndexEntry;
 use super::layout::{done_key, part_key, task_staging_dir};
-use super::manifest::{DoneRecord, ObjectEntry};
+use super::manifest::{DoneRecord, ObjectEntry, Part};
+use super::metadata::{read_json, write_json};
+use super::open::Repository;
 use crate::error::{RepositoryError, RepositoryResult};
 
 /// Entries per part: bounds memory and the work lost when a worker dies mid-task.
-const ENTRIES_PER_PART: usize = 500;
-/// A part is also written when its first entry is this old, so a slow task's progress survives
-/// a crash too.
-const PART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+const ENTRIES_PER_PART: usize = 5000;
 
-/// Writes an attempt's entries as parts, then its done record.
-pub struct PartWriter<'a> {
-    repository: &'a dyn ObjectStore,
+/// Writes an attempt's entries as parts in the background, then its done record.
+pub struct PartWriter {
+    sender: mpsc::Sender<(ObjectEntry, Vec<IndexEntry>)>,
+    /// The background writer: the parts it wrote and what it still buffers.
+    writer: tokio::task::JoinHandle<RepositoryResult<(Vec<String>, Part)>>,
+    repository: Repository,
     task_id: TaskId,
     attempt: u32,
-    buffer: Vec<u8>,
-    num_buffered: usize,
-    first_buffered_at: Option<std::time::Instant>,
-    parts: Vec<String>,
 }
 
-impl<'a> PartWriter<'a> {
-    /// Starts writing attempt `attempt` of `task_id`.
-    pub fn new(repository: &'a dyn ObjectStore, task_id: TaskId, attempt: u32) -> Self {
-        Self {
-            repository,
+impl PartWriter {
+    /// Starts writing attempt `attempt` of `task_id`, saving a part at least every
+    /// `save_interval` while entries come in.
+    pub fn start(
+        repository: &Repository,
+        task_id: TaskId,
+        attempt: u32,
+        save_interval: Duration,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(1024);
+        let writer = tokio::spawn(write_parts(
+            repository.clone(),
             task_id,
             attempt,
-            buffer: Vec::new(),
-            num_buffered: 0,
-            first_buffered_at: None,
-            parts: Vec::new(),
-        }
+            receiver,
+            save_interval,
+        ));
+        Self { sender, writer, repository: repository.clone(), task_id, attempt }
     }
 
-    /// Adds an entry; writes a part when enough are buffered.
+    /// Adds an entry and the locations of its blobs the committed index does not list.
     ///
     /// # Errors
-    /// [`RepositoryError`] when a part cannot be written.
-    pub async fn push(&mut self, entry: &ObjectEntry) -> RepositoryResult<()> {
-        serde_json::to_writer(&mut self.buffer, entry).map_err(|error| {
-            RepositoryError::Corrupt { key: "part".into(), reason: error.to_string() }
-        })?;
-        self.buffer.push(b'\n');
-        self.num_buffered += 1;
-        let first_buffered_at = *self.first_buffered_at.get_or_insert_with(std::time::Instant::now);
-        if self.num_buffered >= ENTRIES_PER_PART || first_buffered_at.elapsed() >= PART_MAX_AGE {
-            self.flush().await?;
+    /// [`RepositoryError`] when the background writer failed.
+    pub async fn push(
+        &self,
+        entry: ObjectEntry,
+        new_blobs: Vec<IndexEntry>,
+    ) -> RepositoryResult<()> {
+        if self.sender.send((entry, new_blobs)).await.is_err() {
+            return Err(RepositoryError::WriteFailed(
+                "the staging writer stopped (see the error of the task)".to_string(),
+            ));
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> RepositoryResult<()> {
-        if self.num_buffered == 0 {
-            return Ok(());
-        }
-        let key = part_key(self.task_id, self.attempt, self.parts.len());
-        let bytes = std::mem::take(&mut self.buffer);
-        self.repository
-            .put(&key, PutPayload::from(bytes))
-            .await
-            .map_err(RepositoryError::store(key.to_string()))?;
-        self.parts.push(key.to_string());
-        self.num_buffered = 0;
-        self.first_buffered_at = None;
-        Ok(())
-    }
-
-    /// Writes the remaining entries and the done record.
+    /// Writes the remaining entries inline in the done record.
     ///
     /// # Errors
     /// [`RepositoryError`] when a write fails.
-    pub async fn finish(mut self, report: &TaskReport) -> RepositoryResult<()> {
-        self.flush().await?;
-        let record = DoneRecord { report: report.clone(), parts: self.parts };
-        let key = done_key(self.task_id, self.attempt);
-        let bytes = serde_json::to_vec(&record).map_err(|error| RepositoryError::Corrupt {
-            key: key.to_string(),
-            reason: error.to_string(),
-        })?;
-        self.repository
-            .put(&key, PutPayload::from(bytes))
+    pub async fn finish(self, report: &TaskReport) -> RepositoryResult<()> {
+        let Self { sender, writer, repository, task_id, attempt } = self;
+        drop(sender); // The writer sees the end of its input and returns what it buffers.
+        let (parts, tail) = writer.await.map_err(|error| {
+            RepositoryError::WriteFailed(format!("the staging writer panicked: {error}"))
+        })??;
+        let record = DoneRecord { report: report.clone(), parts, tail };
+        write_json(repository.store.as_ref(), &repository.key, &done_key(task_id, attempt), &record)
             .await
-            .map_err(RepositoryError::store(key.to_string()))?;
-        Ok(())
     }
 }
 
-/// Reads the entries written by attempts before `attempt`, by source key.
-///
-/// # Errors
-/// [`RepositoryError`] when listing or reading fails, or a part does not parse.
-pub async fn read_earlier_entries(
-    repository: &dyn ObjectStore,
+async fn write_parts(
+    repository: Repository,
     task_id: TaskId,
     attempt: u32,
-) -> RepositoryResult<HashMap<String, ObjectEntry>> {
+    mut receiver: mpsc::Receiver<(ObjectEntry, Vec<IndexEntry>)>,
+    save_interval: Duration,
+) -> RepositoryResult<(Vec<String>, Part)> {
+    let mut parts = Vec::new();
+    let mut buffer = Part::default();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let received = match deadline {
+            Some(deadline) => tokio::select! {
+                received = receiver.recv() => received.map(Some),
+                _ = tokio::time::sleep_until(deadline) => Some(None),
+            },
+            None => receiver.recv().await.map(Some),
+        };
+        match received {
+            None => return Ok((parts, buffer)),
+            Some(Some((entry, blobs))) => {
+                buffer.entries.push(entry);
+                buffer.blobs.extend(blobs);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + save_interval);
+                if buffer.entries.len() < ENTRIES_PER_PART {
+                    continue;
+                }
+            }
+            Some(None) => {} // The oldest buffered entry is due.
+        }
+        let key = part_key(task_id, attempt, parts.len());
+        write_json(repository.store.as_ref(), &repository.key, &key, &buffer).await?;
+        parts.push(key.to_string());
+        buffer = Part::default();
+        deadline = None;
+    }
+}
+
+/// Everything attempts before `attempt` of `task_id` recorded: entries by source key, and the
+/// locations of the blobs they name that the committed index may not list.
+pub struct EarlierResults {
+    /// Entries by key.
+    pub entries: HashMap<String, ObjectEntry>,
+    /// Blob locations they recorded.
+    pub blobs: HashMap<BlobId, IndexEntry>,
+}
+
+/// Reads what earlier attempts of a task wrote (parts and done records).
+///
+/// # Errors
+/// [`RepositoryError`] when listing or reading fails.
+pub async fn read_earlier(
+    repository: &Repository,
+    task_id: TaskId,
+    attempt: u32,
+) -> RepositoryResult<EarlierResults> {
     let dir = task_staging_dir(task_id);
-    let current_dir = format!("{dir}/a{attempt}/");
-    let metas: Vec<_> = repository
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(RepositoryError::store(dir.to_string()))?;
-    let mut entries = HashMap::new();
-    for meta in metas {
-        let key = meta.location.to_string();
-        let is_part = meta.location.filename().is_some_and(|name| name.starts_with("part-"));
-        if !is_part || key.starts_with(&current_dir) {
+    let current = format!("{dir}/a{attempt}/");
+    let mut results = EarlierResults { entries: HashMap::new(), blobs: HashMap::new() };
+    for path in super::list_paths(repository.store.as_ref(), dir.as_ref()).await? {
+        if path.as_ref().starts_with(&current) {
             continue;
         }
-        for entry in read_part(repository, &meta.location).await? {
-            entries.insert(entry.key.clone(), entry);
-        }
+        let part = match path.filename() {
+            Some(name) if name.starts_with("part-") => read_part(repository, &path).await?,
+            Some("done") => {
+                read_json::<DoneRecord>(repository.store.as_ref(), &repository.key, &path)
+                    .await?
+                    .tail
+            }
+            _ => continue,
+        };
+        results.blobs.extend(part.blobs.into_iter().map(|entry| (entry.entry.id, entry)));
+        results.entries.extend(part.entries.into_iter().map(|entry| (entry.key.clone(), entry)));
     }
-    Ok(entries)
+    Ok(results)
 }
 
 /// Reads one part.
 ///
 /// # Errors
-/// [`RepositoryError`] when it cannot be read or does not parse.
-pub async fn read_part(
-    repository: &dyn ObjectStore,
-    key: &Path,
-) -> RepositoryResult<Vec<ObjectEntry>> {
-    let bytes = repository
-        .get(key)
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?
-        .bytes()
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?;
-    bytes
-        .split(|byte| *byte == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            serde_json::from_slice(line).map_err(|error| RepositoryError::Corrupt {
-                key: key.to_string(),
-                reason: error.to_string(),
-            })
-        })
-        .collect()
+/// [`RepositoryError`] when it cannot be read or opened.
+pub async fn read_part(repository: &Repository, key: &Path) -> RepositoryResult<Part> {
+    read_json(repository.store.as_ref(), &repository.key, key).await
 }
 
 /// Reads the done record of an attempt.
 ///
 /// # Errors
-/// [`RepositoryError`] when it is missing, unreadable or does not parse.
+/// [`RepositoryError`] when it is missing or does not open.
 pub async fn read_done(
-    repository: &dyn ObjectStore,
+    repository: &Repository,
     task_id: TaskId,
     attempt: u32,
 ) -> RepositoryResult<DoneRecord> {
-    let key = done_key(task_id, attempt);
-    let bytes = repository
-        .get(&key)
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?
-        .bytes()
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|error| RepositoryError::Corrupt {
-        key: key.to_string(),
-        reason: error.to_string(),
-    })
+    read_json(repository.store.as_ref(), &repository.key, &done_key(task_id, attempt)).await
+}
+
+/// Every entry and blob location an accepted attempt recorded: its parts, then its tail.
+///
+/// # Errors
+/// [`RepositoryError`] when a record cannot be read.
+pub async fn read_attempt(
+    repository: &Repository,
+    task_id: TaskId,
+    attempt: u32,
+) -> RepositoryResult<(DoneRecord, Vec<Part>)> {
+    let done = read_done(repository, task_id, attempt).await?;
+    let mut parts = Vec::with_capacity(done.parts.len() + 1);
+    for key in &done.parts {
+        parts.push(read_part(repository, &Path::from(key.as_str())).await?);
+    }
+    parts.push(done.tail.clone());
+    Ok((done, parts))
 }

@@ -13,9 +13,9 @@ use crate::repository::layout::job_staging_dir;
 /// [`TaskError::Repository`] when listing or deleting fails.
 pub async fn remove_staging(context: &TaskContext) -> Result<TaskReport, TaskError> {
     let dir = job_staging_dir(context.spec.task_id.job_id);
-    let locations = context.repository.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-    let deleted: Vec<_> = context
-        .repository
+    let store = &context.repository.store;
+    let locations = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+    let deleted: Vec<_> = store
         .delete_stream(locations)
         .try_collect()
         .await

@@ -1,26 +1,31 @@
-//! Committing a backup: the accepted results become segments, then the manifest is written
-//! create-only. The manifest's existence is the backup's existence.
+//! Committing a backup: the accepted attempts' results become segments, the blob locations they
+//! recorded become the backup's index file, then the manifest is written create-only. The
+//! manifest's existence is the backup's existence.
 //!
-//! Segments are deterministic given the accepted results, so a retried commit rewrites the same
-//! bytes; a manifest that already exists with the same segments means an earlier attempt
-//! committed, which is success.
+//! Before anything is written, every blob every entry names must be in the committed index or in
+//! an accepted attempt's records: a manifest never names a blob no index lists. A retried commit
+//! writes the same segments and index (deterministic given the accepted attempts); a manifest
+//! already there with the same segments means an earlier attempt committed, which is success.
+
+use std::collections::BTreeMap;
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::{ExclusionReport, PartRef, TaskReport};
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tracing::info;
 
 use super::TaskContext;
 use crate::error::{RepositoryError, TaskError};
+use crate::repository::crypto::BlobId;
+use crate::repository::index::{write_index, BlobIndex, IndexEntry};
 use crate::repository::layout::{manifest_key, segment_key};
-use crate::repository::manifest::{Manifest, SegmentRef, MANIFEST_FORMAT};
-use crate::repository::staging::{read_done, read_part};
+use crate::repository::manifest::{Manifest, ObjectEntry, SegmentRef, MANIFEST_FORMAT};
+use crate::repository::metadata::{create_sealed, read_json, write_json};
+use crate::repository::staging::read_attempt;
 
 /// Objects per segment: bounds the commit's memory and a reader's.
 const OBJECTS_PER_SEGMENT: usize = 20_000;
 
-/// Merges `parts` into segments and writes the manifest of `backup_id`.
+/// Merges `parts` into segments, the index and the manifest of `backup_id`.
 ///
 /// # Errors
 /// [`TaskError::Repository`] when a result is missing or a write fails; a different manifest
@@ -31,11 +36,12 @@ pub async fn commit_backup(
     created_at_ms: u64,
     parts: &[PartRef],
 ) -> Result<TaskReport, TaskError> {
-    let repository = context.repository.as_ref();
-    let mut segments =
-        SegmentWriter { backup_id, buffer: Vec::new(), num_buffered: 0, segments: Vec::new() };
+    let repository = &context.repository;
+    let committed = context.repositories.index(repository).await?;
+    let mut segments = SegmentWriter { backup_id, buffer: Vec::new(), segments: Vec::new() };
     let mut exclusions: Vec<ExclusionReport> = Vec::new();
     let mut corrupt = Vec::new();
+    let mut new_blobs: BTreeMap<BlobId, IndexEntry> = BTreeMap::new();
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
     for part in parts {
         if part.attempt == 0 {
@@ -44,26 +50,36 @@ pub async fn commit_backup(
                 part.task_id
             )));
         }
-        let done = read_done(repository, part.task_id, part.attempt).await?;
+        let (done, attempt_parts) = read_attempt(repository, part.task_id, part.attempt).await?;
         exclusions.extend(done.report.exclusions);
         corrupt.extend(done.report.corrupt);
-        for part_key in &done.parts {
-            for entry in read_part(repository, &Path::from(part_key.as_str())).await? {
+        for attempt_part in attempt_parts {
+            for blob in attempt_part.blobs {
+                if !committed.contains_key(&blob.entry.id) {
+                    new_blobs.insert(blob.entry.id, blob);
+                }
+            }
+            for entry in attempt_part.entries {
+                check_blobs_indexed(&entry, &committed, &new_blobs)?;
                 num_objects += 1;
                 num_bytes += entry.size;
-                segments.push(context, &entry).await?;
                 context.progress.done(entry.size);
+                segments.push(context, entry).await?;
             }
         }
     }
     segments.flush(context).await?;
+    if !new_blobs.is_empty() {
+        let entries: Vec<IndexEntry> = new_blobs.into_values().collect();
+        write_index(repository.store.as_ref(), &repository.key, &backup_id.to_string(), &entries)
+            .await?;
+    }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         backup_id,
         source: context.spec.source.clone(),
         created_at_ms,
-        repository_id: context.repository_info.id.clone(),
-        chunk_size: context.repository_info.chunk_size,
+        repository_id: repository.config.repository_id.clone(),
         num_objects,
         num_bytes,
         segments: segments.segments,
@@ -71,7 +87,7 @@ pub async fn commit_backup(
         corrupt,
     };
     let key = manifest_key(backup_id);
-    write_manifest(context, &key, &manifest).await?;
+    write_manifest(context, &manifest).await?;
     info!(%backup_id, num_objects, num_bytes, "backup committed");
     Ok(TaskReport {
         num_objects,
@@ -81,79 +97,69 @@ pub async fn commit_backup(
     })
 }
 
-async fn write_manifest(
-    context: &TaskContext,
-    key: &Path,
-    manifest: &Manifest,
+/// Refuses an entry naming a blob no index lists: committing it would make a backup that
+/// cannot be restored.
+fn check_blobs_indexed(
+    entry: &ObjectEntry,
+    committed: &BlobIndex,
+    new_blobs: &BTreeMap<BlobId, IndexEntry>,
 ) -> Result<(), TaskError> {
-    let corrupt = |reason: String| RepositoryError::Corrupt { key: key.to_string(), reason };
-    let bytes = serde_json::to_vec_pretty(manifest).map_err(|error| corrupt(error.to_string()))?;
-    let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-    match context.repository.put_opts(key, PutPayload::from(bytes), options).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            let existing = context
-                .repository
-                .get(key)
-                .await
-                .map_err(RepositoryError::store(key.to_string()))?;
-            let existing =
-                existing.bytes().await.map_err(RepositoryError::store(key.to_string()))?;
-            let existing: Manifest =
-                serde_json::from_slice(&existing).map_err(|error| corrupt(error.to_string()))?;
-            if existing.segments == manifest.segments {
-                Ok(())
-            } else {
-                Err(corrupt("a different manifest already exists for this backup id".to_string())
-                    .into())
-            }
+    match entry.blobs.iter().find(|id| !committed.contains_key(id) && !new_blobs.contains_key(id)) {
+        None => Ok(()),
+        Some(id) => Err(TaskError::Damaged(format!(
+            "object `{}` names blob {id}, which no index and no accepted attempt records: nothing is committed",
+            entry.key
+        ))),
+    }
+}
+
+async fn write_manifest(context: &TaskContext, manifest: &Manifest) -> Result<(), TaskError> {
+    let repository = &context.repository;
+    let key = manifest_key(manifest.backup_id);
+    let json = serde_json::to_vec(manifest).map_err(|error| RepositoryError::Corrupt {
+        key: key.to_string(),
+        reason: error.to_string(),
+    })?;
+    if create_sealed(repository.store.as_ref(), &repository.key, &key, &json).await? {
+        return Ok(());
+    }
+    let existing: Manifest = read_json(repository.store.as_ref(), &repository.key, &key).await?;
+    if existing.segments == manifest.segments && existing.num_objects == manifest.num_objects {
+        Ok(())
+    } else {
+        Err(RepositoryError::Corrupt {
+            key: key.to_string(),
+            reason: "a different manifest already exists for this backup id".to_string(),
         }
-        Err(error) => Err(RepositoryError::store(key.to_string())(error).into()),
+        .into())
     }
 }
 
 struct SegmentWriter {
     backup_id: BackupId,
-    buffer: Vec<u8>,
-    num_buffered: usize,
+    buffer: Vec<ObjectEntry>,
     segments: Vec<SegmentRef>,
 }
 
 impl SegmentWriter {
-    async fn push(
-        &mut self,
-        context: &TaskContext,
-        entry: &crate::repository::manifest::ObjectEntry,
-    ) -> Result<(), TaskError> {
-        serde_json::to_writer(&mut self.buffer, entry).map_err(|error| {
-            RepositoryError::Corrupt { key: "segment".into(), reason: error.to_string() }
-        })?;
-        self.buffer.push(b'\n');
-        self.num_buffered += 1;
-        if self.num_buffered >= OBJECTS_PER_SEGMENT {
+    async fn push(&mut self, context: &TaskContext, entry: ObjectEntry) -> Result<(), TaskError> {
+        self.buffer.push(entry);
+        if self.buffer.len() >= OBJECTS_PER_SEGMENT {
             self.flush(context).await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self, context: &TaskContext) -> Result<(), TaskError> {
-        if self.num_buffered == 0 {
+        if self.buffer.is_empty() {
             return Ok(());
         }
         let key = segment_key(self.backup_id, self.segments.len());
-        let bytes = std::mem::take(&mut self.buffer);
-        let blake3 = blake3::hash(&bytes).to_hex().to_string();
-        context
-            .repository
-            .put(&key, PutPayload::from(bytes))
-            .await
-            .map_err(RepositoryError::store(key.to_string()))?;
-        self.segments.push(SegmentRef {
-            key: key.to_string(),
-            num_objects: self.num_buffered as u64,
-            blake3,
-        });
-        self.num_buffered = 0;
+        let repository = &context.repository;
+        write_json(repository.store.as_ref(), &repository.key, &key, &self.buffer).await?;
+        self.segments
+            .push(SegmentRef { key: key.to_string(), num_objects: self.buffer.len() as u64 });
+        self.buffer.clear();
         Ok(())
     }
 }

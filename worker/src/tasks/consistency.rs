@@ -16,13 +16,13 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
 
-use super::copy::{head_if_exists, list_prefix};
-use super::influxdb3::copy_listed;
+use super::copy::{head_if_exists, list_prefix, Copier};
 use super::TaskContext;
 use crate::error::TaskError;
+use crate::repository::crypto::BlobId;
+use crate::repository::index::IndexEntry;
 use crate::repository::manifest::ObjectEntry;
-use crate::repository::reader::read_all;
-use crate::repository::staging::{read_done, read_part, PartWriter};
+use crate::repository::staging::read_attempt;
 
 /// What a snapshot manifest says, as far as consistency is concerned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,32 +62,31 @@ pub async fn check_node_consistency(
     parts: &[PartRef],
     max_rounds: u32,
 ) -> Result<TaskReport, TaskError> {
-    let repository = context.repository.as_ref();
     let mut copied: HashMap<String, ObjectEntry> = HashMap::new();
+    // Where the blobs the node's copy tasks stored are (not in a committed index yet).
+    let mut located: HashMap<BlobId, IndexEntry> = HashMap::new();
     // Manifests that failed their format check are not read: the commit gate names them.
     let mut corrupt: HashSet<String> = HashSet::new();
     for part in parts {
-        let done = read_done(repository, part.task_id, part.attempt).await?;
+        let (done, attempt_parts) =
+            read_attempt(&context.repository, part.task_id, part.attempt).await?;
         corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
-        for part_key in &done.parts {
-            for entry in
-                read_part(repository, &object_store::path::Path::from(part_key.as_str())).await?
-            {
-                copied.insert(entry.key.clone(), entry);
-            }
+        for attempt_part in attempt_parts {
+            located.extend(attempt_part.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
+            copied.extend(attempt_part.entries.into_iter().map(|entry| (entry.key.clone(), entry)));
         }
     }
-    let mut writer = PartWriter::new(repository, context.spec.task_id, context.attempt);
+    let mut copier = Copier::start(context, &format!("{node}/")).await?;
     let mut report = TaskReport::default();
     let mut snapshots: BTreeMap<String, SnapshotInfo> = BTreeMap::new();
     let mut deleted_by_retention: HashSet<String> = HashSet::new();
     let mut gone_from_source: HashSet<String> = HashSet::new();
     for round in 0..=max_rounds {
-        read_new_snapshots(context, node, &copied, &corrupt, &mut snapshots).await?;
+        read_new_snapshots(&copier, node, &copied, &located, &corrupt, &mut snapshots).await?;
         let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
             report.consistency = Some(assessment.point);
-            writer.finish(&report).await?;
+            copier.finish(&report).await?;
             return Ok(report);
         }
         let reason = describe(&assessment);
@@ -132,9 +131,9 @@ pub async fn check_node_consistency(
                 &mut copied,
                 &mut corrupt,
                 &mut report,
-                copy_listed(context, manifests, node, phase, &mut writer).await?,
+                copier.copy(manifests, node, phase).await?,
             );
-            read_new_snapshots(context, node, &copied, &corrupt, &mut snapshots).await?;
+            read_new_snapshots(&copier, node, &copied, &located, &corrupt, &mut snapshots).await?;
             let newest_wal = newest(&snapshots).map_or(0, |info| info.wal_sequence);
             let wal: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/wal/"))
                 .try_filter(|meta| {
@@ -149,12 +148,7 @@ pub async fn check_node_consistency(
             repaired.extend(wal);
         }
         let num_parquet = repaired.len() - new_wal;
-        absorb(
-            &mut copied,
-            &mut corrupt,
-            &mut report,
-            copy_listed(context, repaired, node, phase, &mut writer).await?,
-        );
+        absorb(&mut copied, &mut corrupt, &mut report, copier.copy(repaired, node, phase).await?);
         report.events.push(format!(
             "repair round {} on `{node}` ({reason}): copied {new_manifests} new snapshot manifest(s), {num_parquet} parquet file(s), {new_wal} WAL file(s)",
             round + 1
@@ -179,9 +173,10 @@ fn absorb(
 /// Reads (from the repository: what was copied, not what the source holds now) every copied
 /// snapshot manifest of `node` not read yet, except those that failed their format check.
 async fn read_new_snapshots(
-    context: &TaskContext,
+    copier: &Copier<'_>,
     node: &str,
     copied: &HashMap<String, ObjectEntry>,
+    located: &HashMap<BlobId, IndexEntry>,
     corrupt: &HashSet<String>,
     snapshots: &mut BTreeMap<String, SnapshotInfo>,
 ) -> Result<(), TaskError> {
@@ -192,16 +187,7 @@ async fn read_new_snapshots(
         if snapshots.contains_key(key) || corrupt.contains(key) {
             continue;
         }
-        let mut bytes = Vec::with_capacity(entry.size as usize);
-        for chunk in &entry.chunks {
-            bytes.extend_from_slice(
-                &read_all(
-                    context.repository.as_ref(),
-                    &crate::repository::layout::chunk_key(chunk),
-                )
-                .await?,
-            );
-        }
+        let bytes = copier.read_back(entry, located).await?;
         let info = parse_snapshot(&bytes).map_err(|reason| {
             TaskError::Invalid(format!("snapshot manifest `{key}` does not parse: {reason}"))
         })?;

@@ -4,8 +4,7 @@ fn entry(key: &str) -> (String, ObjectEntry) {
     let entry = ObjectEntry {
         key: key.to_string(),
         size: 1,
-        blake3: String::new(),
-        chunks: Vec::new(),
+        blobs: Vec::new(),
         etag: None,
         last_modified: String::new(),
         phase: "nodes".into(),

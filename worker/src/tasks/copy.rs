@@ -1,23 +1,38 @@
-//! Copying a set of listed objects into the repository.
+//! Copying listed objects into the repository: the engine every copy task uses.
 //!
-//! Idempotent per task: an object whose entry an earlier attempt wrote, with the same size,
-//! ETag and last-modified time, is reused without being read. Objects run concurrently, bounded
-//! by the worker-wide permits; each holds at most one chunk in memory. Every object read is
-//! checked against its database's format as it streams past ([`crate::formats`]); a damaged
-//! one is still copied, and reported.
+//! A [`Copier`] is made once per task: it loads the repository's index, the parent backup's
+//! entries under the task's prefix and what earlier attempts of the task recorded, once. Then
+//! objects run independently (a large one does not hold up the others), at most
+//! `max_objects_in_flight` reading at once across the worker; an object whose bytes are all
+//! read releases its slot and waits for the pack holding its new blobs. Entries go to the
+//! staging writer as objects complete. When every object still running waits for a pack, the
+//! task flushes the open pack instead of waiting for others to fill it.
+//!
+//! Idempotent per task: an object whose entry the parent backup or an earlier attempt wrote,
+//! with the same size, ETag and last-modified time, is reused without being read, provided its
+//! blobs are still where an index says. Every object read is checked against its database's
+//! format as it streams past ([`crate::formats`]); a damaged one is still copied, and reported.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use bk_proto::model::{CorruptObject, TaskReport};
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
 use tracing::warn;
 
 use super::TaskContext;
 use crate::error::TaskError;
-use crate::formats::{describe_corruption, Validator};
-use crate::repository::chunks::{store_object, StoreObjectError};
+use crate::formats::{describe_corruption, Validated, Validator};
+use crate::repository::crypto::BlobId;
+use crate::repository::index::IndexEntry;
 use crate::repository::manifest::ObjectEntry;
-use crate::repository::staging::PartWriter;
+use crate::repository::reader::{read_manifest, read_segment};
+use crate::repository::source::ChunkSource;
+use crate::repository::staging::{read_earlier, PartWriter};
+use crate::repository::writer::{read_object, BlobWriter, StoreObjectError};
 
 /// Totals of a copy.
 #[derive(Debug, Default)]
@@ -28,19 +43,23 @@ pub struct CopyTotals {
     pub num_bytes: u64,
     /// Objects that disappeared between listing and reading (normal on a live database).
     pub vanished: Vec<String>,
-    /// The entries written, when the caller asked to keep them.
+    /// The entries written.
     pub kept: Vec<ObjectEntry>,
     /// Objects reused without being read (unchanged since the parent backup, or copied by an
     /// earlier attempt).
     pub num_reused: u64,
+    /// Of those, the ones an earlier attempt of this task had copied.
+    pub num_resumed: u64,
     /// Bytes read from the source.
     pub bytes_read: u64,
-    /// Bytes of new chunks written.
+    /// Plaintext bytes of new blobs written.
     pub bytes_written: u64,
+    /// Stored (compressed, sealed) bytes of new blobs written.
+    pub bytes_stored: u64,
     /// Other events worth recording (e.g. an unreadable parent).
     pub notes: Vec<String>,
     /// Objects that failed their format check.
-    pub corrupt: Vec<bk_proto::model::CorruptObject>,
+    pub corrupt: Vec<CorruptObject>,
     /// The catalog UUID of each v3 catalog file read, by key.
     pub catalog_uuids: Vec<(String, u128)>,
 }
@@ -48,191 +67,414 @@ pub struct CopyTotals {
 impl CopyTotals {
     /// Events worth recording: vanished objects (normal on a live database: WAL cleanup,
     /// retention; the consistency check decides whether the backup still holds a restartable
-    /// state), and objects reused from an earlier attempt.
+    /// state), and other notes.
     pub fn events(&self) -> Vec<String> {
-        let reused = (self.num_reused > 0).then(|| {
+        let resumed = (self.num_resumed > 0).then(|| {
             format!(
                 "reused {} object(s) an earlier attempt had copied, without reading them",
-                self.num_reused
+                self.num_resumed
             )
         });
         self.vanished
             .iter()
             .map(|key| format!("`{key}` was deleted by the database between listing and copying"))
-            .chain(reused)
+            .chain(resumed)
             .chain(self.notes.iter().cloned())
             .collect()
     }
-}
 
-/// Copies every object of `objects` and appends its entry to `writer`.
-///
-/// # Errors
-/// The first failure; objects copied so far stay in staging for the next attempt.
-pub async fn copy_objects<S>(
-    context: &TaskContext,
-    objects: S,
-    node: &str,
-    phase: &str,
-    earlier: &HashMap<String, ObjectEntry>,
-    writer: &mut PartWriter<'_>,
-    keep_entries: bool,
-) -> Result<CopyTotals, TaskError>
-where
-    S: Stream<Item = Result<ObjectMeta, TaskError>>,
-{
-    let concurrency = context.max_objects_in_flight.max(1);
-    let results = objects
-        .map_ok(|meta| copy_one(context, meta, node, phase, earlier))
-        .try_buffered(concurrency);
-    let mut results = std::pin::pin!(results);
-    let mut totals = CopyTotals::default();
-    loop {
-        let next = tokio::select! {
-            next = results.next() => next,
-            _ = context.cancel.cancelled() => return Err(TaskError::Abandoned("cancelled".to_string())),
-        };
-        match next {
-            None => return Ok(totals),
-            Some(Err(error)) => return Err(error),
-            Some(Ok(Copied::Reused(entry))) => {
-                totals.num_objects += 1;
-                totals.num_bytes += entry.size;
-                totals.num_reused += 1;
-                writer.push(&entry).await?;
-                if keep_entries {
-                    totals.kept.push(entry);
-                }
-            }
-            Some(Ok(Copied::Entry(entry, check))) => {
-                totals.bytes_read += entry.size;
-                totals.bytes_written += check.bytes_written;
-                match check.format {
-                    Ok(validated) => totals
-                        .catalog_uuids
-                        .extend(validated.catalog_uuid.map(|uuid| (entry.key.clone(), uuid))),
-                    Err(reason) => totals
-                        .corrupt
-                        .push(bk_proto::model::CorruptObject { key: entry.key.clone(), reason }),
-                }
-                totals.num_objects += 1;
-                totals.num_bytes += entry.size;
-                writer.push(&entry).await?;
-                if keep_entries {
-                    totals.kept.push(entry);
-                }
-            }
-            Some(Ok(Copied::Vanished(key))) => totals.vanished.push(key),
-        }
+    /// Adds these totals to a task's report.
+    pub fn add_to(&self, report: &mut TaskReport) {
+        report.corrupt.extend(self.corrupt.iter().cloned());
+        report.num_objects += self.num_objects;
+        report.num_bytes += self.num_bytes;
+        report.num_reused += self.num_reused;
+        report.bytes_read += self.bytes_read;
+        report.bytes_written += self.bytes_written;
+        report.bytes_stored += self.bytes_stored;
+        report.events.extend(self.events());
     }
 }
 
+/// Entries that may be reused without reading their objects, with where their blobs are.
+#[derive(Default)]
+struct Reusable {
+    entries: HashMap<String, ObjectEntry>,
+    /// Keys whose entry an earlier attempt of this task wrote (the rest are the parent's).
+    resumed: std::collections::HashSet<String>,
+    /// Blob locations an earlier attempt recorded (not yet in a committed index).
+    blobs: HashMap<BlobId, IndexEntry>,
+}
+
+/// A task's copying: made once per task, used for every batch it copies.
+pub struct Copier<'a> {
+    context: &'a TaskContext,
+    writer: BlobWriter,
+    parts: PartWriter,
+    reusable: Reusable,
+    /// Why the parent's entries could not be used, reported once.
+    parent_note: Option<String>,
+    /// Where the blobs this task stored or carried are (not in the committed index yet), to
+    /// read copied objects back. A std mutex: held for a map update.
+    recorded: std::sync::Mutex<HashMap<BlobId, IndexEntry>>,
+}
+
+/// How one object ended.
 enum Copied {
-    /// Read and stored: the entry, and what reading it found.
-    Entry(ObjectEntry, ReadOutcome),
-    Reused(ObjectEntry),
+    /// Read and stored: its entry, where its new blobs are, and what reading found.
+    Entry { entry: ObjectEntry, new_blobs: Vec<IndexEntry>, read: ReadOutcome },
+    /// Reused unread: its entry, the locations of its blobs no committed index lists, and
+    /// whether an earlier attempt of this task (not the parent) had copied it.
+    Reused { entry: ObjectEntry, carried: Vec<IndexEntry>, resumed: bool },
+    /// Gone from the source before it could be read.
     Vanished(String),
 }
 
 /// What reading an object found besides its bytes.
 struct ReadOutcome {
-    /// Bytes of new chunks written.
     bytes_written: u64,
+    bytes_stored: u64,
     /// Its format check: what it told, or what is wrong with it.
-    format: Result<crate::formats::Validated, String>,
+    format: Result<Validated, String>,
 }
 
-async fn copy_one(
-    context: &TaskContext,
-    meta: ObjectMeta,
-    node: &str,
-    phase: &str,
-    earlier: &HashMap<String, ObjectEntry>,
-) -> Result<Copied, TaskError> {
-    let key = meta.location.to_string();
-    let last_modified = meta.last_modified.to_rfc3339();
-    context.progress.listed(meta.size);
-    if let Some(entry) = earlier.get(&key) {
-        let unchanged = entry.size == meta.size
-            && entry.etag == meta.e_tag
-            && entry.last_modified == last_modified;
-        if unchanged {
-            context.progress.done(meta.size);
-            return Ok(Copied::Reused(ObjectEntry {
-                phase: phase.to_string(),
-                node: node.to_string(),
-                ..entry.clone()
-            }));
-        }
+impl<'a> Copier<'a> {
+    /// Loads what copying under `prefix` needs: the index, the parent's entries under
+    /// `prefix`, and what earlier attempts of this task recorded.
+    ///
+    /// # Errors
+    /// When the index or an earlier attempt's records cannot be read.
+    pub async fn start(context: &'a TaskContext, prefix: &str) -> Result<Copier<'a>, TaskError> {
+        let writer = context.blob_writer().await?;
+        let mut reusable = Reusable::default();
+        let parent_note = load_parent(context, prefix, &mut reusable.entries).await;
+        let earlier =
+            read_earlier(&context.repository, context.spec.task_id, context.attempt).await?;
+        // Entries an earlier attempt of this task wrote win over the parent's: they are newer.
+        reusable.resumed.extend(earlier.entries.keys().cloned());
+        reusable.entries.extend(earlier.entries);
+        reusable.blobs.extend(earlier.blobs);
+        let parts = PartWriter::start(
+            &context.repository,
+            context.spec.task_id,
+            context.attempt,
+            context.config.progress_save_interval,
+        );
+        Ok(Copier { context, writer, parts, reusable, parent_note, recorded: Default::default() })
     }
-    let _permit = context
-        .object_permits
-        .acquire()
-        .await
-        .map_err(|_| TaskError::Abandoned("worker stopping".to_string()))?;
-    let stream = match context.source.get(&meta.location).await {
-        Ok(result) => result.into_stream(),
-        Err(object_store::Error::NotFound { .. }) => {
-            warn!(%key, "object vanished before it could be read");
-            return Ok(Copied::Vanished(key));
-        }
-        Err(source) => return Err(TaskError::Source { key, source }),
-    };
-    let chunk_size = context.repository_info.chunk_size as usize;
-    let throttle = context.throttle.clone();
-    let stream = Box::pin(stream.then(move |piece| {
-        let throttle = throttle.clone();
-        async move {
-            if let Ok(bytes) = &piece {
-                throttle.acquire(bytes.len() as u64).await;
-            }
-            piece
-        }
-    }));
-    let mut validator = if context.check_formats { Validator::for_key(&key) } else { None };
-    let stored =
-        match store_object(context.repository.as_ref(), chunk_size, stream, validator.as_mut())
-            .await
+
+    /// Reads back an object this task copied (or reused), or one another task of the job
+    /// copied whose blob locations are in `others` (from its staging records).
+    ///
+    /// # Errors
+    /// [`TaskError::Damaged`] when a blob cannot be read back.
+    pub async fn read_back(
+        &self,
+        entry: &ObjectEntry,
+        others: &HashMap<BlobId, IndexEntry>,
+    ) -> Result<Vec<u8>, TaskError> {
+        let mut index = crate::repository::index::BlobIndex::new();
         {
-            Ok(stored) => stored,
-            Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => {
-                return Ok(Copied::Vanished(key))
+            let recorded = self.recorded.lock().unwrap_or_else(|poison| poison.into_inner());
+            for id in &entry.blobs {
+                let location = self.writer.index.get(id).copied().or_else(|| {
+                    recorded
+                        .get(id)
+                        .or_else(|| others.get(id))
+                        .map(|known| (known.pack, known.entry))
+                });
+                if let Some(location) = location {
+                    index.insert(*id, location);
+                }
             }
-            Err(StoreObjectError::Read(source)) => return Err(TaskError::Source { key, source }),
-            Err(StoreObjectError::Write(error)) => return Err(TaskError::Repository(error)),
-        };
-    context.progress.done(stored.size);
-    let format = match validator {
-        Some(validator) => {
-            let kind = validator.kind();
-            validator.finish().map_err(|reason| {
-                warn!(%key, %reason, "object fails its format check");
-                describe_corruption(&key, kind, &reason)
-            })
         }
-        None => Ok(crate::formats::Validated::default()),
-    };
-    let outcome = ReadOutcome { bytes_written: stored.bytes_written, format };
-    Ok(Copied::Entry(
-        ObjectEntry {
+        crate::repository::reader::read_object(&self.context.repository, &index, entry)
+            .await
+            .map_err(|error| TaskError::Damaged(format!("reading back `{}`: {error}", entry.key)))
+    }
+
+    /// Copies `objects` and records their entries; returns what happened.
+    ///
+    /// # Errors
+    /// The first failure; entries recorded so far stay in staging for the next attempt.
+    pub async fn copy(
+        &mut self,
+        objects: Vec<ObjectMeta>,
+        node: &str,
+        phase: &str,
+    ) -> Result<CopyTotals, TaskError> {
+        let mut totals = CopyTotals::default();
+        totals.notes.extend(self.parent_note.take());
+        let flow = Arc::new(ReadFlow::default());
+        let mut input = objects.into_iter();
+        let mut running = FuturesUnordered::new();
+        let limit = self.context.max_objects_in_flight.max(1);
+        loop {
+            while !flow.exhausted.load(Ordering::SeqCst)
+                && flow.reading.load(Ordering::SeqCst) < limit
+            {
+                match input.next() {
+                    Some(meta) => {
+                        flow.reading.fetch_add(1, Ordering::SeqCst);
+                        running.push(self.copy_one(meta, node, phase, flow.clone()));
+                    }
+                    None => {
+                        flow.exhausted.store(true, Ordering::SeqCst);
+                        if flow.reading.load(Ordering::SeqCst) == 0 {
+                            self.writer.packer.flush(&self.writer.requests).await;
+                        }
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let next = tokio::select! {
+                next = running.next() => next,
+                // A slot to read another object opened: fill it (objects waiting for a pack
+                // need others to fill it).
+                _ = flow.finished_reading.notified() => continue,
+                _ = self.context.cancel.cancelled() => {
+                    return Err(TaskError::Abandoned("cancelled".to_string()))
+                }
+            };
+            match next {
+                None => break,
+                Some(result) => self.record(result?, &mut totals).await?,
+            }
+        }
+        Ok(totals)
+    }
+
+    async fn record(&self, copied: Copied, totals: &mut CopyTotals) -> Result<(), TaskError> {
+        let (entry, blobs) = match copied {
+            Copied::Vanished(key) => {
+                totals.vanished.push(key);
+                return Ok(());
+            }
+            Copied::Reused { entry, carried, resumed } => {
+                totals.num_reused += 1;
+                totals.num_resumed += u64::from(resumed);
+                (entry, carried)
+            }
+            Copied::Entry { entry, new_blobs, read } => {
+                totals.bytes_read += entry.size;
+                totals.bytes_written += read.bytes_written;
+                totals.bytes_stored += read.bytes_stored;
+                match read.format {
+                    Ok(validated) => totals
+                        .catalog_uuids
+                        .extend(validated.catalog_uuid.map(|uuid| (entry.key.clone(), uuid))),
+                    Err(reason) => {
+                        totals.corrupt.push(CorruptObject { key: entry.key.clone(), reason })
+                    }
+                }
+                (entry, new_blobs)
+            }
+        };
+        totals.num_objects += 1;
+        totals.num_bytes += entry.size;
+        self.recorded
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .extend(blobs.iter().map(|blob| (blob.entry.id, *blob)));
+        self.parts.push(entry.clone(), blobs).await?;
+        totals.kept.push(entry);
+        Ok(())
+    }
+
+    /// Writes the task's done record with `report`.
+    ///
+    /// # Errors
+    /// When the staging write fails.
+    pub async fn finish(self, report: &TaskReport) -> Result<(), TaskError> {
+        self.writer.packer.flush(&self.writer.requests).await;
+        Ok(self.parts.finish(report).await?)
+    }
+
+    /// Copies one object: reads it (holding one of the task's reading slots), then waits for
+    /// the pack holding its new blobs. Once the task has nothing more to read, the last object
+    /// to finish reading flushes the open pack: every other object still running waits for a
+    /// pack, and nothing else of this task would fill it.
+    async fn copy_one(
+        &self,
+        meta: ObjectMeta,
+        node: &str,
+        phase: &str,
+        flow: Arc<ReadFlow>,
+    ) -> Result<Copied, TaskError> {
+        let key = meta.location.to_string();
+        let last_modified = meta.last_modified.to_rfc3339();
+        let step = self.read_one(meta.clone(), &key, &last_modified, node, phase).await;
+        let was_last = flow.reading.fetch_sub(1, Ordering::SeqCst) == 1;
+        if was_last && flow.exhausted.load(Ordering::SeqCst) {
+            self.writer.packer.flush(&self.writer.requests).await;
+        }
+        flow.finished_reading.notify_one();
+        let (pending, validator) = match step? {
+            ReadStep::Done(copied) => return Ok(copied),
+            ReadStep::Read(pending, validator) => (pending, validator),
+        };
+        let stored = pending.stored().await.map_err(|error| match error {
+            StoreObjectError::Read(source) => TaskError::Source { key: key.clone(), source },
+            StoreObjectError::Write(error) => TaskError::Repository(error),
+        })?;
+        self.context.progress.done(stored.size);
+        let format = match validator {
+            Some(validator) => {
+                let kind = validator.kind();
+                validator.finish().map_err(|reason| {
+                    warn!(%key, %reason, "object fails its format check");
+                    describe_corruption(&key, kind, &reason)
+                })
+            }
+            None => Ok(Validated::default()),
+        };
+        let read = ReadOutcome {
+            bytes_written: stored.bytes_written,
+            bytes_stored: stored.bytes_stored,
+            format,
+        };
+        let entry = ObjectEntry {
             key,
             size: stored.size,
-            blake3: stored.blake3,
-            chunks: stored.chunks,
+            blobs: stored.blobs,
             etag: meta.e_tag,
             last_modified,
             phase: phase.to_string(),
             node: node.to_string(),
-        },
-        outcome,
-    ))
+        };
+        Ok(Copied::Entry { entry, new_blobs: stored.new_blobs, read })
+    }
+
+    /// Reads an object into blobs (or finds it reusable, or gone).
+    async fn read_one(
+        &self,
+        meta: ObjectMeta,
+        key: &str,
+        last_modified: &str,
+        node: &str,
+        phase: &str,
+    ) -> Result<ReadStep, TaskError> {
+        self.context.progress.listed(meta.size);
+        if let Some(reused) = self.reuse(&meta, key, last_modified, node, phase) {
+            self.context.progress.done(meta.size);
+            return Ok(ReadStep::Done(reused));
+        }
+        let _permit = self
+            .context
+            .object_permits
+            .acquire()
+            .await
+            .map_err(|_| TaskError::Abandoned("worker stopping".to_string()))?;
+        let key = key.to_string();
+        let result = match self.context.source.get(&meta.location).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                warn!(%key, "object vanished before it could be read");
+                return Ok(ReadStep::Done(Copied::Vanished(key)));
+            }
+            Err(source) => return Err(TaskError::Source { key, source }),
+        };
+        let mut validator =
+            if self.context.check_formats { Validator::for_key(&key) } else { None };
+        match read_object(&self.writer, ChunkSource::new(result), validator.as_mut()).await {
+            Ok(pending) => Ok(ReadStep::Read(pending, validator)),
+            Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => {
+                Ok(ReadStep::Done(Copied::Vanished(key)))
+            }
+            Err(StoreObjectError::Read(source)) => Err(TaskError::Source { key, source }),
+            Err(StoreObjectError::Write(error)) => Err(TaskError::Repository(error)),
+        }
+    }
+
+    /// The entry of an unchanged object (same size, ETag and last-modified time as recorded)
+    /// whose blobs are all where an index or an earlier attempt says.
+    fn reuse(
+        &self,
+        meta: &ObjectMeta,
+        key: &str,
+        last_modified: &str,
+        node: &str,
+        phase: &str,
+    ) -> Option<Copied> {
+        let entry = self.reusable.entries.get(key)?;
+        let unchanged = entry.size == meta.size
+            && entry.etag == meta.e_tag
+            && entry.last_modified == last_modified;
+        if !unchanged {
+            return None;
+        }
+        let mut carried = Vec::new();
+        for id in &entry.blobs {
+            if self.writer.index.contains_key(id) {
+                continue;
+            }
+            carried.push(*self.reusable.blobs.get(id)?);
+        }
+        let resumed = self.reusable.resumed.contains(key);
+        let entry =
+            ObjectEntry { phase: phase.to_string(), node: node.to_string(), ..entry.clone() };
+        Some(Copied::Reused { entry, carried, resumed })
+    }
 }
 
-/// Lists every object under `prefix` (a directory-like prefix ending in `/`).
+/// How a task's objects move through reading.
+#[derive(Default)]
+struct ReadFlow {
+    /// Objects reading (a slot each).
+    reading: AtomicUsize,
+    /// Every object of the batch has been started.
+    exhausted: std::sync::atomic::AtomicBool,
+    /// Signalled when an object finishes reading.
+    finished_reading: tokio::sync::Notify,
+}
+
+/// Where an object stands after reading.
+enum ReadStep {
+    /// Nothing more to do (reused, or gone).
+    Done(Copied),
+    /// Read into blobs, some maybe in a pack not stored yet; with its format check.
+    Read(crate::repository::writer::PendingObject, Option<Validator>),
+}
+
+/// The parent backup's entries under `prefix` (incremental backups). An unreadable parent is
+/// not an error: the task copies everything and says so (the returned note).
+async fn load_parent(
+    context: &TaskContext,
+    prefix: &str,
+    entries: &mut HashMap<String, ObjectEntry>,
+) -> Option<String> {
+    let parent = context.spec.parent?;
+    let repository = &context.repository;
+    let unreadable = |error: &dyn std::fmt::Display| {
+        Some(format!("parent backup {parent} unreadable ({error}): copied in full"))
+    };
+    let manifest = match read_manifest(repository, parent).await {
+        Ok(manifest) => manifest,
+        Err(error) => return unreadable(&error),
+    };
+    let mut loaded = HashMap::new();
+    for segment in &manifest.segments {
+        match read_segment(repository, segment).await {
+            Ok(segment_entries) => loaded.extend(
+                segment_entries
+                    .into_iter()
+                    .filter(|entry| entry.key.starts_with(prefix))
+                    .map(|entry| (entry.key.clone(), entry)),
+            ),
+            Err(error) => return unreadable(&error),
+        }
+    }
+    *entries = loaded;
+    None
+}
+
+/// Lists every object under `prefix` (a directory-like prefix ending in `/`, or empty).
 pub fn list_prefix(
     context: &TaskContext,
     prefix: &str,
-) -> impl Stream<Item = Result<ObjectMeta, TaskError>> + 'static {
+) -> impl futures::Stream<Item = Result<ObjectMeta, TaskError>> + 'static {
     let path = object_store::path::Path::from(prefix.trim_end_matches('/'));
     let key = prefix.to_string();
     context

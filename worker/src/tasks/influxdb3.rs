@@ -1,16 +1,15 @@
 //! The InfluxDB 3 copy tasks (layout facts: `shared/reference/influxdb3-layout.md`).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use bk_proto::model::{CorruptObject, ExcludeRule, ExclusionReport, TaskReport};
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
-use super::copy::{copy_objects, head_if_exists, list_prefix, CopyTotals};
+use super::copy::{head_if_exists, list_prefix, Copier, CopyTotals};
 use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::manifest::ObjectEntry;
-use crate::repository::staging::{read_earlier_entries, PartWriter};
 
 /// The licence objects of an Enterprise cluster (absent ones are fine).
 const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
@@ -48,12 +47,11 @@ pub async fn copy_prefix(
             num_objects,
         })
         .collect();
-    let mut writer =
-        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
-    let totals = copy_listed(context, selected, node, phase, &mut writer).await?;
+    let mut copier = Copier::start(context, prefix).await?;
+    let totals = copier.copy(selected, node, phase).await?;
     let mut report = TaskReport { exclusions, ..TaskReport::default() };
-    add(&mut report, &totals);
-    writer.finish(&report).await?;
+    totals.add_to(&mut report);
+    copier.finish(&report).await?;
     Ok(report)
 }
 
@@ -73,40 +71,36 @@ pub async fn copy_catalog(
     catalog_prefix: &str,
     phase: &str,
 ) -> Result<TaskReport, TaskError> {
-    let mut writer =
-        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
+    let mut copier = Copier::start(context, catalog_prefix).await?;
     let mut report = TaskReport::default();
-    let mut copied_logs: HashMap<String, ()> = HashMap::new();
+    let mut copied_logs: HashSet<String> = HashSet::new();
     let mut format = None;
     for version in ["v3", "v2"] {
         let image_key = format!("{catalog_prefix}catalog/{version}/snapshot");
         let image = head_if_exists(context, &image_key).await?;
         let logs_prefix = format!("{catalog_prefix}catalog/{version}/logs/");
-        let image_totals =
-            copy_listed(context, image.into_iter().collect(), "", phase, &mut writer).await?;
+        let image_totals = copier.copy(image.into_iter().collect(), "", phase).await?;
         let image_sequence = match image_totals.kept.first() {
-            Some(entry) => image_sequence(context, entry).await?,
+            Some(entry) => image_sequence(&copier, entry).await?,
             None => None,
         };
-        add(&mut report, &image_totals);
+        image_totals.add_to(&mut report);
         let mut uuids = image_totals.catalog_uuids.clone();
         let mut logs_copied_any = false;
         for round in 0..=CATALOG_ROUNDS {
             let logs: Vec<ObjectMeta> = list_prefix(context, &logs_prefix)
                 .try_filter(|meta| {
-                    futures::future::ready(!copied_logs.contains_key(meta.location.as_ref()))
+                    futures::future::ready(!copied_logs.contains(meta.location.as_ref()))
                 })
                 .try_collect()
                 .await?;
-            let totals = copy_listed(context, logs, "", phase, &mut writer).await?;
-            for entry in &totals.kept {
-                copied_logs.insert(entry.key.clone(), ());
-            }
+            let totals = copier.copy(logs, "", phase).await?;
+            copied_logs.extend(totals.kept.iter().map(|entry| entry.key.clone()));
             uuids.extend(totals.catalog_uuids.iter().cloned());
             logs_copied_any |= totals.num_objects > 0;
-            add(&mut report, &totals);
+            totals.add_to(&mut report);
             let sequences =
-                log_sequences(copied_logs.keys().filter(|key| key.starts_with(&logs_prefix)));
+                log_sequences(copied_logs.iter().filter(|key| key.starts_with(&logs_prefix)));
             match log_gap(image_sequence.unwrap_or(0), &sequences) {
                 None => {
                     let newest =
@@ -142,10 +136,9 @@ pub async fn copy_catalog(
     let mut rest: Vec<ObjectMeta> = v1_checkpoint.into_iter().collect();
     rest.extend(v1_logs);
     rest.extend(head_if_exists(context, &format!("{catalog_prefix}enterprise")).await?);
-    let totals = copy_listed(context, rest, "", phase, &mut writer).await?;
-    add(&mut report, &totals);
+    copier.copy(rest, "", phase).await?.add_to(&mut report);
     report.catalog_format = Some(format.to_string());
-    writer.finish(&report).await?;
+    copier.finish(&report).await?;
     Ok(report)
 }
 
@@ -162,101 +155,27 @@ pub async fn copy_licence(
     for name in LICENCE_FILES {
         present.extend(head_if_exists(context, &format!("{cluster_prefix}{name}")).await?);
     }
-    let mut writer =
-        PartWriter::new(context.repository.as_ref(), context.spec.task_id, context.attempt);
-    let totals = copy_listed(context, present, "", phase, &mut writer).await?;
+    let mut copier = Copier::start(context, cluster_prefix).await?;
     let mut report = TaskReport::default();
-    add(&mut report, &totals);
-    writer.finish(&report).await?;
+    copier.copy(present, "", phase).await?.add_to(&mut report);
+    copier.finish(&report).await?;
     Ok(report)
 }
 
+/// Adds a copy's totals to a report (for the consistency task's repairs).
 pub(crate) fn add(report: &mut TaskReport, totals: &CopyTotals) {
-    report.corrupt.extend(totals.corrupt.iter().cloned());
-    report.num_objects += totals.num_objects;
-    report.num_bytes += totals.num_bytes;
-    report.num_reused += totals.num_reused;
-    report.bytes_read += totals.bytes_read;
-    report.bytes_written += totals.bytes_written;
-    report.events.extend(totals.events());
-}
-
-/// Copies `objects`, reusing entries of earlier attempts; keeps the entries written.
-pub(crate) async fn copy_listed(
-    context: &TaskContext,
-    objects: Vec<ObjectMeta>,
-    node: &str,
-    phase: &str,
-    writer: &mut PartWriter<'_>,
-) -> Result<CopyTotals, TaskError> {
-    let keys: std::collections::HashSet<String> =
-        objects.iter().map(|meta| meta.location.to_string()).collect();
-    let (mut reusable, parent_event) = parent_entries(context, &keys).await?;
-    // Entries an earlier attempt of this task wrote win over the parent's: they are newer.
-    reusable.extend(
-        read_earlier_entries(context.repository.as_ref(), context.spec.task_id, context.attempt)
-            .await?,
-    );
-    let mut totals =
-        copy_objects(context, stream::iter(objects).map(Ok), node, phase, &reusable, writer, true)
-            .await?;
-    totals.notes.extend(parent_event);
-    Ok(totals)
-}
-
-/// The parent backup's entries for `keys` (incremental backups). An unreadable parent is not an
-/// error: the task copies everything and says so.
-async fn parent_entries(
-    context: &TaskContext,
-    keys: &std::collections::HashSet<String>,
-) -> Result<(HashMap<String, ObjectEntry>, Option<String>), TaskError> {
-    let mut entries = HashMap::new();
-    let Some(parent) = context.spec.parent else { return Ok((entries, None)) };
-    if keys.is_empty() {
-        return Ok((entries, None));
-    }
-    let repository = context.repository.as_ref();
-    let manifest = match crate::repository::reader::read_manifest(repository, parent).await {
-        Ok(manifest) => manifest,
-        Err(error) => {
-            return Ok((
-                entries,
-                Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
-            ))
-        }
-    };
-    for segment in &manifest.segments {
-        match crate::repository::reader::read_segment(repository, segment).await {
-            Ok(segment_entries) => {
-                entries.extend(
-                    segment_entries
-                        .into_iter()
-                        .filter(|entry| keys.contains(&entry.key))
-                        .map(|entry| (entry.key.clone(), entry)),
-                );
-            }
-            Err(error) => {
-                return Ok((
-                    HashMap::new(),
-                    Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
-                ))
-            }
-        }
-    }
-    Ok((entries, None))
+    totals.add_to(report);
 }
 
 /// The sequence number in a copied catalog image's 64-byte header (`IDB3` magic, sequence as a
 /// little-endian u64 at offset 32); `None` when the header is not one bk can read.
 async fn image_sequence(
-    context: &TaskContext,
+    copier: &Copier<'_>,
     entry: &ObjectEntry,
 ) -> Result<Option<u64>, TaskError> {
-    let Some(first_chunk) = entry.chunks.first() else {
-        return Ok(None);
-    };
-    let key = crate::repository::layout::chunk_key(first_chunk);
-    let bytes = crate::repository::reader::read_all(context.repository.as_ref(), &key).await?;
+    let mut first = entry.clone();
+    first.blobs.truncate(1);
+    let bytes = copier.read_back(&first, &Default::default()).await?;
     if bytes.len() < 40 || &bytes[..4] != b"IDB3" {
         return Ok(None);
     }

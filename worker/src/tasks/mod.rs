@@ -7,7 +7,8 @@
 //! - [`consistency`]: a node's consistency check and repair after its copies.
 //! - [`commit`]: merging accepted results into segments and writing the manifest.
 //! - [`cleanup`]: removing a job's staging area.
-//! - [`prune`]: forgetting backups and sweeping unreferenced chunks.
+//! - [`prune`]: forgetting backups, dropping and repacking packs.
+//! - [`keys`]: adding, listing and removing the repository's passphrases.
 //! - [`verify`]: checking a backup object by object (existence, or re-hashing).
 //! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
@@ -16,6 +17,7 @@ pub mod commit;
 pub mod consistency;
 pub mod copy;
 pub mod influxdb3;
+pub mod keys;
 pub mod prune;
 pub mod restore;
 pub mod verify;
@@ -29,7 +31,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::TaskError;
-use crate::repository::info::RepositoryInfo;
+use crate::repository::counting::RequestCounts;
+use crate::repository::open::{Repository, RepositoryCache};
+use crate::repository::packer::Packer;
+use crate::repository::writer::BlobWriter;
 
 /// Counters a running task updates and the progress reporter reads.
 #[derive(Debug, Default)]
@@ -66,16 +71,22 @@ pub struct TaskContext {
     pub attempt: u32,
     /// The node's store.
     pub source: Arc<dyn ObjectStore>,
-    /// The repository.
-    pub repository: Arc<dyn ObjectStore>,
-    /// The repository's description (chunk size, id).
-    pub repository_info: RepositoryInfo,
+    /// The repository, open (its key unlocked).
+    pub repository: Repository,
+    /// The worker's repository cache (the index).
+    pub repositories: Arc<RepositoryCache>,
+    /// The worker's packer for this repository, shared with its other tasks.
+    pub packer: Arc<Packer>,
+    /// Requests this task made to the repository.
+    pub requests: Arc<RequestCounts>,
     /// Progress counters.
     pub progress: Arc<ProgressCounters>,
-    /// Worker-wide bound on objects in flight (memory: permits × chunk size).
+    /// Worker-wide bound on objects being read (memory: permits × 2 chunks, plus packs).
     pub object_permits: Arc<Semaphore>,
     /// How many objects one task keeps in flight (at most the worker-wide bound).
     pub max_objects_in_flight: usize,
+    /// Worker-wide bound on blobs being sealed at once (the cores).
+    pub cpu: Arc<Semaphore>,
     /// The worker-wide bytes-per-second cap.
     pub throttle: Arc<crate::throttle::Throttle>,
     /// Cancelled when the coordinator takes the task back or the worker stops.
@@ -93,6 +104,26 @@ pub struct TaskContext {
     /// Whether copies check the databases' formats ([`crate::formats`]); off only to measure
     /// what the checks cost (`BK_SKIP_FORMAT_CHECKS=1`, for benchmarks).
     pub check_formats: bool,
+    /// The worker's config (passphrases for key tasks, Argon2id cost).
+    pub config: Arc<crate::config::WorkerConfig>,
+}
+
+impl TaskContext {
+    /// What writing blobs needs, with the repository's index as of now.
+    ///
+    /// # Errors
+    /// When the index cannot be read.
+    pub async fn blob_writer(&self) -> Result<BlobWriter, TaskError> {
+        Ok(BlobWriter {
+            key: self.repository.key.clone(),
+            config: self.repository.config.clone(),
+            index: self.repositories.index(&self.repository).await?,
+            packer: self.packer.clone(),
+            cpu: self.cpu.clone(),
+            throttle: self.throttle.clone(),
+            requests: self.requests.clone(),
+        })
+    }
 }
 
 /// Runs a task to completion. What it wrote to a local (`file://`) repository or restore target
@@ -102,7 +133,7 @@ pub struct TaskContext {
 /// # Errors
 /// The task's [`TaskError`]; [`TaskError::is_retryable`] says whether another attempt may help.
 pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
-    let report = run_kind(context).await?;
+    let mut report = run_kind(context).await?;
     let mut written = vec![context.spec.repository.url.clone()];
     written.extend(target_url(&context.spec.kind).map(str::to_string));
     tokio::task::spawn_blocking(move || {
@@ -111,6 +142,8 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
     .await
     .map_err(|error| TaskError::Retryable(format!("syncing to disk was interrupted: {error}")))?
     .map_err(|error| TaskError::Retryable(error.to_string()))?;
+    report.repository_config = Some(context.repository.config.config_id.clone());
+    report.repository_puts = context.requests.puts.load(Ordering::Relaxed);
     Ok(report)
 }
 
@@ -142,9 +175,10 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
         TaskKind::ForgetBackups { backups, dry_run, .. } => {
             prune::forget_backups(context, backups, *dry_run).await
         }
-        TaskKind::SweepChunks { forgotten, dry_run } => {
-            prune::sweep_chunks(context, forgotten, *dry_run).await
+        TaskKind::SweepPacks { forgotten, dry_run, max_unused_percent } => {
+            prune::sweep_packs(context, forgotten, *dry_run, *max_unused_percent).await
         }
+        TaskKind::RepositoryKey { action } => keys::run(context, action).await,
         TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {
             crate::questdb::checkpoint::prepare(context, pg_addr, *adopt_checkpoint).await
         }

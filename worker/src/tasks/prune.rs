@@ -1,10 +1,17 @@
-//! Prune: forget backups, then sweep the chunks nothing references.
+//! Prune: forget backups, then drop the packs nothing uses and repack the ones mostly unused.
 //!
 //! Runs under the coordinator's repository lock: no other job uses the repository meanwhile, so
-//! every chunk a running backup could need is either referenced by a committed manifest or not
-//! yet written.
+//! every blob a backup could need is referenced by a committed manifest or not written yet.
+//!
+//! Sweeping, in an order a crash at any point leaves restorable: (1) read every index file and
+//! every remaining manifest (one unreadable manifest stops the prune before anything is
+//! deleted: its blobs must not be swept); (2) copy the referenced blobs of packs whose unused
+//! share exceeds `max_unused_percent` into new packs (sealed bytes are copied as they are: a
+//! blob is bound to its id, not to its pack); (3) write one new index file listing every
+//! referenced blob where it now is; (4) delete the old index files; (5) delete the packs no
+//! longer needed. Until (4), readers may see a blob in two places, both valid.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
@@ -14,8 +21,15 @@ use object_store::ObjectStoreExt;
 
 use super::TaskContext;
 use crate::error::{RepositoryError, TaskError};
-use crate::repository::layout::{backup_dir, manifest_key};
-use crate::repository::reader::{read_manifest, read_segment};
+use crate::repository::blob::SealedBlob;
+use crate::repository::crypto::BlobId;
+use crate::repository::index::{read_index, write_index, IndexEntry};
+use crate::repository::layout::{
+    backup_dir, index_path, manifest_key, pack_path, BACKUPS_DIR, INDEX_DIR, PACKS_DIR,
+};
+use crate::repository::pack::{PackEntry, PackId};
+use crate::repository::reader::{read_manifest, read_pack_range, read_segment};
+use crate::repository::{list_paths, open::Repository};
 
 /// Forgets `backups`: the manifest first (the backup is gone at once), then the segments.
 ///
@@ -30,7 +44,7 @@ pub async fn forget_backups(
     if !dry_run {
         report.forgotten = backups.to_vec();
     }
-    let repository = context.repository.as_ref();
+    let store = context.repository.store.as_ref();
     for backup_id in backups {
         let verb = if dry_run { "would forget" } else { "forgot" };
         report.events.push(format!("{verb} backup {backup_id}"));
@@ -39,13 +53,13 @@ pub async fn forget_backups(
             continue;
         }
         let key = manifest_key(*backup_id);
-        match repository.delete(&key).await {
+        match store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => return Err(RepositoryError::store(key.to_string())(error).into()),
         }
         let dir = Path::from(backup_dir(*backup_id));
-        let rest = repository.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-        let _: Vec<Path> = repository
+        let rest = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+        let _: Vec<Path> = store
             .delete_stream(rest)
             .try_collect()
             .await
@@ -54,75 +68,248 @@ pub async fn forget_backups(
     Ok(report)
 }
 
-/// Deletes every chunk no remaining manifest references (in a dry run, ignoring `forgotten`
-/// ones, and deleting nothing).
+/// What a pack becomes.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Packs no remaining backup uses a blob of, with their sizes.
+    drop: Vec<(PackId, u64)>,
+    /// Packs to copy the used blobs out of, with their sizes and used bytes.
+    repack: Vec<(PackId, u64, u64)>,
+    /// Packs kept as they are, with their sizes.
+    keep: Vec<(PackId, u64)>,
+}
+
+/// Deletes every pack no remaining manifest references a blob of, repacks packs whose unused
+/// share exceeds `max_unused_percent`, and rewrites the index (in a dry run, ignoring
+/// `forgotten` backups, and changing nothing).
 ///
 /// # Errors
-/// Store errors, or a manifest or segment that cannot be read (then nothing is deleted: an
-/// unreadable backup's chunks must not be swept).
-pub async fn sweep_chunks(
+/// Store errors, or a manifest or segment that cannot be read (then nothing is deleted), or a
+/// remaining backup naming a blob no index lists (the repository is damaged: verify it).
+pub async fn sweep_packs(
     context: &TaskContext,
     forgotten: &[BackupId],
     dry_run: bool,
+    max_unused_percent: u32,
 ) -> Result<TaskReport, TaskError> {
-    let repository = context.repository.as_ref();
-    let forgotten: HashSet<String> = forgotten.iter().map(ToString::to_string).collect();
-    let manifests: Vec<Path> = repository
-        .list(Some(&Path::from("backups")))
-        .try_filter(|meta| futures::future::ready(meta.location.filename() == Some("manifest")))
-        .map_ok(|meta| meta.location)
+    let repository = &context.repository;
+    let index_files = list_names(repository, INDEX_DIR).await?;
+    let mut index: HashMap<BlobId, (PackId, PackEntry)> = HashMap::new();
+    for name in &index_files {
+        for entry in read_index(repository.store.as_ref(), &repository.key, name).await? {
+            index.insert(entry.entry.id, (entry.pack, entry.entry));
+        }
+    }
+    let (referenced, num_backups) = referenced_blobs(repository, forgotten, dry_run).await?;
+    if let Some(missing) = referenced.iter().find(|id| !index.contains_key(id)) {
+        return Err(TaskError::Damaged(format!(
+            "a remaining backup names blob {missing}, which no index lists: the repository is damaged, nothing was \
+             pruned. Run `bkctl submit verify --deep` on the repository's backups"
+        )));
+    }
+    let sizes: HashMap<PackId, u64> = repository
+        .store
+        .list(Some(&Path::from(PACKS_DIR)))
+        .try_filter_map(|meta| async move {
+            Ok(meta.location.filename().and_then(PackId::from_hex).map(|pack| (pack, meta.size)))
+        })
         .try_collect()
         .await
-        .map_err(RepositoryError::store("backups/"))?;
-    let mut referenced: HashSet<String> = HashSet::new();
+        .map_err(RepositoryError::store(PACKS_DIR))?;
+    let plan = plan_packs(&index, &referenced, &sizes, max_unused_percent);
+    let mut report = TaskReport::default();
+    let bytes = |packs: &[(PackId, u64)]| packs.iter().map(|(_, size)| size).sum::<u64>();
+    let repack_bytes: u64 = plan.repack.iter().map(|(_, size, _)| size).sum();
+    let repack_used: u64 = plan.repack.iter().map(|(_, _, used)| used).sum();
+    let verb = if dry_run { "would" } else { "did" };
+    report.events.push(format!(
+        "{verb} delete {} pack(s) no backup uses ({} bytes); {verb} repack {} pack(s) more than {max_unused_percent}% unused \
+         ({repack_bytes} bytes, {repack_used} of them in use); {} pack(s) kept ({} bytes); {} blob(s) referenced by \
+         {num_backups} backup(s)",
+        plan.drop.len(),
+        bytes(&plan.drop),
+        plan.repack.len(),
+        plan.keep.len(),
+        bytes(&plan.keep),
+        referenced.len()
+    ));
+    report.num_objects = (plan.drop.len() + plan.repack.len()) as u64;
+    report.num_bytes = bytes(&plan.drop) + repack_bytes - repack_used;
+    if dry_run {
+        return Ok(report);
+    }
+    let moved = repack(context, &plan.repack, &index, &referenced).await?;
+    let mut live: Vec<IndexEntry> = referenced
+        .iter()
+        .filter_map(|id| {
+            moved.get(id).copied().or_else(|| {
+                index.get(id).map(|(pack, entry)| IndexEntry { pack: *pack, entry: *entry })
+            })
+        })
+        .collect();
+    live.sort_by_key(|entry| entry.entry.id);
+    let new_index = format!("prune-{}", ulid::Ulid::new().to_string().to_lowercase());
+    write_index(repository.store.as_ref(), &repository.key, &new_index, &live).await?;
+    delete_all(repository, index_files.iter().map(|name| index_path(name)).collect()).await?;
+    let gone: Vec<Path> = plan
+        .drop
+        .iter()
+        .map(|(pack, _)| *pack)
+        .chain(plan.repack.iter().map(|(pack, _, _)| *pack))
+        .map(pack_path)
+        .collect();
+    delete_all(repository, gone).await?;
+    report.repository_puts = context.requests.puts.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(report)
+}
+
+/// Decides each listed pack's fate. Pure.
+fn plan_packs(
+    index: &HashMap<BlobId, (PackId, PackEntry)>,
+    referenced: &HashSet<BlobId>,
+    sizes: &HashMap<PackId, u64>,
+    max_unused_percent: u32,
+) -> Plan {
+    let mut used: HashMap<PackId, u64> = HashMap::new();
+    for id in referenced {
+        if let Some((pack, entry)) = index.get(id) {
+            *used.entry(*pack).or_default() += u64::from(entry.length);
+        }
+    }
+    let mut plan = Plan::default();
+    let mut packs: Vec<(&PackId, &u64)> = sizes.iter().collect();
+    packs.sort();
+    for (pack, size) in packs {
+        match used.get(pack).copied().unwrap_or(0) {
+            0 => plan.drop.push((*pack, *size)),
+            in_use if (size - in_use.min(*size)) * 100 > *size * u64::from(max_unused_percent) => {
+                plan.repack.push((*pack, *size, in_use))
+            }
+            _ => plan.keep.push((*pack, *size)),
+        }
+    }
+    plan
+}
+
+/// Blobs the remaining backups use (in a dry run, ignoring `forgotten` ones), and how many
+/// backups that is.
+async fn referenced_blobs(
+    repository: &Repository,
+    forgotten: &[BackupId],
+    dry_run: bool,
+) -> Result<(HashSet<BlobId>, usize), TaskError> {
+    let forgotten: HashSet<&BackupId> = forgotten.iter().collect();
+    let manifests: Vec<Path> = list_paths(repository.store.as_ref(), BACKUPS_DIR)
+        .await?
+        .into_iter()
+        .filter(|path| path.filename() == Some("manifest"))
+        .collect();
+    let mut referenced = HashSet::new();
     let mut num_backups = 0;
     for key in &manifests {
-        let backup_id: BackupId =
-            match key.parts().nth(1).and_then(|part| part.as_ref().parse().ok()) {
-                Some(backup_id) => backup_id,
-                None => continue,
-            };
-        if dry_run && forgotten.contains(&backup_id.to_string()) {
+        let Some(backup_id) =
+            key.parts().nth(1).and_then(|part| part.as_ref().parse::<BackupId>().ok())
+        else {
+            continue;
+        };
+        if dry_run && forgotten.contains(&backup_id) {
             continue;
         }
         num_backups += 1;
         let manifest = read_manifest(repository, backup_id).await?;
         for segment in &manifest.segments {
             for entry in read_segment(repository, segment).await? {
-                referenced.extend(entry.chunks);
+                referenced.extend(entry.blobs);
             }
         }
     }
-    let unreferenced: Vec<object_store::ObjectMeta> = repository
-        .list(Some(&Path::from("chunks")))
-        .try_filter(|meta| {
-            futures::future::ready(
-                !meta.location.filename().is_some_and(|name| referenced.contains(name)),
-            )
-        })
+    Ok((referenced, num_backups))
+}
+
+/// Copies the referenced blobs of `packs` into new packs; where they are now.
+async fn repack(
+    context: &TaskContext,
+    packs: &[(PackId, u64, u64)],
+    index: &HashMap<BlobId, (PackId, PackEntry)>,
+    referenced: &HashSet<BlobId>,
+) -> Result<HashMap<BlobId, IndexEntry>, TaskError> {
+    let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for id in referenced {
+        if let Some((pack, entry)) = index.get(id) {
+            by_pack.entry(*pack).or_default().push(*entry);
+        }
+    }
+    let mut handles = Vec::new();
+    for (pack, _, _) in packs {
+        let Some(entries) = by_pack.get(pack) else { continue };
+        let start = entries.iter().map(|entry| entry.offset).min().unwrap_or(0);
+        let end =
+            entries.iter().map(|entry| entry.offset + u64::from(entry.length)).max().unwrap_or(0);
+        let bytes = read_pack_range(&context.repository, *pack, start, end).await?;
+        for entry in entries {
+            let from = (entry.offset - start) as usize;
+            let blob = SealedBlob {
+                id: entry.id,
+                bytes: bytes[from..from + entry.length as usize].to_vec(),
+                raw_length: entry.raw_length,
+                compressed: entry.is_compressed(),
+            };
+            handles.push(context.packer.add(blob, &context.requests).await.0);
+        }
+    }
+    context.packer.flush(&context.requests).await;
+    let mut moved = HashMap::new();
+    for handle in handles {
+        let entry = handle.stored().await.map_err(RepositoryError::WriteFailed)?;
+        moved.insert(entry.entry.id, entry);
+    }
+    Ok(moved)
+}
+
+async fn list_names(repository: &Repository, dir: &str) -> Result<Vec<String>, TaskError> {
+    Ok(list_paths(repository.store.as_ref(), dir)
+        .await?
+        .into_iter()
+        .filter_map(|path| path.filename().map(str::to_string))
+        .collect())
+}
+
+async fn delete_all(repository: &Repository, paths: Vec<Path>) -> Result<(), TaskError> {
+    let locations = stream::iter(paths.into_iter().map(Ok)).boxed();
+    let _: Vec<Path> = repository
+        .store
+        .delete_stream(locations)
         .try_collect()
         .await
-        .map_err(RepositoryError::store("chunks/"))?;
-    let bytes: u64 = unreferenced.iter().map(|meta| meta.size).sum();
-    let mut report = TaskReport {
-        num_objects: unreferenced.len() as u64,
-        num_bytes: bytes,
-        ..TaskReport::default()
-    };
-    let verb = if dry_run { "would delete" } else { "deleted" };
-    report.events.push(format!(
-        "{verb} {} unreferenced chunk(s), {bytes} bytes; {} chunk(s) referenced by {num_backups} backup(s) kept",
-        unreferenced.len(),
-        referenced.len()
-    ));
-    if !dry_run {
-        let locations =
-            stream::iter(unreferenced.into_iter().map(|meta| Ok(meta.location))).boxed();
-        let _: Vec<Path> = repository
-            .delete_stream(locations)
-            .try_collect()
-            .await
-            .map_err(RepositoryError::store("chunks/"))?;
+        .map_err(RepositoryError::store("packs/ and index/"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(byte: u8, length: u32) -> PackEntry {
+        PackEntry { id: BlobId([byte; 32]), offset: 0, length, raw_length: length, flags: 0 }
     }
-    Ok(report)
+
+    #[test]
+    fn test_packs_are_dropped_repacked_or_kept_by_their_unused_share() {
+        let (a, b, c) = (PackId([1; 16]), PackId([2; 16]), PackId([3; 16]));
+        let orphan = PackId([4; 16]);
+        let index: HashMap<BlobId, (PackId, PackEntry)> = [
+            (BlobId([1; 32]), (a, entry(1, 95))), // a: 95 of 100 used: kept at 10 %.
+            (BlobId([2; 32]), (b, entry(2, 50))), // b: 50 of 100 used: repacked.
+            (BlobId([3; 32]), (c, entry(3, 100))), // c: nothing used: dropped.
+        ]
+        .into();
+        let referenced: HashSet<BlobId> = [BlobId([1; 32]), BlobId([2; 32])].into();
+        let sizes: HashMap<PackId, u64> = [(a, 100), (b, 100), (c, 100), (orphan, 7)].into();
+        let plan = plan_packs(&index, &referenced, &sizes, 10);
+        assert_eq!(plan.keep, [(a, 100)]);
+        assert_eq!(plan.repack, [(b, 100, 50)]);
+        assert_eq!(plan.drop, [(c, 100), (orphan, 7)], "a pack no index lists is garbage too");
+        let strict = plan_packs(&index, &referenced, &sizes, 0);
+        assert_eq!(strict.repack.len(), 2, "0 %: repack whatever has unused bytes");
+    }
 }

@@ -1,31 +1,42 @@
 //! Restore tasks: the guards (write nothing), the wipe, and writing a backup's objects back.
 //!
-//! An object becomes visible at its key only after every chunk and the whole object re-hashed
-//! to what the manifest records: small objects are assembled in memory and written with one
-//! atomic put; large ones stream through a multipart upload that is completed only after the
-//! final hash check (and aborted otherwise).
+//! An object becomes visible at its key only after every blob it is made of opened (it is
+//! sealed: any alteration fails) and hashed to its id. Objects of one blob (most of them: small
+//! files) are fetched pack by pack with ranged reads covering many at once, so a thousand WAL
+//! files cost a few GETs; larger objects are read blob by blob and written with one put, or a
+//! multipart upload completed only after the last blob checked out (aborted otherwise).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::TaskContext;
 use crate::error::{RepositoryError, TaskError};
-use crate::repository::layout::chunk_key;
+use crate::repository::crypto::BlobId;
+use crate::repository::index::BlobIndex;
 use crate::repository::manifest::ObjectEntry;
-use crate::repository::reader::{check_key_is_safe, read_all, read_manifest, read_segment};
+use crate::repository::pack::{PackEntry, PackId};
+use crate::repository::reader::{
+    check_key_is_safe, open_stored_blob, read_blob, read_manifest, read_pack_range, read_segment,
+};
+use crate::repository::source::ChunkSource;
 use crate::store::open_store;
 
 /// Objects up to this size are assembled in memory and written with a single put.
 const SINGLE_PUT_LIMIT: u64 = 16 << 20;
 /// Multipart parts are at least this big (S3's minimum is 5 MiB).
 const MIN_PART_SIZE: usize = 8 << 20;
+/// Ranged reads of a pack are merged across gaps up to this size...
+const MAX_RANGE_GAP: u64 = 1 << 20;
+/// ...into reads of at most this size.
+const MAX_RANGE: u64 = 16 << 20;
 
 /// Guard: the node is stopped and the target prefixes are empty (unless allowed). Writes nothing.
 ///
@@ -98,7 +109,7 @@ async fn check_node_stopped(node: &str, endpoint: &str) -> Result<(), TaskError>
 /// Deletes exactly `prefixes` in the target and says how much it deleted.
 ///
 /// # Errors
-/// [`TaskError::Source`] when listing or deleting fails.
+/// [`TaskError::Target`] when listing or deleting fails.
 pub async fn wipe_target(
     context: &TaskContext,
     target_url: &str,
@@ -115,7 +126,7 @@ pub async fn wipe_target(
             .delete_stream(locations)
             .try_collect()
             .await
-            .map_err(|source| TaskError::Source { key: prefix.clone(), source })?;
+            .map_err(|source| TaskError::Target { key: prefix.clone(), source })?;
         if !deleted.is_empty() {
             report.warnings.push(format!(
                 "--wipe deleted {} object(s) under `{prefix}` in `{target_url}`",
@@ -130,8 +141,9 @@ pub async fn wipe_target(
 /// Writes the backup's objects of `phase` (and `node`) into the target.
 ///
 /// # Errors
-/// [`TaskError::Invalid`] for an unsafe key, [`TaskError::Damaged`] naming the object and chunk
-/// when backup data is missing or corrupt, store errors otherwise.
+/// [`TaskError::Invalid`] for an unsafe key, [`TaskError::Damaged`] naming the object and blob
+/// when backup data is missing or altered, [`TaskError::Target`] when the target refuses a
+/// write, store errors otherwise.
 pub async fn restore_objects(
     context: &TaskContext,
     backup_id: BackupId,
@@ -139,12 +151,14 @@ pub async fn restore_objects(
     phase: &str,
     node: Option<&str>,
 ) -> Result<TaskReport, TaskError> {
-    let manifest = read_manifest(context.repository.as_ref(), backup_id).await?;
+    let repository = &context.repository;
+    let manifest = read_manifest(repository, backup_id).await?;
     let target = open_target(context, target_url, true)?
         .ok_or_else(|| TaskError::Invalid(format!("cannot create target `{target_url}`")))?;
+    let index = context.repositories.index(repository).await?;
     let mut report = TaskReport::default();
     for segment in &manifest.segments {
-        let entries: Vec<ObjectEntry> = read_segment(context.repository.as_ref(), segment)
+        let entries: Vec<ObjectEntry> = read_segment(repository, segment)
             .await?
             .into_iter()
             .filter(|entry| entry.phase == phase && node.is_none_or(|node| entry.node == node))
@@ -153,17 +167,22 @@ pub async fn restore_objects(
             check_key_is_safe(&entry.key).map_err(TaskError::Invalid)?;
             context.progress.listed(entry.size);
         }
-        // Futures collected first: a closure inside the stream type trips rustc's Send inference.
-        let restores: Vec<_> =
-            entries.iter().map(|entry| restore_one(context, target.clone(), entry)).collect();
-        let outcomes: Vec<bool> = stream::iter(restores)
-            .buffered(context.max_objects_in_flight.max(1))
-            .try_collect()
-            .await?;
-        for (entry, written) in entries.iter().zip(&outcomes) {
+        let present = present_in_target(target.as_ref(), &entries).await?;
+        let (small, large): (Vec<&ObjectEntry>, Vec<&ObjectEntry>) =
+            entries.iter().partition(|entry| entry.blobs.len() <= 1);
+        let mut written = restore_small(context, &index, &target, &small, &present).await?;
+        for entry in large {
+            let fresh = !restored_already(context, target.as_ref(), entry, &present).await?;
+            if fresh {
+                restore_large(context, &index, target.as_ref(), entry).await?;
+            }
+            context.progress.done(entry.size);
+            written.insert(entry.key.clone(), fresh);
+        }
+        for entry in &entries {
             report.num_objects += 1;
             report.num_bytes += entry.size;
-            report.num_skipped += u64::from(!written);
+            report.num_skipped += u64::from(!written.get(&entry.key).copied().unwrap_or(true));
         }
     }
     if phase == "licence"
@@ -179,123 +198,265 @@ pub async fn restore_objects(
     Ok(report)
 }
 
-/// Restores one object; returns false when it was already there with the right content.
-async fn restore_one(
+/// Sizes of the objects already in the target under the entries' keys (one listing per
+/// directory-like prefix, not a request per object).
+async fn present_in_target(
+    target: &dyn ObjectStore,
+    entries: &[ObjectEntry],
+) -> Result<HashMap<String, u64>, TaskError> {
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut present = HashMap::new();
+    for entry in entries {
+        match entry.key.split_once('/') {
+            Some((prefix, _)) => prefixes.push(prefix.to_string()),
+            // A top-level object: looked at on its own.
+            None => match target.head(&object_key(&entry.key)?).await {
+                Ok(meta) => {
+                    present.insert(entry.key.clone(), meta.size);
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(TaskError::Target { key: entry.key.clone(), source }),
+            },
+        }
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    for prefix in prefixes {
+        let listed: Vec<object_store::ObjectMeta> = target
+            .list(Some(&Path::from(prefix.as_str())))
+            .try_collect()
+            .await
+            .map_err(|source| TaskError::Target { key: prefix.clone(), source })?;
+        present.extend(listed.into_iter().map(|meta| (meta.location.to_string(), meta.size)));
+    }
+    Ok(present)
+}
+
+/// Restores one-blob (and empty) objects, fetching each pack's blobs with as few ranged reads
+/// as their placement allows. Returns, per key, whether it was written (false: already there).
+async fn restore_small(
     context: &TaskContext,
-    target: Arc<dyn ObjectStore>,
+    index: &BlobIndex,
+    target: &Arc<dyn ObjectStore>,
+    entries: &[&ObjectEntry],
+    present: &HashMap<String, u64>,
+) -> Result<HashMap<String, bool>, TaskError> {
+    let mut written = HashMap::new();
+    let mut by_pack: BTreeMap<PackId, Vec<(PackEntry, &ObjectEntry)>> = BTreeMap::new();
+    for entry in entries {
+        if restored_already(context, target.as_ref(), entry, present).await? {
+            context.progress.done(entry.size);
+            written.insert(entry.key.clone(), false);
+            continue;
+        }
+        let Some(id) = entry.blobs.first() else {
+            put_object(target.as_ref(), entry, Vec::new()).await?;
+            written.insert(entry.key.clone(), true);
+            continue;
+        };
+        let (pack, location) = index.get(id).copied().ok_or_else(|| not_indexed(entry, id))?;
+        by_pack.entry(pack).or_default().push((location, entry));
+    }
+    let ranges: Vec<(PackId, Vec<(PackEntry, &ObjectEntry)>)> = by_pack
+        .into_iter()
+        .flat_map(|(pack, mut items)| {
+            items.sort_by_key(|(location, _)| location.offset);
+            coalesce(items).into_iter().map(move |range| (pack, range))
+        })
+        .collect();
+    let parallel = context.max_objects_in_flight.clamp(1, 8);
+    // Futures collected first: a closure inside the stream type trips rustc's Send inference.
+    let reads: Vec<_> = ranges
+        .into_iter()
+        .map(|(pack, items)| restore_range(context, target.as_ref(), pack, items))
+        .collect();
+    let restored: Vec<Vec<String>> =
+        stream::iter(reads).buffer_unordered(parallel).try_collect().await?;
+    written.extend(restored.into_iter().flatten().map(|key| (key, true)));
+    Ok(written)
+}
+
+/// Cuts a pack's wanted blobs (sorted by offset) into reads of at most [`MAX_RANGE`] bytes,
+/// merging across gaps up to [`MAX_RANGE_GAP`].
+fn coalesce<T>(items: Vec<(PackEntry, T)>) -> Vec<Vec<(PackEntry, T)>> {
+    let mut ranges: Vec<Vec<(PackEntry, T)>> = Vec::new();
+    for item in items {
+        let start_new = match ranges.last().and_then(|range| Some((range.first()?, range.last()?)))
+        {
+            None => true,
+            Some(((first, _), (last, _))) => {
+                let end = last.offset + u64::from(last.length);
+                item.0.offset > end + MAX_RANGE_GAP
+                    || item.0.offset + u64::from(item.0.length) - first.offset > MAX_RANGE
+            }
+        };
+        if start_new {
+            ranges.push(vec![item]);
+        } else if let Some(range) = ranges.last_mut() {
+            range.push(item);
+        }
+    }
+    ranges
+}
+
+async fn restore_range(
+    context: &TaskContext,
+    target: &dyn ObjectStore,
+    pack: PackId,
+    items: Vec<(PackEntry, &ObjectEntry)>,
+) -> Result<Vec<String>, TaskError> {
+    let _permit = context
+        .object_permits
+        .acquire()
+        .await
+        .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
+    let (Some((first, _)), Some((last, _))) = (items.first(), items.last()) else {
+        return Ok(Vec::new());
+    };
+    let start = first.offset;
+    let end = last.offset + u64::from(last.length);
+    let bytes = read_pack_range(&context.repository, pack, start, end)
+        .await
+        .map_err(|error| damaged_pack(error, items[0].1, pack))?;
+    let mut keys = Vec::with_capacity(items.len());
+    for (location, entry) in items {
+        let from = (location.offset - start) as usize;
+        let stored = &bytes[from..from + location.length as usize];
+        let plaintext =
+            open_stored_blob(&context.repository, pack, &location, stored).map_err(|error| {
+                TaskError::Damaged(format!(
+                    "object `{}`: {error}; nothing was written at it",
+                    entry.key
+                ))
+            })?;
+        put_object(target, entry, plaintext).await?;
+        context.progress.done(entry.size);
+        keys.push(entry.key.clone());
+    }
+    Ok(keys)
+}
+
+/// Restores an object of several blobs, reading them in order.
+async fn restore_large(
+    context: &TaskContext,
+    index: &BlobIndex,
+    target: &dyn ObjectStore,
     entry: &ObjectEntry,
-) -> Result<bool, TaskError> {
+) -> Result<(), TaskError> {
     let _permit = context
         .object_permits
         .acquire()
         .await
         .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
     let key = object_key(&entry.key)?;
-    if already_restored(target.as_ref(), &key, entry).await? {
-        context.progress.done(entry.size);
-        return Ok(false);
-    }
-    let target_error = |source| TaskError::Source { key: entry.key.clone(), source };
+    let target_error = |source| TaskError::Target { key: entry.key.clone(), source };
     if entry.size <= SINGLE_PUT_LIMIT {
         let mut bytes = BytesMut::with_capacity(entry.size as usize);
-        for chunk in &entry.chunks {
-            bytes.extend_from_slice(&read_chunk(context, entry, chunk).await?);
+        for id in &entry.blobs {
+            bytes.extend_from_slice(&read_object_blob(context, index, entry, id).await?);
         }
-        check_object_hash(entry, &bytes)?;
-        target.put(&key, PutPayload::from(bytes.freeze())).await.map_err(target_error)?;
-    } else {
-        let upload = target.put_multipart(&key).await.map_err(target_error)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(
-            upload,
-            MIN_PART_SIZE.max(context.repository_info.chunk_size as usize),
-        );
-        let mut hasher = blake3::Hasher::new();
-        for chunk in &entry.chunks {
-            let bytes = match read_chunk(context, entry, chunk).await {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    let _ = writer.abort().await;
-                    return Err(error);
-                }
-            };
-            hasher.update(&bytes);
-            writer.wait_for_capacity(2).await.map_err(target_error)?;
-            writer.put(bytes);
-        }
-        if hasher.finalize().to_hex().as_str() != entry.blake3 {
-            let _ = writer.abort().await;
-            return Err(TaskError::Damaged(format!(
-                "object `{}`: its chunks do not hash to its BLAKE3 `{}`",
-                entry.key, entry.blake3
-            )));
-        }
-        writer.finish().await.map_err(target_error)?;
+        return put_object(target, entry, bytes.to_vec()).await;
     }
-    context.progress.done(entry.size);
-    Ok(true)
+    let upload = target.put_multipart(&key).await.map_err(target_error)?;
+    let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+    for id in &entry.blobs {
+        let bytes = match read_object_blob(context, index, entry, id).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let _ = writer.abort().await;
+                return Err(error);
+            }
+        };
+        writer.wait_for_capacity(2).await.map_err(target_error)?;
+        writer.write(&bytes);
+    }
+    writer.finish().await.map_err(target_error)?;
+    Ok(())
 }
 
-async fn read_chunk(
+async fn read_object_blob(
     context: &TaskContext,
+    index: &BlobIndex,
     entry: &ObjectEntry,
-    chunk: &str,
-) -> Result<Bytes, TaskError> {
-    let bytes = match read_all(context.repository.as_ref(), &chunk_key(chunk)).await {
-        Ok(bytes) => bytes,
-        Err(RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. }) => {
-            return Err(TaskError::Damaged(format!(
-                "object `{}`: chunk `{chunk}` is missing from the repository",
-                entry.key
-            )));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let actual = blake3::hash(&bytes).to_hex().to_string();
-    if actual != chunk {
+    id: &BlobId,
+) -> Result<Vec<u8>, TaskError> {
+    read_blob(&context.repository, index, id).await.map_err(|error| match error {
+        crate::repository::reader::BlobReadError::Repository(error) => TaskError::Repository(error),
+        other => TaskError::Damaged(format!(
+            "object `{}`: {other}; nothing was written at it",
+            entry.key
+        )),
+    })
+}
+
+async fn put_object(
+    target: &dyn ObjectStore,
+    entry: &ObjectEntry,
+    bytes: Vec<u8>,
+) -> Result<(), TaskError> {
+    if bytes.len() as u64 != entry.size {
         return Err(TaskError::Damaged(format!(
-            "object `{}`: chunk `{chunk}` is corrupt (its bytes hash to `{actual}`); nothing was written at `{}`",
-            entry.key, entry.key
+            "object `{}`: its blobs hold {} bytes, the backup records {}; nothing was written at it",
+            entry.key,
+            bytes.len(),
+            entry.size
         )));
     }
-    Ok(bytes)
+    let key = object_key(&entry.key)?;
+    target
+        .put(&key, PutPayload::from(bytes))
+        .await
+        .map_err(|source| TaskError::Target { key: entry.key.clone(), source })?;
+    Ok(())
 }
 
-fn check_object_hash(entry: &ObjectEntry, bytes: &[u8]) -> Result<(), TaskError> {
-    if blake3::hash(bytes).to_hex().as_str() == entry.blake3 {
-        Ok(())
-    } else {
-        Err(TaskError::Damaged(format!(
-            "object `{}`: its chunks do not hash to its BLAKE3 `{}`",
-            entry.key, entry.blake3
-        )))
+fn not_indexed(entry: &ObjectEntry, id: &BlobId) -> TaskError {
+    TaskError::Damaged(format!(
+        "object `{}`: blob {id} is in no index of the repository; nothing was written at it",
+        entry.key
+    ))
+}
+
+fn damaged_pack(error: RepositoryError, entry: &ObjectEntry, pack: PackId) -> TaskError {
+    let path = crate::repository::layout::pack_path(pack);
+    match error {
+        RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. } => {
+            TaskError::Damaged(format!(
+            "object `{}`: pack `{path}` is missing from the repository; nothing was written at it",
+            entry.key
+        ))
+        }
+        RepositoryError::Corrupt { reason, .. } => TaskError::Damaged(format!(
+            "object `{}`: pack `{path}`: {reason}; nothing was written at it",
+            entry.key
+        )),
+        other => TaskError::Repository(other),
     }
 }
 
-/// Whether the target already holds the object with the right size and BLAKE3 (resume).
-async fn already_restored(
+/// Whether the target already holds the object with the right content (resume): same size,
+/// and each chunk of it hashes to the entry's blob id.
+async fn restored_already(
+    context: &TaskContext,
     target: &dyn ObjectStore,
-    key: &Path,
     entry: &ObjectEntry,
+    present: &HashMap<String, u64>,
 ) -> Result<bool, TaskError> {
-    let meta = match target.head(key).await {
-        Ok(meta) => meta,
-        Err(object_store::Error::NotFound { .. }) => return Ok(false),
-        Err(source) => return Err(TaskError::Source { key: entry.key.clone(), source }),
-    };
-    if meta.size != entry.size {
+    if present.get(&entry.key) != Some(&entry.size) {
         return Ok(false);
     }
-    let mut stream = target
-        .get(key)
-        .await
-        .map_err(|source| TaskError::Source { key: entry.key.clone(), source })?
-        .into_stream();
-    let mut hasher = blake3::Hasher::new();
-    while let Some(piece) = stream.next().await {
-        hasher
-            .update(&piece.map_err(|source| TaskError::Source { key: entry.key.clone(), source })?);
+    let key = object_key(&entry.key)?;
+    let target_error = |source| TaskError::Target { key: entry.key.clone(), source };
+    let mut source = ChunkSource::new(target.get(&key).await.map_err(target_error)?);
+    let chunk_size = context.repository.config.chunk_size as usize;
+    let mut blobs = entry.blobs.iter();
+    while let Some(chunk) = source.next_chunk(chunk_size).await.map_err(target_error)? {
+        if blobs.next() != Some(&context.repository.key.blob_id(&chunk)) {
+            return Ok(false);
+        }
     }
-    Ok(hasher.finalize().to_hex().as_str() == entry.blake3)
+    Ok(blobs.next().is_none())
 }
 
 /// Opens a restore target with this worker's store options; `None` when it is a local
@@ -321,7 +482,7 @@ fn open_target(
 /// Keys under a directory-like prefix (ending in `/`, or empty for everything), or the key
 /// itself if it exists.
 async fn list_under(target: &dyn ObjectStore, prefix: &str) -> Result<Vec<Path>, TaskError> {
-    let source_error = |source| TaskError::Source { key: prefix.to_string(), source };
+    let source_error = |source| TaskError::Target { key: prefix.to_string(), source };
     if !prefix.is_empty() && !prefix.ends_with('/') {
         let key = Path::from(prefix);
         return match target.head(&key).await {
@@ -356,7 +517,7 @@ pub async fn write_restore_trigger(
     target
         .put(&Path::from("_restore"), PutPayload::default())
         .await
-        .map_err(|source| TaskError::Source { key: "_restore".to_string(), source })?;
+        .map_err(|source| TaskError::Target { key: "_restore".to_string(), source })?;
     let mut report = TaskReport { num_objects: 1, ..TaskReport::default() };
     report.warnings.push(format!(
         "restore written to `{target_url}` with the `_restore` trigger: start QuestDB now (same major version as the          backup). On start it finds `_restore`, recovers every table from the checkpoint directory (rebuilding symbol          maps, dropping partitions newer than the checkpoint), deletes `_restore` and the checkpoint directory, then runs          normally; if recovery fails it exits and leaves `_restore` in place, so fix the cause and start it again"

@@ -1,36 +1,45 @@
-//! Verifying a backup, object by object.
+//! Verifying a backup.
 //!
-//! Shallow: the manifest and every segment read back with the hashes the manifest records, and
-//! every chunk named exists (one listing of `chunks/`, not a request per chunk). Deep: every
-//! chunk is re-read and re-hashed, and every object's chunks re-hash to the object's BLAKE3.
+//! Shallow: the manifest and every segment open (they are sealed: any alteration fails), every
+//! index file opens, every blob the backup names is in the index, and every pack holding one
+//! exists (one listing of `packs/`, not a request per blob). Deep: every pack holding a blob of
+//! the backup is read whole; its header must open and list each blob where the index says, and
+//! every blob in it must open and hash to its id. A byte flipped anywhere in such a pack, a blob
+//! swapped for another, a pack from another repository: each is a problem naming the object.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
+use futures::{stream, StreamExt};
 
 use super::TaskContext;
-use crate::error::{RepositoryError, TaskError};
-use crate::repository::layout::chunk_key;
-use crate::repository::manifest::ObjectEntry;
-use crate::repository::reader::{check_key_is_safe, read_all, read_manifest, read_segment};
+use crate::error::TaskError;
+use crate::repository::crypto::BlobId;
+use crate::repository::index::{read_index, BlobIndex};
+use crate::repository::layout::{pack_path, INDEX_DIR, PACKS_DIR};
+use crate::repository::pack::{decode_header, sealed_header, PackEntry, PackId};
+use crate::repository::reader::{
+    check_key_is_safe, open_stored_blob, read_all, read_manifest, read_segment,
+};
+use crate::repository::{list_paths, open::Repository};
 
 /// Problems listed in full; beyond this only their count is reported.
 const MAX_LISTED_PROBLEMS: usize = 1000;
+/// Packs read at once by a deep verification.
+const PACKS_IN_FLIGHT: usize = 4;
 
 /// Verifies `backup_id`. Problems are returned in the report (the job fails on them); an error
 /// is returned only when verification itself could not run.
 ///
 /// # Errors
-/// [`TaskError::Repository`] when the repository cannot be read at all.
+/// [`TaskError::Repository`] when the repository cannot be listed at all.
 pub async fn verify_backup(
     context: &TaskContext,
     backup_id: BackupId,
     deep: bool,
 ) -> Result<TaskReport, TaskError> {
-    let repository = context.repository.as_ref();
+    let repository = &context.repository;
     let mut problems = Problems::default();
     let manifest = match read_manifest(repository, backup_id).await {
         Ok(manifest) => manifest,
@@ -39,8 +48,9 @@ pub async fn verify_backup(
             return Ok(problems.into_report(0, 0));
         }
     };
-    let existing_chunks = if deep { HashSet::new() } else { list_chunks(context).await? };
-    let mut verified_chunks: HashSet<String> = HashSet::new();
+    let index = load_index(repository, &mut problems).await?;
+    // The first object naming each blob: problems name objects, not only blobs.
+    let mut users: HashMap<BlobId, String> = HashMap::new();
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
     for segment in &manifest.segments {
         let entries = match read_segment(repository, segment).await {
@@ -55,17 +65,11 @@ pub async fn verify_backup(
             if let Err(refusal) = check_key_is_safe(&entry.key) {
                 problems.push(refusal);
             }
-            if deep {
-                for problem in verify_deep(context, &entry, &mut verified_chunks).await? {
-                    problems.push(problem);
+            for id in &entry.blobs {
+                if !index.contains_key(id) {
+                    problems.push(format!("object `{}`: blob {id} is in no index", entry.key));
                 }
-            } else {
-                for chunk in entry.chunks.iter().filter(|chunk| !existing_chunks.contains(*chunk)) {
-                    problems.push(format!(
-                        "object `{}`: chunk `{chunk}` is missing from the repository",
-                        entry.key
-                    ));
-                }
+                users.entry(*id).or_insert_with(|| entry.key.clone());
             }
             num_objects += 1;
             num_bytes += entry.size;
@@ -78,68 +82,133 @@ pub async fn verify_backup(
             manifest.num_objects
         ));
     }
+    let mut by_pack: BTreeMap<PackId, Vec<PackEntry>> = BTreeMap::new();
+    for id in users.keys() {
+        if let Some((pack, entry)) = index.get(id) {
+            by_pack.entry(*pack).or_default().push(*entry);
+        }
+    }
+    let existing = list_packs(repository).await?;
+    for (pack, entries) in &by_pack {
+        if !existing.contains(pack) {
+            let object = &users[&entries[0].id];
+            problems.push(format!(
+                "object `{object}`: pack `{}` holding {} of the backup's blobs is missing",
+                pack_path(*pack),
+                entries.len()
+            ));
+        }
+    }
+    if deep {
+        // Futures collected first: a closure inside the stream type trips rustc's Send inference.
+        let checks: Vec<_> = by_pack
+            .iter()
+            .filter(|(pack, _)| existing.contains(pack))
+            .map(|(pack, entries)| verify_pack(repository, *pack, entries))
+            .collect();
+        let found: Vec<Vec<(Option<BlobId>, String)>> =
+            stream::iter(checks).buffer_unordered(PACKS_IN_FLIGHT).collect().await;
+        for (blob, problem) in found.into_iter().flatten() {
+            match blob.and_then(|id| users.get(&id)) {
+                Some(object) => problems.push(format!("object `{object}`: {problem}")),
+                None => problems.push(problem),
+            }
+        }
+    }
     Ok(problems.into_report(num_objects, num_bytes))
 }
 
-/// Re-reads every chunk of `entry` not verified yet; returns what is wrong with the object.
-async fn verify_deep(
-    context: &TaskContext,
-    entry: &ObjectEntry,
-    verified_chunks: &mut HashSet<String>,
-) -> Result<Vec<String>, TaskError> {
-    let mut problems = Vec::new();
-    let mut object_hasher = blake3::Hasher::new();
-    let mut whole_object_readable = true;
-    for chunk in &entry.chunks {
-        let bytes = match read_all(context.repository.as_ref(), &chunk_key(chunk)).await {
-            Ok(bytes) => bytes,
-            Err(RepositoryError::Store {
-                source: object_store::Error::NotFound { .. }, ..
-            }) => {
-                problems.push(format!(
-                    "object `{}`: chunk `{chunk}` is missing from the repository",
-                    entry.key
-                ));
-                whole_object_readable = false;
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        };
-        object_hasher.update(&bytes);
-        if verified_chunks.contains(chunk) {
-            continue;
-        }
-        let actual = blake3::hash(&bytes).to_hex().to_string();
-        if actual == *chunk {
-            verified_chunks.insert(chunk.clone());
-        } else {
-            problems.push(format!(
-                "object `{}`: chunk `{chunk}` is corrupt (its bytes hash to `{actual}`)",
-                entry.key
-            ));
-            whole_object_readable = false;
+/// Every index file, opened; those that do not open are problems (their blobs then show as
+/// "in no index").
+async fn load_index(
+    repository: &Repository,
+    problems: &mut Problems,
+) -> Result<BlobIndex, TaskError> {
+    let mut index = BlobIndex::new();
+    for path in list_paths(repository.store.as_ref(), INDEX_DIR).await? {
+        let Some(name) = path.filename() else { continue };
+        match read_index(repository.store.as_ref(), &repository.key, name).await {
+            Ok(entries) => index.extend(
+                entries.into_iter().map(|entry| (entry.entry.id, (entry.pack, entry.entry))),
+            ),
+            Err(error) => problems.push(format!("index: {error}")),
         }
     }
-    if whole_object_readable && object_hasher.finalize().to_hex().as_str() != entry.blake3 {
-        problems.push(format!(
-            "object `{}`: its chunks do not hash to the object's BLAKE3 `{}`",
-            entry.key, entry.blake3
-        ));
-    }
-    Ok(problems)
+    Ok(index)
 }
 
-async fn list_chunks(context: &TaskContext) -> Result<HashSet<String>, TaskError> {
-    let prefix = Path::from("chunks");
-    let names: Vec<String> = context
-        .repository
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
-        .boxed()
-        .try_collect()
-        .await
-        .map_err(RepositoryError::store("chunks/"))?;
-    Ok(names.into_iter().collect())
+async fn list_packs(repository: &Repository) -> Result<HashSet<PackId>, TaskError> {
+    Ok(list_paths(repository.store.as_ref(), PACKS_DIR)
+        .await?
+        .iter()
+        .filter_map(|path| path.filename().and_then(PackId::from_hex))
+        .collect())
+}
+
+/// Reads a whole pack and checks it: header, every blob, and that the backup's blobs are where
+/// the index says. Problems come with the blob they are about, when there is one.
+async fn verify_pack(
+    repository: &Repository,
+    pack: PackId,
+    expected: &[PackEntry],
+) -> Vec<(Option<BlobId>, String)> {
+    let path = pack_path(pack);
+    let bytes = match read_all(repository.store.as_ref(), &path).await {
+        Ok(bytes) => bytes,
+        Err(error) => return vec![(None, format!("pack `{path}`: {error}"))],
+    };
+    let header = sealed_header(&bytes).and_then(|(sealed, blob_end)| {
+        let plaintext = repository
+            .key
+            .open(&pack.header_context(), sealed)
+            .map_err(|error| format!("its header does not open ({error})"))?;
+        Ok((decode_header(&plaintext)?, blob_end))
+    });
+    let mut problems = Vec::new();
+    let (entries, blob_end) = match header {
+        Ok(header) => header,
+        Err(reason) => {
+            // Without a header, each of the backup's blobs is checked where the index says.
+            problems.push((None, format!("pack `{path}` is damaged: {reason}")));
+            for entry in expected {
+                let end = (entry.offset + u64::from(entry.length)) as usize;
+                let checked = bytes
+                    .get(entry.offset as usize..end)
+                    .ok_or_else(|| format!("blob {} lies beyond pack `{path}`", entry.id))
+                    .and_then(|stored| {
+                        open_stored_blob(repository, pack, entry, stored)
+                            .map_err(|error| error.to_string())
+                    });
+                if let Err(problem) = checked {
+                    problems.push((Some(entry.id), problem));
+                }
+            }
+            return problems;
+        }
+    };
+    for entry in &entries {
+        let end = entry.offset + u64::from(entry.length);
+        if end > blob_end as u64 {
+            problems.push((
+                Some(entry.id),
+                format!("blob {} lies beyond the blobs of pack `{path}`", entry.id),
+            ));
+            continue;
+        }
+        let stored = &bytes[entry.offset as usize..end as usize];
+        if let Err(error) = open_stored_blob(repository, pack, entry, stored) {
+            problems.push((Some(entry.id), error.to_string()));
+        }
+    }
+    for wanted in expected {
+        if !entries.contains(wanted) {
+            problems.push((
+                Some(wanted.id),
+                format!("pack `{path}` does not hold blob {} where the index says", wanted.id),
+            ));
+        }
+    }
+    problems
 }
 
 #[derive(Default)]

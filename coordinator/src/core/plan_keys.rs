@@ -1,0 +1,47 @@
+//! Repository-key jobs: one task, on a worker holding a passphrase for the repository. Pure.
+
+use bk_proto::ids::BackupId;
+use bk_proto::model::{KeyAction, TaskKind};
+
+use super::domain::Repository;
+use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+
+/// Plans a key action on `repository`. `job_backup_id` only fills the job's backup field.
+pub fn plan_repository_key(
+    repository: &Repository,
+    action: KeyAction,
+    job_backup_id: BackupId,
+) -> JobSpec {
+    let label = match &action {
+        KeyAction::Add { new_password_file } => {
+            format!(
+                "add a key to `{}` with the passphrase in `{new_password_file}`",
+                repository.name
+            )
+        }
+        KeyAction::List => format!("list the keys of `{}`", repository.name),
+        KeyAction::Remove { key_id } => format!("remove key {key_id} of `{}`", repository.name),
+    };
+    JobSpec {
+        kind: JobKind::RepositoryKey,
+        backup_id: job_backup_id,
+        parent: None,
+        scheduled: None,
+        source: String::new(),
+        source_spec: None,
+        repository: repository.clone(),
+        nodes: Vec::new(),
+        phases: vec![PlannedPhase {
+            name: "key".to_string(),
+            tasks: vec![PlannedTask {
+                label,
+                placement: Placement::RepositoryHolder(repository.name.clone()),
+                kind: TaskKind::RepositoryKey { action },
+                depends_on: Vec::new(),
+                retry_until_success: false,
+            }],
+        }],
+        cleanup: Vec::new(),
+        allow_corrupt: false,
+    }
+}

@@ -1,0 +1,460 @@
+//! Opening a repository: find its config, unlock its master key with the worker's passphrase,
+//! and create the repository the first time.
+//!
+//! Initialisation must end with one repository even on stores that ignore create-only writes
+//! (Garage). Nothing is ever overwritten: a new repository is a new key file and a new config
+//! under unique names (`keys/<id>`, `config/<id>`). If two workers race, two configs exist; the
+//! coordinator records the first one a task reports (it travels in every task report) and names
+//! it in every later task, and a result from the loser is refused and its task run again with
+//! the winner (`bk_coordinator::core::state`). Without a recorded config, the first by name is
+//! used, so racers agree whenever they see each other's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::config::{Cipher, InitSettings, RepositoryConfig};
+use super::crypto::MasterKey;
+use super::index::{BlobIndex, IndexCache};
+use super::keys::{list_keys, write_key, KdfSettings, KeyFile, Passphrase, UnwrapError};
+use super::layout::{config_path, CONFIG_DIR, FORMAT_1_FILE};
+use super::metadata;
+use crate::error::{RepositoryError, RepositoryResult};
+
+/// An open repository.
+#[derive(Clone)]
+pub struct Repository {
+    /// Its name (as registered with the coordinator).
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Its store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The unlocked master key.
+    pub key: Arc<MasterKey>,
+    /// Its config.
+    pub config: Arc<RepositoryConfig>,
+    /// The key file the passphrase opened.
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Repository")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("config_id", &self.config.config_id)
+            .finish()
+    }
+}
+
+/// What opening needs.
+pub struct OpenRequest<'a> {
+    /// The repository's name.
+    pub name: &'a str,
+    /// Its URL.
+    pub url: &'a str,
+    /// The config the coordinator recorded, if it has one.
+    pub pinned_config: Option<&'a str>,
+    /// The worker's passphrase for it (`None`: the worker has none configured).
+    pub passphrase: Option<Passphrase>,
+    /// What a new repository is made with.
+    pub init: InitSettings,
+    /// Argon2id's cost for a key this worker makes.
+    pub kdf: KdfSettings,
+    /// This worker's name, recorded in key files it makes.
+    pub host: &'a str,
+    /// Benchmarks only: whether an unencrypted repository may be opened.
+    pub allow_unencrypted: bool,
+}
+
+/// An unlocked master key: the fingerprint of the passphrase that opened it, the key, and the
+/// key file it came from.
+type Unlocked = ([u8; 32], Arc<MasterKey>, String);
+
+/// What a worker keeps per repository between tasks: unlocked keys and the index.
+#[derive(Default)]
+pub struct RepositoryCache {
+    /// Unlocked master keys by (URL, config id), with the passphrase's fingerprint and the key
+    /// file that opened them. An async mutex, held while a key is unlocked (Argon2id takes a
+    /// deliberate fraction of a second) so concurrent tasks unlock once.
+    unlocked: tokio::sync::Mutex<HashMap<(String, String), Unlocked>>,
+    /// Indexes by (URL, config id). Async: held while new index files are read.
+    indexes: tokio::sync::Mutex<HashMap<(String, String), IndexCache>>,
+    /// Serialises initialisations on this worker (its concurrent tasks make one repository),
+    /// and remembers the configs it made, by URL: if the coordinator recorded another (a race
+    /// with another worker), this worker removes its own.
+    initialising: tokio::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl RepositoryCache {
+    /// The repository's index, brought up to date.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when an index file cannot be read.
+    pub async fn index(&self, repository: &Repository) -> RepositoryResult<Arc<BlobIndex>> {
+        let key = (repository.url.clone(), repository.config.config_id.clone());
+        let mut indexes = self.indexes.lock().await;
+        indexes.entry(key).or_default().refresh(&repository.store, &repository.key).await
+    }
+}
+
+/// Opens the repository at `store`, creating it when it has no config.
+///
+/// # Errors
+/// [`RepositoryError::Locked`] without a passphrase or with one no key file takes;
+/// [`RepositoryError::UnsupportedFormat`] for a format-1 repository; store errors.
+pub async fn open(
+    store: Arc<dyn ObjectStore>,
+    request: &OpenRequest<'_>,
+    cache: &RepositoryCache,
+) -> RepositoryResult<Repository> {
+    let locked =
+        |reason: String| RepositoryError::Locked { repository: request.name.to_string(), reason };
+    let passphrase = request.passphrase.clone().ok_or_else(|| {
+        locked(format!(
+            "this worker has no passphrase for it: set `password_file` under [repositories.{}] in its config (or \
+             BK_REPOSITORY_PASSWORD_{}, or a default `repository_password_file` / BK_REPOSITORY_PASSWORD). The \
+             passphrase stays with the workers; the coordinator never holds it",
+            request.name,
+            env_suffix(request.name)
+        ))
+    })?;
+    refuse_format_1(store.as_ref(), request.url).await?;
+    let mut config_ids = list_config_ids(store.as_ref()).await?;
+    if config_ids.is_empty() && request.pinned_config.is_none() {
+        let mut made = cache.initialising.lock().await;
+        config_ids = list_config_ids(store.as_ref()).await?;
+        if config_ids.is_empty() {
+            let config_id = initialise(store.as_ref(), request, &passphrase).await?;
+            made.push((request.url.to_string(), config_id));
+            config_ids = list_config_ids(store.as_ref()).await?;
+        }
+    }
+    if let Some(pinned) = request.pinned_config {
+        remove_lost_race(store.as_ref(), request, pinned, &config_ids, cache).await?;
+    }
+    let config_id = match request.pinned_config {
+        Some(pinned) if config_ids.iter().any(|id| id == pinned) => pinned.to_string(),
+        Some(pinned) => {
+            return Err(RepositoryError::Corrupt {
+                key: config_path(pinned).to_string(),
+                reason: format!(
+                    "the config the coordinator recorded for repository `{}` is not at `{}`: the repository was \
+                     deleted, replaced, or this worker points at another store",
+                    request.name, request.url
+                ),
+            })
+        }
+        None => config_ids.first().cloned().ok_or_else(|| RepositoryError::Corrupt {
+            key: CONFIG_DIR.to_string(),
+            reason: "no config after initialising".to_string(),
+        })?,
+    };
+    let (key, key_id) = unlock(store.clone(), request, &config_id, &passphrase, cache).await?;
+    let config: RepositoryConfig =
+        metadata::read_json(store.as_ref(), &key, &config_path(&config_id)).await?;
+    if config.format != super::config::REPOSITORY_FORMAT {
+        return Err(RepositoryError::UnsupportedFormat {
+            url: request.url.to_string(),
+            format: config.format,
+        });
+    }
+    if config.cipher == Cipher::BenchmarkOnlyPlaintext && !request.allow_unencrypted {
+        return Err(locked(
+            "it was created by a benchmark with unencrypted blobs (BK_BENCH_UNENCRYPTED_BLOBS=1): bk opens it only \
+             with that switch set"
+                .to_string(),
+        ));
+    }
+    Ok(Repository {
+        name: request.name.to_string(),
+        url: request.url.to_string(),
+        store,
+        key,
+        config: Arc::new(config),
+        key_id,
+    })
+}
+
+/// `BK_REPOSITORY_PASSWORD_<NAME>`'s suffix for a repository name.
+pub fn env_suffix(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect()
+}
+
+async fn refuse_format_1(store: &dyn ObjectStore, url: &str) -> RepositoryResult<()> {
+    match store.head(&object_store::path::Path::from(FORMAT_1_FILE)).await {
+        Ok(_) => Err(RepositoryError::UnsupportedFormat { url: url.to_string(), format: 1 }),
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(error) => Err(RepositoryError::store(FORMAT_1_FILE)(error)),
+    }
+}
+
+async fn list_config_ids(store: &dyn ObjectStore) -> RepositoryResult<Vec<String>> {
+    let mut ids: Vec<String> = super::list_paths(store, CONFIG_DIR)
+        .await?
+        .into_iter()
+        .filter_map(|path| path.filename().map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Removes the config (and its key files) this worker made when the coordinator recorded
+/// another: it lost an initialisation race. Nothing but its own first task used it, and that
+/// task's result was refused; its packs, in no index, go at the next prune.
+async fn remove_lost_race(
+    store: &dyn ObjectStore,
+    request: &OpenRequest<'_>,
+    pinned: &str,
+    config_ids: &[String],
+    cache: &RepositoryCache,
+) -> RepositoryResult<()> {
+    let mut made = cache.initialising.lock().await;
+    let lost: Vec<String> = made
+        .iter()
+        .filter(|(url, id)| url == request.url && id != pinned && config_ids.contains(id))
+        .map(|(_, id)| id.clone())
+        .collect();
+    for config_id in &lost {
+        let key_files: Vec<KeyFile> = list_keys_of(store, config_id).await?;
+        for file in key_files {
+            super::keys::remove_key(store, &file.key_id).await?;
+        }
+        let path = config_path(config_id);
+        store.delete(&path).await.map_err(RepositoryError::store(path.to_string()))?;
+        tracing::warn!(
+            repository = %request.name, lost = %config_id, kept = %pinned,
+            "another worker initialised the repository at the same time and the coordinator recorded its config: removed this worker's"
+        );
+    }
+    made.retain(|(url, id)| !(url == request.url && lost.contains(id)));
+    Ok(())
+}
+
+async fn list_keys_of(store: &dyn ObjectStore, config_id: &str) -> RepositoryResult<Vec<KeyFile>> {
+    Ok(list_keys(store).await?.into_iter().filter(|file| file.config_id == config_id).collect())
+}
+
+/// A new master key, its first key file, then the config: a config is written last, so a
+/// config always has a key. Returns the config's id.
+async fn initialise(
+    store: &dyn ObjectStore,
+    request: &OpenRequest<'_>,
+    passphrase: &Passphrase,
+) -> RepositoryResult<String> {
+    let failed = |reason: String| RepositoryError::Corrupt { key: CONFIG_DIR.into(), reason };
+    let master = Arc::new(MasterKey::generate().map_err(failed)?);
+    let config_id = ulid::Ulid::new().to_string().to_lowercase();
+    let (wrap_master, wrap_passphrase, settings, host, id) = (
+        master.clone(),
+        passphrase.clone(),
+        request.kdf,
+        request.host.to_string(),
+        config_id.clone(),
+    );
+    let key_file = tokio::task::spawn_blocking(move || {
+        KeyFile::wrap(&wrap_master, &wrap_passphrase, settings, &id, &host)
+    })
+    .await
+    .map_err(|error| failed(error.to_string()))?
+    .map_err(failed)?;
+    write_key(store, &key_file).await?;
+    let config = RepositoryConfig::new(config_id.clone(), request.init);
+    let json = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
+    metadata::create_sealed(store, &master, &config_path(&config_id), &json).await?;
+    tracing::info!(repository = %request.name, %config_id, "repository initialised");
+    Ok(config_id)
+}
+
+/// The master key of `config_id`, from the cache while the passphrase is unchanged, else
+/// unwrapped from the first key file the passphrase opens.
+async fn unlock(
+    store: Arc<dyn ObjectStore>,
+    request: &OpenRequest<'_>,
+    config_id: &str,
+    passphrase: &Passphrase,
+    cache: &RepositoryCache,
+) -> RepositoryResult<(Arc<MasterKey>, String)> {
+    let cache_key = (request.url.to_string(), config_id.to_string());
+    let fingerprint = passphrase.fingerprint();
+    let mut unlocked = cache.unlocked.lock().await;
+    if let Some((known, key, key_id)) = unlocked.get(&cache_key) {
+        if *known == fingerprint {
+            return Ok((key.clone(), key_id.clone()));
+        }
+    }
+    let candidates: Vec<KeyFile> = list_keys(store.as_ref())
+        .await?
+        .into_iter()
+        .filter(|file| file.config_id == config_id)
+        .collect();
+    let num_candidates = candidates.len();
+    for file in candidates {
+        let trial = passphrase.clone();
+        let key_id = file.key_id.clone();
+        let opened = tokio::task::spawn_blocking(move || file.unwrap_master(&trial))
+            .await
+            .map_err(|error| RepositoryError::WriteFailed(error.to_string()))?;
+        match opened {
+            Ok(master) => {
+                let master = Arc::new(master);
+                unlocked.insert(cache_key, (fingerprint, master.clone(), key_id.clone()));
+                return Ok((master, key_id));
+            }
+            Err(UnwrapError::WrongPassphrase) => continue,
+            Err(UnwrapError::Malformed(reason)) => {
+                tracing::warn!(%key_id, %reason, "skipping a malformed key file")
+            }
+        }
+    }
+    Err(RepositoryError::Locked {
+        repository: request.name.to_string(),
+        reason: format!(
+            "the passphrase this worker has does not open any of its {num_candidates} key(s): check `password_file` \
+             under [repositories.{}] (or BK_REPOSITORY_PASSWORD_{}); `bkctl repo key list {}` lists the keys",
+            request.name,
+            env_suffix(request.name),
+            request.name
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use futures::StreamExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    };
+
+    use super::*;
+
+    /// A store whose first two listings of `config/` wait for each other: two workers that both
+    /// find no config, as in a race.
+    #[derive(Debug)]
+    struct RacingStore {
+        inner: Arc<InMemory>,
+        barrier: Arc<tokio::sync::Barrier>,
+        listings: std::sync::atomic::AtomicUsize,
+    }
+
+    impl std::fmt::Display for RacingStore {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("RacingStore")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for RacingStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            let listing = self.inner.list(prefix);
+            let is_config = prefix.is_some_and(|prefix| prefix.as_ref() == CONFIG_DIR);
+            let first_two =
+                is_config && self.listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+            if !first_two {
+                return listing;
+            }
+            let barrier = self.barrier.clone();
+            // Both racers list before either writes.
+            let (inner, prefix) = (self.inner.clone(), prefix.cloned());
+            futures::stream::once(async move {
+                barrier.wait().await;
+                inner.list(prefix.as_ref())
+            })
+            .flatten()
+            .boxed()
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn request<'a>(pinned: Option<&'a str>, host: &'a str) -> OpenRequest<'a> {
+        OpenRequest {
+            name: "r",
+            url: "memory:///r",
+            pinned_config: pinned,
+            passphrase: Some(Passphrase(b"shared passphrase".to_vec())),
+            init: InitSettings {
+                chunk_size: 1 << 20,
+                pack_size: 1 << 24,
+                compression_level: 3,
+                unencrypted_blobs: false,
+            },
+            kdf: KdfSettings { memory_kib: 64, iterations: 1, parallelism: 1 },
+            host,
+            allow_unencrypted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn test_two_workers_creating_a_repository_at_once_end_with_one() {
+        let inner = Arc::new(InMemory::new());
+        let store: Arc<dyn ObjectStore> = Arc::new(RacingStore {
+            inner: inner.clone(),
+            barrier: Arc::new(tokio::sync::Barrier::new(2)),
+            listings: Default::default(),
+        });
+        let (first_worker, second_worker) =
+            (RepositoryCache::default(), RepositoryCache::default());
+        let (request_a, request_b) = (request(None, "a"), request(None, "b"));
+        let (first, second) = tokio::join!(
+            open(store.clone(), &request_a, &first_worker),
+            open(store.clone(), &request_b, &second_worker),
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        let configs = list_config_ids(store.as_ref()).await.unwrap();
+        assert_eq!(configs.len(), 2, "both created a config: the race happened");
+        // The coordinator records the config of the first report (say the first worker's), and
+        // names it in every later task: the worker that made the other removes it.
+        let recorded = first.config.config_id.clone();
+        assert!(configs.contains(&second.config.config_id));
+        let pinned = request(Some(&recorded), "b");
+        for worker in [&first_worker, &second_worker] {
+            let reopened = open(store.clone(), &pinned, worker).await.unwrap();
+            assert_eq!(reopened.config.config_id, recorded);
+        }
+        assert_eq!(list_config_ids(store.as_ref()).await.unwrap(), std::slice::from_ref(&recorded));
+        let keys = list_keys(store.as_ref()).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].config_id, recorded);
+    }
+}
