@@ -11,7 +11,6 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -130,7 +129,9 @@ pub async fn run(
         .add_service(worker_hub)
         .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            // TCP_NODELAY: a lease answered to a long-polling worker would otherwise wait for
+            // the peer's delayed ACK (40 ms per task on Linux, measured on a backup's phases).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         )
         .await;

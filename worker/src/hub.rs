@@ -316,8 +316,8 @@ impl Hub {
             open_store(&self.config.store.url, &self.config.store.options, &self.env, retry, false)
                 .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
         let requests = Arc::new(RequestCounts::default());
-        let repository = self.open_repository(&spec.repository, &requests).await?;
-        let packer = self.packer_for(&repository);
+        let (repository, uncounted) = self.open_repository(&spec.repository, &requests).await?;
+        let packer = self.packer_for(&repository, uncounted);
         Ok(TaskContext {
             spec,
             attempt,
@@ -346,12 +346,14 @@ impl Hub {
         self.env.iter().any(|(key, value)| key == name && value == "1")
     }
 
-    /// Opens (creating it the first time) the task's repository with this worker's passphrase.
+    /// Opens (creating it the first time) the task's repository with this worker's passphrase,
+    /// counting the task's requests; also returns the store uncounted (for the packer, which
+    /// counts each pack's PUT for the task that filled or flushed it).
     async fn open_repository(
         &self,
         reference: &RepositoryRef,
         requests: &Arc<RequestCounts>,
-    ) -> Result<Repository, TaskError> {
+    ) -> Result<(Repository, Arc<dyn ObjectStore>), TaskError> {
         let options = self
             .config
             .repositories
@@ -362,7 +364,8 @@ impl Hub {
             .map_err(|error| {
                 TaskError::Invalid(format!("repository `{}`: {error}", reference.name))
             })?;
-        let store: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(store, requests.clone()));
+        let counted: Arc<dyn ObjectStore> =
+            Arc::new(CountingStore::new(store.clone(), requests.clone()));
         let passphrase =
             self.config.repository_passphrase(&reference.name, &self.env).map_err(|reason| {
                 RepositoryError::Locked { repository: reference.name.clone(), reason }
@@ -382,23 +385,20 @@ impl Hub {
             host: &self.worker_id,
             allow_unencrypted: self.env_is_set("BK_BENCH_UNENCRYPTED_BLOBS"),
         };
-        Ok(open(store, &request, &self.repositories).await?)
+        Ok((open(counted, &request, &self.repositories).await?, store))
     }
 
     /// The worker's packer for `repository`: shared by the tasks using it, made anew when none
     /// is alive (so a new task's store, with current credentials, uploads).
-    fn packer_for(&self, repository: &Repository) -> Arc<Packer> {
+    fn packer_for(&self, repository: &Repository, store: Arc<dyn ObjectStore>) -> Arc<Packer> {
         let key = (repository.url.clone(), repository.config.config_id.clone());
         let mut packers = self.packers.lock().unwrap_or_else(|poison| poison.into_inner());
         packers.retain(|_, packer| packer.strong_count() > 0);
         if let Some(packer) = packers.get(&key).and_then(std::sync::Weak::upgrade) {
             return packer;
         }
-        let packer = Arc::new(Packer::new(
-            repository.store.clone(),
-            repository.key.clone(),
-            repository.config.pack_size,
-        ));
+        let packer =
+            Arc::new(Packer::new(store, repository.key.clone(), repository.config.pack_size));
         packers.insert(key, Arc::downgrade(&packer));
         packer
     }

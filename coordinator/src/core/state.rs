@@ -266,7 +266,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         bytes_read,
         bytes_written,
         bytes_stored,
-        repository_puts: repository_puts + report.repository_puts,
+        repository_puts,
         corrupt,
     }
 }

@@ -566,32 +566,47 @@ impl Control for ControlServiceImpl {
 
 impl ControlServiceImpl {
     /// Sends the job on every change, at most every 200 ms, and at least every 2 s (waiting
-    /// reasons change with time), until it has ended or the client went away.
+    /// reasons change with time), until it has ended or the client went away. Its end is sent
+    /// at once: a client waiting for a job learns it ended without the pacing's delay.
     async fn stream_job(
         &self,
         job_id: JobId,
         first: pb::Job,
         sender: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
     ) {
+        const PACE: Duration = Duration::from_millis(200);
         let mut changes = self.coordinator.shared.subscribe();
         let mut view = first;
         loop {
-            let ended = matches!(
-                pb::JobState::try_from(view.state),
-                Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
-            );
-            if sender.send(Ok(view)).await.is_err() || ended {
+            if sender.send(Ok(view)).await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
-            view = match self.job_view(job_id) {
-                Ok(view) => view,
-                Err(error) => {
-                    let _ = sender.send(Err(error.into())).await;
-                    return;
+            let sent_at = tokio::time::Instant::now();
+            view = loop {
+                let _ = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
+                let next = match self.job_view(job_id) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                if job_ended(&next) || sent_at.elapsed() >= PACE {
+                    break next;
                 }
+                tokio::time::sleep_until(sent_at + PACE).await;
             };
+            if job_ended(&view) {
+                let _ = sender.send(Ok(view)).await;
+                return;
+            }
         }
     }
+}
+
+fn job_ended(job: &pb::Job) -> bool {
+    matches!(
+        pb::JobState::try_from(job.state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
 }

@@ -74,6 +74,9 @@ pub struct OpenRequest<'a> {
 /// key file it came from.
 type Unlocked = ([u8; 32], Arc<MasterKey>, String);
 
+/// A backup's entries shared by the tasks reading them, dropped with the last of them.
+type SharedEntries = std::sync::Weak<Vec<super::manifest::ObjectEntry>>;
+
 /// What a worker keeps per repository between tasks: unlocked keys and the index.
 #[derive(Default)]
 pub struct RepositoryCache {
@@ -83,6 +86,11 @@ pub struct RepositoryCache {
     unlocked: tokio::sync::Mutex<HashMap<(String, String), Unlocked>>,
     /// Indexes by (URL, config id). Async: held while new index files are read.
     indexes: tokio::sync::Mutex<HashMap<(String, String), IndexCache>>,
+    /// Configs by (URL, config id): immutable once written.
+    configs: std::sync::Mutex<HashMap<(String, String), Arc<RepositoryConfig>>>,
+    /// Parent backups' entries by (URL, backup id), shared by the tasks using them and dropped
+    /// with the last (a std mutex: held for a map lookup).
+    parents: std::sync::Mutex<HashMap<(String, String), SharedEntries>>,
     /// Serialises initialisations on this worker (its concurrent tasks make one repository),
     /// and remembers the configs it made, by URL: if the coordinator recorded another (a race
     /// with another worker), this worker removes its own.
@@ -90,6 +98,38 @@ pub struct RepositoryCache {
 }
 
 impl RepositoryCache {
+    /// Every entry of backup `backup_id` of `repository`, read once for all the tasks that use
+    /// it at the same time (the parent of an incremental backup: every copy task reads it).
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when the manifest or a segment cannot be read.
+    pub async fn backup_entries(
+        &self,
+        repository: &Repository,
+        backup_id: bk_proto::ids::BackupId,
+    ) -> RepositoryResult<Arc<Vec<super::manifest::ObjectEntry>>> {
+        let key = (repository.url.clone(), backup_id.to_string());
+        let cached = self
+            .parents
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&key)
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(entries) = cached {
+            return Ok(entries);
+        }
+        let manifest = super::reader::read_manifest(repository, backup_id).await?;
+        let mut entries = Vec::with_capacity(manifest.num_objects as usize);
+        for segment in &manifest.segments {
+            entries.extend(super::reader::read_segment(repository, segment).await?);
+        }
+        let entries = Arc::new(entries);
+        let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
+        parents.retain(|_, entries| entries.strong_count() > 0);
+        parents.insert(key, Arc::downgrade(&entries));
+        Ok(entries)
+    }
+
     /// The repository's index, brought up to date.
     ///
     /// # Errors
@@ -122,6 +162,11 @@ pub async fn open(
             env_suffix(request.name)
         ))
     })?;
+    if let Some(pinned) = request.pinned_config {
+        if let Some(repository) = cached(store.clone(), request, pinned, &passphrase, cache).await {
+            return Ok(repository);
+        }
+    }
     refuse_format_1(store.as_ref(), request.url).await?;
     let mut config_ids = list_config_ids(store.as_ref()).await?;
     if config_ids.is_empty() && request.pinned_config.is_none() {
@@ -156,6 +201,11 @@ pub async fn open(
     let (key, key_id) = unlock(store.clone(), request, &config_id, &passphrase, cache).await?;
     let config: RepositoryConfig =
         metadata::read_json(store.as_ref(), &key, &config_path(&config_id)).await?;
+    cache
+        .configs
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .insert((request.url.to_string(), config_id.clone()), Arc::new(config.clone()));
     if config.format != super::config::REPOSITORY_FORMAT {
         return Err(RepositoryError::UnsupportedFormat {
             url: request.url.to_string(),
@@ -175,6 +225,36 @@ pub async fn open(
         store,
         key,
         config: Arc::new(config),
+        key_id,
+    })
+}
+
+/// The repository as this worker opened it before, when the coordinator names that config and
+/// the passphrase is the one that unlocked it: no request to the store (a task's open costs
+/// nothing once its worker has the repository open). Not while this worker holds a config it
+/// made that lost an initialisation race: that one must go first.
+async fn cached(
+    store: Arc<dyn ObjectStore>,
+    request: &OpenRequest<'_>,
+    pinned: &str,
+    passphrase: &Passphrase,
+    cache: &RepositoryCache,
+) -> Option<Repository> {
+    let key = (request.url.to_string(), pinned.to_string());
+    let lost_a_race =
+        cache.initialising.lock().await.iter().any(|(url, id)| url == request.url && id != pinned);
+    if lost_a_race {
+        return None; // the slow path removes the config this worker made
+    }
+    let config =
+        cache.configs.lock().unwrap_or_else(|poison| poison.into_inner()).get(&key).cloned()?;
+    let (fingerprint, master, key_id) = cache.unlocked.lock().await.get(&key).cloned()?;
+    (fingerprint == passphrase.fingerprint()).then(|| Repository {
+        name: request.name.to_string(),
+        url: request.url.to_string(),
+        store,
+        key: master,
+        config,
         key_id,
     })
 }

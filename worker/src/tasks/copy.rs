@@ -29,7 +29,6 @@ use crate::formats::{describe_corruption, Validated, Validator};
 use crate::repository::crypto::BlobId;
 use crate::repository::index::IndexEntry;
 use crate::repository::manifest::ObjectEntry;
-use crate::repository::reader::{read_manifest, read_segment};
 use crate::repository::source::ChunkSource;
 use crate::repository::staging::{read_earlier, PartWriter};
 use crate::repository::writer::{read_object, BlobWriter, StoreObjectError};
@@ -438,36 +437,26 @@ enum ReadStep {
     Read(crate::repository::writer::PendingObject, Option<Validator>),
 }
 
-/// The parent backup's entries under `prefix` (incremental backups). An unreadable parent is
-/// not an error: the task copies everything and says so (the returned note).
+/// The parent backup's entries under `prefix` (incremental backups), read once per worker for
+/// all its tasks. An unreadable parent is not an error: the task copies everything and says so
+/// (the returned note).
 async fn load_parent(
     context: &TaskContext,
     prefix: &str,
     entries: &mut HashMap<String, ObjectEntry>,
 ) -> Option<String> {
     let parent = context.spec.parent?;
-    let repository = &context.repository;
-    let unreadable = |error: &dyn std::fmt::Display| {
-        Some(format!("parent backup {parent} unreadable ({error}): copied in full"))
-    };
-    let manifest = match read_manifest(repository, parent).await {
-        Ok(manifest) => manifest,
-        Err(error) => return unreadable(&error),
-    };
-    let mut loaded = HashMap::new();
-    for segment in &manifest.segments {
-        match read_segment(repository, segment).await {
-            Ok(segment_entries) => loaded.extend(
-                segment_entries
-                    .into_iter()
+    match context.repositories.backup_entries(&context.repository, parent).await {
+        Ok(all) => {
+            entries.extend(
+                all.iter()
                     .filter(|entry| entry.key.starts_with(prefix))
-                    .map(|entry| (entry.key.clone(), entry)),
-            ),
-            Err(error) => return unreadable(&error),
+                    .map(|entry| (entry.key.clone(), entry.clone())),
+            );
+            None
         }
+        Err(error) => Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
     }
-    *entries = loaded;
-    None
 }
 
 /// Lists every object under `prefix` (a directory-like prefix ending in `/`, or empty).

@@ -13,6 +13,8 @@ use serde_json::Value;
 /// A coordinator, a worker per node of one generated cluster, and its source `src` registered.
 pub(crate) struct Deployment {
     pub(crate) sandbox: Sandbox,
+    /// Its workers' node ids.
+    nodes: Vec<String>,
 }
 
 impl Deployment {
@@ -43,24 +45,56 @@ impl Deployment {
         // Production's lease timeout, not the sandbox's 3 s: on a loaded 2-core machine running
         // a hundred workers, short leases would measure re-queues, not bk.
         let mut sandbox = Sandbox::start_cluster(1, &[("BK_LEASE_TIMEOUT", "30s")])?;
+        // Production's key derivation (64 MiB, 3 passes), not the test kit's shortcut.
+        let production_kdf = [("BK_ARGON2_MEMORY_KIB", "65536"), ("BK_ARGON2_ITERATIONS", "3")];
         sandbox.set_worker_env(
-            worker_env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+            production_kdf
+                .iter()
+                .chain(worker_env)
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         );
         sandbox.register_source("src", params)?;
         let tables =
             format!("[store]\nurl = \"file://{}\"\n{repository_tables}", cluster.display());
-        for node in params.data_nodes.iter().chain(&params.compactor_node) {
+        let nodes: Vec<String> =
+            params.data_nodes.iter().chain(&params.compactor_node).cloned().collect();
+        for node in &nodes {
             sandbox.start_worker_toml("src", node, "", &tables)?;
         }
-        Ok(Self { sandbox })
+        Ok(Self { sandbox, nodes })
     }
 
-    /// Registers repository `name` at `url`.
+    /// Registers repository `name` at `url`, with `extra` `bkctl repo add` options.
     ///
     /// # Errors
     /// When bkctl refuses it.
-    pub(crate) fn add_repository(&self, name: &str, url: &str) -> anyhow::Result<()> {
-        self.sandbox.bkctl_json(&["repo", "add", name, url]).map(drop)
+    pub(crate) fn add_repository(
+        &self,
+        name: &str,
+        url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        let mut args = vec!["repo", "add", name, url];
+        args.extend_from_slice(extra);
+        self.sandbox.bkctl_json(&args).map(drop)
+    }
+
+    /// The largest peak resident memory of its workers, bytes.
+    pub(crate) fn peak_worker_rss(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|node| self.sandbox.worker_peak_rss_bytes(node))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `bkctl show` of a backup.
+    ///
+    /// # Errors
+    /// When bkctl fails.
+    pub(crate) fn show(&self, backup_id: &str) -> anyhow::Result<Value> {
+        self.sandbox.bkctl_json(&["show", backup_id])
     }
 
     /// Runs `bkctl -o json submit … --wait`, requires success, and returns the wall-clock

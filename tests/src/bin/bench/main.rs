@@ -69,56 +69,102 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
         None => String::new(),
     };
     let deployment = Deployment::start(&cluster, &params, &repository_tables)?;
-    // The same, with the format checks off: what vouching for the source's files costs.
-    let unchecked = Deployment::start_with_worker_env(
-        &cluster,
-        &params,
-        "",
-        &[("BK_SKIP_FORMAT_CHECKS", "1")],
-    )?;
+    // The same cluster with one feature switched off each: what it costs, measured alike.
+    let variants = [
+        ("bk backup, encryption off (local→local)", "BK_BENCH_UNENCRYPTED_BLOBS"),
+        ("bk backup, format checks off (local→local)", "BK_SKIP_FORMAT_CHECKS"),
+    ]
+    .into_iter()
+    .map(|(name, switch)| {
+        Ok((name, Deployment::start_with_worker_env(&cluster, &params, "", &[(switch, "1")])?))
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut table = Table::new(generated.keys.len() as u64, generated.num_bytes, args.reps);
     for rep in 0..args.reps {
         println!("repetition {} of {}", rep + 1, args.reps);
         let dir = root.join(format!("rep-{rep}"));
         std::fs::create_dir_all(&dir)?;
-        let local = format!("local-{rep}");
-        deployment.add_repository(&local, &format!("file://{}", dir.join("repo").display()))?;
-        let backup = ["backup", "--source", "src", "--repo", local.as_str(), "--full"];
-        let (seconds, job) = deployment.timed_job(&backup)?;
-        table.record("bk backup (local→local)", Baseline::Cp, seconds);
-        let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
-        let target = format!("file://{}", dir.join("restored").display());
-        let restore =
-            ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
-        table.record("bk restore (local→local)", Baseline::Cp, deployment.timed_job(&restore)?.0);
-        let unchecked_repository = format!("unchecked-{rep}");
-        let url = format!("file://{}", dir.join("unchecked-repo").display());
-        unchecked.add_repository(&unchecked_repository, &url)?;
-        let backup =
-            ["backup", "--source", "src", "--repo", unchecked_repository.as_str(), "--full"];
-        let seconds = unchecked.timed_job(&backup)?.0;
-        table.record("bk backup, format checks off (local→local)", Baseline::Cp, seconds);
-        let copy = |target: PathBuf| {
-            tools::run(std::process::Command::new("cp").arg("-r").arg(&cluster).arg(target))
-        };
-        table.record("cp -r", Baseline::Cp, timed(|| copy(dir.join("cp")))?);
-        let vendor = timed(|| vendor_cp(&cluster, &dir.join("vendor")))?;
-        table.record("vendor script (cp -r, sequential)", Baseline::Cp, vendor);
-        if let Some(rclone) = &rclone {
-            let target = dir.join("rclone").display().to_string();
-            let seconds = timed(|| rclone_copy(rclone, None, &cluster, &target))?;
-            table.record("rclone copy --transfers 16 (local)", Baseline::Cp, seconds);
-        }
+        local_rows(&deployment, &variants, &cluster, &dir, rep, rclone.as_deref(), &mut table)?;
         if let Some(s3) = &s3 {
-            s3_rows(&deployment, s3, rclone.as_deref(), &cluster, rep, &mut table)?;
+            s3_rows(&deployment, s3, rclone.as_deref(), &cluster, &dir, rep, &mut table)?;
         }
         if args.dir.is_none() {
             std::fs::remove_dir_all(&dir)?;
         }
     }
+    table.note_peak_rss(
+        "bk worker peak RSS (largest node worker, whole run)",
+        deployment.peak_worker_rss(),
+    );
     let notes = missing_tools(rclone.is_none(), s3.as_ref());
     table.print_and_write(&args.out, &args.size, &notes)
+}
+
+/// The local rows of one repetition: bk backup (full, unchanged incremental, and each variant),
+/// restore, and the baselines. Every timed step starts from a `sync`, and the baselines end
+/// with one: bk syncs what it writes before reporting, so both sides pay for durability.
+fn local_rows(
+    deployment: &Deployment,
+    variants: &[(&'static str, Deployment)],
+    cluster: &Path,
+    dir: &Path,
+    rep: usize,
+    rclone: Option<&Path>,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    let local = format!("local-{rep}");
+    deployment.add_repository(&local, &format!("file://{}", dir.join("repo").display()), &[])?;
+    let backup = ["backup", "--source", "src", "--repo", local.as_str(), "--full"];
+    let (seconds, job) = deployment.timed_job(&backup)?;
+    table.record("bk backup (local→local)", Baseline::Cp, seconds);
+    table.record_backup_facts(deployment, &job, "local")?;
+    let unchanged = ["backup", "--source", "src", "--repo", local.as_str()];
+    let (seconds, job) = deployment.timed_job(&unchanged)?;
+    table.record("bk backup, unchanged (incremental)", Baseline::BkFull, seconds);
+    table.record_backup_facts(deployment, &job, "unchanged")?;
+    let compression_off = format!("plain-{rep}");
+    let url = format!("file://{}", dir.join("plain-repo").display());
+    deployment.add_repository(&compression_off, &url, &["--compression-level", "0"])?;
+    let backup = ["backup", "--source", "src", "--repo", compression_off.as_str(), "--full"];
+    table.record(
+        "bk backup, compression off (local→local)",
+        Baseline::BkFull,
+        deployment.timed_job(&backup)?.0,
+    );
+    for (index, (name, variant)) in variants.iter().enumerate() {
+        let repository = format!("variant-{index}-{rep}");
+        let url = format!("file://{}", dir.join(&repository).display());
+        variant.add_repository(&repository, &url, &[])?;
+        let backup = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
+        table.record(name, Baseline::BkFull, variant.timed_job(&backup)?.0);
+    }
+    let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
+    let target = format!("file://{}", dir.join("restored").display());
+    let restore =
+        ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
+    table.record("bk restore (local→local)", Baseline::Cp, deployment.timed_job(&restore)?.0);
+    let copy = |target: PathBuf| {
+        tools::run(std::process::Command::new("cp").arg("-r").arg(cluster).arg(target))
+    };
+    table.record("cp -r + sync", Baseline::Cp, timed_durable(|| copy(dir.join("cp")))?);
+    let vendor = timed_durable(|| vendor_cp(cluster, &dir.join("vendor")))?;
+    table.record("vendor script (cp -r, sequential)", Baseline::Cp, vendor);
+    if let Some(rclone) = rclone {
+        let target = dir.join("rclone").display().to_string();
+        let seconds = timed_durable(|| rclone_copy(rclone, None, cluster, &target))?;
+        table.record("rclone copy --transfers 16 (local)", Baseline::Cp, seconds);
+    }
+    Ok(())
+}
+
+/// `step`'s seconds, from a synced start to its writes on disk (`sync` after it).
+fn timed_durable(step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    tools::sync()?;
+    timed(|| {
+        step()?;
+        tools::sync()
+    })
 }
 
 fn s3_rows(
@@ -126,13 +172,16 @@ fn s3_rows(
     s3: &S3,
     rclone: Option<&Path>,
     cluster: &Path,
+    dir: &Path,
     rep: usize,
     table: &mut Table,
 ) -> anyhow::Result<()> {
     let repository = format!("s3-{rep}");
-    deployment.add_repository(&repository, &format!("s3://{BUCKET}/bk-{rep}"))?;
+    deployment.add_repository(&repository, &format!("s3://{BUCKET}/bk-{rep}"), &[])?;
     let backup = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
-    table.record("bk backup (local→S3)", Baseline::RcloneS3, deployment.timed_job(&backup)?.0);
+    let (seconds, job) = deployment.timed_job(&backup)?;
+    table.record("bk backup (local→S3, Garage)", Baseline::RcloneS3, seconds);
+    table.record_backup_facts(deployment, &job, "S3")?;
     if let Some(rclone) = rclone {
         let target = format!("s3:{BUCKET}/rclone-{rep}");
         let seconds = timed(|| rclone_copy(rclone, Some(&s3.garage), cluster, &target))?;
@@ -143,7 +192,19 @@ fn s3_rows(
         let seconds = timed(|| vendor_aws_sync(aws, &s3.garage, cluster, &prefix))?;
         table.record("vendor script (aws s3 sync, sequential)", Baseline::RcloneS3, seconds);
     }
+    let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
+    let target = format!("file://{}", dir.join("restored-from-s3").display());
+    let restore =
+        ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
+    tools::sync()?;
+    let seconds = deployment.timed_job(&restore)?.0;
+    table.record("bk restore (S3→local)", Baseline::RcloneFromS3, seconds);
     if let Some(rclone) = rclone {
+        let source = format!("s3:{BUCKET}/rclone-{rep}");
+        let target = dir.join("rclone-from-s3");
+        let seconds =
+            timed_durable(|| tools::rclone_copy_from(rclone, &s3.garage, &source, &target))?;
+        table.record("rclone copy --transfers 16 (S3→local)", Baseline::RcloneFromS3, seconds);
         for prefix in [format!("bk-{rep}"), format!("rclone-{rep}"), format!("vendor-{rep}")] {
             tools::purge_s3_prefix(rclone, &s3.garage, &prefix)?;
         }

@@ -5,21 +5,28 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::json;
 
-/// What a row is compared with: local copies with `cp -r` (the disk's physical limit, near
-/// enough), copies into S3 with `rclone copy` into the same server.
+/// What a row is compared with: local copies with `cp -r` + `sync` (the disk's physical limit,
+/// near enough), copies into S3 with `rclone copy` into the same server, restores from S3 with
+/// rclone's reverse copy, bk's variants with bk's full backup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Baseline {
-    /// `cp -r` of the same tree.
+    /// `cp -r` of the same tree, then `sync`.
     Cp,
     /// `rclone copy --transfers 16` of the same tree into the same S3 server.
     RcloneS3,
+    /// `rclone copy --transfers 16` of that copy back to disk.
+    RcloneFromS3,
+    /// bk's full local backup with everything on.
+    BkFull,
 }
 
 impl Baseline {
     fn row_name(self) -> &'static str {
         match self {
-            Baseline::Cp => "cp -r",
+            Baseline::Cp => "cp -r + sync",
             Baseline::RcloneS3 => "rclone copy --transfers 16 (→S3)",
+            Baseline::RcloneFromS3 => "rclone copy --transfers 16 (S3→local)",
+            Baseline::BkFull => "bk backup (local→local)",
         }
     }
 }
@@ -45,12 +52,16 @@ pub(crate) struct Table {
     bytes: u64,
     reps: usize,
     series: Vec<Series>,
+    /// Facts of individual backups (PUTs, stored bytes), by what they were.
+    facts: Vec<(String, serde_json::Value)>,
+    /// Peak memory figures.
+    memory: Vec<(&'static str, u64)>,
 }
 
 impl Table {
     /// A table for a tree of `objects` / `bytes`.
     pub(crate) fn new(objects: u64, bytes: u64, reps: usize) -> Self {
-        Self { objects, bytes, reps, series: Vec::new() }
+        Self { objects, bytes, reps, series: Vec::new(), facts: Vec::new(), memory: Vec::new() }
     }
 
     /// Adds one repetition's `seconds` to the series `name`.
@@ -60,6 +71,45 @@ impl Table {
             Some(series) => series.seconds.push(seconds),
             None => self.series.push(Series { name, baseline, seconds: vec![seconds] }),
         }
+    }
+
+    /// Records what `bkctl show` says of the job's backup: source and stored bytes, PUTs
+    /// against their target (stored bytes / pack size + 2 per task), bytes written.
+    ///
+    /// # Errors
+    /// When the backup cannot be shown.
+    pub(crate) fn record_backup_facts(
+        &mut self,
+        deployment: &crate::deployment::Deployment,
+        job: &serde_json::Value,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let backup_id = job["backup_id"].as_str().context("no backup id")?;
+        let backup = deployment.show(backup_id)?;
+        let tasks: u64 = job["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|phase| phase["tasks"].as_array().map_or(0, Vec::len) as u64)
+            .sum::<u64>()
+            + job["cleanup"].as_array().map_or(0, Vec::len) as u64;
+        let stored = backup["bytes_stored"].as_u64().unwrap_or(0);
+        let puts = backup["repository_puts"].as_u64().unwrap_or(0);
+        let pack_size = 16u64 << 20;
+        let put_target = stored.div_ceil(pack_size) + 2 * tasks;
+        let facts = json!({
+            "source_bytes": backup["num_bytes"], "bytes_read": backup["bytes_read"],
+            "bytes_written": backup["bytes_written"], "bytes_stored": stored,
+            "repository_puts": puts, "put_target": put_target, "tasks": tasks,
+        });
+        println!("    {what} backup: {facts}");
+        self.facts.push((what.to_string(), facts));
+        Ok(())
+    }
+
+    /// Records a peak-memory figure.
+    pub(crate) fn note_peak_rss(&mut self, what: &'static str, bytes: u64) {
+        self.memory.push((what, bytes));
     }
 
     fn baseline_median(&self, baseline: Baseline) -> Option<f64> {
@@ -100,12 +150,24 @@ impl Table {
                 "ratio_to_baseline": ratio,
             }));
         }
+        let mut facts = serde_json::Map::new();
+        for (what, value) in &self.facts {
+            facts.insert(what.clone(), value.clone()); // The last repetition's.
+        }
+        for (what, value) in &facts {
+            println!("{what} backup: {value}");
+        }
+        for (what, bytes) in &self.memory {
+            println!("{what}: {} MiB", bytes >> 20);
+        }
         for note in notes {
             println!("({note})");
         }
+        let memory: serde_json::Map<String, serde_json::Value> =
+            self.memory.iter().map(|(what, bytes)| (what.to_string(), json!(bytes))).collect();
         let document = json!({
             "size": size, "reps": self.reps, "objects": self.objects, "bytes": self.bytes,
-            "results": rows, "notes": notes,
+            "results": rows, "backups": facts, "memory": memory, "notes": notes,
         });
         std::fs::write(out, serde_json::to_string_pretty(&document)?)
             .with_context(|| format!("cannot write {}", out.display()))?;

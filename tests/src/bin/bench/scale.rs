@@ -57,7 +57,7 @@ fn measure(nodes: usize, objects_per_node: u32, root: &Path) -> anyhow::Result<M
         let registered = workers.as_array().map_or(0, Vec::len);
         (registered > nodes).then_some(())
     })?;
-    deployment.add_repository("repo", &format!("file://{}", dir.join("repo").display()))?;
+    deployment.add_repository("repo", &format!("file://{}", dir.join("repo").display()), &[])?;
     println!("backing up {} objects", generated.keys.len());
     let (seconds, job) = deployment.timed_job(&["backup", "--source", "src", "--repo", "repo"])?;
     let cluster_status = sandbox.bkctl_json(&["cluster", "status"])?;

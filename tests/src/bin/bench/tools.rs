@@ -88,6 +88,22 @@ pub(crate) fn rclone_copy(
     run(command.args(["copy", "--transfers", "16"]).arg(source).arg(target))
 }
 
+/// `rclone copy --transfers 16` from an `s3:` source in the Garage bucket to a local `target`.
+pub(crate) fn rclone_copy_from(
+    rclone: &Path,
+    garage: &Garage,
+    source: &str,
+    target: &Path,
+) -> anyhow::Result<()> {
+    let mut command = rclone_command(rclone, Some(garage));
+    run(command.args(["copy", "--transfers", "16", source]).arg(target))
+}
+
+/// `sync`: everything written so far is on disk.
+pub(crate) fn sync() -> anyhow::Result<()> {
+    run(&mut Command::new("sync"))
+}
+
 /// Deletes everything under `prefix` in the Garage bucket, so repetitions do not fill the disk.
 pub(crate) fn purge_s3_prefix(rclone: &Path, garage: &Garage, prefix: &str) -> anyhow::Result<()> {
     let mut command = rclone_command(rclone, Some(garage));
