@@ -582,8 +582,11 @@ impl ControlServiceImpl {
                 return;
             }
             let sent_at = tokio::time::Instant::now();
+            // Until a change arrives, wait up to 2 s (then resend: elapsed times move on);
+            // after one, wait for the pace deadline, but not past the job's end.
+            let mut deadline = sent_at + Duration::from_secs(2);
             view = loop {
-                let _ = tokio::time::timeout(Duration::from_secs(2), changes.changed()).await;
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
                 let next = match self.job_view(job_id) {
                     Ok(next) => next,
                     Err(error) => {
@@ -594,7 +597,7 @@ impl ControlServiceImpl {
                 if job_ended(&next) || sent_at.elapsed() >= PACE {
                     break next;
                 }
-                tokio::time::sleep_until(sent_at + PACE).await;
+                deadline = deadline.min(sent_at + PACE);
             };
             if job_ended(&view) {
                 let _ = sender.send(Ok(view)).await;

@@ -119,6 +119,19 @@ fn assert_secret_mounted<'a>(
     }
 }
 
+/// The files holding repository passphrases: a worker without one cannot write a repository.
+fn worker_passphrase_files(config: &WorkerConfig) -> Vec<&PathBuf> {
+    let files: Vec<&PathBuf> = config
+        .repository_password_file
+        .iter()
+        .chain(
+            config.repositories.values().filter_map(|repository| repository.password_file.as_ref()),
+        )
+        .collect();
+    assert!(!files.is_empty(), "the worker has no repository passphrase");
+    files
+}
+
 fn worker_tls_files(config: &WorkerConfig) -> Vec<&PathBuf> {
     assert!(config.tls.is_enabled(), "the worker does not use TLS");
     [&config.tls.ca_file, &config.tls.cert_file, &config.tls.key_file]
@@ -142,6 +155,7 @@ fn test_worker_manifests_carry_configs_the_worker_accepts_and_the_secrets_they_m
         .find(|container| container["name"] == "bk-worker")
         .unwrap();
     assert_secret_mounted(&pod["spec"], worker, worker_tls_files(&config));
+    assert_secret_mounted(&pod["spec"], worker, worker_passphrase_files(&config));
     let secret_name = pod["spec"]["volumes"]
         .as_sequence()
         .unwrap()
@@ -167,6 +181,7 @@ fn test_worker_manifests_carry_configs_the_worker_accepts_and_the_secrets_they_m
     assert_eq!(config.worker_id(), "prod/node7");
     let pod = &of_kind(&daemonset, "DaemonSet")[0]["spec"]["template"]["spec"];
     assert_secret_mounted(pod, container, worker_tls_files(&config));
+    assert_secret_mounted(pod, container, worker_passphrase_files(&config));
     assert_eq!(config.store.url, "file:///var/lib/influxdb3");
 }
 

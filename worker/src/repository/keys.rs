@@ -179,9 +179,25 @@ pub async fn write_key(store: &dyn ObjectStore, file: &KeyFile) -> RepositoryRes
 /// [`RepositoryError`] when listing or reading fails, or a file is not a key file.
 pub async fn list_keys(store: &dyn ObjectStore) -> RepositoryResult<Vec<KeyFile>> {
     let paths = super::list_paths(store, KEYS_DIR).await?;
+    read_key_files(store, paths).await
+}
+
+/// The key files at `paths`, listed earlier, skipping those removed since.
+async fn read_key_files(
+    store: &dyn ObjectStore,
+    paths: Vec<Path>,
+) -> RepositoryResult<Vec<KeyFile>> {
     let mut keys = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = super::reader::read_all(store, &path).await?;
+        let bytes = match super::reader::read_all(store, &path).await {
+            Ok(bytes) => bytes,
+            // Removed since the listing (`repo key remove`, or a worker that lost an
+            // initialisation race removing its own): it no longer exists.
+            Err(RepositoryError::Store {
+                source: object_store::Error::NotFound { .. }, ..
+            }) => continue,
+            Err(error) => return Err(error),
+        };
         let file: KeyFile =
             serde_json::from_slice(&bytes).map_err(|error| RepositoryError::Corrupt {
                 key: path.to_string(),
@@ -222,5 +238,19 @@ mod tests {
         assert_eq!(moved.unwrap_master(&passphrase).err(), Some(UnwrapError::WrongPassphrase));
         let json = serde_json::to_string(&file).unwrap();
         assert!(!json.contains("correct horse"));
+    }
+
+    #[tokio::test]
+    async fn test_a_key_file_removed_after_the_listing_is_skipped_not_an_error() {
+        let store = object_store::memory::InMemory::new();
+        let master = MasterKey::generate().unwrap();
+        let passphrase = Passphrase(b"correct horse".to_vec());
+        let file = KeyFile::wrap(&master, &passphrase, FAST, "config-1", "host").unwrap();
+        let path = key_path(&file.key_id);
+        store.put(&path, serde_json::to_vec(&file).unwrap().into()).await.unwrap();
+        let removed = key_path("removed-by-another-worker");
+        let keys = read_key_files(&store, vec![removed, path]).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].key_id, file.key_id);
     }
 }

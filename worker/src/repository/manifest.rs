@@ -57,13 +57,58 @@ pub struct Manifest {
     pub corrupt: Vec<CorruptObject>,
 }
 
-/// A segment of a backup's object list.
+/// A segment of a backup's object list. A commit starts a new segment per node, so a worker
+/// reading a parent backup reads its own node's segments only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRef {
     /// Its key in the repository.
     pub key: String,
     /// Entries in it.
     pub num_objects: u64,
+    /// The smallest and largest object key in it (absent: unknown, read it for any prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<(String, String)>,
+}
+
+impl SegmentRef {
+    /// Whether the segment may hold objects whose keys start with `prefix`: the keys with a
+    /// prefix are one contiguous range, which must meet the segment's.
+    pub fn may_hold(&self, prefix: &str) -> bool {
+        match &self.keys {
+            None => true,
+            Some((first, last)) => {
+                last.as_str() >= prefix && (first.as_str() <= prefix || first.starts_with(prefix))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SegmentRef;
+
+    #[test]
+    fn test_a_segment_may_hold_a_prefix_only_when_their_key_ranges_meet() {
+        let segment = SegmentRef {
+            key: "segment".to_string(),
+            num_objects: 2,
+            keys: Some(("node2/dbs/a".to_string(), "node2/wal/b".to_string())),
+        };
+        for (prefix, expected) in [
+            ("", true),
+            ("node2/", true),
+            ("node2/wal/", true),
+            ("node2/dbs/a", true),
+            ("node2/snapshots/", true),
+            ("node1/", false),
+            ("node3/", false),
+            ("node2/x/", false),
+            ("node2/a/", false),
+        ] {
+            assert_eq!(segment.may_hold(prefix), expected, "prefix {prefix:?}");
+        }
+        assert!(SegmentRef { keys: None, ..segment }.may_hold("node1/"));
+    }
 }
 
 /// A batch of an attempt's results: object entries, and where the blobs they name that the

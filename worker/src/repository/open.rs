@@ -74,8 +74,11 @@ pub struct OpenRequest<'a> {
 /// key file it came from.
 type Unlocked = ([u8; 32], Arc<MasterKey>, String);
 
-/// A backup's entries shared by the tasks reading them, dropped with the last of them.
-type SharedEntries = std::sync::Weak<Vec<super::manifest::ObjectEntry>>;
+/// A segment's entries, read once by the first task of this worker that needs them.
+pub type SharedSegment = Arc<SegmentCell>;
+
+/// A segment's entries, once read.
+pub type SegmentCell = tokio::sync::OnceCell<Vec<super::manifest::ObjectEntry>>;
 
 /// What a worker keeps per repository between tasks: unlocked keys and the index.
 #[derive(Default)]
@@ -88,9 +91,9 @@ pub struct RepositoryCache {
     indexes: tokio::sync::Mutex<HashMap<(String, String), IndexCache>>,
     /// Configs by (URL, config id): immutable once written.
     configs: std::sync::Mutex<HashMap<(String, String), Arc<RepositoryConfig>>>,
-    /// Parent backups' entries by (URL, backup id), shared by the tasks using them and dropped
-    /// with the last (a std mutex: held for a map lookup).
-    parents: std::sync::Mutex<HashMap<(String, String), SharedEntries>>,
+    /// Parent backups' segments by (URL, segment key), shared by the tasks using them and
+    /// dropped with the last (a std mutex: held for a map lookup).
+    parents: std::sync::Mutex<HashMap<(String, String), std::sync::Weak<SegmentCell>>>,
     /// Serialises initialisations on this worker (its concurrent tasks make one repository),
     /// and remembers the configs it made, by URL: if the coordinator recorded another (a race
     /// with another worker), this worker removes its own.
@@ -98,8 +101,9 @@ pub struct RepositoryCache {
 }
 
 impl RepositoryCache {
-    /// Every entry of backup `backup_id` of `repository`, read once for all the tasks that use
-    /// it at the same time (the parent of an incremental backup: every copy task reads it).
+    /// The entries of backup `backup_id` that may lie under `prefix` (the parent of an
+    /// incremental backup), by segment: each segment is read once for all the tasks on this
+    /// worker that use it at the same time, and dropped with the last of them.
     ///
     /// # Errors
     /// [`RepositoryError`] when the manifest or a segment cannot be read.
@@ -107,27 +111,28 @@ impl RepositoryCache {
         &self,
         repository: &Repository,
         backup_id: bk_proto::ids::BackupId,
-    ) -> RepositoryResult<Arc<Vec<super::manifest::ObjectEntry>>> {
-        let key = (repository.url.clone(), backup_id.to_string());
-        let cached = self
-            .parents
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .get(&key)
-            .and_then(std::sync::Weak::upgrade);
-        if let Some(entries) = cached {
-            return Ok(entries);
-        }
+        prefix: &str,
+    ) -> RepositoryResult<Vec<SharedSegment>> {
         let manifest = super::reader::read_manifest(repository, backup_id).await?;
-        let mut entries = Vec::with_capacity(manifest.num_objects as usize);
-        for segment in &manifest.segments {
-            entries.extend(super::reader::read_segment(repository, segment).await?);
+        let mut segments = Vec::new();
+        for segment in manifest.segments.iter().filter(|segment| segment.may_hold(prefix)) {
+            let key = (repository.url.clone(), segment.key.clone());
+            let shared = {
+                let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
+                parents.retain(|_, shared| shared.strong_count() > 0);
+                match parents.get(&key).and_then(std::sync::Weak::upgrade) {
+                    Some(shared) => shared,
+                    None => {
+                        let shared = SharedSegment::default();
+                        parents.insert(key, Arc::downgrade(&shared));
+                        shared
+                    }
+                }
+            };
+            shared.get_or_try_init(|| super::reader::read_segment(repository, segment)).await?;
+            segments.push(shared);
         }
-        let entries = Arc::new(entries);
-        let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
-        parents.retain(|_, entries| entries.strong_count() > 0);
-        parents.insert(key, Arc::downgrade(&entries));
-        Ok(entries)
+        Ok(segments)
     }
 
     /// The repository's index, brought up to date.

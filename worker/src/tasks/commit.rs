@@ -142,11 +142,14 @@ struct SegmentWriter {
 }
 
 impl SegmentWriter {
+    /// Appends `entry`, starting a new segment when the node changes (copy tasks are planned
+    /// node by node) or the segment is full.
     async fn push(&mut self, context: &TaskContext, entry: ObjectEntry) -> Result<(), TaskError> {
-        self.buffer.push(entry);
-        if self.buffer.len() >= OBJECTS_PER_SEGMENT {
+        let new_node = self.buffer.last().is_some_and(|last| last.node != entry.node);
+        if new_node || self.buffer.len() >= OBJECTS_PER_SEGMENT {
             self.flush(context).await?;
         }
+        self.buffer.push(entry);
         Ok(())
     }
 
@@ -157,8 +160,13 @@ impl SegmentWriter {
         let key = segment_key(self.backup_id, self.segments.len());
         let repository = &context.repository;
         write_json(repository.store.as_ref(), &repository.key, &key, &self.buffer).await?;
-        self.segments
-            .push(SegmentRef { key: key.to_string(), num_objects: self.buffer.len() as u64 });
+        let first = self.buffer.iter().map(|entry| &entry.key).min();
+        let last = self.buffer.iter().map(|entry| &entry.key).max();
+        self.segments.push(SegmentRef {
+            key: key.to_string(),
+            num_objects: self.buffer.len() as u64,
+            keys: first.zip(last).map(|(first, last)| (first.clone(), last.clone())),
+        });
         self.buffer.clear();
         Ok(())
     }

@@ -446,10 +446,13 @@ async fn load_parent(
     entries: &mut HashMap<String, ObjectEntry>,
 ) -> Option<String> {
     let parent = context.spec.parent?;
-    match context.repositories.backup_entries(&context.repository, parent).await {
-        Ok(all) => {
+    match context.repositories.backup_entries(&context.repository, parent, prefix).await {
+        Ok(segments) => {
             entries.extend(
-                all.iter()
+                segments
+                    .iter()
+                    .filter_map(|segment| segment.get())
+                    .flatten()
                     .filter(|entry| entry.key.starts_with(prefix))
                     .map(|entry| (entry.key.clone(), entry.clone())),
             );

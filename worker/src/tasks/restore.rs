@@ -33,10 +33,10 @@ use crate::store::open_store;
 const SINGLE_PUT_LIMIT: u64 = 16 << 20;
 /// Multipart parts are at least this big (S3's minimum is 5 MiB).
 const MIN_PART_SIZE: usize = 8 << 20;
-/// Ranged reads of a pack are merged across gaps up to this size...
+/// Ranged reads of a pack are merged across gaps up to this size, into reads of at most the
+/// repository's chunk size (at least this): a read holds one object permit, so a restore's
+/// memory is bounded like a backup's, by permits × chunk size.
 const MAX_RANGE_GAP: u64 = 1 << 20;
-/// ...into reads of at most this size.
-const MAX_RANGE: u64 = 16 << 20;
 
 /// Guard: the node is stopped and the target prefixes are empty (unless allowed). Writes nothing.
 ///
@@ -250,18 +250,19 @@ async fn restore_small(
             continue;
         }
         let Some(id) = entry.blobs.first() else {
-            put_object(target.as_ref(), entry, Vec::new()).await?;
+            put_object(target.as_ref(), entry, bytes::Bytes::new()).await?;
             written.insert(entry.key.clone(), true);
             continue;
         };
         let (pack, location) = index.get(id).copied().ok_or_else(|| not_indexed(entry, id))?;
         by_pack.entry(pack).or_default().push((location, entry));
     }
+    let max_range = context.repository.config.chunk_size.max(MAX_RANGE_GAP);
     let ranges: Vec<(PackId, Vec<(PackEntry, &ObjectEntry)>)> = by_pack
         .into_iter()
         .flat_map(|(pack, mut items)| {
             items.sort_by_key(|(location, _)| location.offset);
-            coalesce(items).into_iter().map(move |range| (pack, range))
+            coalesce(items, max_range).into_iter().map(move |range| (pack, range))
         })
         .collect();
     let parallel = context.max_objects_in_flight.clamp(1, 8);
@@ -276,9 +277,9 @@ async fn restore_small(
     Ok(written)
 }
 
-/// Cuts a pack's wanted blobs (sorted by offset) into reads of at most [`MAX_RANGE`] bytes,
-/// merging across gaps up to [`MAX_RANGE_GAP`].
-fn coalesce<T>(items: Vec<(PackEntry, T)>) -> Vec<Vec<(PackEntry, T)>> {
+/// Cuts a pack's wanted blobs (sorted by offset) into reads of at most `max_range` bytes (or
+/// one blob, if larger), merging across gaps up to [`MAX_RANGE_GAP`].
+fn coalesce<T>(items: Vec<(PackEntry, T)>, max_range: u64) -> Vec<Vec<(PackEntry, T)>> {
     let mut ranges: Vec<Vec<(PackEntry, T)>> = Vec::new();
     for item in items {
         let start_new = match ranges.last().and_then(|range| Some((range.first()?, range.last()?)))
@@ -287,7 +288,7 @@ fn coalesce<T>(items: Vec<(PackEntry, T)>) -> Vec<Vec<(PackEntry, T)>> {
             Some(((first, _), (last, _))) => {
                 let end = last.offset + u64::from(last.length);
                 item.0.offset > end + MAX_RANGE_GAP
-                    || item.0.offset + u64::from(item.0.length) - first.offset > MAX_RANGE
+                    || item.0.offset + u64::from(item.0.length) - first.offset > max_range
             }
         };
         if start_new {
@@ -329,7 +330,7 @@ async fn restore_range(
                     entry.key
                 ))
             })?;
-        put_object(target, entry, plaintext).await?;
+        put_object(target, entry, plaintext.into()).await?;
         context.progress.done(entry.size);
         keys.push(entry.key.clone());
     }
@@ -355,7 +356,7 @@ async fn restore_large(
         for id in &entry.blobs {
             bytes.extend_from_slice(&read_object_blob(context, index, entry, id).await?);
         }
-        return put_object(target, entry, bytes.to_vec()).await;
+        return put_object(target, entry, bytes.freeze()).await;
     }
     let upload = target.put_multipart(&key).await.map_err(target_error)?;
     let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
@@ -393,7 +394,7 @@ async fn read_object_blob(
 async fn put_object(
     target: &dyn ObjectStore,
     entry: &ObjectEntry,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
 ) -> Result<(), TaskError> {
     if bytes.len() as u64 != entry.size {
         return Err(TaskError::Damaged(format!(
