@@ -306,6 +306,14 @@ impl Sandbox {
         peak_rss_bytes(child)
     }
 
+    /// Resets every worker's peak resident memory (`/proc/PID/clear_refs`), so that
+    /// [`Sandbox::worker_peak_rss_bytes`] reports the peak since: one job's, not the run's.
+    pub fn reset_worker_peak_rss(&self) {
+        for (_, child) in &self.workers {
+            let _ = std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5");
+        }
+    }
+
     /// The peak resident memory of replica `id`, as [`Sandbox::worker_peak_rss_bytes`].
     pub fn replica_peak_rss_bytes(&self, id: u64) -> Option<u64> {
         peak_rss_bytes(self.replicas.get(id as usize - 1)?.child.as_ref()?)

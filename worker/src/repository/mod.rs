@@ -33,6 +33,8 @@ pub mod blob;
 pub mod config;
 pub mod counting;
 pub mod crypto;
+#[cfg(test)]
+pub mod hooked_store;
 pub mod index;
 pub mod keys;
 pub mod layout;

@@ -413,82 +413,32 @@ async fn unlock(
 mod tests {
     use std::sync::Arc;
 
-    use async_trait::async_trait;
-    use futures::stream::BoxStream;
-    use futures::StreamExt;
+    use futures::FutureExt;
     use object_store::memory::InMemory;
-    use object_store::path::Path;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-    };
 
+    use super::super::hooked_store::HookedStore;
     use super::*;
 
     /// A store whose first two listings of `config/` wait for each other: two workers that both
     /// find no config, as in a race.
-    #[derive(Debug)]
-    struct RacingStore {
-        inner: Arc<InMemory>,
-        barrier: Arc<tokio::sync::Barrier>,
-        listings: std::sync::atomic::AtomicUsize,
-    }
-
-    impl std::fmt::Display for RacingStore {
-        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            formatter.write_str("RacingStore")
-        }
-    }
-
-    #[async_trait]
-    impl ObjectStore for RacingStore {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> Result<PutResult> {
-            self.inner.put_opts(location, payload, opts).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, Result<Path>>,
-        ) -> BoxStream<'static, Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-            let listing = self.inner.list(prefix);
-            let is_config = prefix.is_some_and(|prefix| prefix.as_ref() == CONFIG_DIR);
-            let first_two =
-                is_config && self.listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
-            if !first_two {
-                return listing;
-            }
-            let barrier = self.barrier.clone();
-            // Both racers list before either writes.
-            let (inner, prefix) = (self.inner.clone(), prefix.cloned());
-            futures::stream::once(async move {
-                barrier.wait().await;
-                inner.list(prefix.as_ref())
-            })
-            .flatten()
-            .boxed()
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-            self.inner.copy_opts(from, to, options).await
+    fn racing_store(inner: Arc<InMemory>) -> HookedStore {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        HookedStore {
+            inner,
+            before_put: None,
+            before_list: Some(Arc::new(move |prefix| {
+                let is_config = prefix.is_some_and(|prefix| prefix.as_ref() == CONFIG_DIR);
+                let first_two =
+                    is_config && listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+                let barrier = barrier.clone();
+                async move {
+                    if first_two {
+                        barrier.wait().await; // both racers list before either writes
+                    }
+                }
+                .boxed()
+            })),
         }
     }
 
@@ -513,11 +463,7 @@ mod tests {
     #[tokio::test]
     async fn test_two_workers_creating_a_repository_at_once_end_with_one() {
         let inner = Arc::new(InMemory::new());
-        let store: Arc<dyn ObjectStore> = Arc::new(RacingStore {
-            inner: inner.clone(),
-            barrier: Arc::new(tokio::sync::Barrier::new(2)),
-            listings: Default::default(),
-        });
+        let store: Arc<dyn ObjectStore> = Arc::new(racing_store(inner.clone()));
         let (first_worker, second_worker) =
             (RepositoryCache::default(), RepositoryCache::default());
         let (request_a, request_b) = (request(None, "a"), request(None, "b"));

@@ -4,10 +4,13 @@
 //! [`Packer::add`] appends a sealed blob to the open pack and returns a [`BlobHandle`] that
 //! resolves once the pack holding it is stored; a pack is sealed and uploaded in the background
 //! when it reaches the repository's pack size, or when a task flushes it (it has nothing more to
-//! add and waits for its blobs). At most [`MAX_UPLOADS`] packs upload at once; a producer whose
-//! pack fills while they all run waits for one to finish, which bounds memory to the open pack
-//! plus the packs uploading. A blob added twice (the same content in two objects) is stored
-//! once: the second add gets the first's handle.
+//! add and waits for its blobs); it never grows past its size and an eighth (a blob that would
+//! take it further opens the next pack), so its buffer is allocated once. A pack holds one of [`PACKS_IN_MEMORY`] permits from the moment
+//! it opens until it is stored, so a producer that needs a new pack while they are all taken
+//! waits for an upload to finish: memory is bounded by that many packs, however many objects
+//! are in flight (without it, every producer whose add filled a pack held that pack while
+//! waiting to upload it: 7 packs and more were measured on a slow store). A blob added twice
+//! (the same content in two objects) is stored once: the second add gets the first's handle.
 //!
 //! An object's entry may name a blob only once its handle resolved: an entry never points into
 //! a pack that was not stored.
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::blob::{pack_entry, SealedBlob};
 use super::counting::RequestCounts;
@@ -26,8 +29,8 @@ use super::index::IndexEntry;
 use super::layout::pack_path;
 use super::pack::{encode_header, PackEntry, PackId};
 
-/// Packs uploading at once.
-pub const MAX_UPLOADS: usize = 4;
+/// Packs in memory at once, the one filling and those uploading (so four upload at once).
+pub const PACKS_IN_MEMORY: usize = 5;
 /// Packs larger than this go up as multipart uploads (S3's single PUT tops out at 5 GiB; parts
 /// stream instead of one large body).
 const MULTIPART_ABOVE: usize = 64 << 20;
@@ -78,6 +81,8 @@ struct OpenPack {
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
     state: watch::Sender<PackState>,
+    /// Released once the pack is stored (or failed).
+    permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -87,6 +92,20 @@ struct PackerState {
     added: HashMap<BlobId, BlobHandle>,
 }
 
+/// What one attempt to add a blob did.
+enum Added {
+    /// The blob was added before: its handle.
+    Before(BlobHandle),
+    /// Added now: its handle, and the pack it filled, to upload.
+    Now(BlobHandle, Option<OpenPack>),
+    /// Not added: the open pack has no room left for it, and goes to be stored.
+    Full(OpenPack),
+    /// No pack could open.
+    Failed(String),
+    /// No pack is open and opening one needs a permit.
+    NeedsPermit,
+}
+
 /// Counts of what a packer stored, for reports and the benchmark.
 #[derive(Debug, Default)]
 pub struct PackerCounters {
@@ -94,6 +113,8 @@ pub struct PackerCounters {
     pub packs: AtomicU64,
     /// Bytes of those packs.
     pub bytes: AtomicU64,
+    /// Packs in memory now: opened, not yet stored (at most [`PACKS_IN_MEMORY`]).
+    pub in_memory: AtomicU64,
 }
 
 /// Fills packs from every object in flight and uploads them.
@@ -104,7 +125,8 @@ pub struct Packer {
     /// A std mutex: held for an append or a lookup, never across an `.await`. Shared with the
     /// upload tasks, which forget a failed pack's blobs.
     state: Arc<Mutex<PackerState>>,
-    uploads: Arc<Semaphore>,
+    /// [`PACKS_IN_MEMORY`] permits: one per pack from its opening to its storing.
+    packs: Arc<Semaphore>,
     /// What was stored.
     pub counters: Arc<PackerCounters>,
 }
@@ -117,9 +139,15 @@ impl Packer {
             key,
             pack_size: usize::try_from(pack_size).unwrap_or(usize::MAX),
             state: Arc::default(),
-            uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+            packs: Arc::new(Semaphore::new(PACKS_IN_MEMORY)),
             counters: Arc::default(),
         }
+    }
+
+    /// The most a pack holds: its size and an eighth, so that a pack of 16 MiB takes two
+    /// sealed 8 MiB chunks (a little over 16 MiB) instead of sealing after one.
+    fn pack_limit(&self) -> usize {
+        self.pack_size.saturating_add(self.pack_size / 8)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PackerState> {
@@ -132,65 +160,88 @@ impl Packer {
     }
 
     /// Adds a sealed blob; returns its handle and whether its bytes were added (false: the
-    /// same blob was added before). Waits when the pack it fills cannot start uploading yet.
-    /// The PUT of a pack this add fills is counted in `requests`.
+    /// same blob was added before). Waits for a permit when a new pack must open and
+    /// [`PACKS_IN_MEMORY`] are filling or uploading. The PUT of a pack this add fills is
+    /// counted in `requests`.
     pub async fn add(&self, blob: SealedBlob, requests: &Arc<RequestCounts>) -> (BlobHandle, bool) {
-        let (handle, full) = {
-            let mut state = self.lock();
-            if let Some(handle) = state.added.get(&blob.id) {
-                return (handle.clone(), false);
-            }
-            let open = match state.open.take() {
-                Some(open) => open,
-                None => match new_pack(self.pack_size) {
-                    Ok(open) => open,
-                    Err(error) => return (failed_handle(&blob, error), true),
+        let mut permit = None;
+        loop {
+            match self.try_add(&blob, &mut permit) {
+                Added::Before(handle) => return (handle, false),
+                Added::Now(handle, full) => {
+                    if let Some(pack) = full {
+                        self.upload(pack, requests);
+                    }
+                    return (handle, true);
+                }
+                Added::Full(pack) => self.upload(pack, requests), // then try again
+                Added::Failed(error) => return (failed_handle(&blob, error), true),
+                Added::NeedsPermit => match self.packs.clone().acquire_owned().await {
+                    Ok(acquired) => permit = Some(acquired), // then try again: another add
+                    // may have opened a pack meanwhile, and this permit is released
+                    Err(_) => {
+                        let closing = "the packer is closing".to_string();
+                        return (failed_handle(&blob, closing), true);
+                    }
                 },
-            };
-            let mut open = open;
-            let entry = pack_entry(&blob, open.bytes.len() as u64);
-            open.bytes.extend_from_slice(&blob.bytes);
-            open.entries.push(entry);
-            let handle = BlobHandle { pack: open.id, entry, state: open.state.subscribe() };
-            state.added.insert(blob.id, handle.clone());
-            let full = if open.bytes.len() >= self.pack_size {
-                Some(open)
-            } else {
-                state.open = Some(open);
-                None
-            };
-            (handle, full)
-        };
-        if let Some(pack) = full {
-            self.upload(pack, requests).await;
+            }
         }
-        (handle, true)
+    }
+
+    /// One attempt at [`Packer::add`] under the lock: opens a pack with `permit` if none is
+    /// open, or says a permit is needed.
+    fn try_add(&self, blob: &SealedBlob, permit: &mut Option<OwnedSemaphorePermit>) -> Added {
+        let mut state = self.lock();
+        if let Some(handle) = state.added.get(&blob.id) {
+            return Added::Before(handle.clone());
+        }
+        let mut open = match (state.open.take(), permit.take()) {
+            (Some(open), _) => open,
+            (None, Some(permit)) => match new_pack(self.pack_limit().max(blob.bytes.len()), permit)
+            {
+                Ok(open) => {
+                    self.counters.in_memory.fetch_add(1, Ordering::SeqCst);
+                    open
+                }
+                Err(error) => return Added::Failed(error),
+            },
+            (None, None) => return Added::NeedsPermit,
+        };
+        if !open.entries.is_empty() && open.bytes.len() + blob.bytes.len() > self.pack_limit() {
+            // The blob would take the pack past its limit: the pack goes as it is and the blob
+            // opens the next, so a pack's buffer never grows past what it was given.
+            return Added::Full(open);
+        }
+        let entry = pack_entry(blob, open.bytes.len() as u64);
+        open.bytes.extend_from_slice(&blob.bytes);
+        open.entries.push(entry);
+        let handle = BlobHandle { pack: open.id, entry, state: open.state.subscribe() };
+        state.added.insert(blob.id, handle.clone());
+        if open.bytes.len() >= self.pack_size {
+            return Added::Now(handle, Some(open));
+        }
+        state.open = Some(open);
+        Added::Now(handle, None)
     }
 
     /// Seals and uploads the open pack now, if it holds anything: a task that has nothing more
     /// to add must not wait for others to fill it. Its PUT is counted in `requests`.
-    pub async fn flush(&self, requests: &Arc<RequestCounts>) {
+    pub fn flush(&self, requests: &Arc<RequestCounts>) {
         let open = self.lock().open.take();
         if let Some(pack) = open {
-            self.upload(pack, requests).await;
+            self.upload(pack, requests);
         }
     }
 
-    /// Waits for an upload slot, then stores `pack` in the background.
-    async fn upload(&self, pack: OpenPack, requests: &Arc<RequestCounts>) {
-        let permit = match self.uploads.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => {
-                let _ = pack.state.send(PackState::Failed("the packer is closing".to_string()));
-                return;
-            }
-        };
+    /// Stores `pack` in the background; its permit goes when it is stored.
+    fn upload(&self, pack: OpenPack, requests: &Arc<RequestCounts>) {
         let (store, key, counters) = (self.store.clone(), self.key.clone(), self.counters.clone());
         let requests = requests.clone();
         let packer_state = Arc::downgrade(&self.state);
         tokio::spawn(async move {
-            let OpenPack { id, bytes, entries, state } = pack;
+            let OpenPack { id, bytes, entries, state, permit } = pack;
             let result = store_pack(store.as_ref(), &key, id, bytes, &entries).await;
+            counters.in_memory.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
             match result {
                 Ok(stored_bytes) => {
@@ -215,13 +266,15 @@ impl Packer {
     }
 }
 
-fn new_pack(pack_size: usize) -> Result<OpenPack, String> {
+/// A pack with room for `capacity` bytes of blobs (its header goes in a buffer of its own).
+fn new_pack(capacity: usize, permit: OwnedSemaphorePermit) -> Result<OpenPack, String> {
     let (state, _) = watch::channel(PackState::Filling);
     Ok(OpenPack {
         id: PackId::generate()?,
-        bytes: Vec::with_capacity(pack_size.min(64 << 20) + (1 << 20)),
+        bytes: Vec::with_capacity(capacity),
         entries: Vec::new(),
         state,
+        permit,
     })
 }
 
@@ -235,22 +288,133 @@ async fn store_pack(
     store: &dyn ObjectStore,
     key: &MasterKey,
     id: PackId,
-    mut bytes: Vec<u8>,
+    bytes: Vec<u8>,
     entries: &[PackEntry],
 ) -> Result<u64, String> {
-    let header = key.seal(&id.header_context(), &encode_header(entries))?;
-    bytes.extend_from_slice(&header);
-    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    let length = bytes.len() as u64;
+    let mut header = key.seal(&id.header_context(), &encode_header(entries))?;
+    header.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    let length = (bytes.len() + header.len()) as u64;
     let path = pack_path(id);
     let failed = |error: object_store::Error| format!("cannot store pack `{path}`: {error}");
     if bytes.len() <= MULTIPART_ABOVE {
-        store.put(&path, PutPayload::from(bytes)).await.map_err(failed)?;
+        // Two parts, stored back to back: the blobs are not copied to append the header.
+        let payload = PutPayload::from_iter([bytes::Bytes::from(bytes), header.into()]);
+        store.put(&path, payload).await.map_err(failed)?;
         return Ok(length);
     }
     let upload = store.put_multipart(&path).await.map_err(failed)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
     writer.write(&bytes);
+    writer.write(&header);
     writer.finish().await.map_err(failed)?;
     Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use futures::{FutureExt, StreamExt};
+
+    use super::super::blob::seal_blob;
+    use super::super::config::{InitSettings, RepositoryConfig};
+    use super::super::hooked_store::HookedStore;
+    use super::*;
+
+    const PACK_SIZE: usize = 1 << 16;
+
+    fn config() -> RepositoryConfig {
+        let settings = InitSettings {
+            chunk_size: PACK_SIZE as u64,
+            pack_size: PACK_SIZE as u64,
+            compression_level: 0,
+            unencrypted_blobs: false,
+        };
+        RepositoryConfig::new("c".into(), settings)
+    }
+
+    fn blob(key: &MasterKey, seed: u32, length: usize) -> SealedBlob {
+        let plaintext: Vec<u8> = seed.to_le_bytes().iter().copied().cycle().take(length).collect();
+        seal_blob(key, &config(), key.blob_id(&plaintext), &plaintext, Vec::new()).unwrap()
+    }
+
+    /// A store whose pack uploads wait until `gate` hands out a permit, counting those started.
+    fn slow_store(gate: Arc<Semaphore>, started: Arc<AtomicUsize>) -> HookedStore {
+        HookedStore {
+            before_put: Some(Arc::new(move |_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let gate = gate.clone();
+                async move {
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                }
+                .boxed()
+            })),
+            ..HookedStore::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn test_a_slow_store_holds_producers_back_at_five_packs_in_memory() {
+        let key = Arc::new(MasterKey::generate().unwrap());
+        let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+        let store = Arc::new(slow_store(gate.clone(), started.clone()));
+        let packer = Arc::new(Packer::new(store.clone(), key.clone(), PACK_SIZE as u64));
+        let requests = Arc::new(RequestCounts::default());
+        // Twenty producers, each blob filling a pack on its own.
+        let producers: Vec<_> = (0..20)
+            .map(|seed| {
+                let (packer, requests, blob) =
+                    (packer.clone(), requests.clone(), blob(&key, seed, PACK_SIZE));
+                tokio::spawn(async move { packer.add(blob, &requests).await.0.stored().await })
+            })
+            .collect();
+        while started.load(Ordering::SeqCst) < PACKS_IN_MEMORY {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), PACKS_IN_MEMORY);
+        let in_memory = packer.counters.in_memory.load(Ordering::SeqCst);
+        assert_eq!(in_memory, PACKS_IN_MEMORY as u64, "fifteen producers wait, holding no pack");
+        gate.add_permits(1000);
+        for producer in producers {
+            producer.await.unwrap().unwrap();
+        }
+        assert_eq!(packer.counters.packs.load(Ordering::SeqCst), 20);
+        assert_eq!(packer.packs.available_permits(), PACKS_IN_MEMORY, "a permit leaked");
+        assert_eq!(packer.counters.in_memory.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn test_packs_fill_to_their_size_never_past_an_eighth_more_and_dedup_blobs() {
+        let key = Arc::new(MasterKey::generate().unwrap());
+        let store = Arc::new(HookedStore::default());
+        let packer = Packer::new(store.clone(), key.clone(), PACK_SIZE as u64);
+        let requests = Arc::new(RequestCounts::default());
+        let mut handles = Vec::new();
+        for seed in 0..64 {
+            // Blobs of a fifth of a pack and some: a pack takes five, the sixth opens the next.
+            let (handle, added) =
+                packer.add(blob(&key, seed, PACK_SIZE / 5 + 100), &requests).await;
+            assert!(added);
+            handles.push(handle);
+        }
+        let (again, added) = packer.add(blob(&key, 3, PACK_SIZE / 5 + 100), &requests).await;
+        assert!(!added, "the same blob twice is stored once");
+        assert_eq!(again.id(), handles[3].id());
+        packer.flush(&requests);
+        let mut sizes: HashMap<PackId, u64> = HashMap::new();
+        for handle in handles {
+            let entry = handle.stored().await.unwrap();
+            *sizes.entry(entry.pack).or_default() += u64::from(entry.entry.length);
+        }
+        let limit = (PACK_SIZE + PACK_SIZE / 8) as u64;
+        assert!(sizes.values().all(|size| *size <= limit), "{sizes:?}");
+        let full = sizes.values().filter(|size| **size >= PACK_SIZE as u64).count();
+        assert!(full >= sizes.len() - 1, "only the last pack may be short: {sizes:?}");
+        assert_eq!(store.inner.list(None).count().await, sizes.len());
+    }
 }

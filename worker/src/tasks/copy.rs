@@ -220,7 +220,7 @@ impl<'a> Copier<'a> {
                     None => {
                         flow.exhausted.store(true, Ordering::SeqCst);
                         if flow.reading.load(Ordering::SeqCst) == 0 {
-                            self.writer.packer.flush(&self.writer.requests).await;
+                            self.writer.packer.flush(&self.writer.requests);
                         }
                     }
                 }
@@ -287,7 +287,7 @@ impl<'a> Copier<'a> {
     /// # Errors
     /// When the staging write fails.
     pub async fn finish(self, report: &TaskReport) -> Result<(), TaskError> {
-        self.writer.packer.flush(&self.writer.requests).await;
+        self.writer.packer.flush(&self.writer.requests);
         Ok(self.parts.finish(report).await?)
     }
 
@@ -307,7 +307,7 @@ impl<'a> Copier<'a> {
         let step = self.read_one(meta.clone(), &key, &last_modified, node, phase).await;
         let was_last = flow.reading.fetch_sub(1, Ordering::SeqCst) == 1;
         if was_last && flow.exhausted.load(Ordering::SeqCst) {
-            self.writer.packer.flush(&self.writer.requests).await;
+            self.writer.packer.flush(&self.writer.requests);
         }
         flow.finished_reading.notify_one();
         let (pending, validator) = match step? {

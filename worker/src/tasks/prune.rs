@@ -257,7 +257,7 @@ async fn repack(
             handles.push(context.packer.add(blob, &context.requests).await.0);
         }
     }
-    context.packer.flush(&context.requests).await;
+    context.packer.flush(&context.requests);
     let mut moved = HashMap::new();
     for handle in handles {
         let entry = handle.stored().await.map_err(RepositoryError::WriteFailed)?;

@@ -12,7 +12,8 @@ pub(crate) struct Args {
     pub(crate) reps: usize,
     /// Where the JSON report goes.
     pub(crate) out: PathBuf,
-    /// Work directory (kept); default: a temp dir, removed.
+    /// Work directory, kept (the generated cluster; each repetition's copies are removed as it
+    /// ends); default: a temp dir, removed.
     pub(crate) dir: Option<PathBuf>,
     /// Skip the S3 rows even when Garage is installed.
     pub(crate) no_s3: bool,

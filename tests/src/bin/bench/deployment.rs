@@ -98,14 +98,25 @@ impl Deployment {
     }
 
     /// Runs `bkctl -o json submit … --wait`, requires success, and returns the wall-clock
-    /// seconds from submit to the job's end with the job.
+    /// seconds from submit to the job's end with the job; the largest worker peak RSS during
+    /// the job is noted in `memory` under `row`.
     ///
     /// # Errors
     /// When the job fails (its JSON is in the error).
     pub(crate) fn timed_job(&self, submit: &[&str]) -> anyhow::Result<(f64, Value)> {
+        let run = self.measured_job(submit)?;
+        Ok((run.seconds, run.job))
+    }
+
+    /// [`Deployment::timed_job`] with the largest worker peak RSS during the job.
+    ///
+    /// # Errors
+    /// When the job fails (its JSON is in the error).
+    pub(crate) fn measured_job(&self, submit: &[&str]) -> anyhow::Result<JobRun> {
         let mut args = vec!["-o", "json", "submit"];
         args.extend_from_slice(submit);
         args.push("--wait");
+        self.sandbox.reset_worker_peak_rss();
         let start = Instant::now();
         let output = self.sandbox.bkctl(&args)?;
         let seconds = start.elapsed().as_secs_f64();
@@ -117,8 +128,18 @@ impl Deployment {
             );
         }
         let job = serde_json::from_slice(&output.stdout).context("bkctl printed no job JSON")?;
-        Ok((seconds, job))
+        Ok(JobRun { seconds, job, peak_worker_rss: self.peak_worker_rss() })
     }
+}
+
+/// One job as the bench measured it.
+pub(crate) struct JobRun {
+    /// Submit to end, wall clock.
+    pub(crate) seconds: f64,
+    /// The job, as `bkctl -o json` printed it.
+    pub(crate) job: Value,
+    /// The largest peak resident memory of a worker during the job.
+    pub(crate) peak_worker_rss: u64,
 }
 
 /// Builds the three binaries in this executable's profile.

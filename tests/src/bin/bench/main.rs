@@ -89,14 +89,9 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
         if let Some(s3) = &s3 {
             s3_rows(&deployment, s3, rclone.as_deref(), &cluster, &dir, rep, &mut table)?;
         }
-        if args.dir.is_none() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        // Each repetition writes ~9 copies of the cluster: gone before the next one starts.
+        std::fs::remove_dir_all(&dir)?;
     }
-    table.note_peak_rss(
-        "bk worker peak RSS (largest node worker, whole run)",
-        deployment.peak_worker_rss(),
-    );
     let notes = missing_tools(rclone.is_none(), s3.as_ref());
     table.print_and_write(&args.out, &args.size, &notes)
 }
@@ -116,10 +111,12 @@ fn local_rows(
     let local = format!("local-{rep}");
     deployment.add_repository(&local, &format!("file://{}", dir.join("repo").display()), &[])?;
     let backup = ["backup", "--source", "src", "--repo", local.as_str(), "--full"];
-    let (seconds, job) = deployment.timed_job(&backup)?;
-    table.record("bk backup (local→local)", Baseline::Cp, seconds);
-    table.record_backup_facts(deployment, &job, "local")?;
+    tools::settle(cluster)?;
+    let run = deployment.measured_job(&backup)?;
+    table.record_job("bk backup (local→local)", Baseline::Cp, &run);
+    table.record_backup_facts(deployment, &run.job, "local")?;
     let unchanged = ["backup", "--source", "src", "--repo", local.as_str()];
+    tools::settle(cluster)?;
     let (seconds, job) = deployment.timed_job(&unchanged)?;
     table.record("bk backup, unchanged (incremental)", Baseline::BkFull, seconds);
     table.record_backup_facts(deployment, &job, "unchanged")?;
@@ -127,6 +124,7 @@ fn local_rows(
     let url = format!("file://{}", dir.join("plain-repo").display());
     deployment.add_repository(&compression_off, &url, &["--compression-level", "0"])?;
     let backup = ["backup", "--source", "src", "--repo", compression_off.as_str(), "--full"];
+    tools::settle(cluster)?;
     table.record(
         "bk backup, compression off (local→local)",
         Baseline::BkFull,
@@ -137,30 +135,34 @@ fn local_rows(
         let url = format!("file://{}", dir.join(&repository).display());
         variant.add_repository(&repository, &url, &[])?;
         let backup = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
+        tools::settle(cluster)?;
         table.record(name, Baseline::BkFull, variant.timed_job(&backup)?.0);
     }
     let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
     let target = format!("file://{}", dir.join("restored").display());
     let restore =
         ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
-    table.record("bk restore (local→local)", Baseline::Cp, deployment.timed_job(&restore)?.0);
+    tools::settle(&dir.join("repo"))?;
+    table.record_job("bk restore (local→local)", Baseline::Cp, &deployment.measured_job(&restore)?);
     let copy = |target: PathBuf| {
         tools::run(std::process::Command::new("cp").arg("-r").arg(cluster).arg(target))
     };
-    table.record("cp -r + sync", Baseline::Cp, timed_durable(|| copy(dir.join("cp")))?);
-    let vendor = timed_durable(|| vendor_cp(cluster, &dir.join("vendor")))?;
+    let cp = timed_durable(cluster, || copy(dir.join("cp")))?;
+    table.record("cp -r + sync", Baseline::Cp, cp);
+    let vendor = timed_durable(cluster, || vendor_cp(cluster, &dir.join("vendor")))?;
     table.record("vendor script (cp -r, sequential)", Baseline::Cp, vendor);
     if let Some(rclone) = rclone {
         let target = dir.join("rclone").display().to_string();
-        let seconds = timed_durable(|| rclone_copy(rclone, None, cluster, &target))?;
+        let seconds = timed_durable(cluster, || rclone_copy(rclone, None, cluster, &target))?;
         table.record("rclone copy --transfers 16 (local)", Baseline::Cp, seconds);
     }
     Ok(())
 }
 
-/// `step`'s seconds, from a synced start to its writes on disk (`sync` after it).
-fn timed_durable(step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    tools::sync()?;
+/// `step`'s seconds, from a settled start (see [`tools::settle`], `source` is what it reads)
+/// to its writes on disk (`sync` after it).
+fn timed_durable(source: &Path, step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    tools::settle(source)?;
     timed(|| {
         step()?;
         tools::sync()
@@ -179,16 +181,20 @@ fn s3_rows(
     let repository = format!("s3-{rep}");
     deployment.add_repository(&repository, &format!("s3://{BUCKET}/bk-{rep}"), &[])?;
     let backup = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
-    let (seconds, job) = deployment.timed_job(&backup)?;
-    table.record("bk backup (local→S3, Garage)", Baseline::RcloneS3, seconds);
-    table.record_backup_facts(deployment, &job, "S3")?;
+    tools::settle(cluster)?;
+    let run = deployment.measured_job(&backup)?;
+    table.record_job("bk backup (local→S3, Garage)", Baseline::RcloneS3, &run);
+    table.record_backup_facts(deployment, &run.job, "S3")?;
+    let job = run.job;
     if let Some(rclone) = rclone {
         let target = format!("s3:{BUCKET}/rclone-{rep}");
+        tools::settle(cluster)?;
         let seconds = timed(|| rclone_copy(rclone, Some(&s3.garage), cluster, &target))?;
         table.record("rclone copy --transfers 16 (→S3)", Baseline::RcloneS3, seconds);
     }
     if let Some(aws) = &s3.aws {
         let prefix = format!("vendor-{rep}");
+        tools::settle(cluster)?;
         let seconds = timed(|| vendor_aws_sync(aws, &s3.garage, cluster, &prefix))?;
         table.record("vendor script (aws s3 sync, sequential)", Baseline::RcloneS3, seconds);
     }
@@ -197,13 +203,14 @@ fn s3_rows(
     let restore =
         ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
     tools::sync()?;
-    let seconds = deployment.timed_job(&restore)?.0;
-    table.record("bk restore (S3→local)", Baseline::RcloneFromS3, seconds);
+    let run = deployment.measured_job(&restore)?;
+    table.record_job("bk restore (S3→local)", Baseline::RcloneFromS3, &run);
     if let Some(rclone) = rclone {
         let source = format!("s3:{BUCKET}/rclone-{rep}");
         let target = dir.join("rclone-from-s3");
-        let seconds =
-            timed_durable(|| tools::rclone_copy_from(rclone, &s3.garage, &source, &target))?;
+        let seconds = timed_durable(cluster, || {
+            tools::rclone_copy_from(rclone, &s3.garage, &source, &target)
+        })?;
         table.record("rclone copy --transfers 16 (S3→local)", Baseline::RcloneFromS3, seconds);
         for prefix in [format!("bk-{rep}"), format!("rclone-{rep}"), format!("vendor-{rep}")] {
             tools::purge_s3_prefix(rclone, &s3.garage, &prefix)?;

@@ -54,14 +54,25 @@ pub(crate) struct Table {
     series: Vec<Series>,
     /// Facts of individual backups (PUTs, stored bytes), by what they were.
     facts: Vec<(String, serde_json::Value)>,
-    /// Peak memory figures.
-    memory: Vec<(&'static str, u64)>,
+    /// Peak memory figures, the largest of the repetitions.
+    memory: Vec<(String, u64)>,
 }
 
 impl Table {
     /// A table for a tree of `objects` / `bytes`.
     pub(crate) fn new(objects: u64, bytes: u64, reps: usize) -> Self {
         Self { objects, bytes, reps, series: Vec::new(), facts: Vec::new(), memory: Vec::new() }
+    }
+
+    /// Adds one repetition's job to the series `name`: its time, and its workers' peak RSS.
+    pub(crate) fn record_job(
+        &mut self,
+        name: &'static str,
+        baseline: Baseline,
+        run: &crate::deployment::JobRun,
+    ) {
+        self.record(name, baseline, run.seconds);
+        self.note_peak_rss(&format!("bk worker peak RSS, {name}"), run.peak_worker_rss);
     }
 
     /// Adds one repetition's `seconds` to the series `name`.
@@ -108,8 +119,11 @@ impl Table {
     }
 
     /// Records a peak-memory figure.
-    pub(crate) fn note_peak_rss(&mut self, what: &'static str, bytes: u64) {
-        self.memory.push((what, bytes));
+    pub(crate) fn note_peak_rss(&mut self, what: &str, bytes: u64) {
+        match self.memory.iter_mut().find(|(name, _)| name == what) {
+            Some((_, peak)) => *peak = (*peak).max(bytes),
+            None => self.memory.push((what.to_string(), bytes)),
+        }
     }
 
     fn baseline_median(&self, baseline: Baseline) -> Option<f64> {
@@ -164,7 +178,7 @@ impl Table {
             println!("({note})");
         }
         let memory: serde_json::Map<String, serde_json::Value> =
-            self.memory.iter().map(|(what, bytes)| (what.to_string(), json!(bytes))).collect();
+            self.memory.iter().map(|(what, bytes)| (what.clone(), json!(bytes))).collect();
         let document = json!({
             "size": size, "reps": self.reps, "objects": self.objects, "bytes": self.bytes,
             "results": rows, "backups": facts, "memory": memory, "notes": notes,
