@@ -419,8 +419,9 @@ mod tests {
     use super::super::hooked_store::HookedStore;
     use super::*;
 
-    /// A store whose first two listings of `config/` wait for each other: two workers that both
-    /// find no config, as in a race.
+    /// A store whose listings of `config/` wait for each other in pairs, the first four: two
+    /// workers that both find no config, then both find none again once each holds its own
+    /// initialisation lock, as in a race (whatever the scheduler does meanwhile).
     fn racing_store(inner: Arc<InMemory>) -> HookedStore {
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -429,11 +430,11 @@ mod tests {
             before_put: None,
             before_list: Some(Arc::new(move |prefix| {
                 let is_config = prefix.is_some_and(|prefix| prefix.as_ref() == CONFIG_DIR);
-                let first_two =
-                    is_config && listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+                let first_four =
+                    is_config && listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4;
                 let barrier = barrier.clone();
                 async move {
-                    if first_two {
+                    if first_four {
                         barrier.wait().await; // both racers list before either writes
                     }
                 }
