@@ -397,8 +397,13 @@ impl Hub {
         if let Some(packer) = packers.get(&key).and_then(std::sync::Weak::upgrade) {
             return packer;
         }
-        let packer =
-            Arc::new(Packer::new(store, repository.key.clone(), repository.config.pack_size));
+        let config = &repository.config;
+        let packer = Arc::new(Packer::new(
+            store,
+            repository.key.clone(),
+            config.pack_size,
+            config.chunk_size,
+        ));
         packers.insert(key, Arc::downgrade(&packer));
         packer
     }

@@ -75,8 +75,12 @@ fn test_non_empty_target_is_refused_untouched_and_wipe_replaces_exactly_the_rest
 fn test_a_missing_pack_stops_the_restore_before_anything_is_written() {
     let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
     let packs = cluster.repository.join("packs");
-    let first_dir = std::fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
-    let pack = std::fs::read_dir(first_dir).unwrap().next().unwrap().unwrap().path();
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .flat_map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .next()
+        .expect("the backup stored no pack");
     let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
     std::fs::remove_file(&pack).unwrap();
     let target = cluster.sandbox.path().join("restored");

@@ -21,7 +21,7 @@ const RESTORE_PART: u64 = 8 * MIB;
 const CHUNK_SIZE: u64 = MIB;
 const IN_FLIGHT: u64 = 2;
 /// Packs of the test's repository: the open one and up to four uploading are in memory, each
-/// at most its size and an eighth.
+/// at most its size and one chunk.
 const PACK_SIZE: u64 = 2 * MIB;
 const PACKS_IN_MEMORY: u64 = 5;
 
@@ -82,7 +82,7 @@ fn test_objects_many_times_the_chunk_size_keep_worker_memory_bounded() {
     // Both bounds are below one object's size: buffering a whole object would break them.
     // Per object in flight: the chunk read ahead, the one being sealed and its sealed copy.
     let backup_bound =
-        BASELINE + IN_FLIGHT * 3 * CHUNK_SIZE + PACKS_IN_MEMORY * (PACK_SIZE + PACK_SIZE / 8);
+        BASELINE + IN_FLIGHT * 3 * CHUNK_SIZE + PACKS_IN_MEMORY * (PACK_SIZE + CHUNK_SIZE);
     let restore_bound = BASELINE + IN_FLIGHT * 3 * RESTORE_PART;
     println!(
         "node1 worker peak RSS: {} MiB after backup (bound {} MiB), {} MiB after restore \

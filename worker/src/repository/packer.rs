@@ -4,8 +4,10 @@
 //! [`Packer::add`] appends a sealed blob to the open pack and returns a [`BlobHandle`] that
 //! resolves once the pack holding it is stored; a pack is sealed and uploaded in the background
 //! when it reaches the repository's pack size, or when a task flushes it (it has nothing more to
-//! add and waits for its blobs); it never grows past its size and an eighth (a blob that would
-//! take it further opens the next pack), so its buffer is allocated once. A pack holds one of [`PACKS_IN_MEMORY`] permits from the moment
+//! add and waits for its blobs). A pack reaches its size with the blob that takes it there, so
+//! it holds at most its size plus one blob (a chunk and its seal), which is what its buffer is
+//! given once: packs are full (one PUT per pack size stored) and never reallocated. A pack
+//! holds one of [`PACKS_IN_MEMORY`] permits from the moment
 //! it opens until it is stored, so a producer that needs a new pack while they are all taken
 //! waits for an upload to finish: memory is bounded by that many packs, however many objects
 //! are in flight (without it, every producer whose add filled a pack held that pack while
@@ -122,6 +124,8 @@ pub struct Packer {
     store: Arc<dyn ObjectStore>,
     key: Arc<MasterKey>,
     pack_size: usize,
+    /// The largest sealed blob: a chunk and its seal.
+    largest_blob: usize,
     /// A std mutex: held for an append or a lookup, never across an `.await`. Shared with the
     /// upload tasks, which forget a failed pack's blobs.
     state: Arc<Mutex<PackerState>>,
@@ -132,22 +136,28 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// A packer writing into `store` with the repository's key and pack size.
-    pub fn new(store: Arc<dyn ObjectStore>, key: Arc<MasterKey>, pack_size: u64) -> Self {
+    /// A packer writing into `store` with the repository's key, pack size and chunk size.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        key: Arc<MasterKey>,
+        pack_size: u64,
+        chunk_size: u64,
+    ) -> Self {
+        let chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
         Self {
             store,
             key,
             pack_size: usize::try_from(pack_size).unwrap_or(usize::MAX),
+            largest_blob: chunk_size.saturating_add(super::crypto::SEAL_OVERHEAD),
             state: Arc::default(),
             packs: Arc::new(Semaphore::new(PACKS_IN_MEMORY)),
             counters: Arc::default(),
         }
     }
 
-    /// The most a pack holds: its size and an eighth, so that a pack of 16 MiB takes two
-    /// sealed 8 MiB chunks (a little over 16 MiB) instead of sealing after one.
+    /// The most a pack holds: its size, less a byte, plus the blob that fills it.
     fn pack_limit(&self) -> usize {
-        self.pack_size.saturating_add(self.pack_size / 8)
+        self.pack_size.saturating_add(self.largest_blob)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PackerState> {
@@ -360,7 +370,8 @@ mod tests {
         let key = Arc::new(MasterKey::generate().unwrap());
         let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
         let store = Arc::new(slow_store(gate.clone(), started.clone()));
-        let packer = Arc::new(Packer::new(store.clone(), key.clone(), PACK_SIZE as u64));
+        let packer =
+            Arc::new(Packer::new(store.clone(), key.clone(), PACK_SIZE as u64, PACK_SIZE as u64));
         let requests = Arc::new(RequestCounts::default());
         // Twenty producers, each blob filling a pack on its own.
         let producers: Vec<_> = (0..20)
@@ -389,10 +400,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_packs_fill_to_their_size_never_past_an_eighth_more_and_dedup_blobs() {
+    async fn test_packs_fill_to_their_size_never_past_one_more_blob_and_dedup_blobs() {
         let key = Arc::new(MasterKey::generate().unwrap());
         let store = Arc::new(HookedStore::default());
-        let packer = Packer::new(store.clone(), key.clone(), PACK_SIZE as u64);
+        let chunk_size = PACK_SIZE / 4;
+        let packer = Packer::new(store.clone(), key.clone(), PACK_SIZE as u64, chunk_size as u64);
         let requests = Arc::new(RequestCounts::default());
         let mut handles = Vec::new();
         for seed in 0..64 {
@@ -411,7 +423,7 @@ mod tests {
             let entry = handle.stored().await.unwrap();
             *sizes.entry(entry.pack).or_default() += u64::from(entry.entry.length);
         }
-        let limit = (PACK_SIZE + PACK_SIZE / 8) as u64;
+        let limit = (PACK_SIZE + chunk_size + crate::repository::crypto::SEAL_OVERHEAD) as u64;
         assert!(sizes.values().all(|size| *size <= limit), "{sizes:?}");
         let full = sizes.values().filter(|size| **size >= PACK_SIZE as u64).count();
         assert!(full >= sizes.len() - 1, "only the last pack may be short: {sizes:?}");

@@ -142,9 +142,26 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
     .await
     .map_err(|error| TaskError::Retryable(format!("syncing to disk was interrupted: {error}")))?
     .map_err(|error| TaskError::Retryable(error.to_string()))?;
-    report.repository_config = Some(context.repository.config.config_id.clone());
+    if reads_or_writes_repository(&context.spec.kind) {
+        report.repository_config = Some(context.repository.config.config_id.clone());
+    }
     report.repository_puts = context.requests.puts.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// Whether a task's result depends on the repository's config. Only those report the config
+/// they opened, so the coordinator pins it: a QuestDB checkpoint task that lost an
+/// initialisation race must not be re-run for a repository it never used (a re-run would
+/// send `CHECKPOINT CREATE` twice).
+fn reads_or_writes_repository(kind: &TaskKind) -> bool {
+    !matches!(
+        kind,
+        TaskKind::QuestDbPrepare { .. }
+            | TaskKind::QuestDbRelease { .. }
+            | TaskKind::QuestDbRestoreTrigger { .. }
+            | TaskKind::CheckRestoreTarget { .. }
+            | TaskKind::WipeTarget { .. }
+    )
 }
 
 /// The restore target a task writes to, if any.
