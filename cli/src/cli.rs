@@ -7,27 +7,63 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "bkctl", version, about)]
 pub(crate) struct Cli {
     /// Coordinator endpoints, comma-separated `host:port`; any replica will do.
-    #[arg(long, global = true, env = "BK_ENDPOINTS", default_value = "127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_ENDPOINTS",
+        default_value = "127.0.0.1:7400"
+    )]
     pub(crate) endpoint: String,
     /// Bearer token for the Control API (when the coordinator requires one). Prefer the
     /// environment: a flag shows in the process list.
-    #[arg(long, global = true, env = "BK_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_TOKEN",
+        hide_env_values = true
+    )]
     pub(crate) token: Option<String>,
     /// PEM CA bundle the coordinator's certificate chains to; connects over TLS.
-    #[arg(long, global = true, env = "BK_CA_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_CA_CERT",
+        value_name = "FILE"
+    )]
     pub(crate) ca_cert: Option<std::path::PathBuf>,
     /// PEM client certificate, for a coordinator that requires mutual TLS (with `--key`).
-    #[arg(long, global = true, env = "BK_CLIENT_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_CLIENT_CERT",
+        value_name = "FILE"
+    )]
     pub(crate) cert: Option<std::path::PathBuf>,
     /// PEM private key of `--cert`.
-    #[arg(long, global = true, env = "BK_CLIENT_KEY", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_CLIENT_KEY",
+        value_name = "FILE"
+    )]
     pub(crate) key: Option<std::path::PathBuf>,
     /// Name to check the coordinator's certificate against, when it differs from the host
     /// in `--endpoint`.
-    #[arg(long, global = true, env = "BK_TLS_SERVER_NAME", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "BK_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
     pub(crate) tls_server_name: Option<String>,
     /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short = 'o', long, global = true, help_heading = "Output", value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) output: OutputFormat,
     /// What to do.
     #[command(subcommand)]
@@ -408,4 +444,24 @@ pub(crate) struct DemoArgs {
     /// Where to put the cluster, repository and coordinator data (default: a new temp dir).
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn test_a_command_help_lists_its_own_options_before_the_global_ones() {
+        let mut command = Cli::command();
+        command.build(); // Propagates the global options to the subcommands, as parsing does.
+        let submit = command.find_subcommand_mut("submit").unwrap();
+        let help = submit.find_subcommand_mut("backup").unwrap().render_help().to_string();
+        let own = help.find("--source").unwrap();
+        let connection = help.find("Connection:").unwrap_or_else(|| panic!("{help}"));
+        assert!(own < connection, "{help}");
+        assert!(help[connection..].contains("--endpoint"), "{help}");
+        assert!(!help[..connection].contains("--ca-cert"), "{help}");
+    }
 }

@@ -347,7 +347,7 @@ static OUTPUT: std::sync::OnceLock<OutputFormat> = std::sync::OnceLock::new();
 pub(crate) fn emit(json: bool, document: Value, table: impl FnOnce()) {
     match OUTPUT.get() {
         Some(OutputFormat::Yaml) => {
-            print!("{}", serde_yaml::to_string(&document).unwrap_or_else(|_| document.to_string()))
+            print!("{}", yaml_serde::to_string(&document).unwrap_or_else(|_| document.to_string()))
         }
         _ if json => println!(
             "{}",

@@ -210,6 +210,9 @@ fn progress_line(job: &pb::Job) -> String {
         if task_state(task.state) == "succeeded" {
             done += 1;
         }
+        if !task.moves_objects {
+            continue; // Checks and commits read the copied objects again: count them once.
+        }
         let progress = task.progress.unwrap_or_default();
         objects += progress.objects_done;
         bytes += progress.bytes_done;

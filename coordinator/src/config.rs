@@ -41,6 +41,40 @@ pub struct CoordinatorConfig {
     pub auth: AuthConfig,
     /// TLS on the gRPC port and on calls to the other replicas.
     pub tls: CoordinatorTls,
+    /// How long finished jobs stay in the replicated state (their backups stay listed).
+    pub jobs: JobHistoryConfig,
+}
+
+/// `[jobs]`: finished jobs kept for `keep_finished_for` and at most `keep_finished` of them;
+/// older ones are dropped from the state (and so from every snapshot).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobHistoryConfig {
+    /// Keep a finished job this long (default 31 days).
+    #[serde(with = "humantime_serde")]
+    pub keep_finished_for: Duration,
+    /// Keep at most this many finished jobs (default 5,000).
+    pub keep_finished: usize,
+}
+
+impl Default for JobHistoryConfig {
+    fn default() -> Self {
+        let history = crate::core::job_history::JobHistory::default();
+        Self {
+            keep_finished_for: Duration::from_millis(history.keep_for_ms),
+            keep_finished: history.keep_last,
+        }
+    }
+}
+
+impl JobHistoryConfig {
+    /// The rule the core applies.
+    pub fn history(&self) -> crate::core::job_history::JobHistory {
+        crate::core::job_history::JobHistory {
+            keep_for_ms: u64::try_from(self.keep_finished_for.as_millis()).unwrap_or(u64::MAX),
+            keep_last: self.keep_finished,
+        }
+    }
 }
 
 /// TLS for the replica's gRPC port (clients, workers, other replicas all use it) and for the
@@ -140,6 +174,7 @@ impl Default for CoordinatorConfig {
             log_format: LogFormat::Text,
             auth: AuthConfig::default(),
             tls: CoordinatorTls::default(),
+            jobs: JobHistoryConfig::default(),
         }
     }
 }

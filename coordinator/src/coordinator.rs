@@ -24,6 +24,8 @@ pub struct Coordinator {
     pub runtime: LeaderRuntime,
     /// How long a silent worker keeps its leases.
     pub lease_timeout: Duration,
+    /// Which finished jobs the leader keeps in the state.
+    pub job_history: crate::core::job_history::JobHistory,
 }
 
 impl Coordinator {

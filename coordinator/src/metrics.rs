@@ -1,131 +1,210 @@
 //! Prometheus metrics, served as `GET /metrics` over HTTP/1.1 on the gRPC port (so one port per
-//! replica is enough to scrape). Rendered from the replicated state and the leader's runtime on
-//! each scrape: nothing to keep in sync.
+//! replica is enough to scrape). A `prometheus-client` collector reads the replicated state and
+//! the leader's runtime on each scrape: nothing to keep in sync.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt;
 use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use crate::coordinator::Coordinator;
 use crate::core::job::TaskStatus;
 
+/// Upper bounds (seconds) of the task-duration histogram: a WAL prefix takes a second, a large
+/// node's parquet an hour.
+const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, f64::MAX];
+
+/// The OpenMetrics content type the body is encoded in.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The `/metrics` route.
 pub fn router(coordinator: Arc<Coordinator>) -> axum::Router {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StateCollector { coordinator }));
+    let registry = Arc::new(registry);
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let coordinator = coordinator.clone();
-            async move { render(&coordinator) }
+            let registry = registry.clone();
+            async move {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                    Ok(()) => ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], body),
+                    Err(_) => ([(axum::http::header::CONTENT_TYPE, "text/plain")], String::new()),
+                }
+            }
         }),
     )
 }
 
-/// The metrics in Prometheus' text exposition format.
-pub fn render(coordinator: &Coordinator) -> String {
-    let mut out = String::new();
-    let raft = coordinator.raft.metrics().borrow().clone();
-    let is_leader = raft.current_leader == Some(coordinator.replica_id);
+/// Reads the coordinator's state at scrape time.
+struct StateCollector {
+    coordinator: Arc<Coordinator>,
+}
+
+impl fmt::Debug for StateCollector {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("StateCollector")
+    }
+}
+
+/// Counts over the replicated state, taken under one read.
+#[derive(Default)]
+struct StateCounts {
+    jobs: BTreeMap<(String, String), u64>,
+    tasks: BTreeMap<String, u64>,
+    durations: Vec<f64>,
+    retries: u64,
+    backups: u64,
+    backup_bytes: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    workers: Vec<String>,
+}
+
+fn state_counts(coordinator: &Coordinator) -> StateCounts {
     coordinator.shared.read(|state| {
-        let mut jobs: BTreeMap<(String, String), u64> = BTreeMap::new();
-        let mut tasks: BTreeMap<String, u64> = BTreeMap::new();
-        let (mut duration_sum, mut duration_count, mut retries) = (0.0, 0u64, 0u64);
+        let mut counts = StateCounts::default();
         for job in state.jobs.values() {
-            let key = (format!("{:?}", job.spec.kind).to_lowercase(), format!("{:?}", job.state).to_lowercase());
-            *jobs.entry(key).or_default() += 1;
+            let kind = format!("{:?}", job.spec.kind).to_lowercase();
+            let job_state = format!("{:?}", job.state).to_lowercase();
+            *counts.jobs.entry((kind, job_state)).or_default() += 1;
             for slot in job.slots() {
                 let Some(run) = job.run(slot) else { continue };
-                *tasks.entry(format!("{:?}", run.status).to_lowercase()).or_default() += 1;
-                retries += u64::from(run.num_failures);
-                if let (TaskStatus::Succeeded, Some(started), Some(finished)) = (run.status, run.started_at_ms, run.finished_at_ms) {
-                    duration_sum += finished.saturating_sub(started) as f64 / 1000.0;
-                    duration_count += 1;
+                *counts.tasks.entry(format!("{:?}", run.status).to_lowercase()).or_default() += 1;
+                counts.retries += u64::from(run.num_failures);
+                if let (TaskStatus::Succeeded, Some(started), Some(finished)) =
+                    (run.status, run.started_at_ms, run.finished_at_ms)
+                {
+                    counts.durations.push(finished.saturating_sub(started) as f64 / 1000.0);
                 }
             }
         }
-        family(&mut out, "bk_jobs", "gauge", "Jobs by kind and state.");
-        for ((kind, job_state), count) in &jobs {
-            let _ = writeln!(out, "bk_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {count}");
+        for backup in state.backups.values() {
+            counts.backups += 1;
+            counts.backup_bytes += backup.num_bytes;
+            counts.bytes_read += backup.transfer.bytes_read;
+            counts.bytes_written += backup.transfer.bytes_written;
         }
-        family(&mut out, "bk_tasks", "gauge", "Tasks of all jobs by state.");
-        for (task_state, count) in &tasks {
-            let _ = writeln!(out, "bk_tasks{{state=\"{task_state}\"}} {count}");
+        counts.workers = state.workers.keys().cloned().collect();
+        counts
+    })
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: impl prometheus_client::encoding::EncodeGaugeValue + Send + Sync + fmt::Debug + 'static,
+) -> fmt::Result {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// A counter; the exposition adds `_total` to `name`.
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let coordinator = &self.coordinator;
+        let counts = state_counts(coordinator);
+        let mut family = encoder.encode_descriptor(
+            "bk_jobs",
+            "Jobs by kind and state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((kind, state), count) in &counts.jobs {
+            let labels = [("kind", kind.as_str()), ("state", state.as_str())];
+            ConstGauge::new(*count).encode(family.encode_family(&labels)?)?;
         }
-        family(&mut out, "bk_task_duration_seconds", "summary", "Durations of succeeded tasks (their last attempt).");
-        let _ = writeln!(out, "bk_task_duration_seconds_sum {duration_sum}\nbk_task_duration_seconds_count {duration_count}");
-        family(&mut out, "bk_task_retries_total", "counter", "Retryable task failures that re-queued a task.");
-        let _ = writeln!(out, "bk_task_retries_total {retries}");
-        let backups = state.backups.values();
-        let (count, bytes, read, written) = backups.fold((0u64, 0u64, 0u64, 0u64), |(count, bytes, read, written), backup| {
-            (count + 1, bytes + backup.num_bytes, read + backup.bytes_read, written + backup.bytes_written)
-        });
-        family(&mut out, "bk_backups", "gauge", "Committed backups.");
-        let _ = writeln!(out, "bk_backups {count}");
-        family(&mut out, "bk_backup_bytes", "gauge", "Bytes of the objects in committed backups.");
-        let _ = writeln!(out, "bk_backup_bytes {bytes}");
-        family(&mut out, "bk_bytes_read_total", "counter", "Source bytes read by committed backups.");
-        let _ = writeln!(out, "bk_bytes_read_total {read}");
-        family(&mut out, "bk_bytes_written_total", "counter", "Chunk bytes written by committed backups.");
-        let _ = writeln!(out, "bk_bytes_written_total {written}");
-        family(&mut out, "bk_workers_registered", "gauge", "Registered workers.");
-        let _ = writeln!(out, "bk_workers_registered {}", state.workers.len());
-    });
-    family(&mut out, "bk_raft_term", "gauge", "Current Raft term.");
-    let _ = writeln!(out, "bk_raft_term {}", raft.current_term);
-    family(&mut out, "bk_raft_is_leader", "gauge", "1 when this replica leads.");
-    let _ = writeln!(out, "bk_raft_is_leader {}", u8::from(is_leader));
-    family(&mut out, "bk_raft_leader_id", "gauge", "The leader's replica id (0: none known).");
-    let _ = writeln!(out, "bk_raft_leader_id {}", raft.current_leader.unwrap_or(0));
-    family(
-        &mut out,
-        "bk_raft_last_applied_index",
-        "gauge",
-        "Last log index applied on this replica.",
-    );
-    let _ = writeln!(
-        out,
-        "bk_raft_last_applied_index {}",
-        raft.last_applied.map_or(0, |log_id| log_id.index)
-    );
-    family(&mut out, "bk_raft_last_log_index", "gauge", "Last log index on this replica.");
-    let _ = writeln!(out, "bk_raft_last_log_index {}", raft.last_log_index.unwrap_or(0));
-    if is_leader {
-        family(
-            &mut out,
-            "bk_leases_requeued_total",
-            "counter",
+        let mut family = encoder.encode_descriptor(
+            "bk_tasks",
+            "Tasks of all jobs by state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in &counts.tasks {
+            ConstGauge::new(*count).encode(family.encode_family(&[("state", state.as_str())])?)?;
+        }
+        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS.iter().map(|le| (*le, 0)).collect();
+        for duration in &counts.durations {
+            if let Some(bucket) = buckets.iter_mut().find(|(le, _)| duration <= le) {
+                bucket.1 += 1;
+            }
+        }
+        encoder
+            .encode_descriptor(
+                "bk_task_duration_seconds",
+                "Durations of succeeded tasks (their last attempt).",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(
+                counts.durations.iter().sum(),
+                counts.durations.len() as u64,
+                &buckets,
+                None,
+            )?;
+        let retries_help = "Retryable task failures that re-queued a task.";
+        counter(&mut encoder, "bk_task_retries", retries_help, counts.retries)?;
+        gauge(&mut encoder, "bk_backups", "Committed backups.", counts.backups)?;
+        let bytes_help = "Bytes of the objects in committed backups.";
+        gauge(&mut encoder, "bk_backup_bytes", bytes_help, counts.backup_bytes)?;
+        let read_help = "Source bytes read by committed backups.";
+        counter(&mut encoder, "bk_bytes_read", read_help, counts.bytes_read)?;
+        let written_help = "Blob bytes written by committed backups.";
+        counter(&mut encoder, "bk_bytes_written", written_help, counts.bytes_written)?;
+        let workers = counts.workers.len() as u64;
+        gauge(&mut encoder, "bk_workers_registered", "Registered workers.", workers)?;
+
+        let raft = coordinator.raft.metrics().borrow().clone();
+        let is_leader = raft.current_leader == Some(coordinator.replica_id);
+        gauge(&mut encoder, "bk_raft_term", "Current Raft term.", raft.current_term)?;
+        let leads = u64::from(is_leader);
+        gauge(&mut encoder, "bk_raft_is_leader", "1 when this replica leads.", leads)?;
+        let leader_help = "The leader's replica id (0: none known).";
+        gauge(&mut encoder, "bk_raft_leader_id", leader_help, raft.current_leader.unwrap_or(0))?;
+        let applied = raft.last_applied.map_or(0, |log_id| log_id.index);
+        let applied_help = "Last log index applied on this replica.";
+        gauge(&mut encoder, "bk_raft_last_applied_index", applied_help, applied)?;
+        let last_log = raft.last_log_index.unwrap_or(0);
+        let last_help = "Last log index on this replica.";
+        gauge(&mut encoder, "bk_raft_last_log_index", last_help, last_log)?;
+        if !is_leader {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "bk_leases_requeued",
             "Leases taken back while this replica led: from silent workers, or never acknowledged.",
-        );
+            None,
+            MetricType::Counter,
+        )?;
         let requeues = coordinator.runtime.requeues();
         for reason in crate::dispatch::lease::Expiry::ALL.map(|expiry| expiry.label()) {
             let count = requeues.get(reason).copied().unwrap_or(0);
-            let _ = writeln!(out, "bk_leases_requeued_total{{reason=\"{reason}\"}} {count}");
+            ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
         }
-        family(
-            &mut out,
+        let mut family = encoder.encode_descriptor(
             "bk_worker_last_seen_seconds",
-            "gauge",
             "Seconds since the leader last heard from each worker.",
-        );
+            None,
+            MetricType::Gauge,
+        )?;
         // Every registered worker, heard from or not since this replica became leader.
-        let workers: Vec<String> =
-            coordinator.shared.read(|state| state.workers.keys().cloned().collect());
-        for worker in workers {
-            let ago = coordinator.runtime.silence(&worker);
-            let _ = writeln!(
-                out,
-                "bk_worker_last_seen_seconds{{worker=\"{}\"}} {}",
-                escape(&worker),
-                ago.as_secs_f64()
-            );
+        for worker in &counts.workers {
+            let ago = coordinator.runtime.silence(worker).as_secs_f64();
+            ConstGauge::new(ago).encode(family.encode_family(&[("worker", worker.as_str())])?)?;
         }
+        Ok(())
     }
-    out
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

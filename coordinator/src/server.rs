@@ -67,6 +67,7 @@ pub async fn run(
         shared,
         runtime: LeaderRuntime::default(),
         lease_timeout: config.lease_timeout,
+        job_history: config.jobs.history(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));

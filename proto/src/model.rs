@@ -305,6 +305,38 @@ pub struct ExcludeRule {
     pub record: bool,
 }
 
+/// What moving objects into a repository cost: the counts a task reports and a backup sums
+/// over its tasks. One type for both, so a new count is added once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferStats {
+    /// Objects whose blobs were reused without reading them (unchanged since the parent
+    /// backup, or copied by an earlier attempt).
+    #[serde(default)]
+    pub num_reused: u64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Plaintext bytes of new blobs written to the repository.
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// What those took in the repository (compressed, sealed).
+    #[serde(default)]
+    pub bytes_stored: u64,
+    /// PUT requests made to the repository (packs, staging, index, manifest).
+    #[serde(default)]
+    pub repository_puts: u64,
+}
+
+impl std::ops::AddAssign for TransferStats {
+    fn add_assign(&mut self, other: Self) {
+        self.num_reused += other.num_reused;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.bytes_stored += other.bytes_stored;
+        self.repository_puts += other.repository_puts;
+    }
+}
+
 /// What a successful task reports. Counts only: object lists live in the repository's staging
 /// parts, so the replicated state grows with tasks, not with objects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,16 +357,9 @@ pub struct TaskReport {
     /// Objects left as they were (already present with the right content).
     #[serde(default)]
     pub num_skipped: u64,
-    /// Objects whose chunks were reused without reading them (unchanged since the parent
-    /// backup, or copied by an earlier attempt).
-    #[serde(default)]
-    pub num_reused: u64,
-    /// Bytes read from the source.
-    #[serde(default)]
-    pub bytes_read: u64,
-    /// Bytes of new chunks written to the repository.
-    #[serde(default)]
-    pub bytes_written: u64,
+    /// What the task read, wrote and stored (flattened: the JSON keeps its field names).
+    #[serde(flatten)]
+    pub transfer: TransferStats,
     /// Things the operator should know that did not stop the task (e.g. a licence restored to
     /// another bucket, objects deleted by `--wipe`).
     #[serde(default)]
@@ -360,12 +385,6 @@ pub struct TaskReport {
     /// `--allow-corrupt`, which commits it and records them.
     #[serde(default)]
     pub corrupt: Vec<CorruptObject>,
-    /// Bytes the task added to the repository as stored (compressed, sealed) blobs.
-    #[serde(default)]
-    pub bytes_stored: u64,
-    /// PUT requests the task made to the repository (packs, staging, index, manifest).
-    #[serde(default)]
-    pub repository_puts: u64,
     /// The repository config the task opened (the coordinator records the first reported).
     #[serde(default)]
     pub repository_config: Option<String>,

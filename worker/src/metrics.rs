@@ -2,9 +2,16 @@
 //! Counters live in the process (they restart at zero with it, as Prometheus counters may); the
 //! coordinator's `/metrics` has the cluster-wide view.
 
-use std::fmt::Write;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +33,7 @@ pub struct WorkerMetrics {
 }
 
 /// What the exposition reports besides the counters.
+#[derive(Debug)]
 pub struct Limits {
     /// The worker's id (a label on every series).
     pub worker_id: String,
@@ -35,64 +43,79 @@ pub struct Limits {
     pub max_bytes_per_second: u64,
 }
 
-impl WorkerMetrics {
-    /// The metrics in Prometheus' text exposition format.
-    pub fn render(&self, limits: &Limits) -> String {
-        let label = format!("{{worker=\"{}\"}}", limits.worker_id.replace('"', "'"));
-        let mut out = String::new();
+/// Reads the counters and limits at scrape time.
+#[derive(Debug)]
+struct WorkerCollector {
+    metrics: Arc<WorkerMetrics>,
+    limits: Arc<Limits>,
+}
+
+impl Collector for WorkerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let labels = [("worker", self.limits.worker_id.as_str())];
+        let metrics = &self.metrics;
+        // Names without `_total`: the exposition adds it to counters.
         let counters = [
             (
-                "bk_worker_tasks_succeeded_total",
+                "bk_worker_tasks_succeeded",
                 "Task attempts that succeeded.",
-                &self.tasks_succeeded,
+                &metrics.tasks_succeeded,
             ),
             (
-                "bk_worker_tasks_failed_total",
+                "bk_worker_tasks_failed",
                 "Task attempts that failed or were abandoned.",
-                &self.tasks_failed,
+                &metrics.tasks_failed,
             ),
-            ("bk_worker_objects_total", "Objects finished by tasks.", &self.objects_done),
-            ("bk_worker_bytes_total", "Bytes of the objects finished by tasks.", &self.bytes_done),
+            ("bk_worker_objects", "Objects finished by tasks.", &metrics.objects_done),
+            ("bk_worker_bytes", "Bytes of the objects finished by tasks.", &metrics.bytes_done),
             (
-                "bk_worker_heartbeats_total",
+                "bk_worker_heartbeats",
                 "Heartbeats the coordinator answered.",
-                &self.heartbeats_ok,
+                &metrics.heartbeats_ok,
             ),
-            (
-                "bk_worker_heartbeat_failures_total",
-                "Heartbeats that failed.",
-                &self.heartbeats_failed,
-            ),
+            ("bk_worker_heartbeat_failures", "Heartbeats that failed.", &metrics.heartbeats_failed),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name}{label} {}", value.load(Ordering::Relaxed));
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value.load(Ordering::Relaxed))
+                .encode(family.encode_family(&labels)?)?;
         }
-        let retries = "bk_worker_store_retries_total";
-        let _ = writeln!(
-            out,
-            "# HELP {retries} Object-store requests retried (throttling, 5xx, connection \
-             errors, timeouts).\n# TYPE {retries} counter\n{retries}{label} {}",
-            crate::retries::store_retries()
-        );
+        let mut family = encoder.encode_descriptor(
+            "bk_worker_store_retries",
+            "Object-store requests retried (throttling, 5xx, connection errors, timeouts).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(crate::retries::store_retries())
+            .encode(family.encode_family(&labels)?)?;
         let gauges = [
             (
                 "bk_worker_max_concurrent_objects",
                 "Objects in flight at most.",
-                limits.max_concurrent_objects as u64,
+                self.limits.max_concurrent_objects as u64,
             ),
             (
                 "bk_worker_max_bytes_per_second",
                 "Bandwidth cap (0: none).",
-                limits.max_bytes_per_second,
+                self.limits.max_bytes_per_second,
             ),
         ];
         for (name, help, value) in gauges {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{label} {value}");
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
         }
-        out
+        Ok(())
     }
+}
+
+/// The OpenMetrics text exposition of `metrics` and `limits`.
+pub fn render(metrics: Arc<WorkerMetrics>, limits: Arc<Limits>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(WorkerCollector { metrics, limits }));
+    let mut body = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+    body
 }
 
 /// Serves `/metrics` on `listener` until `shutdown`.
@@ -109,7 +132,10 @@ pub async fn serve(
         "/metrics",
         axum::routing::get(move || {
             let (metrics, limits) = (metrics.clone(), limits.clone());
-            async move { metrics.render(&limits) }
+            async move {
+                let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([(axum::http::header::CONTENT_TYPE, content_type)], render(metrics, limits))
+            }
         }),
     );
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await

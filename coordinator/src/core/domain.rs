@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId};
-use bk_proto::model::{ConsistencyPoint, CorruptObject, ExclusionReport};
+use bk_proto::model::{ConsistencyPoint, CorruptObject, ExclusionReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
 /// A registered source: a database deployment bk backs up.
@@ -144,21 +144,10 @@ pub struct BackupRecord {
     /// The backup this one is incremental to.
     #[serde(default)]
     pub parent: Option<BackupId>,
-    /// Objects whose chunks were reused without being read.
-    #[serde(default)]
-    pub num_reused: u64,
-    /// Bytes read from the source.
-    #[serde(default)]
-    pub bytes_read: u64,
-    /// Plaintext bytes of new blobs written.
-    #[serde(default)]
-    pub bytes_written: u64,
-    /// What those took in the repository (compressed, sealed).
-    #[serde(default)]
-    pub bytes_stored: u64,
-    /// PUT requests the backup made to the repository.
-    #[serde(default)]
-    pub repository_puts: u64,
+    /// What its tasks read, wrote and stored, summed (flattened: records written before the
+    /// type existed read the same).
+    #[serde(flatten)]
+    pub transfer: TransferStats,
     /// Objects committed although they failed their format check (`--allow-corrupt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub corrupt: Vec<CorruptObject>,
@@ -206,11 +195,7 @@ impl BackupRecord {
             catalog_sequence: None,
             events: Vec::new(),
             parent: None,
-            num_reused: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-            bytes_stored: 0,
-            repository_puts: 0,
+            transfer: TransferStats::default(),
             corrupt: Vec::new(),
         }
     }
@@ -231,5 +216,46 @@ impl WorkerRecord {
             store_url: store_url.into(),
             repositories: vec!["*".into()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backup record as replicated before the statistics became one type: snapshots and logs
+    /// holding it must read the same, and write back the same keys.
+    const RECORD_BEFORE_TRANSFER_STATS: &str = r#"{
+        "backup_id": "01JD0000000000000000000001", "job_id": "01JD0000000000000000000001",
+        "source": "prod", "repository": "main", "created_at_ms": 1790000000000,
+        "num_objects": 219, "num_bytes": 18140000, "manifest_key": "backups/01JD/manifest",
+        "nodes": ["node1"], "catalog_format": "v3", "exclusions": [], "phases": [],
+        "source_spec": null, "consistency": [], "catalog_sequence": 19, "events": [],
+        "parent": null, "num_reused": 12, "bytes_read": 17000000, "bytes_written": 16000000,
+        "bytes_stored": 9000000, "repository_puts": 7
+    }"#;
+
+    #[test]
+    fn test_a_backup_record_written_before_the_shared_stats_type_round_trips() {
+        let record: BackupRecord = serde_json::from_str(RECORD_BEFORE_TRANSFER_STATS).unwrap();
+        let want = TransferStats {
+            num_reused: 12,
+            bytes_read: 17_000_000,
+            bytes_written: 16_000_000,
+            bytes_stored: 9_000_000,
+            repository_puts: 7,
+        };
+        assert_eq!(record.transfer, want);
+        let written: serde_json::Value = serde_json::to_value(&record).unwrap();
+        let before: serde_json::Value = serde_json::from_str(RECORD_BEFORE_TRANSFER_STATS).unwrap();
+        assert_eq!(written, before, "the record's JSON changed shape");
+        // Records older still (no statistics at all) read as zeros.
+        let mut oldest = before.clone();
+        for key in ["num_reused", "bytes_read", "bytes_written", "bytes_stored", "repository_puts"]
+        {
+            oldest.as_object_mut().unwrap().remove(key);
+        }
+        let record: BackupRecord = serde_json::from_value(oldest).unwrap();
+        assert_eq!(record.transfer, TransferStats::default());
     }
 }

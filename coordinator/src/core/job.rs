@@ -350,6 +350,26 @@ impl Job {
         })
     }
 
+    /// What the job is doing, for people watching it: its current phase, `cleanup`,
+    /// `releasing` while a QuestDB checkpoint release has not succeeded yet, and once it ended
+    /// its final state (`succeeded`, `failed`, `cancelled`).
+    pub fn stage(&self) -> String {
+        match self.state {
+            JobState::Succeeded => return "succeeded".to_string(),
+            JobState::Failed => return "failed".to_string(),
+            JobState::Cancelled => return "cancelled".to_string(),
+            JobState::Queued | JobState::Running | JobState::Failing => {}
+        }
+        if let Some(phase) = self.spec.phases.get(self.current_phase) {
+            return phase.name.clone();
+        }
+        let releasing = self.spec.cleanup.iter().zip(&self.cleanup).any(|(task, run)| {
+            matches!(task.kind, TaskKind::QuestDbRelease { .. })
+                && run.status != TaskStatus::Succeeded
+        });
+        if releasing { "releasing" } else { "cleanup" }.to_string()
+    }
+
     /// Tasks that may be leased now, in plan order.
     pub fn runnable_slots(&self) -> Vec<TaskSlot> {
         self.slots()

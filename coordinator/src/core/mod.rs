@@ -5,6 +5,7 @@
 //! into actions. Keeping this module pure is what lets a new leader resume any job.
 //!
 //! # Layout
+//! - [`assign`]: which task a pulling worker gets, and the spec it is told at lease time.
 //! - [`commit_gate`]: what must hold before a backup is committed (catalog new enough, no
 //!   damaged source object unless allowed).
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
@@ -14,16 +15,21 @@
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`eligibility`]: which worker may run which task.
 //! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
+//! - [`job_history`]: how long finished jobs stay in the replicated state.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
 //! - [`stand_in`]: when a worker may run a dead node's tasks (a shared cloud store).
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
+//! - [`submit`]: a backup request against the current state (names, parent backup).
+//! - [`validate`]: what a registered repository must satisfy.
 //! - [`waiting`]: why a runnable task is not running (for operators).
 
+pub mod assign;
 pub mod commit_gate;
 pub mod domain;
 pub mod eligibility;
 pub mod job;
+pub mod job_history;
 pub mod plan;
 pub mod plan_keys;
 pub mod plan_prune;
@@ -32,6 +38,8 @@ pub mod plan_restore;
 pub mod schedule;
 pub mod stand_in;
 pub mod state;
+pub mod submit;
+pub mod validate;
 pub mod waiting;
 
 pub use domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};

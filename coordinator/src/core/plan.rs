@@ -43,6 +43,12 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
 /// Why a request cannot be planned. Each names what is wrong and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// The request names a source that is not registered.
+    #[error("unknown source `{0}`: register it with `bkctl source add`")]
+    UnknownSource(String),
+    /// The request names a repository that is not registered.
+    #[error("unknown repository `{0}`: register it with `bkctl repo add`")]
+    UnknownRepository(String),
     /// The source's topology is unusable.
     #[error("source `{source_name}` is invalid: {reason}")]
     InvalidSource {
@@ -192,6 +198,8 @@ fn nodes_phase(
 ) -> PlannedPhase {
     let mut tasks = Vec::new();
     for node in nodes {
+        // The node's copy tasks are the ones pushed from here to its consistency check.
+        let first_copy = tasks.len() as u32;
         for prefix in NODE_DATA_PREFIXES {
             tasks.push(copy_task("nodes", node, &format!("{node}/{prefix}"), Vec::new()));
         }
@@ -217,7 +225,7 @@ fn nodes_phase(
         let mut task = copy_task("nodes", node, &format!("{node}/"), exclude);
         task.label = format!("copy other objects under {node}/");
         tasks.push(task);
-        let first_copy = (tasks.len() - 4) as u32;
+        let copies = first_copy..tasks.len() as u32;
         tasks.push(PlannedTask {
             label: format!(
                 "check {node} is consistent (WAL after the newest snapshot, parquet it names)"
@@ -229,7 +237,7 @@ fn nodes_phase(
                 parts: Vec::new(), // Filled by `link_consistency_parts` once phase indices are known.
                 max_rounds: MAX_REPAIR_ROUNDS,
             },
-            depends_on: (first_copy..first_copy + 4).collect(),
+            depends_on: copies.collect(),
             retry_until_success: false,
         });
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId, TaskId};
-use bk_proto::model::TaskReport;
+use bk_proto::model::{TaskReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
@@ -35,6 +35,9 @@ pub enum Command {
     /// The leader runs schedule `name` for slot `slot_ms`: records the run and submits the jobs,
     /// unless the slot already ran (exactly once across failovers).
     RunSchedule { name: String, slot_ms: u64, jobs: Vec<(JobId, JobSpec)>, at_ms: u64 },
+    /// The leader drops finished jobs its job history no longer keeps
+    /// ([`super::job_history`]); jobs still running are never dropped, backups stay.
+    ForgetJobs { job_ids: Vec<JobId> },
 }
 
 /// What applying a command answered.
@@ -112,6 +115,13 @@ impl ClusterState {
                 schedule.last_run_ms = Some(slot_ms);
                 for (job_id, spec) in jobs {
                     self.jobs.entry(job_id).or_insert_with(|| Job::new(job_id, spec, at_ms));
+                }
+            }
+            Command::ForgetJobs { job_ids } => {
+                for job_id in job_ids {
+                    if self.jobs.get(&job_id).is_some_and(|job| job.state.is_terminal()) {
+                        self.jobs.remove(&job_id);
+                    }
                 }
             }
             Command::CancelJob { job_id, at_ms } => {
@@ -210,8 +220,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut consistency = Vec::new();
     let mut catalog_sequence = None;
     let mut events = Vec::new();
-    let (mut num_reused, mut bytes_read, mut bytes_written) = (0, 0, 0);
-    let (mut bytes_stored, mut repository_puts) = (0, 0);
+    let mut transfer = TransferStats::default();
     let mut exclusions = Vec::new();
     let mut corrupt = Vec::new();
     let mut phases = Vec::new();
@@ -233,11 +242,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             consistency.extend(task_report.consistency.clone());
             catalog_sequence = catalog_sequence.or(task_report.catalog_sequence);
             events.extend(task_report.events.iter().cloned());
-            num_reused += task_report.num_reused;
-            bytes_read += task_report.bytes_read;
-            bytes_written += task_report.bytes_written;
-            bytes_stored += task_report.bytes_stored;
-            repository_puts += task_report.repository_puts;
+            transfer += task_report.transfer;
             corrupt.extend(task_report.corrupt.iter().cloned());
         }
         if planned.name != "commit" {
@@ -262,11 +267,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         catalog_sequence,
         events,
         parent: job.spec.parent,
-        num_reused,
-        bytes_read,
-        bytes_written,
-        bytes_stored,
-        repository_puts,
+        transfer,
         corrupt,
     }
 }

@@ -11,18 +11,23 @@ use tracing::{info, warn};
 use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
+use crate::core::job_history::jobs_to_forget;
 use crate::core::plan_prune::{plan_prune, PruneRequest};
 use crate::core::schedule::due_slot;
+use crate::core::submit::{plan_backup_request, BackupRequest};
 use crate::core::{Command, CommandResponse, JobSpec};
-use crate::service::control::{backup_job_spec, BackupRequest};
 
 /// How often the leader looks for due schedules (the finest useful cron granularity).
 const TICK: Duration = Duration::from_millis(500);
 
-/// Runs the schedule loop until `shutdown`.
+/// How often the leader drops finished jobs its job history no longer keeps.
+const FORGET_JOBS_EVERY: u32 = 120; // ticks: a minute
+
+/// Runs the schedule loop (and, every minute, the job-history compaction) until `shutdown`.
 pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -30,7 +35,26 @@ pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: Cancellation
         }
         if coordinator.is_leader() {
             run_due_schedules(&coordinator).await;
+            if ticks % FORGET_JOBS_EVERY == 0 {
+                forget_old_jobs(&coordinator).await;
+            }
+            ticks = ticks.wrapping_add(1);
         }
+    }
+}
+
+/// Proposes dropping the finished jobs the job history no longer keeps.
+pub async fn forget_old_jobs(coordinator: &Coordinator) {
+    let now_ms = crate::clock::now_ms();
+    let history = coordinator.job_history;
+    let job_ids = coordinator.shared.read(|state| jobs_to_forget(state, now_ms, &history));
+    if job_ids.is_empty() {
+        return;
+    }
+    let count = job_ids.len();
+    match coordinator.propose(Command::ForgetJobs { job_ids }).await {
+        Ok(_) => info!(count, "dropped finished jobs past the job history"),
+        Err(error) => warn!(%error, "cannot drop old jobs (leadership changed?)"),
     }
 }
 
@@ -58,7 +82,13 @@ pub async fn run_due_schedules(coordinator: &Coordinator) {
             let backup_id = JobId::from_ulid(Ulid::new());
             let mut jobs: Vec<(JobId, JobSpec)> = Vec::new();
             let scheduled = Some((schedule.name.clone(), slot_ms));
-            match backup_job_spec(state, &request, backup_id, now_ms) {
+            match plan_backup_request(
+                state,
+                &request,
+                backup_id,
+                BackupId::from_ulid(Ulid::new()),
+                now_ms,
+            ) {
                 Ok(spec) => {
                     jobs.push((backup_id, JobSpec { scheduled: scheduled.clone(), ..spec }))
                 }

@@ -17,10 +17,11 @@ use crate::coordinator::Coordinator;
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
-use crate::core::plan::{plan_backup, BackupOptions, PlanError};
+use crate::core::plan::PlanError;
 use crate::core::plan_keys::plan_repository_key;
 use crate::core::plan_prune::{conflicts, plan_prune, PruneRequest, RetentionPolicy};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
+use crate::core::submit::{plan_backup_request, BackupRequest};
 use crate::core::{Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
 
@@ -66,6 +67,7 @@ impl ControlServiceImpl {
     async fn submit_backup(&self, request: pb::SubmitBackupRequest) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
         let job_id = JobId::from_ulid(Ulid::new());
+        let backup_id = BackupId::from_ulid(Ulid::new());
         let at_ms = crate::clock::now_ms();
         let options = BackupRequest {
             source: &request.source,
@@ -77,7 +79,7 @@ impl ControlServiceImpl {
         let spec = self
             .coordinator
             .shared
-            .read(|state| backup_job_spec(state, &options, job_id, at_ms))?;
+            .read(|state| plan_backup_request(state, &options, job_id, backup_id, at_ms))?;
         expect_applied(
             self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
@@ -195,56 +197,6 @@ impl ControlServiceImpl {
         tracing::info!(%job_id, repository = %request.repository, "repository key job submitted");
         Ok(job_id)
     }
-}
-
-/// What a backup is asked for (by a client or a schedule).
-pub(crate) struct BackupRequest<'a> {
-    pub(crate) source: &'a str,
-    pub(crate) repository: &'a str,
-    pub(crate) full: bool,
-    pub(crate) adopt_checkpoint: bool,
-    pub(crate) allow_corrupt: bool,
-}
-
-/// Plans a backup job against the current state: incremental to the latest committed backup
-/// of the same source in the same repository unless `full`.
-pub(crate) fn backup_job_spec(
-    state: &crate::core::ClusterState,
-    request: &BackupRequest<'_>,
-    job_id: JobId,
-    at_ms: u64,
-) -> CoordinatorResult<JobSpec> {
-    let source = state.sources.get(request.source).ok_or_else(|| {
-        CoordinatorError::InvalidRequest(format!(
-            "unknown source `{}`: register it with `bkctl source add`",
-            request.source
-        ))
-    })?;
-    let repository = state.repositories.get(request.repository).ok_or_else(|| {
-        CoordinatorError::InvalidRequest(format!(
-            "unknown repository `{}`: register it with `bkctl repo add`",
-            request.repository
-        ))
-    })?;
-    let parent = if request.full {
-        None
-    } else {
-        state
-            .backups
-            .values()
-            .filter(|backup| {
-                backup.source == request.source && backup.repository == request.repository
-            })
-            .max_by_key(|backup| (backup.created_at_ms, backup.backup_id))
-            .map(|backup| backup.backup_id)
-    };
-    let options = BackupOptions {
-        adopt_checkpoint: request.adopt_checkpoint,
-        parent,
-        allow_corrupt: request.allow_corrupt,
-    };
-    let backup_id = BackupId::from_ulid(Ulid::new());
-    Ok(plan_backup(source, repository, job_id, backup_id, at_ms, &options)?)
 }
 
 /// The HTTP endpoints of the source as registered now.

@@ -9,7 +9,6 @@ use bk_proto::pb;
 
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
 use crate::core::job::{Job, JobKind, JobState, Placement, TaskRun, TaskStatus};
-use crate::core::plan::DEFAULT_CHUNK_SIZE;
 use crate::core::waiting::waiting_reason;
 use crate::dispatch::runtime::LeaderRuntime;
 use crate::error::CoordinatorError;
@@ -81,53 +80,14 @@ pub fn source_to_pb(source: &Source) -> pb::Source {
 /// [`CoordinatorError::InvalidRequest`] for a missing name, or a URL that is not a supported
 /// object-store URL.
 pub fn repository_from_pb(repository: pb::Repository) -> Result<Repository, CoordinatorError> {
-    if repository.name.trim().is_empty() {
-        return Err(CoordinatorError::InvalidRequest("repository name is empty".to_string()));
-    }
-    let supported = ["file://", "s3://", "az://", "azure://", "abfs://", "gs://", "memory://"];
-    if !supported.iter().any(|scheme| repository.url.starts_with(scheme)) {
-        return Err(CoordinatorError::InvalidRequest(format!(
-            "repository URL `{}` is not supported: use file:///path, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix",
-            repository.url
-        )));
-    }
-    if repository.url.contains('@') {
-        return Err(CoordinatorError::InvalidRequest(
-            "repository URLs must not carry credentials: give them to the workers instead"
-                .to_string(),
-        ));
-    }
-    let chunk_size = if repository.chunk_size_bytes == 0 {
-        DEFAULT_CHUNK_SIZE
-    } else {
-        repository.chunk_size_bytes
-    };
-    if !(64 * 1024..=256 << 20).contains(&chunk_size) {
-        return Err(CoordinatorError::InvalidRequest(format!(
-            "chunk size {chunk_size} is out of range: use 64 KiB to 256 MiB"
-        )));
-    }
-    let pack_size = match repository.pack_size_bytes {
-        0 => bk_proto::model::default_pack_size(),
-        size => size,
-    };
-    if !(1 << 20..=1 << 30).contains(&pack_size) {
-        return Err(CoordinatorError::InvalidRequest(format!(
-            "pack size {pack_size} is out of range: use 1 MiB to 1 GiB"
-        )));
-    }
-    let compression_level =
-        repository.compression_level.unwrap_or_else(bk_proto::model::default_compression_level);
-    if !(0..=19).contains(&compression_level) {
-        return Err(CoordinatorError::InvalidRequest(format!(
-            "compression level {compression_level} is out of range: 0 (off) to 19 (zstd)"
-        )));
-    }
-    Ok(Repository {
-        pack_size,
-        compression_level,
-        ..Repository::new(repository.name, repository.url, chunk_size)
+    crate::core::validate::repository(crate::core::validate::RepositoryRequest {
+        name: repository.name,
+        url: repository.url,
+        chunk_size: repository.chunk_size_bytes,
+        pack_size: repository.pack_size_bytes,
+        compression_level: repository.compression_level,
     })
+    .map_err(CoordinatorError::InvalidRequest)
 }
 
 /// Converts a repository to the wire.
@@ -193,11 +153,11 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         catalog_sequence: backup.catalog_sequence.unwrap_or(0),
         events: backup.events.clone(),
         parent_id: backup.parent.map(|parent| parent.to_string()).unwrap_or_default(),
-        num_objects_reused: backup.num_reused,
-        bytes_read: backup.bytes_read,
-        bytes_written: backup.bytes_written,
-        bytes_stored: backup.bytes_stored,
-        repository_puts: backup.repository_puts,
+        num_objects_reused: backup.transfer.num_reused,
+        bytes_read: backup.transfer.bytes_read,
+        bytes_written: backup.transfer.bytes_written,
+        bytes_stored: backup.transfer.bytes_stored,
+        repository_puts: backup.transfer.repository_puts,
         corrupt_objects: backup
             .corrupt
             .iter()
@@ -318,7 +278,17 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             None => (Vec::new(), Vec::new(), 0, Vec::new()),
         };
         let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
+        let moves_objects = planned.is_some_and(|task| {
+            matches!(
+                task.kind,
+                TaskKind::CopyPrefix { .. }
+                    | TaskKind::CopyCatalog { .. }
+                    | TaskKind::CopyLicence { .. }
+                    | TaskKind::RestoreObjects { .. }
+            )
+        });
         pb::Task {
+            moves_objects,
             warnings,
             problems,
             num_skipped,
@@ -369,7 +339,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
     pb::Job {
         schedule: job.spec.scheduled.as_ref().map(|(name, _)| name.clone()).unwrap_or_default(),
         schedule_slot_ms: job.spec.scheduled.as_ref().map_or(0, |(_, slot)| *slot),
-        stage: job_stage(job),
+        stage: job.stage(),
         id: job.id.to_string(),
         kind: match job.spec.kind {
             JobKind::Backup => pb::JobKind::Backup,
@@ -388,21 +358,6 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         phases,
         cleanup,
     }
-}
-
-/// What the job is doing: its current phase, `cleanup`, or `releasing` while a QuestDB
-/// checkpoint release has not succeeded yet.
-fn job_stage(job: &Job) -> String {
-    if job.state.is_terminal() {
-        return String::new();
-    }
-    if let Some(phase) = job.spec.phases.get(job.current_phase) {
-        return phase.name.clone();
-    }
-    let releasing = job.spec.cleanup.iter().zip(&job.cleanup).any(|(task, run)| {
-        matches!(task.kind, TaskKind::QuestDbRelease { .. }) && run.status != TaskStatus::Succeeded
-    });
-    if releasing { "releasing" } else { "cleanup" }.to_string()
 }
 
 fn job_state_to_pb(state: JobState) -> pb::JobState {
@@ -448,26 +403,5 @@ mod tests {
             spec: SourceSpec::InfluxDb3Core { node: "n".into(), http_endpoint: None },
         };
         assert_eq!(source_from_pb(source_to_pb(&core)).unwrap(), core);
-    }
-
-    #[test]
-    fn test_repository_urls_with_credentials_or_unknown_schemes_are_refused() {
-        let repository = |url: &str| pb::Repository {
-            name: "r".into(),
-            url: url.into(),
-            ..pb::Repository::default()
-        };
-        assert_eq!(
-            repository_from_pb(repository("file:///b")).unwrap().chunk_size,
-            DEFAULT_CHUNK_SIZE
-        );
-        let error = repository_from_pb(repository("ftp://x")).unwrap_err().to_string();
-        assert!(error.contains("not supported"), "{error}");
-        let error =
-            repository_from_pb(repository("s3://key:secret@bucket")).unwrap_err().to_string();
-        assert!(
-            error.contains("must not carry credentials") && !error.contains("secret"),
-            "{error}"
-        );
     }
 }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bk_proto::ids::{TaskId, TaskSlot};
-use bk_proto::model::{TaskKind, TaskReport};
+use bk_proto::model::TaskReport;
 
-use crate::core::eligibility::may_run;
-use crate::core::plan_prune::resolve_prune_task;
+use crate::core::assign::{assigned_spec, is_current_attempt, next_task};
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
 use tonic::{Request, Response, Status};
@@ -18,7 +17,6 @@ use tracing::{debug, info, warn};
 
 use crate::coordinator::Coordinator;
 use crate::core::domain::WorkerRecord;
-use crate::core::job::TaskStatus;
 use crate::core::{Command, CommandResponse, JobEvent};
 use crate::error::{CoordinatorError, CoordinatorResult};
 
@@ -38,32 +36,14 @@ impl WorkerHubServiceImpl {
 
     /// Finds the oldest runnable task this worker may run and its next attempt number.
     fn find_task(&self, worker_id: &str) -> CoordinatorResult<Option<(TaskId, u32)>> {
-        self.coordinator.shared.read(|state| {
-            let worker =
-                state.workers.get(worker_id).ok_or_else(|| CoordinatorError::NotFound {
-                    what: format!("worker `{worker_id}` (register first)"),
-                })?;
-            let locked = |job: &crate::core::Job| {
-                state.jobs.values().any(|other| crate::core::plan_prune::conflicts(job, other))
-            };
-            let is_silent = |candidate: &WorkerRecord| {
-                self.coordinator.runtime.silence(&candidate.worker_id)
-                    > self.coordinator.lease_timeout
-            };
-            for job in state.jobs.values().filter(|job| !job.state.is_terminal() && !locked(job)) {
-                for slot in job.runnable_slots() {
-                    let task_id = TaskId { job_id: job.id, slot };
-                    if self.coordinator.runtime.is_being_leased(&task_id) {
-                        continue;
-                    }
-                    if may_run(worker, job, slot, state.workers.values(), is_silent) {
-                        let attempt = job.run(slot).map(|run| run.attempt + 1).unwrap_or(1);
-                        return Ok(Some((task_id, attempt)));
-                    }
-                }
-            }
-            Ok(None)
-        })
+        let runtime = &self.coordinator.runtime;
+        let is_silent = |candidate: &WorkerRecord| {
+            runtime.silence(&candidate.worker_id) > self.coordinator.lease_timeout
+        };
+        self.coordinator
+            .shared
+            .read(|state| next_task(state, worker_id, is_silent, |id| runtime.is_being_leased(id)))
+            .map_err(|unregistered| CoordinatorError::NotFound { what: unregistered.to_string() })
     }
 
     async fn pull_task(
@@ -102,34 +82,7 @@ impl WorkerHubServiceImpl {
     }
 
     fn assignment(&self, task_id: TaskId, attempt: u32) -> CoordinatorResult<pb::TaskAssignment> {
-        let spec = self.coordinator.shared.read(|state| {
-            let job = state.jobs.get(&task_id.job_id)?;
-            let mut spec = job.task_spec(task_id.slot)?;
-            // The repository config recorded since the job was planned (the first a task opened).
-            if let Some(repository) = state.repositories.get(&spec.repository.name) {
-                spec.repository.config_id.clone_from(&repository.config_id);
-            }
-            // A prune applies its rules to the backups that exist when it runs, not when it was
-            // submitted: backups committed while it waited for the repository lock count.
-            let retention =
-                job.spec.phases.iter().flat_map(|phase| &phase.tasks).find_map(|task| match &task
-                    .kind
-                {
-                    TaskKind::ForgetBackups { retention, .. } => Some(*retention),
-                    _ => None,
-                });
-            if let Some(retention) = retention {
-                let backups: Vec<&crate::core::BackupRecord> = state.backups.values().collect();
-                resolve_prune_task(
-                    &mut spec.kind,
-                    &job.spec.source,
-                    &job.spec.repository.name,
-                    &backups,
-                    &retention,
-                );
-            }
-            Some(spec)
-        });
+        let spec = self.coordinator.shared.read(|state| assigned_spec(state, task_id));
         let spec = spec.ok_or_else(|| {
             CoordinatorError::Internal(format!("leased task `{task_id}` vanished"))
         })?;
@@ -137,15 +90,6 @@ impl WorkerHubServiceImpl {
             .map_err(|error| CoordinatorError::Internal(error.to_string()))?;
         info!(%task_id, attempt, "task leased");
         Ok(pb::TaskAssignment { task_id: task_id.to_string(), attempt, spec_json })
-    }
-
-    /// Whether `attempt` is still the running attempt of the task.
-    fn is_current(&self, task_id: &TaskId, attempt: u32) -> bool {
-        self.coordinator.shared.read(|state| {
-            state.jobs.get(&task_id.job_id).and_then(|job| job.run(task_id.slot)).is_some_and(
-                |run| run.attempt == attempt && run.status == TaskStatus::Running && !run.abandoned,
-            )
-        })
     }
 
     async fn report_result(&self, request: pb::ReportResultRequest) -> CoordinatorResult<()> {
@@ -252,7 +196,11 @@ impl WorkerHub for WorkerHubServiceImpl {
             request.task_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
                 Status::invalid_argument(error.to_string())
             })?;
-        if !self.is_current(&task_id, request.attempt) {
+        if !self
+            .coordinator
+            .shared
+            .read(|state| is_current_attempt(state, &task_id, request.attempt))
+        {
             return Ok(Response::new(pb::ReportProgressResponse { abandon: true }));
         }
         let progress = pb::Progress {

@@ -105,9 +105,14 @@ fn test_waiting_without_a_terminal_prints_plain_progress_lines() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr.lines().find(|line| line.contains("tasks done")).unwrap_or_else(|| {
+    let line = stderr.lines().rfind(|line| line.contains("tasks done")).unwrap_or_else(|| {
         panic!("no progress line on stderr: {stderr}");
     });
-    assert!(line.contains("stage ") && line.contains(" of "), "{line}");
+    // The last line names the final state and counts each backed-up object once (checks and
+    // the commit read the same objects again).
+    let backups = cluster.sandbox.bkctl_json(&["backups", "-o", "json"]).unwrap();
+    let objects = backups[0]["num_objects"].as_u64().unwrap();
+    assert!(line.contains("stage succeeded: "), "{line}");
+    assert!(line.contains(&format!(" {objects} objects, ")), "{line} (the backup holds {objects})");
     assert!(!stderr.contains('\u{1b}'), "terminal escapes in a non-terminal stream: {stderr}");
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bk_coordinator::CoordinatorConfig;
 use bk_worker::WorkerConfig;
 use serde::Deserialize;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn deploy(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(path)
@@ -16,7 +16,7 @@ fn deploy(path: &str) -> PathBuf {
 
 fn documents(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(deploy(path)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|document| Value::deserialize(document).unwrap())
         .collect()
 }

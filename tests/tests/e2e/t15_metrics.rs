@@ -41,7 +41,7 @@ fn test_status_summarises_cluster_workers_jobs_and_last_backups_and_yaml_matches
     assert_eq!(status["last_backups"]["src"]["id"], job["backup_id"]);
     let yaml = cluster.sandbox.bkctl(&["-o", "yaml", "backups"]).unwrap();
     assert!(yaml.status.success());
-    let from_yaml: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    let from_yaml: serde_json::Value = yaml_serde::from_slice(&yaml.stdout).unwrap();
     assert_eq!(from_yaml, cluster.sandbox.bkctl_json(&["backups"]).unwrap());
 }
 

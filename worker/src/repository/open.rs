@@ -346,7 +346,13 @@ async fn initialise(
         KeyFile::wrap(&wrap_master, &wrap_passphrase, settings, &id, &host)
     })
     .await
-    .map_err(|error| failed(error.to_string()))?
+    .map_err(|error| {
+        // The derivation thread panicked or the runtime is stopping: nothing is wrong with the
+        // repository, and another attempt may succeed.
+        RepositoryError::WriteFailed(format!(
+            "deriving the passphrase key was interrupted: {error}"
+        ))
+    })?
     .map_err(failed)?;
     write_key(store, &key_file).await?;
     let config = RepositoryConfig::new(config_id.clone(), request.init);

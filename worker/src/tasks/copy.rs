@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bk_proto::model::{CorruptObject, TaskReport};
+use bk_proto::model::{CorruptObject, TaskReport, TransferStats};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -44,17 +44,11 @@ pub struct CopyTotals {
     pub vanished: Vec<String>,
     /// The entries written.
     pub kept: Vec<ObjectEntry>,
-    /// Objects reused without being read (unchanged since the parent backup, or copied by an
-    /// earlier attempt).
-    pub num_reused: u64,
-    /// Of those, the ones an earlier attempt of this task had copied.
+    /// Objects reused, bytes read, written and stored (the task's `repository_puts` are
+    /// counted by its store).
+    pub transfer: TransferStats,
+    /// Of the reused objects, the ones an earlier attempt of this task had copied.
     pub num_resumed: u64,
-    /// Bytes read from the source.
-    pub bytes_read: u64,
-    /// Plaintext bytes of new blobs written.
-    pub bytes_written: u64,
-    /// Stored (compressed, sealed) bytes of new blobs written.
-    pub bytes_stored: u64,
     /// Other events worth recording (e.g. an unreadable parent).
     pub notes: Vec<String>,
     /// Objects that failed their format check.
@@ -87,10 +81,7 @@ impl CopyTotals {
         report.corrupt.extend(self.corrupt.iter().cloned());
         report.num_objects += self.num_objects;
         report.num_bytes += self.num_bytes;
-        report.num_reused += self.num_reused;
-        report.bytes_read += self.bytes_read;
-        report.bytes_written += self.bytes_written;
-        report.bytes_stored += self.bytes_stored;
+        report.transfer += self.transfer;
         report.events.extend(self.events());
     }
 }
@@ -252,14 +243,14 @@ impl<'a> Copier<'a> {
                 return Ok(());
             }
             Copied::Reused { entry, carried, resumed } => {
-                totals.num_reused += 1;
+                totals.transfer.num_reused += 1;
                 totals.num_resumed += u64::from(resumed);
                 (entry, carried)
             }
             Copied::Entry { entry, new_blobs, read } => {
-                totals.bytes_read += entry.size;
-                totals.bytes_written += read.bytes_written;
-                totals.bytes_stored += read.bytes_stored;
+                totals.transfer.bytes_read += entry.size;
+                totals.transfer.bytes_written += read.bytes_written;
+                totals.transfer.bytes_stored += read.bytes_stored;
                 match read.format {
                     Ok(validated) => totals
                         .catalog_uuids

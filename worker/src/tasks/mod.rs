@@ -145,7 +145,7 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
     if reads_or_writes_repository(&context.spec.kind) {
         report.repository_config = Some(context.repository.config.config_id.clone());
     }
-    report.repository_puts = context.requests.puts.load(Ordering::Relaxed);
+    report.transfer.repository_puts = context.requests.puts.load(Ordering::Relaxed);
     Ok(report)
 }
 

@@ -159,7 +159,8 @@ pub async fn sweep_packs(
         .map(pack_path)
         .collect();
     delete_all(repository, gone).await?;
-    report.repository_puts = context.requests.puts.load(std::sync::atomic::Ordering::Relaxed);
+    report.transfer.repository_puts =
+        context.requests.puts.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 
