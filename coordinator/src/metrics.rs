@@ -73,7 +73,7 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
         let mut counts = StateCounts::default();
         for job in state.jobs.values() {
             let kind = format!("{:?}", job.spec.kind).to_lowercase();
-            let job_state = format!("{:?}", job.state).to_lowercase();
+            let job_state = format!("{:?}", job.state()).to_lowercase();
             *counts.jobs.entry((kind, job_state)).or_default() += 1;
             for slot in job.slots() {
                 let Some(run) = job.run(slot) else { continue };

@@ -36,7 +36,7 @@ pub fn next_task(
     let worker =
         state.workers.get(worker_id).ok_or_else(|| UnregisteredWorker(worker_id.to_string()))?;
     let locked = |job: &super::Job| state.jobs.values().any(|other| conflicts(job, other));
-    for job in state.jobs.values().filter(|job| !job.state.is_terminal() && !locked(job)) {
+    for job in state.jobs.values().filter(|job| !job.state().is_terminal() && !locked(job)) {
         for slot in job.runnable_slots() {
             let task_id = TaskId { job_id: job.id, slot };
             if is_being_leased(&task_id) {

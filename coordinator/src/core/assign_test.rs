@@ -160,7 +160,7 @@ fn test_a_job_behind_a_prune_on_its_repository_waits_for_it() {
         at_ms: 7,
     };
     apply(&mut state, Command::Task { task_id: task(1, 0), event });
-    assert!(state.jobs[&job_id(1)].state.is_terminal());
+    assert!(state.jobs[&job_id(1)].state().is_terminal());
     assert_eq!(picks(&state), Some(job_id(2)), "the prune runs once the backup ended");
 }
 

@@ -14,6 +14,7 @@ use bk_proto::model::{RepositoryRef, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
 use super::domain::SourceSpec;
+pub use super::job_status::{JobStatus, Outcome};
 
 /// How many times a task may fail with a retryable error before the job fails.
 pub const MAX_RETRYABLE_FAILURES: u32 = 3;
@@ -237,6 +238,7 @@ pub enum JobEventRejected {
 
 /// A job and the live state of its tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "super::job_status::StoredJob")]
 pub struct Job {
     /// Its id.
     pub id: JobId,
@@ -244,21 +246,12 @@ pub struct Job {
     pub spec: JobSpec,
     /// Submission time.
     pub created_at_ms: u64,
-    /// When it ended.
-    pub finished_at_ms: Option<u64>,
-    /// Where it stands.
-    pub state: JobState,
-    /// Index of the phase whose tasks may run (== number of phases once all are done).
-    pub current_phase: usize,
+    /// Where it stands ([`JobStatus`] draws the transitions).
+    pub status: JobStatus,
     /// Live state per phase, per task.
     pub phases: Vec<Vec<TaskRun>>,
     /// Live state of the cleanup tasks.
     pub cleanup: Vec<TaskRun>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// An operator cancelled it.
-    #[serde(default)]
-    pub cancelled: bool,
 }
 
 impl Job {
@@ -274,17 +267,49 @@ impl Job {
             id,
             spec,
             created_at_ms,
-            finished_at_ms: None,
-            state: JobState::Queued,
-            current_phase: 0,
+            status: JobStatus::Queued { phase: 0 },
             phases,
             cleanup,
-            error: None,
-            cancelled: false,
         };
         let mut effects = Vec::new();
         job.start_phase_or_cleanup(created_at_ms, &mut effects);
         job
+    }
+
+    /// The coarse state clients see.
+    pub fn state(&self) -> JobState {
+        self.status.state()
+    }
+
+    /// Index of the phase whose tasks may run (the number of phases once none does).
+    pub fn current_phase(&self) -> usize {
+        match self.status {
+            JobStatus::Queued { phase } | JobStatus::Running { phase } => phase,
+            JobStatus::CleaningUp { .. } | JobStatus::Ended { .. } => self.phases.len(),
+        }
+    }
+
+    /// Why it failed or was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        self.status.outcome().and_then(Outcome::error)
+    }
+
+    /// When it ended.
+    pub fn finished_at_ms(&self) -> Option<u64> {
+        match self.status {
+            JobStatus::Ended { at_ms, .. } => Some(at_ms),
+            _ => None,
+        }
+    }
+
+    /// Moves the runnable phase to `phase` (cleanup once past the last): a job still queued
+    /// stays queued.
+    fn set_phase(&mut self, phase: usize) {
+        self.status = match (&self.status, phase < self.phases.len()) {
+            (JobStatus::Queued { .. }, true) => JobStatus::Queued { phase },
+            (_, true) => JobStatus::Running { phase },
+            (_, false) => JobStatus::CleaningUp { outcome: Outcome::Succeeded },
+        };
     }
 
     /// The task ids of every task of the job, phases first.
@@ -354,13 +379,13 @@ impl Job {
     /// `releasing` while a QuestDB checkpoint release has not succeeded yet, and once it ended
     /// its final state (`succeeded`, `failed`, `cancelled`).
     pub fn stage(&self) -> String {
-        match self.state {
+        match self.state() {
             JobState::Succeeded => return "succeeded".to_string(),
             JobState::Failed => return "failed".to_string(),
             JobState::Cancelled => return "cancelled".to_string(),
             JobState::Queued | JobState::Running | JobState::Failing => {}
         }
-        if let Some(phase) = self.spec.phases.get(self.current_phase) {
+        if let Some(phase) = self.spec.phases.get(self.current_phase()) {
             return phase.name.clone();
         }
         let releasing = self.spec.cleanup.iter().zip(&self.cleanup).any(|(task, run)| {
@@ -417,8 +442,8 @@ impl Job {
                 run.attempt = attempt;
                 run.worker_id = Some(worker_id);
                 run.started_at_ms = Some(at_ms);
-                if self.state == JobState::Queued {
-                    self.state = JobState::Running;
+                if let JobStatus::Queued { phase } = self.status {
+                    self.status = JobStatus::Running { phase };
                 }
             }
             JobEvent::TaskSucceeded { slot, attempt, report, at_ms } => {
@@ -506,12 +531,17 @@ impl Job {
         at_ms: u64,
         effects: &mut Vec<JobEffect>,
     ) {
-        if self.error.is_none() {
-            self.error = Some(error);
-        }
+        self.status = JobStatus::CleaningUp {
+            outcome: match self.status.outcome() {
+                // The first failure is the one reported; a cancellation stays a cancellation.
+                Some(decided @ (Outcome::Failed { .. } | Outcome::Cancelled { .. })) => {
+                    decided.clone()
+                }
+                Some(Outcome::Succeeded) | None => Outcome::Failed { error },
+            },
+        };
         if matches!(failed_slot, TaskSlot::Cleanup { .. }) {
             // A failed cleanup task does not stop the other cleanup tasks.
-            self.state = JobState::Failing;
             self.finish_if_cleanup_done(at_ms, effects);
             return;
         }
@@ -524,8 +554,6 @@ impl Job {
                 _ => {}
             }
         }
-        self.state = JobState::Failing;
-        self.current_phase = self.phases.len();
         self.start_cleanup_when_idle(at_ms, effects);
     }
 
@@ -555,7 +583,7 @@ impl Job {
     /// # Errors
     /// [`JobEventRejected::NotCancellable`] for an ended or committing job.
     pub fn cancel(&mut self, at_ms: u64) -> Result<Vec<JobEffect>, JobEventRejected> {
-        if self.state.is_terminal() {
+        if self.state().is_terminal() {
             return Err(JobEventRejected::NotCancellable("it has already ended".to_string()));
         }
         let committing = self.slots().any(|slot| {
@@ -573,14 +601,14 @@ impl Job {
             ));
         }
         let mut effects = Vec::new();
-        if self.current_phase < self.phases.len() {
-            self.cancelled = true;
-            let first_slot = TaskSlot::Phase { phase: self.current_phase as u32, index: 0 };
-            self.fail("cancelled by an operator".to_string(), first_slot, at_ms, &mut effects);
-        } else {
-            // Already in cleanup: let it finish, just record the cancellation.
-            self.cancelled = true;
-            self.error.get_or_insert_with(|| "cancelled by an operator".to_string());
+        let error =
+            self.error().map_or_else(|| "cancelled by an operator".to_string(), str::to_string);
+        let in_phases = self.current_phase() < self.phases.len();
+        // Already in cleanup: it finishes, only the outcome changes.
+        self.status = JobStatus::CleaningUp { outcome: Outcome::Cancelled { error } };
+        if in_phases {
+            let first_slot = TaskSlot::Phase { phase: 0, index: 0 };
+            self.fail(String::new(), first_slot, at_ms, &mut effects);
         }
         Ok(effects)
     }
@@ -588,10 +616,12 @@ impl Job {
     /// Moves past every completed phase; starts cleanup after the last one. A commit phase
     /// starts only if the commit gate lets it ([`super::commit_gate`]).
     fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
-        while self.current_phase < self.phases.len()
-            && self.phases[self.current_phase].iter().all(|run| run.status == TaskStatus::Succeeded)
+        while matches!(self.status, JobStatus::Queued { .. } | JobStatus::Running { .. })
+            && self.phases[self.current_phase()]
+                .iter()
+                .all(|run| run.status == TaskStatus::Succeeded)
         {
-            self.current_phase += 1;
+            self.set_phase(self.current_phase() + 1);
             if let Some(commit_slot) = self.commit_slot_of_current_phase() {
                 if let Some(refusal) = super::commit_gate::commit_refusal(self) {
                     self.fail(refusal, commit_slot, at_ms, effects);
@@ -600,32 +630,37 @@ impl Job {
             }
             self.start_phase_or_cleanup(at_ms, effects);
         }
-        if self.current_phase >= self.phases.len() {
+        if self.current_phase() >= self.phases.len() {
             self.finish_if_cleanup_done(at_ms, effects);
         }
     }
 
     /// The commit task of the phase about to start, if it has one.
     fn commit_slot_of_current_phase(&self) -> Option<TaskSlot> {
-        let phase = self.spec.phases.get(self.current_phase)?;
+        let current = self.current_phase();
+        let phase = self.spec.phases.get(current)?;
         let index = phase
             .tasks
             .iter()
             .position(|task| matches!(task.kind, TaskKind::CommitBackup { .. }))?;
-        Some(TaskSlot::Phase { phase: self.current_phase as u32, index: index as u32 })
+        Some(TaskSlot::Phase { phase: current as u32, index: index as u32 })
     }
 
     fn start_phase_or_cleanup(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
-        let runs = match self.phases.get_mut(self.current_phase) {
+        let current = self.current_phase();
+        let runs = match self.phases.get_mut(current) {
             Some(runs) => runs,
             None => &mut self.cleanup,
         };
         for run in runs.iter_mut().filter(|run| run.status == TaskStatus::Blocked) {
             run.status = TaskStatus::Pending;
         }
-        if self.current_phase < self.phases.len() && self.phases[self.current_phase].is_empty() {
+        if current < self.phases.len() && self.phases[current].is_empty() {
             self.advance(at_ms, effects);
-        } else if self.current_phase >= self.phases.len() {
+        } else if current >= self.phases.len() {
+            if let JobStatus::Queued { .. } | JobStatus::Running { .. } = self.status {
+                self.status = JobStatus::CleaningUp { outcome: Outcome::Succeeded };
+            }
             self.finish_if_cleanup_done(at_ms, effects);
         }
     }
@@ -635,16 +670,12 @@ impl Job {
             .cleanup
             .iter()
             .all(|run| matches!(run.status, TaskStatus::Succeeded | TaskStatus::Failed));
-        if !cleanup_done || self.state.is_terminal() {
+        let JobStatus::CleaningUp { outcome } = &self.status else { return };
+        if !cleanup_done {
             return;
         }
-        self.state = match (self.cancelled, &self.error) {
-            (true, _) => JobState::Cancelled,
-            (false, Some(_)) => JobState::Failed,
-            (false, None) => JobState::Succeeded,
-        };
-        self.finished_at_ms = Some(at_ms);
-        effects.push(JobEffect::Finished { state: self.state });
+        self.status = JobStatus::Ended { outcome: outcome.clone(), at_ms };
+        effects.push(JobEffect::Finished { state: self.state() });
     }
 }
 

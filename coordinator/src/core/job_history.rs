@@ -33,8 +33,8 @@ pub fn jobs_to_forget(state: &ClusterState, now_ms: u64, history: &JobHistory) -
     let mut finished: Vec<(u64, JobId)> = state
         .jobs
         .values()
-        .filter(|job| job.state.is_terminal())
-        .map(|job| (job.finished_at_ms.unwrap_or(job.created_at_ms), job.id))
+        .filter(|job| job.state().is_terminal())
+        .map(|job| (job.finished_at_ms().unwrap_or(job.created_at_ms), job.id))
         .collect();
     finished.sort_unstable();
     let over_count = finished.len().saturating_sub(history.keep_last);
@@ -71,8 +71,8 @@ mod tests {
             );
             let mut job = Job::new(id, spec, k * HOUR);
             if !running.contains(&k) {
-                job.state = crate::core::JobState::Succeeded;
-                job.finished_at_ms = Some((k + 1) * HOUR);
+                let outcome = crate::core::job::Outcome::Succeeded;
+                job.status = crate::core::JobStatus::Ended { outcome, at_ms: (k + 1) * HOUR };
             }
             state.jobs.insert(id, job);
         }

@@ -10,8 +10,8 @@ fn test_a_report_with_problems_fails_the_job_and_runs_cleanup() {
     lease(&mut job, slot(0, 0), 1);
     let report = TaskReport { problems: vec!["chunk ab missing".into()], ..TaskReport::default() };
     job.apply(JobEvent::TaskSucceeded { slot: slot(0, 0), attempt: 1, report, at_ms: 3 }).unwrap();
-    assert_eq!(job.state, JobState::Failing);
-    assert!(job.error.as_deref().unwrap().contains("found 1 problem(s), first: chunk ab missing"));
+    assert_eq!(job.state(), JobState::Failing);
+    assert!(job.error().unwrap().contains("found 1 problem(s), first: chunk ab missing"));
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
 }
@@ -80,7 +80,7 @@ fn succeed(job: &mut Job, slot: TaskSlot, attempt: u32) -> Vec<JobEffect> {
 #[test]
 fn test_new_job_makes_only_the_first_phase_runnable() {
     let job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
-    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.state(), JobState::Queued);
     assert_eq!(job.runnable_slots(), vec![slot(0, 0), slot(0, 1)]);
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Blocked);
 }
@@ -90,12 +90,12 @@ fn test_phase_completes_only_when_its_last_task_succeeds() {
     let mut job = job_with_phases(&[&["a/", "b/"], &["c/"]]);
     lease(&mut job, slot(0, 0), 1);
     lease(&mut job, slot(0, 1), 1);
-    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.state(), JobState::Running);
     succeed(&mut job, slot(0, 0), 1);
-    assert_eq!(job.current_phase, 0);
+    assert_eq!(job.current_phase(), 0);
     assert!(job.runnable_slots().is_empty(), "barrier: phase 1 must wait for phase 0");
     succeed(&mut job, slot(0, 1), 1);
-    assert_eq!(job.current_phase, 1);
+    assert_eq!(job.current_phase(), 1);
     assert_eq!(job.runnable_slots(), vec![slot(1, 0)]);
 }
 
@@ -105,11 +105,11 @@ fn test_cleanup_runs_after_the_last_phase_and_finishes_the_job() {
     lease(&mut job, slot(0, 0), 1);
     succeed(&mut job, slot(0, 0), 1);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
-    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.state(), JobState::Running);
     lease(&mut job, CLEANUP, 1);
     let effects = succeed(&mut job, CLEANUP, 1);
     assert_eq!(effects, vec![JobEffect::Finished { state: JobState::Succeeded }]);
-    assert_eq!(job.finished_at_ms, Some(20));
+    assert_eq!(job.finished_at_ms(), Some(20));
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn test_retryable_failures_requeue_until_the_bound() {
         at_ms: 9,
     })
     .unwrap();
-    assert_eq!(job.state, JobState::Failing);
+    assert_eq!(job.state(), JobState::Failing);
     assert_eq!(job.runnable_slots(), vec![CLEANUP]);
 }
 
@@ -204,9 +204,9 @@ fn test_failure_skips_the_rest_and_runs_cleanup_once_running_tasks_stopped() {
         at_ms: 30,
     })
     .unwrap();
-    assert_eq!(job.state, JobState::Failing);
+    assert_eq!(job.state(), JobState::Failing);
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
-    assert_eq!(job.error.as_deref(), Some("task `copy a/` failed: no catalog"));
+    assert_eq!(job.error(), Some("task `copy a/` failed: no catalog"));
     // b/ still runs on its worker: cleanup (which removes staging) waits for it to stop.
     assert!(job.run(slot(0, 1)).unwrap().abandoned);
     assert!(job.runnable_slots().is_empty(), "cleanup must wait for the abandoned task");

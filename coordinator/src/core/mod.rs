@@ -15,6 +15,7 @@
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`eligibility`]: which worker may run which task.
 //! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
+//! - [`job_status`]: where a job stands, as one value (with the drawing of its transitions).
 //! - [`job_history`]: how long finished jobs stay in the replicated state.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod eligibility;
 pub mod job;
 pub mod job_history;
+pub mod job_status;
 pub mod plan;
 pub mod plan_keys;
 pub mod plan_prune;
@@ -44,6 +46,7 @@ pub mod waiting;
 
 pub use domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
 pub use job::{
-    Job, JobEffect, JobEvent, JobKind, JobSpec, JobState, Placement, PlannedTask, TaskRun,
+    Job, JobEffect, JobEvent, JobKind, JobSpec, JobState, JobStatus, Placement, PlannedTask,
+    TaskRun,
 };
 pub use state::{ClusterState, Command, CommandResponse};

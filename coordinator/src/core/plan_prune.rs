@@ -196,7 +196,7 @@ pub fn resolve_prune_task(
 /// A prune excludes every other job on its repository; backups, restores and verifies share it.
 pub fn conflicts(job: &Job, other: &Job) -> bool {
     other.id < job.id
-        && !other.state.is_terminal()
+        && !other.state().is_terminal()
         && other.spec.repository.name == job.spec.repository.name
         && (job.spec.kind == JobKind::Prune || other.spec.kind == JobKind::Prune)
 }

@@ -347,7 +347,7 @@ mod tests {
                 TaskStatus::Pending,
                 "attempt {attempt}: release gave up"
             );
-            assert_eq!(job.state, JobState::Failing);
+            assert_eq!(job.state(), JobState::Failing);
         }
         job.apply(JobEvent::TaskLeased {
             slot: release,

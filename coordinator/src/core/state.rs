@@ -119,7 +119,7 @@ impl ClusterState {
             }
             Command::ForgetJobs { job_ids } => {
                 for job_id in job_ids {
-                    if self.jobs.get(&job_id).is_some_and(|job| job.state.is_terminal()) {
+                    if self.jobs.get(&job_id).is_some_and(|job| job.state().is_terminal()) {
                         self.jobs.remove(&job_id);
                     }
                 }
@@ -164,7 +164,7 @@ impl ClusterState {
 
     /// A worker that registers again has lost whatever it was running.
     fn requeue_tasks_of(&mut self, worker_id: &str, at_ms: u64) {
-        for job in self.jobs.values_mut().filter(|job| !job.state.is_terminal()) {
+        for job in self.jobs.values_mut().filter(|job| !job.state().is_terminal()) {
             let held: Vec<_> = job
                 .slots()
                 .filter_map(|slot| {

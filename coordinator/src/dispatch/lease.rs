@@ -72,7 +72,7 @@ pub async fn expire_silent_leases(coordinator: &Coordinator) {
     let now_ms = crate::clock::now_ms();
     let expired: Vec<(TaskId, u32, String, Expiry)> = coordinator.shared.read(|state| {
         let mut expired = Vec::new();
-        for job in state.jobs.values().filter(|job| !job.state.is_terminal()) {
+        for job in state.jobs.values().filter(|job| !job.state().is_terminal()) {
             for slot in job.slots() {
                 let Some(run) = job.run(slot) else { continue };
                 let Some(worker_id) = run.worker_id.as_deref() else {

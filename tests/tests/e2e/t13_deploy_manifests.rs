@@ -217,3 +217,93 @@ fn test_systemd_units_are_hardened_and_start_the_binaries_with_their_configs() {
         }
     }
 }
+
+/// The instructions of `deploy/Containerfile`'s final stage, as (instruction, arguments).
+fn final_stage() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(deploy("Containerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(instruction, arguments)| (instruction.to_uppercase(), arguments.trim().to_string()))
+        .collect();
+    let last_from =
+        instructions.iter().rposition(|(instruction, _)| instruction == "FROM").unwrap();
+    instructions[last_from..].to_vec()
+}
+
+#[test]
+fn test_the_containerfile_builds_the_image_the_manifests_run() {
+    let stage = final_stage();
+    let arguments = |wanted: &str| -> Vec<&str> {
+        stage
+            .iter()
+            .filter(|(instruction, _)| instruction == wanted)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    let installed: Vec<&str> = arguments("COPY")
+        .iter()
+        .flat_map(|copy| copy.split_whitespace())
+        .filter_map(|path| path.strip_prefix("/out/"))
+        .collect();
+    let user = arguments("USER")[0].split(':').next().unwrap().parse::<i64>().unwrap();
+    assert!(user != 0, "the image runs as root");
+    let exposed: Vec<i64> = arguments("EXPOSE").iter().map(|port| port.parse().unwrap()).collect();
+    let manifests = [
+        "kubernetes/coordinator.yaml",
+        "kubernetes/worker-daemonset.yaml",
+        "kubernetes/worker-sidecar-influxdb3.yaml",
+    ];
+    let mut checked = 0;
+    for path in manifests {
+        for document in documents(path) {
+            let pod = if document["kind"] == "Pod" {
+                &document["spec"]
+            } else {
+                &document["spec"]["template"]["spec"]
+            };
+            let containers = pod["containers"].as_sequence().into_iter().flatten();
+            for container in containers.filter(|container| {
+                container["image"].as_str().is_some_and(|image| image.starts_with("bk:"))
+            }) {
+                checked += 1;
+                let command: Vec<&str> = container["command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                // `/bin/sh -c SCRIPT` (the coordinator) runs the binary the script names.
+                let binary = match command.as_slice() {
+                    ["/bin/sh", "-c"] => container["args"][0]
+                        .as_str()
+                        .unwrap()
+                        .split_whitespace()
+                        .find(|word| word.starts_with("bk-") || *word == "bkctl")
+                        .unwrap(),
+                    [binary, ..] => binary,
+                    [] => panic!("{path}: a bk container without a command"),
+                };
+                assert!(
+                    installed.contains(&binary),
+                    "{path} runs `{binary}`, the image has {installed:?}"
+                );
+                let context = &container["securityContext"];
+                let run_as =
+                    context["runAsUser"].as_i64().or(pod["securityContext"]["runAsUser"].as_i64());
+                assert_eq!(run_as, Some(user), "{path}: runAsUser is not the image's user");
+                for port in container["ports"].as_sequence().into_iter().flatten() {
+                    let port = port["containerPort"].as_i64().unwrap();
+                    assert!(
+                        exposed.contains(&port),
+                        "{path}: port {port} is not exposed by the image"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3, "expected the coordinator, the daemonset and the sidecar worker");
+}
