@@ -140,3 +140,66 @@ pub fn is_transient(error: &StoreError) -> bool {
             | StoreError::UnknownConfigurationKey { .. }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_error(kind: &str) -> StoreError {
+        let source: Box<dyn std::error::Error + Send + Sync> = "x".into();
+        match kind {
+            "not found" => StoreError::NotFound { path: "k".into(), source },
+            "denied" => StoreError::PermissionDenied { path: "k".into(), source },
+            _ => StoreError::Generic { store: "S3", source },
+        }
+    }
+
+    #[test]
+    fn test_which_task_errors_a_retry_can_help() {
+        let cases: Vec<(&str, TaskError, bool)> = vec![
+            (
+                "source read, connection reset",
+                TaskError::Source { key: "k".into(), source: store_error("generic") },
+                true,
+            ),
+            (
+                "source object gone",
+                TaskError::Source { key: "k".into(), source: store_error("not found") },
+                false,
+            ),
+            (
+                "target write, server error",
+                TaskError::Target { key: "k".into(), source: store_error("generic") },
+                true,
+            ),
+            (
+                "target refuses the credentials",
+                TaskError::Target { key: "k".into(), source: store_error("denied") },
+                false,
+            ),
+            (
+                "repository write interrupted",
+                TaskError::Repository(RepositoryError::WriteFailed("x".into())),
+                true,
+            ),
+            (
+                "repository corrupt",
+                TaskError::Repository(RepositoryError::Corrupt {
+                    key: "k".into(),
+                    reason: "x".into(),
+                }),
+                false,
+            ),
+            ("backup data damaged", TaskError::Damaged("x".into()), false),
+            ("a guard refused", TaskError::Invalid("x".into()), false),
+            ("server not up yet", TaskError::Retryable("x".into()), true),
+        ];
+        for (case, error, want) in cases {
+            assert_eq!(error.is_retryable(), want, "{case}");
+        }
+        let target = TaskError::Target { key: "db/x".into(), source: store_error("generic") };
+        assert!(target.to_string().contains("into the restore target"), "{target}");
+        let source = TaskError::Source { key: "db/x".into(), source: store_error("generic") };
+        assert!(source.to_string().contains("read source object"), "{source}");
+    }
+}

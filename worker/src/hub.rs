@@ -475,3 +475,23 @@ fn failure(error: &TaskError) -> pb::report_result_request::Outcome {
         retryable: error.is_retryable(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_failure_tells_the_coordinator_whether_to_retry() {
+        let cases = [
+            (TaskError::Retryable("QuestDB not reachable yet".into()), true),
+            (TaskError::Invalid("target not empty: pass --wipe".into()), false),
+        ];
+        for (error, retryable) in cases {
+            let message = error.to_string();
+            let pb::report_result_request::Outcome::Failure(failure) = failure(&error) else {
+                panic!("not a failure");
+            };
+            assert_eq!((failure.message, failure.retryable), (message, retryable));
+        }
+    }
+}

@@ -494,9 +494,18 @@ impl Job {
                     run.num_failures += 1;
                     run.status = TaskStatus::Failed;
                     run.finished_at_ms = Some(at_ms);
+                    let attempts = run.num_failures;
                     let label =
                         self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
-                    self.fail(format!("task `{label}` failed: {error}"), slot, at_ms, &mut effects);
+                    // Say whether running it again could help, so an operator knows whether to
+                    // resubmit as is or fix something first.
+                    let why = if retryable {
+                        format!("after {attempts} attempts")
+                    } else {
+                        "(a retry cannot help)".to_string()
+                    };
+                    let message = format!("task `{label}` failed {why}: {error}");
+                    self.fail(message, slot, at_ms, &mut effects);
                 }
             }
             JobEvent::LeaseLost { slot, attempt, at_ms } => {

@@ -206,7 +206,7 @@ fn test_failure_skips_the_rest_and_runs_cleanup_once_running_tasks_stopped() {
     .unwrap();
     assert_eq!(job.state(), JobState::Failing);
     assert_eq!(job.run(slot(1, 0)).unwrap().status, TaskStatus::Skipped);
-    assert_eq!(job.error(), Some("task `copy a/` failed: no catalog"));
+    assert_eq!(job.error(), Some("task `copy a/` failed (a retry cannot help): no catalog"));
     // b/ still runs on its worker: cleanup (which removes staging) waits for it to stop.
     assert!(job.run(slot(0, 1)).unwrap().abandoned);
     assert!(job.runnable_slots().is_empty(), "cleanup must wait for the abandoned task");

@@ -76,3 +76,7 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_js
 
 /// The default snapshot payload type, as openraft's `declare_raft_types!` expects it in scope.
 pub type SnapshotData = Cursor<Vec<u8>>;
+
+#[cfg(test)]
+#[path = "storage_test.rs"]
+mod storage_test;

@@ -171,3 +171,36 @@ impl SegmentWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::pack::{PackEntry, PackId};
+
+    #[test]
+    fn test_an_entry_naming_a_blob_no_index_records_is_refused() {
+        let (known, new, unknown) = (BlobId([1; 32]), BlobId([2; 32]), BlobId([3; 32]));
+        let place = |id| PackEntry { id, offset: 0, length: 1, raw_length: 1, flags: 0 };
+        let committed: BlobIndex = [(known, (PackId([0; 16]), place(known)))].into();
+        let new_blobs: BTreeMap<BlobId, IndexEntry> =
+            [(new, IndexEntry { pack: PackId([1; 16]), entry: place(new) })].into();
+        let entry = |blobs: Vec<BlobId>| ObjectEntry {
+            key: "node1/wal/1.wal".to_string(),
+            size: 1,
+            blobs,
+            etag: None,
+            last_modified: String::new(),
+            phase: "nodes".to_string(),
+            node: "node1".to_string(),
+        };
+        assert!(check_blobs_indexed(&entry(vec![known, new]), &committed, &new_blobs).is_ok());
+        let error =
+            check_blobs_indexed(&entry(vec![known, unknown]), &committed, &new_blobs).unwrap_err();
+        assert!(!error.is_retryable());
+        let message = error.to_string();
+        assert!(
+            message.contains("node1/wal/1.wal") && message.contains(&unknown.to_string()),
+            "{message}"
+        );
+    }
+}

@@ -389,10 +389,7 @@ impl<'a> Copier<'a> {
         phase: &str,
     ) -> Option<Copied> {
         let entry = self.reusable.entries.get(key)?;
-        let unchanged = entry.size == meta.size
-            && entry.etag == meta.e_tag
-            && entry.last_modified == last_modified;
-        if !unchanged {
+        if !unchanged(entry, meta, last_modified) {
             return None;
         }
         let mut carried = Vec::new();
@@ -407,6 +404,14 @@ impl<'a> Copier<'a> {
             ObjectEntry { phase: phase.to_string(), node: node.to_string(), ..entry.clone() };
         Some(Copied::Reused { entry, carried, resumed })
     }
+}
+
+/// Whether a listed object is the one `entry` recorded: same size, ETag and last-modified time.
+/// Content is not compared (that would mean reading it): a database rewriting an object in
+/// place within the same second and to the same size, on a store without ETags, is missed, as
+/// by every incremental tool that trusts listings (rsync, rclone, restic without --force).
+fn unchanged(entry: &ObjectEntry, meta: &ObjectMeta, last_modified: &str) -> bool {
+    entry.size == meta.size && entry.etag == meta.e_tag && entry.last_modified == last_modified
 }
 
 /// How a task's objects move through reading.
@@ -478,5 +483,69 @@ pub async fn head_if_exists(
         Ok(meta) => Ok(Some(meta)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(source) => Err(TaskError::Source { key: key.to_string(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> ObjectEntry {
+        ObjectEntry {
+            key: "node1/wal/00000000001.wal".to_string(),
+            size: 4096,
+            blobs: Vec::new(),
+            etag: Some("e1".to_string()),
+            last_modified: "2026-11-25T10:00:00Z".to_string(),
+            phase: "nodes".to_string(),
+            node: "node1".to_string(),
+        }
+    }
+
+    fn listed(size: u64, e_tag: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            location: "node1/wal/00000000001.wal".into(),
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            size,
+            e_tag: e_tag.map(str::to_string),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn test_an_object_is_reused_only_when_size_etag_and_time_all_match() {
+        let time = "2026-11-25T10:00:00Z";
+        let cases = [
+            ("unchanged", listed(4096, Some("e1")), time, true),
+            ("grew", listed(8192, Some("e1")), time, false),
+            ("rewritten, new ETag", listed(4096, Some("e2")), time, false),
+            ("the store stopped giving ETags", listed(4096, None), time, false),
+            ("touched", listed(4096, Some("e1")), "2026-11-25T10:00:01Z", false),
+        ];
+        for (case, meta, last_modified, want) in cases {
+            assert_eq!(unchanged(&entry(), &meta, last_modified), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn test_copy_totals_add_to_the_report_and_name_vanished_and_resumed_objects() {
+        let totals = CopyTotals {
+            num_objects: 3,
+            num_bytes: 30,
+            vanished: vec!["node1/wal/2.wal".to_string()],
+            transfer: TransferStats { num_reused: 2, bytes_read: 10, ..TransferStats::default() },
+            num_resumed: 1,
+            notes: vec!["parent unreadable".to_string()],
+            ..CopyTotals::default()
+        };
+        let mut report = TaskReport { num_objects: 1, ..TaskReport::default() };
+        totals.add_to(&mut report);
+        assert_eq!((report.num_objects, report.num_bytes), (4, 30));
+        assert_eq!(report.transfer.num_reused, 2);
+        assert_eq!(report.transfer.bytes_read, 10);
+        assert_eq!(report.events.len(), 3, "{:?}", report.events);
+        assert!(report.events[0].contains("`node1/wal/2.wal` was deleted by the database"));
+        assert!(report.events[1].contains("reused 1 object(s) an earlier attempt had copied"));
+        assert_eq!(report.events[2], "parent unreadable");
     }
 }

@@ -236,3 +236,35 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_only_tasks_that_use_the_repository_report_its_config() {
+        let prepare =
+            TaskKind::QuestDbPrepare { pg_addr: "q:8812".into(), adopt_checkpoint: false };
+        let release = TaskKind::QuestDbRelease { pg_addr: "q:8812".into() };
+        let wipe = TaskKind::WipeTarget { target_url: "file:///t".into(), prefixes: Vec::new() };
+        for kind in [prepare, release, wipe] {
+            assert!(!reads_or_writes_repository(&kind), "{kind:?}");
+        }
+        assert!(reads_or_writes_repository(&TaskKind::RemoveStaging));
+        let copy = TaskKind::CopyPrefix {
+            phase: "nodes".into(),
+            node: "n".into(),
+            prefix: "n/wal/".into(),
+            exclude: Vec::new(),
+        };
+        assert!(reads_or_writes_repository(&copy));
+        assert_eq!(
+            target_url(&TaskKind::WipeTarget {
+                target_url: "file:///t".into(),
+                prefixes: Vec::new()
+            }),
+            Some("file:///t")
+        );
+        assert_eq!(target_url(&copy), None);
+    }
+}

@@ -529,3 +529,69 @@ pub async fn write_restore_trigger(
 fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::crypto::BlobId;
+
+    fn blob(offset: u64, length: u32) -> (PackEntry, ()) {
+        let entry = PackEntry { id: BlobId([0; 32]), offset, length, raw_length: length, flags: 0 };
+        (entry, ())
+    }
+
+    fn shape(ranges: &[Vec<(PackEntry, ())>]) -> Vec<Vec<u64>> {
+        ranges.iter().map(|range| range.iter().map(|(entry, _)| entry.offset).collect()).collect()
+    }
+
+    #[test]
+    fn test_wanted_blobs_are_read_in_ranges_no_longer_than_the_limit() {
+        const MIB: u64 = 1 << 20;
+        // (case, wanted blobs, read limit, offsets of each read)
+        type Case = (&'static str, Vec<(PackEntry, ())>, u64, Vec<Vec<u64>>);
+        let cases: Vec<Case> = vec![
+            (
+                "adjacent blobs share a read",
+                vec![blob(0, 100), blob(100, 100)],
+                8 * MIB,
+                vec![vec![0, 100]],
+            ),
+            (
+                "a gap up to 1 MiB is read through",
+                vec![blob(0, 100), blob(MIB, 100)],
+                8 * MIB,
+                vec![vec![0, MIB]],
+            ),
+            (
+                "a larger gap starts a new read",
+                vec![blob(0, 100), blob(2 * MIB, 100)],
+                8 * MIB,
+                vec![vec![0], vec![2 * MIB]],
+            ),
+            (
+                "a read stops at the limit",
+                vec![blob(0, MIB as u32), blob(MIB, MIB as u32), blob(2 * MIB, MIB as u32)],
+                2 * MIB,
+                vec![vec![0, MIB], vec![2 * MIB]],
+            ),
+            (
+                "a blob larger than the limit is read alone",
+                vec![blob(0, 3 * MIB as u32), blob(3 * MIB, 10)],
+                2 * MIB,
+                vec![vec![0], vec![3 * MIB]],
+            ),
+            ("nothing wanted, nothing read", vec![], 2 * MIB, vec![]),
+        ];
+        for (case, items, max_range, want) in cases {
+            assert_eq!(shape(&coalesce(items, max_range)), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn test_manifest_keys_are_parsed_as_stored_and_target_urls_compare_without_a_trailing_slash() {
+        assert_eq!(object_key("db/trades~1/_txn").unwrap().as_ref(), "db/trades~1/_txn");
+        let error = object_key("a//b").unwrap_err().to_string();
+        assert!(error.contains("manifest key `a//b` is not a valid object path"), "{error}");
+        assert_eq!(normalize("file:///restore/"), normalize("file:///restore"));
+    }
+}

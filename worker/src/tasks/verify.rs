@@ -233,3 +233,21 @@ impl Problems {
         TaskReport { num_objects, num_bytes, problems: self.listed, ..TaskReport::default() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_problems_past_the_listed_maximum_are_counted_not_listed() {
+        let mut problems = Problems::default();
+        for n in 0..MAX_LISTED_PROBLEMS + 3 {
+            problems.push(format!("problem {n}"));
+        }
+        let report = problems.into_report(10, 100);
+        assert_eq!(report.problems.len(), MAX_LISTED_PROBLEMS + 1);
+        assert_eq!(report.problems.last().unwrap(), "… and 3 more problems");
+        assert_eq!((report.num_objects, report.num_bytes), (10, 100));
+        assert!(Problems::default().into_report(0, 0).problems.is_empty());
+    }
+}

@@ -9,6 +9,7 @@
 
 mod args;
 mod deployment;
+mod job_history;
 mod report;
 mod scale;
 mod tools;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::args::Args;
 use crate::deployment::Deployment;
+use crate::job_history;
 
 /// What one scale run measured.
 struct Measurement {
@@ -31,6 +32,18 @@ struct Measurement {
 /// # Errors
 /// When a process cannot start, a worker does not register, or the backup fails.
 pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
+    let history = job_history::measure(1_000, 10)?;
+    println!(
+        "job history: {} hourly backup jobs of a 10-node cluster, state (snapshot) {:.1} MiB; \
+         compacted with the defaults (31 days, at most 5,000): {} jobs kept, {:.1} MiB \
+         (×{:.2}), {} backups still listed",
+        history.jobs,
+        mib(history.state_bytes as u64),
+        history.kept_jobs,
+        mib(history.compacted_state_bytes as u64),
+        history.compacted_state_bytes as f64 / history.state_bytes as f64,
+        history.backups
+    );
     let (low, high) = args.scale_objects;
     let mut measurements = Vec::new();
     for objects_per_node in [low, high] {
@@ -40,7 +53,7 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         }
         measurements.push(measurement);
     }
-    print_and_write(args, &measurements)
+    print_and_write(args, &measurements, &history)
 }
 
 fn measure(nodes: usize, objects_per_node: u32, root: &Path) -> anyhow::Result<Measurement> {
@@ -111,7 +124,11 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
 }
 
-fn print_and_write(args: &Args, measurements: &[Measurement]) -> anyhow::Result<()> {
+fn print_and_write(
+    args: &Args,
+    measurements: &[Measurement],
+    history: &job_history::HistorySize,
+) -> anyhow::Result<()> {
     println!(
         "\n{} nodes + compactor, one worker process each (a single-replica coordinator)",
         args.scale_nodes
@@ -157,7 +174,11 @@ fn print_and_write(args: &Args, measurements: &[Measurement]) -> anyhow::Result<
             })
         })
         .collect();
-    let document = json!({"nodes": args.scale_nodes, "runs": rows});
+    let history = json!({
+        "jobs": history.jobs, "state_bytes": history.state_bytes, "kept_jobs": history.kept_jobs,
+        "compacted_state_bytes": history.compacted_state_bytes, "backups": history.backups,
+    });
+    let document = json!({"nodes": args.scale_nodes, "runs": rows, "job_history": history});
     std::fs::write(&args.out, serde_json::to_string_pretty(&document)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("written to {}", args.out.display());
