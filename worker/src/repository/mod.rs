@@ -24,12 +24,14 @@
 //! - [`keys`]: key files (passphrases), and [`open`]: unlocking, initialising, the worker's cache.
 //! - [`config`]: the repository's parameters. [`layout`]: where things live.
 //! - [`metadata`]: sealed files. [`manifest`]: manifest, segment and staging types.
-//! - [`blob`], [`pack`], [`packer`]: blobs, packs, and the worker-wide packer.
+//! - [`blob`], [`pack`], [`packer`]: blobs, packs, and the worker-wide packer; [`buffers`]: the
+//!   megabyte buffers they reuse.
 //! - [`source`], [`writer`]: reading a source object in chunks into blobs, in one pass.
 //! - [`index`]: where each blob is. [`reader`]: reading backups and blobs back.
 //! - [`staging`]: a task attempt's results.
 
 pub mod blob;
+pub mod buffers;
 pub mod config;
 pub mod counting;
 pub mod crypto;

@@ -174,9 +174,20 @@ impl Packer {
     /// [`PACKS_IN_MEMORY`] are filling or uploading. The PUT of a pack this add fills is
     /// counted in `requests`.
     pub async fn add(&self, blob: SealedBlob, requests: &Arc<RequestCounts>) -> (BlobHandle, bool) {
+        let added = self.add_blob(&blob, requests).await;
+        // Its bytes were copied into a pack (or it was there already): the buffer is spare.
+        super::buffers::CHUNKS.give(blob.bytes);
+        added
+    }
+
+    async fn add_blob(
+        &self,
+        blob: &SealedBlob,
+        requests: &Arc<RequestCounts>,
+    ) -> (BlobHandle, bool) {
         let mut permit = None;
         loop {
-            match self.try_add(&blob, &mut permit) {
+            match self.try_add(blob, &mut permit) {
                 Added::Before(handle) => return (handle, false),
                 Added::Now(handle, full) => {
                     if let Some(pack) = full {
@@ -185,13 +196,13 @@ impl Packer {
                     return (handle, true);
                 }
                 Added::Full(pack) => self.upload(pack, requests), // then try again
-                Added::Failed(error) => return (failed_handle(&blob, error), true),
+                Added::Failed(error) => return (failed_handle(blob, error), true),
                 Added::NeedsPermit => match self.packs.clone().acquire_owned().await {
                     Ok(acquired) => permit = Some(acquired), // then try again: another add
                     // may have opened a pack meanwhile, and this permit is released
                     Err(_) => {
                         let closing = "the packer is closing".to_string();
-                        return (failed_handle(&blob, closing), true);
+                        return (failed_handle(blob, closing), true);
                     }
                 },
             }
@@ -281,7 +292,7 @@ fn new_pack(capacity: usize, permit: OwnedSemaphorePermit) -> Result<OpenPack, S
     let (state, _) = watch::channel(PackState::Filling);
     Ok(OpenPack {
         id: PackId::generate()?,
-        bytes: Vec::with_capacity(capacity),
+        bytes: super::buffers::PACKS.take(capacity),
         entries: Vec::new(),
         state,
         permit,
@@ -308,14 +319,17 @@ async fn store_pack(
     let failed = |error: object_store::Error| format!("cannot store pack `{path}`: {error}");
     if bytes.len() <= MULTIPART_ABOVE {
         // Two parts, stored back to back: the blobs are not copied to append the header.
-        let payload = PutPayload::from_iter([bytes::Bytes::from(bytes), header.into()]);
+        let body = bytes::Bytes::from(bytes);
+        let payload = PutPayload::from_iter([body.clone(), header.into()]);
         store.put(&path, payload).await.map_err(failed)?;
+        super::buffers::PACKS.give_bytes(body); // The store is done with it.
         return Ok(length);
     }
     let upload = store.put_multipart(&path).await.map_err(failed)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
     writer.write(&bytes);
     writer.write(&header);
+    super::buffers::PACKS.give(bytes); // Copied into the upload's parts.
     writer.finish().await.map_err(failed)?;
     Ok(length)
 }

@@ -66,7 +66,7 @@ impl ChunkSource {
                 // Allocated here, on a runtime thread, not on the blocking pool: glibc gives
                 // every blocking thread its own arena and keeps what is freed there, so
                 // buffers allocated across dozens of them inflate the worker's memory.
-                let buffer = vec![0u8; length];
+                let buffer = super::buffers::CHUNKS.take_filled(length);
                 let (returned, result) = tokio::task::spawn_blocking(move || {
                     let Some(mut opened) = opened else {
                         return (

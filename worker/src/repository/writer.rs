@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::blob::{seal_blob, SealedBlob};
+use super::buffers::CHUNKS;
 use super::config::RepositoryConfig;
 use super::crypto::{BlobId, MasterKey};
 use super::index::{BlobIndex, IndexEntry};
@@ -125,17 +126,21 @@ async fn spawn_prepare(
     })?;
     let writer = writer.clone();
     // The sealed copy's buffer is allocated here, on a runtime thread (see `source`).
-    let out = Vec::with_capacity(chunk.len() + super::crypto::SEAL_OVERHEAD);
+    let out = CHUNKS.take(chunk.len() + super::crypto::SEAL_OVERHEAD);
     Ok(tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let id = writer.key.blob_id(&chunk);
-        if writer.index.contains_key(&id) {
-            return Ok(Prepared::Known(id));
-        }
-        if let Some(handle) = writer.packer.lookup(&id) {
-            return Ok(Prepared::InPacker(handle));
-        }
-        seal_blob(&writer.key, &writer.config, id, &chunk, out).map(Prepared::Sealed)
+        let prepared = if writer.index.contains_key(&id) {
+            CHUNKS.give(out);
+            Ok(Prepared::Known(id))
+        } else if let Some(handle) = writer.packer.lookup(&id) {
+            CHUNKS.give(out);
+            Ok(Prepared::InPacker(handle))
+        } else {
+            seal_blob(&writer.key, &writer.config, id, &chunk, out).map(Prepared::Sealed)
+        };
+        CHUNKS.give_bytes(chunk); // Hashed and sealed: the read buffer serves the next read.
+        prepared
     }))
 }
 

@@ -266,13 +266,28 @@ async fn restore_small(
         })
         .collect();
     let parallel = context.max_objects_in_flight.clamp(1, 8);
+    // After a failure no new range starts, but the ones writing finish: a write dropped midway
+    // would go on in the store's blocking thread (or leave its staging file) after the task
+    // reported, and the target must be still once the job says the restore ended.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
     // Futures collected first: a closure inside the stream type trips rustc's Send inference.
     let reads: Vec<_> = ranges
         .into_iter()
-        .map(|(pack, items)| restore_range(context, target.as_ref(), pack, items))
+        .map(|(pack, items)| async move {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Vec::new());
+            }
+            let restored = restore_range(context, target.as_ref(), pack, items).await;
+            if restored.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            restored
+        })
         .collect();
-    let restored: Vec<Vec<String>> =
-        stream::iter(reads).buffer_unordered(parallel).try_collect().await?;
+    let results: Vec<Result<Vec<String>, TaskError>> =
+        stream::iter(reads).buffer_unordered(parallel).collect().await;
+    let restored = results.into_iter().collect::<Result<Vec<Vec<String>>, TaskError>>()?;
     written.extend(restored.into_iter().flatten().map(|key| (key, true)));
     Ok(written)
 }
@@ -369,9 +384,14 @@ async fn restore_large(
                 return Err(error);
             }
         };
-        writer.wait_for_capacity(2).await.map_err(target_error)?;
+        if let Err(error) = writer.wait_for_capacity(2).await {
+            let _ = writer.abort().await;
+            return Err(target_error(error));
+        }
         writer.write(&bytes);
     }
+    // `finish` aborts a failed upload itself: its parts are removed before the task reports,
+    // not by a background cleanup after it.
     writer.finish().await.map_err(target_error)?;
     Ok(())
 }
