@@ -305,6 +305,48 @@ pub struct ExcludeRule {
     pub record: bool,
 }
 
+/// The InfluxDB 3 catalog layouts bk knows (see `influxdb3-layout.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogFormat {
+    /// 3.0 – 3.3: `catalogs/` logs and `_catalog_checkpoint`.
+    V1,
+    /// 3.4 – 3.9: `catalog/v2/` image and logs.
+    V2,
+    /// 3.10 and later: `catalog/v3/` image and logs.
+    V3,
+}
+
+impl CatalogFormat {
+    /// As shown and stored: `v1`, `v2`, `v3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogFormat::V1 => "v1",
+            CatalogFormat::V2 => "v2",
+            CatalogFormat::V3 => "v3",
+        }
+    }
+
+    /// Reads an optional format where records written before this type hold a string: `""`
+    /// (no catalog, e.g. QuestDB) or null is `None`.
+    ///
+    /// # Errors
+    /// An unknown format name.
+    pub fn deserialize_optional<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<CatalogFormat>, D::Error> {
+        match Option::<String>::deserialize(deserializer)?.as_deref() {
+            None | Some("") => Ok(None),
+            Some("v1") => Ok(Some(CatalogFormat::V1)),
+            Some("v2") => Ok(Some(CatalogFormat::V2)),
+            Some("v3") => Ok(Some(CatalogFormat::V3)),
+            Some(other) => {
+                Err(serde::de::Error::custom(format!("unknown catalog format `{other}`")))
+            }
+        }
+    }
+}
+
 /// What moving objects into a repository cost: the counts a task reports and a backup sums
 /// over its tasks. One type for both, so a new count is added once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,9 +390,9 @@ pub struct TaskReport {
     /// Recorded exclusions, with how many objects each left out.
     #[serde(default)]
     pub exclusions: Vec<ExclusionReport>,
-    /// Catalog layout found (`v3`, `v2`, `v1`), for catalog tasks.
-    #[serde(default)]
-    pub catalog_format: Option<String>,
+    /// Catalog layout found, for catalog tasks.
+    #[serde(default, deserialize_with = "CatalogFormat::deserialize_optional")]
+    pub catalog_format: Option<CatalogFormat>,
     /// The manifest key, for the commit task.
     #[serde(default)]
     pub manifest_key: Option<String>,

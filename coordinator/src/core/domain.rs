@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId};
-use bk_proto::model::{ConsistencyPoint, CorruptObject, ExclusionReport, TransferStats};
+use bk_proto::model::{
+    CatalogFormat, ConsistencyPoint, CorruptObject, ExclusionReport, TransferStats,
+};
 use serde::{Deserialize, Serialize};
 
 /// A registered source: a database deployment bk backs up.
@@ -123,8 +125,9 @@ pub struct BackupRecord {
     pub manifest_key: String,
     /// Node ids the backup covers.
     pub nodes: Vec<String>,
-    /// Catalog layout found (`v3`, `v2`, `v1`).
-    pub catalog_format: String,
+    /// Catalog layout found (none for QuestDB; records before the enum held `""`).
+    #[serde(default, deserialize_with = "CatalogFormat::deserialize_optional")]
+    pub catalog_format: Option<CatalogFormat>,
     /// What was deliberately left out.
     pub exclusions: Vec<ExclusionReport>,
     /// Per phase: name, first start, last finish, objects and bytes.
@@ -187,7 +190,7 @@ impl BackupRecord {
             num_bytes: 0,
             manifest_key: String::new(),
             nodes: spec.as_ref().map(SourceSpec::nodes).unwrap_or_default(),
-            catalog_format: String::new(),
+            catalog_format: None,
             exclusions: Vec::new(),
             phases: Vec::new(),
             source_spec: spec,
@@ -246,6 +249,7 @@ mod tests {
             repository_puts: 7,
         };
         assert_eq!(record.transfer, want);
+        assert_eq!(record.catalog_format, Some(CatalogFormat::V3));
         let written: serde_json::Value = serde_json::to_value(&record).unwrap();
         let before: serde_json::Value = serde_json::from_str(RECORD_BEFORE_TRANSFER_STATS).unwrap();
         assert_eq!(written, before, "the record's JSON changed shape");
@@ -255,7 +259,9 @@ mod tests {
         {
             oldest.as_object_mut().unwrap().remove(key);
         }
+        oldest["catalog_format"] = serde_json::json!(""); // A QuestDB backup's.
         let record: BackupRecord = serde_json::from_value(oldest).unwrap();
         assert_eq!(record.transfer, TransferStats::default());
+        assert_eq!(record.catalog_format, None);
     }
 }

@@ -16,7 +16,7 @@ fn backup(spec: SourceSpec) -> BackupRecord {
         num_bytes: 0,
     };
     let mut record = BackupRecord::fixture(BackupId(Ulid::from_parts(1, 1)), "prod", 0, Some(spec));
-    record.catalog_format = "v3".into();
+    record.catalog_format = Some(bk_proto::model::CatalogFormat::V3);
     record.phases = vec![phase("compactor"), phase("nodes"), phase("catalog"), phase("licence")];
     record
 }

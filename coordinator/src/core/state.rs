@@ -216,7 +216,7 @@ fn pin_repository_config(
 }
 
 fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
-    let mut catalog_format = String::new();
+    let mut catalog_format = None;
     let mut consistency = Vec::new();
     let mut catalog_sequence = None;
     let mut events = Vec::new();
@@ -236,9 +236,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             summary.num_objects += task_report.num_objects;
             summary.num_bytes += task_report.num_bytes;
             exclusions.extend(task_report.exclusions.iter().cloned());
-            if let Some(format) = &task_report.catalog_format {
-                catalog_format = format.clone();
-            }
+            catalog_format = catalog_format.or(task_report.catalog_format);
             consistency.extend(task_report.consistency.clone());
             catalog_sequence = catalog_sequence.or(task_report.catalog_sequence);
             events.extend(task_report.events.iter().cloned());

@@ -175,7 +175,10 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         num_bytes: backup.num_bytes,
         manifest_key: backup.manifest_key.clone(),
         nodes: backup.nodes.clone(),
-        catalog_format: backup.catalog_format.clone(),
+        catalog_format: backup
+            .catalog_format
+            .map(|format| format.as_str().to_string())
+            .unwrap_or_default(),
         exclusions: backup
             .exclusions
             .iter()

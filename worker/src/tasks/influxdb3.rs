@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use bk_proto::model::{CorruptObject, ExcludeRule, ExclusionReport, TaskReport};
+use bk_proto::model::{CatalogFormat, CorruptObject, ExcludeRule, ExclusionReport, TaskReport};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
@@ -75,7 +75,7 @@ pub async fn copy_catalog(
     let mut report = TaskReport::default();
     let mut copied_logs: HashSet<String> = HashSet::new();
     let mut format = None;
-    for version in ["v3", "v2"] {
+    for (version, layout) in [("v3", CatalogFormat::V3), ("v2", CatalogFormat::V2)] {
         let image_key = format!("{catalog_prefix}catalog/{version}/snapshot");
         let image = head_if_exists(context, &image_key).await?;
         let logs_prefix = format!("{catalog_prefix}catalog/{version}/logs/");
@@ -106,7 +106,7 @@ pub async fn copy_catalog(
                     let newest =
                         sequences.last().copied().unwrap_or(0).max(image_sequence.unwrap_or(0));
                     if format.is_none() && (image_totals.num_objects > 0 || logs_copied_any) {
-                        format = Some(version);
+                        format = Some(layout);
                         report.catalog_sequence = Some(newest);
                     }
                     break;
@@ -128,7 +128,7 @@ pub async fn copy_catalog(
     let v1_checkpoint =
         head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
     if format.is_none() && (!v1_logs.is_empty() || v1_checkpoint.is_some()) {
-        format = Some("v1");
+        format = Some(CatalogFormat::V1);
     }
     let Some(format) = format else {
         return Err(TaskError::NoCatalog { prefix: catalog_prefix.to_string() });
@@ -137,7 +137,7 @@ pub async fn copy_catalog(
     rest.extend(v1_logs);
     rest.extend(head_if_exists(context, &format!("{catalog_prefix}enterprise")).await?);
     copier.copy(rest, "", phase).await?.add_to(&mut report);
-    report.catalog_format = Some(format.to_string());
+    report.catalog_format = Some(format);
     copier.finish(&report).await?;
     Ok(report)
 }
