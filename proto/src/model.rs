@@ -79,7 +79,7 @@ pub enum TaskKind {
     /// objects under one of `exclude`. The result is written as staging parts of this task.
     CopyPrefix {
         /// Name of the phase, recorded with every object in the manifest.
-        phase: String,
+        phase: CopyPhase,
         /// The node the objects belong to.
         node: String,
         /// Object-store prefix ending in `/`, or an exact object key.
@@ -93,14 +93,14 @@ pub enum TaskKind {
         /// The cluster id (Enterprise) or node id (Core), ending in `/`.
         catalog_prefix: String,
         /// Name of the phase, recorded in the manifest.
-        phase: String,
+        phase: CopyPhase,
     },
     /// Copies the licence objects under `cluster_prefix` that exist; absent ones are fine.
     CopyLicence {
         /// The cluster id, ending in `/`.
         cluster_prefix: String,
         /// Name of the phase, recorded in the manifest.
-        phase: String,
+        phase: CopyPhase,
     },
     /// Merges the staging parts of `parts` (in order) into the backup's manifest and writes it
     /// create-only: the manifest's existence is the backup's existence.
@@ -181,7 +181,7 @@ pub enum TaskKind {
         /// The node.
         node: String,
         /// Name of the phase, recorded with repaired objects in the manifest.
-        phase: String,
+        phase: CopyPhase,
         /// The node's copy tasks whose results are checked (attempts filled in at lease time).
         parts: Vec<PartRef>,
         /// Repair rounds before giving up.
@@ -225,7 +225,7 @@ pub enum TaskKind {
         /// Object-store URL of the target.
         target_url: String,
         /// Only objects the backup recorded in this phase.
-        phase: String,
+        phase: CopyPhase,
         /// Only objects of this node (`None`: every node of the phase).
         node: Option<String>,
     },
@@ -303,6 +303,43 @@ pub struct ExcludeRule {
     /// Whether the exclusion is recorded in the backup; prefixes copied by another task of the
     /// same job are not.
     pub record: bool,
+}
+
+/// The stage a copied object belongs to: recorded with every object in a manifest, and what a
+/// restore stage selects. (Phases that copy nothing, such as `commit` or `preflight`, are plan
+/// labels, not these.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyPhase {
+    /// InfluxDB 3 Enterprise compactor output (`cs/`, `cd/`, `c/`).
+    Compactor,
+    /// Every node's `wal/`, `snapshots/`, `dbs/` and the rest under the node.
+    Nodes,
+    /// The catalog (and `enterprise`), copied after all node data.
+    Catalog,
+    /// Licence files.
+    Licence,
+    /// A QuestDB server root at its checkpoint.
+    Copy,
+}
+
+impl CopyPhase {
+    /// As shown and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyPhase::Compactor => "compactor",
+            CopyPhase::Nodes => "nodes",
+            CopyPhase::Catalog => "catalog",
+            CopyPhase::Licence => "licence",
+            CopyPhase::Copy => "copy",
+        }
+    }
+}
+
+impl std::fmt::Display for CopyPhase {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
 }
 
 /// The InfluxDB 3 catalog layouts bk knows (see `influxdb3-layout.md`).

@@ -26,7 +26,7 @@ fn copy_on(node: &str) -> PlannedTask {
         label: format!("copy {node}/wal/"),
         placement: Placement::Node(node.to_string()),
         kind: TaskKind::CopyPrefix {
-            phase: "nodes".to_string(),
+            phase: bk_proto::model::CopyPhase::Nodes,
             node: node.to_string(),
             prefix: format!("{node}/wal/"),
             exclude: Vec::new(),

@@ -84,7 +84,10 @@ mod tests {
     use super::*;
 
     fn catalog() -> TaskKind {
-        TaskKind::CopyCatalog { catalog_prefix: "c/".into(), phase: "catalog".into() }
+        TaskKind::CopyCatalog {
+            catalog_prefix: "c/".into(),
+            phase: bk_proto::model::CopyPhase::Catalog,
+        }
     }
 
     fn node(name: &str, required: u64) -> TaskReport {

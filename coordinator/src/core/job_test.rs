@@ -21,7 +21,7 @@ fn copy_task(prefix: &str) -> PlannedTask {
         label: format!("copy {prefix}"),
         placement: Placement::Node("node1".to_string()),
         kind: TaskKind::CopyPrefix {
-            phase: "nodes".to_string(),
+            phase: bk_proto::model::CopyPhase::Nodes,
             node: "node1".to_string(),
             prefix: prefix.to_string(),
             exclude: Vec::new(),

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
-use bk_proto::model::{ExcludeRule, PartRef, TaskKind};
+use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
 use super::domain::{Repository, Source, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -128,7 +128,7 @@ pub fn plan_backup(
         tasks: vec![PlannedTask {
             label: format!("copy catalog under {catalog_prefix}"),
             placement: Placement::AnyNode,
-            kind: TaskKind::CopyCatalog { catalog_prefix, phase: "catalog".to_string() },
+            kind: TaskKind::CopyCatalog { catalog_prefix, phase: CopyPhase::Catalog },
             depends_on: Vec::new(),
             retry_until_success: false,
         }],
@@ -139,7 +139,7 @@ pub fn plan_backup(
             tasks: vec![PlannedTask {
                 label: format!("copy licence files under {cluster_prefix}"),
                 placement: Placement::AnyNode,
-                kind: TaskKind::CopyLicence { cluster_prefix, phase: "licence".to_string() },
+                kind: TaskKind::CopyLicence { cluster_prefix, phase: CopyPhase::Licence },
                 depends_on: Vec::new(),
                 retry_until_success: false,
             }],
@@ -182,7 +182,7 @@ fn compactor_phase(compactor: &str) -> PlannedPhase {
     let tasks = COMPACTOR_PREFIXES
         .iter()
         .map(|prefix| {
-            copy_task("compactor", compactor, &format!("{compactor}/{prefix}"), Vec::new())
+            copy_task(CopyPhase::Compactor, compactor, &format!("{compactor}/{prefix}"), Vec::new())
         })
         .collect();
     PlannedPhase { name: "compactor".to_string(), tasks }
@@ -201,7 +201,7 @@ fn nodes_phase(
         // The node's copy tasks are the ones pushed from here to its consistency check.
         let first_copy = tasks.len() as u32;
         for prefix in NODE_DATA_PREFIXES {
-            tasks.push(copy_task("nodes", node, &format!("{node}/{prefix}"), Vec::new()));
+            tasks.push(copy_task(CopyPhase::Nodes, node, &format!("{node}/{prefix}"), Vec::new()));
         }
         let mut exclude: Vec<ExcludeRule> = NODE_DATA_PREFIXES
             .iter()
@@ -222,7 +222,7 @@ fn nodes_phase(
             reason: TABLE_SNAPSHOTS_REASON.to_string(),
             record: true,
         });
-        let mut task = copy_task("nodes", node, &format!("{node}/"), exclude);
+        let mut task = copy_task(CopyPhase::Nodes, node, &format!("{node}/"), exclude);
         task.label = format!("copy other objects under {node}/");
         tasks.push(task);
         let copies = first_copy..tasks.len() as u32;
@@ -233,7 +233,7 @@ fn nodes_phase(
             placement: Placement::Node(node.clone()),
             kind: TaskKind::CheckNodeConsistency {
                 node: node.clone(),
-                phase: "nodes".to_string(),
+                phase: CopyPhase::Nodes,
                 parts: Vec::new(), // Filled by `link_consistency_parts` once phase indices are known.
                 max_rounds: MAX_REPAIR_ROUNDS,
             },
@@ -252,12 +252,12 @@ fn copied_elsewhere(prefix: &str) -> ExcludeRule {
     }
 }
 
-fn copy_task(phase: &str, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> PlannedTask {
+fn copy_task(phase: CopyPhase, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> PlannedTask {
     PlannedTask {
         label: format!("copy {prefix}"),
         placement: Placement::Node(node.to_string()),
         kind: TaskKind::CopyPrefix {
-            phase: phase.to_string(),
+            phase,
             node: node.to_string(),
             prefix: prefix.to_string(),
             exclude,

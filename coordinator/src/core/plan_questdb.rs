@@ -13,7 +13,7 @@
 //! `_restore` file, last.
 
 use bk_proto::ids::{BackupId, TaskId, TaskSlot};
-use bk_proto::model::{ExcludeRule, PartRef, TaskKind};
+use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
 use super::domain::{BackupRecord, Repository};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -125,7 +125,7 @@ pub fn plan_questdb_backup(
 
 fn copy_kind(node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> TaskKind {
     TaskKind::CopyPrefix {
-        phase: "copy".to_string(),
+        phase: CopyPhase::Copy,
         node: node.to_string(),
         prefix: prefix.to_string(),
         exclude,
@@ -200,7 +200,7 @@ pub fn plan_questdb_restore(
     let restore = TaskKind::RestoreObjects {
         backup_id: backup.backup_id,
         target_url: target_url.clone(),
-        phase: "copy".to_string(),
+        phase: CopyPhase::Copy,
         node: None,
     };
     phases.push(PlannedPhase {

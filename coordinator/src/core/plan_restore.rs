@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bk_proto::model::TaskKind;
+use bk_proto::model::{CopyPhase, TaskKind};
 
 use super::domain::{BackupRecord, Repository, SourceSpec};
 use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
@@ -176,8 +176,8 @@ pub fn plan_restore(
         retry_until_success: false,
     });
 
-    let restore =
-        |phase: &str, node: Option<&str>, target_url: &str, placement: Placement| PlannedTask {
+    let restore = |phase: CopyPhase, node: Option<&str>, target_url: &str, placement: Placement| {
+        PlannedTask {
             label: match node {
                 Some(node) => format!("restore {phase} objects of {node}"),
                 None => format!("restore {phase} objects"),
@@ -186,34 +186,35 @@ pub fn plan_restore(
             kind: TaskKind::RestoreObjects {
                 backup_id: backup.backup_id,
                 target_url: target_url.to_string(),
-                phase: phase.to_string(),
+                phase,
                 node: node.map(str::to_string),
             },
             depends_on: Vec::new(),
             retry_until_success: false,
-        };
+        }
+    };
     let mut phases = vec![PlannedPhase { name: "preflight".to_string(), tasks: preflight }];
     if request.wipe {
         phases.push(PlannedPhase { name: "wipe".to_string(), tasks: wipe });
     }
     phases.push(PlannedPhase {
         name: "catalog".to_string(),
-        tasks: vec![restore("catalog", None, &catalog_target, Placement::AnyNode)],
+        tasks: vec![restore(CopyPhase::Catalog, None, &catalog_target, Placement::AnyNode)],
     });
-    if backup.phases.iter().any(|phase| phase.name == "licence") {
+    if backup.phases.iter().any(|phase| phase.name == CopyPhase::Licence.as_str()) {
         phases.push(PlannedPhase {
             name: "licence".to_string(),
-            tasks: vec![restore("licence", None, &catalog_target, Placement::AnyNode)],
+            tasks: vec![restore(CopyPhase::Licence, None, &catalog_target, Placement::AnyNode)],
         });
     }
     let node_tasks = node_targets
         .iter()
-        .map(|(node, target)| restore("nodes", Some(node), target, placement(node)))
+        .map(|(node, target)| restore(CopyPhase::Nodes, Some(node), target, placement(node)))
         .collect();
     phases.push(PlannedPhase { name: "nodes".to_string(), tasks: node_tasks });
     if let Some(compactor) = compactor {
         let target = target_of(&compactor)?;
-        let task = restore("compactor", Some(&compactor), &target, placement(&compactor));
+        let task = restore(CopyPhase::Compactor, Some(&compactor), &target, placement(&compactor));
         phases.push(PlannedPhase { name: "compactor".to_string(), tasks: vec![task] });
     }
     Ok(JobSpec {

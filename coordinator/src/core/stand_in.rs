@@ -59,7 +59,7 @@ mod tests {
 
     fn copy() -> TaskKind {
         TaskKind::CopyPrefix {
-            phase: "nodes".into(),
+            phase: bk_proto::model::CopyPhase::Nodes,
             node: "node2".into(),
             prefix: "node2/wal/".into(),
             exclude: Vec::new(),

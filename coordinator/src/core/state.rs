@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId, TaskId};
-use bk_proto::model::{TaskReport, TransferStats};
+use bk_proto::model::{TaskKind, TaskReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
@@ -243,7 +243,9 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             transfer += task_report.transfer;
             corrupt.extend(task_report.corrupt.iter().cloned());
         }
-        if planned.name != "commit" {
+        let commits =
+            planned.tasks.iter().any(|task| matches!(task.kind, TaskKind::CommitBackup { .. }));
+        if !commits {
             phases.push(summary);
         }
     }

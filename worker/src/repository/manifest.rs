@@ -26,7 +26,7 @@ pub struct ObjectEntry {
     /// The source's last-modified time when listed, RFC 3339.
     pub last_modified: String,
     /// The phase that copied it.
-    pub phase: String,
+    pub phase: bk_proto::model::CopyPhase,
     /// The node it belongs to (empty for cluster-level objects).
     pub node: String,
 }
@@ -85,7 +85,15 @@ impl SegmentRef {
 
 #[cfg(test)]
 mod tests {
-    use super::SegmentRef;
+    use super::{ObjectEntry, SegmentRef};
+
+    #[test]
+    fn test_entries_written_when_phases_were_strings_read_as_the_same_phase() {
+        let json = r#"{"key":"node1/wal/1.wal","size":4,"blobs":[],"last_modified":"t","phase":"nodes","node":"node1"}"#;
+        let entry: ObjectEntry = serde_json::from_str(json).unwrap();
+        assert_eq!(entry.phase, bk_proto::model::CopyPhase::Nodes);
+        assert_eq!(serde_json::to_string(&entry).unwrap(), json, "the stored form changed");
+    }
 
     #[test]
     fn test_a_segment_may_hold_a_prefix_only_when_their_key_ranges_meet() {

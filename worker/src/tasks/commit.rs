@@ -190,7 +190,7 @@ mod tests {
             blobs,
             etag: None,
             last_modified: String::new(),
-            phase: "nodes".to_string(),
+            phase: bk_proto::model::CopyPhase::Nodes,
             node: "node1".to_string(),
         };
         assert!(check_blobs_indexed(&entry(vec![known, new]), &committed, &new_blobs).is_ok());

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use bk_proto::model::{ConsistencyPoint, PartRef, TaskReport};
+use bk_proto::model::{ConsistencyPoint, CopyPhase, PartRef, TaskReport};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
@@ -58,7 +58,7 @@ pub struct Assessment {
 pub async fn check_node_consistency(
     context: &TaskContext,
     node: &str,
-    phase: &str,
+    phase: CopyPhase,
     parts: &[PartRef],
     max_rounds: u32,
 ) -> Result<TaskReport, TaskError> {

@@ -7,7 +7,7 @@ fn entry(key: &str) -> (String, ObjectEntry) {
         blobs: Vec::new(),
         etag: None,
         last_modified: String::new(),
-        phase: "nodes".into(),
+        phase: bk_proto::model::CopyPhase::Nodes,
         node: "n".into(),
     };
     (key.to_string(), entry)

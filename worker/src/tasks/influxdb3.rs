@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use bk_proto::model::{CatalogFormat, CorruptObject, ExcludeRule, ExclusionReport, TaskReport};
+use bk_proto::model::{
+    CatalogFormat, CopyPhase, CorruptObject, ExcludeRule, ExclusionReport, TaskReport,
+};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
@@ -22,7 +24,7 @@ const CATALOG_ROUNDS: u32 = 5;
 /// The first copy failure.
 pub async fn copy_prefix(
     context: &TaskContext,
-    phase: &str,
+    phase: CopyPhase,
     node: &str,
     prefix: &str,
     exclude: &[ExcludeRule],
@@ -69,7 +71,7 @@ pub async fn copy_prefix(
 pub async fn copy_catalog(
     context: &TaskContext,
     catalog_prefix: &str,
-    phase: &str,
+    phase: CopyPhase,
 ) -> Result<TaskReport, TaskError> {
     let mut copier = Copier::start(context, catalog_prefix).await?;
     let mut report = TaskReport::default();
@@ -149,7 +151,7 @@ pub async fn copy_catalog(
 pub async fn copy_licence(
     context: &TaskContext,
     cluster_prefix: &str,
-    phase: &str,
+    phase: CopyPhase,
 ) -> Result<TaskReport, TaskError> {
     let mut present = Vec::new();
     for name in LICENCE_FILES {

@@ -177,13 +177,13 @@ fn target_url(kind: &TaskKind) -> Option<&str> {
 async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
     match &context.spec.kind {
         TaskKind::CopyPrefix { phase, node, prefix, exclude } => {
-            influxdb3::copy_prefix(context, phase, node, prefix, exclude).await
+            influxdb3::copy_prefix(context, *phase, node, prefix, exclude).await
         }
         TaskKind::CopyCatalog { catalog_prefix, phase } => {
-            influxdb3::copy_catalog(context, catalog_prefix, phase).await
+            influxdb3::copy_catalog(context, catalog_prefix, *phase).await
         }
         TaskKind::CopyLicence { cluster_prefix, phase } => {
-            influxdb3::copy_licence(context, cluster_prefix, phase).await
+            influxdb3::copy_licence(context, cluster_prefix, *phase).await
         }
         TaskKind::CommitBackup { backup_id, created_at_ms, parts } => {
             commit::commit_backup(context, *backup_id, *created_at_ms, parts).await
@@ -206,7 +206,7 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
             restore::write_restore_trigger(context, target_url).await
         }
         TaskKind::CheckNodeConsistency { node, phase, parts, max_rounds } => {
-            consistency::check_node_consistency(context, node, phase, parts, *max_rounds).await
+            consistency::check_node_consistency(context, node, *phase, parts, *max_rounds).await
         }
         TaskKind::VerifyBackup { backup_id, deep } => {
             verify::verify_backup(context, *backup_id, *deep).await
@@ -232,7 +232,7 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
             restore::wipe_target(context, target_url, prefixes).await
         }
         TaskKind::RestoreObjects { backup_id, target_url, phase, node } => {
-            restore::restore_objects(context, *backup_id, target_url, phase, node.as_deref()).await
+            restore::restore_objects(context, *backup_id, target_url, *phase, node.as_deref()).await
         }
     }
 }
@@ -252,7 +252,7 @@ mod tests {
         }
         assert!(reads_or_writes_repository(&TaskKind::RemoveStaging));
         let copy = TaskKind::CopyPrefix {
-            phase: "nodes".into(),
+            phase: bk_proto::model::CopyPhase::Nodes,
             node: "n".into(),
             prefix: "n/wal/".into(),
             exclude: Vec::new(),

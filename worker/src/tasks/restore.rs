@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bk_proto::ids::BackupId;
-use bk_proto::model::TaskReport;
+use bk_proto::model::{CopyPhase, TaskReport};
 use bytes::BytesMut;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -148,7 +148,7 @@ pub async fn restore_objects(
     context: &TaskContext,
     backup_id: BackupId,
     target_url: &str,
-    phase: &str,
+    phase: CopyPhase,
     node: Option<&str>,
 ) -> Result<TaskReport, TaskError> {
     let repository = &context.repository;
@@ -185,7 +185,7 @@ pub async fn restore_objects(
             report.num_skipped += u64::from(!written.get(&entry.key).copied().unwrap_or(true));
         }
     }
-    if phase == "licence"
+    if phase == CopyPhase::Licence
         && report.num_objects > 0
         && normalize(target_url) != normalize(&context.store_url)
     {
