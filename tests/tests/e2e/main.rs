@@ -27,3 +27,4 @@ mod t22_stand_in_worker;
 mod t23_questdb_versions;
 mod t24_format_checks;
 mod t25_repository_keys;
+mod t26_real_influxdb3;
