@@ -59,7 +59,10 @@ impl fmt::Debug for StateCollector {
 struct StateCounts {
     jobs: BTreeMap<(String, String), u64>,
     tasks: BTreeMap<String, u64>,
-    durations: Vec<f64>,
+    /// Per bucket of [`DURATION_BUCKETS`], the succeeded tasks that took at most its bound.
+    duration_buckets: [u64; DURATION_BUCKETS.len()],
+    duration_sum: f64,
+    duration_count: u64,
     retries: u64,
     backups: u64,
     backup_bytes: u64,
@@ -82,7 +85,11 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
                 if let (TaskStatus::Succeeded, Some(started), Some(finished)) =
                     (run.status, run.started_at_ms, run.finished_at_ms)
                 {
-                    counts.durations.push(finished.saturating_sub(started) as f64 / 1000.0);
+                    let seconds = finished.saturating_sub(started) as f64 / 1000.0;
+                    counts.duration_sum += seconds;
+                    counts.duration_count += 1;
+                    let bucket = DURATION_BUCKETS.iter().position(|le| seconds <= *le);
+                    counts.duration_buckets[bucket.unwrap_or(DURATION_BUCKETS.len() - 1)] += 1;
                 }
             }
         }
@@ -136,12 +143,8 @@ impl Collector for StateCollector {
         for (state, count) in &counts.tasks {
             ConstGauge::new(*count).encode(family.encode_family(&[("state", state.as_str())])?)?;
         }
-        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS.iter().map(|le| (*le, 0)).collect();
-        for duration in &counts.durations {
-            if let Some(bucket) = buckets.iter_mut().find(|(le, _)| duration <= le) {
-                bucket.1 += 1;
-            }
-        }
+        let buckets: Vec<(f64, u64)> =
+            DURATION_BUCKETS.iter().copied().zip(counts.duration_buckets).collect();
         encoder
             .encode_descriptor(
                 "bk_task_duration_seconds",
@@ -150,8 +153,8 @@ impl Collector for StateCollector {
                 MetricType::Histogram,
             )?
             .encode_histogram::<NoLabelSet>(
-                counts.durations.iter().sum(),
-                counts.durations.len() as u64,
+                counts.duration_sum,
+                counts.duration_count,
                 &buckets,
                 None,
             )?;

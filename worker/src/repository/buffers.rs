@@ -66,9 +66,8 @@ impl BufferPool {
 
     /// Keeps the buffer behind `bytes` when nothing else references it.
     pub fn give_bytes(&self, bytes: Bytes) {
-        if bytes.len() < MIN_KEPT_CAPACITY {
-            return;
-        }
+        // Its capacity, not its length, decides (a file's last chunk is short in a full-size
+        // buffer); converting a unique `Bytes` back to its `Vec` copies nothing.
         if let Ok(unique) = bytes.try_into_mut() {
             self.give(Vec::from(unique));
         }
