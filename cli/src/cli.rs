@@ -248,6 +248,11 @@ pub(crate) struct ScheduleAddArgs {
     /// … months.
     #[arg(long, default_value_t = 0)]
     pub(crate) prune_keep_monthly: u32,
+    /// Drill the newest backup of the source in the repository instead of backing up (e.g.
+    /// weekly, after the nightly backups): `bkctl backups` and the
+    /// `bk_backup_last_drill_success_timestamp_seconds` metric show how it went.
+    #[arg(long, conflicts_with_all = ["prune_keep_last", "prune_keep_daily", "prune_keep_weekly", "prune_keep_monthly"])]
+    pub(crate) drill: bool,
 }
 
 /// `bkctl cluster …`
@@ -364,6 +369,24 @@ pub(crate) enum SubmitCommand {
     Prune(PruneArgs),
     /// Restore a backup onto stopped nodes, in reverse stage order, behind guards.
     Restore(RestoreArgs),
+    /// Prove a backup restorable: restore it into a worker's drill scratch space, check the
+    /// files offline, start the database on them (when the worker's `[drill]` says how), ask it
+    /// per table for rows and time range, then wipe the scratch. Recorded on the backup
+    /// (`bkctl show`). Needs a worker of the source with a `[drill]` section.
+    Drill {
+        /// The backup id.
+        #[arg(long = "backup", required_unless_present = "source", conflicts_with = "source")]
+        backup_id: Option<String>,
+        /// Drill the newest backup of this source instead.
+        #[arg(long)]
+        source: Option<String>,
+        /// With --source: only backups in this repository.
+        #[arg(long = "repo", requires = "source")]
+        repository: Option<String>,
+        /// Wait for the drill to end; exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Verify a backup: every chunk exists, or (--deep) re-hashes to its name.
     Verify {
         /// The backup id.

@@ -77,6 +77,7 @@ impl Client {
         submit_backup(pb::SubmitBackupRequest) -> pb::SubmitJobResponse;
         submit_restore(pb::SubmitRestoreRequest) -> pb::SubmitJobResponse;
         submit_verify(pb::SubmitVerifyRequest) -> pb::SubmitJobResponse;
+        submit_drill(pb::SubmitDrillRequest) -> pb::SubmitJobResponse;
         submit_prune(pb::SubmitPruneRequest) -> pb::SubmitJobResponse;
         submit_repository_key(pb::SubmitRepositoryKeyRequest) -> pb::SubmitJobResponse;
         get_job(pb::GetJobRequest) -> pb::Job;

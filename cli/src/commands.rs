@@ -141,6 +141,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let job_id = client.submit_prune(request).await.map_err(failed)?.job_id;
             submitted(&client, json, &job_id, args.wait).await?;
         }
+        Command::Submit(SubmitCommand::Drill { backup_id, source, repository, wait }) => {
+            let request = pb::SubmitDrillRequest {
+                backup_id: backup_id.unwrap_or_default(),
+                source: source.unwrap_or_default(),
+                repository: repository.unwrap_or_default(),
+            };
+            let job_id = client.submit_drill(request).await.map_err(failed)?.job_id;
+            submitted(&client, json, &job_id, wait).await?;
+        }
         Command::Submit(SubmitCommand::Verify { backup_id, deep, wait }) => {
             let job_id = client
                 .submit_verify(pb::SubmitVerifyRequest { backup_id, deep })
@@ -187,9 +196,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let request = pb::ListBackupsRequest { source: source.unwrap_or_default() };
             let backups = client.list_backups(request).await.map_err(failed)?.backups;
             emit(json, Value::Array(backups.iter().map(render::backup_json).collect()), || {
+                let drilled = crate::render_drill::newest_drilled(&backups);
                 for backup in &backups {
+                    let mark = drilled
+                        .get(backup.source.as_str())
+                        .filter(|(id, _)| *id == backup.id)
+                        .map(|(_, drill)| format!("  {}", crate::render_drill::drill_mark(drill)))
+                        .unwrap_or_default();
                     println!(
-                        "{}  source={:<16} {:>8} objects {:>10}",
+                        "{}  source={:<16} {:>8} objects {:>10}{mark}",
                         backup.id,
                         backup.source,
                         backup.num_objects,
@@ -254,6 +269,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 prune_keep_weekly: args.prune_keep_weekly,
                 prune_keep_monthly: args.prune_keep_monthly,
                 last_run_ms: 0,
+                drill: args.drill,
             };
             client
                 .add_schedule(pb::AddScheduleRequest { schedule: Some(schedule) })

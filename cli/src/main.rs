@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod keys;
 mod render;
+mod render_drill;
 mod status;
 mod watch;
 

@@ -24,6 +24,7 @@ pub(crate) fn job_kind(kind: i32) -> &'static str {
         Ok(pb::JobKind::Verify) => "verify",
         Ok(pb::JobKind::Prune) => "prune",
         Ok(pb::JobKind::RepositoryKey) => "repository-key",
+        Ok(pb::JobKind::Drill) => "drill",
         _ => "unknown",
     }
 }
@@ -101,6 +102,7 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
         "bytes_stored": backup.bytes_stored, "repository_puts": backup.repository_puts,
         "events": backup.events,
+        "drills": crate::render_drill::drills_json(&backup.drills),
         "corrupt_objects": backup.corrupt_objects.iter().map(|object| json!({
             "key": object.key, "reason": object.reason
         })).collect::<Vec<_>>(),
@@ -314,6 +316,7 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
             );
         }
     }
+    crate::render_drill::print_drills(&backup.drills);
 }
 
 /// The cluster status as JSON.
@@ -352,7 +355,7 @@ pub(crate) fn schedule_json(schedule: &pb::Schedule) -> Value {
         "name": schedule.name, "source": schedule.source, "repository": schedule.repository, "cron": schedule.cron,
         "prune_keep_last": schedule.prune_keep_last, "prune_keep_daily": schedule.prune_keep_daily,
         "prune_keep_weekly": schedule.prune_keep_weekly, "prune_keep_monthly": schedule.prune_keep_monthly,
-        "last_run_ms": schedule.last_run_ms,
+        "last_run_ms": schedule.last_run_ms, "drill": schedule.drill,
     })
 }
 

@@ -69,6 +69,8 @@ struct StateCounts {
     bytes_read: u64,
     bytes_written: u64,
     workers: Vec<String>,
+    /// Per source, when its newest passing drill ended (ms).
+    last_drill_success_ms: BTreeMap<String, u64>,
 }
 
 fn state_counts(coordinator: &Coordinator) -> StateCounts {
@@ -98,6 +100,10 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
             counts.backup_bytes += backup.num_bytes;
             counts.bytes_read += backup.transfer.bytes_read;
             counts.bytes_written += backup.transfer.bytes_written;
+            for drill in backup.drills.iter().filter(|drill| drill.report.passed) {
+                let last = counts.last_drill_success_ms.entry(backup.source.clone()).or_default();
+                *last = (*last).max(drill.at_ms);
+            }
         }
         counts.workers = state.workers.keys().cloned().collect();
         counts
@@ -167,6 +173,18 @@ impl Collector for StateCollector {
         counter(&mut encoder, "bk_bytes_read", read_help, counts.bytes_read)?;
         let written_help = "Blob bytes written by committed backups.";
         counter(&mut encoder, "bk_bytes_written", written_help, counts.bytes_written)?;
+        let mut family = encoder.encode_descriptor(
+            "bk_backup_last_drill_success_timestamp_seconds",
+            "When the newest passing restore drill of a source's backups ended (alert when it \
+             grows old: nobody has proved the backups restorable since).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, at_ms) in &counts.last_drill_success_ms {
+            let seconds = *at_ms as f64 / 1000.0;
+            ConstGauge::new(seconds)
+                .encode(family.encode_family(&[("source", source.as_str())])?)?;
+        }
         let workers = counts.workers.len() as u64;
         gauge(&mut encoder, "bk_workers_registered", "Registered workers.", workers)?;
 

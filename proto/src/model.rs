@@ -229,6 +229,17 @@ pub enum TaskKind {
         /// Only objects of this node (`None`: every node of the phase).
         node: Option<String>,
     },
+    /// A restore drill: restores the backup into the worker's drill scratch directory, checks
+    /// it offline with what bk knows of the database's formats, starts the database on it when
+    /// the worker is configured to (`[drill]`), asks it per table for its row count and time
+    /// range, stops it and wipes the scratch. A failed check is reported as a problem (the job
+    /// fails, the drill is recorded on the backup as failed).
+    DrillBackup {
+        /// The backup.
+        backup_id: BackupId,
+        /// The database the backup holds, as far as starting it needs.
+        database: DrillDatabase,
+    },
 }
 
 /// 10 %: restic's default `--max-unused`.
@@ -470,6 +481,9 @@ pub struct TaskReport {
     /// Key files, for a repository-key task.
     #[serde(default)]
     pub keys: Vec<RepositoryKeyInfo>,
+    /// What a drill found.
+    #[serde(default)]
+    pub drill: Option<DrillReport>,
 }
 
 /// A source object whose content failed bk's check of its format (WAL CRC, catalog header,
@@ -506,4 +520,71 @@ pub struct ExclusionReport {
     pub reason: String,
     /// How many objects it left out.
     pub num_objects: u64,
+}
+
+/// What a drill starts, from the backup's recorded topology.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "engine", rename_all = "snake_case")]
+pub enum DrillDatabase {
+    /// InfluxDB 3: the nodes whose files the backup holds, the node started (`--node-id`), and
+    /// for Enterprise the cluster id (`--cluster-id`).
+    #[serde(rename = "influxdb3")]
+    InfluxDb3 {
+        /// Every node of the backup.
+        nodes: Vec<String>,
+        /// The node the drill starts the server as.
+        serve_node: String,
+        /// Enterprise only.
+        #[serde(default)]
+        cluster_id: Option<String>,
+    },
+    /// A QuestDB server root.
+    #[serde(rename = "questdb")]
+    QuestDb,
+}
+
+/// What a drill found. Recorded on the backup whether it passed or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// Every check passed.
+    pub passed: bool,
+    /// The first failure, when one check failed.
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// The checks that ran, one line each (`offline: 3 snapshot manifests parse`, …).
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Per table: rows and time range (from the server when it was started, else from the
+    /// parquet footers).
+    #[serde(default)]
+    pub tables: Vec<TableFacts>,
+    /// How long restoring into the scratch took.
+    #[serde(default)]
+    pub restore_ms: u64,
+    /// How long the database took to answer its health check; `None` when not started.
+    #[serde(default)]
+    pub start_ms: Option<u64>,
+    /// Bytes the restored tree took in the scratch directory.
+    #[serde(default)]
+    pub scratch_bytes: u64,
+    /// Where the database's log was kept (on failure only), on the worker.
+    #[serde(default)]
+    pub log_file: Option<String>,
+}
+
+/// One table as a drill saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFacts {
+    /// `database.table` (InfluxDB 3; ids when only the files were read) or the table (QuestDB).
+    pub table: String,
+    /// `count(*)`.
+    pub rows: u64,
+    /// `min(time)` and `max(time)` as the database printed them (RFC 3339 from footers).
+    #[serde(default)]
+    pub min_time: String,
+    /// See `min_time`.
+    #[serde(default)]
+    pub max_time: String,
+    /// `server` or `files`.
+    pub from: String,
 }

@@ -49,6 +49,58 @@ pub fn parquet_file(body: &[u8]) -> Vec<u8> {
     [b"PAR1".as_slice(), body, b"PAR1"].concat()
 }
 
+/// A real parquet file as InfluxDB 3 persists a table chunk, reduced to what bk reads: a
+/// `time` column (nanoseconds, with min/max statistics in the footer) and a `payload` column
+/// that gives the file its size. `payload` is split evenly over `rows` rows; row `i` has time
+/// `first_ns + i × step_ns`.
+///
+/// # Panics
+/// Only if the parquet writer fails on in-memory data (a bug).
+pub fn parquet_table_file(rows: u64, first_ns: i64, step_ns: i64, payload: &[u8]) -> Vec<u8> {
+    use parquet::basic::Compression;
+    use parquet::column::writer::ColumnWriter;
+    use parquet::data_type::ByteArray;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::types::ColumnPath;
+    use std::sync::Arc;
+
+    let rows = rows.max(1);
+    let schema =
+        "message table { required int64 time (TIMESTAMP(NANOS,false)); required binary payload; }";
+    let schema =
+        Arc::new(parquet::schema::parser::parse_message_type(schema).expect("valid schema"));
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_column_statistics_enabled(ColumnPath::from("payload"), EnabledStatistics::None)
+        .build();
+    let times: Vec<i64> = (0..rows as i64).map(|row| first_ns + row * step_ns).collect();
+    let per_row = payload.len().div_ceil(rows as usize).max(1);
+    let mut values: Vec<ByteArray> =
+        payload.chunks(per_row).map(|chunk| ByteArray::from(chunk.to_vec())).collect();
+    values.resize(rows as usize, ByteArray::from(Vec::new()));
+    let mut file = Vec::with_capacity(payload.len() + 4096);
+    let mut writer =
+        SerializedFileWriter::new(&mut file, schema, Arc::new(properties)).expect("writer");
+    let mut group = writer.next_row_group().expect("row group");
+    while let Some(mut column) = group.next_column().expect("column") {
+        match column.untyped() {
+            ColumnWriter::Int64ColumnWriter(typed) => {
+                typed.write_batch(&times, None, None).expect("times");
+            }
+            ColumnWriter::ByteArrayColumnWriter(typed) => {
+                typed.write_batch(&values, None, None).expect("payload");
+            }
+            _ => unreachable!("the schema has two columns"),
+        }
+        column.close().expect("close column");
+    }
+    group.close().expect("close row group");
+    writer.close().expect("close file");
+    file
+}
+
 /// CRC-32 (ISO-HDLC, as crc32fast), bit by bit: test files are small.
 pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;

@@ -21,7 +21,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::json;
 
-use crate::influx_files::{catalog_v3_file, legacy_catalog_file, parquet_file, wal_file};
+use crate::influx_files::{
+    catalog_v3_file, legacy_catalog_file, parquet_file, parquet_table_file, wal_file,
+};
+
+/// 2026-11-21T00:00:00Z in nanoseconds: the day the generated parquet paths name.
+const CHUNK_EPOCH_NS: i64 = 1_795_219_200_000_000_000;
 
 /// Which catalog layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,9 +218,14 @@ fn write_node(
                 params.parquet_size.0..=params.parquet_size.1.max(params.parquet_size.0),
             );
             let body = writer.random_bytes(size);
-            writer.write(&path, &parquet_file(&body))?;
-            files.push(json!({"id": all_parquet.len(), "path": path, "size_bytes": size + 8, "row_count": size / 16,
-                              "chunk_time": 0, "min_time": 0, "max_time": 1}));
+            // One row per 4 KiB, one second apart, from the chunk's start time.
+            let rows = (size / 4096).max(1);
+            let first_ns = CHUNK_EPOCH_NS + i64::from(minutes) * 60_000_000_000;
+            let file = parquet_table_file(rows, first_ns, 1_000_000_000, &body);
+            writer.write(&path, &file)?;
+            let max_ns = first_ns + (rows as i64 - 1) * 1_000_000_000;
+            files.push(json!({"id": all_parquet.len(), "path": path, "size_bytes": file.len(), "row_count": rows,
+                              "chunk_time": first_ns, "min_time": first_ns, "max_time": max_ns}));
             all_parquet.push(path);
         }
         let manifest = json!({

@@ -9,6 +9,7 @@
 //! - [`influx_files`]: InfluxDB 3's file formats (WAL, catalog, parquet framing) as it writes them.
 //! - [`invariants`]: what InfluxDB 3 needs to restart from a tree without losing data.
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
+//! - [`standin_db`]: a stand-in database that restore drills start instead of InfluxDB 3 / QuestDB.
 //! - [`questdb_layout`]: a QuestDB-like server root.
 //! - [`flaky_proxy`]: a TCP front for an S3 server that throttles (503 SlowDown) first.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
@@ -27,4 +28,5 @@ pub mod pki;
 pub mod questdb_layout;
 pub mod questdb_peer;
 pub mod sandbox;
+pub mod standin_db;
 pub mod tree;

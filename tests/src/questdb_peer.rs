@@ -43,6 +43,29 @@ pub struct PeerConfig {
     pub create_delay: Duration,
     /// `checkpoint_status()` answers with an error (whatever the version).
     pub status_fails: bool,
+    /// Where to listen (`127.0.0.1:0`: any free port).
+    pub bind: String,
+    /// What `tables()`, `wal_tables()` and per-table `count(*)`/`min`/`max` answer.
+    pub tables: Vec<PeerTable>,
+    /// Exit the process on the first `count(*)` (a server crashing mid-query; stand-in only).
+    pub crash_on_count: bool,
+}
+
+/// A table as the peer reports it.
+#[derive(Clone, Debug, Default)]
+pub struct PeerTable {
+    /// Its name.
+    pub name: String,
+    /// The designated timestamp column (empty: none).
+    pub timestamp_column: String,
+    /// Rows.
+    pub rows: u64,
+    /// The first and last timestamp, micros since the epoch.
+    pub min_micros: u64,
+    /// See `min_micros`.
+    pub max_micros: u64,
+    /// `wal_tables()` shows it suspended.
+    pub suspended: bool,
 }
 
 impl PeerConfig {
@@ -56,6 +79,9 @@ impl PeerConfig {
             password: "quest".to_string(),
             create_delay: Duration::ZERO,
             status_fails: false,
+            bind: "127.0.0.1:0".to_string(),
+            tables: Vec::new(),
+            crash_on_count: false,
         }
     }
 
@@ -116,7 +142,7 @@ impl QuestDbPeer {
     /// # Errors
     /// When it cannot bind.
     pub fn start(config: PeerConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let listener = TcpListener::bind(&config.bind)?;
         let address = listener.local_addr()?.to_string();
         listener.set_nonblocking(true)?;
         let state = Arc::new(Mutex::new(PeerState::default()));
@@ -407,6 +433,42 @@ impl Connection {
                     vec![("in_progress", 16), ("started_at", 1114)],
                     vec![vec![Some(in_progress.to_string()), started]],
                 )
+            }
+            ["select", "table_name,", "designatedtimestamp", "from", "tables()"] => Outcome::Rows(
+                vec![("table_name", 1043), ("designatedTimestamp", 1043)],
+                self.config
+                    .tables
+                    .iter()
+                    .map(|table| vec![Some(table.name.clone()), Some(table.timestamp_column.clone())])
+                    .collect(),
+            ),
+            ["select", "name,", "suspended", "from", "wal_tables()"] => Outcome::Rows(
+                vec![("name", 1043), ("suspended", 16)],
+                self.config
+                    .tables
+                    .iter()
+                    .map(|table| {
+                        let suspended = if table.suspended { "t" } else { "f" };
+                        vec![Some(table.name.clone()), Some(suspended.to_string())]
+                    })
+                    .collect(),
+            ),
+            ["select", count, ..] if count.starts_with("count(*)") => {
+                if self.config.crash_on_count {
+                    std::process::exit(134);
+                }
+                let name = words.last().copied().unwrap_or("").trim_matches('"');
+                match self.config.tables.iter().find(|table| table.name.to_lowercase() == name) {
+                    Some(table) => Outcome::Rows(
+                        vec![("count", 20), ("min", 1114), ("max", 1114)],
+                        vec![vec![
+                            Some(table.rows.to_string()),
+                            Some(format_timestamp(table.min_micros)),
+                            Some(format_timestamp(table.max_micros)),
+                        ]],
+                    ),
+                    None => Outcome::Error(format!("table does not exist [table={name}]"), 1),
+                }
             }
             ["select", "build()"] => {
                 let build = format!(

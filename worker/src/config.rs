@@ -89,6 +89,10 @@ pub struct WorkerConfig {
     /// How requests to cloud stores (sources and repositories) are retried.
     #[serde(default)]
     pub retry: crate::store::RetrySettings,
+    /// Restore drills: scratch space and how to start the database. Absent: this worker runs
+    /// no drills.
+    #[serde(default)]
+    pub drill: Option<crate::drill::config::DrillConfig>,
 }
 
 /// A bytes-per-second rate as operators write it: `100MiB`, `100MiB/s`, `1.5GiB`, `500KiB/s` or
@@ -226,6 +230,7 @@ impl WorkerConfig {
             retry: crate::store::RetrySettings::default(),
             join_token_file: None,
             join_token: None,
+            drill: None,
         }
     }
 
@@ -323,6 +328,11 @@ impl WorkerConfig {
         }
         if self.max_parallel_tasks == 0 || self.max_concurrent_objects == 0 {
             return invalid("`max_parallel_tasks` and `max_concurrent_objects` must be at least 1");
+        }
+        if let Some(drill) = &self.drill {
+            drill
+                .check_apart_from("node's store", &self.store.url)
+                .map_err(ConfigError::Invalid)?;
         }
         Ok(self)
     }

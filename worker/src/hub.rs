@@ -99,6 +99,7 @@ impl Hub {
             max_bytes_per_second: self.config.max_bytes_per_second.unwrap_or(0),
             store_url: self.config.store.url.clone(),
             repositories: self.config.repositories_with_passphrase(),
+            drills: self.config.drill.is_some(),
         };
         let mut delay = Duration::from_millis(200);
         loop {

@@ -5,6 +5,7 @@
 //! - [`hub`]: register, heartbeat, pull tasks, report progress and results.
 //! - [`tasks`]: what each task does (copy prefixes, catalog, licence, commit, cleanup).
 //! - [`questdb`]: QuestDB's checkpoint over its PostgreSQL wire endpoint.
+//! - [`drill`]: restore drills (restore into scratch, offline checks, start the database).
 //! - [`repository`]: the repository format (chunks, segments, manifests, staging).
 //! - [`store`]: opening object stores from URLs.
 //! - [`throttle`]: the worker-wide bytes-per-second cap.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod drill;
 pub mod error;
 pub mod formats;
 pub mod hub;

@@ -18,6 +18,7 @@ fn worker(node: &str) -> WorkerRecord {
         max_bytes_per_second: 0,
         store_url: "file:///data".to_string(),
         repositories: vec!["*".to_string()],
+        drills: false,
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bk_proto::ids::{BackupId, JobId};
 use bk_proto::model::{
-    CatalogFormat, ConsistencyPoint, CorruptObject, ExclusionReport, TransferStats,
+    CatalogFormat, ConsistencyPoint, CorruptObject, DrillReport, ExclusionReport, TransferStats,
 };
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +95,9 @@ pub struct WorkerRecord {
     /// Repositories it holds a passphrase for (`*`: any), as it registered.
     #[serde(default)]
     pub repositories: Vec<String>,
+    /// It has a `[drill]` section (scratch space of its own): drills may run on it.
+    #[serde(default)]
+    pub drills: bool,
 }
 
 impl WorkerRecord {
@@ -154,6 +157,28 @@ pub struct BackupRecord {
     /// Objects committed although they failed their format check (`--allow-corrupt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub corrupt: Vec<CorruptObject>,
+    /// Restore drills of this backup, oldest first (the newest [`MAX_DRILLS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<DrillRecord>,
+}
+
+/// Drills kept per backup: enough to see a trend, bounded so the replicated state stays small.
+pub const MAX_DRILLS_KEPT: usize = 10;
+
+/// One restore drill of a backup, as recorded when its job ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// The drill's job.
+    pub job_id: JobId,
+    /// When it ended.
+    pub at_ms: u64,
+    /// The worker that ran it.
+    pub worker_id: String,
+    /// What it found.
+    pub report: DrillReport,
+    /// Tables whose row count dropped against the previous passing drill of the same source.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Timing and size of one phase of the job that wrote a backup.
@@ -200,6 +225,7 @@ impl BackupRecord {
             parent: None,
             transfer: TransferStats::default(),
             corrupt: Vec::new(),
+            drills: Vec::new(),
         }
     }
 }
@@ -218,6 +244,7 @@ impl WorkerRecord {
             max_bytes_per_second: 0,
             store_url: store_url.into(),
             repositories: vec!["*".into()],
+            drills: false,
         }
     }
 }

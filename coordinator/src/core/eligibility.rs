@@ -3,7 +3,8 @@
 //! A task placed on a node runs on that node's worker (it holds the node's storage), or, when
 //! every worker of that node has been silent past the lease timeout, on a worker of the same
 //! source reading the same shared cloud store ([`super::stand_in`]). A task for any node runs
-//! on any worker of the job's source. A repository-key task runs on any worker, of any source,
+//! on any worker of the job's source; a drill on one of those with a `[drill]` section. A
+//! repository-key task runs on any worker, of any source,
 //! holding a passphrase for its repository.
 
 use super::domain::WorkerRecord;
@@ -28,6 +29,7 @@ pub fn may_run<'a>(
             *node == worker.node || may_stand_in(worker, node, &task.kind, workers, is_silent)
         }
         Placement::AnyNode => true,
+        Placement::DrillWorker => worker.drills,
     }
 }
 

@@ -10,7 +10,7 @@
 //! attempt is ignored, so a slow or partitioned worker can never overwrite a newer result.
 
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
-use bk_proto::model::{RepositoryRef, TaskKind, TaskReport, TaskSpec};
+use bk_proto::model::{DrillReport, RepositoryRef, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
 use super::domain::SourceSpec;
@@ -66,6 +66,8 @@ pub enum JobKind {
     Prune,
     /// Adds, lists or removes a repository's passphrases.
     RepositoryKey,
+    /// Restores a backup into scratch space, checks it and starts the database on it.
+    Drill,
 }
 
 /// A named group of tasks that run in parallel.
@@ -106,6 +108,8 @@ pub enum Placement {
     /// Any worker, of any source, holding a passphrase for this repository (repository-key
     /// jobs, which belong to no source).
     RepositoryHolder(String),
+    /// Any worker of the job's source with a `[drill]` section (scratch space of its own).
+    DrillWorker,
 }
 
 /// Where a job stands.
@@ -216,6 +220,8 @@ pub enum JobEffect {
     Finished { state: JobState },
     /// A prune forgot these backups: their manifests are gone.
     BackupsForgotten { backups: Vec<BackupId> },
+    /// A drill ended (passed or failed): it is recorded on its backup.
+    DrillFinished { backup_id: BackupId, worker_id: String, report: DrillReport, at_ms: u64 },
 }
 
 /// Why an event was not applied. Not an error of the state machine: callers use it to answer
@@ -455,12 +461,21 @@ impl Job {
                 run.status = TaskStatus::Succeeded;
                 run.finished_at_ms = Some(at_ms);
                 run.error = None;
+                let worker_id = run.worker_id.clone().unwrap_or_default();
                 match self.planned(slot).map(|task| &task.kind) {
                     Some(TaskKind::CommitBackup { .. }) => {
                         effects.push(JobEffect::BackupCommitted { report: report.clone() })
                     }
                     Some(TaskKind::ForgetBackups { dry_run: false, .. }) => effects
                         .push(JobEffect::BackupsForgotten { backups: report.forgotten.clone() }),
+                    Some(TaskKind::DrillBackup { backup_id, .. }) => {
+                        effects.push(JobEffect::DrillFinished {
+                            backup_id: *backup_id,
+                            worker_id,
+                            report: report.drill.clone().unwrap_or_default(),
+                            at_ms,
+                        })
+                    }
                     _ => {}
                 }
                 let problems = report.problems.len();
@@ -505,6 +520,24 @@ impl Job {
                         "(a retry cannot help)".to_string()
                     };
                     let message = format!("task `{label}` failed {why}: {error}");
+                    if let Some(TaskKind::DrillBackup { backup_id, .. }) =
+                        self.planned(slot).map(|task| &task.kind)
+                    {
+                        // A drill that could not even run is a failed drill: record it.
+                        let worker_id = self
+                            .run(slot)
+                            .and_then(|run| run.worker_id.clone())
+                            .unwrap_or_default();
+                        effects.push(JobEffect::DrillFinished {
+                            backup_id: *backup_id,
+                            worker_id,
+                            report: DrillReport {
+                                failure: Some(error.clone()),
+                                ..DrillReport::default()
+                            },
+                            at_ms,
+                        });
+                    }
                     self.fail(message, slot, at_ms, &mut effects);
                 }
             }

@@ -12,6 +12,8 @@
 //! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
 //! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
 //! - [`plan_prune`]: retention rules, the prune plan, and the repository lock.
+//! - [`plan_drill`]: restore drills (which backup, which database to start, where).
+//! - [`drill_record`]: a finished drill recorded on its backup, with count-drop warnings.
 //! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`eligibility`]: which worker may run which task.
 //! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
@@ -28,11 +30,13 @@
 pub mod assign;
 pub mod commit_gate;
 pub mod domain;
+pub mod drill_record;
 pub mod eligibility;
 pub mod job;
 pub mod job_history;
 pub mod job_status;
 pub mod plan;
+pub mod plan_drill;
 pub mod plan_keys;
 pub mod plan_prune;
 pub mod plan_questdb;

@@ -68,6 +68,9 @@ pub enum PlanError {
         /// What is wrong, and how to fix it.
         reason: String,
     },
+    /// The drill cannot be planned as asked.
+    #[error("cannot drill: {0}")]
+    InvalidDrill(String),
 }
 
 /// The prefixes the compactor phase copies, in the vendor's order.

@@ -1,4 +1,5 @@
-//! Schedules: backups (and optionally a prune) submitted by the leader on a cron pattern.
+//! Schedules: backups (and optionally a prune), or restore drills, submitted by the leader on a
+//! cron pattern.
 //!
 //! Exactly once across failovers: a run is the replicated [`Command::RunSchedule`] naming the
 //! slot it fills; applying it is refused when the schedule's recorded last run already covers
@@ -27,6 +28,10 @@ pub struct Schedule {
     pub cron: String,
     /// A prune to submit after each backup, if any.
     pub prune: Option<Retention>,
+    /// Drill the newest backup of the source in the repository instead of backing up (e.g. a
+    /// weekly drill after the nightly backups).
+    #[serde(default)]
+    pub drill: bool,
     /// When it was registered (slots before it never run).
     pub created_at_ms: u64,
     /// The slot of the last run.
@@ -73,6 +78,7 @@ mod tests {
             repository: "r".into(),
             cron: cron.into(),
             prune: None,
+            drill: false,
             created_at_ms,
             last_run_ms,
         }

@@ -156,6 +156,17 @@ impl ClusterState {
                         self.backups.remove(&backup_id);
                     }
                 }
+                JobEffect::DrillFinished { backup_id, worker_id, report, at_ms } => {
+                    let job_id = job.id;
+                    super::drill_record::record_drill(
+                        &mut self.backups,
+                        backup_id,
+                        job_id,
+                        worker_id,
+                        report,
+                        at_ms,
+                    );
+                }
                 JobEffect::Finished { .. } => {}
             }
         }
@@ -269,6 +280,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         parent: job.spec.parent,
         transfer,
         corrupt,
+        drills: Vec::new(),
     }
 }
 
@@ -338,6 +350,7 @@ mod tests {
             max_bytes_per_second: 0,
             store_url: String::new(),
             repositories: Vec::new(),
+            drills: false,
         };
         state.apply(Command::RegisterWorker { worker });
         let job = &state.jobs[&job_id];
@@ -356,6 +369,7 @@ mod tests {
             repository: "r".into(),
             cron: "0 2 * * *".into(),
             prune: None,
+            drill: false,
             created_at_ms: 0,
             last_run_ms: None,
         };

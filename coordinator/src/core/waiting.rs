@@ -22,12 +22,14 @@ pub fn waiting_reason(
         .filter(|worker| match placement {
             Placement::Node(node) => worker.source == source && worker.node == *node,
             Placement::AnyNode => worker.source == source,
+            Placement::DrillWorker => worker.source == source && worker.drills,
             Placement::RepositoryHolder(repository) => worker.can_open(repository),
         })
         .collect();
     let wanted = match placement {
         Placement::Node(node) => format!("node `{node}` of source `{source}`"),
         Placement::AnyNode => format!("any node of source `{source}`"),
+        Placement::DrillWorker => format!("a worker of source `{source}` with a [drill] section"),
         Placement::RepositoryHolder(repository) => {
             format!("a worker holding the passphrase of repository `{repository}`")
         }
@@ -38,6 +40,12 @@ pub fn waiting_reason(
                 "give a worker `password_file` under [repositories.{repository}] (or a default \
                  `repository_password_file`)"
             ),
+            Placement::DrillWorker => {
+                "add a [drill] section with `scratch_dir` (space of its own, \
+                 apart from the store and every repository) to a worker of that source and \
+                 restart it"
+                    .to_string()
+            }
             _ => "start `bk-worker` there".to_string(),
         };
         return Some(format!("waiting for a worker: none registered for {wanted}; {fix}"));
@@ -82,6 +90,7 @@ mod tests {
             (node("node2"), &fresh, Some("none registered for node `node2` of source `prod`")),
             (node("node1"), &stale, Some("`w1` last seen 95s ago")),
             (node("node1"), &never, Some("`w1` not seen since")),
+            (Placement::DrillWorker, &fresh, Some("with a [drill] section; add a [drill] section")),
         ];
         for (placement, seen, expected) in cases {
             let reason = waiting_reason("prod", &placement, &workers, seen, timeout);

@@ -1,5 +1,6 @@
 //! The leader runs due schedules: each due slot becomes one replicated `RunSchedule` command
-//! carrying the backup job (and the prune job, when the schedule has one). Applying it is fenced
+//! carrying the backup job (and the prune job, when the schedule has one), or a drill schedule's
+//! drill. Applying it is fenced
 //! by the schedule's last run, so a slot runs once even across a failover.
 
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
 use crate::core::job_history::jobs_to_forget;
+use crate::core::plan::PlanError;
+use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
 use crate::core::plan_prune::{plan_prune, PruneRequest};
-use crate::core::schedule::due_slot;
+use crate::core::schedule::{due_slot, Schedule};
 use crate::core::submit::{plan_backup_request, BackupRequest};
-use crate::core::{Command, CommandResponse, JobSpec};
+use crate::core::{ClusterState, Command, CommandResponse, JobSpec};
 
 /// How often the leader looks for due schedules (the finest useful cron granularity).
 const TICK: Duration = Duration::from_millis(500);
@@ -58,6 +61,37 @@ pub async fn forget_old_jobs(coordinator: &Coordinator) {
     }
 }
 
+/// A drill schedule's run: a drill of the newest backup of its source in its repository. With
+/// no backup yet the slot is still marked as run (a warning says why), so it does not repeat.
+fn drill_run(
+    state: &ClusterState,
+    schedule: &Schedule,
+    slot_ms: u64,
+    now_ms: u64,
+) -> Option<Command> {
+    let target = DrillTarget::NewestOf {
+        source: schedule.source.clone(),
+        repository: Some(schedule.repository.clone()),
+    };
+    let repository = state.repositories.get(&schedule.repository);
+    let planned = resolve_drill_target(state, &target).and_then(|backup| {
+        let repository =
+            repository.ok_or_else(|| PlanError::UnknownRepository(schedule.repository.clone()))?;
+        plan_drill(backup, repository)
+    });
+    let jobs = match planned {
+        Ok(spec) => {
+            let scheduled = Some((schedule.name.clone(), slot_ms));
+            vec![(JobId::from_ulid(Ulid::new()), JobSpec { scheduled, ..spec })]
+        }
+        Err(error) => {
+            warn!(schedule = %schedule.name, %error, "scheduled drill cannot be planned");
+            Vec::new()
+        }
+    };
+    Some(Command::RunSchedule { name: schedule.name.clone(), slot_ms, jobs, at_ms: now_ms })
+}
+
 /// One unit of the loop: proposes a run for every due schedule.
 pub async fn run_due_schedules(coordinator: &Coordinator) {
     let now_ms = crate::clock::now_ms();
@@ -72,6 +106,10 @@ pub async fn run_due_schedules(coordinator: &Coordinator) {
                     continue;
                 }
             };
+            if schedule.drill {
+                runs.extend(drill_run(state, schedule, slot_ms, now_ms));
+                continue;
+            }
             let request = BackupRequest {
                 source: &schedule.source,
                 repository: &schedule.repository,

@@ -18,6 +18,7 @@ use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
 use crate::core::job::JobSpec;
 use crate::core::plan::PlanError;
+use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
 use crate::core::plan_keys::plan_repository_key;
 use crate::core::plan_prune::{conflicts, plan_prune, PruneRequest, RetentionPolicy};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
@@ -323,6 +324,40 @@ impl Control for ControlServiceImpl {
         let job_id = self
             .submit_for_backup(&request.backup_id, |backup, repository, _| {
                 Ok(plan_verify(backup, repository, request.deep))
+            })
+            .await?;
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+    }
+
+    async fn submit_drill(
+        &self,
+        request: Request<pb::SubmitDrillRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let target = if !request.backup_id.is_empty() {
+            let backup_id =
+                request.backup_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
+                    Status::invalid_argument(error.to_string())
+                })?;
+            DrillTarget::Backup(backup_id)
+        } else if !request.source.is_empty() {
+            DrillTarget::NewestOf {
+                source: request.source,
+                repository: (!request.repository.is_empty()).then_some(request.repository),
+            }
+        } else {
+            return Err(Status::invalid_argument(
+                "name the backup to drill (`--backup ID`) or its source (`--source NAME`)",
+            ));
+        };
+        let backup_id = self
+            .coordinator
+            .shared
+            .read(|state| resolve_drill_target(state, &target).map(|backup| backup.backup_id))
+            .map_err(CoordinatorError::from)?;
+        let job_id = self
+            .submit_for_backup(&backup_id.to_string(), |backup, repository, _| {
+                plan_drill(backup, repository)
             })
             .await?;
         Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))

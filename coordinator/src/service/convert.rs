@@ -158,6 +158,7 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         bytes_written: backup.transfer.bytes_written,
         bytes_stored: backup.transfer.bytes_stored,
         repository_puts: backup.transfer.repository_puts,
+        drills: backup.drills.iter().map(drill_to_pb).collect(),
         corrupt_objects: backup
             .corrupt
             .iter()
@@ -350,6 +351,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             JobKind::Verify => pb::JobKind::Verify,
             JobKind::Prune => pb::JobKind::Prune,
             JobKind::RepositoryKey => pb::JobKind::RepositoryKey,
+            JobKind::Drill => pb::JobKind::Drill,
         } as i32,
         state: job_state_to_pb(job.state()) as i32,
         source: job.spec.source.clone(),
@@ -382,6 +384,34 @@ fn task_state_to_pb(status: TaskStatus) -> pb::TaskState {
         TaskStatus::Succeeded => pb::TaskState::Succeeded,
         TaskStatus::Failed => pb::TaskState::Failed,
         TaskStatus::Skipped => pb::TaskState::Skipped,
+    }
+}
+
+fn drill_to_pb(drill: &crate::core::domain::DrillRecord) -> pb::Drill {
+    let report = &drill.report;
+    pb::Drill {
+        job_id: drill.job_id.to_string(),
+        at_ms: drill.at_ms,
+        worker_id: drill.worker_id.clone(),
+        passed: report.passed,
+        failure: report.failure.clone().unwrap_or_default(),
+        checks: report.checks.clone(),
+        tables: report
+            .tables
+            .iter()
+            .map(|table| pb::DrillTable {
+                table: table.table.clone(),
+                rows: table.rows,
+                min_time: table.min_time.clone(),
+                max_time: table.max_time.clone(),
+                from: table.from.clone(),
+            })
+            .collect(),
+        restore_ms: report.restore_ms,
+        start_ms: report.start_ms,
+        scratch_bytes: report.scratch_bytes,
+        log_file: report.log_file.clone().unwrap_or_default(),
+        warnings: drill.warnings.clone(),
     }
 }
 

@@ -28,6 +28,12 @@ pub async fn add_schedule(
         keep_monthly: schedule.prune_keep_monthly,
     };
     let prune = (retention != Retention::default()).then_some(retention);
+    if schedule.drill && prune.is_some() {
+        return Err(CoordinatorError::InvalidRequest(
+            "a drill schedule backs nothing up, so it cannot prune: give the prune to the backup schedule"
+                .to_string(),
+        ));
+    }
     let last_run_ms = coordinator.shared.read(|state| {
         if !state.sources.contains_key(&schedule.source) {
             return Err(CoordinatorError::InvalidRequest(format!(
@@ -49,6 +55,7 @@ pub async fn add_schedule(
         repository: schedule.repository,
         cron: schedule.cron,
         prune,
+        drill: schedule.drill,
         created_at_ms: crate::clock::now_ms(),
         last_run_ms,
     };
@@ -76,6 +83,7 @@ pub fn list_schedules(coordinator: &Coordinator) -> Vec<pb::Schedule> {
                     prune_keep_weekly: prune.keep_weekly,
                     prune_keep_monthly: prune.keep_monthly,
                     last_run_ms: schedule.last_run_ms.unwrap_or(0),
+                    drill: schedule.drill,
                 }
             })
             .collect()

@@ -155,6 +155,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             max_bytes_per_second: request.max_bytes_per_second,
             store_url: request.store_url,
             repositories: request.repositories,
+            drills: request.drills,
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
         self.coordinator.propose(Command::RegisterWorker { worker }).await?;

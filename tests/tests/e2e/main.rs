@@ -28,3 +28,4 @@ mod t23_questdb_versions;
 mod t24_format_checks;
 mod t25_repository_keys;
 mod t26_real_influxdb3;
+mod t27_drills;

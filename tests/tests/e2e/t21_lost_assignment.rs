@@ -38,6 +38,7 @@ async fn test_a_lease_the_worker_never_acknowledges_is_taken_back_and_handed_out
         max_bytes_per_second: 0,
         store_url: String::new(),
         repositories: Vec::new(),
+        drills: false,
     };
     client.register_worker(register).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

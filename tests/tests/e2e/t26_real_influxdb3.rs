@@ -24,7 +24,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &str, data_dir: &Path, log: &Path) -> Server {
+    fn start(binary: &str, data_dir: &Path, log: &Path, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(binary)
             .args(["serve", "--object-store", "file", "--data-dir"])
@@ -33,6 +33,7 @@ impl Server {
             .args(["--without-auth", "--datafusion-config"])
             // Needed by builds against crates.io DataFusion 51 (see influxdb3-build.md).
             .arg("datafusion.execution.skip_physical_aggregate_schema_check:true")
+            .args(extra)
             .stdout(std::fs::File::create(log).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -112,7 +113,10 @@ fn test_a_live_real_influxdb3_backs_up_restores_and_starts_with_the_same_rows() 
     let mut sandbox = Sandbox::start().unwrap();
     let data = sandbox.path().join("influxdb3-data");
     std::fs::create_dir_all(&data).unwrap();
-    let server = Server::start(&binary, &data, &sandbox.path().join("influxdb3.log"));
+    // Snapshots as soon as a minute of data is buffered: the backup holds parquet files (with
+    // their snapshot manifests) and WAL files not snapshotted yet.
+    let eager = ["--wal-snapshot-size", "1", "--gen1-duration", "1m"];
+    let server = Server::start(&binary, &data, &sandbox.path().join("influxdb3.log"), &eager);
     server.wait_healthy(&sandbox);
     let endpoint = format!("node0=http://127.0.0.1:{}", server.port);
     sandbox
@@ -139,7 +143,7 @@ fn test_a_live_real_influxdb3_backs_up_restores_and_starts_with_the_same_rows() 
                 format!(
                     "cpu,host=h{} usage={i}.5 {}",
                     i % 7,
-                    base_ns + (batch * 500 + i) * 1_000_000
+                    base_ns + batch * 70_000_000_000 + i * 1_000_000
                 )
             })
             .collect();
@@ -147,6 +151,12 @@ fn test_a_live_real_influxdb3_backs_up_restores_and_starts_with_the_same_rows() 
             http(server.port, "POST", "/api/v3/write_lp?db=drill", &lines.join("\n")).unwrap();
         assert!(status == 200 || status == 204, "write failed: {status} {text}");
     }
+    sandbox
+        .wait_until(Duration::from_secs(60), "a parquet file persisted", || {
+            let files = bk_tests::tree::hash_tree(&data.join("node0/dbs")).ok()?;
+            (!files.is_empty()).then_some(())
+        })
+        .unwrap();
     let summary = "SELECT count(*) AS n, min(time) AS lo, max(time) AS hi FROM cpu";
     let before = server.query(summary);
     assert_eq!(before[0]["n"], 5000, "{before}");
@@ -162,8 +172,38 @@ fn test_a_live_real_influxdb3_backs_up_restores_and_starts_with_the_same_rows() 
     );
     sandbox.kill_worker("node0");
 
-    let restored = Server::start(&binary, &target, &sandbox.path().join("influxdb3-restored.log"));
+    let restored =
+        Server::start(&binary, &target, &sandbox.path().join("influxdb3-restored.log"), &[]);
     restored.wait_healthy(&sandbox);
     assert_eq!(restored.query(summary), before, "the restored server answers differently");
     restored.stop();
+
+    // A drill does the same by itself, on a worker with scratch space and the binary.
+    let drill = format!(
+        "[drill]\nscratch_dir = \"{}\"\ninfluxdb3_binary = \"{binary}\"\n\
+         influxdb3_args = [\"--datafusion-config\", \"datafusion.execution.skip_physical_aggregate_schema_check:true\"]\n",
+        sandbox.path().join("scratch").display()
+    );
+    sandbox.start_worker_with("live", "node0", &data, &drill).unwrap();
+    run_job(&sandbox, &["submit", "drill", "--backup", &backup_id]);
+    let shown = sandbox.bkctl(&["show", &backup_id]).unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&shown.stdout));
+    let backup = sandbox.bkctl_json(&["show", &backup_id]).unwrap();
+    let drill = &backup["drills"][0];
+    assert_eq!(drill["passed"], true, "{drill}");
+    let cpu =
+        drill["tables"].as_array().unwrap().iter().find(|table| table["table"] == "drill.cpu");
+    let cpu = cpu.unwrap_or_else(|| panic!("no drill.cpu in {drill}"));
+    assert_eq!(cpu["rows"], 5000);
+    assert_eq!(cpu["min_time"], before[0]["lo"]);
+    assert_eq!(cpu["max_time"], before[0]["hi"]);
+    // The offline check read the real parquet footers: some rows are in parquet.
+    let files: Vec<&Value> = drill["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|table| table["from"] == "files")
+        .collect();
+    let persisted: u64 = files.iter().map(|table| table["rows"].as_u64().unwrap()).sum();
+    assert!(persisted > 0 && persisted <= 5000, "{drill}");
 }

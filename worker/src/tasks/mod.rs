@@ -234,6 +234,9 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
         TaskKind::RestoreObjects { backup_id, target_url, phase, node } => {
             restore::restore_objects(context, *backup_id, target_url, *phase, node.as_deref()).await
         }
+        TaskKind::DrillBackup { backup_id, database } => {
+            crate::drill::drill_backup(context, *backup_id, database).await
+        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! Restore drills: prove a backup restorable by restoring it into scratch space, checking the
+//! files with what bk knows of the database's formats, starting the database on them and
+//! asking it questions.
+//!
+//! # Layout
+//! - [`config`]: the worker's `[drill]` section (scratch space, start commands), kept apart
+//!   from the store and every repository.
+//! - [`files`]: walking a restored tree on local disk.
+//! - [`influxdb3_files`]: offline checks of an InfluxDB 3 tree (catalog, manifests, parquet
+//!   footers, WAL).
+//! - [`influxdb3_server`]: `influxdb3 serve` on the tree, and its count / time-range queries.
+//! - [`questdb_files`]: offline checks of a QuestDB root (trigger, table files, checkpoint).
+//! - [`questdb_server`]: QuestDB on the root, its queries and `wal_tables()`.
+//! - [`server`]: a started database process (free port, log, health wait, graceful stop).
+//!
+//! A drill runs as one task on one worker (everything needs the same local directory). It wipes
+//! its scratch `data/` before and after, so a drill cut short leaves nothing the next trips
+//! over; the database's log is kept under `logs/` when the drill fails.
+
+pub mod config;
+pub mod files;
+pub mod influxdb3_files;
+pub mod influxdb3_server;
+pub mod questdb_files;
+pub mod questdb_server;
+pub mod server;
+
+use std::path::Path;
+use std::time::Instant;
+
+use bk_proto::ids::BackupId;
+use bk_proto::model::{CopyPhase, DrillDatabase, DrillReport, TaskReport};
+
+use crate::error::TaskError;
+use crate::tasks::restore::restore_objects;
+use crate::tasks::TaskContext;
+use config::DrillConfig;
+
+/// Runs a drill of `backup_id`. Check failures are the drill's outcome, not task errors: they
+/// come back as a report with `problems` (the job fails, the drill is recorded as failed).
+///
+/// # Errors
+/// [`TaskError::Invalid`] when this worker has no `[drill]` section or its scratch overlaps the
+/// repository; repository errors that another attempt may fix.
+pub async fn drill_backup(
+    context: &TaskContext,
+    backup_id: BackupId,
+    database: &DrillDatabase,
+) -> Result<TaskReport, TaskError> {
+    let config = context.config.drill.clone().ok_or_else(|| {
+        TaskError::Invalid(
+            "this worker has no [drill] section: drills run only on workers given scratch space"
+                .to_string(),
+        )
+    })?;
+    config.check_apart_from("node's store", &context.store_url).map_err(TaskError::Invalid)?;
+    config
+        .check_apart_from("repository", &context.spec.repository.url)
+        .map_err(TaskError::Invalid)?;
+    let data_dir = config.data_dir();
+    wipe(&data_dir)?;
+    let mut report = TaskReport::default();
+    let mut drill = DrillReport::default();
+    let restored = Instant::now();
+    let restore = restore_into(context, backup_id, &data_dir, &mut report).await;
+    drill.restore_ms = restored.elapsed().as_millis() as u64;
+    drill.scratch_bytes = files::bytes_under(&data_dir);
+    let outcome = match restore {
+        Ok(()) => check(context, &config, database, &data_dir, &mut drill).await,
+        Err(error) if error.is_retryable() => {
+            wipe(&data_dir)?;
+            return Err(error);
+        }
+        Err(error) => Err(format!("restoring into the scratch failed: {error}")),
+    };
+    drill.scratch_bytes = drill.scratch_bytes.max(files::bytes_under(&data_dir));
+    wipe(&data_dir)?;
+    match outcome {
+        Ok(()) => drill.passed = true,
+        Err(failure) => {
+            report.problems.push(format!("drill failed: {failure}"));
+            drill.failure = Some(failure);
+        }
+    }
+    report.drill = Some(drill);
+    Ok(report)
+}
+
+async fn restore_into(
+    context: &TaskContext,
+    backup_id: BackupId,
+    data_dir: &Path,
+    report: &mut TaskReport,
+) -> Result<(), TaskError> {
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        TaskError::Invalid(format!(
+            "cannot create the drill scratch `{}`: {error}",
+            data_dir.display()
+        ))
+    })?;
+    let target_url = url::Url::from_directory_path(data_dir)
+        .map_err(|()| {
+            TaskError::Invalid(format!("`{}` is not an absolute path", data_dir.display()))
+        })?
+        .to_string();
+    // The restore's own stage order (catalog first, compactor last); phases a backup lacks
+    // restore nothing.
+    for phase in [
+        CopyPhase::Catalog,
+        CopyPhase::Licence,
+        CopyPhase::Nodes,
+        CopyPhase::Compactor,
+        CopyPhase::Copy,
+    ] {
+        let part = restore_objects(context, backup_id, &target_url, phase, None).await?;
+        report.num_objects += part.num_objects;
+        report.num_bytes += part.num_bytes;
+    }
+    Ok(())
+}
+
+/// The offline checks, then the online ones when a start command is configured.
+async fn check(
+    context: &TaskContext,
+    config: &DrillConfig,
+    database: &DrillDatabase,
+    data_dir: &Path,
+    drill: &mut DrillReport,
+) -> Result<(), String> {
+    let name = context.spec.task_id.to_string().replace(['/', ':'], "-");
+    let log = config.logs_dir().join(format!("{name}.log"));
+    match database {
+        DrillDatabase::InfluxDb3 { nodes, serve_node, cluster_id } => {
+            let catalog_prefix = cluster_id.clone().unwrap_or_else(|| serve_node.clone());
+            let root = data_dir.to_path_buf();
+            let nodes = nodes.clone();
+            let offline = tokio::task::spawn_blocking(move || {
+                influxdb3_files::check_tree(&root, &nodes, &catalog_prefix)
+            })
+            .await
+            .map_err(|error| format!("the offline check stopped: {error}"))??;
+            drill.checks.extend(offline.checks.iter().map(|check| format!("offline: {check}")));
+            drill.tables.extend(offline.tables);
+            let Some(binary) = &config.influxdb3_binary else {
+                drill.checks.push("online: skipped ([drill] influxdb3_binary not set)".to_string());
+                return Ok(());
+            };
+            let mut server = influxdb3_server::Influxdb3::start(
+                binary,
+                config,
+                data_dir,
+                serve_node,
+                cluster_id.as_deref(),
+                &log,
+            )?;
+            let online = async {
+                drill.start_ms =
+                    Some(server.wait_healthy(config.start_timeout).await?.as_millis() as u64);
+                server.table_facts().await
+            }
+            .await;
+            finish_online(server.server, online, &log, drill).await
+        }
+        DrillDatabase::QuestDb => {
+            // As the restore's last step: QuestDB recovers from the checkpoint on start.
+            std::fs::write(data_dir.join("_restore"), b"")
+                .map_err(|error| format!("cannot write the `_restore` trigger: {error}"))?;
+            let root = data_dir.to_path_buf();
+            let offline = tokio::task::spawn_blocking(move || questdb_files::check_root(&root))
+                .await
+                .map_err(|error| format!("the offline check stopped: {error}"))??;
+            drill.checks.extend(offline.iter().map(|check| format!("offline: {check}")));
+            if config.questdb_command.is_empty() {
+                drill.checks.push("online: skipped ([drill] questdb_command not set)".to_string());
+                return Ok(());
+            }
+            let mut server =
+                questdb_server::QuestDb::start(config, &context.questdb, data_dir, &log)?;
+            let online = async {
+                drill.start_ms =
+                    Some(server.wait_healthy(config.start_timeout).await?.as_millis() as u64);
+                server.check_recovered(data_dir)?;
+                drill.checks.push(
+                    "online: `_restore` consumed: QuestDB recovered from the checkpoint"
+                        .to_string(),
+                );
+                server.table_facts().await
+            }
+            .await;
+            finish_online(server.server, online, &log, drill).await
+        }
+    }
+}
+
+/// Stops the server, records what the online check found, keeps the log only on failure.
+async fn finish_online(
+    server: server::Server,
+    online: Result<Vec<bk_proto::model::TableFacts>, String>,
+    log: &Path,
+    drill: &mut DrillReport,
+) -> Result<(), String> {
+    let graceful = server.stop().await;
+    match online {
+        Ok(tables) => {
+            drill.checks.push(format!(
+                "online: the database started and answered count, min and max time for {} tables; stopped {}",
+                tables.len(),
+                if graceful { "gracefully" } else { "by SIGKILL after SIGTERM was ignored" }
+            ));
+            drill.tables.extend(tables);
+            let _ = std::fs::remove_file(log);
+            Ok(())
+        }
+        Err(failure) => {
+            drill.log_file = Some(log.display().to_string());
+            Err(failure)
+        }
+    }
+}
+
+/// Deletes the scratch data (the drill's only writes besides logs).
+fn wipe(data_dir: &Path) -> Result<(), TaskError> {
+    match std::fs::remove_dir_all(data_dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(TaskError::Invalid(format!(
+            "cannot wipe the drill scratch `{}`: {error}",
+            data_dir.display()
+        ))),
+    }
+}

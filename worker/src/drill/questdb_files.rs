@@ -1,0 +1,74 @@
+//! Offline checks of a restored QuestDB root (`questdb-checkpoint.md` §3–4): the `_restore`
+//! trigger is there, every table directory under `db/` has `_meta`, `_txn` and `_cv`, and the
+//! checkpoint (`.checkpoint/db/`, or `snapshot/db/` before 8.1.1) is complete: each of its
+//! tables has those files and its data directory under `db/`.
+
+use std::path::Path;
+
+/// The files QuestDB needs in every table directory (and its checkpoint copy).
+const TABLE_FILES: [&str; 3] = ["_meta", "_txn", "_cv"];
+
+/// Checks the root; returns what passed.
+///
+/// # Errors
+/// The first failure, naming the table and the file.
+pub fn check_root(root: &Path) -> Result<Vec<String>, String> {
+    let mut checks = Vec::new();
+    if !root.join("_restore").is_file() {
+        return Err("the `_restore` trigger is missing: QuestDB would start without recovering from the checkpoint".to_string());
+    }
+    checks.push("`_restore` trigger present".to_string());
+    let tables = table_dirs(&root.join("db"))?;
+    if tables.is_empty() {
+        return Err("no table directory under `db/`: the backup holds no QuestDB data".to_string());
+    }
+    for table in &tables {
+        require_files(&root.join("db").join(table), &format!("db/{table}"))?;
+    }
+    checks.push(format!("{} tables under db/ each have _meta, _txn, _cv", tables.len()));
+    let checkpoint = [".checkpoint/db", "snapshot/db"]
+        .into_iter()
+        .find(|dir| root.join(dir).is_dir())
+        .ok_or_else(|| {
+            "no checkpoint in the backup (neither `.checkpoint/db/` nor `snapshot/db/`): it was copied outside \
+             checkpoint mode, so QuestDB has nothing consistent to recover from"
+                .to_string()
+        })?;
+    let checkpointed = table_dirs(&root.join(checkpoint))?;
+    for table in &checkpointed {
+        require_files(&root.join(checkpoint).join(table), &format!("{checkpoint}/{table}"))?;
+        if !root.join("db").join(table).is_dir() {
+            return Err(format!(
+                "table `{table}` is in the checkpoint (`{checkpoint}/`) but its data directory `db/{table}` is missing"
+            ));
+        }
+    }
+    checks.push(format!(
+        "checkpoint `{checkpoint}/` complete: {} tables, each with _meta, _txn, _cv and its data under db/",
+        checkpointed.len()
+    ));
+    Ok(checks)
+}
+
+fn table_dirs(dir: &Path) -> Result<Vec<String>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|error| format!("cannot list `{}`: {error}", dir.display()))?;
+    let mut tables = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("cannot list `{}`: {error}", dir.display()))?;
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            tables.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    tables.sort();
+    Ok(tables)
+}
+
+fn require_files(dir: &Path, shown: &str) -> Result<(), String> {
+    for file in TABLE_FILES {
+        if !dir.join(file).is_file() {
+            return Err(format!("`{shown}/{file}` is missing: QuestDB cannot open that table"));
+        }
+    }
+    Ok(())
+}
