@@ -47,6 +47,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let parallel_tasks = config.max_parallel_tasks;
+    drill::wipe_leftovers(&config).map_err(anyhow::Error::msg)?;
     let hub = Arc::new(hub::Hub::new(config, env)?);
     let mut loops = JoinSet::new();
     if let Some(address) = hub.config().metrics_listen {

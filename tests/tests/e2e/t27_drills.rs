@@ -107,8 +107,11 @@ fn keys(root: &Path) -> Vec<String> {
     bk_tests::tree::hash_tree(root).unwrap().into_keys().collect()
 }
 
+/// Whether every worker's drill data under `scratch` is wiped (`<scratch>/<worker>/data/`).
 fn scratch_data_is_gone(scratch: &Path) -> bool {
-    !scratch.join("data").exists()
+    std::fs::read_dir(scratch).into_iter().flatten().flatten().all(|worker| {
+        std::fs::read_dir(worker.path().join("data")).map_or(true, |mut data| data.next().is_none())
+    })
 }
 
 #[test]
@@ -167,7 +170,8 @@ fn test_a_drill_restores_checks_starts_the_database_and_records_what_it_answered
 
     // The scratch is wiped and no log is kept after a pass.
     assert!(scratch_data_is_gone(&drilled.scratch));
-    let logs = std::fs::read_dir(drilled.scratch.join("logs")).map(|dir| dir.count()).unwrap_or(0);
+    let logs =
+        std::fs::read_dir(drilled.scratch.join("core-node0/logs")).map_or(0, |dir| dir.count());
     assert_eq!(logs, 0);
 
     // `bkctl backups` marks the drilled backup; the metric says when it last passed.

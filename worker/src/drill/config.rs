@@ -56,14 +56,21 @@ impl DrillConfig {
         }
     }
 
-    /// Where a drill restores.
-    pub fn data_dir(&self) -> PathBuf {
-        self.scratch_dir.join("data")
+    /// This worker's own part of the scratch (`<scratch_dir>/<worker id>`): workers sharing a
+    /// host and a scratch directory never wipe each other's drills.
+    pub fn worker_dir(&self, worker_id: &str) -> PathBuf {
+        self.scratch_dir.join(worker_id.replace(['/', ':', '\\'], "-"))
+    }
+
+    /// Where this worker's drills restore, one directory per drill task (drills may run side by
+    /// side); wiped when the worker starts, so a drill cut short by a crash leaves nothing.
+    pub fn data_root(&self, worker_id: &str) -> PathBuf {
+        self.worker_dir(worker_id).join("data")
     }
 
     /// Where database logs of failed drills are kept.
-    pub fn logs_dir(&self) -> PathBuf {
-        self.scratch_dir.join("logs")
+    pub fn logs_dir(&self, worker_id: &str) -> PathBuf {
+        self.worker_dir(worker_id).join("logs")
     }
 
     /// Refuses a scratch directory that is relative or overlaps `url` (a `file://` store or
@@ -136,6 +143,9 @@ mod tests {
         }
         let error = config.check_apart_from("store", &format!("file://{base}")).unwrap_err();
         assert!(error.contains("must be a directory of its own"), "{error}");
+        // Workers sharing a scratch directory each keep to their own part of it.
+        assert_ne!(config.data_root("src/node1"), config.data_root("src/node2"));
+        assert!(config.data_root("src/node1").starts_with(root.path().join("scratch/src-node1")));
         let relative = DrillConfig::new("scratch").check_apart_from("store", "s3://b").unwrap_err();
         assert!(relative.contains("absolute"), "{relative}");
     }

@@ -13,9 +13,10 @@
 //! - [`questdb_server`]: QuestDB on the root, its queries and `wal_tables()`.
 //! - [`server`]: a started database process (free port, log, health wait, graceful stop).
 //!
-//! A drill runs as one task on one worker (everything needs the same local directory). It wipes
-//! its scratch `data/` before and after, so a drill cut short leaves nothing the next trips
-//! over; the database's log is kept under `logs/` when the drill fails.
+//! A drill runs as one task on one worker (everything needs the same local directory), in
+//! `<scratch_dir>/<worker id>/data/<task>/`, wiped before and after it and when the worker
+//! starts, so a drill cut short leaves nothing the next trips over; the database's log is kept
+//! under `<scratch_dir>/<worker id>/logs/` when the drill fails.
 
 pub mod config;
 pub mod files;
@@ -57,7 +58,9 @@ pub async fn drill_backup(
     config
         .check_apart_from("repository", &context.spec.repository.url)
         .map_err(TaskError::Invalid)?;
-    let data_dir = config.data_dir();
+    let task_name = context.spec.task_id.to_string().replace(['/', ':'], "-");
+    let worker_id = context.config.worker_id();
+    let data_dir = config.data_root(&worker_id).join(&task_name);
     wipe(&data_dir)?;
     let mut report = TaskReport::default();
     let mut drill = DrillReport::default();
@@ -66,7 +69,10 @@ pub async fn drill_backup(
     drill.restore_ms = restored.elapsed().as_millis() as u64;
     drill.scratch_bytes = files::bytes_under(&data_dir);
     let outcome = match restore {
-        Ok(()) => check(context, &config, database, &data_dir, &mut drill).await,
+        Ok(()) => {
+            let log = config.logs_dir(&worker_id).join(format!("{task_name}.log"));
+            check(context, &config, database, &data_dir, &log, &mut drill).await
+        }
         Err(error) if error.is_retryable() => {
             wipe(&data_dir)?;
             return Err(error);
@@ -125,10 +131,9 @@ async fn check(
     config: &DrillConfig,
     database: &DrillDatabase,
     data_dir: &Path,
+    log: &Path,
     drill: &mut DrillReport,
 ) -> Result<(), String> {
-    let name = context.spec.task_id.to_string().replace(['/', ':'], "-");
-    let log = config.logs_dir().join(format!("{name}.log"));
     match database {
         DrillDatabase::InfluxDb3 { nodes, serve_node, cluster_id } => {
             let catalog_prefix = cluster_id.clone().unwrap_or_else(|| serve_node.clone());
@@ -151,7 +156,7 @@ async fn check(
                 data_dir,
                 serve_node,
                 cluster_id.as_deref(),
-                &log,
+                log,
             )?;
             let online = async {
                 drill.start_ms =
@@ -159,7 +164,7 @@ async fn check(
                 server.table_facts().await
             }
             .await;
-            finish_online(server.server, online, &log, drill).await
+            finish_online(server.server, online, log, drill).await
         }
         DrillDatabase::QuestDb => {
             // As the restore's last step: QuestDB recovers from the checkpoint on start.
@@ -175,7 +180,7 @@ async fn check(
                 return Ok(());
             }
             let mut server =
-                questdb_server::QuestDb::start(config, &context.questdb, data_dir, &log)?;
+                questdb_server::QuestDb::start(config, &context.questdb, data_dir, log)?;
             let online = async {
                 drill.start_ms =
                     Some(server.wait_healthy(config.start_timeout).await?.as_millis() as u64);
@@ -187,7 +192,7 @@ async fn check(
                 server.table_facts().await
             }
             .await;
-            finish_online(server.server, online, &log, drill).await
+            finish_online(server.server, online, log, drill).await
         }
     }
 }
@@ -218,7 +223,17 @@ async fn finish_online(
     }
 }
 
-/// Deletes the scratch data (the drill's only writes besides logs).
+/// Wipes what drills of this worker left in its scratch (a drill cut short by a crash). Runs
+/// when the worker starts, before it takes any task.
+///
+/// # Errors
+/// When the directory cannot be deleted.
+pub fn wipe_leftovers(config: &crate::config::WorkerConfig) -> Result<(), String> {
+    let Some(drill) = &config.drill else { return Ok(()) };
+    wipe(&drill.data_root(&config.worker_id())).map_err(|error| error.to_string())
+}
+
+/// Deletes a drill's scratch data (the drill's only writes besides logs).
 fn wipe(data_dir: &Path) -> Result<(), TaskError> {
     match std::fs::remove_dir_all(data_dir) {
         Ok(()) => Ok(()),

@@ -69,7 +69,9 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
             .collect(),
         None => String::new(),
     };
-    let deployment = Deployment::start(&cluster, &params, &repository_tables)?;
+    // Drills restore into scratch space of their own and check it offline (no database here).
+    let drill = format!("[drill]\nscratch_dir = \"{}\"\n", root.join("drill-scratch").display());
+    let deployment = Deployment::start(&cluster, &params, &format!("{repository_tables}{drill}"))?;
     // The same cluster with one feature switched off each: what it costs, measured alike.
     let variants = [
         ("bk backup, encryption off (local→local)", "BK_BENCH_UNENCRYPTED_BLOBS"),
@@ -93,7 +95,7 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
         // Each repetition writes ~9 copies of the cluster: gone before the next one starts.
         std::fs::remove_dir_all(&dir)?;
     }
-    let notes = missing_tools(rclone.is_none(), s3.as_ref());
+    let notes = missing_tools(rclone.is_none(), args.no_s3, s3.as_ref());
     table.print_and_write(&args.out, &args.size, &notes)
 }
 
@@ -145,6 +147,17 @@ fn local_rows(
         ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
     tools::settle(&dir.join("repo"))?;
     table.record_job("bk restore (local→local)", Baseline::Cp, &deployment.measured_job(&restore)?);
+    tools::settle(&dir.join("repo"))?;
+    let drill = deployment.measured_job(&["drill", "--backup", backup_id])?;
+    table.record_job("bk drill, offline checks (local)", Baseline::Cp, &drill);
+    let drilled = deployment.show(backup_id)?;
+    let last =
+        &drilled["drills"][drilled["drills"].as_array().map_or(0, Vec::len).saturating_sub(1)];
+    let facts = serde_json::json!({
+        "passed": last["passed"], "scratch_bytes": last["scratch_bytes"],
+        "restore_ms": last["restore_ms"], "checks": last["checks"],
+    });
+    table.record_fact("drill", facts);
     let copy = |target: PathBuf| {
         tools::run(std::process::Command::new("cp").arg("-r").arg(cluster).arg(target))
     };
@@ -233,12 +246,13 @@ fn start_s3(args: &Args, root: &Path) -> Option<S3> {
     }
 }
 
-fn missing_tools(no_rclone: bool, s3: Option<&S3>) -> Vec<String> {
+fn missing_tools(no_rclone: bool, no_s3: bool, s3: Option<&S3>) -> Vec<String> {
     let mut notes = Vec::new();
     if no_rclone {
         notes.push("rclone not installed: `apt-get install rclone` adds its rows".to_string());
     }
     match s3 {
+        None if no_s3 => notes.push("no S3 rows: --no-s3".to_string()),
         None => notes
             .push("no S3 rows: install Garage (`cargo install garage@2.5.0 --locked`)".to_string()),
         Some(s3) if s3.aws.is_none() => notes

@@ -75,6 +75,12 @@ impl Table {
         self.note_peak_rss(&format!("bk worker peak RSS, {name}"), run.peak_worker_rss);
     }
 
+    /// Notes a fact of one repetition (printed now, kept in the JSON).
+    pub(crate) fn record_fact(&mut self, what: &str, facts: serde_json::Value) {
+        println!("    {what}: {facts}");
+        self.facts.push((what.to_string(), facts));
+    }
+
     /// Adds one repetition's `seconds` to the series `name`.
     pub(crate) fn record(&mut self, name: &'static str, baseline: Baseline, seconds: f64) {
         println!("  {name}: {seconds:.2} s");
@@ -113,8 +119,7 @@ impl Table {
             "bytes_written": backup["bytes_written"], "bytes_stored": stored,
             "repository_puts": puts, "put_target": put_target, "tasks": tasks,
         });
-        println!("    {what} backup: {facts}");
-        self.facts.push((what.to_string(), facts));
+        self.record_fact(&format!("{what} backup"), facts);
         Ok(())
     }
 
@@ -169,7 +174,7 @@ impl Table {
             facts.insert(what.clone(), value.clone()); // The last repetition's.
         }
         for (what, value) in &facts {
-            println!("{what} backup: {value}");
+            println!("{what}: {value}");
         }
         for (what, bytes) in &self.memory {
             println!("{what}: {} MiB", bytes >> 20);
