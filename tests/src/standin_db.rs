@@ -90,23 +90,35 @@ fn serve_influxdb3(args: &[&str], crash: bool) -> Result<(), String> {
 type Tables = BTreeMap<(String, String), (u64, i64, i64)>;
 
 fn influxdb3_tables(data_dir: &Path, node: &str) -> Result<Tables, String> {
-    let mut tables = Tables::new();
     let snapshots = data_dir.join(node).join("snapshots");
-    let Ok(entries) = std::fs::read_dir(&snapshots) else { return Ok(tables) };
+    let Ok(entries) = std::fs::read_dir(&snapshots) else { return Ok(Tables::new()) };
+    // The server's view: every file a manifest added, minus those a manifest removed.
+    let mut added: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut removed = std::collections::BTreeSet::new();
     for entry in entries.flatten() {
         let bytes = std::fs::read(entry.path()).map_err(|error| error.to_string())?;
         let manifest: Value = serde_json::from_slice(&bytes).map_err(|error| error.to_string())?;
-        for database in manifest["databases"].as_array().into_iter().flatten() {
-            for table in database[1]["tables"].as_array().into_iter().flatten() {
-                let key = (format!("db{}", database[0]), format!("t{}", table[0]));
-                for file in table[1].as_array().into_iter().flatten() {
-                    let Some(path) = file["path"].as_str() else { continue };
-                    let (rows, min, max) = parquet_facts(&data_dir.join(path))?;
-                    let entry = tables.entry(key.clone()).or_insert((0, i64::MAX, i64::MIN));
-                    *entry = (entry.0 + rows, entry.1.min(min), entry.2.max(max));
+        for (field, adds) in [("databases", true), ("removed_files", false)] {
+            for database in manifest[field].as_array().into_iter().flatten() {
+                for table in database[1]["tables"].as_array().into_iter().flatten() {
+                    let key = (format!("db{}", database[0]), format!("t{}", table[0]));
+                    for file in table[1].as_array().into_iter().flatten() {
+                        let Some(path) = file["path"].as_str() else { continue };
+                        if adds {
+                            added.insert(path.to_string(), key.clone());
+                        } else {
+                            removed.insert(path.to_string());
+                        }
+                    }
                 }
             }
         }
+    }
+    let mut tables = Tables::new();
+    for (path, key) in added.into_iter().filter(|(path, _)| !removed.contains(path)) {
+        let (rows, min, max) = parquet_facts(&data_dir.join(path))?;
+        let entry = tables.entry(key).or_insert((0, i64::MAX, i64::MIN));
+        *entry = (entry.0 + rows, entry.1.min(min), entry.2.max(max));
     }
     Ok(tables)
 }

@@ -190,6 +190,50 @@ fn test_a_drill_restores_checks_starts_the_database_and_records_what_it_answered
 }
 
 #[test]
+fn test_a_drill_with_fewer_rows_than_the_previous_passing_drill_warns() {
+    let drilled = Drilled::new(Some(&[]), |_| {});
+    let (passed, _) = drilled.drill();
+    assert!(passed);
+
+    // Retention: a newer snapshot removes a parquet file of the newest one, the node deletes it.
+    let snapshots = drilled.store.join("node0/snapshots");
+    let mut names = keys(&snapshots);
+    names.sort(); // Inverted sequence numbers: the newest sorts first.
+    let newest: Value =
+        serde_json::from_slice(&std::fs::read(snapshots.join(&names[0])).unwrap()).unwrap();
+    let database = &newest["databases"][0];
+    let table = &database[1]["tables"][0];
+    let victim = table[1][0].clone();
+    let sequence = newest["snapshot_sequence_number"].as_u64().unwrap() + 1;
+    let removal = serde_json::json!({
+        "version": "1", "node_id": "node0", "next_file_id": newest["next_file_id"],
+        "snapshot_sequence_number": sequence, "wal_file_sequence_number": newest["wal_file_sequence_number"],
+        "catalog_sequence_number": newest["catalog_sequence_number"], "parquet_size_bytes": 0, "row_count": 0,
+        "min_time": 0, "max_time": 0, "databases": [],
+        "removed_files": [[database[0], {"tables": [[table[0], [victim]]]}]],
+    });
+    let name = format!("{:020}.info.json", u64::MAX - sequence);
+    std::fs::write(snapshots.join(name), serde_json::to_vec_pretty(&removal).unwrap()).unwrap();
+    std::fs::remove_file(drilled.store.join(victim["path"].as_str().unwrap())).unwrap();
+
+    let job =
+        run_job(&drilled.sandbox, &["submit", "backup", "--source", "core", "--repo", "repo"]);
+    let second = job["backup_id"].as_str().unwrap();
+    run_job(&drilled.sandbox, &["submit", "drill", "--backup", second]);
+    let backup = drilled.sandbox.bkctl_json(&["show", second]).unwrap();
+    let drill = &backup["drills"][0];
+    assert_eq!(drill["passed"], true, "fewer rows is a warning, not a failure: {drill}");
+    let dropped = victim["row_count"].as_u64().unwrap();
+    let warnings = drill["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("{dropped} fewer than the previous passing drill")),
+        "{warnings}"
+    );
+    let shown = drilled.sandbox.bkctl(&["show", second]).unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("WARNING: table"));
+}
+
+#[test]
 fn test_a_database_that_fails_at_start_or_crashes_mid_query_fails_the_drill_and_keeps_its_log() {
     let mut drilled = Drilled::new(Some(&["--stand-in-fail-at-start"]), |_| {});
     let (succeeded, drills) = drilled.drill();
