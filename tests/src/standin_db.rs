@@ -12,7 +12,8 @@
 //!   with `tables()`, `wal_tables()` and per-table counts from the column files (`ts.d`, 8 bytes
 //!   a row).
 //!
-//! Flags (after the documented arguments): `--stand-in-fail-at-start` exits 1 with an error,
+//! Flags (after the documented arguments): `--stand-in-fail-at-start` exits 1 with an error
+//! (after printing the names of its environment variables),
 //! `--stand-in-crash-mid-query` exits on the first count query.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,10 @@ pub fn run(args: &[String]) -> i32 {
     let args: Vec<&str> =
         args.iter().map(String::as_str).filter(|arg| !arg.starts_with("--stand-in-")).collect();
     if fail_at_start {
+        // Names only: what the drill let the database inherit from the worker.
+        let mut names: Vec<String> = std::env::vars().map(|(name, _)| name).collect();
+        names.sort();
+        eprintln!("environment: {}", names.join(","));
         eprintln!("Serve command failed: the stand-in was told to fail at start");
         return 1;
     }

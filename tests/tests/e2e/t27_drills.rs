@@ -242,8 +242,15 @@ fn test_a_database_that_fails_at_start_or_crashes_mid_query_fails_the_drill_and_
     assert_eq!(failed["passed"], false);
     let failure = failed["failure"].as_str().unwrap();
     assert!(failure.contains("exited") && failure.contains("told to fail at start"), "{failure}");
-    let log = failed["log_file"].as_str().unwrap();
-    assert!(std::fs::read_to_string(log).unwrap().contains("told to fail at start"));
+    let log = std::fs::read_to_string(failed["log_file"].as_str().unwrap()).unwrap();
+    assert!(log.contains("told to fail at start"), "{log}");
+    // The database inherits no secret of the worker (its passphrase is in the environment).
+    let environment = log.lines().find_map(|line| line.strip_prefix("environment: ")).unwrap();
+    let names: Vec<&str> = environment.split(',').collect();
+    assert!(
+        names.contains(&"PATH") && !names.iter().any(|name| name.starts_with("BK_")),
+        "{names:?}"
+    );
     assert!(scratch_data_is_gone(&drilled.scratch));
 
     drilled.sandbox.kill_worker("node0");

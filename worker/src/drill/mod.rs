@@ -62,6 +62,9 @@ pub async fn drill_backup(
     let worker_id = context.config.worker_id();
     let data_dir = config.data_root(&worker_id).join(&task_name);
     wipe(&data_dir)?;
+    // Also when the task is dropped half-way (cancelled, lease lost, worker stopping): the
+    // database process dies with its handle (`kill_on_drop`), the restored copy with this.
+    let _scratch = WipeOnDrop(data_dir.clone());
     let mut report = TaskReport::default();
     let mut drill = DrillReport::default();
     let restored = Instant::now();
@@ -73,10 +76,7 @@ pub async fn drill_backup(
             let log = config.logs_dir(&worker_id).join(format!("{task_name}.log"));
             check(context, &config, database, &data_dir, &log, &mut drill).await
         }
-        Err(error) if error.is_retryable() => {
-            wipe(&data_dir)?;
-            return Err(error);
-        }
+        Err(error) if error.is_retryable() => return Err(error),
         Err(error) => Err(format!("restoring into the scratch failed: {error}")),
     };
     drill.scratch_bytes = drill.scratch_bytes.max(files::bytes_under(&data_dir));
@@ -231,6 +231,15 @@ async fn finish_online(
 pub fn wipe_leftovers(config: &crate::config::WorkerConfig) -> Result<(), String> {
     let Some(drill) = &config.drill else { return Ok(()) };
     wipe(&drill.data_root(&config.worker_id())).map_err(|error| error.to_string())
+}
+
+/// Deletes a directory when dropped.
+struct WipeOnDrop(std::path::PathBuf);
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        let _ = wipe(&self.0);
+    }
 }
 
 /// Deletes a drill's scratch data (the drill's only writes besides logs).

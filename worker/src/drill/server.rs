@@ -12,6 +12,11 @@ use tokio::process::{Child, Command};
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How often health is polled.
 const POLL: Duration = Duration::from_millis(200);
+/// What the database inherits from the worker's environment: what a JVM or a Rust binary needs
+/// to run, nothing else (the worker's environment holds object-store keys and passphrases, and
+/// `INFLUXDB3_*` / `QDB_*` settings meant for production that must not steer a drill).
+const INHERITED_ENV: [&str; 9] =
+    ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "JAVA_HOME", "JAVA_OPTS"];
 
 /// A free TCP port on 127.0.0.1 (bound and released: the database binds it next).
 ///
@@ -52,6 +57,8 @@ impl Server {
         };
         let child = Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(std::env::vars().filter(|(key, _)| INHERITED_ENV.contains(&key.as_str())))
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(open()?)
