@@ -22,7 +22,9 @@ pub struct DrillConfig {
     /// --node-id N --http-bind 127.0.0.1:PORT --without-auth`.
     #[serde(default)]
     pub influxdb3_args: Vec<String>,
-    /// The argv that starts QuestDB (e.g. `["/opt/questdb/bin/questdb.sh", "start", "-n"]`); bk
+    /// The argv that starts QuestDB in the foreground (the JVM line `questdb.sh` runs, e.g.
+    /// `["java", "-p", "questdb.jar", "-m", "io.questdb/io.questdb.ServerMain"]`; `questdb.sh
+    /// start` itself daemonizes and returns, which a drill reports as an early exit); bk
     /// appends `-d ROOT` and sets `QDB_PG_NET_BIND_TO` to a free loopback port. Absent: offline
     /// checks only.
     #[serde(default)]

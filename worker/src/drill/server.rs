@@ -86,8 +86,14 @@ impl Server {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                let hint = if status.success() {
+                    " (a start command must stay in the foreground: a launcher that daemonizes, such as \
+                     `questdb.sh start`, returns at once; configure the command it runs instead)"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "`{}` exited ({status}) before it answered its health check; its log ends:\n{}",
+                    "`{}` exited ({status}) before it answered its health check{hint}; its log ends:\n{}",
                     self.program,
                     self.log_tail()
                 ));
@@ -152,5 +158,25 @@ impl Server {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn test_a_start_command_that_returns_at_once_is_told_to_stay_in_the_foreground() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/db.log");
+        let mut daemonizing = Server::start(&["true".to_string()], &[], &log).unwrap();
+        let error = daemonizing.wait_healthy(Duration::from_secs(30), || async { false }).await;
+        let error = error.unwrap_err();
+        assert!(error.contains("exited") && error.contains("stay in the foreground"), "{error}");
+        let mut failing = Server::start(&["false".to_string()], &[], &log).unwrap();
+        let error = failing.wait_healthy(Duration::from_secs(30), || async { false }).await;
+        assert!(!error.unwrap_err().contains("foreground"));
+        let missing = Server::start(&["/nonexistent/db".to_string()], &[], &log);
+        assert!(missing.err().unwrap_or_default().contains("cannot start `/nonexistent/db`"));
     }
 }
