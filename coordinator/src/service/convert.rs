@@ -289,6 +289,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
                     | TaskKind::CopyCatalog { .. }
                     | TaskKind::CopyLicence { .. }
                     | TaskKind::RestoreObjects { .. }
+                    | TaskKind::DrillBackup { .. }
             )
         });
         pb::Task {
