@@ -111,13 +111,19 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
         let store_url = format!("file://{}", paths.cluster.display());
         let mut config = WorkerConfig::new(SOURCE, node, &store_url, vec![endpoint.clone()]);
         config.repository_password_file = Some(passphrase_file.clone());
+        if *node == nodes[0] {
+            // Scratch for the restore drill (offline checks: the demo has no database binary).
+            let scratch = paths.demo.join("drill-scratch");
+            config.drill = Some(bk_worker::drill::config::DrillConfig::new(scratch));
+        }
         services.spawn(bk_worker::run(config, std::env::vars().collect(), shutdown.child_token()));
     }
     let outcome = async {
         let client = Client::new(&endpoint)?;
         let (backup_job, backup, backup_seconds) = backup(&client, &params, &paths, json).await?;
         let (restore_job, restore_seconds) = restore(&client, &backup, &paths, json).await?;
-        Ok::<_, anyhow::Error>((backup_job, backup, backup_seconds, restore_job, restore_seconds))
+        let drilled = drill(&client, &backup, json).await?;
+        Ok::<_, anyhow::Error>((backup_job, drilled, backup_seconds, restore_job, restore_seconds))
     }
     .await;
     shutdown.cancel();
@@ -139,6 +145,8 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     } else {
         print_backup(&backup, backup_seconds, &paths);
         print_restore(restore_seconds, &comparison, &paths);
+        println!();
+        crate::render_drill::print_drills(&backup.drills);
     }
     anyhow::ensure!(comparison.differences.is_empty(), "the restored tree differs from the source");
     Ok(())
@@ -218,6 +226,23 @@ async fn backup(
         .await
         .map_err(step("show backup"))?;
     Ok((job, backup, elapsed))
+}
+
+/// Drills the backup (restore into scratch, offline checks) and returns the backup with it.
+async fn drill(client: &Client, backup: &pb::Backup, json: bool) -> anyhow::Result<pb::Backup> {
+    let request = pb::SubmitDrillRequest { backup_id: backup.id.clone(), ..Default::default() };
+    let job_id = client.submit_drill(request).await.map_err(step("submit drill"))?.job_id;
+    if !json {
+        println!("drill job {job_id} submitted: restore into scratch, check the files, wipe");
+    }
+    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    anyhow::ensure!(
+        render::job_state(job.state) == "succeeded",
+        "drill job {job_id} failed: {}",
+        job.error
+    );
+    let request = pb::GetBackupRequest { backup_id: backup.id.clone() };
+    client.get_backup(request).await.map_err(step("show the drilled backup"))
 }
 
 async fn restore(
