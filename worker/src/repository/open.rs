@@ -494,5 +494,17 @@ mod tests {
         let keys = list_keys(store.as_ref()).await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].config_id, recorded);
+
+        // The losing worker's first attempt left a staging part sealed with the other config's
+        // key; the re-run under the recorded config does not reuse it, and does not fail on it.
+        let task_id: bk_proto::ids::TaskId = "01M8A8K5M4V56XN1S5AM6WRNAA/p0/t1".parse().unwrap();
+        let stale = crate::repository::manifest::Part::default();
+        let key = crate::repository::layout::part_key(task_id, 1, 0);
+        super::super::metadata::write_json(store.as_ref(), &second.key, &key, &stale)
+            .await
+            .unwrap();
+        let rerun = open(store.clone(), &pinned, &second_worker).await.unwrap();
+        let earlier = crate::repository::staging::read_earlier(&rerun, task_id, 2).await.unwrap();
+        assert!(earlier.entries.is_empty() && earlier.blobs.is_empty());
     }
 }

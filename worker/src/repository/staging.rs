@@ -153,14 +153,25 @@ pub async fn read_earlier(
         if path.as_ref().starts_with(&current) {
             continue;
         }
-        let part = match path.filename() {
-            Some(name) if name.starts_with("part-") => read_part(repository, &path).await?,
+        let read = match path.filename() {
+            Some(name) if name.starts_with("part-") => read_part(repository, &path).await,
             Some("done") => {
                 read_json::<DoneRecord>(repository.store.as_ref(), &repository.key, &path)
-                    .await?
-                    .tail
+                    .await
+                    .map(|done| done.tail)
             }
             _ => continue,
+        };
+        let part = match read {
+            Ok(part) => part,
+            // Reuse is an optimisation: a record that does not open (an attempt that ran under
+            // the config that lost an initialisation race, sealed with its key; or damage) is
+            // not reused, and its objects are copied again.
+            Err(RepositoryError::Corrupt { key, reason }) => {
+                tracing::warn!(%key, %reason, "an earlier attempt's staging record does not open: its objects are copied again");
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         results.blobs.extend(part.blobs.into_iter().map(|entry| (entry.entry.id, entry)));
         results.entries.extend(part.entries.into_iter().map(|entry| (entry.key.clone(), entry)));
