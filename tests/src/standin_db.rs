@@ -60,7 +60,7 @@ fn serve_influxdb3(args: &[&str], crash: bool) -> Result<(), String> {
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         match *flag {
-            "--without-auth" => {
+            "--without-auth" | "--disable-telemetry-upload" => {
                 options.insert(flag, "");
             }
             "--object-store" | "--data-dir" | "--node-id" | "--http-bind" | "--cluster-id" => {

@@ -19,7 +19,7 @@ pub struct DrillConfig {
     #[serde(default)]
     pub influxdb3_binary: Option<PathBuf>,
     /// Extra arguments appended to bk's own `serve --object-store file --data-dir DIR
-    /// --node-id N --http-bind 127.0.0.1:PORT --without-auth`.
+    /// --node-id N --http-bind 127.0.0.1:PORT --without-auth --disable-telemetry-upload`.
     #[serde(default)]
     pub influxdb3_args: Vec<String>,
     /// The argv that starts QuestDB in the foreground (the JVM line `questdb.sh` runs, e.g.

@@ -25,6 +25,8 @@ pub fn serve_args(data_dir: &Path, node: &str, cluster_id: Option<&str>, port: u
         "--http-bind",
         &format!("127.0.0.1:{port}"),
         "--without-auth",
+        // A drill makes no call outside the machine.
+        "--disable-telemetry-upload",
     ]
     .iter()
     .map(|arg| arg.to_string())

@@ -45,6 +45,9 @@ impl QuestDb {
             ("QDB_HTTP_MIN_ENABLED", "false"),
             ("QDB_LINE_TCP_ENABLED", "false"),
             ("QDB_LINE_UDP_ENABLED", "false"),
+            // Enterprise: a restored root may name the production replication store; a drill
+            // must never write there.
+            ("QDB_REPLICATION_ROLE", "none"),
         ]
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
