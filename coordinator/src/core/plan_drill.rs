@@ -29,6 +29,7 @@ pub enum DrillTarget {
 /// The backup `target` names.
 ///
 /// # Errors
+/// [`PlanError::UnknownSource`] / [`PlanError::UnknownRepository`] for names not registered,
 /// [`PlanError::InvalidDrill`] when there is no such backup, saying how to find one.
 pub fn resolve_drill_target<'a>(
     state: &'a ClusterState,
@@ -40,6 +41,14 @@ pub fn resolve_drill_target<'a>(
                 "backup `{backup_id}` not found: list them with `bkctl backups`"
             ))
         }),
+        DrillTarget::NewestOf { source, .. } if !state.sources.contains_key(source) => {
+            Err(PlanError::UnknownSource(source.clone()))
+        }
+        DrillTarget::NewestOf { repository: Some(name), .. }
+            if !state.repositories.contains_key(name) =>
+        {
+            Err(PlanError::UnknownRepository(name.clone()))
+        }
         DrillTarget::NewestOf { source, repository } => state
             .backups
             .values()
@@ -130,6 +139,12 @@ mod tests {
     #[test]
     fn test_the_newest_backup_of_a_source_is_drilled_and_missing_ones_say_what_to_do() {
         let mut state = ClusterState::default();
+        let spec = SourceSpec::InfluxDb3Core { node: "n".into(), http_endpoint: None };
+        let source = crate::core::domain::Source { name: "src".into(), spec };
+        state.sources.insert("src".into(), source);
+        for name in ["a", "b", "c"] {
+            state.repositories.insert(name.into(), Repository::new(name, "file:///r", 1));
+        }
         for record in
             [backup(1, "a", 100, None), backup(2, "a", 300, None), backup(3, "b", 200, None)]
         {
@@ -146,6 +161,11 @@ mod tests {
         assert_eq!(newest(Some("b")).unwrap(), BackupId(Ulid::from_parts(1, 3)));
         let none = newest(Some("c")).unwrap_err().to_string();
         assert!(none.contains("no committed backup in repository `c`"), "{none}");
+        let unregistered = newest(Some("zzz")).unwrap_err().to_string();
+        assert!(unregistered.contains("unknown repository `zzz`"), "{unregistered}");
+        let target = DrillTarget::NewestOf { source: "nope".into(), repository: None };
+        let unknown = resolve_drill_target(&state, &target).unwrap_err().to_string();
+        assert!(unknown.contains("unknown source `nope`: register it"), "{unknown}");
         let unknown = DrillTarget::Backup(BackupId(Ulid::from_parts(9, 9)));
         let error = resolve_drill_target(&state, &unknown).unwrap_err().to_string();
         assert!(error.contains("bkctl backups"), "{error}");

@@ -119,13 +119,23 @@ fn test_a_drill_restores_checks_starts_the_database_and_records_what_it_answered
     let drilled = Drilled::new(Some(&[]), |_| {});
     let sandbox = &drilled.sandbox;
 
-    // Nothing to drill in another repository: the error says what to do.
-    let none = sandbox
-        .bkctl(&["submit", "drill", "--source", "core", "--repo", "elsewhere", "--wait"])
-        .unwrap();
-    assert!(!none.status.success());
-    let stderr = String::from_utf8_lossy(&none.stderr);
-    assert!(stderr.contains("no committed backup in repository `elsewhere`"), "{stderr}");
+    // Nothing to drill in another repository, or an unknown one: the error says what to do.
+    let empty = format!("file://{}", sandbox.path().join("empty").display());
+    sandbox.bkctl_json(&["repo", "add", "empty", &empty]).unwrap();
+    for (repository, expected) in [
+        (
+            "empty",
+            "no committed backup in repository `empty` to drill: run `bkctl submit backup` first",
+        ),
+        ("elsewhere", "unknown repository `elsewhere`: register it with `bkctl repo add`"),
+    ] {
+        let refused = sandbox
+            .bkctl(&["submit", "drill", "--source", "core", "--repo", repository, "--wait"])
+            .unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 
     // `--source` drills the newest backup: this one.
     let job = run_job(sandbox, &["submit", "drill", "--source", "core"]);
