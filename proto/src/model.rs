@@ -509,6 +509,10 @@ pub struct ConsistencyPoint {
     pub last_wal_sequence: u64,
     /// The newest catalog sequence any copied snapshot needs.
     pub required_catalog_sequence: u64,
+    /// Parquet files the snapshots name that retention deleted before they could be copied
+    /// (the server's manifests keep naming them): not in the backup, and a drill knows why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention_deleted: Vec<String>,
 }
 
 /// One recorded exclusion.
@@ -537,6 +541,10 @@ pub enum DrillDatabase {
         /// Enterprise only.
         #[serde(default)]
         cluster_id: Option<String>,
+        /// Parquet files the backup recorded as deleted by retention before it could copy them:
+        /// their absence is expected, not a failure.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        retention_deleted: Vec<String>,
     },
     /// A QuestDB server root.
     #[serde(rename = "questdb")]

@@ -121,6 +121,10 @@ fn influxdb3_tables(data_dir: &Path, node: &str) -> Result<Tables, String> {
     }
     let mut tables = Tables::new();
     for (path, key) in added.into_iter().filter(|(path, _)| !removed.contains(path)) {
+        // As the server: a file the manifests name but retention deleted is not read.
+        if !data_dir.join(&path).is_file() {
+            continue;
+        }
         let (rows, min, max) = parquet_facts(&data_dir.join(path))?;
         let entry = tables.entry(key).or_insert((0, i64::MAX, i64::MIN));
         *entry = (entry.0 + rows, entry.1.min(min), entry.2.max(max));

@@ -98,6 +98,7 @@ mod tests {
                 snapshot_wal_sequence: 1,
                 last_wal_sequence: 1,
                 required_catalog_sequence: required,
+                retention_deleted: Vec::new(),
             }),
             ..TaskReport::default()
         }

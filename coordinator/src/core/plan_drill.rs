@@ -83,6 +83,7 @@ pub fn plan_drill(backup: &BackupRecord, repository: &Repository) -> Result<JobS
             nodes: vec![node.clone()],
             serve_node: node.clone(),
             cluster_id: None,
+            retention_deleted: retention_deleted(backup),
         },
         SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
             let mut nodes = data_nodes.clone();
@@ -91,6 +92,7 @@ pub fn plan_drill(backup: &BackupRecord, repository: &Repository) -> Result<JobS
                 serve_node: data_nodes.first().unwrap_or(compactor_node).clone(),
                 nodes,
                 cluster_id: Some(cluster_id.clone()),
+                retention_deleted: retention_deleted(backup),
             }
         }
         SourceSpec::QuestDb { .. } => DrillDatabase::QuestDb,
@@ -120,6 +122,11 @@ pub fn plan_drill(backup: &BackupRecord, repository: &Repository) -> Result<JobS
         cleanup: Vec::new(),
         allow_corrupt: false,
     })
+}
+
+/// The parquet files the backup's consistency checks found deleted by retention.
+fn retention_deleted(backup: &BackupRecord) -> Vec<String> {
+    backup.consistency.iter().flat_map(|point| point.retention_deleted.iter().cloned()).collect()
 }
 
 #[cfg(test)]
@@ -190,6 +197,7 @@ mod tests {
                 nodes: vec!["node1".into(), "node2".into(), "compactor".into()],
                 serve_node: "node1".into(),
                 cluster_id: Some("c1".into()),
+                retention_deleted: Vec::new(),
             }
         );
         let error = plan_drill(&backup(2, "a", 1, None), &Repository::new("a", "file:///r", 1))

@@ -27,7 +27,8 @@ pub struct OfflineFacts {
 }
 
 /// Checks the tree under `root` for `nodes`, with the catalog under `catalog_prefix` (the
-/// cluster id on Enterprise, the node id on Core).
+/// cluster id on Enterprise, the node id on Core). Parquet files in `retention_deleted` (the
+/// backup found them deleted by retention, while the manifests still name them) may be missing.
 ///
 /// # Errors
 /// The first failure, naming the file and what is wrong.
@@ -35,12 +36,13 @@ pub fn check_tree(
     root: &Path,
     nodes: &[String],
     catalog_prefix: &str,
+    retention_deleted: &BTreeSet<String>,
 ) -> Result<OfflineFacts, String> {
     let mut facts = OfflineFacts::default();
     facts.checks.push(check_catalog(root, catalog_prefix)?);
     let mut tables: BTreeMap<String, TableRange> = BTreeMap::new();
     for node in nodes {
-        facts.checks.extend(check_node(root, node, &mut tables)?);
+        facts.checks.extend(check_node(root, node, retention_deleted, &mut tables)?);
     }
     facts.tables = tables.into_iter().map(|(table, range)| range.facts(table)).collect();
     Ok(facts)
@@ -131,6 +133,7 @@ struct ParquetRef {
 fn check_node(
     root: &Path,
     node: &str,
+    retention_deleted: &BTreeSet<String>,
     tables: &mut BTreeMap<String, TableRange>,
 ) -> Result<Vec<String>, String> {
     let mut checks = Vec::new();
@@ -162,8 +165,13 @@ fn check_node(
     }
     let mut rows = 0u64;
     let mut files = 0;
+    let mut expired = Vec::new();
     for (path, file) in added.iter().filter(|(path, _)| !removed.contains(*path)) {
         let local = root.join(path);
+        if !local.is_file() && retention_deleted.contains(path) {
+            expired.push(path.as_str());
+            continue;
+        }
         if !local.is_file() {
             return Err(format!(
                 "parquet file `{path}` named by snapshot manifest `{}` is missing from the restored tree: queries \
@@ -187,6 +195,13 @@ fn check_node(
         "{node}: {manifests} snapshot manifests parse; the {files} parquet files they keep are present and their \
          footers read ({rows} rows)"
     ));
+    if let Some(first) = expired.first() {
+        checks.push(format!(
+            "{node}: {} parquet file(s) the manifests still name were deleted by retention before the backup (as \
+             the backup recorded; e.g. `{first}`): expected missing, the server has no rows from them",
+            expired.len()
+        ));
+    }
     let mut wal: Vec<(u64, String, std::path::PathBuf)> =
         files_under(&root.join(node).join("wal"))?
             .into_iter()

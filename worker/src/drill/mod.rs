@@ -135,12 +135,13 @@ async fn check(
     drill: &mut DrillReport,
 ) -> Result<(), String> {
     match database {
-        DrillDatabase::InfluxDb3 { nodes, serve_node, cluster_id } => {
+        DrillDatabase::InfluxDb3 { nodes, serve_node, cluster_id, retention_deleted } => {
             let catalog_prefix = cluster_id.clone().unwrap_or_else(|| serve_node.clone());
             let root = data_dir.to_path_buf();
             let nodes = nodes.clone();
+            let expected_missing = retention_deleted.iter().cloned().collect();
             let offline = tokio::task::spawn_blocking(move || {
-                influxdb3_files::check_tree(&root, &nodes, &catalog_prefix)
+                influxdb3_files::check_tree(&root, &nodes, &catalog_prefix, &expected_missing)
             })
             .await
             .map_err(|error| format!("the offline check stopped: {error}"))??;

@@ -85,7 +85,10 @@ pub async fn check_node_consistency(
         read_new_snapshots(&copier, node, &copied, &located, &corrupt, &mut snapshots).await?;
         let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
-            report.consistency = Some(assessment.point);
+            let mut point = assessment.point;
+            point.retention_deleted = deleted_by_retention.iter().cloned().collect();
+            point.retention_deleted.sort();
+            report.consistency = Some(point);
             copier.finish(&report).await?;
             return Ok(report);
         }
@@ -244,6 +247,7 @@ pub fn assess(
     missing_parquet.sort();
     missing_parquet.dedup();
     let point = ConsistencyPoint {
+        retention_deleted: Vec::new(),
         node: node.to_string(),
         snapshot_sequence: newest.map_or(0, |info| info.snapshot_sequence),
         snapshot_wal_sequence: covered,
