@@ -52,6 +52,31 @@ pub struct JobSpec {
     pub allow_corrupt: bool,
 }
 
+impl JobSpec {
+    /// A job that reads `backup` (restore, verify, drill): its source, topology and nodes are
+    /// the backup's, it writes no backup and has no cleanup.
+    pub fn reading_backup(
+        kind: JobKind,
+        backup: &super::domain::BackupRecord,
+        repository: &RepositoryRef,
+        phases: Vec<PlannedPhase>,
+    ) -> Self {
+        Self {
+            kind,
+            parent: None,
+            scheduled: None,
+            backup_id: backup.backup_id,
+            source: backup.source.clone(),
+            source_spec: backup.source_spec.clone(),
+            repository: repository.clone(),
+            nodes: backup.nodes.clone(),
+            phases,
+            cleanup: Vec::new(),
+            allow_corrupt: false,
+        }
+    }
+}
+
 /// What a job does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobKind {

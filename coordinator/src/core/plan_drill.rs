@@ -97,31 +97,20 @@ pub fn plan_drill(backup: &BackupRecord, repository: &Repository) -> Result<JobS
         }
         SourceSpec::QuestDb { .. } => DrillDatabase::QuestDb,
     };
-    Ok(JobSpec {
-        kind: JobKind::Drill,
-        parent: None,
-        scheduled: None,
-        backup_id: backup.backup_id,
-        source: backup.source.clone(),
-        source_spec: Some(spec),
-        repository: repository.clone(),
-        nodes: backup.nodes.clone(),
-        phases: vec![PlannedPhase {
-            name: "drill".to_string(),
-            tasks: vec![PlannedTask {
-                label: format!(
-                    "drill backup {}: restore into scratch, check, start the database",
-                    backup.backup_id
-                ),
-                placement: Placement::DrillWorker,
-                kind: TaskKind::DrillBackup { backup_id: backup.backup_id, database },
-                depends_on: Vec::new(),
-                retry_until_success: false,
-            }],
+    let phases = vec![PlannedPhase {
+        name: "drill".to_string(),
+        tasks: vec![PlannedTask {
+            label: format!(
+                "drill backup {}: restore into scratch, check, start the database",
+                backup.backup_id
+            ),
+            placement: Placement::DrillWorker,
+            kind: TaskKind::DrillBackup { backup_id: backup.backup_id, database },
+            depends_on: Vec::new(),
+            retry_until_success: false,
         }],
-        cleanup: Vec::new(),
-        allow_corrupt: false,
-    })
+    }];
+    Ok(JobSpec::reading_backup(JobKind::Drill, backup, repository, phases))
 }
 
 /// The parquet files the backup's consistency checks found deleted by retention.

@@ -212,19 +212,8 @@ pub fn plan_questdb_restore(
         name: "trigger".to_string(),
         tasks: vec![task("create the empty `_restore` trigger file", trigger)],
     });
-    Ok(JobSpec {
-        kind: JobKind::Restore,
-        parent: None,
-        scheduled: None,
-        backup_id: backup.backup_id,
-        source: backup.source.clone(),
-        source_spec: backup.source_spec.clone(),
-        repository: repository.clone(),
-        nodes: vec![server.node.to_string()],
-        phases,
-        cleanup: Vec::new(),
-        allow_corrupt: false,
-    })
+    let nodes = vec![server.node.to_string()];
+    Ok(JobSpec { nodes, ..JobSpec::reading_backup(JobKind::Restore, backup, repository, phases) })
 }
 
 #[cfg(test)]

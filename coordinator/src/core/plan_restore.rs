@@ -217,47 +217,24 @@ pub fn plan_restore(
         let task = restore(CopyPhase::Compactor, Some(&compactor), &target, placement(&compactor));
         phases.push(PlannedPhase { name: "compactor".to_string(), tasks: vec![task] });
     }
-    Ok(JobSpec {
-        kind: JobKind::Restore,
-        parent: None,
-        scheduled: None,
-        backup_id: backup.backup_id,
-        source: backup.source.clone(),
-        source_spec: Some(spec),
-        repository: repository.clone(),
-        nodes,
-        phases,
-        cleanup: Vec::new(),
-        allow_corrupt: false,
-    })
+    Ok(JobSpec { nodes, ..JobSpec::reading_backup(JobKind::Restore, backup, repository, phases) })
 }
 
 /// Plans a verification of `backup`: one task (the manifest is read once), on any worker of
 /// the backup's source.
 pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -> JobSpec {
     let depth = if deep { "re-hash every chunk" } else { "check every chunk exists" };
-    JobSpec {
-        kind: JobKind::Verify,
-        parent: None,
-        scheduled: None,
-        backup_id: backup.backup_id,
-        source: backup.source.clone(),
-        source_spec: backup.source_spec.clone(),
-        repository: repository.clone(),
-        nodes: backup.nodes.clone(),
-        phases: vec![PlannedPhase {
-            name: "verify".to_string(),
-            tasks: vec![PlannedTask {
-                label: format!("verify backup {}: {depth}", backup.backup_id),
-                placement: Placement::AnyNode,
-                kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
-                depends_on: Vec::new(),
-                retry_until_success: false,
-            }],
+    let phases = vec![PlannedPhase {
+        name: "verify".to_string(),
+        tasks: vec![PlannedTask {
+            label: format!("verify backup {}: {depth}", backup.backup_id),
+            placement: Placement::AnyNode,
+            kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
+            depends_on: Vec::new(),
+            retry_until_success: false,
         }],
-        cleanup: Vec::new(),
-        allow_corrupt: false,
-    }
+    }];
+    JobSpec::reading_backup(JobKind::Verify, backup, repository, phases)
 }
 
 fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> PlannedTask {
