@@ -14,8 +14,9 @@ use parquet::file::statistics::Statistics;
 use serde_json::Value;
 
 use super::files::{files_under, read};
-use crate::formats::influxdb3::{FileKind, Validator};
+use crate::formats::influxdb3::{FileKind, Validated, Validator};
 use crate::tasks::consistency::wal_sequence;
+use crate::tasks::influxdb3::{log_gap, mixed_catalog_uuids};
 
 /// What the offline checks found.
 #[derive(Debug, Default)]
@@ -48,21 +49,23 @@ pub fn check_tree(
     Ok(facts)
 }
 
-fn validate(key: &str, path: &Path) -> Result<crate::formats::influxdb3::Validated, String> {
-    let bytes = read(path)?;
-    let Some(mut validator) = Validator::for_key(key) else { return Ok(Default::default()) };
-    validator.update(&bytes);
+/// Checks `bytes`, the object at `key`, with bk's format validators.
+fn validate(key: &str, bytes: &[u8]) -> Result<Validated, String> {
+    let Some(mut validator) = Validator::for_key(key) else { return Ok(Validated::default()) };
+    validator.update(bytes);
     let kind = validator.kind().describe();
     validator.finish().map_err(|reason| format!("{kind} `{key}`: {reason}"))
 }
 
+/// The catalog as the backup's own catalog copy checks it ([`log_gap`],
+/// [`mixed_catalog_uuids`]): every file valid, one catalog UUID, v3 logs after the image
+/// without a gap.
 fn check_catalog(root: &Path, prefix: &str) -> Result<String, String> {
-    let files = files_under(&root.join(prefix))?;
-    let mut uuids = BTreeSet::new();
+    let mut uuids = Vec::new();
     let mut image_sequence = None;
-    let mut log_sequences = Vec::new();
+    let mut logs = Vec::new();
     let mut legacy = 0;
-    for (relative, path) in &files {
+    for (relative, path) in files_under(&root.join(prefix))? {
         let key = format!("{prefix}/{relative}");
         let kind = FileKind::of(&key);
         if !matches!(
@@ -71,21 +74,18 @@ fn check_catalog(root: &Path, prefix: &str) -> Result<String, String> {
         ) {
             continue;
         }
-        let validated = validate(&key, path)?;
-        uuids.extend(validated.catalog_uuid);
+        let validated = validate(&key, &read(&path)?)?;
+        uuids.extend(validated.catalog_uuid.map(|uuid| (key.clone(), uuid)));
         match kind {
-            FileKind::CatalogImage => image_sequence = Some(header_sequence(&read(path)?)),
-            FileKind::CatalogLog(sequence) => log_sequences.push(sequence),
+            FileKind::CatalogImage => image_sequence = validated.catalog_sequence,
+            FileKind::CatalogLog(sequence) => logs.push(sequence),
             _ => legacy += 1,
         }
     }
-    if uuids.len() > 1 {
-        return Err(format!(
-            "the catalog under `{prefix}/` mixes {} catalog UUIDs: files of two catalogs were restored together",
-            uuids.len()
-        ));
+    if let Some(mixed) = mixed_catalog_uuids(&uuids).first() {
+        return Err(mixed.reason.clone());
     }
-    if image_sequence.is_none() && log_sequences.is_empty() {
+    if image_sequence.is_none() && logs.is_empty() {
         if legacy == 0 {
             return Err(format!(
                 "no catalog under `{prefix}/` in the restored tree (catalog/v3/, catalog/v2/ or catalogs/): the server \
@@ -94,33 +94,19 @@ fn check_catalog(root: &Path, prefix: &str) -> Result<String, String> {
         }
         return Ok(format!("catalog (3.0-3.9 layout): {legacy} files with valid headers and CRCs"));
     }
-    log_sequences.sort_unstable();
-    let after_image: Vec<u64> = log_sequences
-        .iter()
-        .copied()
-        .filter(|sequence| image_sequence.is_none_or(|image| *sequence > image))
-        .collect();
-    let first = image_sequence.map_or(after_image.first().copied().unwrap_or(0), |image| image + 1);
-    for (expected, sequence) in (first..).zip(&after_image) {
-        if *sequence != expected {
-            return Err(format!(
-                "catalog logs under `{prefix}/catalog/v3/logs/` jump from sequence {} to {sequence}: the logs in between \
-                 are missing, so the catalog cannot be replayed",
-                expected.saturating_sub(1)
-            ));
-        }
+    logs.sort_unstable();
+    if let Some(gap) = log_gap(image_sequence.unwrap_or(0), &logs) {
+        return Err(format!(
+            "catalog logs under `{prefix}/catalog/v3/logs/` have a gap ({gap}): the logs in between are missing, so \
+             the catalog cannot be replayed"
+        ));
     }
-    let newest = after_image.last().copied().or(image_sequence).unwrap_or(0);
+    let newest = logs.last().copied().max(image_sequence).unwrap_or(0);
     Ok(format!(
         "catalog v3: {} + {} logs load (headers, CRCs, one catalog UUID), contiguous to sequence {newest}",
         image_sequence.map_or("no image".to_string(), |sequence| format!("image at sequence {sequence}")),
-        log_sequences.len()
+        logs.len()
     ))
-}
-
-/// A v3 catalog file's sequence (header bytes 0x20..0x28, little-endian).
-fn header_sequence(bytes: &[u8]) -> u64 {
-    bytes.get(0x20..0x28).and_then(|raw| raw.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// One parquet file a manifest names.
@@ -147,8 +133,9 @@ fn check_node(
         if !matches!(FileKind::of(&key), FileKind::SnapshotManifest(_)) {
             continue;
         }
-        validate(&key, path.as_path())?;
-        let manifest: Value = serde_json::from_slice(&read(&path)?)
+        let bytes = read(&path)?;
+        validate(&key, &bytes)?;
+        let manifest: Value = serde_json::from_slice(&bytes)
             .map_err(|error| format!("snapshot manifest `{key}` does not parse: {error}"))?;
         let sequence = manifest["snapshot_sequence_number"].as_u64().unwrap_or(0);
         if newest_snapshot.is_none_or(|newest| sequence > newest) {
@@ -220,7 +207,7 @@ fn check_node(
                 sequence - 1
             ));
         }
-        validate(key, path)?;
+        validate(key, &read(path)?)?;
     }
     checks.push(match wal.last() {
         Some((last, _, _)) => format!(

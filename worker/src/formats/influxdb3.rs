@@ -92,6 +92,8 @@ impl FileKind {
 pub struct Validated {
     /// A v3 catalog file's catalog UUID (every file of one catalog must carry the same).
     pub catalog_uuid: Option<u128>,
+    /// A v3 catalog file's sequence (for a log, the one its name carries too).
+    pub catalog_sequence: Option<u64>,
 }
 
 /// Checks one object as its bytes stream past: [`Validator::update`] with every piece, in
@@ -293,7 +295,7 @@ fn check_catalog(
         ));
     }
     let uuid = u128::from(u64_at(0x10)) | u128::from(u64_at(0x18)) << 64;
-    Ok(Validated { catalog_uuid: Some(uuid) })
+    Ok(Validated { catalog_uuid: Some(uuid), catalog_sequence: Some(sequence) })
 }
 
 fn check_legacy_catalog(head: &[u8], payload_crc: u32) -> Result<(), String> {

@@ -85,9 +85,11 @@ fn test_catalog_files_are_checked_header_payload_and_name() {
     let uuid = 0x0123_4567_89ab_cdef_0011_2233_4455_6677u128;
     let log = catalog(7, false, uuid, &[0xAB; 300]);
     let key = "c/catalog/v3/logs/00000000000000000007.catalog";
-    assert_eq!(check_every_split(key, &log), Ok(Validated { catalog_uuid: Some(uuid) }));
+    let validated = Validated { catalog_uuid: Some(uuid), catalog_sequence: Some(7) };
+    assert_eq!(check_every_split(key, &log), Ok(validated));
     let image = catalog(5, true, uuid, &[1; 100]);
-    assert_eq!(check("c/catalog/v3/snapshot", &image, 17).unwrap().catalog_uuid, Some(uuid));
+    let image = check("c/catalog/v3/snapshot", &image, 17).unwrap();
+    assert_eq!((image.catalog_uuid, image.catalog_sequence), (Some(uuid), Some(5)));
 
     let mut payload_flip = log.clone();
     payload_flip[100] ^= 0xFF;
