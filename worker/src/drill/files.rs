@@ -3,40 +3,26 @@
 
 use std::path::{Path, PathBuf};
 
-/// Every file under `root`, as (`key` relative to `root` with `/`, path), sorted by key.
+/// Every file under `root`, as (`key` relative to `root` with `/`, path), depth first, each
+/// directory in name order.
 ///
 /// # Errors
 /// IO errors, naming the directory.
 pub fn files_under(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        let entries = match std::fs::read_dir(&directory) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(format!("cannot list `{}`: {error}", directory.display())),
-        };
-        for entry in entries {
-            let entry =
-                entry.map_err(|error| format!("cannot list `{}`: {error}", directory.display()))?;
-            let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|error| format!("cannot stat `{}`: {error}", path.display()))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let Ok(relative) = path.strip_prefix(root) else { continue };
-                let key = relative
-                    .components()
-                    .map(|part| part.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                files.push((key, path));
-            }
-        }
+    if !root.exists() {
+        return Ok(Vec::new());
     }
-    files.sort();
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.map_err(|error| format!("cannot list `{}`: {error}", root.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(relative) = entry.path().strip_prefix(root) else { continue };
+        let parts: Vec<_> =
+            relative.components().map(|part| part.as_os_str().to_string_lossy()).collect();
+        files.push((parts.join("/"), entry.into_path()));
+    }
     Ok(files)
 }
 
