@@ -63,12 +63,7 @@ pub async fn forget_old_jobs(coordinator: &Coordinator) {
 
 /// A drill schedule's run: a drill of the newest backup of its source in its repository. With
 /// no backup yet the slot is still marked as run (a warning says why), so it does not repeat.
-fn drill_run(
-    state: &ClusterState,
-    schedule: &Schedule,
-    slot_ms: u64,
-    now_ms: u64,
-) -> Option<Command> {
+fn drill_run(state: &ClusterState, schedule: &Schedule, slot_ms: u64, now_ms: u64) -> Command {
     let target = DrillTarget::NewestOf {
         source: schedule.source.clone(),
         repository: Some(schedule.repository.clone()),
@@ -89,7 +84,7 @@ fn drill_run(
             Vec::new()
         }
     };
-    Some(Command::RunSchedule { name: schedule.name.clone(), slot_ms, jobs, at_ms: now_ms })
+    Command::RunSchedule { name: schedule.name.clone(), slot_ms, jobs, at_ms: now_ms }
 }
 
 /// One unit of the loop: proposes a run for every due schedule.
@@ -107,7 +102,7 @@ pub async fn run_due_schedules(coordinator: &Coordinator) {
                 }
             };
             if schedule.drill {
-                runs.extend(drill_run(state, schedule, slot_ms, now_ms));
+                runs.push(drill_run(state, schedule, slot_ms, now_ms));
                 continue;
             }
             let request = BackupRequest {
