@@ -630,6 +630,18 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).to_string()
 }
 
+/// The worker's `[questdb]` section for a peer with `password`, then `extra` keys.
+///
+/// The free-disk floor is off (`min_free_disk_percent = 0`) unless `extra` sets it: the
+/// sandbox's root lies on the test machine's shared disk, whose free share is not the test's
+/// to choose (CI once ran with 9 % free, under the 10 % default), and only the test of the
+/// floor itself should depend on it.
+pub fn worker_section(password: &str, extra: &str) -> String {
+    let floor =
+        if extra.contains("min_free_disk_percent") { "" } else { "min_free_disk_percent = 0.0\n" };
+    format!("[questdb]\nuser = \"admin\"\npassword = \"{password}\"\n{floor}{extra}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bk_tests::questdb_layout::generate_root;
-use bk_tests::questdb_peer::{PeerConfig, QuestDbPeer};
+use bk_tests::questdb_peer::{worker_section, PeerConfig, QuestDbPeer};
 use bk_tests::sandbox::Sandbox;
 use bk_tests::tree::hash_tree;
 use serde_json::Value;
@@ -41,7 +41,7 @@ impl QuestDbSetup {
     }
 
     fn start_worker(&mut self, password: &str, extra: &str) {
-        let section = format!("[questdb]\nuser = \"admin\"\npassword = \"{password}\"\n{extra}");
+        let section = worker_section(password, extra);
         let root = self.root.clone();
         self.sandbox.start_worker_with("qdb", "qnode", &root, &section).unwrap();
     }

@@ -77,3 +77,36 @@ fn test_a_store_that_stays_throttled_fails_the_job_with_its_reason_and_commits_n
     let backups = sandbox.bkctl_json(&["backups"]).unwrap();
     assert_eq!(backups.as_array().map(Vec::len), Some(0), "{backups}");
 }
+
+#[test]
+fn test_a_pack_damaged_on_its_way_to_the_server_is_refused_and_never_part_of_a_backup() {
+    let mut sandbox = Sandbox::start().unwrap();
+    let garage_dir = sandbox.path().join("garage");
+    let garage = Garage::start(&garage_dir).unwrap();
+    let secret_file = garage_dir.join("secret-key");
+    std::fs::write(&secret_file, SECRET_ACCESS_KEY).unwrap();
+    let upstream = garage.endpoint().trim_start_matches("http://").to_string();
+    // The first pack upload loses a byte on the way, as through a bad link; the default
+    // request integrity (a CRC64-NVME checksum header) must make the server refuse it.
+    let proxy = FlakyProxy::start_damaging(&upstream, "/packs/", 1).unwrap();
+    let store = register_core_source(&sandbox);
+    sandbox.bkctl_json(&["repo", "add", "s3repo", &format!("s3://{BUCKET}/damaged")]).unwrap();
+    let tables = format!(
+        "[store]\nurl = \"file://{}\"\n[repositories.s3repo]\noptions = {}\n",
+        store.display(),
+        garage.options_toml_at(&proxy.endpoint(), &secret_file)
+    );
+    sandbox.start_worker_toml("core", "node0", "", &tables).unwrap();
+    let (succeeded, job) = backup(&sandbox);
+    assert_eq!(proxy.damaged(), 1, "no pack upload was damaged: the test proves nothing");
+    assert!(succeeded, "a re-sent pack should have completed the backup: {job}");
+    let backup_id = job["backup_id"].as_str().unwrap();
+    let verify = sandbox
+        .bkctl(&["-o", "json", "submit", "verify", "--backup", backup_id, "--deep", "--wait"])
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "the damaged pack was stored: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bk_tests::questdb_layout::generate_root;
-use bk_tests::questdb_peer::{PeerConfig, QuestDbPeer};
+use bk_tests::questdb_peer::{worker_section, PeerConfig, QuestDbPeer};
 use bk_tests::sandbox::Sandbox;
 use bk_tests::tree::hash_tree;
 use serde_json::Value;
@@ -142,7 +142,7 @@ impl Matrix {
 }
 
 fn start_worker(sandbox: &mut Sandbox, server: &Server) {
-    let section = format!("[questdb]\nuser = \"admin\"\npassword = \"{PASSWORD}\"\n");
+    let section = worker_section(PASSWORD, "");
     sandbox.start_worker_with(&server.source, &server.node, &server.root, &section).unwrap();
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bk_tests::layout::{generate, LayoutParams};
 use bk_tests::questdb_layout::generate_root;
-use bk_tests::questdb_peer::{PeerConfig, QuestDbPeer};
+use bk_tests::questdb_peer::{worker_section, PeerConfig, QuestDbPeer};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
 
@@ -494,10 +494,7 @@ fn test_a_questdb_drill_recovers_from_the_checkpoint_and_counts_every_table() {
     let repository = format!("file://{}", sandbox.path().join("repository").display());
     sandbox.bkctl_json(&["repo", "add", "repo", &repository]).unwrap();
     let scratch = sandbox.path().join("scratch");
-    let section = format!(
-        "[questdb]\nuser = \"admin\"\npassword = \"quest\"\n{}",
-        drill_section(&scratch, Some(&[]))
-    );
+    let section = worker_section("quest", &drill_section(&scratch, Some(&[])));
     sandbox.start_worker_with("qdb", "qnode", &root, &section).unwrap();
     let job = run_job(&sandbox, &["submit", "backup", "--source", "qdb", "--repo", "repo"]);
     let backup_id = job["backup_id"].as_str().unwrap();

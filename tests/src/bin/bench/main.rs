@@ -61,9 +61,13 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
     let repository_tables: String = match &s3 {
         Some(s3) => (0..args.reps)
             .map(|rep| {
+                let options = s3.garage.options_toml(&secret_file);
+                // The same server with SigV4 signed payloads instead of a CRC64-NVME checksum
+                // header: what the default request integrity saves, measured alike.
+                let signed = options.replacen(" }", ", aws_unsigned_payload = \"false\" }", 1);
                 format!(
-                    "[repositories.s3-{rep}]\noptions = {}\n",
-                    s3.garage.options_toml(&secret_file)
+                    "[repositories.s3-{rep}]\noptions = {options}\n\
+                     [repositories.s3-signed-{rep}]\noptions = {signed}\n"
                 )
             })
             .collect(),
@@ -200,6 +204,12 @@ fn s3_rows(
     table.record_job("bk backup (local→S3, Garage)", Baseline::RcloneS3, &run);
     table.record_backup_facts(deployment, &run.job, "S3")?;
     let job = run.job;
+    let signed = format!("s3-signed-{rep}");
+    deployment.add_repository(&signed, &format!("s3://{BUCKET}/bk-signed-{rep}"), &[])?;
+    tools::settle(cluster)?;
+    let signed_backup = ["backup", "--source", "src", "--repo", signed.as_str(), "--full"];
+    let seconds = deployment.measured_job(&signed_backup)?.seconds;
+    table.record("bk backup, SigV4 signed payloads (local→S3)", Baseline::RcloneS3, seconds);
     if let Some(rclone) = rclone {
         let target = format!("s3:{BUCKET}/rclone-{rep}");
         tools::settle(cluster)?;
@@ -226,7 +236,7 @@ fn s3_rows(
             tools::rclone_copy_from(rclone, &s3.garage, &source, &target)
         })?;
         table.record("rclone copy --transfers 16 (S3→local)", Baseline::RcloneFromS3, seconds);
-        for prefix in [format!("bk-{rep}"), format!("rclone-{rep}"), format!("vendor-{rep}")] {
+        for prefix in ["bk", "bk-signed", "rclone", "vendor"].map(|name| format!("{name}-{rep}")) {
             tools::purge_s3_prefix(rclone, &s3.garage, &prefix)?;
         }
     }
