@@ -14,19 +14,29 @@ use crate::support::register_core_source;
 /// Starts Garage behind a proxy that throttles the first `throttled` connections, and a worker
 /// for the Core source whose repository `s3repo` goes through the proxy with `max_retries`.
 fn throttled_setup(throttled: usize, max_retries: u32) -> (Sandbox, Garage, FlakyProxy) {
+    let retry = format!(
+        "[retry]\nmax_retries = {max_retries}\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n"
+    );
+    proxied_setup(|upstream| FlakyProxy::start(upstream, throttled), &retry)
+}
+
+/// Starts Garage behind the proxy `start_proxy` makes for its `host:port`, and a worker for the
+/// Core source (with `retry` tables) whose repository `s3repo` goes through the proxy.
+fn proxied_setup(
+    start_proxy: impl FnOnce(&str) -> anyhow::Result<FlakyProxy>,
+    retry: &str,
+) -> (Sandbox, Garage, FlakyProxy) {
     let mut sandbox = Sandbox::start().unwrap();
     let garage_dir = sandbox.path().join("garage");
     let garage = Garage::start(&garage_dir).unwrap();
     let secret_file = garage_dir.join("secret-key");
     std::fs::write(&secret_file, SECRET_ACCESS_KEY).unwrap();
-    let upstream = garage.endpoint().trim_start_matches("http://").to_string();
-    let proxy = FlakyProxy::start(&upstream, throttled).unwrap();
+    let proxy = start_proxy(garage.endpoint().trim_start_matches("http://")).unwrap();
     let store = register_core_source(&sandbox);
-    let repository = format!("s3://{BUCKET}/throttled");
+    let repository = format!("s3://{BUCKET}/proxied");
     sandbox.bkctl_json(&["repo", "add", "s3repo", &repository]).unwrap();
     let tables = format!(
-        "[retry]\nmax_retries = {max_retries}\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n\
-         [store]\nurl = \"file://{}\"\n[repositories.s3repo]\noptions = {}\n",
+        "{retry}[store]\nurl = \"file://{}\"\n[repositories.s3repo]\noptions = {}\n",
         store.display(),
         garage.options_toml_at(&proxy.endpoint(), &secret_file)
     );
@@ -80,23 +90,10 @@ fn test_a_store_that_stays_throttled_fails_the_job_with_its_reason_and_commits_n
 
 #[test]
 fn test_a_pack_damaged_on_its_way_to_the_server_is_refused_and_never_part_of_a_backup() {
-    let mut sandbox = Sandbox::start().unwrap();
-    let garage_dir = sandbox.path().join("garage");
-    let garage = Garage::start(&garage_dir).unwrap();
-    let secret_file = garage_dir.join("secret-key");
-    std::fs::write(&secret_file, SECRET_ACCESS_KEY).unwrap();
-    let upstream = garage.endpoint().trim_start_matches("http://").to_string();
     // The first pack upload loses a byte on the way, as through a bad link; the default
     // request integrity (a CRC64-NVME checksum header) must make the server refuse it.
-    let proxy = FlakyProxy::start_damaging(&upstream, "/packs/", 1).unwrap();
-    let store = register_core_source(&sandbox);
-    sandbox.bkctl_json(&["repo", "add", "s3repo", &format!("s3://{BUCKET}/damaged")]).unwrap();
-    let tables = format!(
-        "[store]\nurl = \"file://{}\"\n[repositories.s3repo]\noptions = {}\n",
-        store.display(),
-        garage.options_toml_at(&proxy.endpoint(), &secret_file)
-    );
-    sandbox.start_worker_toml("core", "node0", "", &tables).unwrap();
+    let (sandbox, _garage, proxy) =
+        proxied_setup(|upstream| FlakyProxy::start_damaging(upstream, "/packs/", 1), "");
     let (succeeded, job) = backup(&sandbox);
     assert_eq!(proxy.damaged(), 1, "no pack upload was damaged: the test proves nothing");
     assert!(succeeded, "a re-sent pack should have completed the backup: {job}");
