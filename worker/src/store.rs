@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, Checksum};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
@@ -150,11 +150,7 @@ pub fn open_store(
             let retry = retry.to_object_store();
             let store: Arc<dyn ObjectStore> = match scheme {
                 ObjectStoreScheme::AmazonS3 => {
-                    let mut builder =
-                        configured(s3_builder(url, &resolved), &resolved, |b, k, v| {
-                            b.with_config(k, v)
-                        })
-                        .with_retry(retry);
+                    let mut builder = s3_builder(url, &resolved).with_retry(retry);
                     if let Some(provider) = file_credentials(options, &resolved)? {
                         builder = builder.with_credentials(Arc::new(provider));
                     }
@@ -198,32 +194,26 @@ pub fn open_store(
     }
 }
 
-/// An S3 builder for `url` whose uploads are checked by a CRC64-NVME checksum instead of a
-/// SigV4 payload hash, unless `options` choose either themselves.
+/// The S3 builder for `url` with `options` applied, whose uploads are checked by a CRC64-NVME
+/// checksum instead of a SigV4 payload hash unless `options` choose either themselves.
 ///
 /// SigV4's signed payload makes both sides SHA-256 every body (on 2 cores, ~5 % of bk's CPU
 /// and as much of the server's, for a backup into Garage). A CRC64-NVME checksum in the signed
 /// `x-amz-checksum-crc64nvme` header costs almost nothing (`crc-fast`, hardware CRC), and the
-/// server still refuses a body damaged in transit (`BadDigest`), so a damaged pack is never
-/// stored. What a CRC cannot stop, a deliberate forgery on a plain-HTTP path, bk's own
-/// authentication of every blob finds at restore or verify. Setting `aws_unsigned_payload` or
-/// `aws_checksum_algorithm` (for a server that refuses the checksum header: `aws_unsigned_payload
-/// = "false"`, SigV4 signed payloads as before) turns these defaults off.
+/// server still refuses a body damaged in transit (S3 `BadDigest`, Garage `InvalidDigest`), so
+/// a damaged pack is never stored. What a CRC cannot stop, a deliberate forgery on a plain-HTTP
+/// path, bk's own authentication of every blob finds at restore or verify. Setting
+/// `aws_unsigned_payload` or `aws_checksum_algorithm` (for a server that refuses the checksum
+/// header: `aws_unsigned_payload = "false"`, SigV4 signed payloads) turns these defaults off.
 fn s3_builder(url: &str, options: &[(String, String)]) -> AmazonS3Builder {
-    let builder = AmazonS3Builder::new().with_url(url);
+    let mut builder = AmazonS3Builder::new().with_url(url);
     let chosen = options.iter().any(|(key, _)| {
-        matches!(
-            key.as_str(),
-            "aws_unsigned_payload"
-                | "unsigned_payload"
-                | "aws_checksum_algorithm"
-                | "checksum_algorithm"
-        )
+        matches!(key.parse(), Ok(AmazonS3ConfigKey::UnsignedPayload | AmazonS3ConfigKey::Checksum))
     });
-    if chosen {
-        return builder;
+    if !chosen {
+        builder = builder.with_unsigned_payload(true).with_checksum_algorithm(Checksum::CRC64NVME);
     }
-    builder.with_unsigned_payload(true).with_checksum_algorithm(Checksum::CRC64NVME)
+    configured(builder, options, |b, k, v| b.with_config(k, v))
 }
 
 /// Makes everything written under a `file://` store durable: `syncfs` on its filesystem, which
@@ -378,15 +368,10 @@ mod tests {
         let default = s3_builder("s3://bucket/prefix", &[]);
         assert_eq!(value(&default, UnsignedPayload).as_deref(), Some("true"));
         assert_eq!(value(&default, ChecksumKey).as_deref(), Some("crc64nvme"));
-        let signed = [("aws_unsigned_payload".to_string(), "false".to_string())];
-        let signed = configured(s3_builder("s3://bucket/prefix", &signed), &signed, |b, k, v| {
-            b.with_config(k, v)
-        });
+        let signed = s3_builder("s3://b/p", &[("aws_unsigned_payload".into(), "false".into())]);
         assert_eq!(value(&signed, UnsignedPayload).as_deref(), Some("false"));
         assert_eq!(value(&signed, ChecksumKey), None, "signed payloads need no checksum header");
-        let sha = [("aws_checksum_algorithm".to_string(), "sha256".to_string())];
-        let sha =
-            configured(s3_builder("s3://bucket/prefix", &sha), &sha, |b, k, v| b.with_config(k, v));
+        let sha = s3_builder("s3://b/p", &[("checksum_algorithm".into(), "sha256".into())]);
         assert_eq!(value(&sha, ChecksumKey).as_deref(), Some("sha256"));
         assert_eq!(value(&sha, UnsignedPayload).as_deref(), Some("false"));
     }
