@@ -27,6 +27,7 @@ pub mod retries;
 pub mod store;
 pub mod tasks;
 pub mod throttle;
+pub mod writeback;
 
 use std::sync::Arc;
 

@@ -80,6 +80,7 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
     let variants = [
         ("bk backup, encryption off (local→local)", "BK_BENCH_UNENCRYPTED_BLOBS"),
         ("bk backup, format checks off (local→local)", "BK_SKIP_FORMAT_CHECKS"),
+        ("bk backup, page recycling off (local→local)", "BK_BENCH_NO_PAGE_RECYCLING"),
     ]
     .into_iter()
     .map(|(name, switch)| {
@@ -101,6 +102,11 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
     }
     let notes = missing_tools(rclone.is_none(), args.no_s3, s3.as_ref());
     table.print_and_write(&args.out, &args.size, &notes)
+}
+
+/// The restore row of a backup variant that is restored too.
+fn restore_row_of(variant: &str) -> Option<&'static str> {
+    variant.contains("page recycling off").then_some("bk restore, page recycling off (local→local)")
 }
 
 /// The local rows of one repetition: bk backup (full, unchanged incremental, and each variant),
@@ -143,7 +149,17 @@ fn local_rows(
         variant.add_repository(&repository, &url, &[])?;
         let backup = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
         tools::settle(cluster)?;
-        table.record(name, Baseline::BkFull, variant.timed_job(&backup)?.0);
+        let (seconds, job) = variant.timed_job(&backup)?;
+        table.record(name, Baseline::BkFull, seconds);
+        if let Some(restore_row) = restore_row_of(name) {
+            // Restored too: page recycling matters most where bk writes the most, a restore.
+            let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
+            let target = format!("file://{}", dir.join(format!("{repository}-restored")).display());
+            let restore =
+                ["restore", "--backup", backup_id, "--target", target.as_str(), "--nodes-stopped"];
+            tools::settle(&dir.join(&repository))?;
+            table.record(restore_row, Baseline::Cp, variant.timed_job(&restore)?.0);
+        }
     }
     let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
     let target = format!("file://{}", dir.join("restored").display());
