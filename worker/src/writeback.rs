@@ -223,7 +223,7 @@ mod tests {
         let recycling = Recycling::default();
         let mib = 1 << 20;
         assert!(recycling.push("a".into(), 100 * mib).is_empty(), "nothing written after `a`");
-        assert!(recycling.push("b".into(), 27 * mib).is_empty(), "127 MiB after `a`");
+        assert!(recycling.push("b".into(), 127 * mib).is_empty(), "127 MiB after `a`");
         assert_eq!(recycling.push("c".into(), mib), vec![PathBuf::from("a")], "128 MiB after `a`");
         let due = recycling.push("d".into(), 300 * mib);
         assert_eq!(due, vec![PathBuf::from("b"), PathBuf::from("c")], "both far enough back");
