@@ -77,14 +77,22 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
     let drill = format!("[drill]\nscratch_dir = \"{}\"\n", root.join("drill-scratch").display());
     let deployment = Deployment::start(&cluster, &params, &format!("{repository_tables}{drill}"))?;
     // The same cluster with one feature switched off each: what it costs, measured alike.
+    // A variant with a restore row is restored too: page recycling matters most where bk writes
+    // the most, a restore.
     let variants = [
-        ("bk backup, encryption off (local→local)", "BK_BENCH_UNENCRYPTED_BLOBS"),
-        ("bk backup, format checks off (local→local)", "BK_SKIP_FORMAT_CHECKS"),
-        ("bk backup, page recycling off (local→local)", "BK_BENCH_NO_PAGE_RECYCLING"),
+        ("bk backup, encryption off (local→local)", "BK_BENCH_UNENCRYPTED_BLOBS", None),
+        ("bk backup, format checks off (local→local)", "BK_SKIP_FORMAT_CHECKS", None),
+        (
+            "bk backup, page recycling off (local→local)",
+            "BK_BENCH_NO_PAGE_RECYCLING",
+            Some("bk restore, page recycling off (local→local)"),
+        ),
     ]
     .into_iter()
-    .map(|(name, switch)| {
-        Ok((name, Deployment::start_with_worker_env(&cluster, &params, "", &[(switch, "1")])?))
+    .map(|(name, switch, restore_row)| {
+        let deployment =
+            Deployment::start_with_worker_env(&cluster, &params, "", &[(switch, "1")])?;
+        Ok(Variant { name, restore_row, deployment })
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -104,9 +112,12 @@ fn throughput(args: &Args, root: &Path) -> anyhow::Result<()> {
     table.print_and_write(&args.out, &args.size, &notes)
 }
 
-/// The restore row of a backup variant that is restored too.
-fn restore_row_of(variant: &str) -> Option<&'static str> {
-    variant.contains("page recycling off").then_some("bk restore, page recycling off (local→local)")
+/// The same cluster with one feature switched off: its backup row, and its restore row when
+/// its backup is restored too.
+struct Variant {
+    name: &'static str,
+    restore_row: Option<&'static str>,
+    deployment: Deployment,
 }
 
 /// The local rows of one repetition: bk backup (full, unchanged incremental, and each variant),
@@ -114,7 +125,7 @@ fn restore_row_of(variant: &str) -> Option<&'static str> {
 /// with one: bk syncs what it writes before reporting, so both sides pay for durability.
 fn local_rows(
     deployment: &Deployment,
-    variants: &[(&'static str, Deployment)],
+    variants: &[Variant],
     cluster: &Path,
     dir: &Path,
     rep: usize,
@@ -143,7 +154,7 @@ fn local_rows(
         Baseline::BkFull,
         deployment.timed_job(&backup)?.0,
     );
-    for (index, (name, variant)) in variants.iter().enumerate() {
+    for (index, Variant { name, restore_row, deployment: variant }) in variants.iter().enumerate() {
         let repository = format!("variant-{index}-{rep}");
         let url = format!("file://{}", dir.join(&repository).display());
         variant.add_repository(&repository, &url, &[])?;
@@ -151,8 +162,7 @@ fn local_rows(
         tools::settle(cluster)?;
         let (seconds, job) = variant.timed_job(&backup)?;
         table.record(name, Baseline::BkFull, seconds);
-        if let Some(restore_row) = restore_row_of(name) {
-            // Restored too: page recycling matters most where bk writes the most, a restore.
+        if let Some(restore_row) = restore_row {
             let backup_id = job["backup_id"].as_str().context("the backup job has no backup id")?;
             let target = format!("file://{}", dir.join(format!("{repository}-restored")).display());
             let restore =
