@@ -20,6 +20,8 @@ pub mod drill;
 pub mod error;
 pub mod formats;
 pub mod hub;
+pub mod local_list;
+pub mod local_store;
 pub mod metrics;
 pub mod questdb;
 pub mod repository;
@@ -27,7 +29,6 @@ pub mod retries;
 pub mod store;
 pub mod tasks;
 pub mod throttle;
-pub mod writeback;
 
 use std::sync::Arc;
 

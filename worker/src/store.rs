@@ -1,7 +1,7 @@
 //! Opens object stores from URLs: the node's store and the repositories.
 //!
-//! `file://` opens a [`LocalFileSystem`] rooted at the path, whose large files start their
-//! writeback as soon as written ([`WritebackStore`]); cloud URLs go through object_store's
+//! `file://` opens a [`LocalFileSystem`] rooted at the path, listed at one `stat` per file and
+//! whose large files start their writeback as soon as written ([`LocalStore`]); cloud URLs go through object_store's
 //! builders with the standard environment variables plus the configured options and the
 //! worker's retry settings, and are rooted at the URL's path with a [`PrefixStore`]. Secret
 //! values are read from `*_file` options at open time, so a rotated secret file is picked up by
@@ -22,7 +22,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
 
 use crate::credentials::{CredentialPart, FileAwsCredentials};
-use crate::writeback::WritebackStore;
+use crate::local_store::LocalStore;
 use url::Url;
 
 /// Why a store cannot be opened. Never carries option values (they may be secrets).
@@ -138,10 +138,9 @@ pub fn open_store(
             })?;
             let store = store.with_automatic_cleanup(true);
             // Bench-only: what early writeback and page recycling buy, measured alike.
-            if env.iter().any(|(key, value)| key == "BK_BENCH_NO_PAGE_RECYCLING" && value == "1") {
-                return Ok(Arc::new(store));
-            }
-            Ok(Arc::new(WritebackStore::new(store)))
+            let recycle_pages =
+                !env.iter().any(|(key, value)| key == "BK_BENCH_NO_PAGE_RECYCLING" && value == "1");
+            Ok(Arc::new(LocalStore::new(store, &path, recycle_pages)))
         }
         "memory" => Ok(Arc::new(InMemory::new())),
         "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {

@@ -1,4 +1,5 @@
-//! Early writeback and page recycling for `file://` stores: each file of at least
+//! bk's `file://` store: object_store's [`LocalFileSystem`], listed at one `stat` per file
+//! ([`crate::local_list`]), with early writeback and page recycling: each file of at least
 //! [`EARLY_WRITEBACK_MIN`] bytes is handed to the disk as soon as it is written, instead of all
 //! at the task's closing `syncfs`, and its cached pages are let go once written back, so the
 //! next files are written into recycled pages rather than fresh ones.
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
@@ -42,22 +44,53 @@ pub const EARLY_WRITEBACK_MIN: u64 = 1 << 20;
 /// A written file's pages are dropped once this many more bytes were written after it.
 pub const RECYCLE_AFTER: u64 = 128 << 20;
 
-/// A [`LocalFileSystem`] whose written files start their writeback at once and give their
-/// pages back soon after (see the module).
+/// A [`LocalFileSystem`] whose listings cost one `stat` per file and whose written files start
+/// their writeback at once and give their pages back soon after (see the module).
 #[derive(Debug)]
-pub struct WritebackStore {
+pub struct LocalStore {
     inner: Arc<LocalFileSystem>,
-    recycling: Arc<Recycling>,
+    /// The store's root, canonical (as `inner` holds it); `None` when it cannot be resolved,
+    /// and then listings are `inner`'s own.
+    root: Option<PathBuf>,
+    /// `None`: no writeback hints (a bench-only switch measures what they buy).
+    recycling: Option<Arc<Recycling>>,
 }
 
-impl WritebackStore {
-    /// Wraps `inner`.
-    pub fn new(inner: LocalFileSystem) -> Self {
-        Self { inner: Arc::new(inner), recycling: Arc::default() }
+impl LocalStore {
+    /// Wraps `inner`, rooted at `root`; `recycle_pages`: give written files' pages hints.
+    pub fn new(inner: LocalFileSystem, root: &std::path::Path, recycle_pages: bool) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            root: std::fs::canonicalize(root).ok(),
+            recycling: recycle_pages.then(Arc::default),
+        }
     }
 
     fn file_of(&self, location: &Path) -> Option<PathBuf> {
         self.inner.path_to_filesystem(location).ok()
+    }
+
+    /// Where `prefix` is on disk and its key, as `inner` resolves it; `None` when it does not
+    /// resolve (then `inner` lists it, and reports what is wrong).
+    fn listed_dir(&self, prefix: Option<&Path>) -> Option<(PathBuf, String)> {
+        let root = self.root.as_ref()?;
+        let prefix = match prefix {
+            Some(prefix) if !prefix.as_ref().is_empty() => prefix,
+            _ => return Some((root.clone(), String::new())),
+        };
+        let dir = self.inner.path_to_filesystem(prefix).ok()?;
+        let key = dir.strip_prefix(root).ok()?.to_str()?.to_string();
+        Some((dir, key))
+    }
+
+    async fn written(&self, location: &Path, size: u64) {
+        if let Some(recycling) = &self.recycling {
+            if size >= EARLY_WRITEBACK_MIN {
+                if let Some(path) = self.file_of(location) {
+                    recycling.written(path, size).await;
+                }
+            }
+        }
     }
 }
 
@@ -101,7 +134,7 @@ impl Recycling {
     }
 }
 
-impl std::fmt::Display for WritebackStore {
+impl std::fmt::Display for LocalStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.inner.fmt(formatter)
     }
@@ -118,7 +151,7 @@ fn advise_dont_need(path: &std::path::Path) {
 }
 
 #[async_trait]
-impl ObjectStore for WritebackStore {
+impl ObjectStore for LocalStore {
     async fn put_opts(
         &self,
         location: &Path,
@@ -127,11 +160,7 @@ impl ObjectStore for WritebackStore {
     ) -> Result<PutResult> {
         let size = payload.content_length() as u64;
         let result = self.inner.put_opts(location, payload, opts).await?;
-        if size >= EARLY_WRITEBACK_MIN {
-            if let Some(path) = self.file_of(location) {
-                self.recycling.written(path, size).await;
-            }
-        }
+        self.written(location, size).await;
         Ok(result)
     }
 
@@ -141,8 +170,8 @@ impl ObjectStore for WritebackStore {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart_opts(location, opts).await?;
+        let Some(recycling) = self.recycling.clone() else { return Ok(inner) };
         let path = self.file_of(location);
-        let recycling = self.recycling.clone();
         Ok(Box::new(WritebackUpload { inner, path, size: 0, recycling }))
     }
 
@@ -158,7 +187,10 @@ impl ObjectStore for WritebackStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match self.listed_dir(prefix) {
+            Some((dir, key)) => crate::local_list::list_tree(dir, key),
+            None => self.inner.list(prefix),
+        }
     }
 
     fn list_with_offset(
@@ -166,7 +198,8 @@ impl ObjectStore for WritebackStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
+        let offset = offset.clone();
+        self.list(prefix).try_filter(move |meta| std::future::ready(meta.location > offset)).boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -233,7 +266,8 @@ mod tests {
     #[tokio::test]
     async fn test_written_files_read_back_whole_through_both_put_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let store = WritebackStore::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let store = LocalStore::new(local, dir.path(), true);
         let big = vec![7u8; (EARLY_WRITEBACK_MIN * 3) as usize];
         store.put(&Path::from("a/big"), big.clone().into()).await.unwrap();
         store.put(&Path::from("a/small"), vec![1u8; 10].into()).await.unwrap();
