@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
 
-use crate::support::{exclusion_prefixes, Cluster};
+use crate::support::{exclusion_prefixes, read_backup_entries, Cluster};
 use crate::t06_restore_round_trip::{assert_restored_identical, restore};
 
 /// A tree's files: path → (size, BLAKE3).
@@ -144,29 +144,7 @@ fn test_prune_keeps_exactly_the_right_backups_repacks_and_every_kept_one_restore
     let ids: Vec<String> = backups.iter().map(|(id, _)| id.clone()).collect();
     let pack_bytes = || tree_bytes(&cluster.repository.join("packs"));
     let bytes_before = pack_bytes();
-    let prune = |dry_run: bool| {
-        let mut args = vec![
-            "-o",
-            "json",
-            "submit",
-            "prune",
-            "--repo",
-            "repo",
-            "--source",
-            "src",
-            "--keep-last",
-            "2",
-            "--max-unused",
-            "0%",
-            "--wait",
-        ];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        let output = cluster.sandbox.bkctl(&args).unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
-        serde_json::from_slice::<Value>(&output.stdout).unwrap()
-    };
+    let prune = |dry_run: bool| submit_prune(&cluster, "2", dry_run);
     let dry = prune(true);
     let sweep = dry["phases"][1]["tasks"][0]["events"][0].as_str().unwrap().to_string();
     assert!(sweep.starts_with("would delete"), "{sweep}");
@@ -191,29 +169,107 @@ fn test_prune_keeps_exactly_the_right_backups_repacks_and_every_kept_one_restore
         .collect();
     assert_eq!(kept, [ids[3].clone(), ids[2].clone()], "keep-last 2 keeps the two newest");
     assert!(pack_bytes() < bytes_before, "packs only the forgotten backups used were not dropped");
-    assert!(
-        !cluster.repository.join(format!("backups/{}", ids[0])).exists(),
-        "a forgotten manifest remains"
-    );
-    for (id, tree) in &backups[2..] {
-        let output = cluster
-            .sandbox
-            .bkctl(&["-o", "json", "submit", "verify", "--backup", id, "--deep", "--wait"])
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "kept backup {id} is damaged: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        let target = cluster.sandbox.path().join(format!("restored-{id}"));
-        let (succeeded, job) = restore(&cluster, id, &target, &["--nodes-stopped"]);
-        assert!(succeeded, "{job}");
-        let backup = cluster.sandbox.bkctl_json(&["show", id]).unwrap();
-        let mut wanted = tree.clone();
-        let excluded = exclusion_prefixes(&backup);
-        wanted.retain(|key, _| !excluded.iter().any(|prefix| key.starts_with(prefix)));
-        assert_eq!(hash_tree(&target).unwrap(), wanted, "kept backup {id} restores differently");
+    for forgotten in &ids[..2] {
+        let manifest = cluster.repository.join(format!("backups/{forgotten}/manifest"));
+        assert!(!manifest.exists(), "a forgotten manifest remains");
     }
+    assert_every_segment_is_named(&cluster.repository, &ids[2..]);
+    for (id, tree) in &backups[2..] {
+        assert_kept_backup_whole(&cluster, id, tree);
+    }
+}
+
+/// `bkctl submit prune --keep-last N --max-unused 0%`, which must succeed; its job.
+fn submit_prune(cluster: &Cluster, keep_last: &str, dry_run: bool) -> Value {
+    let mut args = vec!["-o", "json", "submit", "prune", "--repo", "repo", "--source", "src"];
+    args.extend(["--keep-last", keep_last, "--max-unused", "0%", "--wait"]);
+    if dry_run {
+        args.push("--dry-run");
+    }
+    let output = cluster.sandbox.bkctl(&args).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    serde_json::from_slice::<Value>(&output.stdout).unwrap()
+}
+
+/// A kept backup passes `verify --deep` and restores to `tree` (less what it excluded).
+fn assert_kept_backup_whole(cluster: &Cluster, id: &str, tree: &Tree) {
+    let output = cluster
+        .sandbox
+        .bkctl(&["-o", "json", "submit", "verify", "--backup", id, "--deep", "--wait"])
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kept backup {id} is damaged: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let target = cluster.sandbox.path().join(format!("restored-{id}"));
+    let (succeeded, job) = restore(cluster, id, &target, &["--nodes-stopped"]);
+    assert!(succeeded, "{job}");
+    let backup = cluster.sandbox.bkctl_json(&["show", id]).unwrap();
+    let mut wanted = tree.clone();
+    let excluded = exclusion_prefixes(&backup);
+    wanted.retain(|key, _| !excluded.iter().any(|prefix| key.starts_with(prefix)));
+    assert_eq!(hash_tree(&target).unwrap(), wanted, "kept backup {id} restores differently");
+}
+
+/// Every file under the repository's `backups/` is a manifest of `kept` or a segment one of
+/// their manifests names: forgetting left no segment behind, and deleted none still named.
+fn assert_every_segment_is_named(repository: &Path, kept: &[String]) {
+    let mut named: Vec<String> = kept.iter().map(|id| format!("backups/{id}/manifest")).collect();
+    for id in kept {
+        let (manifest, _) = read_backup_entries(repository, id);
+        for segment in manifest["segments"].as_array().unwrap() {
+            let key = segment["key"].as_str().unwrap().to_string();
+            assert!(repository.join(&key).is_file(), "backup {id} names a deleted segment {key}");
+            named.push(key);
+        }
+    }
+    let backups = repository.join("backups");
+    let files = hash_tree(&backups).unwrap();
+    let unnamed: Vec<&String> =
+        files.keys().filter(|key| !named.contains(&format!("backups/{key}"))).collect();
+    assert!(unnamed.is_empty(), "files no kept backup names: {unnamed:?}");
+}
+
+#[test]
+fn test_unchanged_nodes_share_the_parents_segments_which_outlive_forgetting_it() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
+    cluster.start_all_workers();
+    let first = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
+    let second = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
+    std::fs::write(cluster.store.join("node1/extra.marker"), "changed").unwrap();
+    let third = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
+    let tree = hash_tree(&cluster.store).unwrap();
+    let (_, first_entries) = read_backup_entries(&cluster.repository, &first);
+    let (second_manifest, second_entries) = read_backup_entries(&cluster.repository, &second);
+    let (third_manifest, third_entries) = read_backup_entries(&cluster.repository, &third);
+    let segment_keys = |manifest: &Value| -> Vec<String> {
+        let segments = manifest["segments"].as_array().unwrap();
+        segments.iter().map(|segment| segment["key"].as_str().unwrap().to_string()).collect()
+    };
+    let first_dir = format!("backups/{first}/");
+    let named_from_first = |manifest: &Value| {
+        segment_keys(manifest).iter().filter(|k| k.starts_with(&first_dir)).count()
+    };
+    assert_eq!(second_entries, first_entries, "an unchanged backup lists the same objects");
+    let node_segments = cluster.nodes().len();
+    assert!(
+        named_from_first(&second_manifest) >= node_segments,
+        "the unchanged backup wrote its nodes' object lists again: {second_manifest}"
+    );
+    let third_segments = segment_keys(&third_manifest);
+    assert!(third_entries.contains_key("node1/extra.marker"), "the change is not in the backup");
+    assert_eq!(third_entries.len(), first_entries.len() + 1);
+    assert!(
+        named_from_first(&third_manifest) >= node_segments - 1
+            && named_from_first(&third_manifest) < named_from_first(&second_manifest),
+        "only the changed node's segment is new: {third_segments:?}"
+    );
+
+    submit_prune(&cluster, "1", false);
+    assert!(!cluster.repository.join(format!("{first_dir}manifest")).exists());
+    assert_every_segment_is_named(&cluster.repository, std::slice::from_ref(&third));
+    assert_kept_backup_whole(&cluster, &third, &tree);
 }
 
 fn tree_bytes(dir: &Path) -> u64 {

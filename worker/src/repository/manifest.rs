@@ -68,6 +68,38 @@ pub struct SegmentRef {
     /// The smallest and largest object key in it (absent: unknown, read it for any prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<(String, String)>,
+    /// The scopes of the copy tasks whose entries it holds, every one of them (empty:
+    /// unknown). A later backup whose tasks over all these scopes found nothing changed names
+    /// this segment in its manifest instead of writing the same entries again, so segments are
+    /// shared between backups (see `tasks::prune::forget_backups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<Scope>,
+    /// Bytes of the objects in it (known when `scopes` is).
+    #[serde(default)]
+    pub num_bytes: u64,
+}
+
+/// The keys one copy task covers: those under `prefix` except those under `excluded` (other
+/// tasks' prefixes, or what the plan leaves out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    /// Keys start with it.
+    pub prefix: String,
+    /// Keys under these are not the task's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+}
+
+impl Scope {
+    /// Every key under `prefix`.
+    pub fn prefix(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string(), excluded: Vec::new() }
+    }
+
+    /// Whether `key` is the task's.
+    pub fn holds(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix) && !self.excluded.iter().any(|out| key.starts_with(out))
+    }
 }
 
 impl SegmentRef {
@@ -101,6 +133,8 @@ mod tests {
             key: "segment".to_string(),
             num_objects: 2,
             keys: Some(("node2/dbs/a".to_string(), "node2/wal/b".to_string())),
+            scopes: Vec::new(),
+            num_bytes: 0,
         };
         for (prefix, expected) in [
             ("", true),
@@ -136,8 +170,16 @@ pub struct Part {
 pub struct DoneRecord {
     /// The report sent to the coordinator.
     pub report: TaskReport,
+    /// The keys the task copied.
+    #[serde(default)]
+    pub scope: Scope,
     /// Part keys, in order.
     pub parts: Vec<String>,
     /// Entries not in a part (the last batch, or all of a small task's).
     pub tail: Part,
+    /// Set when every object in `scope` was the parent backup's, unchanged: the attempt's
+    /// entries are then the parent's in `scope`, in these segments, and none are written in
+    /// parts (an unchanged node costs its listing, not a rewrite of its object list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<Vec<SegmentRef>>,
 }

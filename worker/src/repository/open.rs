@@ -78,7 +78,45 @@ type Unlocked = ([u8; 32], Arc<MasterKey>, String);
 pub type SharedSegment = Arc<SegmentCell>;
 
 /// A segment's entries, once read.
-pub type SegmentCell = tokio::sync::OnceCell<Vec<super::manifest::ObjectEntry>>;
+pub type SegmentCell = tokio::sync::OnceCell<ParentSegment>;
+
+/// Entries of the segments a worker keeps after its tasks end, at most: a segment an unchanged
+/// backup shares with the next one is then read once, not once per backup (about 300 bytes an
+/// entry; a node with more objects has its segments read again by each backup, as before).
+const KEPT_SEGMENT_ENTRIES: usize = 256 * 1024;
+
+/// A segment of a committed backup, as its readers on this worker share it: sorted by key.
+#[derive(Debug)]
+pub struct ParentSegment {
+    /// Where it is and what the manifest says of it.
+    pub segment: super::manifest::SegmentRef,
+    /// Its entries, sorted by key.
+    entries: Vec<super::manifest::ObjectEntry>,
+}
+
+impl ParentSegment {
+    /// Sorts `entries` for lookups.
+    pub fn new(
+        segment: super::manifest::SegmentRef,
+        mut entries: Vec<super::manifest::ObjectEntry>,
+    ) -> Self {
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Self { segment, entries }
+    }
+
+    /// The entry of `key`.
+    pub fn get(&self, key: &str) -> Option<&super::manifest::ObjectEntry> {
+        let index = self.entries.binary_search_by(|entry| entry.key.as_str().cmp(key)).ok()?;
+        self.entries.get(index)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn under(&self, prefix: &str) -> &[super::manifest::ObjectEntry] {
+        let start = self.entries.partition_point(|entry| entry.key.as_str() < prefix);
+        let rest = &self.entries[start..];
+        &rest[..rest.partition_point(|entry| entry.key.starts_with(prefix))]
+    }
+}
 
 /// What a worker keeps per repository between tasks: unlocked keys and the index.
 #[derive(Default)]
@@ -94,6 +132,10 @@ pub struct RepositoryCache {
     /// Parent backups' segments by (URL, segment key), shared by the tasks using them and
     /// dropped with the last (a std mutex: held for a map lookup).
     parents: std::sync::Mutex<HashMap<(String, String), std::sync::Weak<SegmentCell>>>,
+    /// The segments used last, newest first, kept after their tasks end up to
+    /// [`KEPT_SEGMENT_ENTRIES`] entries: backups that change nothing share segments, so the next
+    /// backup reads them from here.
+    kept: std::sync::Mutex<std::collections::VecDeque<SharedSegment>>,
     /// Serialises initialisations on this worker (its concurrent tasks make one repository),
     /// and remembers the configs it made, by URL: if the coordinator recorded another (a race
     /// with another worker), this worker removes its own.
@@ -116,23 +158,59 @@ impl RepositoryCache {
         let manifest = super::reader::read_manifest(repository, backup_id).await?;
         let mut segments = Vec::new();
         for segment in manifest.segments.iter().filter(|segment| segment.may_hold(prefix)) {
-            let key = (repository.url.clone(), segment.key.clone());
-            let shared = {
-                let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
-                parents.retain(|_, shared| shared.strong_count() > 0);
-                match parents.get(&key).and_then(std::sync::Weak::upgrade) {
-                    Some(shared) => shared,
-                    None => {
-                        let shared = SharedSegment::default();
-                        parents.insert(key, Arc::downgrade(&shared));
-                        shared
-                    }
-                }
-            };
-            shared.get_or_try_init(|| super::reader::read_segment(repository, segment)).await?;
-            segments.push(shared);
+            segments.push(self.segment(repository, segment).await?);
         }
         Ok(segments)
+    }
+
+    /// One segment of a committed backup, read once for every task of this worker that uses it
+    /// (and kept a while after, see [`KEPT_SEGMENT_ENTRIES`]).
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when it cannot be read or does not hold what `segment` says.
+    pub async fn segment(
+        &self,
+        repository: &Repository,
+        segment: &super::manifest::SegmentRef,
+    ) -> RepositoryResult<SharedSegment> {
+        let key = (repository.url.clone(), segment.key.clone());
+        let shared = {
+            let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
+            parents.retain(|_, shared| shared.strong_count() > 0);
+            match parents.get(&key).and_then(std::sync::Weak::upgrade) {
+                Some(shared) => shared,
+                None => {
+                    let shared = SharedSegment::default();
+                    parents.insert(key, Arc::downgrade(&shared));
+                    shared
+                }
+            }
+        };
+        shared
+            .get_or_try_init(|| async {
+                let entries = super::reader::read_segment(repository, segment).await?;
+                Ok::<_, RepositoryError>(ParentSegment::new(segment.clone(), entries))
+            })
+            .await?;
+        self.keep(&shared);
+        Ok(shared)
+    }
+
+    /// Moves `shared` to the front of the kept segments and lets the oldest go past the cap.
+    fn keep(&self, shared: &SharedSegment) {
+        let mut kept = self.kept.lock().unwrap_or_else(|poison| poison.into_inner());
+        kept.retain(|other| !Arc::ptr_eq(other, shared));
+        kept.push_front(shared.clone());
+        let mut total = 0;
+        let mut count = 0;
+        for segment in kept.iter() {
+            total += segment.get().map_or(0, |segment| segment.entries.len());
+            if total > KEPT_SEGMENT_ENTRIES && count > 0 {
+                break;
+            }
+            count += 1;
+        }
+        kept.truncate(count);
     }
 
     /// The repository's index, brought up to date.

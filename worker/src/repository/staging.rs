@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::crypto::BlobId;
 use super::index::IndexEntry;
 use super::layout::{done_key, part_key, task_staging_dir};
-use super::manifest::{DoneRecord, ObjectEntry, Part};
+use super::manifest::{DoneRecord, ObjectEntry, Part, Scope, SegmentRef};
 use super::metadata::{read_json, write_json};
 use super::open::Repository;
 use crate::error::{RepositoryError, RepositoryResult};
@@ -74,17 +74,25 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Writes the remaining entries inline in the done record.
+    /// Writes the remaining entries inline in the done record of the task that copied
+    /// `scope`; `unchanged`: the parent's segments holding every entry of an attempt that found
+    /// nothing changed (see [`DoneRecord::unchanged`]).
     ///
     /// # Errors
     /// [`RepositoryError`] when a write fails.
-    pub async fn finish(self, report: &TaskReport) -> RepositoryResult<()> {
+    pub async fn finish(
+        self,
+        report: &TaskReport,
+        scope: &Scope,
+        unchanged: Option<Vec<SegmentRef>>,
+    ) -> RepositoryResult<()> {
         let Self { sender, writer, repository, task_id, attempt } = self;
         drop(sender); // The writer sees the end of its input and returns what it buffers.
         let (parts, tail) = writer.await.map_err(|error| {
             RepositoryError::WriteFailed(format!("the staging writer panicked: {error}"))
         })??;
-        let record = DoneRecord { report: report.clone(), parts, tail };
+        let scope = scope.clone();
+        let record = DoneRecord { report: report.clone(), scope, parts, tail, unchanged };
         write_json(repository.store.as_ref(), &repository.key, &done_key(task_id, attempt), &record)
             .await
     }

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
 
-use super::copy::{head_if_exists, list_prefix, Copier};
+use super::copy::{head_if_exists, list_prefix, unchanged_entries, Copier};
 use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
@@ -71,6 +71,10 @@ pub async fn check_node_consistency(
         let (done, attempt_parts) =
             read_attempt(&context.repository, part.task_id, part.attempt).await?;
         corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
+        if let Some(segments) = &done.unchanged {
+            let entries = unchanged_entries(context, &done.scope, segments).await?;
+            copied.extend(entries.into_iter().map(|entry| (entry.key.clone(), entry)));
+        }
         for attempt_part in attempt_parts {
             located.extend(attempt_part.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
             copied.extend(attempt_part.entries.into_iter().map(|entry| (entry.key.clone(), entry)));

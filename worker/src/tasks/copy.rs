@@ -28,7 +28,8 @@ use crate::error::TaskError;
 use crate::formats::{describe_corruption, Validated, Validator};
 use crate::repository::crypto::BlobId;
 use crate::repository::index::IndexEntry;
-use crate::repository::manifest::ObjectEntry;
+use crate::repository::manifest::{ObjectEntry, Scope};
+use crate::repository::open::{ParentSegment, SharedSegment};
 use crate::repository::source::ChunkSource;
 use crate::repository::staging::{read_earlier, PartWriter};
 use crate::repository::writer::{read_object, BlobWriter, StoreObjectError};
@@ -89,11 +90,42 @@ impl CopyTotals {
 /// Entries that may be reused without reading their objects, with where their blobs are.
 #[derive(Default)]
 struct Reusable {
-    entries: HashMap<String, ObjectEntry>,
-    /// Keys whose entry an earlier attempt of this task wrote (the rest are the parent's).
-    resumed: std::collections::HashSet<String>,
+    /// The parent backup's segments that may hold the task's prefix (shared, sorted by key).
+    parent: Vec<SharedSegment>,
+    /// Entries an earlier attempt of this task wrote, by key: they win over the parent's.
+    resumed: HashMap<String, ObjectEntry>,
     /// Blob locations an earlier attempt recorded (not yet in a committed index).
     blobs: HashMap<BlobId, IndexEntry>,
+}
+
+impl Reusable {
+    /// The recorded entry of `key`, and whether an earlier attempt (not the parent) wrote it.
+    fn get(&self, key: &str) -> Option<(&ObjectEntry, bool)> {
+        if let Some(entry) = self.resumed.get(key) {
+            return Some((entry, true));
+        }
+        self.parent.iter().filter_map(|segment| segment.get()?.get(key)).next().map(|e| (e, false))
+    }
+
+    /// The parent's entries in `scope`.
+    fn parent_entries_in(&self, scope: &Scope) -> usize {
+        let in_scope = |segment: &ParentSegment| {
+            segment.under(&scope.prefix).iter().filter(|entry| scope.holds(&entry.key)).count()
+        };
+        self.parent.iter().filter_map(|segment| segment.get()).map(in_scope).sum()
+    }
+}
+
+/// Whether the task so far found only the parent's objects, unchanged: then it writes no
+/// entries, and its done record names the parent's segments instead (see
+/// [`crate::repository::manifest::DoneRecord::unchanged`]).
+struct Unchanged {
+    /// The parent's entries under the prefix: as many distinct keys must be reused.
+    parent_entries: usize,
+    /// Keys reused from the parent so far, with their entries (pushed to staging if the task
+    /// turns out to have changed after all).
+    held: Vec<(ObjectEntry, Vec<IndexEntry>)>,
+    keys: std::collections::HashSet<String>,
 }
 
 /// A task's copying: made once per task, used for every batch it copies.
@@ -102,6 +134,11 @@ pub struct Copier<'a> {
     writer: BlobWriter,
     parts: PartWriter,
     reusable: Reusable,
+    /// The keys the task copies.
+    scope: Scope,
+    /// `None` once anything but an unchanged parent object was seen. A std mutex: held for a
+    /// push, never across a wait.
+    unchanged: std::sync::Mutex<Option<Unchanged>>,
     /// Why the parent's entries could not be used, reported once.
     parent_note: Option<String>,
     /// Where the blobs this task stored or carried are (not in the committed index yet), to
@@ -113,9 +150,10 @@ pub struct Copier<'a> {
 enum Copied {
     /// Read and stored: its entry, where its new blobs are, and what reading found.
     Entry { entry: ObjectEntry, new_blobs: Vec<IndexEntry>, read: ReadOutcome },
-    /// Reused unread: its entry, the locations of its blobs no committed index lists, and
-    /// whether an earlier attempt of this task (not the parent) had copied it.
-    Reused { entry: ObjectEntry, carried: Vec<IndexEntry>, resumed: bool },
+    /// Reused unread: its entry, the locations of its blobs no committed index lists,
+    /// whether an earlier attempt of this task (not the parent) had copied it, and whether the
+    /// entry is the parent's as it is.
+    Reused { entry: ObjectEntry, carried: Vec<IndexEntry>, resumed: bool, same_as_parent: bool },
     /// Gone from the source before it could be read.
     Vanished(String),
 }
@@ -135,22 +173,46 @@ impl<'a> Copier<'a> {
     /// # Errors
     /// When the index or an earlier attempt's records cannot be read.
     pub async fn start(context: &'a TaskContext, prefix: &str) -> Result<Copier<'a>, TaskError> {
+        Self::start_in(context, Scope::prefix(prefix)).await
+    }
+
+    /// As [`Copier::start`], for the keys under `scope.prefix` except `scope.excluded` (the
+    /// parts of the prefix other tasks copy, or the plan leaves out).
+    ///
+    /// # Errors
+    /// When the index or an earlier attempt's records cannot be read.
+    pub async fn start_in(context: &'a TaskContext, scope: Scope) -> Result<Copier<'a>, TaskError> {
+        let prefix = scope.prefix.as_str();
         let writer = context.blob_writer().await?;
         let mut reusable = Reusable::default();
-        let parent_note = load_parent(context, prefix, &mut reusable.entries).await;
+        let parent_note = load_parent(context, prefix, &mut reusable.parent).await;
         let earlier =
             read_earlier(&context.repository, context.spec.task_id, context.attempt).await?;
         // Entries an earlier attempt of this task wrote win over the parent's: they are newer.
-        reusable.resumed.extend(earlier.entries.keys().cloned());
-        reusable.entries.extend(earlier.entries);
-        reusable.blobs.extend(earlier.blobs);
+        reusable.resumed = earlier.entries;
+        reusable.blobs = earlier.blobs;
+        let parent_entries = reusable.parent_entries_in(&scope);
+        let unchanged = (parent_note.is_none() && parent_entries > 0).then(|| Unchanged {
+            parent_entries,
+            held: Vec::new(),
+            keys: Default::default(),
+        });
         let parts = PartWriter::start(
             &context.repository,
             context.spec.task_id,
             context.attempt,
             context.config.progress_save_interval,
         );
-        Ok(Copier { context, writer, parts, reusable, parent_note, recorded: Default::default() })
+        Ok(Copier {
+            context,
+            writer,
+            parts,
+            reusable,
+            scope,
+            unchanged: std::sync::Mutex::new(unchanged),
+            parent_note,
+            recorded: Default::default(),
+        })
     }
 
     /// Reads back an object this task copied (or reused), or one another task of the job
@@ -237,14 +299,17 @@ impl<'a> Copier<'a> {
     }
 
     async fn record(&self, copied: Copied, totals: &mut CopyTotals) -> Result<(), TaskError> {
+        let mut from_parent = false;
         let (entry, blobs) = match copied {
             Copied::Vanished(key) => {
+                self.changed().await?;
                 totals.vanished.push(key);
                 return Ok(());
             }
-            Copied::Reused { entry, carried, resumed } => {
+            Copied::Reused { entry, carried, resumed, same_as_parent } => {
                 totals.transfer.num_reused += 1;
                 totals.num_resumed += u64::from(resumed);
+                from_parent = same_as_parent && carried.is_empty();
                 (entry, carried)
             }
             Copied::Entry { entry, new_blobs, read } => {
@@ -268,18 +333,67 @@ impl<'a> Copier<'a> {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .extend(blobs.iter().map(|blob| (blob.entry.id, *blob)));
-        self.parts.push(entry.clone(), blobs).await?;
-        totals.kept.push(entry);
+        totals.kept.push(entry.clone());
+        let to_stage = {
+            let mut unchanged = self.unchanged.lock().unwrap_or_else(|poison| poison.into_inner());
+            let hold = from_parent
+                && unchanged.as_mut().is_some_and(|held| held.keys.insert(entry.key.clone()));
+            match unchanged.as_mut() {
+                Some(held) if hold => {
+                    held.held.push((entry, blobs));
+                    Vec::new()
+                }
+                _ => {
+                    let mut to_stage = unchanged.take().map(|held| held.held).unwrap_or_default();
+                    to_stage.push((entry, blobs));
+                    to_stage
+                }
+            }
+        };
+        for (entry, blobs) in to_stage {
+            self.parts.push(entry, blobs).await?;
+        }
         Ok(())
     }
 
-    /// Writes the task's done record with `report`.
+    /// Something other than an unchanged parent object was seen: the entries held back go to
+    /// staging after all.
+    async fn changed(&self) -> Result<(), TaskError> {
+        let held = self.unchanged.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+        for (entry, blobs) in held.map(|held| held.held).unwrap_or_default() {
+            self.parts.push(entry, blobs).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the task's done record with `report`: when every object under the prefix was
+    /// the parent's, unchanged, it names the parent's segments instead of listing entries.
     ///
     /// # Errors
     /// When the staging write fails.
     pub async fn finish(self, report: &TaskReport) -> Result<(), TaskError> {
         self.writer.packer.flush(&self.writer.requests);
-        Ok(self.parts.finish(report).await?)
+        let all_of_the_parent = self
+            .unchanged
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .as_ref()
+            .is_some_and(|unchanged| unchanged.keys.len() == unchanged.parent_entries);
+        if !all_of_the_parent {
+            self.changed().await?;
+            return Ok(self.parts.finish(report, &self.scope, None).await?);
+        }
+        let segments = self
+            .reusable
+            .parent
+            .iter()
+            .filter_map(|segment| segment.get())
+            .filter(|segment| {
+                segment.under(&self.scope.prefix).iter().any(|entry| self.scope.holds(&entry.key))
+            })
+            .map(|segment| segment.segment.clone())
+            .collect();
+        Ok(self.parts.finish(report, &self.scope, Some(segments)).await?)
     }
 
     /// Copies one object: reads it (holding one of the task's reading slots), then waits for
@@ -388,7 +502,7 @@ impl<'a> Copier<'a> {
         node: &str,
         phase: CopyPhase,
     ) -> Option<Copied> {
-        let entry = self.reusable.entries.get(key)?;
+        let (entry, resumed) = self.reusable.get(key)?;
         if !unchanged(entry, meta, last_modified) {
             return None;
         }
@@ -399,9 +513,9 @@ impl<'a> Copier<'a> {
             }
             carried.push(*self.reusable.blobs.get(id)?);
         }
-        let resumed = self.reusable.resumed.contains(key);
+        let same_as_parent = !resumed && entry.phase == phase && entry.node == node;
         let entry = ObjectEntry { phase, node: node.to_string(), ..entry.clone() };
-        Some(Copied::Reused { entry, carried, resumed })
+        Some(Copied::Reused { entry, carried, resumed, same_as_parent })
     }
 }
 
@@ -440,23 +554,35 @@ enum ReadStep {
 async fn load_parent(
     context: &TaskContext,
     prefix: &str,
-    entries: &mut HashMap<String, ObjectEntry>,
+    parent_segments: &mut Vec<SharedSegment>,
 ) -> Option<String> {
     let parent = context.spec.parent?;
     match context.repositories.backup_entries(&context.repository, parent, prefix).await {
         Ok(segments) => {
-            entries.extend(
-                segments
-                    .iter()
-                    .filter_map(|segment| segment.get())
-                    .flatten()
-                    .filter(|entry| entry.key.starts_with(prefix))
-                    .map(|entry| (entry.key.clone(), entry.clone())),
-            );
+            *parent_segments = segments;
             None
         }
         Err(error) => Some(format!("parent backup {parent} unreadable ({error}): copied in full")),
     }
+}
+
+/// The entries in `scope` of the parent segments an unchanged attempt names (its entries, see
+/// [`crate::repository::manifest::DoneRecord::unchanged`]), through this worker's cache.
+///
+/// # Errors
+/// [`TaskError::Repository`] when a segment cannot be read.
+pub async fn unchanged_entries(
+    context: &TaskContext,
+    scope: &Scope,
+    segments: &[crate::repository::manifest::SegmentRef],
+) -> Result<Vec<ObjectEntry>, TaskError> {
+    let mut entries = Vec::new();
+    for segment in segments {
+        let shared = context.repositories.segment(&context.repository, segment).await?;
+        let under = shared.get().into_iter().flat_map(|segment| segment.under(&scope.prefix));
+        entries.extend(under.filter(|entry| scope.holds(&entry.key)).cloned());
+    }
+    Ok(entries)
 }
 
 /// Lists every object under `prefix` (a directory-like prefix ending in `/`, or empty).

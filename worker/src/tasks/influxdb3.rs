@@ -11,7 +11,7 @@ use object_store::ObjectMeta;
 use super::copy::{head_if_exists, list_prefix, Copier, CopyTotals};
 use super::TaskContext;
 use crate::error::TaskError;
-use crate::repository::manifest::ObjectEntry;
+use crate::repository::manifest::{ObjectEntry, Scope};
 
 /// The licence objects of an Enterprise cluster (absent ones are fine).
 const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
@@ -49,7 +49,9 @@ pub async fn copy_prefix(
             num_objects,
         })
         .collect();
-    let mut copier = Copier::start(context, prefix).await?;
+    let excluded = exclude.iter().map(|rule| rule.prefix.clone()).collect();
+    let scope = Scope { prefix: prefix.to_string(), excluded };
+    let mut copier = Copier::start_in(context, scope).await?;
     let totals = copier.copy(selected, node, phase).await?;
     let mut report = TaskReport { exclusions, ..TaskReport::default() };
     totals.add_to(&mut report);

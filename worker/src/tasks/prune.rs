@@ -25,16 +25,21 @@ use crate::repository::blob::SealedBlob;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::{read_index, write_index, IndexEntry};
 use crate::repository::layout::{
-    backup_dir, index_path, manifest_key, pack_path, BACKUPS_DIR, INDEX_DIR, PACKS_DIR,
+    index_path, manifest_key, pack_path, BACKUPS_DIR, INDEX_DIR, PACKS_DIR,
 };
 use crate::repository::pack::{PackEntry, PackId};
 use crate::repository::reader::{read_manifest, read_pack_range, read_segment};
 use crate::repository::{list_paths, open::Repository};
 
-/// Forgets `backups`: the manifest first (the backup is gone at once), then the segments.
+/// Forgets `backups`: the manifests first (the backups are gone at once), then every segment
+/// of a backup without a manifest that no remaining manifest names. Segments are shared: an
+/// unchanged incremental names its parent's segments instead of writing them again, so a
+/// forgotten backup's segments may still be a kept backup's, and are deleted only once no
+/// manifest names them (then also those of a backup forgotten earlier).
 ///
 /// # Errors
-/// Store errors; a backup already gone is not one.
+/// Store errors, or a remaining manifest that cannot be read (then no segment is deleted: the
+/// forgotten backups are gone, their segments stay until a later prune can read every manifest).
 pub async fn forget_backups(
     context: &TaskContext,
     backups: &[BackupId],
@@ -44,7 +49,8 @@ pub async fn forget_backups(
     if !dry_run {
         report.forgotten = backups.to_vec();
     }
-    let store = context.repository.store.as_ref();
+    let repository = &context.repository;
+    let store = repository.store.as_ref();
     for backup_id in backups {
         let verb = if dry_run { "would forget" } else { "forgot" };
         report.events.push(format!("{verb} backup {backup_id}"));
@@ -57,14 +63,35 @@ pub async fn forget_backups(
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => return Err(RepositoryError::store(key.to_string())(error).into()),
         }
-        let dir = Path::from(backup_dir(*backup_id));
-        let rest = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-        let _: Vec<Path> = store
-            .delete_stream(rest)
-            .try_collect()
-            .await
-            .map_err(RepositoryError::store(dir.to_string()))?;
     }
+    if dry_run {
+        return Ok(report);
+    }
+    let files = list_paths(store, BACKUPS_DIR).await?;
+    let with_manifest: HashSet<String> = files
+        .iter()
+        .filter(|path| path.filename() == Some("manifest"))
+        .filter_map(|path| path.parts().nth(1).map(|part| part.as_ref().to_string()))
+        .collect();
+    let mut named: HashSet<String> = HashSet::new();
+    for backup in &with_manifest {
+        let Ok(backup_id) = backup.parse::<BackupId>() else { continue };
+        let manifest = read_manifest(repository, backup_id).await?;
+        named.extend(manifest.segments.into_iter().map(|segment| segment.key));
+    }
+    let unnamed: Vec<Path> = files
+        .into_iter()
+        .filter(|path| {
+            let backup = path.parts().nth(1).map(|part| part.as_ref().to_string());
+            backup.is_some_and(|backup| !with_manifest.contains(&backup))
+                && !named.contains(path.as_ref())
+        })
+        .collect();
+    let _: Vec<Path> = store
+        .delete_stream(stream::iter(unnamed.into_iter().map(Ok)).boxed())
+        .try_collect()
+        .await
+        .map_err(RepositoryError::store(BACKUPS_DIR))?;
     Ok(report)
 }
 
@@ -207,6 +234,8 @@ async fn referenced_blobs(
         .collect();
     let mut referenced = HashSet::new();
     let mut num_backups = 0;
+    // Segments are shared between backups (unchanged incrementals): each is read once.
+    let mut read_segments: HashSet<String> = HashSet::new();
     for key in &manifests {
         let Some(backup_id) =
             key.parts().nth(1).and_then(|part| part.as_ref().parse::<BackupId>().ok())
@@ -219,6 +248,9 @@ async fn referenced_blobs(
         num_backups += 1;
         let manifest = read_manifest(repository, backup_id).await?;
         for segment in &manifest.segments {
+            if !read_segments.insert(segment.key.clone()) {
+                continue;
+            }
             for entry in read_segment(repository, segment).await? {
                 referenced.extend(entry.blobs);
             }
