@@ -30,7 +30,14 @@ pub async fn copy_prefix(
     exclude: &[ExcludeRule],
 ) -> Result<TaskReport, TaskError> {
     let mut excluded_counts = vec![0u64; exclude.len()];
-    let listed: Vec<ObjectMeta> = list_prefix(context, prefix).try_collect().await?;
+    // Other tasks' prefixes are not even listed (a node's "other objects" task would otherwise
+    // list its whole WAL again); what the plan leaves out and reports is listed, to be counted.
+    let elsewhere: Vec<&str> = exclude
+        .iter()
+        .filter(|rule| !rule.record && rule.prefix.ends_with('/'))
+        .map(|rule| rule.prefix.as_str())
+        .collect();
+    let listed = list_skipping(context, prefix, &elsewhere).await?;
     let mut selected = Vec::with_capacity(listed.len());
     for meta in listed {
         let key = meta.location.as_ref();
@@ -57,6 +64,35 @@ pub async fn copy_prefix(
     totals.add_to(&mut report);
     copier.finish(&report).await?;
     Ok(report)
+}
+
+/// Every object under `prefix` (ending in `/`) except those under the directory-like prefixes
+/// `skipped`, which are not listed at all: directories holding one are listed a level at a time.
+///
+/// # Errors
+/// [`TaskError::Source`] when a listing fails.
+async fn list_skipping(
+    context: &TaskContext,
+    prefix: &str,
+    skipped: &[&str],
+) -> Result<Vec<ObjectMeta>, TaskError> {
+    if !skipped.iter().any(|skip| skip.len() > prefix.len() && skip.starts_with(prefix)) {
+        return list_prefix(context, prefix).try_collect().await;
+    }
+    let path = object_store::path::Path::from(prefix.trim_end_matches('/'));
+    let level = context
+        .source
+        .list_with_delimiter(Some(&path))
+        .await
+        .map_err(|source| TaskError::Source { key: prefix.to_string(), source })?;
+    let mut listed = level.objects;
+    for dir in level.common_prefixes {
+        let dir = format!("{dir}/");
+        if !skipped.iter().any(|skip| dir.starts_with(skip)) {
+            listed.extend(Box::pin(list_skipping(context, &dir, skipped)).await?);
+        }
+    }
+    Ok(listed)
 }
 
 /// Detects the catalog layout under `catalog_prefix` and copies it consistently.
