@@ -104,12 +104,56 @@ pub(crate) fn sync() -> anyhow::Result<()> {
     run(&mut Command::new("sync"))
 }
 
-/// What every timed step starts from: nothing dirty (`sync`) and the whole source tree read
+/// What every timed step starts from: nothing dirty (`sync`), the whole source tree read
 /// into the page cache, so no row pays for reading the tree from disk after the previous
-/// repetition's deletions pushed it out (the first row of a repetition did, 1.5× slower).
+/// repetition's deletions pushed it out (the first row of a repetition did, 1.5× slower), and
+/// a quiet machine: the previous repetition's deletions (ext4 frees 18 GiB in the background)
+/// and Garage's collection of the purged S3 data took a core for seconds after they returned,
+/// and the next rows ran beside them (an unchanged incremental measured 0.13, 0.61 and 0.25 s
+/// in one run's three repetitions).
 pub(crate) fn settle(tree: &Path) -> anyhow::Result<()> {
     sync()?;
-    read_tree(tree)
+    read_tree(tree)?;
+    wait_until_quiet()
+}
+
+/// Share of all CPUs busy (not idle, not waiting for I/O) below which the machine is quiet.
+const QUIET_BUSY: f64 = 0.10;
+/// How long the machine is given to become quiet before a row runs anyway (and says so).
+const QUIET_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the CPUs were less than [`QUIET_BUSY`] busy over a quarter of a second, as
+/// `/proc/stat` counts it (without it, e.g. off Linux, at once).
+fn wait_until_quiet() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let Some(mut before) = cpu_times() else { return Ok(()) };
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let Some(now) = cpu_times() else { return Ok(()) };
+        let (busy, total) = (now.0 - before.0, now.1 - before.1);
+        let share = if total == 0 { 0.0 } else { busy as f64 / total as f64 };
+        if share < QUIET_BUSY {
+            return Ok(());
+        }
+        if started.elapsed() > QUIET_WAIT {
+            println!(
+                "  (the machine stayed {:.0} % busy for {QUIET_WAIT:?}: measuring anyway)",
+                share * 100.0
+            );
+            return Ok(());
+        }
+        before = now;
+    }
+}
+
+/// (busy, total) jiffies of all CPUs since boot.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
 }
 
 fn read_tree(dir: &Path) -> anyhow::Result<()> {
