@@ -122,9 +122,9 @@ impl Reusable {
 struct Unchanged {
     /// The parent's entries under the prefix: as many distinct keys must be reused.
     parent_entries: usize,
-    /// Keys reused from the parent so far, with their entries (pushed to staging if the task
-    /// turns out to have changed after all).
-    held: Vec<(ObjectEntry, Vec<IndexEntry>)>,
+    /// Keys reused from the parent so far, their entries the parent's as they are: only the
+    /// keys are held (the entries are in the parent's segments), and those entries go to
+    /// staging if the task turns out to have changed after all.
     keys: std::collections::HashSet<String>,
 }
 
@@ -192,11 +192,8 @@ impl<'a> Copier<'a> {
         reusable.resumed = earlier.entries;
         reusable.blobs = earlier.blobs;
         let parent_entries = reusable.parent_entries_in(&scope);
-        let unchanged = (parent_note.is_none() && parent_entries > 0).then(|| Unchanged {
-            parent_entries,
-            held: Vec::new(),
-            keys: Default::default(),
-        });
+        let unchanged = (parent_note.is_none() && parent_entries > 0)
+            .then(|| Unchanged { parent_entries, keys: Default::default() });
         let parts = PartWriter::start(
             &context.repository,
             context.spec.task_id,
@@ -334,34 +331,27 @@ impl<'a> Copier<'a> {
             .unwrap_or_else(|poison| poison.into_inner())
             .extend(blobs.iter().map(|blob| (blob.entry.id, *blob)));
         totals.kept.push(entry.clone());
-        let to_stage = {
+        let held = {
             let mut unchanged = self.unchanged.lock().unwrap_or_else(|poison| poison.into_inner());
-            let hold = from_parent
-                && unchanged.as_mut().is_some_and(|held| held.keys.insert(entry.key.clone()));
-            match unchanged.as_mut() {
-                Some(held) if hold => {
-                    held.held.push((entry, blobs));
-                    Vec::new()
-                }
-                _ => {
-                    let mut to_stage = unchanged.take().map(|held| held.held).unwrap_or_default();
-                    to_stage.push((entry, blobs));
-                    to_stage
-                }
-            }
+            from_parent
+                && unchanged.as_mut().is_some_and(|held| held.keys.insert(entry.key.clone()))
         };
-        for (entry, blobs) in to_stage {
+        if !held {
+            self.changed().await?;
             self.parts.push(entry, blobs).await?;
         }
         Ok(())
     }
 
-    /// Something other than an unchanged parent object was seen: the entries held back go to
-    /// staging after all.
+    /// Something other than an unchanged parent object was seen: the parent's entries of the
+    /// keys held back go to staging after all (they are what reuse made of them: the parent's
+    /// as they are, all blobs in the committed index).
     async fn changed(&self) -> Result<(), TaskError> {
         let held = self.unchanged.lock().unwrap_or_else(|poison| poison.into_inner()).take();
-        for (entry, blobs) in held.map(|held| held.held).unwrap_or_default() {
-            self.parts.push(entry, blobs).await?;
+        for key in held.map(|held| held.keys).unwrap_or_default() {
+            if let Some((entry, _)) = self.reusable.get(&key) {
+                self.parts.push(entry.clone(), Vec::new()).await?;
+            }
         }
         Ok(())
     }
