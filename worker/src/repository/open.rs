@@ -110,6 +110,14 @@ impl ParentSegment {
         self.entries.get(index)
     }
 
+    /// Its entries in `scope`, in key order.
+    pub fn in_scope<'a>(
+        &'a self,
+        scope: &'a super::manifest::Scope,
+    ) -> impl Iterator<Item = &'a super::manifest::ObjectEntry> + 'a {
+        self.under(&scope.prefix).iter().filter(|entry| scope.holds(&entry.key))
+    }
+
     /// The entries whose keys start with `prefix`, in key order.
     pub fn under(&self, prefix: &str) -> &[super::manifest::ObjectEntry] {
         let start = self.entries.partition_point(|entry| entry.key.as_str() < prefix);

@@ -13,7 +13,7 @@
 //! unchanged scopes' entries are taken from it into new segments. So an unchanged node costs
 //! no segment write, and the next backup finds the segment in its worker's cache.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::{ExclusionReport, PartRef, TaskReport};
@@ -112,9 +112,9 @@ pub async fn commit_backup(
     };
     let key = manifest_key(backup_id);
     write_manifest(context, &manifest).await?;
-    let written = segments.written;
-    let shared = manifest.segments.len() - written;
-    info!(%backup_id, num_objects, num_bytes, written, shared, "backup committed (segments written, shared with earlier backups)");
+    let segments_written = segments.written;
+    let segments_shared = manifest.segments.len() - segments_written;
+    info!(%backup_id, num_objects, num_bytes, segments_written, segments_shared, "backup committed");
     Ok(TaskReport {
         num_objects,
         num_bytes,
@@ -215,11 +215,13 @@ struct Taken {
 /// scope it holds is unchanged) or not.
 #[derive(Default)]
 struct SharedSegments {
-    /// By segment key: the segment and the unchanged scopes that named it so far.
-    pending: HashMap<String, (SegmentRef, BTreeSet<Scope>)>,
+    /// By segment key: the segment and the unchanged scopes that named it so far. Ordered: a
+    /// retried commit must write the same segments in the same order (its manifest is compared
+    /// with one an earlier attempt may have committed).
+    pending: BTreeMap<String, (SegmentRef, BTreeSet<Scope>)>,
     /// Segment keys decided (named whole or taken from).
     decided: HashSet<String>,
-    /// Prefixes an attempt of this job copied or changed something under.
+    /// Scopes an attempt of this job copied or changed something in.
     changed: HashSet<Scope>,
 }
 
@@ -413,6 +415,13 @@ mod tests {
             keys(&rest),
             [("n1/dbs/".to_string(), "s1".to_string()), ("n1/wal/".to_string(), "s1".to_string())]
         );
+        // Taken in segment key order, whatever order they were named in: a retried commit
+        // writes the same segments.
+        let mut shared = SharedSegments::default();
+        let other = segment("s0", &[&wal, &dbs]);
+        shared.unchanged(&wal, &[node.clone(), other.clone()]);
+        let order: Vec<String> = shared.finish().into_iter().map(|(_, s)| s.key).collect();
+        assert_eq!(order, ["s0", "s1"]);
         // A segment of unknown scopes is never shared whole.
         let mut shared = SharedSegments::default();
         let unknown = segment("s2", &[]);

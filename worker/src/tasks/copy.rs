@@ -109,9 +109,7 @@ impl Reusable {
 
     /// The parent's entries in `scope`.
     fn parent_entries_in(&self, scope: &Scope) -> usize {
-        let in_scope = |segment: &ParentSegment| {
-            segment.under(&scope.prefix).iter().filter(|entry| scope.holds(&entry.key)).count()
-        };
+        let in_scope = |segment: &ParentSegment| segment.in_scope(scope).count();
         self.parent.iter().filter_map(|segment| segment.get()).map(in_scope).sum()
     }
 }
@@ -378,9 +376,7 @@ impl<'a> Copier<'a> {
             .parent
             .iter()
             .filter_map(|segment| segment.get())
-            .filter(|segment| {
-                segment.under(&self.scope.prefix).iter().any(|entry| self.scope.holds(&entry.key))
-            })
+            .filter(|segment| segment.in_scope(&self.scope).next().is_some())
             .map(|segment| segment.segment.clone())
             .collect();
         Ok(self.parts.finish(report, &self.scope, Some(segments)).await?)
@@ -569,8 +565,8 @@ pub async fn unchanged_entries(
     let mut entries = Vec::new();
     for segment in segments {
         let shared = context.repositories.segment(&context.repository, segment).await?;
-        let under = shared.get().into_iter().flat_map(|segment| segment.under(&scope.prefix));
-        entries.extend(under.filter(|entry| scope.holds(&entry.key)).cloned());
+        entries
+            .extend(shared.get().into_iter().flat_map(|segment| segment.in_scope(scope)).cloned());
     }
     Ok(entries)
 }
