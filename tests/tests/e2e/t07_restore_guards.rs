@@ -5,7 +5,7 @@ use std::net::TcpListener;
 
 use bk_tests::tree::hash_tree;
 
-use crate::support::REGISTER_ENTERPRISE_SOURCE;
+use crate::support::{OpenedRepository, REGISTER_ENTERPRISE_SOURCE};
 use crate::t06_restore_round_trip::{assert_restored_identical, backed_up_cluster, restore};
 
 #[test]
@@ -74,13 +74,15 @@ fn test_non_empty_target_is_refused_untouched_and_wipe_replaces_exactly_the_rest
 #[test]
 fn test_a_missing_pack_stops_the_restore_before_anything_is_written() {
     let (cluster, backup_id, _) = backed_up_cluster(1 << 20);
-    let packs = cluster.repository.join("packs");
-    let pack = std::fs::read_dir(&packs)
-        .unwrap()
-        .flat_map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .next()
-        .expect("the backup stored no pack");
+    // A pack the backup needs: not just any pack, since two workers storing the same blob at
+    // once each pack it, and the index names only one of the two copies.
+    let repository = OpenedRepository::open(&cluster.repository);
+    let (_, entries) = repository.backup(&backup_id);
+    let blob = entries
+        .values()
+        .find_map(|entry| entry["blobs"][0].as_str())
+        .expect("the backup holds no blob");
+    let pack = cluster.repository.join(repository.blob_location(blob).0);
     let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
     std::fs::remove_file(&pack).unwrap();
     let target = cluster.sandbox.path().join("restored");
