@@ -415,6 +415,16 @@ pub struct TransferStats {
     /// PUT requests made to the repository (packs, staging, index, manifest).
     #[serde(default)]
     pub repository_puts: u64,
+    /// Bytes of object list runs written (their plaintext, before zstd): what the backup's
+    /// list cost, which grows with the change, not with the objects (see the worker's
+    /// `repository::list`). Left out of records when zero, so records written before it
+    /// existed read and write back the same.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub list_bytes_written: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl std::ops::AddAssign for TransferStats {
@@ -424,6 +434,7 @@ impl std::ops::AddAssign for TransferStats {
         self.bytes_written += other.bytes_written;
         self.bytes_stored += other.bytes_stored;
         self.repository_puts += other.repository_puts;
+        self.list_bytes_written += other.list_bytes_written;
     }
 }
 

@@ -292,6 +292,8 @@ impl Sandbox {
             // Keys made by tests derive in milliseconds, not production's fraction of a second.
             .env("BK_ARGON2_MEMORY_KIB", "1024")
             .env("BK_ARGON2_ITERATIONS", "1")
+            // The local index cache stays in the sandbox (a restarted worker finds its own).
+            .env("BK_CACHE_DIR", self.path().join(format!("cache-{node}")))
             .envs(self.worker_env.iter().cloned());
         let (child, _) =
             spawn_announcing(command, &self.path().join(format!("worker-{node}.log")))?;

@@ -89,6 +89,12 @@ pub struct WorkerConfig {
     /// How requests to cloud stores (sources and repositories) are retried.
     #[serde(default)]
     pub retry: crate::store::RetrySettings,
+    /// Where the worker keeps its local copy of repository indexes (a redb file per repository,
+    /// see `repository::index_cache`; env `BK_CACHE_DIR`). A cache: deleting it costs one read
+    /// of the index files of this worker's node. Default: `$XDG_CACHE_HOME/bk/<worker id>`, else
+    /// `~/.cache/bk/<worker id>`; with neither, in memory (filled again at every start).
+    #[serde(default)]
+    pub cache_dir: Option<std::path::PathBuf>,
     /// Restore drills: scratch space and how to start the database. Absent: this worker runs
     /// no drills.
     #[serde(default)]
@@ -230,6 +236,7 @@ impl WorkerConfig {
             retry: crate::store::RetrySettings::default(),
             join_token_file: None,
             join_token: None,
+            cache_dir: None,
             drill: None,
         }
     }
@@ -267,6 +274,9 @@ impl WorkerConfig {
         if let Some(value) = env_override::<humantime::Duration>(env, "BK_PROGRESS_SAVE_INTERVAL")?
         {
             self.progress_save_interval = value.into();
+        }
+        if let Some(value) = env_override::<String>(env, "BK_CACHE_DIR")? {
+            self.cache_dir = Some(value.into());
         }
         if let Some(value) = env_override(env, "BK_LOG_FORMAT")? {
             self.log_format = value;
@@ -307,6 +317,24 @@ impl WorkerConfig {
             self.max_bytes_per_second = Some(value.0);
         }
         Ok(self)
+    }
+
+    /// Where the local index cache lives: `cache_dir`, or the user's cache directory (from
+    /// `env`, the process environment) with this worker's id; `None`: in memory.
+    pub fn index_cache_dir(&self, env: &[(String, String)]) -> Option<std::path::PathBuf> {
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let var = |name: &str| {
+            env.iter()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        let base = var("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| var("HOME").map(|home| std::path::Path::new(&home).join(".cache")))?;
+        let worker = self.worker_id().replace(['/', '\\', ':'], "_");
+        Some(base.join("bk").join(worker))
     }
 
     /// Checks values that parse but cannot work.

@@ -37,11 +37,14 @@ pub enum RepositoryError {
         /// Why, and how to fix it.
         reason: String,
     },
+    /// The worker's local index cache failed (its disk, not the repository).
+    #[error("{0}")]
+    LocalCache(String),
     /// A repository in a format this bk does not read.
     #[error(
-        "repository `{url}` is in format {format} (an earlier bk, one file per chunk, unencrypted); this bk reads and \
-         writes format 2 only. There is no conversion: register a new repository (`bkctl repo add NAME URL`) and back \
-         up into it"
+        "repository `{url}` is in format {format}, written by an earlier bk; this bk reads and writes format 3 only \
+         (packed, encrypted, object lists as sorted binary runs). There is no conversion: register a new repository \
+         (`bkctl repo add NAME URL`) and back up into it"
     )]
     UnsupportedFormat {
         /// The repository's URL.
@@ -113,7 +116,9 @@ impl TaskError {
         match self {
             TaskError::Source { source, .. }
             | TaskError::Repository(RepositoryError::Store { source, .. }) => is_transient(source),
-            TaskError::Repository(RepositoryError::WriteFailed(_)) => true,
+            TaskError::Repository(
+                RepositoryError::WriteFailed(_) | RepositoryError::LocalCache(_),
+            ) => true,
             TaskError::Target { source, .. } => is_transient(source),
             TaskError::Repository(
                 RepositoryError::Corrupt { .. }

@@ -71,6 +71,7 @@ impl Hub {
     pub fn new(config: WorkerConfig, env: Vec<(String, String)>) -> anyhow::Result<Self> {
         let tls = config.tls.load().context("invalid [tls] config")?;
         let endpoints = ReplicaEndpoints::parse(&config.coordinator_endpoints.join(","), tls)?;
+        let repositories = Arc::new(RepositoryCache::new(config.index_cache_dir(&env)));
         Ok(Self {
             worker_id: config.worker_id(),
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
@@ -79,7 +80,7 @@ impl Hub {
             config: Arc::new(config),
             endpoints,
             env,
-            repositories: Arc::default(),
+            repositories,
             packers: Default::default(),
             cpu: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

@@ -12,11 +12,13 @@
 //! What it yields is what `LocalFileSystem` yields for the same tree (its unit test compares the
 //! two): the same keys, sizes, last-modified times and ETags (`"{inode:x}-{mtime µs:x}-{size:x}"`),
 //! symlinks followed, broken ones and object_store's own in-progress upload files (`name#123`)
-//! left out, a missing prefix listed as empty, a file that vanishes mid-walk skipped. Order is
-//! directory order in both (callers that need an order sort).
+//! left out, a missing prefix listed as empty, a file that vanishes mid-walk skipped. Unlike
+//! object_store's walk, keys come out in byte order (each directory's children are read, then
+//! visited sorted), as S3, Azure and GCS list: a copy task merges the listing with the parent
+//! backup's sorted object list without holding either.
 
 use std::collections::VecDeque;
-use std::fs::{Metadata, ReadDir};
+use std::fs::{DirEntry, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -52,7 +54,8 @@ pub fn list_tree(dir: PathBuf, key: String) -> BoxStream<'static, Result<ObjectM
     .boxed()
 }
 
-/// A depth-first walk: the open directories from the root down, each with its key and identity.
+/// A depth-first walk: the open directories from the root down, each with its children still
+/// to visit (sorted) and its key and identity.
 struct Walker {
     stack: Vec<OpenDir>,
     /// The root, not opened yet.
@@ -60,12 +63,20 @@ struct Walker {
 }
 
 struct OpenDir {
-    entries: ReadDir,
-    path: PathBuf,
+    children: std::vec::IntoIter<Child>,
     /// Its key, without a trailing `/` (empty for the store's root).
     key: String,
     /// Device and inode, to refuse a symlink that loops back to it.
     identity: Option<(u64, u64)>,
+}
+
+/// A directory entry still to visit.
+struct Child {
+    name: String,
+    entry: DirEntry,
+    /// The target's metadata when the entry is a symlink (followed).
+    followed: Option<Metadata>,
+    is_dir: bool,
 }
 
 impl Walker {
@@ -73,14 +84,12 @@ impl Walker {
         Self { stack: Vec::new(), start: Some((dir, key)) }
     }
 
-    /// Opens `path` as the next level; a directory gone meanwhile is nothing to list.
+    /// Opens `path` as the next level, its children read and sorted so that keys come out in
+    /// order (see [`sort_key`]); a directory gone meanwhile is nothing to list.
     fn descend(&mut self, path: PathBuf, key: String, meta: Option<&Metadata>) -> Result<()> {
         let identity = meta.map(|meta| (meta.dev(), meta.ino()));
-        match std::fs::read_dir(&path) {
-            Ok(entries) => {
-                self.stack.push(OpenDir { entries, path, key, identity });
-                Ok(())
-            }
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
             // Listing a file or a missing directory lists nothing, as object_store's walk does.
             Err(error)
                 if matches!(
@@ -88,10 +97,36 @@ impl Walker {
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
                 ) =>
             {
-                Ok(())
+                return Ok(());
             }
-            Err(error) => Err(io_error(&path, error)),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        let mut children = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| io_error(&path, error))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                let path = entry.path();
+                return Err(generic(format!("`{}` is not valid UTF-8", path.display())));
+            };
+            let Ok(kind) = entry.file_type() else { continue };
+            let (followed, is_dir) = if kind.is_symlink() {
+                match std::fs::metadata(entry.path()) {
+                    Ok(meta) => {
+                        let is_dir = meta.is_dir();
+                        (Some(meta), is_dir)
+                    }
+                    // A broken link is skipped, as object_store's walk does.
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(io_error(&entry.path(), error)),
+                }
+            } else {
+                (None, kind.is_dir())
+            };
+            children.push(Child { name, entry, followed, is_dir });
         }
+        children.sort_unstable_by(|a, b| sort_key(a).cmp(sort_key(b)));
+        self.stack.push(OpenDir { children: children.into_iter(), key, identity });
+        Ok(())
     }
 
     /// The next file of the walk, descending into directories as they come.
@@ -104,57 +139,55 @@ impl Walker {
                 }
             }
             let top = self.stack.last_mut()?;
-            let Some(entry) = top.entries.next() else {
+            let Some(child) = top.children.next() else {
                 self.stack.pop();
                 continue;
             };
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(error) => return Some(Err(io_error(&top.path, error))),
-            };
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                let path = entry.path();
-                return Some(Err(generic(format!("`{}` is not valid UTF-8", path.display()))));
-            };
-            let key = if top.key.is_empty() { name.clone() } else { format!("{}/{name}", top.key) };
-            let Ok(kind) = entry.file_type() else { continue };
-            // The entry's own metadata, or its target's for a symlink (a broken one is skipped).
-            let meta = if kind.is_symlink() {
-                std::fs::metadata(entry.path())
-            } else if kind.is_dir() {
-                let path = entry.path();
-                if let Err(error) = self.descend(path, key, None) {
-                    return Some(Err(error));
-                }
-                continue;
+            let key = if top.key.is_empty() {
+                child.name.clone()
             } else {
-                entry.metadata()
+                format!("{}/{}", top.key, child.name)
             };
-            let meta = match meta {
-                Ok(meta) => meta,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Some(Err(io_error(&entry.path(), error))),
-            };
-            if meta.is_dir() {
-                let identity = (meta.dev(), meta.ino());
-                if self.stack.iter().any(|open| open.identity == Some(identity)) {
-                    let path = entry.path();
-                    return Some(Err(generic(format!(
-                        "`{}` is a symlink to a directory above it: the tree loops",
-                        path.display()
-                    ))));
+            if child.is_dir {
+                if let Some(meta) = &child.followed {
+                    let identity = (meta.dev(), meta.ino());
+                    if self.stack.iter().any(|open| open.identity == Some(identity)) {
+                        let path = child.entry.path();
+                        return Some(Err(generic(format!(
+                            "`{}` is a symlink to a directory above it: the tree loops",
+                            path.display()
+                        ))));
+                    }
                 }
-                if let Err(error) = self.descend(entry.path(), key, Some(&meta)) {
+                if let Err(error) = self.descend(child.entry.path(), key, child.followed.as_ref()) {
                     return Some(Err(error));
                 }
                 continue;
             }
-            if !meta.is_file() || is_upload_in_progress(&name) {
+            // The entry's own metadata (relative to its open directory), or its target's.
+            let meta = match child.followed {
+                Some(meta) => Ok(meta),
+                None => child.entry.metadata(),
+            };
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Some(Err(io_error(&child.entry.path(), error))),
+            };
+            if !meta.is_file() || is_upload_in_progress(&child.name) {
                 continue;
             }
             return Some(object_meta(key, &meta));
         }
     }
+}
+
+/// What a child sorts by: its name, with a `/` after a directory's. Keys under a directory all
+/// start with `name/`, so visiting children in this order yields keys in byte order (`a-b`
+/// before `a/x`, since `-` < `/`): readers merge the listing with sorted object lists.
+fn sort_key(child: &Child) -> impl Iterator<Item = &u8> {
+    let slash: &[u8] = if child.is_dir { b"/" } else { b"" };
+    child.name.as_bytes().iter().chain(slash)
 }
 
 impl Iterator for Walker {
@@ -253,6 +286,24 @@ mod tests {
             "{keys:?}"
         );
         assert_eq!(keys.len(), 7, "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn test_keys_come_out_in_byte_order_across_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        for relative in ["a-b", "a/x", "a/y/z", "a.txt", "b", "a0", "é/1", "Z/q", "a/y-1"] {
+            let path = dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"1").unwrap();
+        }
+        std::os::unix::fs::symlink(dir.path().join("a/y"), dir.path().join("a/w")).unwrap();
+        let listed: Vec<ObjectMeta> =
+            list_tree(dir.path().to_path_buf(), String::new()).try_collect().await.unwrap();
+        let keys: Vec<String> = listed.iter().map(|meta| meta.location.to_string()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "listed out of order");
+        assert_eq!(keys.len(), 10, "{keys:?}");
     }
 
     #[tokio::test]

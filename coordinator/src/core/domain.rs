@@ -274,6 +274,7 @@ mod tests {
             bytes_written: 16_000_000,
             bytes_stored: 9_000_000,
             repository_puts: 7,
+            ..TransferStats::default()
         };
         assert_eq!(record.transfer, want);
         assert_eq!(record.catalog_format, Some(CatalogFormat::V3));

@@ -1,6 +1,6 @@
 //! Shared steps of the end-to-end tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bk_tests::layout::{generate, Generated, LayoutParams};
@@ -110,7 +110,7 @@ pub(crate) fn exclusion_prefixes(backup: &Value) -> Vec<String> {
 pub(crate) struct OpenedRepository {
     runtime: tokio::runtime::Runtime,
     repository: bk_worker::repository::open::Repository,
-    index: std::sync::Arc<bk_worker::repository::index::BlobIndex>,
+    index: bk_worker::repository::index_cache::IndexView,
 }
 
 impl OpenedRepository {
@@ -142,23 +142,36 @@ impl OpenedRepository {
         let cache = RepositoryCache::default();
         let (repository, index) = runtime.block_on(async {
             let repository = open(store, &request, &cache).await.unwrap();
-            let index = cache.index(&repository).await.unwrap();
+            let partitions =
+                bk_worker::repository::index::list_partitions(repository.store.as_ref())
+                    .await
+                    .unwrap();
+            let index = cache.index(&repository, &partitions).await.unwrap();
             (repository, index)
         });
         OpenedRepository { runtime, repository, index }
     }
 
-    /// A backup's manifest and its entries by key, as JSON (each key listed once).
+    /// A backup's manifest and its entries by key, as JSON (each key listed once): `key`,
+    /// `size`, `blobs` (hex ids), `etag`, `modified_ns`, and the `phase` and `node` of the
+    /// scope listing it.
     pub(crate) fn backup(&self, backup_id: &str) -> (Value, BTreeMap<String, Value>) {
-        use bk_worker::repository::reader::{read_manifest, read_segment};
+        use bk_worker::repository::list::MergedView;
+        use bk_worker::repository::reader::read_manifest;
         let backup_id = backup_id.parse().unwrap();
         self.runtime.block_on(async {
             let manifest = read_manifest(&self.repository, backup_id).await.unwrap();
             let mut entries = BTreeMap::new();
-            for segment in &manifest.segments {
-                for entry in read_segment(&self.repository, segment).await.unwrap() {
+            for list in &manifest.scopes {
+                let mut view = MergedView::new(&self.repository, &list.runs, &list.scope.prefix)
+                    .in_scope(&list.scope);
+                while let Some(entry) = view.next().await.unwrap() {
                     let key = entry.key.clone();
-                    let value = serde_json::to_value(&entry).unwrap();
+                    let blobs: Vec<String> = entry.blobs.iter().map(|id| id.to_hex()).collect();
+                    let value = serde_json::json!({
+                        "key": entry.key, "size": entry.size, "blobs": blobs, "etag": entry.etag,
+                        "modified_ns": entry.modified_ns, "phase": list.phase, "node": list.node,
+                    });
                     assert!(entries.insert(key.clone(), value).is_none(), "`{key}` listed twice");
                 }
             }
@@ -168,22 +181,45 @@ impl OpenedRepository {
 
     /// An object's bytes, from its blobs.
     pub(crate) fn object(&self, entry: &Value) -> Vec<u8> {
-        let entry: bk_worker::repository::manifest::ObjectEntry =
-            serde_json::from_value(entry.clone()).unwrap();
+        let blobs: Vec<bk_worker::repository::crypto::BlobId> = entry["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| {
+                bk_worker::repository::crypto::BlobId::from_hex(id.as_str().unwrap()).unwrap()
+            })
+            .collect();
         self.runtime.block_on(async {
-            bk_worker::repository::reader::read_object(&self.repository, &self.index, &entry)
-                .await
-                .unwrap()
+            let mut bytes = Vec::new();
+            for id in &blobs {
+                let blob =
+                    bk_worker::repository::reader::read_blob(&self.repository, &self.index, id)
+                        .await
+                        .unwrap_or_else(|error| panic!("{}: {error}", entry["key"]));
+                bytes.extend_from_slice(&blob);
+            }
+            bytes
         })
     }
 
     /// The pack file holding a blob (hex id), and where in it the blob's sealed bytes are.
     pub(crate) fn blob_location(&self, blob: &str) -> (PathBuf, std::ops::Range<usize>) {
         let id = bk_worker::repository::crypto::BlobId::from_hex(blob).unwrap();
-        let (pack, entry) = self.index[&id];
+        let (pack, entry) = self.index.get(&id).unwrap();
         let path = PathBuf::from(bk_worker::repository::layout::pack_path(pack).to_string());
         let start = entry.offset as usize;
         (path, start..start + entry.length as usize)
+    }
+
+    /// The files (relative to the repository root) of the object list chunks a backup's
+    /// manifest names.
+    pub(crate) fn list_files(&self, backup_id: &str) -> BTreeSet<String> {
+        use bk_worker::repository::reader::read_manifest;
+        let backup_id = backup_id.parse().unwrap();
+        self.runtime.block_on(async {
+            let manifest = read_manifest(&self.repository, backup_id).await.unwrap();
+            manifest.runs().flat_map(|run| run.files()).map(|path| path.to_string()).collect()
+        })
     }
 }
 

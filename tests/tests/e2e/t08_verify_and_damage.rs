@@ -1,5 +1,5 @@
-//! The repository is authenticated everywhere: a byte flipped in a pack, an index, a segment, a
-//! manifest or the config, a blob swapped for another valid blob, a pack replaced by one from
+//! The repository is authenticated everywhere: a byte flipped in a pack, an index, an object
+//! list chunk, a manifest or the config, a blob swapped for another valid blob, a pack replaced by one from
 //! another repository: `verify --deep` and restore each detect it and name the object, and a
 //! restore never writes wrong bytes.
 
@@ -13,11 +13,17 @@ use crate::t06_restore_round_trip::restore;
 
 const VICTIM: &str = "node0/snapshots/18446744073709551614.info.json";
 
+/// The first file under `dir` (its subdirectories included), in path order.
 fn only_file_under(dir: &Path) -> PathBuf {
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect();
     files.sort();
-    files.remove(0)
+    let first = files.remove(0);
+    if first.is_dir() {
+        only_file_under(&first)
+    } else {
+        first
+    }
 }
 
 fn flip_byte(path: &Path, at: usize) {
@@ -74,19 +80,20 @@ fn damages() -> Vec<Damage> {
         Damage {
             what: "a byte flipped in the index",
             apply: Box::new(|root, _, _| {
-                flip_byte(&only_file_under(&root.join("index")), 30);
+                flip_byte(&only_file_under(&root.join("index/node-node0")), 30);
                 None
             }),
-            named: "index/",
+            named: "index/node-node0/",
         },
         Damage {
-            what: "a byte flipped in a segment",
-            apply: Box::new(|root, _, setup| {
-                let segments = root.join(format!("backups/{}/segments", setup.backup_id));
-                flip_byte(&only_file_under(&segments), 40);
+            what: "a byte flipped in an object list chunk",
+            apply: Box::new(|root, repository, setup| {
+                let files = repository.list_files(&setup.backup_id);
+                assert_eq!(files.len(), 1, "the test wants one chunk file: {files:?}");
+                flip_byte(&root.join(files.first().unwrap()), 40);
                 None
             }),
-            named: "segments/000000",
+            named: "lists/",
         },
         Damage {
             what: "a byte flipped in the manifest",
@@ -164,6 +171,13 @@ fn damages() -> Vec<Damage> {
 fn test_every_kind_of_tampering_is_named_by_deep_verify_and_restore_writes_nothing_wrong() {
     let sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
     let store = register_core_source(&sandbox);
+    // Enough other objects on the node that its list of them is a chunk file of its own (a few
+    // hundred entries; fewer travel inline in the manifest).
+    for number in 0..400 {
+        let path = store.join(format!("node0/extra/file-{number:04}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("extra {number}")).unwrap();
+    }
     let repository = sandbox.path().join("repository");
     let other_repository = sandbox.path().join("other-repository");
     let url = format!("file://{}", other_repository.display());
@@ -194,8 +208,10 @@ fn test_every_kind_of_tampering_is_named_by_deep_verify_and_restore_writes_nothi
     for (case, damage) in damages().into_iter().enumerate() {
         let opened = OpenedRepository::open(&repository);
         let victim = (damage.apply)(&repository, &opened, &setup);
-        // A fresh worker: nothing it read before the damage (keys, index) hides it.
+        // A fresh worker: nothing it read before the damage (keys, its local index) hides it.
         setup.cluster.sandbox.kill_worker("node0");
+        let cache = setup.cluster.sandbox.path().join("cache-node0");
+        std::fs::remove_dir_all(&cache).unwrap_or_default();
         setup.cluster.sandbox.start_worker("core", "node0", &store).unwrap();
         let (succeeded, said) = verify(&setup, true);
         assert!(!succeeded, "{}: deep verify passed", damage.what);

@@ -202,17 +202,11 @@ fn test_worker_killed_mid_copy_resumes_without_copying_again() {
             (dbs["state"] == "running").then(|| dbs["id"].as_str().map(str::to_string))?
         })
         .unwrap();
-    // Kill it once a part (the record of objects copied so far) has reached staging.
+    // Kill it once a progress save (the record of objects copied so far) has reached staging.
     let staging = sandbox.path().join("repository/staging").join(&dbs_id).join("a1");
     sandbox
-        .wait_until(Duration::from_secs(60), "a staged part of node1's dbs/ copy", || {
-            let mut entries = std::fs::read_dir(&staging).ok()?;
-            entries
-                .any(|entry| {
-                    entry
-                        .is_ok_and(|entry| entry.file_name().to_string_lossy().starts_with("part-"))
-                })
-                .then_some(())
+        .wait_until(Duration::from_secs(60), "a saved progress of node1's dbs/ copy", || {
+            staging.join("progress").exists().then_some(())
         })
         .unwrap();
     sandbox.kill_worker("node1");

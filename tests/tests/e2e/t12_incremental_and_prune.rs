@@ -1,7 +1,7 @@
 //! Incremental forever, retention and prune: unchanged objects are never read again, every
 //! backup in a chain restores whole, and prune never breaks a backup, even one running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
 
-use crate::support::{exclusion_prefixes, read_backup_entries, Cluster};
+use crate::support::{exclusion_prefixes, read_backup_entries, Cluster, OpenedRepository};
 use crate::t06_restore_round_trip::{assert_restored_identical, restore};
 
 /// A tree's files: path → (size, BLAKE3).
@@ -173,7 +173,7 @@ fn test_prune_keeps_exactly_the_right_backups_repacks_and_every_kept_one_restore
         let manifest = cluster.repository.join(format!("backups/{forgotten}/manifest"));
         assert!(!manifest.exists(), "a forgotten manifest remains");
     }
-    assert_every_segment_is_named(&cluster.repository, &ids[2..]);
+    assert_every_list_chunk_is_named(&cluster.repository, &ids[2..]);
     for (id, tree) in &backups[2..] {
         assert_kept_backup_whole(&cluster, id, tree);
     }
@@ -212,27 +212,53 @@ fn assert_kept_backup_whole(cluster: &Cluster, id: &str, tree: &Tree) {
     assert_eq!(hash_tree(&target).unwrap(), wanted, "kept backup {id} restores differently");
 }
 
-/// Every file under the repository's `backups/` is a manifest of `kept` or a segment one of
-/// their manifests names: forgetting left no segment behind, and deleted none still named.
-fn assert_every_segment_is_named(repository: &Path, kept: &[String]) {
-    let mut named: Vec<String> = kept.iter().map(|id| format!("backups/{id}/manifest")).collect();
+/// Every file under the repository's `backups/` is a manifest of `kept`, and every object list
+/// chunk under `lists/` is one their manifests name, present: forgetting left no chunk behind,
+/// and deleted none still named.
+fn assert_every_list_chunk_is_named(repository: &Path, kept: &[String]) {
+    let opened = OpenedRepository::open(repository);
+    let mut named: BTreeSet<String> = BTreeSet::new();
     for id in kept {
-        let (manifest, _) = read_backup_entries(repository, id);
-        for segment in manifest["segments"].as_array().unwrap() {
-            let key = segment["key"].as_str().unwrap().to_string();
-            assert!(repository.join(&key).is_file(), "backup {id} names a deleted segment {key}");
-            named.push(key);
+        for file in opened.list_files(id) {
+            assert!(repository.join(&file).is_file(), "backup {id} names a deleted chunk {file}");
+            named.insert(file);
         }
     }
-    let backups = repository.join("backups");
-    let files = hash_tree(&backups).unwrap();
-    let unnamed: Vec<&String> =
-        files.keys().filter(|key| !named.contains(&format!("backups/{key}"))).collect();
-    assert!(unnamed.is_empty(), "files no kept backup names: {unnamed:?}");
+    let manifests: BTreeSet<String> = kept.iter().map(|id| format!("{id}/manifest")).collect();
+    let backups: BTreeSet<String> =
+        hash_tree(&repository.join("backups")).unwrap().into_keys().collect();
+    assert_eq!(backups, manifests, "files under backups/ beyond the kept manifests");
+    let lists = repository.join("lists");
+    let chunks: BTreeSet<String> = if lists.exists() {
+        hash_tree(&lists).unwrap().into_keys().map(|key| format!("lists/{key}")).collect()
+    } else {
+        BTreeSet::new()
+    };
+    let unnamed: Vec<&String> = chunks.difference(&named).collect();
+    assert!(unnamed.is_empty(), "chunks no kept backup names: {unnamed:?}");
+}
+
+/// The runs of each scope of a manifest (JSON), by scope prefix and node.
+fn runs_by_scope(manifest: &Value) -> BTreeMap<String, Vec<Value>> {
+    manifest["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|list| {
+            let name = format!(
+                "{} {} {}",
+                list["phase"].as_str().unwrap(),
+                list["scope"]["prefix"].as_str().unwrap(),
+                list["scope"]["excluded"]
+            );
+            (name, list["runs"].as_array().unwrap().clone())
+        })
+        .collect()
 }
 
 #[test]
-fn test_unchanged_nodes_share_the_parents_segments_which_outlive_forgetting_it() {
+fn test_unchanged_scopes_keep_the_parents_runs_a_change_adds_a_delta_and_both_outlive_forgetting_it(
+) {
     let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
     cluster.start_all_workers();
     let first = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
@@ -240,35 +266,31 @@ fn test_unchanged_nodes_share_the_parents_segments_which_outlive_forgetting_it()
     std::fs::write(cluster.store.join("node1/extra.marker"), "changed").unwrap();
     let third = backup_ok(&cluster)["id"].as_str().unwrap().to_string();
     let tree = hash_tree(&cluster.store).unwrap();
-    let (_, first_entries) = read_backup_entries(&cluster.repository, &first);
+    let (first_manifest, first_entries) = read_backup_entries(&cluster.repository, &first);
     let (second_manifest, second_entries) = read_backup_entries(&cluster.repository, &second);
     let (third_manifest, third_entries) = read_backup_entries(&cluster.repository, &third);
-    let segment_keys = |manifest: &Value| -> Vec<String> {
-        let segments = manifest["segments"].as_array().unwrap();
-        segments.iter().map(|segment| segment["key"].as_str().unwrap().to_string()).collect()
-    };
-    let first_dir = format!("backups/{first}/");
-    let named_from_first = |manifest: &Value| {
-        segment_keys(manifest).iter().filter(|k| k.starts_with(&first_dir)).count()
-    };
     assert_eq!(second_entries, first_entries, "an unchanged backup lists the same objects");
-    let node_segments = cluster.nodes().len();
-    assert!(
-        named_from_first(&second_manifest) >= node_segments,
-        "the unchanged backup wrote its nodes' object lists again: {second_manifest}"
+    let (first_runs, second_runs, third_runs) = (
+        runs_by_scope(&first_manifest),
+        runs_by_scope(&second_manifest),
+        runs_by_scope(&third_manifest),
     );
-    let third_segments = segment_keys(&third_manifest);
+    // Scopes found by listing keep the parent's runs as they are; those bk finds itself (the
+    // catalog, licence files) are written again, as the same content-addressed chunks.
+    assert_eq!(second_runs, first_runs, "the unchanged backup wrote object lists again");
     assert!(third_entries.contains_key("node1/extra.marker"), "the change is not in the backup");
     assert_eq!(third_entries.len(), first_entries.len() + 1);
-    assert!(
-        named_from_first(&third_manifest) >= node_segments - 1
-            && named_from_first(&third_manifest) < named_from_first(&second_manifest),
-        "only the changed node's segment is new: {third_segments:?}"
-    );
+    let changed: Vec<&String> =
+        third_runs.keys().filter(|scope| third_runs[*scope] != first_runs[*scope]).collect();
+    assert_eq!(changed.len(), 1, "only the changed scope has a new run: {changed:?}");
+    let (before, after) = (&first_runs[changed[0]], &third_runs[changed[0]]);
+    assert_eq!(after.len(), before.len() + 1, "the change is a delta on the parent's runs");
+    assert_eq!(&after[..before.len()], &before[..], "the parent's runs are kept as they are");
+    assert_eq!(after[before.len()]["chunks"][0]["num_items"], 1, "the delta holds the change only");
 
     submit_prune(&cluster, "1", false);
-    assert!(!cluster.repository.join(format!("{first_dir}manifest")).exists());
-    assert_every_segment_is_named(&cluster.repository, std::slice::from_ref(&third));
+    assert!(!cluster.repository.join(format!("backups/{first}/manifest")).exists());
+    assert_every_list_chunk_is_named(&cluster.repository, std::slice::from_ref(&third));
     assert_kept_backup_whole(&cluster, &third, &tree);
 }
 

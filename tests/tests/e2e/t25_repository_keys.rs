@@ -179,7 +179,7 @@ fn test_a_format_1_repository_is_refused_and_never_written() {
     let error = job["error"].as_str().unwrap();
     assert!(
         error.contains("is in format 1")
-            && error.contains("reads and writes format 2 only")
+            && error.contains("reads and writes format 3 only")
             && error.contains("bkctl repo add"),
         "{error}"
     );

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The repository format this binary reads and writes.
-pub const REPOSITORY_FORMAT: u32 = 2;
+pub const REPOSITORY_FORMAT: u32 = 3;
 /// Default pack size: 16 MiB.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 /// Default zstd level for blobs.

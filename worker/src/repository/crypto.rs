@@ -65,6 +65,7 @@ pub struct MasterKey {
     raw: [u8; 32],
     encryption: LessSafeKey,
     id_key: [u8; 32],
+    list_id_key: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -88,10 +89,11 @@ impl MasterKey {
     pub fn from_raw(raw: [u8; 32]) -> Self {
         let encryption_key = blake3::derive_key("bk repository 2026 encryption key", &raw);
         let id_key = blake3::derive_key("bk repository 2026 blob id key", &raw);
+        let list_id_key = blake3::derive_key("bk repository 2026 object list chunk id key", &raw);
         // Cannot fail: the key has AES-256's length.
         let unbound = UnboundKey::new(&AES_256_GCM, &encryption_key)
             .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for AES-256-GCM"));
-        Self { raw, encryption: LessSafeKey::new(unbound), id_key }
+        Self { raw, encryption: LessSafeKey::new(unbound), id_key, list_id_key }
     }
 
     /// The 32 bytes, for wrapping into a key file only.
@@ -102,6 +104,12 @@ impl MasterKey {
     /// The id of a blob with this plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
         BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    /// The id of an object list chunk with this plaintext: equal chunks (an unchanged part of a
+    /// list written again) get the same name, and a name reveals nothing of the keys in it.
+    pub fn list_chunk_id(&self, plaintext: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.list_id_key, plaintext).as_bytes()
     }
 
     /// A keyed hasher producing blob ids, for plaintext fed in pieces.

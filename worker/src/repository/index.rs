@@ -1,23 +1,39 @@
 //! The blob index: which pack holds each blob, at which offset.
 //!
-//! Index files (`index/<name>`, sealed, zstd-compressed fixed-size records) are written by
-//! commits (the blobs a backup added) and by prune (the blobs it kept, where they now are). The
-//! repository's index is the union of every index file, loaded once per task and consulted
-//! before any upload. A worker keeps it in memory between tasks and reads only index files it
-//! has not seen; when one it had read is gone (a prune consolidated them), it reloads all.
+//! ```text
+//! <repo>/index/<partition>/<name>   blob id → pack, offset, length (sealed; at most 65,536 entries)
+//! ```
+//! The index is **partitioned by node**: a copy task's blobs are indexed under its node's
+//! partition (`node-<node id>`; `cluster` for cluster-level objects such as the catalog), and a
+//! task deduplicates against its own partition. A node's worker keeps its partition in a local
+//! cache on disk ([`super::index_cache`]), to which it adds the index files it writes itself:
+//! it never reads back what it wrote, and never reads the other nodes' partitions for a
+//! backup. So a worker's memory for deduplication does not grow with the repository (the
+//! cache is a B-tree file with a bounded page cache), and neither does its time: a backup
+//! imports only index files another worker wrote into its partition (a stand-in, a repair).
+//! The price: the same content on two nodes is stored once per node (InfluxDB nodes do not
+//! share files; a QuestDB server is one node).
+//!
+//! Index files are written by copy task attempts as they go (their blobs' packs are stored
+//! first: an index file only ever names blobs that are in the repository), by commits (the
+//! few blob locations small tasks carried in their staging records) and by prune (which
+//! rewrites every partition). They are never modified; a prune deletes the ones it replaced, and
+//! a cache that finds a file it had imported gone rebuilds that partition.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-
+use object_store::path::Path;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{BlobId, MasterKey};
-use super::layout::{index_path, INDEX_DIR};
+use super::crypto::MasterKey;
+use super::layout::INDEX_DIR;
 use super::pack::{PackEntry, PackId, ENTRY_SIZE};
 use crate::error::{RepositoryError, RepositoryResult};
 
-const MAGIC: &[u8; 6] = b"bkidx2";
+const MAGIC: &[u8; 6] = b"bkidx3";
+/// Entries per index file at most: a file is read whole, so this bounds a reader's memory.
+pub const INDEX_FILE_ENTRIES: usize = 65_536;
+/// The partition of cluster-level objects (an Enterprise cluster's catalog and licence).
+pub const CLUSTER_PARTITION: &str = "cluster";
 
 /// One blob and where it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +45,24 @@ pub struct IndexEntry {
     pub entry: PackEntry,
 }
 
-/// Where a blob is, as the in-memory index holds it.
-pub type BlobIndex = HashMap<BlobId, (PackId, PackEntry)>;
+/// The partition of a node's blobs (`""`: cluster-level objects).
+pub fn partition_of(node: &str) -> String {
+    if node.is_empty() {
+        CLUSTER_PARTITION.to_string()
+    } else {
+        format!("node-{node}")
+    }
+}
+
+/// Directory of a partition's index files.
+pub fn partition_dir(partition: &str) -> Path {
+    Path::from_iter([INDEX_DIR, partition])
+}
+
+/// Key of index file `name` of `partition`.
+pub fn index_path(partition: &str, name: &str) -> Path {
+    Path::from_iter([INDEX_DIR, partition, name])
+}
 
 /// Encodes index entries as an index file's plaintext.
 pub fn encode(entries: &[IndexEntry]) -> Vec<u8> {
@@ -66,75 +98,77 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<IndexEntry>, String> {
         .collect()
 }
 
-/// Writes index file `name` with `entries`.
+/// Writes `entries` as index files of `partition` named `<base>-<n>`, at most
+/// [`INDEX_FILE_ENTRIES`] each; returns their names.
 ///
 /// # Errors
 /// [`RepositoryError`] when the store fails.
-pub async fn write_index(
+pub async fn write_index_files(
     store: &dyn ObjectStore,
     key: &MasterKey,
-    name: &str,
+    partition: &str,
+    base: &str,
     entries: &[IndexEntry],
-) -> RepositoryResult<()> {
-    let path = index_path(name);
-    super::metadata::write_sealed(store, key, &path, &encode(entries)).await
+) -> RepositoryResult<Vec<String>> {
+    let mut names = Vec::new();
+    for (number, batch) in entries.chunks(INDEX_FILE_ENTRIES).enumerate() {
+        let name = format!("{base}-{number:04}");
+        let path = index_path(partition, &name);
+        super::metadata::write_sealed(store, key, &path, &encode(batch)).await?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
-/// Reads index file `name`.
+/// Reads the index file at `path`.
 ///
 /// # Errors
 /// [`RepositoryError::Corrupt`] naming it when it does not open or decode.
 pub async fn read_index(
     store: &dyn ObjectStore,
     key: &MasterKey,
-    name: &str,
+    path: &Path,
 ) -> RepositoryResult<Vec<IndexEntry>> {
-    let path = index_path(name);
-    let plaintext = super::metadata::read_sealed(store, key, &path).await?;
+    let plaintext = super::metadata::read_sealed(store, key, path).await?;
     decode(&plaintext).map_err(|reason| RepositoryError::Corrupt { key: path.to_string(), reason })
 }
 
-/// The index a worker keeps between tasks, per repository.
-#[derive(Debug, Default)]
-pub struct IndexCache {
-    files: BTreeSet<String>,
-    index: Arc<BlobIndex>,
+/// The names of `partition`'s index files.
+///
+/// # Errors
+/// [`RepositoryError::Store`] when listing fails.
+pub async fn list_index_files(
+    store: &dyn ObjectStore,
+    partition: &str,
+) -> RepositoryResult<Vec<String>> {
+    let dir = partition_dir(partition);
+    Ok(super::list_paths(store, dir.as_ref())
+        .await?
+        .into_iter()
+        .filter_map(|path| path.filename().map(str::to_string))
+        .collect())
 }
 
-impl IndexCache {
-    /// Brings the index up to date with the repository and returns it.
-    ///
-    /// # Errors
-    /// [`RepositoryError`] when listing or reading an index file fails.
-    pub async fn refresh(
-        &mut self,
-        store: &Arc<dyn ObjectStore>,
-        key: &MasterKey,
-    ) -> RepositoryResult<Arc<BlobIndex>> {
-        let listed: BTreeSet<String> = super::list_paths(store.as_ref(), INDEX_DIR)
-            .await?
-            .into_iter()
-            .filter_map(|path| path.filename().map(str::to_string))
-            .collect();
-        if !self.files.is_subset(&listed) {
-            *self = IndexCache::default(); // A prune consolidated the index: read it anew.
-        }
-        let new: Vec<String> = listed.difference(&self.files).cloned().collect();
-        if !new.is_empty() {
-            let index = Arc::make_mut(&mut self.index);
-            for name in new {
-                for entry in read_index(store.as_ref(), key, &name).await? {
-                    index.insert(entry.entry.id, (entry.pack, entry.entry));
-                }
-                self.files.insert(name);
-            }
-        }
-        Ok(self.index.clone())
-    }
+/// The partitions that have index files.
+///
+/// # Errors
+/// [`RepositoryError::Store`] when listing fails.
+pub async fn list_partitions(store: &dyn ObjectStore) -> RepositoryResult<Vec<String>> {
+    let listed = store
+        .list_with_delimiter(Some(&Path::from(INDEX_DIR)))
+        .await
+        .map_err(RepositoryError::store(format!("{INDEX_DIR}/")))?;
+    let mut partitions: Vec<String> = listed
+        .common_prefixes
+        .iter()
+        .filter_map(|prefix| prefix.filename().map(str::to_string))
+        .collect();
+    partitions.sort();
+    Ok(partitions)
 }
 
 mod entry_serde {
-    //! A pack entry in JSON (staging parts): `"<id>:<offset>:<length>:<raw length>:<flags>"`.
+    //! A pack entry in JSON (staging records): `"<id>:<offset>:<length>:<raw length>:<flags>"`.
 
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -187,6 +221,7 @@ impl<'de> Deserialize<'de> for PackId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repository::crypto::BlobId;
 
     fn entry(byte: u8) -> IndexEntry {
         IndexEntry {
@@ -208,5 +243,38 @@ mod tests {
         assert!(decode(b"garbage").is_err());
         let json = serde_json::to_string(&entries).unwrap();
         assert_eq!(serde_json::from_str::<Vec<IndexEntry>>(&json).unwrap(), entries);
+    }
+
+    #[test]
+    fn test_partitions_are_one_path_segment_each() {
+        assert_eq!(partition_of(""), "cluster");
+        assert_eq!(partition_of("node1"), "node-node1");
+        assert_eq!(index_path(&partition_of("a/b"), "x").as_ref(), "index/node-a%2Fb/x");
+        assert_eq!(partition_dir("cluster").as_ref(), "index/cluster");
+    }
+}
+
+#[cfg(test)]
+mod partition_listing_tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test]
+    async fn test_partitions_are_listed_from_a_local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store =
+            crate::store::open_store(&url, &Default::default(), &[], &Default::default(), true)
+                .unwrap();
+        store
+            .put(&index_path("node-a", "f"), object_store::PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        store
+            .put(&index_path("cluster", "g"), object_store::PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(list_partitions(store.as_ref()).await.unwrap(), ["cluster", "node-a"]);
+        assert_eq!(list_index_files(store.as_ref(), "node-a").await.unwrap(), ["f"]);
     }
 }

@@ -13,8 +13,10 @@ pub const CONFIG_DIR: &str = "config";
 pub const KEYS_DIR: &str = "keys";
 /// Packs.
 pub const PACKS_DIR: &str = "packs";
-/// Index files.
+/// Index files, by partition (see [`super::index`]).
 pub const INDEX_DIR: &str = "index";
+/// Object list chunks (see [`super::list`]).
+pub const LISTS_DIR: &str = super::list::run::LISTS_DIR;
 /// Backups (manifests and segments).
 pub const BACKUPS_DIR: &str = "backups";
 
@@ -34,11 +36,6 @@ pub fn pack_path(pack: PackId) -> Path {
     Path::from(format!("{PACKS_DIR}/{}/{name}", &name[..2]))
 }
 
-/// Key of index file `name`.
-pub fn index_path(name: &str) -> Path {
-    Path::from(format!("{INDEX_DIR}/{name}"))
-}
-
 /// Directory of a backup.
 pub fn backup_dir(backup_id: BackupId) -> String {
     format!("{BACKUPS_DIR}/{backup_id}")
@@ -47,11 +44,6 @@ pub fn backup_dir(backup_id: BackupId) -> String {
 /// Key of a backup's manifest: its commit point.
 pub fn manifest_key(backup_id: BackupId) -> Path {
     Path::from(format!("{}/manifest", backup_dir(backup_id)))
-}
-
-/// Key of segment `index` of a backup's object list.
-pub fn segment_key(backup_id: BackupId, index: usize) -> Path {
-    Path::from(format!("{}/segments/{index:06}", backup_dir(backup_id)))
 }
 
 /// A job's staging directory.
@@ -69,9 +61,14 @@ pub fn task_staging_dir(task_id: TaskId) -> Path {
     Path::from(format!("staging/{task_id}"))
 }
 
-/// Key of part `index` written by an attempt.
-pub fn part_key(task_id: TaskId, attempt: u32, index: usize) -> Path {
-    Path::from(format!("{}/part-{index:06}", attempt_staging_dir(task_id, attempt)))
+/// Key of the record an attempt saves its progress in (replaced at each save).
+pub fn progress_key(task_id: TaskId, attempt: u32) -> Path {
+    Path::from(format!("{}/progress", attempt_staging_dir(task_id, attempt)))
+}
+
+/// The name an attempt's index files start with (unique per attempt).
+pub fn attempt_index_name(task_id: TaskId, attempt: u32) -> String {
+    format!("{}-a{attempt}", task_id.to_string().replace(['/', ':'], "-"))
 }
 
 /// Key of the record an attempt writes when it completes.

@@ -4,10 +4,10 @@
 //! <repo>/config/<config-id>          identity and parameters (chunk and pack size, compression)
 //! <repo>/keys/<key-id>               the master key, wrapped by a passphrase-derived key (Argon2id)
 //! <repo>/packs/<2 hex>/<pack-id>     sealed blobs back to back, then a sealed header listing them
-//! <repo>/index/<name>                blob id → pack, offset, length (one file per commit or prune)
+//! <repo>/index/<partition>/<name>    blob id → pack, offset, length, per node (see [`index`])
+//! <repo>/lists/<2 hex>/<64 hex>      object list chunks: sorted runs of entries (see [`list`])
 //! <repo>/backups/<id>/manifest       written last, create-only: the backup exists once it does
-//! <repo>/backups/<id>/segments/<n>   the object list: key, size, blob ids, ETag, phase, node
-//! <repo>/staging/<job>/p<phase>/t<task>/a<attempt>/   parts and done records of task attempts
+//! <repo>/staging/<job>/p<phase>/t<task>/a<attempt>/   progress and done records of task attempts
 //! ```
 //! Everything but key files is sealed with the master key (AES-256-GCM), each file bound to its
 //! own key and each blob to its id, so a flipped byte, a truncated file or a file moved or
@@ -23,11 +23,13 @@
 //! - [`crypto`]: the master key, sealing, blob ids.
 //! - [`keys`]: key files (passphrases), and [`open`]: unlocking, initialising, the worker's cache.
 //! - [`config`]: the repository's parameters. [`layout`]: where things live.
-//! - [`metadata`]: sealed files. [`manifest`]: manifest, segment and staging types.
+//! - [`metadata`]: sealed files. [`manifest`]: manifest and staging record types.
+//! - [`list`]: object lists, as sorted runs of binary chunks.
 //! - [`blob`], [`pack`], [`packer`]: blobs, packs, and the worker-wide packer; [`buffers`]: the
 //!   megabyte buffers they reuse.
 //! - [`source`], [`writer`]: reading a source object in chunks into blobs, in one pass.
-//! - [`index`]: where each blob is. [`reader`]: reading backups and blobs back.
+//! - [`index`]: where each blob is; [`index_cache`]: a worker's local copy of it, on disk.
+//! - [`reader`]: reading backups and blobs back.
 //! - [`staging`]: a task attempt's results.
 
 pub mod blob;
@@ -38,8 +40,10 @@ pub mod crypto;
 #[cfg(test)]
 pub mod hooked_store;
 pub mod index;
+pub mod index_cache;
 pub mod keys;
 pub mod layout;
+pub mod list;
 pub mod manifest;
 pub mod metadata;
 pub mod open;

@@ -9,14 +9,16 @@
 //! the winner (`bk_coordinator::core::state`). Without a recorded config, the first by name is
 //! used, so racers agree whenever they see each other's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::config::{Cipher, InitSettings, RepositoryConfig};
 use super::crypto::MasterKey;
-use super::index::{BlobIndex, IndexCache};
+use super::index::{index_path, list_index_files, read_index, IndexEntry};
+use super::index_cache::{IndexView, LocalIndex};
 use super::keys::{list_keys, write_key, KdfSettings, KeyFile, Passphrase, UnwrapError};
 use super::layout::{config_path, CONFIG_DIR, FORMAT_1_FILE};
 use super::metadata;
@@ -74,76 +76,27 @@ pub struct OpenRequest<'a> {
 /// key file it came from.
 type Unlocked = ([u8; 32], Arc<MasterKey>, String);
 
-/// A segment's entries, read once by the first task of this worker that needs them.
-pub type SharedSegment = Arc<SegmentCell>;
-
-/// A segment's entries, once read.
-pub type SegmentCell = tokio::sync::OnceCell<ParentSegment>;
-
-/// Entries of the segments a worker keeps after its tasks end, at most: a segment an unchanged
-/// backup shares with the next one is then read once, not once per backup (about 300 bytes an
-/// entry; a node with more objects has its segments read again by each backup, as before).
-const KEPT_SEGMENT_ENTRIES: usize = 256 * 1024;
-
-/// A segment of a committed backup, as its readers on this worker share it: sorted by key.
-#[derive(Debug)]
-pub struct ParentSegment {
-    /// Where it is and what the manifest says of it.
-    pub segment: super::manifest::SegmentRef,
-    /// Its entries, sorted by key.
-    entries: Vec<super::manifest::ObjectEntry>,
+/// A repository's local index, and the lock its refreshes take turns on.
+struct IndexState {
+    local: LocalIndex,
+    /// Held while a task brings partitions up to date (an async mutex: held across the reads of
+    /// index files), so concurrent tasks import a new file once.
+    refresh: tokio::sync::Mutex<()>,
 }
 
-impl ParentSegment {
-    /// Sorts `entries` for lookups.
-    pub fn new(
-        segment: super::manifest::SegmentRef,
-        mut entries: Vec<super::manifest::ObjectEntry>,
-    ) -> Self {
-        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        Self { segment, entries }
-    }
-
-    /// The entry of `key`.
-    pub fn get(&self, key: &str) -> Option<&super::manifest::ObjectEntry> {
-        let index = self.entries.binary_search_by(|entry| entry.key.as_str().cmp(key)).ok()?;
-        self.entries.get(index)
-    }
-
-    /// Its entries in `scope`, in key order.
-    pub fn in_scope<'a>(
-        &'a self,
-        scope: &'a super::manifest::Scope,
-    ) -> impl Iterator<Item = &'a super::manifest::ObjectEntry> + 'a {
-        self.under(&scope.prefix).iter().filter(|entry| scope.holds(&entry.key))
-    }
-
-    /// The entries whose keys start with `prefix`, in key order.
-    pub fn under(&self, prefix: &str) -> &[super::manifest::ObjectEntry] {
-        let start = self.entries.partition_point(|entry| entry.key.as_str() < prefix);
-        let rest = &self.entries[start..];
-        &rest[..rest.partition_point(|entry| entry.key.starts_with(prefix))]
-    }
-}
-
-/// What a worker keeps per repository between tasks: unlocked keys and the index.
+/// What a worker keeps per repository between tasks: unlocked keys and the local index.
 #[derive(Default)]
 pub struct RepositoryCache {
+    /// Where local index caches live (`None`: in memory).
+    cache_dir: Option<PathBuf>,
     /// Unlocked master keys by (URL, config id), with the passphrase's fingerprint and the key
     /// file that opened them. An async mutex, held while a key is unlocked (Argon2id takes a
     /// deliberate fraction of a second) so concurrent tasks unlock once.
     unlocked: tokio::sync::Mutex<HashMap<(String, String), Unlocked>>,
-    /// Indexes by (URL, config id). Async: held while new index files are read.
-    indexes: tokio::sync::Mutex<HashMap<(String, String), IndexCache>>,
+    /// Local indexes by (URL, config id), opened on first use (a std mutex: held for a lookup).
+    indexes: std::sync::Mutex<HashMap<(String, String), Arc<IndexState>>>,
     /// Configs by (URL, config id): immutable once written.
     configs: std::sync::Mutex<HashMap<(String, String), Arc<RepositoryConfig>>>,
-    /// Parent backups' segments by (URL, segment key), shared by the tasks using them and
-    /// dropped with the last (a std mutex: held for a map lookup).
-    parents: std::sync::Mutex<HashMap<(String, String), std::sync::Weak<SegmentCell>>>,
-    /// The segments used last, newest first, kept after their tasks end up to
-    /// [`KEPT_SEGMENT_ENTRIES`] entries: backups that change nothing share segments, so the next
-    /// backup reads them from here.
-    kept: std::sync::Mutex<std::collections::VecDeque<SharedSegment>>,
     /// Serialises initialisations on this worker (its concurrent tasks make one repository),
     /// and remembers the configs it made, by URL: if the coordinator recorded another (a race
     /// with another worker), this worker removes its own.
@@ -151,85 +104,144 @@ pub struct RepositoryCache {
 }
 
 impl RepositoryCache {
-    /// The entries of backup `backup_id` that may lie under `prefix` (the parent of an
-    /// incremental backup), by segment: each segment is read once for all the tasks on this
-    /// worker that use it at the same time, and dropped with the last of them.
-    ///
-    /// # Errors
-    /// [`RepositoryError`] when the manifest or a segment cannot be read.
-    pub async fn backup_entries(
-        &self,
-        repository: &Repository,
-        backup_id: bk_proto::ids::BackupId,
-        prefix: &str,
-    ) -> RepositoryResult<Vec<SharedSegment>> {
-        let manifest = super::reader::read_manifest(repository, backup_id).await?;
-        let mut segments = Vec::new();
-        for segment in manifest.segments.iter().filter(|segment| segment.may_hold(prefix)) {
-            segments.push(self.segment(repository, segment).await?);
-        }
-        Ok(segments)
+    /// A cache whose local indexes live under `cache_dir` (`None`: in memory, filled again by
+    /// every worker start).
+    pub fn new(cache_dir: Option<PathBuf>) -> Self {
+        Self { cache_dir, ..Self::default() }
     }
 
-    /// One segment of a committed backup, read once for every task of this worker that uses it
-    /// (and kept a while after, see [`KEPT_SEGMENT_ENTRIES`]).
-    ///
-    /// # Errors
-    /// [`RepositoryError`] when it cannot be read or does not hold what `segment` says.
-    pub async fn segment(
-        &self,
-        repository: &Repository,
-        segment: &super::manifest::SegmentRef,
-    ) -> RepositoryResult<SharedSegment> {
-        let key = (repository.url.clone(), segment.key.clone());
-        let shared = {
-            let mut parents = self.parents.lock().unwrap_or_else(|poison| poison.into_inner());
-            parents.retain(|_, shared| shared.strong_count() > 0);
-            match parents.get(&key).and_then(std::sync::Weak::upgrade) {
-                Some(shared) => shared,
-                None => {
-                    let shared = SharedSegment::default();
-                    parents.insert(key, Arc::downgrade(&shared));
-                    shared
-                }
-            }
-        };
-        shared
-            .get_or_try_init(|| async {
-                let entries = super::reader::read_segment(repository, segment).await?;
-                Ok::<_, RepositoryError>(ParentSegment::new(segment.clone(), entries))
-            })
-            .await?;
-        self.keep(&shared);
-        Ok(shared)
-    }
-
-    /// Moves `shared` to the front of the kept segments and lets the oldest go past the cap.
-    fn keep(&self, shared: &SharedSegment) {
-        let mut kept = self.kept.lock().unwrap_or_else(|poison| poison.into_inner());
-        kept.retain(|other| !Arc::ptr_eq(other, shared));
-        kept.push_front(shared.clone());
-        let mut total = 0;
-        let mut count = 0;
-        for segment in kept.iter() {
-            total += segment.get().map_or(0, |segment| segment.entries.len());
-            if total > KEPT_SEGMENT_ENTRIES && count > 0 {
-                break;
-            }
-            count += 1;
-        }
-        kept.truncate(count);
-    }
-
-    /// The repository's index, brought up to date.
-    ///
-    /// # Errors
-    /// [`RepositoryError`] when an index file cannot be read.
-    pub async fn index(&self, repository: &Repository) -> RepositoryResult<Arc<BlobIndex>> {
+    fn local_index(&self, repository: &Repository) -> Arc<IndexState> {
         let key = (repository.url.clone(), repository.config.config_id.clone());
-        let mut indexes = self.indexes.lock().await;
-        indexes.entry(key).or_default().refresh(&repository.store, &repository.key).await
+        let mut indexes = self.indexes.lock().unwrap_or_else(|poison| poison.into_inner());
+        indexes
+            .entry(key)
+            .or_insert_with(|| {
+                let local = match &self.cache_dir {
+                    Some(dir) => {
+                        let name = blake3::hash(
+                            format!("{}\n{}", repository.url, repository.config.config_id)
+                                .as_bytes(),
+                        );
+                        let file = format!("index-{}.redb", &name.to_hex()[..16]);
+                        LocalIndex::open_or_in_memory(&dir.join(file))
+                    }
+                    None => LocalIndex::in_memory(),
+                };
+                Arc::new(IndexState { local, refresh: tokio::sync::Mutex::new(()) })
+            })
+            .clone()
     }
+
+    /// The index of `partitions`, brought up to date with the repository: index files another
+    /// process wrote since are imported, and a partition a prune rewrote is imported anew.
+    ///
+    /// # Errors
+    /// [`RepositoryError`] when listing fails or the local cache does.
+    pub async fn index(
+        &self,
+        repository: &Repository,
+        partitions: &[String],
+    ) -> RepositoryResult<IndexView> {
+        self.index_with(repository, partitions, false).await
+    }
+
+    /// As [`RepositoryCache::index`], but every partition is imported anew from the
+    /// repository's index files, trusting nothing cached: what `verify` sees is the repository.
+    ///
+    /// # Errors
+    /// As [`RepositoryCache::index`].
+    pub async fn index_anew(
+        &self,
+        repository: &Repository,
+        partitions: &[String],
+    ) -> RepositoryResult<IndexView> {
+        self.index_with(repository, partitions, true).await
+    }
+
+    async fn index_with(
+        &self,
+        repository: &Repository,
+        partitions: &[String],
+        anew: bool,
+    ) -> RepositoryResult<IndexView> {
+        let state = self.local_index(repository);
+        let _refreshing = state.refresh.lock().await;
+        let mut unreadable = Vec::new();
+        for partition in partitions {
+            if anew {
+                let (state, partition) = (state.clone(), partition.clone());
+                blocking(move || state.local.clear(&partition)).await?;
+            }
+            unreadable.extend(refresh_partition(repository, &state, partition).await?);
+        }
+        let (state, partitions) = (state.clone(), partitions.to_vec());
+        let view = blocking(move || state.local.view(&partitions)).await?;
+        Ok(view.with_unreadable(unreadable))
+    }
+
+    /// Adds index file `name` of `partition`, which this worker just wrote with `entries`, to
+    /// its local index: it is never read back.
+    ///
+    /// # Errors
+    /// [`RepositoryError::LocalCache`] when the local cache fails.
+    pub async fn record_index_file(
+        &self,
+        repository: &Repository,
+        partition: &str,
+        name: &str,
+        entries: Vec<IndexEntry>,
+    ) -> RepositoryResult<()> {
+        let state = self.local_index(repository);
+        let (partition, name) = (partition.to_string(), name.to_string());
+        blocking(move || state.local.import(&partition, &name, &entries)).await
+    }
+}
+
+/// Imports the index files of `partition` the local index lacks; empties it first when a file
+/// it had imported is gone (a prune rewrote the partition). Returns the files that did not open,
+/// described (they are tried again next time).
+async fn refresh_partition(
+    repository: &Repository,
+    state: &Arc<IndexState>,
+    partition: &str,
+) -> RepositoryResult<Vec<String>> {
+    let listed: BTreeSet<String> =
+        list_index_files(repository.store.as_ref(), partition).await?.into_iter().collect();
+    let imported = {
+        let (state, partition) = (state.clone(), partition.to_string());
+        blocking(move || state.local.imported(&partition)).await?
+    };
+    if !imported.is_subset(&listed) {
+        let (state, partition) = (state.clone(), partition.to_string());
+        blocking(move || state.local.clear(&partition)).await?;
+    }
+    let imported_now = if imported.is_subset(&listed) { imported } else { BTreeSet::new() };
+    let mut unreadable = Vec::new();
+    for name in listed.difference(&imported_now) {
+        let path = index_path(partition, name);
+        let entries = match read_index(repository.store.as_ref(), &repository.key, &path).await {
+            Ok(entries) => entries,
+            // A file that does not open names nothing usable: its blobs count as not stored
+            // (stored again if needed; verify reports the damage).
+            Err(RepositoryError::Corrupt { key, reason }) => {
+                tracing::warn!(%key, %reason, "an index file does not open: its blobs are not counted as stored");
+                unreadable.push(format!("`{key}`: {reason}"));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let (state, partition, name) = (state.clone(), partition.to_string(), name.clone());
+        blocking(move || state.local.import(&partition, &name, &entries)).await?;
+    }
+    Ok(unreadable)
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> RepositoryResult<T> + Send + 'static,
+) -> RepositoryResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        RepositoryError::LocalCache(format!("the local index cache's thread failed: {error}"))
+    })?
 }
 
 /// Opens the repository at `store`, creating it when it has no config.
@@ -510,6 +522,7 @@ mod tests {
 
     use super::super::hooked_store::HookedStore;
     use super::*;
+    use object_store::ObjectStoreExt;
 
     /// A store whose listings of `config/` wait for each other in pairs, the first four: two
     /// workers that both find no config, then both find none again once each holds its own
@@ -581,16 +594,97 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].config_id, recorded);
 
-        // The losing worker's first attempt left a staging part sealed with the other config's
-        // key; the re-run under the recorded config does not reuse it, and does not fail on it.
+        // The losing worker's first attempt left a progress record sealed with the other
+        // config's key; the re-run under the recorded config does not reuse it, and does not
+        // fail on it.
         let task_id: bk_proto::ids::TaskId = "01M8A8K5M4V56XN1S5AM6WRNAA/p0/t1".parse().unwrap();
-        let stale = crate::repository::manifest::Part::default();
-        let key = crate::repository::layout::part_key(task_id, 1, 0);
+        let stale = crate::repository::manifest::ProgressRecord::default();
+        let key = crate::repository::layout::progress_key(task_id, 1);
         super::super::metadata::write_json(store.as_ref(), &second.key, &key, &stale)
             .await
             .unwrap();
         let rerun = open(store.clone(), &pinned, &second_worker).await.unwrap();
         let earlier = crate::repository::staging::read_earlier(&rerun, task_id, 2).await.unwrap();
-        assert!(earlier.entries.is_empty() && earlier.blobs.is_empty());
+        assert!(earlier.runs.is_empty() && earlier.blobs.is_empty());
+    }
+
+    fn located(byte: u8, pack: u8) -> IndexEntry {
+        use crate::repository::pack::{PackEntry, PackId};
+        let id = crate::repository::crypto::BlobId([byte; 32]);
+        IndexEntry {
+            pack: PackId([pack; 16]),
+            entry: PackEntry { id, offset: u64::from(byte), length: 1, raw_length: 1, flags: 0 },
+        }
+    }
+
+    #[tokio::test]
+    async fn test_index_lookups_follow_the_repository_across_a_prune_and_a_restart() {
+        use crate::repository::index::write_index_files;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RepositoryCache::new(Some(dir.path().to_path_buf()));
+        let repository = open(store.clone(), &request(None, "a"), &cache).await.unwrap();
+        let key = repository.key.clone();
+        let partitions = ["node-n1".to_string(), "node-n2".to_string()];
+        // Two backups' index files in node n1's partition, one in n2's.
+        write_index_files(store.as_ref(), &key, "node-n1", "b1", &[located(1, 1), located(2, 1)])
+            .await
+            .unwrap();
+        write_index_files(store.as_ref(), &key, "node-n1", "b2", &[located(3, 2)]).await.unwrap();
+        write_index_files(store.as_ref(), &key, "node-n2", "b1", &[located(9, 1)]).await.unwrap();
+        let view = cache.index(&repository, &partitions[..1]).await.unwrap();
+        assert_eq!(
+            view.get(&located(3, 2).entry.id),
+            Some((located(3, 2).pack, located(3, 2).entry))
+        );
+        assert!(!view.contains(&located(9, 1).entry.id), "n2's partition was not asked for");
+        let both = cache.index(&repository, &partitions).await.unwrap();
+        assert!(both.contains(&located(9, 1).entry.id));
+
+        // A restarted worker keeps what it imported: its partition is not read again, even
+        // where the repository's copy is now damaged (verify, which imports anew, finds that).
+        let damaged = crate::repository::index::index_path("node-n1", "b1-0000");
+        store.put(&damaged, object_store::PutPayload::from_static(b"garbage")).await.unwrap();
+        drop((view, both, cache));
+        let cache = RepositoryCache::new(Some(dir.path().to_path_buf()));
+        let repository = open(store.clone(), &request(None, "a"), &cache).await.unwrap();
+        let view = cache.index(&repository, &partitions[..1]).await.unwrap();
+        assert!(view.contains(&located(1, 1).entry.id) && view.unreadable().is_empty());
+        let anew = cache.index_anew(&repository, &partitions[..1]).await.unwrap();
+        assert!(!anew.contains(&located(1, 1).entry.id));
+        assert!(anew.unreadable()[0].contains("index/node-n1/b1-0000"), "{:?}", anew.unreadable());
+        assert!(anew.why_missing().contains("do not open"));
+
+        // A prune rewrites the partition: blob 1 gone, blob 3 moved to pack 5. Every file the
+        // cache had imported is gone, so it imports the partition anew.
+        for name in ["b1-0000", "b2-0000"] {
+            store.delete(&crate::repository::index::index_path("node-n1", name)).await.unwrap();
+        }
+        write_index_files(
+            store.as_ref(),
+            &key,
+            "node-n1",
+            "prune-1",
+            &[located(2, 1), located(3, 5)],
+        )
+        .await
+        .unwrap();
+        let pruned = cache.index(&repository, &partitions[..1]).await.unwrap();
+        assert!(!pruned.contains(&located(1, 1).entry.id), "a pruned blob is still found");
+        assert_eq!(
+            pruned.get(&located(3, 5).entry.id).map(|(pack, _)| pack),
+            Some(located(3, 5).pack)
+        );
+        assert!(pruned.contains(&located(2, 1).entry.id));
+        assert!(anew.contains(&located(3, 2).entry.id), "an older view keeps its moment");
+        // Files this worker writes itself are recorded, never read back.
+        cache.record_index_file(&repository, "node-n1", "mine", vec![located(7, 7)]).await.unwrap();
+        let mine = crate::repository::index::index_path("node-n1", "mine");
+        store
+            .put(&mine, object_store::PutPayload::from_static(b"not what was recorded"))
+            .await
+            .unwrap();
+        let view = cache.index(&repository, &partitions[..1]).await.unwrap();
+        assert!(view.contains(&located(7, 7).entry.id) && view.unreadable().is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! Reading a committed backup: its manifest, then its segments one at a time (memory stays
-//! bounded by one segment), and objects' bytes from their blobs with ranged reads of packs.
+//! Reading a committed backup: its manifest (its object lists are read with
+//! [`super::list::MergedView`], a chunk at a time), and objects' bytes from their blobs with
+//! ranged reads of packs.
 
 use bk_proto::ids::BackupId;
 use bytes::Bytes;
@@ -8,9 +9,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::blob::open_blob;
 use super::crypto::BlobId;
-use super::index::BlobIndex;
+use super::index_cache::IndexView;
 use super::layout::{manifest_key, pack_path};
-use super::manifest::{Manifest, ObjectEntry, SegmentRef, MANIFEST_FORMAT};
+use super::manifest::{Manifest, MANIFEST_FORMAT};
 use super::metadata::read_json;
 use super::open::Repository;
 use super::pack::{PackEntry, PackId};
@@ -36,30 +37,6 @@ pub async fn read_manifest(
         });
     }
     Ok(manifest)
-}
-
-/// Reads one segment, checking its entry count against the manifest.
-///
-/// # Errors
-/// [`RepositoryError::Corrupt`] when it does not open or does not hold what the manifest says.
-pub async fn read_segment(
-    repository: &Repository,
-    segment: &SegmentRef,
-) -> RepositoryResult<Vec<ObjectEntry>> {
-    let key = Path::from(segment.key.as_str());
-    let entries: Vec<ObjectEntry> =
-        read_json(repository.store.as_ref(), &repository.key, &key).await?;
-    if entries.len() as u64 != segment.num_objects {
-        return Err(RepositoryError::Corrupt {
-            key: segment.key.clone(),
-            reason: format!(
-                "holds {} entries, the manifest says {}",
-                entries.len(),
-                segment.num_objects
-            ),
-        });
-    }
-    Ok(entries)
 }
 
 /// Reads a whole (small) object of the repository's store.
@@ -111,15 +88,27 @@ pub enum BlobReadError {
 /// [`BlobReadError`] naming the blob and pack.
 pub async fn read_blob(
     repository: &Repository,
-    index: &BlobIndex,
+    index: &IndexView,
     id: &BlobId,
 ) -> Result<Vec<u8>, BlobReadError> {
-    let (pack, entry) = index.get(id).copied().ok_or(BlobReadError::NotIndexed(*id))?;
+    let (pack, entry) = index.get(id).ok_or(BlobReadError::NotIndexed(*id))?;
+    read_located_blob(repository, pack, &entry).await
+}
+
+/// Reads and opens one blob at a known place, with a ranged read of its pack.
+///
+/// # Errors
+/// [`BlobReadError`] naming the blob and pack.
+pub async fn read_located_blob(
+    repository: &Repository,
+    pack: PackId,
+    entry: &PackEntry,
+) -> Result<Vec<u8>, BlobReadError> {
     let stored =
         read_pack_range(repository, pack, entry.offset, entry.offset + u64::from(entry.length))
             .await
-            .map_err(|error| pack_error(error, id, pack))?;
-    open_stored_blob(repository, pack, &entry, &stored)
+            .map_err(|error| pack_error(error, &entry.id, pack))?;
+    open_stored_blob(repository, pack, entry, &stored)
 }
 
 /// Opens a blob's stored bytes (as read from its pack).
@@ -176,23 +165,6 @@ fn pack_error(error: RepositoryError, id: &BlobId, pack: PackId) -> BlobReadErro
         }
         other => BlobReadError::Repository(other),
     }
-}
-
-/// Reads a whole object (small ones: the consistency check's snapshot manifests, a catalog
-/// image's header).
-///
-/// # Errors
-/// [`BlobReadError`] for the first blob that cannot be read.
-pub async fn read_object(
-    repository: &Repository,
-    index: &BlobIndex,
-    entry: &ObjectEntry,
-) -> Result<Vec<u8>, BlobReadError> {
-    let mut bytes = Vec::with_capacity(entry.size as usize);
-    for id in &entry.blobs {
-        bytes.extend_from_slice(&read_blob(repository, index, id).await?);
-    }
-    Ok(bytes)
 }
 
 /// Checks that a manifest key stays inside the target: no empty segment, no `.` or `..`, not

@@ -15,7 +15,8 @@ use super::blob::{seal_blob, SealedBlob};
 use super::buffers::CHUNKS;
 use super::config::RepositoryConfig;
 use super::crypto::{BlobId, MasterKey};
-use super::index::{BlobIndex, IndexEntry};
+use super::index::IndexEntry;
+use super::index_cache::IndexView;
 use super::packer::{BlobHandle, Packer};
 use super::source::ChunkSource;
 use crate::error::RepositoryError;
@@ -29,8 +30,8 @@ pub struct BlobWriter {
     pub key: Arc<MasterKey>,
     /// Its config (chunk size, compression, cipher).
     pub config: Arc<RepositoryConfig>,
-    /// The committed index, as loaded when the task started.
-    pub index: Arc<BlobIndex>,
+    /// The index partition of the task's node, as of when the task started.
+    pub index: IndexView,
     /// The worker's packer for this repository.
     pub packer: Arc<Packer>,
     /// Bounds sealing running at once to the cores.
@@ -130,7 +131,7 @@ async fn spawn_prepare(
     Ok(tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let id = writer.key.blob_id(&chunk);
-        let prepared = if writer.index.contains_key(&id) {
+        let prepared = if writer.index.contains(&id) {
             CHUNKS.give(out);
             Ok(Prepared::Known(id))
         } else if let Some(handle) = writer.packer.lookup(&id) {

@@ -9,20 +9,21 @@
 //! check fails, a repair round re-lists `snapshots/`, copies the new manifests, the parquet files
 //! they name and the WAL files after the new W, and checks again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bk_proto::model::{ConsistencyPoint, CopyPhase, PartRef, TaskReport};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
 
-use super::copy::{head_if_exists, list_prefix, unchanged_entries, Copier};
+use super::copy::{head_if_exists, list_prefix, CopyTotals, ScopeTarget, SetCopier};
 use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::IndexEntry;
-use crate::repository::manifest::ObjectEntry;
-use crate::repository::staging::read_attempt;
+use crate::repository::list::{MergedView, ObjectEntry};
+use crate::repository::manifest::{Scope, ScopeList};
+use crate::repository::staging::read_done;
 
 /// What a snapshot manifest says, as far as consistency is concerned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +38,64 @@ pub struct SnapshotInfo {
     pub parquet: Vec<String>,
     /// Paths of the parquet files it removes.
     pub removed: Vec<String>,
+}
+
+/// What was copied of a node, as far as consistency is concerned, kept small: a node of a
+/// million objects costs a 16-byte fingerprint per key, not its list.
+#[derive(Debug, Default)]
+pub struct NodeCopy {
+    /// Fingerprints of every key copied.
+    present: HashSet<u128>,
+    /// Copied snapshot manifests (by key): their sequences (the parquet they name is tallied).
+    snapshots: BTreeMap<String, SnapshotInfo>,
+    /// Sequences of the copied WAL files.
+    wal: BTreeSet<u64>,
+    /// Fingerprints of the parquet files some manifest removes.
+    removed: HashSet<u128>,
+    /// Parquet files some manifest names that were not copied when it was read (checked again
+    /// against `present` and `removed`).
+    named_not_copied: BTreeMap<u128, String>,
+}
+
+fn fingerprint(key: &str) -> u128 {
+    let hash = blake3::hash(key.as_bytes());
+    u128::from_le_bytes(hash.as_bytes()[..16].try_into().unwrap_or([0; 16]))
+}
+
+impl NodeCopy {
+    /// Records a copied object.
+    pub fn add_key(&mut self, node: &str, key: &str) {
+        self.present.insert(fingerprint(key));
+        if key.starts_with(&format!("{node}/wal/")) {
+            self.wal.extend(wal_sequence(key));
+        }
+    }
+
+    /// Whether `key` was copied.
+    pub fn holds(&self, key: &str) -> bool {
+        self.present.contains(&fingerprint(key))
+    }
+
+    /// Records a copied snapshot manifest, as read from the backup.
+    pub fn add_snapshot(&mut self, key: &str, mut info: SnapshotInfo) {
+        for path in info.parquet.drain(..) {
+            let print = fingerprint(&path);
+            if !self.present.contains(&print) {
+                self.named_not_copied.insert(print, path);
+            }
+        }
+        self.removed.extend(info.removed.drain(..).map(|path| fingerprint(&path)));
+        self.snapshots.insert(key.to_string(), info);
+    }
+
+    /// Whether snapshot manifest `key` was read.
+    pub fn has_snapshot(&self, key: &str) -> bool {
+        self.snapshots.contains_key(key)
+    }
+
+    fn newest(&self) -> Option<&SnapshotInfo> {
+        self.snapshots.values().max_by_key(|info| info.snapshot_sequence)
+    }
 }
 
 /// Where the copied objects of a node stand.
@@ -62,39 +121,46 @@ pub async fn check_node_consistency(
     parts: &[PartRef],
     max_rounds: u32,
 ) -> Result<TaskReport, TaskError> {
-    let mut copied: HashMap<String, ObjectEntry> = HashMap::new();
-    // Where the blobs the node's copy tasks stored are (not in a committed index yet).
+    let mut lists: Vec<ScopeList> = Vec::new();
+    // Where the blobs the node's copy tasks stored are, when no index file lists them yet.
     let mut located: HashMap<BlobId, IndexEntry> = HashMap::new();
     // Manifests that failed their format check are not read: the commit gate names them.
     let mut corrupt: HashSet<String> = HashSet::new();
     for part in parts {
-        let (done, attempt_parts) =
-            read_attempt(&context.repository, part.task_id, part.attempt).await?;
+        let done = read_done(&context.repository, part.task_id, part.attempt).await?;
         corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
-        if let Some(segments) = &done.unchanged {
-            let entries = unchanged_entries(context, &done.scope, segments).await?;
-            copied.extend(entries.into_iter().map(|entry| (entry.key.clone(), entry)));
-        }
-        for attempt_part in attempt_parts {
-            located.extend(attempt_part.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
-            copied.extend(attempt_part.entries.into_iter().map(|entry| (entry.key.clone(), entry)));
+        located.extend(done.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
+        lists.extend(done.list);
+    }
+    let target =
+        ScopeTarget { phase, node: node.to_string(), scope: Scope::prefix(&format!("{node}/")) };
+    let mut copier = SetCopier::start(context, target, false).await?;
+    let mut copy = NodeCopy::default();
+    let mut manifests: Vec<ObjectEntry> = Vec::new();
+    for list in &lists {
+        let mut view = MergedView::new(&context.repository, &list.runs, &list.scope.prefix)
+            .in_scope(&list.scope);
+        while let Some(entry) = view.next().await? {
+            copy.add_key(node, &entry.key);
+            if is_snapshot_manifest(node, &entry.key) && !corrupt.contains(&entry.key) {
+                manifests.push(entry);
+            }
         }
     }
-    let mut copier = Copier::start(context, &format!("{node}/")).await?;
+    for entry in manifests {
+        read_snapshot(&copier, &entry, &located, &mut copy).await?;
+    }
     let mut report = TaskReport::default();
-    let mut snapshots: BTreeMap<String, SnapshotInfo> = BTreeMap::new();
     let mut deleted_by_retention: HashSet<String> = HashSet::new();
     let mut gone_from_source: HashSet<String> = HashSet::new();
     for round in 0..=max_rounds {
-        read_new_snapshots(&copier, node, &copied, &located, &corrupt, &mut snapshots).await?;
-        let assessment = assess(node, &copied, &snapshots, &deleted_by_retention);
+        let assessment = assess(node, &copy, &deleted_by_retention);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
             let mut point = assessment.point;
             point.retention_deleted = deleted_by_retention.iter().cloned().collect();
             point.retention_deleted.sort();
             report.consistency = Some(point);
-            copier.finish(&report).await?;
-            return Ok(report);
+            return copier.finish(report, false).await;
         }
         let reason = describe(&assessment);
         if round == max_rounds {
@@ -127,25 +193,25 @@ pub async fn check_node_consistency(
         let mut new_manifests = 0;
         let mut new_wal = 0;
         if relist {
-            let manifests: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/snapshots/"))
-                .try_filter(|meta| {
-                    futures::future::ready(!copied.contains_key(meta.location.as_ref()))
-                })
+            let listed: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/snapshots/"))
+                .try_filter(|meta| futures::future::ready(!copy.holds(meta.location.as_ref())))
                 .try_collect()
                 .await?;
-            new_manifests = manifests.len();
-            absorb(
-                &mut copied,
-                &mut corrupt,
-                &mut report,
-                copier.copy(manifests, node, phase).await?,
-            );
-            read_new_snapshots(&copier, node, &copied, &located, &corrupt, &mut snapshots).await?;
-            let newest_wal = newest(&snapshots).map_or(0, |info| info.wal_sequence);
+            new_manifests = listed.len();
+            let totals = copier.copy(listed).await?;
+            for entry in &totals.entries {
+                if is_snapshot_manifest(node, &entry.key)
+                    && !totals.corrupt.iter().any(|object| object.key == entry.key)
+                {
+                    read_snapshot(&copier, entry, &located, &mut copy).await?;
+                }
+            }
+            absorb(node, &mut copy, &mut report, totals);
+            let newest_wal = copy.newest().map_or(0, |info| info.wal_sequence);
             let wal: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/wal/"))
                 .try_filter(|meta| {
                     let key = meta.location.as_ref();
-                    let wanted = !copied.contains_key(key)
+                    let wanted = !copy.holds(key)
                         && wal_sequence(key).is_some_and(|sequence| sequence > newest_wal);
                     futures::future::ready(wanted)
                 })
@@ -155,7 +221,8 @@ pub async fn check_node_consistency(
             repaired.extend(wal);
         }
         let num_parquet = repaired.len() - new_wal;
-        absorb(&mut copied, &mut corrupt, &mut report, copier.copy(repaired, node, phase).await?);
+        let totals = copier.copy(repaired).await?;
+        absorb(node, &mut copy, &mut report, totals);
         report.events.push(format!(
             "repair round {} on `{node}` ({reason}): copied {new_manifests} new snapshot manifest(s), {num_parquet} parquet file(s), {new_wal} WAL file(s)",
             round + 1
@@ -164,70 +231,44 @@ pub async fn check_node_consistency(
     unreachable!("the loop returns on its last round")
 }
 
-fn absorb(
-    copied: &mut HashMap<String, ObjectEntry>,
-    corrupt: &mut HashSet<String>,
-    report: &mut TaskReport,
-    totals: super::copy::CopyTotals,
-) {
-    super::influxdb3::add(report, &totals);
-    corrupt.extend(totals.corrupt.iter().map(|object| object.key.clone()));
-    for entry in totals.kept {
-        copied.insert(entry.key.clone(), entry);
+fn is_snapshot_manifest(node: &str, key: &str) -> bool {
+    key.starts_with(&format!("{node}/snapshots/")) && key.ends_with(".info.json")
+}
+
+fn absorb(node: &str, copy: &mut NodeCopy, report: &mut TaskReport, totals: CopyTotals) {
+    totals.add_to(report);
+    for entry in &totals.entries {
+        copy.add_key(node, &entry.key);
     }
 }
 
-/// Reads (from the repository: what was copied, not what the source holds now) every copied
-/// snapshot manifest of `node` not read yet, except those that failed their format check.
-async fn read_new_snapshots(
-    copier: &Copier<'_>,
-    node: &str,
-    copied: &HashMap<String, ObjectEntry>,
+/// Reads (from the repository: what was copied, not what the source holds now) a copied
+/// snapshot manifest, and tallies it.
+async fn read_snapshot(
+    copier: &SetCopier<'_>,
+    entry: &ObjectEntry,
     located: &HashMap<BlobId, IndexEntry>,
-    corrupt: &HashSet<String>,
-    snapshots: &mut BTreeMap<String, SnapshotInfo>,
+    copy: &mut NodeCopy,
 ) -> Result<(), TaskError> {
-    let prefix = format!("{node}/snapshots/");
-    for (key, entry) in
-        copied.iter().filter(|(key, _)| key.starts_with(&prefix) && key.ends_with(".info.json"))
-    {
-        if snapshots.contains_key(key) || corrupt.contains(key) {
-            continue;
-        }
-        let bytes = copier.read_back(entry, located).await?;
-        let info = parse_snapshot(&bytes).map_err(|reason| {
-            TaskError::Invalid(format!("snapshot manifest `{key}` does not parse: {reason}"))
-        })?;
-        snapshots.insert(key.clone(), info);
+    if copy.has_snapshot(&entry.key) {
+        return Ok(());
     }
+    let bytes = copier.read_back(entry, located).await?;
+    let info = parse_snapshot(&bytes).map_err(|reason| {
+        TaskError::Invalid(format!("snapshot manifest `{}` does not parse: {reason}", entry.key))
+    })?;
+    copy.add_snapshot(&entry.key, info);
     Ok(())
 }
 
-fn newest(snapshots: &BTreeMap<String, SnapshotInfo>) -> Option<&SnapshotInfo> {
-    snapshots.values().max_by_key(|info| info.snapshot_sequence)
-}
-
 /// Checks the invariants over what was copied. Pure.
-pub fn assess(
-    node: &str,
-    copied: &HashMap<String, ObjectEntry>,
-    snapshots: &BTreeMap<String, SnapshotInfo>,
-    deleted_by_retention: &HashSet<String>,
-) -> Assessment {
-    let newest = newest(snapshots);
+pub fn assess(node: &str, copy: &NodeCopy, deleted_by_retention: &HashSet<String>) -> Assessment {
+    let newest = copy.newest();
     let covered = newest.map_or(0, |info| info.wal_sequence);
-    let wal_prefix = format!("{node}/wal/");
-    let mut after: Vec<u64> = copied
-        .keys()
-        .filter(|key| key.starts_with(&wal_prefix))
-        .filter_map(|key| wal_sequence(key))
-        .filter(|sequence| *sequence > covered)
-        .collect();
-    after.sort_unstable();
     let mut gap = None;
     let mut last = covered;
-    for sequence in after {
-        if sequence != last + 1 {
+    for sequence in copy.wal.range(covered + 1..) {
+        if *sequence != last + 1 {
             gap = Some(format!(
                 "WAL {}..={} missing after the snapshot covering WAL {covered}",
                 last + 1,
@@ -235,28 +276,28 @@ pub fn assess(
             ));
             break;
         }
-        last = sequence;
+        last = *sequence;
     }
-    let removed: HashSet<&String> = snapshots.values().flat_map(|info| &info.removed).collect();
-    let mut missing_parquet: Vec<String> = snapshots
-        .values()
-        .flat_map(|info| &info.parquet)
-        .filter(|path| {
-            !removed.contains(path)
-                && !copied.contains_key(*path)
+    let missing_parquet: Vec<String> = copy
+        .named_not_copied
+        .iter()
+        .filter(|(print, path)| {
+            !copy.present.contains(print)
+                && !copy.removed.contains(print)
                 && !deleted_by_retention.contains(*path)
         })
-        .cloned()
+        .map(|(_, path)| path.clone())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
         .collect();
-    missing_parquet.sort();
-    missing_parquet.dedup();
     let point = ConsistencyPoint {
         retention_deleted: Vec::new(),
         node: node.to_string(),
         snapshot_sequence: newest.map_or(0, |info| info.snapshot_sequence),
         snapshot_wal_sequence: covered,
         last_wal_sequence: last,
-        required_catalog_sequence: snapshots
+        required_catalog_sequence: copy
+            .snapshots
             .values()
             .map(|info| info.catalog_sequence)
             .max()

@@ -1,18 +1,5 @@
 use super::*;
 
-fn entry(key: &str) -> (String, ObjectEntry) {
-    let entry = ObjectEntry {
-        key: key.to_string(),
-        size: 1,
-        blobs: Vec::new(),
-        etag: None,
-        last_modified: String::new(),
-        phase: bk_proto::model::CopyPhase::Nodes,
-        node: "n".into(),
-    };
-    (key.to_string(), entry)
-}
-
 fn snapshot(sequence: u64, wal: u64, parquet: &[&str], removed: &[&str]) -> (String, SnapshotInfo) {
     let info = SnapshotInfo {
         snapshot_sequence: sequence,
@@ -22,10 +9,6 @@ fn snapshot(sequence: u64, wal: u64, parquet: &[&str], removed: &[&str]) -> (Str
         removed: removed.iter().map(|path| path.to_string()).collect(),
     };
     (format!("n/snapshots/{:020}.info.json", u64::MAX - sequence), info)
-}
-
-fn copied(keys: &[&str]) -> HashMap<String, ObjectEntry> {
-    keys.iter().map(|key| entry(key)).collect()
 }
 
 /// (copied keys, snapshots, expected gap?, expected missing parquet, expected last WAL)
@@ -72,16 +55,48 @@ fn test_assessment_table() {
             vec![],
             12,
         ),
+        // The removal read before the manifest adding the file: the same.
+        (
+            vec![&w12],
+            vec![
+                snapshot(2, 11, &[], &["n/dbs/a.parquet"]),
+                snapshot(1, 10, &["n/dbs/a.parquet"], &[]),
+            ],
+            false,
+            vec![],
+            12,
+        ),
         // No snapshot yet: WAL must be contiguous from 1.
         (vec!["n/wal/00000000001.wal", "n/wal/00000000002.wal"], vec![], false, vec![], 2),
     ];
     for (keys, snapshots, gap, missing, last) in cases {
-        let snapshots: BTreeMap<String, SnapshotInfo> = snapshots.into_iter().collect();
-        let assessment = assess("n", &copied(&keys), &snapshots, &HashSet::new());
+        let mut copy = NodeCopy::default();
+        for key in &keys {
+            copy.add_key("n", key);
+        }
+        for (key, info) in snapshots {
+            copy.add_snapshot(&key, info);
+        }
+        let assessment = assess("n", &copy, &HashSet::new());
         assert_eq!(assessment.gap.is_some(), gap, "{keys:?}: {:?}", assessment.gap);
         assert_eq!(assessment.missing_parquet, missing, "{keys:?}");
         assert_eq!(assessment.point.last_wal_sequence, last, "{keys:?}");
     }
+}
+
+#[test]
+fn test_a_parquet_file_copied_after_its_manifest_was_read_is_no_longer_missing() {
+    let mut copy = NodeCopy::default();
+    let (key, info) = snapshot(1, 0, &["n/dbs/a.parquet"], &[]);
+    copy.add_snapshot(&key, info);
+    assert_eq!(assess("n", &copy, &HashSet::new()).missing_parquet, ["n/dbs/a.parquet"]);
+    copy.add_key("n", "n/dbs/a.parquet");
+    assert!(assess("n", &copy, &HashSet::new()).missing_parquet.is_empty());
+    assert!(copy.holds("n/dbs/a.parquet") && !copy.holds("n/dbs/b.parquet"));
+    let retention: HashSet<String> = ["n/dbs/b.parquet".to_string()].into();
+    let (key, info) = snapshot(2, 0, &["n/dbs/b.parquet"], &[]);
+    copy.add_snapshot(&key, info);
+    assert!(assess("n", &copy, &retention).missing_parquet.is_empty());
 }
 
 #[test]

@@ -8,17 +8,20 @@ use bk_proto::model::{
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
-use super::copy::{head_if_exists, list_prefix, Copier, CopyTotals};
+use super::copy::listing::spawn_listing;
+use super::copy::{copy_listing, head_if_exists, list_prefix, ScopeTarget, SetCopier};
 use super::TaskContext;
 use crate::error::TaskError;
-use crate::repository::manifest::{ObjectEntry, Scope};
+use crate::repository::list::ObjectEntry;
+use crate::repository::manifest::Scope;
 
 /// The licence objects of an Enterprise cluster (absent ones are fine).
 const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
 /// Rounds of re-listing the catalog logs when their sequence has a gap.
 const CATALOG_ROUNDS: u32 = 5;
 
-/// Copies every object under `prefix` except the excluded prefixes, counting recorded ones.
+/// Copies every object under `prefix` except the excluded prefixes, counting recorded ones,
+/// streaming the listing against the parent's list of the same scope.
 ///
 /// # Errors
 /// The first copy failure.
@@ -29,23 +32,14 @@ pub async fn copy_prefix(
     prefix: &str,
     exclude: &[ExcludeRule],
 ) -> Result<TaskReport, TaskError> {
-    let mut excluded_counts = vec![0u64; exclude.len()];
-    // Other tasks' prefixes are not even listed (a node's "other objects" task would otherwise
-    // list its whole WAL again); what the plan leaves out and reports is listed, to be counted.
-    let elsewhere: Vec<&str> = exclude
-        .iter()
-        .filter(|rule| !rule.record && rule.prefix.ends_with('/'))
-        .map(|rule| rule.prefix.as_str())
-        .collect();
-    let listed = list_skipping(context, prefix, &elsewhere).await?;
-    let mut selected = Vec::with_capacity(listed.len());
-    for meta in listed {
-        let key = meta.location.as_ref();
-        match exclude.iter().position(|rule| key.starts_with(&rule.prefix)) {
-            Some(index) => excluded_counts[index] += 1,
-            None => selected.push(meta),
-        }
-    }
+    let listing = spawn_listing(context, prefix, exclude);
+    let excluded = exclude.iter().map(|rule| rule.prefix.clone()).collect();
+    let scope = Scope { prefix: prefix.to_string(), excluded };
+    let target = ScopeTarget { phase, node: node.to_string(), scope };
+    let copied = copy_listing(context, target, listing.objects).await?;
+    let excluded_counts = listing.excluded.await.map_err(|error| {
+        TaskError::Retryable(format!("the listing of `{prefix}` was interrupted: {error}"))
+    })?;
     let exclusions: Vec<ExclusionReport> = exclude
         .iter()
         .zip(excluded_counts)
@@ -56,43 +50,9 @@ pub async fn copy_prefix(
             num_objects,
         })
         .collect();
-    let excluded = exclude.iter().map(|rule| rule.prefix.clone()).collect();
-    let scope = Scope { prefix: prefix.to_string(), excluded };
-    let mut copier = Copier::start_in(context, scope).await?;
-    let totals = copier.copy(selected, node, phase).await?;
     let mut report = TaskReport { exclusions, ..TaskReport::default() };
-    totals.add_to(&mut report);
-    copier.finish(&report).await?;
-    Ok(report)
-}
-
-/// Every object under `prefix` (ending in `/`) except those under the directory-like prefixes
-/// `skipped`, which are not listed at all: directories holding one are listed a level at a time.
-///
-/// # Errors
-/// [`TaskError::Source`] when a listing fails.
-async fn list_skipping(
-    context: &TaskContext,
-    prefix: &str,
-    skipped: &[&str],
-) -> Result<Vec<ObjectMeta>, TaskError> {
-    if !skipped.iter().any(|skip| skip.len() > prefix.len() && skip.starts_with(prefix)) {
-        return list_prefix(context, prefix).try_collect().await;
-    }
-    let path = object_store::path::Path::from(prefix.trim_end_matches('/'));
-    let level = context
-        .source
-        .list_with_delimiter(Some(&path))
-        .await
-        .map_err(|source| TaskError::Source { key: prefix.to_string(), source })?;
-    let mut listed = level.objects;
-    for dir in level.common_prefixes {
-        let dir = format!("{dir}/");
-        if !skipped.iter().any(|skip| dir.starts_with(skip)) {
-            listed.extend(Box::pin(list_skipping(context, &dir, skipped)).await?);
-        }
-    }
-    Ok(listed)
+    copied.totals.add_to(&mut report);
+    copied.finish(report).await
 }
 
 /// Detects the catalog layout under `catalog_prefix` and copies it consistently.
@@ -111,7 +71,8 @@ pub async fn copy_catalog(
     catalog_prefix: &str,
     phase: CopyPhase,
 ) -> Result<TaskReport, TaskError> {
-    let mut copier = Copier::start(context, catalog_prefix).await?;
+    let target = ScopeTarget { phase, node: String::new(), scope: Scope::prefix(catalog_prefix) };
+    let mut copier = SetCopier::start(context, target, true).await?;
     let mut report = TaskReport::default();
     let mut copied_logs: HashSet<String> = HashSet::new();
     let mut format = None;
@@ -119,8 +80,8 @@ pub async fn copy_catalog(
         let image_key = format!("{catalog_prefix}catalog/{version}/snapshot");
         let image = head_if_exists(context, &image_key).await?;
         let logs_prefix = format!("{catalog_prefix}catalog/{version}/logs/");
-        let image_totals = copier.copy(image.into_iter().collect(), "", phase).await?;
-        let image_sequence = match image_totals.kept.first() {
+        let image_totals = copier.copy(image.into_iter().collect()).await?;
+        let image_sequence = match image_totals.entries.first() {
             Some(entry) => image_sequence(&copier, entry).await?,
             None => None,
         };
@@ -134,8 +95,8 @@ pub async fn copy_catalog(
                 })
                 .try_collect()
                 .await?;
-            let totals = copier.copy(logs, "", phase).await?;
-            copied_logs.extend(totals.kept.iter().map(|entry| entry.key.clone()));
+            let totals = copier.copy(logs).await?;
+            copied_logs.extend(totals.entries.iter().map(|entry| entry.key.clone()));
             uuids.extend(totals.catalog_uuids.iter().cloned());
             logs_copied_any |= totals.num_objects > 0;
             totals.add_to(&mut report);
@@ -176,10 +137,9 @@ pub async fn copy_catalog(
     let mut rest: Vec<ObjectMeta> = v1_checkpoint.into_iter().collect();
     rest.extend(v1_logs);
     rest.extend(head_if_exists(context, &format!("{catalog_prefix}enterprise")).await?);
-    copier.copy(rest, "", phase).await?.add_to(&mut report);
+    copier.copy(rest).await?.add_to(&mut report);
     report.catalog_format = Some(format);
-    copier.finish(&report).await?;
-    Ok(report)
+    copier.finish(report, true).await
 }
 
 /// Copies the licence objects that exist under `cluster_prefix`.
@@ -195,22 +155,17 @@ pub async fn copy_licence(
     for name in LICENCE_FILES {
         present.extend(head_if_exists(context, &format!("{cluster_prefix}{name}")).await?);
     }
-    let mut copier = Copier::start(context, cluster_prefix).await?;
+    let target = ScopeTarget { phase, node: String::new(), scope: Scope::prefix(cluster_prefix) };
+    let mut copier = SetCopier::start(context, target, true).await?;
     let mut report = TaskReport::default();
-    copier.copy(present, "", phase).await?.add_to(&mut report);
-    copier.finish(&report).await?;
-    Ok(report)
-}
-
-/// Adds a copy's totals to a report (for the consistency task's repairs).
-pub(crate) fn add(report: &mut TaskReport, totals: &CopyTotals) {
-    totals.add_to(report);
+    copier.copy(present).await?.add_to(&mut report);
+    copier.finish(report, true).await
 }
 
 /// The sequence number in a copied catalog image's 64-byte header (`IDB3` magic, sequence as a
 /// little-endian u64 at offset 32); `None` when the header is not one bk can read.
 async fn image_sequence(
-    copier: &Copier<'_>,
+    copier: &SetCopier<'_>,
     entry: &ObjectEntry,
 ) -> Result<Option<u64>, TaskError> {
     let mut first = entry.clone();

@@ -109,15 +109,16 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    /// What writing blobs needs, with the repository's index as of now.
+    /// What writing blobs of index partition `partition` needs, with the partition's index as
+    /// of now.
     ///
     /// # Errors
-    /// When the index cannot be read.
-    pub async fn blob_writer(&self) -> Result<BlobWriter, TaskError> {
+    /// When the index cannot be brought up to date.
+    pub async fn blob_writer(&self, partition: &str) -> Result<BlobWriter, TaskError> {
         Ok(BlobWriter {
             key: self.repository.key.clone(),
             config: self.repository.config.clone(),
-            index: self.repositories.index(&self.repository).await?,
+            index: self.repositories.index(&self.repository, &[partition.to_string()]).await?,
             packer: self.packer.clone(),
             cpu: self.cpu.clone(),
             throttle: self.throttle.clone(),

@@ -7,11 +7,16 @@
 //! every remaining manifest (one unreadable manifest stops the prune before anything is
 //! deleted: its blobs must not be swept); (2) copy the referenced blobs of packs whose unused
 //! share exceeds `max_unused_percent` into new packs (sealed bytes are copied as they are: a
-//! blob is bound to its id, not to its pack); (3) write one new index file listing every
-//! referenced blob where it now is; (4) delete the old index files; (5) delete the packs no
-//! longer needed. Until (4), readers may see a blob in two places, both valid.
+//! blob is bound to its id, not to its pack); (3) write, per index partition, new index files
+//! listing every blob the partition's scopes name where it now is; (4) delete the old index
+//! files; (5) delete the packs no longer needed. Until (4), readers may see a blob in two
+//! places, both valid; workers whose local index had imported a deleted file import their
+//! partition anew.
+//!
+//! Memory: the sweep holds the repository's index and the referenced blob ids (about 100 bytes
+//! a blob); backups, restores and verifies do not (see `repository::index`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
@@ -23,23 +28,24 @@ use super::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::blob::SealedBlob;
 use crate::repository::crypto::BlobId;
-use crate::repository::index::{read_index, write_index, IndexEntry};
-use crate::repository::layout::{
-    index_path, manifest_key, pack_path, BACKUPS_DIR, INDEX_DIR, PACKS_DIR,
+use crate::repository::index::{
+    index_path, list_index_files, list_partitions, read_index, write_index_files, IndexEntry,
 };
+use crate::repository::layout::{manifest_key, pack_path, BACKUPS_DIR, LISTS_DIR, PACKS_DIR};
+use crate::repository::list::{ListItem, RunCursor};
+use crate::repository::manifest::Manifest;
 use crate::repository::pack::{PackEntry, PackId};
-use crate::repository::reader::{read_manifest, read_pack_range, read_segment};
+use crate::repository::reader::{read_manifest, read_pack_range};
 use crate::repository::{list_paths, open::Repository};
 
-/// Forgets `backups`: the manifests first (the backups are gone at once), then every segment
-/// of a backup without a manifest that no remaining manifest names. Segments are shared: an
-/// unchanged incremental names its parent's segments instead of writing them again, so a
-/// forgotten backup's segments may still be a kept backup's, and are deleted only once no
-/// manifest names them (then also those of a backup forgotten earlier).
+/// Forgets `backups`: the manifests first (the backups are gone at once), then every object
+/// list chunk no remaining manifest names, and any leftover of a backup without a manifest.
+/// Chunks are shared: a backup's runs are named by the later backups whose deltas sit on top
+/// of them, so a forgotten backup's chunks are deleted only once no manifest names them.
 ///
 /// # Errors
-/// Store errors, or a remaining manifest that cannot be read (then no segment is deleted: the
-/// forgotten backups are gone, their segments stay until a later prune can read every manifest).
+/// Store errors, or a remaining manifest that cannot be read (then no chunk is deleted: the
+/// forgotten backups are gone, their chunks stay until a later prune can read every manifest).
 pub async fn forget_backups(
     context: &TaskContext,
     backups: &[BackupId],
@@ -67,32 +73,50 @@ pub async fn forget_backups(
     if dry_run {
         return Ok(report);
     }
-    let files = list_paths(store, BACKUPS_DIR).await?;
-    let with_manifest: HashSet<String> = files
-        .iter()
-        .filter(|path| path.filename() == Some("manifest"))
-        .filter_map(|path| path.parts().nth(1).map(|part| part.as_ref().to_string()))
-        .collect();
-    let mut named: HashSet<String> = HashSet::new();
-    for backup in &with_manifest {
-        let Ok(backup_id) = backup.parse::<BackupId>() else { continue };
-        let manifest = read_manifest(repository, backup_id).await?;
-        named.extend(manifest.segments.into_iter().map(|segment| segment.key));
+    let mut named: HashSet<Path> = HashSet::new();
+    for manifest in remaining_manifests(repository, &[], false).await? {
+        named.extend(manifest.runs().flat_map(|run| run.files()));
     }
-    let unnamed: Vec<Path> = files
+    let unnamed: Vec<Path> = list_paths(store, LISTS_DIR)
+        .await?
         .into_iter()
-        .filter(|path| {
-            let backup = path.parts().nth(1).map(|part| part.as_ref().to_string());
-            backup.is_some_and(|backup| !with_manifest.contains(&backup))
-                && !named.contains(path.as_ref())
-        })
+        .chain(
+            list_paths(store, BACKUPS_DIR)
+                .await?
+                .into_iter()
+                .filter(|path| path.filename() != Some("manifest")),
+        )
+        .filter(|path| !named.contains(path))
         .collect();
-    let _: Vec<Path> = store
-        .delete_stream(stream::iter(unnamed.into_iter().map(Ok)).boxed())
-        .try_collect()
-        .await
-        .map_err(RepositoryError::store(BACKUPS_DIR))?;
+    delete_all(repository, unnamed).await?;
     Ok(report)
+}
+
+/// Every manifest in the repository (in a dry run, but `forgotten`).
+///
+/// # Errors
+/// One that cannot be read: its blobs and chunks must not be swept.
+async fn remaining_manifests(
+    repository: &Repository,
+    forgotten: &[BackupId],
+    dry_run: bool,
+) -> Result<Vec<Manifest>, TaskError> {
+    let mut manifests = Vec::new();
+    for key in list_paths(repository.store.as_ref(), BACKUPS_DIR).await? {
+        if key.filename() != Some("manifest") {
+            continue;
+        }
+        let Some(backup_id) =
+            key.parts().nth(1).and_then(|part| part.as_ref().parse::<BackupId>().ok())
+        else {
+            continue;
+        };
+        if dry_run && forgotten.contains(&backup_id) {
+            continue;
+        }
+        manifests.push(read_manifest(repository, backup_id).await?);
+    }
+    Ok(manifests)
 }
 
 /// What a pack becomes.
@@ -120,15 +144,21 @@ pub async fn sweep_packs(
     max_unused_percent: u32,
 ) -> Result<TaskReport, TaskError> {
     let repository = &context.repository;
-    let index_files = list_names(repository, INDEX_DIR).await?;
+    let mut index_files: Vec<Path> = Vec::new();
     let mut index: HashMap<BlobId, (PackId, PackEntry)> = HashMap::new();
-    for name in &index_files {
-        for entry in read_index(repository.store.as_ref(), &repository.key, name).await? {
-            index.insert(entry.entry.id, (entry.pack, entry.entry));
+    for partition in list_partitions(repository.store.as_ref()).await? {
+        for name in list_index_files(repository.store.as_ref(), &partition).await? {
+            let path = index_path(&partition, &name);
+            for entry in read_index(repository.store.as_ref(), &repository.key, &path).await? {
+                index.insert(entry.entry.id, (entry.pack, entry.entry));
+            }
+            index_files.push(path);
         }
     }
-    let (referenced, num_backups) = referenced_blobs(repository, forgotten, dry_run).await?;
-    if let Some(missing) = referenced.iter().find(|id| !index.contains_key(id)) {
+    let manifests = remaining_manifests(repository, forgotten, dry_run).await?;
+    let num_backups = manifests.len();
+    let referenced = referenced_blobs(repository, &manifests).await?;
+    if let Some(missing) = referenced.keys().find(|id| !index.contains_key(id)) {
         return Err(TaskError::Damaged(format!(
             "a remaining backup names blob {missing}, which no index lists: the repository is damaged, nothing was \
              pruned. Run `bkctl submit verify --deep` on the repository's backups"
@@ -143,7 +173,8 @@ pub async fn sweep_packs(
         .try_collect()
         .await
         .map_err(RepositoryError::store(PACKS_DIR))?;
-    let plan = plan_packs(&index, &referenced, &sizes, max_unused_percent);
+    let referenced_ids: HashSet<BlobId> = referenced.keys().copied().collect();
+    let plan = plan_packs(&index, &referenced_ids, &sizes, max_unused_percent);
     let mut report = TaskReport::default();
     let bytes = |packs: &[(PackId, u64)]| packs.iter().map(|(_, size)| size).sum::<u64>();
     let repack_bytes: u64 = plan.repack.iter().map(|(_, size, _)| size).sum();
@@ -165,19 +196,26 @@ pub async fn sweep_packs(
     if dry_run {
         return Ok(report);
     }
-    let moved = repack(context, &plan.repack, &index, &referenced).await?;
-    let mut live: Vec<IndexEntry> = referenced
-        .iter()
-        .filter_map(|id| {
-            moved.get(id).copied().or_else(|| {
-                index.get(id).map(|(pack, entry)| IndexEntry { pack: *pack, entry: *entry })
-            })
-        })
-        .collect();
-    live.sort_by_key(|entry| entry.entry.id);
-    let new_index = format!("prune-{}", ulid::Ulid::new().to_string().to_lowercase());
-    write_index(repository.store.as_ref(), &repository.key, &new_index, &live).await?;
-    delete_all(repository, index_files.iter().map(|name| index_path(name)).collect()).await?;
+    let moved = repack(context, &plan.repack, &index, &referenced_ids).await?;
+    // Each partition gets the blobs its scopes name, where they now are.
+    let mut by_partition: BTreeMap<&str, Vec<IndexEntry>> = BTreeMap::new();
+    for (id, partitions) in &referenced {
+        let Some(entry) = moved.get(id).copied().or_else(|| {
+            index.get(id).map(|(pack, entry)| IndexEntry { pack: *pack, entry: *entry })
+        }) else {
+            continue;
+        };
+        for partition in partitions {
+            by_partition.entry(partition.as_str()).or_default().push(entry);
+        }
+    }
+    let name = format!("prune-{}", ulid::Ulid::new().to_string().to_lowercase());
+    for (partition, mut entries) in by_partition {
+        entries.sort_by_key(|entry| entry.entry.id);
+        write_index_files(repository.store.as_ref(), &repository.key, partition, &name, &entries)
+            .await?;
+    }
+    delete_all(repository, index_files).await?;
     let gone: Vec<Path> = plan
         .drop
         .iter()
@@ -219,44 +257,36 @@ fn plan_packs(
     plan
 }
 
-/// Blobs the remaining backups use (in a dry run, ignoring `forgotten` ones), and how many
-/// backups that is.
+/// Blobs the `manifests` use, each with the index partitions whose scopes name it. Every run
+/// is read once (runs are shared between backups), a chunk at a time.
 async fn referenced_blobs(
     repository: &Repository,
-    forgotten: &[BackupId],
-    dry_run: bool,
-) -> Result<(HashSet<BlobId>, usize), TaskError> {
-    let forgotten: HashSet<&BackupId> = forgotten.iter().collect();
-    let manifests: Vec<Path> = list_paths(repository.store.as_ref(), BACKUPS_DIR)
-        .await?
-        .into_iter()
-        .filter(|path| path.filename() == Some("manifest"))
-        .collect();
-    let mut referenced = HashSet::new();
-    let mut num_backups = 0;
-    // Segments are shared between backups (unchanged incrementals): each is read once.
-    let mut read_segments: HashSet<String> = HashSet::new();
-    for key in &manifests {
-        let Some(backup_id) =
-            key.parts().nth(1).and_then(|part| part.as_ref().parse::<BackupId>().ok())
-        else {
-            continue;
-        };
-        if dry_run && forgotten.contains(&backup_id) {
-            continue;
-        }
-        num_backups += 1;
-        let manifest = read_manifest(repository, backup_id).await?;
-        for segment in &manifest.segments {
-            if !read_segments.insert(segment.key.clone()) {
-                continue;
-            }
-            for entry in read_segment(repository, segment).await? {
-                referenced.extend(entry.blobs);
+    manifests: &[Manifest],
+) -> Result<HashMap<BlobId, Vec<String>>, TaskError> {
+    let mut referenced: HashMap<BlobId, Vec<String>> = HashMap::new();
+    let mut read: HashSet<(String, String)> = HashSet::new();
+    for manifest in manifests {
+        for list in &manifest.scopes {
+            let partition = list.partition();
+            for run in &list.runs {
+                let identity = serde_json::to_string(&run.chunks).unwrap_or_default();
+                if !read.insert((partition.clone(), identity)) {
+                    continue;
+                }
+                let mut cursor = RunCursor::new(repository, run, "");
+                while let Some(item) = cursor.next().await? {
+                    let ListItem::Object(entry) = item else { continue };
+                    for id in entry.blobs {
+                        let partitions = referenced.entry(id).or_default();
+                        if !partitions.contains(&partition) {
+                            partitions.push(partition.clone());
+                        }
+                    }
+                }
             }
         }
     }
-    Ok((referenced, num_backups))
+    Ok(referenced)
 }
 
 /// Copies the referenced blobs of `packs` into new packs; where they are now.
@@ -297,14 +327,6 @@ async fn repack(
         moved.insert(entry.entry.id, entry);
     }
     Ok(moved)
-}
-
-async fn list_names(repository: &Repository, dir: &str) -> Result<Vec<String>, TaskError> {
-    Ok(list_paths(repository.store.as_ref(), dir)
-        .await?
-        .into_iter()
-        .filter_map(|path| path.filename().map(str::to_string))
-        .collect())
 }
 
 async fn delete_all(repository: &Repository, paths: Vec<Path>) -> Result<(), TaskError> {

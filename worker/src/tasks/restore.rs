@@ -13,18 +13,20 @@ use std::time::Duration;
 use bk_proto::ids::BackupId;
 use bk_proto::model::{CopyPhase, TaskReport};
 use bytes::BytesMut;
+use futures::stream::BoxStream;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::crypto::BlobId;
-use crate::repository::index::BlobIndex;
-use crate::repository::manifest::ObjectEntry;
+use crate::repository::index_cache::IndexView;
+use crate::repository::list::{MergedView, ObjectEntry};
+use crate::repository::manifest::ScopeList;
 use crate::repository::pack::{PackEntry, PackId};
 use crate::repository::reader::{
-    check_key_is_safe, open_stored_blob, read_blob, read_manifest, read_pack_range, read_segment,
+    check_key_is_safe, open_stored_blob, read_located_blob, read_manifest, read_pack_range,
 };
 use crate::repository::source::ChunkSource;
 use crate::store::open_store;
@@ -138,7 +140,11 @@ pub async fn wipe_target(
     Ok(report)
 }
 
-/// Writes the backup's objects of `phase` (and `node`) into the target.
+/// Entries restored together: their blobs are looked up and their packs read in one go.
+const BATCH: usize = 4096;
+
+/// Writes the backup's objects of `phase` (and `node`) into the target, scope by scope, a
+/// batch of entries at a time: memory is bounded by a batch, not by the backup.
 ///
 /// # Errors
 /// [`TaskError::Invalid`] for an unsafe key, [`TaskError::Damaged`] naming the object and blob
@@ -155,34 +161,42 @@ pub async fn restore_objects(
     let manifest = read_manifest(repository, backup_id).await?;
     let target = open_target(context, target_url, true)?
         .ok_or_else(|| TaskError::Invalid(format!("cannot create target `{target_url}`")))?;
-    let index = context.repositories.index(repository).await?;
+    let lists: Vec<&ScopeList> = manifest
+        .scopes
+        .iter()
+        .filter(|list| list.phase == phase && node.is_none_or(|node| list.node == node))
+        .collect();
+    let mut partitions: Vec<String> = lists.iter().map(|list| list.partition()).collect();
+    partitions.sort();
+    partitions.dedup();
+    let index = context.repositories.index(repository, &partitions).await?;
+    // Only a target that held something under these prefixes before this task wrote (a
+    // `--resume`) is listed to find what is there already; a fresh one costs nothing more.
+    let mut held_before = Vec::with_capacity(lists.len());
+    for list in &lists {
+        let path = Path::from(list.scope.prefix.trim_end_matches('/'));
+        let first = target.list(Some(&path)).next().await.transpose();
+        let first =
+            first.map_err(|source| TaskError::Target { key: list.scope.prefix.clone(), source })?;
+        held_before.push(first.is_some());
+    }
     let mut report = TaskReport::default();
-    for segment in &manifest.segments {
-        let entries: Vec<ObjectEntry> = read_segment(repository, segment)
-            .await?
-            .into_iter()
-            .filter(|entry| entry.phase == phase && node.is_none_or(|node| entry.node == node))
-            .collect();
-        for entry in &entries {
-            check_key_is_safe(&entry.key).map_err(TaskError::Invalid)?;
-            context.progress.listed(entry.size);
-        }
-        let present = present_in_target(target.as_ref(), &entries).await?;
-        let (small, large): (Vec<&ObjectEntry>, Vec<&ObjectEntry>) =
-            entries.iter().partition(|entry| entry.blobs.len() <= 1);
-        let mut written = restore_small(context, &index, &target, &small, &present).await?;
-        for entry in large {
-            let fresh = !restored_already(context, target.as_ref(), entry, &present).await?;
-            if fresh {
-                restore_large(context, &index, target.as_ref(), entry).await?;
+    for (list, held) in lists.into_iter().zip(held_before) {
+        let mut view =
+            MergedView::new(repository, &list.runs, &list.scope.prefix).in_scope(&list.scope);
+        let mut present = TargetCursor::new(target.as_ref(), &list.scope.prefix, held);
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                match view.next().await? {
+                    Some(entry) => batch.push(entry),
+                    None => break,
+                }
             }
-            context.progress.done(entry.size);
-            written.insert(entry.key.clone(), fresh);
-        }
-        for entry in &entries {
-            report.num_objects += 1;
-            report.num_bytes += entry.size;
-            report.num_skipped += u64::from(!written.get(&entry.key).copied().unwrap_or(true));
+            if batch.is_empty() {
+                break;
+            }
+            restore_batch(context, &index, &target, batch, &mut present, &mut report).await?;
         }
     }
     if phase == CopyPhase::Licence
@@ -198,52 +212,110 @@ pub async fn restore_objects(
     Ok(report)
 }
 
-/// Sizes of the objects already in the target under the entries' keys (one listing per
-/// directory-like prefix, not a request per object).
-async fn present_in_target(
-    target: &dyn ObjectStore,
-    entries: &[ObjectEntry],
-) -> Result<HashMap<String, u64>, TaskError> {
-    let mut prefixes: Vec<String> = Vec::new();
-    let mut present = HashMap::new();
-    for entry in entries {
-        match entry.key.split_once('/') {
-            Some((prefix, _)) => prefixes.push(prefix.to_string()),
-            // A top-level object: looked at on its own.
-            None => match target.head(&object_key(&entry.key)?).await {
-                Ok(meta) => {
-                    present.insert(entry.key.clone(), meta.size);
-                }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(TaskError::Target { key: entry.key.clone(), source }),
-            },
+/// Restores one batch of entries (in key order).
+async fn restore_batch(
+    context: &TaskContext,
+    index: &IndexView,
+    target: &Arc<dyn ObjectStore>,
+    entries: Vec<ObjectEntry>,
+    present: &mut TargetCursor,
+    report: &mut TaskReport,
+) -> Result<(), TaskError> {
+    let mut sizes = HashMap::new();
+    for entry in &entries {
+        check_key_is_safe(&entry.key).map_err(TaskError::Invalid)?;
+        context.progress.listed(entry.size);
+        if let Some(size) = present.size_of(&entry.key).await? {
+            sizes.insert(entry.key.clone(), size);
         }
     }
-    prefixes.sort();
-    prefixes.dedup();
-    for prefix in prefixes {
-        let listed: Vec<object_store::ObjectMeta> = target
-            .list(Some(&Path::from(prefix.as_str())))
-            .try_collect()
-            .await
-            .map_err(|source| TaskError::Target { key: prefix.clone(), source })?;
-        present.extend(listed.into_iter().map(|meta| (meta.location.to_string(), meta.size)));
+    let located = locate(index, &entries).await?;
+    let (small, large): (Vec<_>, Vec<_>) =
+        entries.iter().zip(located).partition(|(entry, _)| entry.blobs.len() <= 1);
+    let mut written = restore_small(context, index, target, &small, &sizes).await?;
+    for (entry, locations) in large {
+        let fresh = !restored_already(context, target.as_ref(), entry, &sizes).await?;
+        if fresh {
+            restore_large(context, index, target.as_ref(), entry, &locations).await?;
+        }
+        context.progress.done(entry.size);
+        written.insert(entry.key.clone(), fresh);
     }
-    Ok(present)
+    for entry in &entries {
+        report.num_objects += 1;
+        report.num_bytes += entry.size;
+        report.num_skipped += u64::from(!written.get(&entry.key).copied().unwrap_or(true));
+    }
+    Ok(())
+}
+
+/// Where each blob of an entry is (`None`: in no index file).
+type Located = Vec<Option<(PackId, PackEntry)>>;
+
+async fn locate(index: &IndexView, entries: &[ObjectEntry]) -> Result<Vec<Located>, TaskError> {
+    let index = index.clone();
+    let wanted: Vec<Vec<BlobId>> = entries.iter().map(|entry| entry.blobs.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        wanted.iter().map(|blobs| blobs.iter().map(|id| index.get(id)).collect()).collect()
+    })
+    .await
+    .map_err(|error| TaskError::Retryable(format!("looking blobs up was interrupted: {error}")))
+}
+
+/// The objects already in the target under a scope's prefix, listed in key order alongside the
+/// entries being restored (one listing per scope, nothing held: for `--resume`).
+struct TargetCursor {
+    listed: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
+    head: Option<ObjectMeta>,
+    prefix: String,
+}
+
+impl TargetCursor {
+    /// A cursor over the target under `prefix`; one that lists nothing unless `held`.
+    fn new(target: &dyn ObjectStore, prefix: &str, held: bool) -> Self {
+        let path = Path::from(prefix.trim_end_matches('/'));
+        let listed = held.then(|| target.list(Some(&path)));
+        Self { listed, head: None, prefix: prefix.to_string() }
+    }
+
+    /// The size of the object at `key` in the target, if there is one; keys are asked for in
+    /// increasing order.
+    async fn size_of(&mut self, key: &str) -> Result<Option<u64>, TaskError> {
+        loop {
+            if let Some(head) = &self.head {
+                match head.location.as_ref().cmp(key) {
+                    std::cmp::Ordering::Less => self.head = None,
+                    std::cmp::Ordering::Equal => return Ok(Some(head.size)),
+                    std::cmp::Ordering::Greater => return Ok(None),
+                }
+            }
+            let Some(listed) = self.listed.as_mut() else { return Ok(None) };
+            match listed.next().await {
+                Some(Ok(meta)) => self.head = Some(meta),
+                Some(Err(source)) => {
+                    return Err(TaskError::Target { key: self.prefix.clone(), source })
+                }
+                None => {
+                    self.listed = None;
+                    return Ok(None);
+                }
+            }
+        }
+    }
 }
 
 /// Restores one-blob (and empty) objects, fetching each pack's blobs with as few ranged reads
 /// as their placement allows. Returns, per key, whether it was written (false: already there).
 async fn restore_small(
     context: &TaskContext,
-    index: &BlobIndex,
+    index: &IndexView,
     target: &Arc<dyn ObjectStore>,
-    entries: &[&ObjectEntry],
+    entries: &[(&ObjectEntry, Located)],
     present: &HashMap<String, u64>,
 ) -> Result<HashMap<String, bool>, TaskError> {
     let mut written = HashMap::new();
     let mut by_pack: BTreeMap<PackId, Vec<(PackEntry, &ObjectEntry)>> = BTreeMap::new();
-    for entry in entries {
+    for (entry, located) in entries {
         if restored_already(context, target.as_ref(), entry, present).await? {
             context.progress.done(entry.size);
             written.insert(entry.key.clone(), false);
@@ -254,8 +326,9 @@ async fn restore_small(
             written.insert(entry.key.clone(), true);
             continue;
         };
-        let (pack, location) = index.get(id).copied().ok_or_else(|| not_indexed(entry, id))?;
-        by_pack.entry(pack).or_default().push((location, entry));
+        let (pack, location) =
+            located.first().copied().flatten().ok_or_else(|| not_indexed(entry, id, index))?;
+        by_pack.entry(pack).or_default().push((location, *entry));
     }
     let max_range = context.repository.config.chunk_size.max(MAX_RANGE_GAP);
     let ranges: Vec<(PackId, Vec<(PackEntry, &ObjectEntry)>)> = by_pack
@@ -355,9 +428,10 @@ async fn restore_range(
 /// Restores an object of several blobs, reading them in order.
 async fn restore_large(
     context: &TaskContext,
-    index: &BlobIndex,
+    index: &IndexView,
     target: &dyn ObjectStore,
     entry: &ObjectEntry,
+    located: &Located,
 ) -> Result<(), TaskError> {
     let _permit = context
         .object_permits
@@ -366,18 +440,19 @@ async fn restore_large(
         .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
     let key = object_key(&entry.key)?;
     let target_error = |source| TaskError::Target { key: entry.key.clone(), source };
+    let blobs = entry.blobs.iter().zip(located);
     if entry.size <= SINGLE_PUT_LIMIT {
         let mut bytes = BytesMut::with_capacity(entry.size as usize);
-        for id in &entry.blobs {
-            bytes.extend_from_slice(&read_object_blob(context, index, entry, id).await?);
+        for (id, location) in blobs {
+            bytes.extend_from_slice(&read_object_blob(context, index, entry, id, location).await?);
         }
         return put_object(target, entry, bytes.freeze()).await;
     }
     let upload = target.put_multipart(&key).await.map_err(target_error)?;
     let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    for id in &entry.blobs {
-        let bytes = match read_object_blob(context, index, entry, id).await {
+    for (id, location) in blobs {
+        let bytes = match read_object_blob(context, index, entry, id, location).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 let _ = writer.abort().await;
@@ -398,11 +473,13 @@ async fn restore_large(
 
 async fn read_object_blob(
     context: &TaskContext,
-    index: &BlobIndex,
+    index: &IndexView,
     entry: &ObjectEntry,
     id: &BlobId,
+    location: &Option<(PackId, PackEntry)>,
 ) -> Result<Vec<u8>, TaskError> {
-    read_blob(&context.repository, index, id).await.map_err(|error| match error {
+    let (pack, place) = location.ok_or_else(|| not_indexed(entry, id, index))?;
+    read_located_blob(&context.repository, pack, &place).await.map_err(|error| match error {
         crate::repository::reader::BlobReadError::Repository(error) => TaskError::Repository(error),
         other => TaskError::Damaged(format!(
             "object `{}`: {other}; nothing was written at it",
@@ -432,10 +509,11 @@ async fn put_object(
     Ok(())
 }
 
-fn not_indexed(entry: &ObjectEntry, id: &BlobId) -> TaskError {
+fn not_indexed(entry: &ObjectEntry, id: &BlobId, index: &IndexView) -> TaskError {
     TaskError::Damaged(format!(
-        "object `{}`: blob {id} is in no index of the repository; nothing was written at it",
-        entry.key
+        "object `{}`: blob {id} is in no index of the repository{}; nothing was written at it",
+        entry.key,
+        index.why_missing()
     ))
 }
 

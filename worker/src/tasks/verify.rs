@@ -1,8 +1,9 @@
 //! Verifying a backup.
 //!
-//! Shallow: the manifest and every segment open (they are sealed: any alteration fails), every
-//! index file opens, every blob the backup names is in the index, and every pack holding one
-//! exists (one listing of `packs/`, not a request per blob). Deep: every pack holding a blob of
+//! Shallow: the manifest and every chunk of its object lists open (they are sealed: any
+//! alteration fails), every blob the backup names is in an index file, and every pack holding
+//! one exists (one listing of `packs/`, not a request per blob). Object lists are streamed a
+//! batch of entries at a time: memory does not grow with the backup. Deep: every pack holding a blob of
 //! the backup is read whole; its header must open and list each blob where the index says, and
 //! every blob in it must open and hash to its id. A byte flipped anywhere in such a pack, a blob
 //! swapped for another, a pack from another repository: each is a problem naming the object.
@@ -16,11 +17,13 @@ use futures::{stream, StreamExt};
 use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
-use crate::repository::index::{read_index, BlobIndex};
-use crate::repository::layout::{pack_path, INDEX_DIR, PACKS_DIR};
+use crate::repository::index::list_partitions;
+use crate::repository::index_cache::IndexView;
+use crate::repository::layout::{pack_path, PACKS_DIR};
+use crate::repository::list::{MergedView, ObjectEntry};
 use crate::repository::pack::{decode_header, sealed_header, PackEntry, PackId};
 use crate::repository::reader::{
-    check_key_is_safe, open_stored_blob, read_all, read_manifest, read_segment,
+    check_key_is_safe, open_stored_blob, read_all, read_located_blob, read_manifest,
 };
 use crate::repository::{list_paths, open::Repository};
 
@@ -28,6 +31,8 @@ use crate::repository::{list_paths, open::Repository};
 const MAX_LISTED_PROBLEMS: usize = 1000;
 /// Packs read at once by a deep verification.
 const PACKS_IN_FLIGHT: usize = 4;
+/// Entries checked together (their packs grouped): memory is bounded by a batch.
+const BATCH: usize = 4096;
 
 /// Verifies `backup_id`. Problems are returned in the report (the job fails on them); an error
 /// is returned only when verification itself could not run.
@@ -48,50 +53,104 @@ pub async fn verify_backup(
             return Ok(problems.into_report(0, 0));
         }
     };
-    let index = load_index(repository, &mut problems).await?;
-    // The first object naming each blob: problems name objects, not only blobs.
-    let mut users: HashMap<BlobId, String> = HashMap::new();
+    let partitions = list_partitions(repository.store.as_ref()).await?;
+    let index = context.repositories.index_anew(repository, &partitions).await?;
+    for unreadable in index.unreadable() {
+        problems.push(format!("index: {unreadable}"));
+    }
+    let existing = list_packs(repository).await?;
+    let mut checked = Checked { existing, verified: HashSet::new(), deep };
     let (mut num_objects, mut num_bytes) = (0u64, 0u64);
-    for segment in &manifest.segments {
-        let entries = match read_segment(repository, segment).await {
-            Ok(entries) => entries,
-            Err(error) => {
-                problems.push(format!("segment: {error}"));
-                continue;
-            }
-        };
-        for entry in entries {
-            context.progress.listed(entry.size);
-            if let Err(refusal) = check_key_is_safe(&entry.key) {
-                problems.push(refusal);
-            }
-            for id in &entry.blobs {
-                if !index.contains_key(id) {
-                    problems.push(format!("object `{}`: blob {id} is in no index", entry.key));
+    for list in &manifest.scopes {
+        let mut view =
+            MergedView::new(repository, &list.runs, &list.scope.prefix).in_scope(&list.scope);
+        let mut listed = 0u64;
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                match view.next().await {
+                    Ok(Some(entry)) => batch.push(entry),
+                    Ok(None) => break,
+                    Err(error) => {
+                        problems.push(format!("object list: {error}"));
+                        break;
+                    }
                 }
-                users.entry(*id).or_insert_with(|| entry.key.clone());
             }
-            num_objects += 1;
-            num_bytes += entry.size;
-            context.progress.done(entry.size);
+            if batch.is_empty() {
+                break;
+            }
+            listed += batch.len() as u64;
+            for entry in &batch {
+                context.progress.listed(entry.size);
+                num_bytes += entry.size;
+            }
+            verify_batch(context, &index, &mut checked, &batch, &mut problems).await;
+            for entry in &batch {
+                context.progress.done(entry.size);
+            }
         }
+        if listed != list.num_objects {
+            problems.push(format!(
+                "the manifest says {} objects under `{}`, its runs hold {listed}",
+                list.num_objects, list.scope.prefix
+            ));
+        }
+        num_objects += listed;
     }
     if num_objects != manifest.num_objects {
         problems.push(format!(
-            "the manifest says {} objects, its segments hold {num_objects}",
+            "the manifest says {} objects, its runs hold {num_objects}",
             manifest.num_objects
         ));
     }
+    Ok(problems.into_report(num_objects, num_bytes))
+}
+
+/// What verification knows of the packs.
+struct Checked {
+    /// Every pack in the repository (one listing).
+    existing: HashSet<PackId>,
+    /// Packs read whole and checked (deep).
+    verified: HashSet<PackId>,
+    deep: bool,
+}
+
+/// Checks a batch of entries: keys, every blob indexed, every pack holding one present; deep:
+/// packs not checked yet read whole, blobs of packs checked before read on their own.
+async fn verify_batch(
+    context: &TaskContext,
+    index: &IndexView,
+    checked: &mut Checked,
+    batch: &[ObjectEntry],
+    problems: &mut Problems,
+) {
+    let repository = &context.repository;
+    // The first object naming each blob: problems name objects, not only blobs.
+    let mut users: HashMap<BlobId, &str> = HashMap::new();
     let mut by_pack: BTreeMap<PackId, Vec<PackEntry>> = BTreeMap::new();
-    for id in users.keys() {
-        if let Some((pack, entry)) = index.get(id) {
-            by_pack.entry(*pack).or_default().push(*entry);
+    for entry in batch {
+        if let Err(refusal) = check_key_is_safe(&entry.key) {
+            problems.push(refusal);
+        }
+        for id in &entry.blobs {
+            if users.contains_key(id) {
+                continue;
+            }
+            users.insert(*id, &entry.key);
+            match index.get(id) {
+                Some((pack, place)) => by_pack.entry(pack).or_default().push(place),
+                None => problems.push(format!(
+                    "object `{}`: blob {id} is in no index{}",
+                    entry.key,
+                    index.why_missing()
+                )),
+            }
         }
     }
-    let existing = list_packs(repository).await?;
     for (pack, entries) in &by_pack {
-        if !existing.contains(pack) {
-            let object = &users[&entries[0].id];
+        if !checked.existing.contains(pack) {
+            let object = users.get(&entries[0].id).copied().unwrap_or("");
             problems.push(format!(
                 "object `{object}`: pack `{}` holding {} of the backup's blobs is missing",
                 pack_path(*pack),
@@ -99,42 +158,33 @@ pub async fn verify_backup(
             ));
         }
     }
-    if deep {
-        // Futures collected first: a closure inside the stream type trips rustc's Send inference.
-        let checks: Vec<_> = by_pack
-            .iter()
-            .filter(|(pack, _)| existing.contains(pack))
-            .map(|(pack, entries)| verify_pack(repository, *pack, entries))
-            .collect();
-        let found: Vec<Vec<(Option<BlobId>, String)>> =
-            stream::iter(checks).buffer_unordered(PACKS_IN_FLIGHT).collect().await;
-        for (blob, problem) in found.into_iter().flatten() {
-            match blob.and_then(|id| users.get(&id)) {
-                Some(object) => problems.push(format!("object `{object}`: {problem}")),
-                None => problems.push(problem),
+    if !checked.deep {
+        return;
+    }
+    let (fresh, seen): (Vec<_>, Vec<_>) = by_pack
+        .iter()
+        .filter(|(pack, _)| checked.existing.contains(pack))
+        .partition(|(pack, _)| !checked.verified.contains(pack));
+    // Futures collected first: a closure inside the stream type trips rustc's Send inference.
+    let checks: Vec<_> =
+        fresh.iter().map(|(pack, entries)| verify_pack(repository, **pack, entries)).collect();
+    let found: Vec<Vec<(Option<BlobId>, String)>> =
+        stream::iter(checks).buffer_unordered(PACKS_IN_FLIGHT).collect().await;
+    checked.verified.extend(fresh.iter().map(|(pack, _)| **pack));
+    let mut found: Vec<(Option<BlobId>, String)> = found.into_iter().flatten().collect();
+    for (pack, entries) in seen {
+        for place in entries {
+            if let Err(error) = read_located_blob(repository, *pack, place).await {
+                found.push((Some(place.id), error.to_string()));
             }
         }
     }
-    Ok(problems.into_report(num_objects, num_bytes))
-}
-
-/// Every index file, opened; those that do not open are problems (their blobs then show as
-/// "in no index").
-async fn load_index(
-    repository: &Repository,
-    problems: &mut Problems,
-) -> Result<BlobIndex, TaskError> {
-    let mut index = BlobIndex::new();
-    for path in list_paths(repository.store.as_ref(), INDEX_DIR).await? {
-        let Some(name) = path.filename() else { continue };
-        match read_index(repository.store.as_ref(), &repository.key, name).await {
-            Ok(entries) => index.extend(
-                entries.into_iter().map(|entry| (entry.entry.id, (entry.pack, entry.entry))),
-            ),
-            Err(error) => problems.push(format!("index: {error}")),
+    for (blob, problem) in found {
+        match blob.and_then(|id| users.get(&id)) {
+            Some(object) => problems.push(format!("object `{object}`: {problem}")),
+            None => problems.push(problem),
         }
     }
-    Ok(index)
 }
 
 async fn list_packs(repository: &Repository) -> Result<HashSet<PackId>, TaskError> {
