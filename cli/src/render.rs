@@ -76,7 +76,13 @@ pub(crate) fn job_json(job: &pb::Job) -> Value {
         "repository": job.repository, "created_at_ms": job.created_at_ms, "finished_at_ms": job.finished_at_ms,
         "error": job.error, "backup_id": job.backup_id,
         "phases": job.phases.iter().map(|phase| json!({
-            "name": phase.name, "tasks": phase.tasks.iter().map(task_json).collect::<Vec<_>>()
+            "name": phase.name, "tasks": phase.tasks.iter().map(task_json).collect::<Vec<_>>(),
+            "summary": phase.summary.map(|summary| json!({
+                "num_tasks": summary.num_tasks, "num_succeeded": summary.num_succeeded,
+                "num_failed": summary.num_failed, "started_at_ms": summary.started_at_ms,
+                "finished_at_ms": summary.finished_at_ms, "num_objects": summary.num_objects,
+                "num_bytes": summary.num_bytes,
+            })),
         })).collect::<Vec<_>>(),
         "cleanup": job.cleanup.iter().map(task_json).collect::<Vec<_>>(),
     })
@@ -101,6 +107,7 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "num_objects_read": backup.num_objects.saturating_sub(backup.num_objects_reused),
         "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
         "bytes_stored": backup.bytes_stored, "repository_puts": backup.repository_puts,
+        "list_bytes_written": backup.list_bytes_written,
         "events": backup.events,
         "drills": crate::render_drill::drills_json(&backup.drills),
         "corrupt_objects": backup.corrupt_objects.iter().map(|object| json!({
@@ -193,8 +200,28 @@ pub(crate) fn print_job(job: &pb::Job) {
     if !job.error.is_empty() {
         println!("error: {}", job.error);
     }
+    if job.phases.iter().any(|phase| phase.summary.is_some()) {
+        println!("  (an older finished job: task details dropped, failed and warning tasks kept)");
+    }
     for phase in &job.phases {
-        println!("  phase {}", phase.name);
+        match &phase.summary {
+            Some(summary) => println!(
+                "  phase {}  {} tasks: {} succeeded, {} failed; {} objects, {}; {}",
+                phase.name,
+                summary.num_tasks,
+                summary.num_succeeded,
+                summary.num_failed,
+                summary.num_objects,
+                human_bytes(summary.num_bytes),
+                match (summary.started_at_ms, summary.finished_at_ms) {
+                    (start, end) if start > 0 && end >= start => {
+                        format!("{:.2}s", (end - start) as f64 / 1000.0)
+                    }
+                    _ => "did not run".to_string(),
+                }
+            ),
+            None => println!("  phase {}", phase.name),
+        }
         for task in &phase.tasks {
             print_task(task);
         }
@@ -259,10 +286,11 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
         human_bytes(backup.bytes_written)
     );
     println!(
-        "  stored       {} in the repository for the {} read ({} PUT requests)",
+        "  stored       {} in the repository for the {} read ({} PUT requests); object list: {} written",
         human_bytes(backup.bytes_stored),
         human_bytes(backup.bytes_read),
-        backup.repository_puts
+        backup.repository_puts,
+        human_bytes(backup.list_bytes_written)
     );
     println!("  nodes        {}", backup.nodes.join(", "));
     println!("  manifest     {}", backup.manifest_key);

@@ -55,6 +55,13 @@ pub struct JobHistoryConfig {
     pub keep_finished_for: Duration,
     /// Keep at most this many finished jobs (default 5,000).
     pub keep_finished: usize,
+    /// The newest this many finished jobs keep every task in the state (default 10); older
+    /// ones keep a summary per phase and the tasks that failed or warned, so a month of jobs
+    /// of a thousand-node cluster stays small.
+    pub keep_task_details: usize,
+    /// ... and those keep at most this many tasks together (default 20,000; the newest finished
+    /// job always keeps its own): what bounds a coordinator's memory at a thousand workers.
+    pub keep_task_details_tasks: usize,
 }
 
 impl Default for JobHistoryConfig {
@@ -63,6 +70,8 @@ impl Default for JobHistoryConfig {
         Self {
             keep_finished_for: Duration::from_millis(history.keep_for_ms),
             keep_finished: history.keep_last,
+            keep_task_details: history.keep_task_details,
+            keep_task_details_tasks: history.keep_task_details_tasks,
         }
     }
 }
@@ -73,6 +82,8 @@ impl JobHistoryConfig {
         crate::core::job_history::JobHistory {
             keep_for_ms: u64::try_from(self.keep_finished_for.as_millis()).unwrap_or(u64::MAX),
             keep_last: self.keep_finished,
+            keep_task_details: self.keep_task_details,
+            keep_task_details_tasks: self.keep_task_details_tasks,
         }
     }
 }

@@ -32,8 +32,12 @@ struct Args {
     print_config: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    bk_proto::support::tune_malloc("bk-coordinator");
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let text = match &args.config {
         Some(path) => std::fs::read_to_string(path)

@@ -128,7 +128,11 @@ pub async fn run(
         .add_service(reflection)
         .add_service(control)
         .add_service(worker_hub)
-        .add_service(RaftServer::new(RaftServiceImpl::new(raft.clone())))
+        .add_service(
+            RaftServer::new(RaftServiceImpl::new(raft.clone()))
+                .max_decoding_message_size(crate::raft::MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::raft::MAX_RAFT_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(
             // TCP_NODELAY: a lease answered to a long-polling worker would otherwise wait for
             // the peer's delayed ACK (40 ms per task on Linux, measured on a backup's phases).

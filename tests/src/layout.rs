@@ -188,6 +188,73 @@ pub fn generate(root: &Path, params: &LayoutParams) -> std::io::Result<Generated
     Ok(generated)
 }
 
+/// Many small parquet files, as a node that keeps weeks of 10-minute chunks of many tables
+/// holds them: each 10-minute slot, every table writes one file, under
+/// `<node>/dbs/7/<table>/<YYYY-MM-DD>/<HH-MM>/<slot:010>.parquet` (days from 2026-09-01).
+/// The bench's large trees; a later `first_slot` adds the next slots (what a live node writes
+/// between two backups: a file per table, each in a new directory).
+#[derive(Clone, Debug)]
+pub struct SmallParquet {
+    /// The nodes that get them, each `per_node`.
+    pub nodes: Vec<String>,
+    /// Files per node.
+    pub per_node: u64,
+    /// Tables per node (files go round-robin over them, then to the next slot).
+    pub tables: u64,
+    /// Bytes per file (`PAR1` at both ends, random in between).
+    pub size: u64,
+    /// The 10-minute slot of each node's first file.
+    pub first_slot: u64,
+    /// RNG seed.
+    pub seed: u64,
+}
+
+impl SmallParquet {
+    /// The slot after the last one these files fill.
+    pub fn next_slot(&self) -> u64 {
+        self.first_slot + self.per_node.div_ceil(self.tables.max(1))
+    }
+}
+
+/// Writes `spec`'s files under `root`.
+///
+/// # Errors
+/// IO errors writing files.
+pub fn add_small_parquet(root: &Path, spec: &SmallParquet) -> std::io::Result<Generated> {
+    let mut writer =
+        TreeWriter { root, generated: Generated::default(), rng: StdRng::seed_from_u64(spec.seed) };
+    let day_zero = chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default();
+    let mut body = vec![0u8; spec.size.max(8) as usize];
+    body[..4].copy_from_slice(b"PAR1");
+    let end = body.len();
+    body[end - 4..].copy_from_slice(b"PAR1");
+    for node in &spec.nodes {
+        let mut made_dirs = std::collections::HashSet::new();
+        for index in 0..spec.per_node {
+            let table = index % spec.tables.max(1);
+            let slot = spec.first_slot + index / spec.tables.max(1);
+            let minutes = slot * 10;
+            let date = day_zero + chrono::Days::new(minutes / 1440);
+            let dir = format!(
+                "{node}/dbs/7/{table}/{}/{:02}-{:02}",
+                date.format("%Y-%m-%d"),
+                minutes % 1440 / 60,
+                minutes % 60
+            );
+            if made_dirs.insert(dir.clone()) {
+                fs::create_dir_all(root.join(&dir))?;
+            }
+            writer.rng.fill_bytes(&mut body[4..end - 4]);
+            let key = format!("{dir}/{slot:010}.parquet");
+            fs::File::create(root.join(&key))?.write_all(&body)?;
+            writer.generated.keys.push(key);
+            writer.generated.num_bytes += body.len() as u64;
+        }
+    }
+    writer.generated.keys.sort();
+    Ok(writer.generated)
+}
+
 fn write_node(
     writer: &mut TreeWriter<'_>,
     node: &str,

@@ -316,6 +316,18 @@ impl Sandbox {
         }
     }
 
+    /// CPU time (user and system) replica `id` used so far, seconds; `None` when it is not
+    /// running or the platform has no `/proc`.
+    pub fn replica_cpu_seconds(&self, id: u64) -> Option<f64> {
+        let child = self.replicas.get(id as usize - 1)?.child.as_ref()?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
+        // Fields after the command (which may hold spaces) start after the last `)`.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
     /// The peak resident memory of replica `id`, as [`Sandbox::worker_peak_rss_bytes`].
     pub fn replica_peak_rss_bytes(&self, id: u64) -> Option<u64> {
         peak_rss_bytes(self.replicas.get(id as usize - 1)?.child.as_ref()?)
@@ -335,9 +347,17 @@ impl Sandbox {
     /// # Errors
     /// When bkctl cannot be run at all.
     pub fn bkctl(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.bkctl_at(&self.endpoint(), args)
+    }
+
+    /// Runs `bkctl` against `endpoint` only (e.g. one replica, to read its own status).
+    ///
+    /// # Errors
+    /// When bkctl cannot be run at all.
+    pub fn bkctl_at(&self, endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(binary("bkctl"))
             .arg("--endpoint")
-            .arg(self.endpoint())
+            .arg(endpoint)
             .args(args)
             .env_remove("BK_TOKEN")
             .envs(self.token.iter().map(|token| ("BK_TOKEN", token)))
@@ -352,9 +372,17 @@ impl Sandbox {
     /// # Errors
     /// When bkctl fails (the error carries its stderr) or prints no JSON.
     pub fn bkctl_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        self.bkctl_json_at(&self.endpoint(), args)
+    }
+
+    /// As [`Sandbox::bkctl_json`], against `endpoint` only.
+    ///
+    /// # Errors
+    /// As [`Sandbox::bkctl_json`].
+    pub fn bkctl_json_at(&self, endpoint: &str, args: &[&str]) -> anyhow::Result<Value> {
         let mut full = vec!["-o", "json"];
         full.extend_from_slice(args);
-        let output = self.bkctl(&full)?;
+        let output = self.bkctl_at(endpoint, &full)?;
         if !output.status.success() {
             bail!("bkctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         }

@@ -45,6 +45,8 @@ pub struct Hub {
     worker_id: String,
     endpoints: ReplicaEndpoints,
     object_permits: Arc<Semaphore>,
+    /// The worker's budget of bytes in chunk buffers, shared by its tasks.
+    memory: crate::repository::buffers::ChunkMemory,
     throttle: Arc<crate::throttle::Throttle>,
     /// The process environment, captured once (the standard object-store variables).
     env: Vec<(String, String)>,
@@ -75,6 +77,7 @@ impl Hub {
         Ok(Self {
             worker_id: config.worker_id(),
             object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
+            memory: crate::repository::buffers::ChunkMemory::default(),
             metrics: Arc::default(),
             throttle: Arc::new(crate::throttle::Throttle::new(config.max_bytes_per_second)),
             config: Arc::new(config),
@@ -330,6 +333,7 @@ impl Hub {
             requests,
             progress: progress.clone(),
             object_permits: self.object_permits.clone(),
+            memory: self.memory.clone(),
             max_objects_in_flight: self.config.max_concurrent_objects,
             cpu: self.cpu.clone(),
             throttle: self.throttle.clone(),

@@ -24,8 +24,23 @@ struct Args {
     print_config: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads for blocking work (file reads, sealing, the index cache, listings) at most: a few
+/// per core keep reads and sealing as parallel as the cores allow, and bound the threads
+/// glibc's malloc gives arenas to (see `bk_proto::support::tune_malloc`).
+const BLOCKING_THREADS_PER_CORE: usize = 4;
+
+fn main() -> anyhow::Result<()> {
+    bk_proto::support::tune_malloc("bk-worker");
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS_PER_CORE * cores)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("failed to read `{}`", args.config.display()))?;

@@ -4,7 +4,9 @@
 //! leader knows in memory (which workers are silent, which tasks a concurrent pull is already
 //! leasing); everything it answers follows from them.
 
-use bk_proto::ids::TaskId;
+use std::collections::HashSet;
+
+use bk_proto::ids::{TaskId, TaskSlot};
 use bk_proto::model::{TaskKind, TaskSpec};
 
 use super::domain::{BackupRecord, WorkerRecord};
@@ -36,15 +38,55 @@ pub fn next_task(
     let worker =
         state.workers.get(worker_id).ok_or_else(|| UnregisteredWorker(worker_id.to_string()))?;
     let locked = |job: &super::Job| state.jobs.values().any(|other| conflicts(job, other));
-    for job in state.jobs.values().filter(|job| !job.state().is_terminal() && !locked(job)) {
-        for slot in job.runnable_slots() {
-            let task_id = TaskId { job_id: job.id, slot };
-            if is_being_leased(&task_id) {
-                continue;
-            }
+    let open: Vec<&super::Job> =
+        state.jobs.values().filter(|job| !job.state().is_terminal() && !locked(job)).collect();
+    let available = |job: &super::Job, slot: TaskSlot| {
+        let task_id = TaskId { job_id: job.id, slot };
+        (job.is_runnable(slot) && !is_being_leased(&task_id)).then_some(task_id)
+    };
+    let lease = |job: &super::Job, task_id: TaskId| {
+        let attempt = job.run(task_id.slot).map_or(1, |run| run.attempt + 1);
+        Some((task_id, attempt))
+    };
+    // The worker's own node's tasks (and those any worker may run), oldest job first.
+    for job in &open {
+        for slot in job.placements.for_node(&worker.node) {
+            let Some(task_id) = available(job, slot) else { continue };
             if may_run(worker, job, slot, state.workers.values(), &is_silent) {
-                let attempt = job.run(slot).map_or(1, |run| run.attempt + 1);
-                return Ok(Some((task_id, attempt)));
+                return Ok(lease(job, task_id));
+            }
+        }
+    }
+    // Then another node's, standing in for it: only nodes whose workers are all silent.
+    let same_source = || state.workers.values().filter(|other| other.source == worker.source);
+    if !same_source().any(&is_silent) {
+        return Ok(None);
+    }
+    let silent_nodes: HashSet<&str> = {
+        let mut heard: HashSet<&str> = HashSet::new();
+        let mut known: HashSet<&str> = HashSet::new();
+        for other in same_source() {
+            known.insert(&other.node);
+            if !is_silent(other) {
+                heard.insert(&other.node);
+            }
+        }
+        known.difference(&heard).copied().collect()
+    };
+    if silent_nodes.is_empty() {
+        return Ok(None);
+    }
+    for job in &open {
+        for (_, slots) in job
+            .placements
+            .on_other_nodes(&worker.node)
+            .filter(|(node, _)| silent_nodes.contains(node))
+        {
+            for slot in slots {
+                let Some(task_id) = available(job, *slot) else { continue };
+                if may_run(worker, job, *slot, state.workers.values(), &is_silent) {
+                    return Ok(lease(job, task_id));
+                }
             }
         }
     }

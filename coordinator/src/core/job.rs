@@ -119,7 +119,7 @@ pub struct PlannedTask {
     pub depends_on: Vec<u32>,
     /// Retryable failures re-queue the task without bound (a QuestDB release must eventually
     /// happen: the job stays visibly releasing until it does).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub retry_until_success: bool,
 }
 
@@ -192,15 +192,25 @@ pub struct TaskRun {
     /// When it succeeded or failed.
     pub finished_at_ms: Option<u64>,
     /// Retryable failures so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub num_failures: u32,
     /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The worker's report, once it succeeded.
     pub report: Option<TaskReport>,
     /// The job failed or was cancelled while this task ran: its worker is told to stop, and
     /// whatever it reports ends the task as skipped.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub abandoned: bool,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl TaskRun {
@@ -283,6 +293,12 @@ pub struct Job {
     pub phases: Vec<Vec<TaskRun>>,
     /// Live state of the cleanup tasks.
     pub cleanup: Vec<TaskRun>,
+    /// Set once the job's per-task detail was dropped (an old finished job): its phases and
+    /// the tasks worth keeping. The plan's tasks and `phases` are empty then.
+    pub summary: Option<super::job_summary::JobSummary>,
+    /// Its tasks by placement, derived from the plan (not stored: rebuilt when read).
+    #[serde(skip)]
+    pub placements: super::placement_index::PlacementIndex,
 }
 
 impl Job {
@@ -301,7 +317,10 @@ impl Job {
             status: JobStatus::Queued { phase: 0 },
             phases,
             cleanup,
+            summary: None,
+            placements: super::placement_index::PlacementIndex::default(),
         };
+        job.placements = super::placement_index::PlacementIndex::of(&job.spec);
         let mut effects = Vec::new();
         job.start_phase_or_cleanup(created_at_ms, &mut effects);
         job
@@ -424,6 +443,12 @@ impl Job {
                 && run.status != TaskStatus::Succeeded
         });
         if releasing { "releasing" } else { "cleanup" }.to_string()
+    }
+
+    /// Whether the task at `slot` may be leased now (pending, its dependencies met).
+    pub fn is_runnable(&self, slot: TaskSlot) -> bool {
+        self.run(slot).is_some_and(|run| run.status == TaskStatus::Pending)
+            && self.dependencies_succeeded(slot)
     }
 
     /// Tasks that may be leased now, in plan order.

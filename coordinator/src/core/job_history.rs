@@ -18,13 +18,35 @@ pub struct JobHistory {
     pub keep_for_ms: u64,
     /// Keep at most this many finished jobs (the newest).
     pub keep_last: usize,
+    /// The newest this many finished jobs keep every task; older ones keep a summary per phase
+    /// and the tasks that failed or warned ([`super::job_summary`]).
+    #[serde(default = "default_keep_task_details")]
+    pub keep_task_details: usize,
+    /// ... and together at most this many tasks (the newest finished job always keeps its
+    /// own): ten jobs of a ten-node cluster are 500 tasks, of a thousand-node one 50,000, whose
+    /// detail would be most of the coordinator's memory and of every snapshot.
+    #[serde(default = "default_keep_task_details_tasks")]
+    pub keep_task_details_tasks: usize,
+}
+
+fn default_keep_task_details() -> usize {
+    10
+}
+
+fn default_keep_task_details_tasks() -> usize {
+    20_000
 }
 
 impl Default for JobHistory {
     /// A month (31 days), and up to 5,000 jobs: hourly backups each followed by a prune fill
     /// a month with about 1,500.
     fn default() -> Self {
-        Self { keep_for_ms: 31 * 24 * 3_600_000, keep_last: 5_000 }
+        Self {
+            keep_for_ms: 31 * 24 * 3_600_000,
+            keep_last: 5_000,
+            keep_task_details: default_keep_task_details(),
+            keep_task_details_tasks: default_keep_task_details_tasks(),
+        }
     }
 }
 
@@ -45,6 +67,37 @@ pub fn jobs_to_forget(state: &ClusterState, now_ms: u64, history: &JobHistory) -
             *index < over_count || now_ms.saturating_sub(*finished_at) > history.keep_for_ms
         })
         .map(|(_, (_, job_id))| *job_id)
+        .collect()
+}
+
+/// The finished jobs whose per-task detail `history` no longer keeps, not compacted yet, oldest
+/// first: all but the newest `keep_task_details` finished jobs, and of those all past the
+/// `keep_task_details_tasks` budget counted from the newest (which always keeps its own).
+pub fn jobs_to_compact(state: &ClusterState, history: &JobHistory) -> Vec<JobId> {
+    let mut finished: Vec<(u64, JobId, bool, usize)> = state
+        .jobs
+        .values()
+        .filter(|job| job.state().is_terminal())
+        .map(|job| {
+            let finished_at = job.finished_at_ms().unwrap_or(job.created_at_ms);
+            (finished_at, job.id, job.summary.is_some(), job.slots().count())
+        })
+        .collect();
+    finished.sort_unstable();
+    let mut kept_tasks = 0usize;
+    let mut keep_from = finished.len();
+    for (newest_first, (_, _, compacted, tasks)) in finished.iter().rev().enumerate() {
+        kept_tasks = kept_tasks.saturating_add(*tasks);
+        let over_budget = newest_first > 0 && kept_tasks > history.keep_task_details_tasks;
+        if *compacted || newest_first >= history.keep_task_details || over_budget {
+            break;
+        }
+        keep_from -= 1;
+    }
+    finished[..keep_from]
+        .iter()
+        .filter(|(_, _, compacted, _)| !compacted)
+        .map(|(_, job_id, _, _)| *job_id)
         .collect()
 }
 
@@ -85,7 +138,12 @@ mod tests {
 
     #[test]
     fn test_which_finished_jobs_are_forgotten() {
-        let history = JobHistory { keep_for_ms: 10 * HOUR, keep_last: 5 };
+        let history = JobHistory {
+            keep_for_ms: 10 * HOUR,
+            keep_last: 5,
+            keep_task_details: 2,
+            keep_task_details_tasks: 100,
+        };
         let cases: Vec<(&str, ClusterState, u64, Vec<JobId>)> = vec![
             ("nothing old, under the count", state(3, &[]), 5 * HOUR, vec![]),
             ("over the count: the oldest go", state(7, &[]), 9 * HOUR, ids(&[1, 2])),
@@ -112,5 +170,39 @@ mod tests {
             "a running job was forgotten"
         );
         assert_eq!(state.backups.len(), 1, "forgetting a job forgot its backup");
+    }
+
+    #[test]
+    fn test_finished_jobs_past_the_newest_few_are_compacted_once() {
+        let history = JobHistory { keep_task_details: 2, ..JobHistory::default() };
+        let cases: Vec<(&str, ClusterState, Vec<JobId>)> = vec![
+            ("no more than the newest two", state(2, &[]), vec![]),
+            ("the older ones, oldest first", state(5, &[]), ids(&[1, 2, 3])),
+            ("running jobs are neither kept nor counted", state(5, &[4, 5]), ids(&[1])),
+        ];
+        for (case, state, want) in cases {
+            assert_eq!(jobs_to_compact(&state, &history), want, "{case}");
+        }
+        let tasks_per_job =
+            state(1, &[]).jobs.values().map(|job| job.slots().count()).sum::<usize>();
+        let cases: Vec<(&str, usize, Vec<JobId>)> = vec![
+            ("a budget of one job's tasks: the newest alone", tasks_per_job, ids(&[1, 2, 3, 4])),
+            ("the newest keeps its own however large", 0, ids(&[1, 2, 3, 4])),
+            ("a budget of three jobs: the count (2) decides", 3 * tasks_per_job, ids(&[1, 2, 3])),
+        ];
+        for (case, budget, want) in cases {
+            let history =
+                JobHistory { keep_task_details: 2, keep_task_details_tasks: budget, ..history };
+            assert_eq!(jobs_to_compact(&state(5, &[]), &history), want, "{case}");
+        }
+        let mut state = state(5, &[]);
+        let response = state.apply(Command::CompactJobs { job_ids: ids(&[1, 2, 3]) });
+        assert_eq!(response, CommandResponse::Applied);
+        assert!(state.jobs[&ids(&[1])[0]].summary.is_some());
+        assert!(state.jobs[&ids(&[4])[0]].summary.is_none());
+        assert!(
+            jobs_to_compact(&state, &history).is_empty(),
+            "compacted jobs are not proposed again"
+        );
     }
 }

@@ -120,6 +120,8 @@ pub(super) struct StoredJob {
     cancelled: bool,
     #[serde(default)]
     finished_at_ms: Option<u64>,
+    #[serde(default)]
+    summary: Option<super::job_summary::JobSummary>,
 }
 
 impl From<StoredJob> for super::job::Job {
@@ -142,6 +144,7 @@ impl From<StoredJob> for super::job::Job {
                 }
             }
         });
+        let placements = super::placement_index::PlacementIndex::of(&stored.spec);
         super::job::Job {
             id: stored.id,
             spec: stored.spec,
@@ -149,6 +152,8 @@ impl From<StoredJob> for super::job::Job {
             status,
             phases: stored.phases,
             cleanup: stored.cleanup,
+            summary: stored.summary,
+            placements,
         }
     }
 }

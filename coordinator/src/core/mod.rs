@@ -35,6 +35,8 @@ pub mod eligibility;
 pub mod job;
 pub mod job_history;
 pub mod job_status;
+pub mod job_summary;
+pub mod placement_index;
 pub mod plan;
 pub mod plan_drill;
 pub mod plan_keys;
@@ -47,6 +49,7 @@ pub mod state;
 pub mod submit;
 pub mod validate;
 pub mod waiting;
+pub mod wake;
 
 pub use domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
 pub use job::{

@@ -38,6 +38,9 @@ pub enum Command {
     /// The leader drops finished jobs its job history no longer keeps
     /// ([`super::job_history`]); jobs still running are never dropped, backups stay.
     ForgetJobs { job_ids: Vec<JobId> },
+    /// The leader drops the per-task detail of finished jobs past the newest few
+    /// ([`super::job_summary`]); running jobs are never compacted.
+    CompactJobs { job_ids: Vec<JobId> },
 }
 
 /// What applying a command answered.
@@ -121,6 +124,13 @@ impl ClusterState {
                 for job_id in job_ids {
                     if self.jobs.get(&job_id).is_some_and(|job| job.state().is_terminal()) {
                         self.jobs.remove(&job_id);
+                    }
+                }
+            }
+            Command::CompactJobs { job_ids } => {
+                for job_id in job_ids {
+                    if let Some(job) = self.jobs.get_mut(&job_id) {
+                        job.compact();
                     }
                 }
             }

@@ -5,7 +5,7 @@
 //! worker a full lease timeout, counted from when it became leader, to show up.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bk_proto::ids::TaskId;
@@ -30,7 +30,12 @@ struct RuntimeInner {
     leasing: HashSet<TaskId>,
     /// Leases taken back while this replica led, by reason (for `/metrics`).
     requeued: BTreeMap<&'static str, u64>,
+    /// The workers found silent last, and when: a thousand pulls in a second share one answer.
+    silent: Option<(Instant, Arc<HashSet<String>>)>,
 }
+
+/// How long a computed set of silent workers is reused.
+const SILENT_CACHE: Duration = Duration::from_millis(250);
 
 /// A task reserved for one pull's lease proposal; released when dropped (also when the pull is
 /// cancelled mid-proposal).
@@ -109,6 +114,34 @@ impl LeaderRuntime {
             .or(inner.leader_since)
             .unwrap_or_else(Instant::now);
         since.elapsed()
+    }
+
+    /// Which of `workers` have been silent longer than `timeout` (as [`LeaderRuntime::silence`]
+    /// says), computed under one lock and reused for [`SILENT_CACHE`].
+    pub fn silent_workers<'a>(
+        &self,
+        workers: impl IntoIterator<Item = &'a str>,
+        timeout: Duration,
+    ) -> Arc<HashSet<String>> {
+        let mut inner = self.lock();
+        if let Some((at, silent)) = &inner.silent {
+            if at.elapsed() < SILENT_CACHE {
+                return silent.clone();
+            }
+        }
+        let now = Instant::now();
+        let silent: HashSet<String> = workers
+            .into_iter()
+            .filter(|worker| {
+                let since =
+                    inner.last_seen.get(*worker).copied().or(inner.leader_since).unwrap_or(now);
+                now.duration_since(since) > timeout
+            })
+            .map(str::to_string)
+            .collect();
+        let silent = Arc::new(silent);
+        inner.silent = Some((now, silent.clone()));
+        silent
     }
 
     /// How long this replica has known itself leader (zero when it is not).

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
-use crate::core::job_history::jobs_to_forget;
+use crate::core::job_history::{jobs_to_compact, jobs_to_forget};
 use crate::core::plan::PlanError;
 use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
 use crate::core::plan_prune::{plan_prune, PruneRequest};
@@ -25,6 +25,8 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// How often the leader drops finished jobs its job history no longer keeps.
 const FORGET_JOBS_EVERY: u32 = 120; // ticks: a minute
+/// How often the leader drops the task details of older finished jobs.
+const COMPACT_JOBS_EVERY: u32 = 20; // ticks: ten seconds
 
 /// Runs the schedule loop (and, every minute, the job-history compaction) until `shutdown`.
 pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: CancellationToken) {
@@ -40,6 +42,9 @@ pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: Cancellation
             run_due_schedules(&coordinator).await;
             if ticks % FORGET_JOBS_EVERY == 0 {
                 forget_old_jobs(&coordinator).await;
+            }
+            if ticks % COMPACT_JOBS_EVERY == 0 {
+                compact_old_jobs(&coordinator).await;
             }
             ticks = ticks.wrapping_add(1);
         }
@@ -58,6 +63,20 @@ pub async fn forget_old_jobs(coordinator: &Coordinator) {
     match coordinator.propose(Command::ForgetJobs { job_ids }).await {
         Ok(_) => info!(count, "dropped finished jobs past the job history"),
         Err(error) => warn!(%error, "cannot drop old jobs (leadership changed?)"),
+    }
+}
+
+/// Proposes dropping the per-task detail of the finished jobs past the newest few.
+pub async fn compact_old_jobs(coordinator: &Coordinator) {
+    let history = coordinator.job_history;
+    let job_ids = coordinator.shared.read(|state| jobs_to_compact(state, &history));
+    if job_ids.is_empty() {
+        return;
+    }
+    let count = job_ids.len();
+    match coordinator.propose(Command::CompactJobs { job_ids }).await {
+        Ok(_) => info!(count, "dropped the task details of older finished jobs"),
+        Err(error) => warn!(%error, "cannot compact old jobs (leadership changed?)"),
     }
 }
 

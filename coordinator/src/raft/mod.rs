@@ -34,6 +34,15 @@ openraft::declare_raft_types!(
 
 /// A replica's id (unique in the coordinator cluster, configured per replica).
 pub type ReplicaId = u64;
+
+/// The largest replica-to-replica message accepted or sent. tonic's default (4 MiB) is smaller
+/// than one append of a thousand-node job's entries or a snapshot chunk with its metadata, and a
+/// refused message is retried forever, so a joining replica would never catch up.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 256 << 20;
+/// redb's page cache for the log and the snapshot. Its default (1 GiB) fills with log pages a
+/// replica has already applied: at a thousand workers that was most of a replica's memory. Reads
+/// of the log are sequential and recent, so a small cache serves them.
+const REDB_CACHE_BYTES: usize = 16 << 20;
 /// The Raft handle.
 pub type Raft = openraft::Raft<TypeConfig>;
 
@@ -52,12 +61,15 @@ pub async fn start_raft(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create data dir `{}`", data_dir.display()))?;
     let db_path = data_dir.join("raft.redb");
-    let database = redb::Database::create(&db_path).with_context(|| {
-        format!(
-            "failed to open `{}` (is another coordinator using this data dir?)",
-            db_path.display()
-        )
-    })?;
+    let database = redb::Builder::new()
+        .set_cache_size(REDB_CACHE_BYTES)
+        .create(&db_path)
+        .with_context(|| {
+            format!(
+                "failed to open `{}` (is another coordinator using this data dir?)",
+                db_path.display()
+            )
+        })?;
     let database = Arc::new(database);
     let log_store = log_store::LogStore::open(database.clone())?;
     let state_machine = state_machine::StateMachineStore::open(database, shared)?;

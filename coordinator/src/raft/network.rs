@@ -2,7 +2,8 @@
 //!
 //! One lazily connected tonic channel per peer address, reused for every RPC (reconnecting per
 //! RPC, as openraft's example does, costs a handshake per heartbeat). openraft's requests and
-//! responses travel as JSON inside [`RaftPayload`](bk_proto::pb::RaftPayload).
+//! responses travel as JSON inside [`RaftPayload`](bk_proto::pb::RaftPayload), except a snapshot
+//! chunk's bytes, which travel raw beside it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,7 +61,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 self.channels.insert(address.clone(), channel.clone());
             }),
         };
-        PeerConnection { target, address, client: channel.map(RaftClient::new) }
+        let client = channel.map(|channel| {
+            RaftClient::new(channel)
+                .max_decoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
+        });
+        PeerConnection { target, address, client }
     }
 }
 
@@ -79,6 +85,7 @@ impl PeerConnection {
         &mut self,
         method: Method,
         request: &Req,
+        snapshot_chunk: Vec<u8>,
         option: &RPCOption,
     ) -> RpcResult<Resp, E>
     where
@@ -92,7 +99,7 @@ impl PeerConnection {
         };
         let json = serde_json::to_vec(request)
             .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
-        let mut grpc_request = tonic::Request::new(RaftPayload { json });
+        let mut grpc_request = tonic::Request::new(RaftPayload { json, snapshot_chunk });
         grpc_request.set_timeout(option.hard_ttl());
         let response = match method {
             Method::AppendEntries => client.append_entries(grpc_request).await,
@@ -131,15 +138,16 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<ReplicaId>, openraft::error::Infallible> {
-        self.call(Method::AppendEntries, &request, &option).await
+        self.call(Method::AppendEntries, &request, Vec::new(), &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        request: InstallSnapshotRequest<TypeConfig>,
+        mut request: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<ReplicaId>, InstallSnapshotError> {
-        self.call(Method::InstallSnapshot, &request, &option).await
+        let chunk = std::mem::take(&mut request.data);
+        self.call(Method::InstallSnapshot, &request, chunk, &option).await
     }
 
     async fn vote(
@@ -147,6 +155,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         request: VoteRequest<ReplicaId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<ReplicaId>, openraft::error::Infallible> {
-        self.call(Method::Vote, &request, &option).await
+        self.call(Method::Vote, &request, Vec::new(), &option).await
     }
 }

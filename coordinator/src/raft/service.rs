@@ -22,13 +22,17 @@ impl RaftServiceImpl {
 }
 
 fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&request.into_inner().json)
+    decode_json(&request.into_inner().json)
+}
+
+fn decode_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(json)
         .map_err(|error| Status::invalid_argument(format!("cannot decode raft payload: {error}")))
 }
 
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
     serde_json::to_vec(result)
-        .map(|json| Response::new(RaftPayload { json }))
+        .map(|json| Response::new(RaftPayload { json, snapshot_chunk: Vec::new() }))
         .map_err(|error| Status::internal(format!("cannot encode raft payload: {error}")))
 }
 
@@ -51,7 +55,12 @@ impl RaftService for RaftServiceImpl {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let result = self.raft.install_snapshot(decode(request)?).await;
+        let payload = request.into_inner();
+        let chunk = payload.snapshot_chunk;
+        let mut snapshot_request: openraft::raft::InstallSnapshotRequest<super::TypeConfig> =
+            decode_json(&payload.json)?;
+        snapshot_request.data = chunk;
+        let result = self.raft.install_snapshot(snapshot_request).await;
         reply(&result)
     }
 }

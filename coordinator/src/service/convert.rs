@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bk_proto::ids::TaskId;
-use bk_proto::model::TaskKind;
+use bk_proto::ids::{TaskId, TaskSlot};
 use bk_proto::pb;
 
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
-use crate::core::job::{Job, JobKind, JobState, Placement, TaskRun, TaskStatus};
+use crate::core::job::{Job, JobKind, JobState, Placement, PlannedTask, TaskRun, TaskStatus};
 use crate::core::waiting::waiting_reason;
 use crate::dispatch::runtime::LeaderRuntime;
 use crate::error::CoordinatorError;
@@ -158,6 +157,7 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         bytes_written: backup.transfer.bytes_written,
         bytes_stored: backup.transfer.bytes_stored,
         repository_puts: backup.transfer.repository_puts,
+        list_bytes_written: backup.transfer.list_bytes_written,
         drills: backup.drills.iter().map(drill_to_pb).collect(),
         corrupt_objects: backup
             .corrupt
@@ -243,8 +243,7 @@ pub struct JobViewContext<'a> {
 /// Converts a job, with progress and waiting reasons, to the wire.
 pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
     let last_seen = context.runtime.map(LeaderRuntime::last_seen_ago).unwrap_or_default();
-    let task = |slot, run: &TaskRun| {
-        let planned = job.planned(slot);
+    let task = |slot, planned: Option<&PlannedTask>, run: &TaskRun| {
         let task_id = TaskId { job_id: job.id, slot };
         let node = match planned.map(|task| &task.placement) {
             Some(Placement::Node(node)) => node.clone(),
@@ -282,16 +281,8 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             None => (Vec::new(), Vec::new(), 0, Vec::new()),
         };
         let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
-        let moves_objects = planned.is_some_and(|task| {
-            matches!(
-                task.kind,
-                TaskKind::CopyPrefix { .. }
-                    | TaskKind::CopyCatalog { .. }
-                    | TaskKind::CopyLicence { .. }
-                    | TaskKind::RestoreObjects { .. }
-                    | TaskKind::DrillBackup { .. }
-            )
-        });
+        let moves_objects =
+            planned.is_some_and(|task| crate::core::job_summary::moves_objects(&task.kind));
         pb::Task {
             moves_objects,
             warnings,
@@ -312,35 +303,60 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             progress,
         }
     };
-    let phases = job
-        .spec
-        .phases
-        .iter()
-        .zip(&job.phases)
-        .enumerate()
-        .map(|(phase_index, (planned, runs))| pb::Phase {
-            name: planned.name.clone(),
-            tasks: runs
+    let (phases, cleanup) = match &job.summary {
+        Some(summary) => {
+            let group = |phase: &crate::core::job_summary::PhaseSummary| pb::Phase {
+                name: phase.name.clone(),
+                tasks: phase
+                    .tasks
+                    .iter()
+                    .map(|kept| task(kept.slot, Some(&kept.planned), &kept.run))
+                    .collect(),
+                summary: Some(pb::PhaseSummary {
+                    num_tasks: phase.num_tasks,
+                    num_succeeded: phase.num_succeeded,
+                    num_failed: phase.num_failed,
+                    started_at_ms: phase.started_at_ms.unwrap_or(0),
+                    finished_at_ms: phase.finished_at_ms.unwrap_or(0),
+                    num_objects: phase.num_objects,
+                    num_bytes: phase.num_bytes,
+                }),
+            };
+            let cleanup = group(&summary.cleanup).tasks;
+            (summary.phases.iter().map(group).collect(), cleanup)
+        }
+        None => {
+            let phases = job
+                .spec
+                .phases
+                .iter()
+                .zip(&job.phases)
+                .enumerate()
+                .map(|(phase, (planned, runs))| pb::Phase {
+                    name: planned.name.clone(),
+                    tasks: runs
+                        .iter()
+                        .enumerate()
+                        .map(|(index, run)| {
+                            let slot = TaskSlot::Phase { phase: phase as u32, index: index as u32 };
+                            task(slot, job.planned(slot), run)
+                        })
+                        .collect(),
+                    summary: None,
+                })
+                .collect();
+            let cleanup = job
+                .cleanup
                 .iter()
                 .enumerate()
                 .map(|(index, run)| {
-                    task(
-                        bk_proto::ids::TaskSlot::Phase {
-                            phase: phase_index as u32,
-                            index: index as u32,
-                        },
-                        run,
-                    )
+                    let slot = TaskSlot::Cleanup { index: index as u32 };
+                    task(slot, job.planned(slot), run)
                 })
-                .collect(),
-        })
-        .collect();
-    let cleanup = job
-        .cleanup
-        .iter()
-        .enumerate()
-        .map(|(index, run)| task(bk_proto::ids::TaskSlot::Cleanup { index: index as u32 }, run))
-        .collect();
+                .collect();
+            (phases, cleanup)
+        }
+    };
     pb::Job {
         schedule: job.spec.scheduled.as_ref().map(|(name, _)| name.clone()).unwrap_or_default(),
         schedule_slot_ms: job.spec.scheduled.as_ref().map_or(0, |(_, slot)| *slot),

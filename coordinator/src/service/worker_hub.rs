@@ -37,12 +37,14 @@ impl WorkerHubServiceImpl {
     /// Finds the oldest runnable task this worker may run and its next attempt number.
     fn find_task(&self, worker_id: &str) -> CoordinatorResult<Option<(TaskId, u32)>> {
         let runtime = &self.coordinator.runtime;
-        let is_silent = |candidate: &WorkerRecord| {
-            runtime.silence(&candidate.worker_id) > self.coordinator.lease_timeout
-        };
         self.coordinator
             .shared
-            .read(|state| next_task(state, worker_id, is_silent, |id| runtime.is_being_leased(id)))
+            .read(|state| {
+                let ids = state.workers.keys().map(String::as_str);
+                let silent = runtime.silent_workers(ids, self.coordinator.lease_timeout);
+                let is_silent = |candidate: &WorkerRecord| silent.contains(&candidate.worker_id);
+                next_task(state, worker_id, is_silent, |id| runtime.is_being_leased(id))
+            })
             .map_err(|unregistered| CoordinatorError::NotFound { what: unregistered.to_string() })
     }
 
@@ -53,9 +55,20 @@ impl WorkerHubServiceImpl {
         self.coordinator.ensure_leader()?;
         let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_PULL_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.coordinator.shared.subscribe();
+        let node = self
+            .coordinator
+            .shared
+            .read(|state| state.workers.get(&request.worker_id).map(|worker| worker.node.clone()));
+        let (node_waker, everyone) =
+            self.coordinator.shared.task_wakers(node.as_deref().unwrap_or_default());
         loop {
             self.coordinator.runtime.touch(&request.worker_id);
+            // Listening before looking: a task made runnable meanwhile wakes this pull.
+            let node_woken = node_waker.notified();
+            let everyone_woken = everyone.notified();
+            tokio::pin!(node_woken, everyone_woken);
+            node_woken.as_mut().enable();
+            everyone_woken.as_mut().enable();
             if let Some((task_id, attempt)) = self.find_task(&request.worker_id)? {
                 // Held until the proposal is decided: concurrent pulls (every waiting worker
                 // wakes when a barrier opens) pick other tasks instead of racing for this one.
@@ -75,8 +88,12 @@ impl WorkerHubServiceImpl {
                 }
                 continue; // Lost a race with another worker: look again.
             }
-            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                return Ok(None);
+            // Woken when this node (or any worker) has runnable tasks again; a stand-in for a
+            // silent node is found when the pull ends and the worker pulls again.
+            tokio::select! {
+                _ = node_woken => {}
+                _ = everyone_woken => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(None),
             }
         }
     }

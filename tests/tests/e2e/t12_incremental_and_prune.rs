@@ -400,3 +400,96 @@ fn test_prune_submitted_during_a_backup_waits_for_it_and_breaks_nothing() {
         assert_restored_identical(&cluster.store, &target, &exclusion_prefixes(&backups[0]));
     }
 }
+
+/// The runs of the scope whose prefix is `prefix` (and phase `nodes`) in a manifest (JSON).
+fn scope_runs(manifest: &Value, prefix: &str) -> Vec<Value> {
+    let list = manifest["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|list| list["scope"]["prefix"] == prefix && list["phase"] == "nodes")
+        .unwrap_or_else(|| panic!("no scope `{prefix}` in {manifest}"));
+    list["runs"].as_array().unwrap().clone()
+}
+
+fn run_items(run: &Value) -> u64 {
+    run["chunks"].as_array().unwrap().iter().map(|chunk| chunk["num_items"].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn test_a_changed_scope_writes_a_delta_the_size_of_its_change_and_compacts_into_a_new_base() {
+    let mut cluster = Cluster::new(LayoutParams::enterprise(2 << 20));
+    // Thousands of other objects on node1: its catch-all scope's base run spans chunk files.
+    let store = cluster.store.clone();
+    let extra = |number: u64| store.join(format!("node1/extra/{number:06}.bin"));
+    for number in 0..6000 {
+        std::fs::create_dir_all(extra(number).parent().unwrap()).unwrap();
+        std::fs::write(extra(number), format!("object {number}")).unwrap();
+    }
+    cluster.start_all_workers();
+    let first = backup_ok(&cluster);
+    let (manifest, _) = read_backup_entries(&cluster.repository, first["id"].as_str().unwrap());
+    let base = scope_runs(&manifest, "node1/");
+    assert_eq!(base.len(), 1);
+    assert!(
+        run_items(&base[0]) > 6000 && base[0]["chunks"].as_array().unwrap().len() >= 2,
+        "{base:?}"
+    );
+    let base_bytes = first["list_bytes_written"].as_u64().unwrap();
+
+    // Each round: 10 new objects, 5 deleted, 1 rewritten. The list grows a delta of 16 items
+    // per round until the stack is as tall as it may grow; then a new base is written.
+    let mut next = 6000;
+    let mut runs_seen = Vec::new();
+    let mut last = first;
+    for round in 0..8u64 {
+        for _ in 0..10 {
+            std::fs::write(extra(next), format!("object {next}")).unwrap();
+            next += 1;
+        }
+        for gone in 0..5 {
+            std::fs::remove_file(extra(round * 5 + gone)).unwrap();
+        }
+        std::fs::write(extra(3000 + round), format!("rewritten in round {round}")).unwrap();
+        last = backup_ok(&cluster);
+        let id = last["id"].as_str().unwrap().to_string();
+        let (manifest, entries) = read_backup_entries(&cluster.repository, &id);
+        let runs = scope_runs(&manifest, "node1/");
+        runs_seen.push(runs.len());
+        let tree = hash_tree(&cluster.store).unwrap();
+        let listed: BTreeSet<&String> = entries.keys().collect();
+        let present: BTreeSet<&String> =
+            tree.keys().filter(|key| !key.contains("table-snapshots")).collect();
+        assert_eq!(
+            listed, present,
+            "round {round}: the backup lists other objects than the node holds"
+        );
+        if runs.len() > 1 {
+            assert_eq!(
+                run_items(runs.last().unwrap()),
+                16,
+                "round {round}: the delta is not the change"
+            );
+            assert_eq!(&runs[0], &base[0], "round {round}: the base was rewritten");
+            let written = last["list_bytes_written"].as_u64().unwrap();
+            assert!(written * 20 < base_bytes, "round {round}: {written} bytes of lists for a 16-object change (base {base_bytes})");
+        }
+    }
+    assert_eq!(runs_seen[..7], [2, 3, 4, 5, 6, 7, 8], "a delta per round: {runs_seen:?}");
+    assert_eq!(
+        runs_seen[7], 1,
+        "the eighth delta would exceed the stack: a new base, {runs_seen:?}"
+    );
+
+    // The newest backup (a new base) restores whole; a prune down to it leaves exactly its
+    // chunks, and it still verifies and restores.
+    let target = cluster.sandbox.path().join("restored-newest");
+    let (succeeded, job) =
+        restore(&cluster, last["id"].as_str().unwrap(), &target, &["--nodes-stopped"]);
+    assert!(succeeded, "{job}");
+    assert_restored_identical(&cluster.store, &target, &exclusion_prefixes(&last));
+    submit_prune(&cluster, "1", false);
+    let kept = last["id"].as_str().unwrap().to_string();
+    assert_every_list_chunk_is_named(&cluster.repository, std::slice::from_ref(&kept));
+    assert_kept_backup_whole(&cluster, &kept, &hash_tree(&cluster.store).unwrap());
+}

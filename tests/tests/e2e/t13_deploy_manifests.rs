@@ -216,6 +216,10 @@ fn test_systemd_units_are_hardened_and_start_the_binaries_with_their_configs() {
             assert_eq!(service.get(key), Some(&value), "{unit}: {key}");
         }
     }
+    // The worker's local index cache is in a directory systemd makes writable.
+    let worker = std::fs::read_to_string(deploy("systemd/bk-worker@.service")).unwrap();
+    assert!(worker.lines().any(|line| line == "CacheDirectory=bk"), "{worker}");
+    assert!(worker.lines().any(|line| line == "Environment=BK_CACHE_DIR=/var/cache/bk/%i"));
 }
 
 /// The instructions of `deploy/Containerfile`'s final stage, as (instruction, arguments).

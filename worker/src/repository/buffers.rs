@@ -7,9 +7,58 @@
 //! together. A few buffers of each size class are kept (a bounded amount of memory the worker
 //! keeps while idle); small objects' buffers are left to the allocator, which handles them well.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// What a worker's chunk buffers in flight may hold at once, all tasks together: reads and
+/// their sealed copies (backups), ranges read and opened (restores). With 8 MiB chunks, four
+/// at once: enough to keep the cores sealing, and the worker within its memory (see the
+/// README: a worker runs next to its database node and takes its memory).
+pub const CHUNK_MEMORY_BYTES: usize = 64 << 20;
+
+/// A worker-wide budget of bytes in chunk buffers (permits are KiB).
+#[derive(Clone, Debug)]
+pub struct ChunkMemory {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+impl Default for ChunkMemory {
+    fn default() -> Self {
+        Self::new(CHUNK_MEMORY_BYTES)
+    }
+}
+
+impl ChunkMemory {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        let total = u32::try_from(bytes >> 10).unwrap_or(u32::MAX).max(1);
+        Self { permits: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// Permits for `bytes`; a buffer larger than the whole budget takes all of it (it waits for
+    /// everything else instead of forever).
+    fn permits(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total)
+    }
+
+    /// Waits until `bytes` of the budget are free and holds them until the permit drops.
+    ///
+    /// # Errors
+    /// When the worker is stopping (the budget closed).
+    pub async fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, String> {
+        let permits = self.permits(bytes);
+        let acquired = self.permits.clone().acquire_many_owned(permits).await;
+        acquired.map_err(|_| "the worker is stopping".to_string())
+    }
+
+    /// Holds `bytes` of the budget if they are free now.
+    pub fn try_take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_many_owned(self.permits(bytes)).ok()
+    }
+}
 
 /// Buffers smaller than this are not kept.
 const MIN_KEPT_CAPACITY: usize = 256 << 10;
@@ -21,10 +70,10 @@ pub struct BufferPool {
     keep: usize,
 }
 
-/// Chunk-sized buffers: source reads and sealed blobs.
-pub static CHUNKS: BufferPool = BufferPool::new(8);
-/// Pack-sized buffers.
-pub static PACKS: BufferPool = BufferPool::new(2);
+/// Chunk-sized buffers: source reads and sealed blobs (at most 32 MiB kept with 8 MiB chunks).
+pub static CHUNKS: BufferPool = BufferPool::new(4);
+/// Pack-sized buffers (one: 24 MiB with 16 MiB packs).
+pub static PACKS: BufferPool = BufferPool::new(1);
 
 impl BufferPool {
     /// A pool keeping at most `keep` spare buffers.
@@ -106,6 +155,16 @@ mod tests {
         assert_eq!(pool.spare_count(), 2, "kept past its limit");
         pool.give(vec![0; 1024]);
         assert_eq!(pool.spare_count(), 2);
+
+        let budget = ChunkMemory::new(64 << 10);
+        let held = budget.try_take(60 << 10).unwrap();
+        assert!(budget.try_take(8 << 10).is_none(), "past the budget");
+        assert!(budget.try_take(4 << 10).is_some());
+        drop(held);
+        assert!(
+            budget.try_take(1 << 30).is_some(),
+            "a buffer larger than the budget takes all of it"
+        );
 
         let small_pool = BufferPool::new(4);
         small_pool.give(vec![0; 4096]);

@@ -1,4 +1,4 @@
-//! The repository, format 2: packed, compressed, encrypted, authenticated.
+//! The repository, format 3: packed, compressed, encrypted, authenticated.
 //!
 //! ```text
 //! <repo>/config/<config-id>          identity and parameters (chunk and pack size, compression)

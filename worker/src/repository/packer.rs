@@ -31,8 +31,9 @@ use super::index::IndexEntry;
 use super::layout::pack_path;
 use super::pack::{encode_header, PackEntry, PackId};
 
-/// Packs in memory at once, the one filling and those uploading (so four upload at once).
-pub const PACKS_IN_MEMORY: usize = 5;
+/// Packs in memory at once, the one filling and those uploading (so three upload at once):
+/// with 16 MiB packs, at most 96 MiB of a worker's memory.
+pub const PACKS_IN_MEMORY: usize = 4;
 /// Packs larger than this go up as multipart uploads (S3's single PUT tops out at 5 GiB; parts
 /// stream instead of one large body).
 const MULTIPART_ABOVE: usize = 64 << 20;
@@ -90,7 +91,9 @@ struct OpenPack {
 #[derive(Default)]
 struct PackerState {
     open: Option<OpenPack>,
-    /// Every blob added while this packer lived, pending or stored.
+    /// Blobs of the packs not stored yet: a second add of one gets the first's handle. A
+    /// stored pack's blobs leave it (the index knows them from then on), so it holds at most
+    /// [`PACKS_IN_MEMORY`] packs' worth, however many objects a backup copies.
     added: HashMap<BlobId, BlobHandle>,
 }
 
@@ -264,6 +267,18 @@ impl Packer {
             let result = store_pack(store.as_ref(), &key, id, bytes, &entries).await;
             counters.in_memory.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
+            // Its blobs are forgotten either way: stored, the index has them (a later add of
+            // the same content in this job may store it again, which is harmless); failed, the
+            // next add stores it again instead of pointing at a pack that does not exist.
+            if let Some(packer_state) = packer_state.upgrade() {
+                let mut packer_state =
+                    packer_state.lock().unwrap_or_else(|poison| poison.into_inner());
+                for entry in &entries {
+                    if packer_state.added.get(&entry.id).is_some_and(|handle| handle.pack == id) {
+                        packer_state.added.remove(&entry.id);
+                    }
+                }
+            }
             match result {
                 Ok(stored_bytes) => {
                     requests.puts.fetch_add(1, Ordering::Relaxed);
@@ -273,13 +288,6 @@ impl Packer {
                 }
                 Err(error) => {
                     tracing::warn!(pack = %id.to_hex(), %error, "pack upload failed");
-                    // Its blobs are forgotten: the next add of one stores it again instead of
-                    // pointing at a pack that does not exist.
-                    if let Some(packer_state) = packer_state.upgrade() {
-                        let mut packer_state =
-                            packer_state.lock().unwrap_or_else(|poison| poison.into_inner());
-                        packer_state.added.retain(|_, handle| handle.pack != id);
-                    }
                     let _ = state.send(PackState::Failed(error));
                 }
             }
@@ -380,7 +388,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_a_slow_store_holds_producers_back_at_five_packs_in_memory() {
+    async fn test_a_slow_store_holds_producers_back_at_four_packs_in_memory() {
         let key = Arc::new(MasterKey::generate().unwrap());
         let (gate, started) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
         let store = Arc::new(slow_store(gate.clone(), started.clone()));
@@ -403,7 +411,7 @@ mod tests {
         }
         assert_eq!(started.load(Ordering::SeqCst), PACKS_IN_MEMORY);
         let in_memory = packer.counters.in_memory.load(Ordering::SeqCst);
-        assert_eq!(in_memory, PACKS_IN_MEMORY as u64, "fifteen producers wait, holding no pack");
+        assert_eq!(in_memory, PACKS_IN_MEMORY as u64, "sixteen producers wait, holding no pack");
         gate.add_permits(1000);
         for producer in producers {
             producer.await.unwrap().unwrap();
@@ -428,9 +436,10 @@ mod tests {
             assert!(added);
             handles.push(handle);
         }
-        let (again, added) = packer.add(blob(&key, 3, PACK_SIZE / 5 + 100), &requests).await;
-        assert!(!added, "the same blob twice is stored once");
-        assert_eq!(again.id(), handles[3].id());
+        // The last pack is still open: the same blob again is not added twice.
+        let (again, added) = packer.add(blob(&key, 63, PACK_SIZE / 5 + 100), &requests).await;
+        assert!(!added, "the same blob twice in a pack in memory is stored once");
+        assert_eq!(again.id(), handles[63].id());
         packer.flush(&requests);
         let mut sizes: HashMap<PackId, u64> = HashMap::new();
         for handle in handles {
@@ -442,5 +451,6 @@ mod tests {
         let full = sizes.values().filter(|size| **size >= PACK_SIZE as u64).count();
         assert!(full >= sizes.len() - 1, "only the last pack may be short: {sizes:?}");
         assert_eq!(store.inner.list(None).count().await, sizes.len());
+        assert!(packer.lock().added.is_empty(), "stored packs' blobs are still held");
     }
 }

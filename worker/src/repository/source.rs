@@ -49,6 +49,14 @@ impl ChunkSource {
         }
     }
 
+    /// Bytes left to read, when known (a local file; a remote stream's length is not).
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            ChunkSource::File { position, end, .. } => Some(end.saturating_sub(*position)),
+            ChunkSource::Stream { .. } => None,
+        }
+    }
+
     /// The next chunk of at most `chunk_size` bytes (exactly that, but for the last), or
     /// `None` at the end.
     ///

@@ -19,6 +19,9 @@ use super::index::IndexEntry;
 use super::index_cache::IndexView;
 use super::packer::{BlobHandle, Packer};
 use super::source::ChunkSource;
+
+/// A chunk's hold on the worker's chunk memory.
+type Permit = tokio::sync::OwnedSemaphorePermit;
 use crate::error::RepositoryError;
 use crate::formats::Validator;
 use crate::throttle::Throttle;
@@ -40,6 +43,8 @@ pub struct BlobWriter {
     pub throttle: Arc<Throttle>,
     /// The task's request counts (a pack it fills counts as its PUT).
     pub requests: Arc<super::counting::RequestCounts>,
+    /// The worker-wide budget of bytes in chunk buffers.
+    pub memory: super::buffers::ChunkMemory,
 }
 
 /// An object whose bytes were all read and whose new blobs are in packs, maybe not yet stored.
@@ -101,11 +106,31 @@ pub async fn read_object(
     let chunk_size = usize::try_from(writer.config.chunk_size).unwrap_or(usize::MAX);
     let mut object =
         PendingObject { size: 0, blobs: Vec::new(), bytes_written: 0, bytes_stored: 0 };
-    let mut sealing: Option<tokio::task::JoinHandle<Result<Prepared, String>>> = None;
+    let mut sealing: Option<(tokio::task::JoinHandle<Result<Prepared, String>>, Permit)> = None;
     loop {
+        // A chunk holds its read buffer and its sealed copy: twice its size of the budget, from
+        // before it is read until it is in a pack. While the previous chunk of this object is
+        // still sealing, the next is read only if the budget has room now: an object never
+        // waits for memory while holding some (four such objects would wait on each other).
+        let expected = source
+            .remaining()
+            .map_or(chunk_size, |left| usize::try_from(left).unwrap_or(usize::MAX).min(chunk_size));
+        let permit = match writer.memory.try_take(2 * expected) {
+            Some(permit) => permit,
+            None => {
+                if let Some((previous, held)) = sealing.take() {
+                    accept(writer, &mut object, previous).await?;
+                    drop(held);
+                }
+                writer.memory.take(2 * expected).await.map_err(|reason| {
+                    StoreObjectError::Write(RepositoryError::WriteFailed(reason))
+                })?
+            }
+        };
         let next = source.next_chunk(chunk_size).await.map_err(StoreObjectError::Read)?;
-        if let Some(previous) = sealing.take() {
+        if let Some((previous, held)) = sealing.take() {
             accept(writer, &mut object, previous).await?;
+            drop(held);
         }
         let Some(chunk) = next else { break };
         writer.throttle.acquire(chunk.len() as u64).await;
@@ -113,7 +138,7 @@ pub async fn read_object(
             validator.update(&chunk);
         }
         object.size += chunk.len() as u64;
-        sealing = Some(spawn_prepare(writer, chunk).await?);
+        sealing = Some((spawn_prepare(writer, chunk).await?, permit));
     }
     Ok(object)
 }

@@ -87,6 +87,8 @@ pub struct TaskContext {
     pub max_objects_in_flight: usize,
     /// Worker-wide bound on blobs being sealed at once (the cores).
     pub cpu: Arc<Semaphore>,
+    /// Worker-wide budget of bytes in chunk buffers (reads, sealed copies, restored ranges).
+    pub memory: crate::repository::buffers::ChunkMemory,
     /// The worker-wide bytes-per-second cap.
     pub throttle: Arc<crate::throttle::Throttle>,
     /// Cancelled when the coordinator takes the task back or the worker stops.
@@ -123,6 +125,7 @@ impl TaskContext {
             cpu: self.cpu.clone(),
             throttle: self.throttle.clone(),
             requests: self.requests.clone(),
+            memory: self.memory.clone(),
         })
     }
 }

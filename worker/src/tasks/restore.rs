@@ -404,6 +404,13 @@ async fn restore_range(
     };
     let start = first.offset;
     let end = last.offset + u64::from(last.length);
+    // The range read, and each blob's plaintext while it is written.
+    let largest = items.iter().map(|(location, _)| location.raw_length as usize).max().unwrap_or(0);
+    let _memory = context
+        .memory
+        .take((end - start) as usize + largest)
+        .await
+        .map_err(TaskError::Abandoned)?;
     let bytes = read_pack_range(&context.repository, pack, start, end)
         .await
         .map_err(|error| damaged_pack(error, items[0].1, pack))?;
@@ -441,6 +448,10 @@ async fn restore_large(
     let key = object_key(&entry.key)?;
     let target_error = |source| TaskError::Target { key: entry.key.clone(), source };
     let blobs = entry.blobs.iter().zip(located);
+    // Assembled whole (small), or two parts in flight plus the blob being read.
+    let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
+    let held = if entry.size <= SINGLE_PUT_LIMIT { entry.size as usize } else { 3 * part_size };
+    let _memory = context.memory.take(held).await.map_err(TaskError::Abandoned)?;
     if entry.size <= SINGLE_PUT_LIMIT {
         let mut bytes = BytesMut::with_capacity(entry.size as usize);
         for (id, location) in blobs {
@@ -449,7 +460,6 @@ async fn restore_large(
         return put_object(target, entry, bytes.freeze()).await;
     }
     let upload = target.put_multipart(&key).await.map_err(target_error)?;
-    let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
     for (id, location) in blobs {
         let bytes = match read_object_blob(context, index, entry, id, location).await {

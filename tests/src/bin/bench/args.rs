@@ -23,10 +23,21 @@ pub(crate) struct Args {
     pub(crate) scale_nodes: usize,
     /// Scale test: the two objects-per-node counts compared.
     pub(crate) scale_objects: (u32, u32),
+    /// With `--scale`: simulate this many workers in this process instead of running a worker
+    /// process per node.
+    pub(crate) simulate: Option<usize>,
+    /// Measure a worker's memory with this many blobs in its node's index.
+    pub(crate) index_blobs: Option<u64>,
+    /// Without `--scale`: compare with restic on a tree of this many objects (`--size` is then
+    /// the part in large files).
+    pub(crate) objects: Option<u64>,
 }
 
 const USAGE: &str = "bench [--size 256MiB] [--reps 3] [--out bench.json] [--dir DIR] [--no-s3]
-bench --scale [--nodes 100] [--objects 100,1000] [--out bench-scale.json] [--dir DIR]";
+bench --objects 1000000 [--size 1GiB] [--reps 3] [--out bench-objects.json] [--dir DIR]
+bench --scale [--nodes 100] [--objects 100,1000] [--out bench-scale.json] [--dir DIR]
+bench --scale --simulate 1000 [--out bench-scale.json]
+bench --index-blobs 10000000 [--size 256MiB] [--out bench-index.json]";
 
 /// Parses `std::env::args`.
 ///
@@ -42,7 +53,11 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
         scale: false,
         scale_nodes: 100,
         scale_objects: (100, 1000),
+        objects: None,
+        simulate: None,
+        index_blobs: None,
     };
+    let mut objects_text = None;
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().with_context(|| format!("`{flag}` needs a value"));
@@ -53,17 +68,15 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
             "--dir" => args.dir = Some(value()?.into()),
             "--no-s3" => args.no_s3 = true,
             "--scale" => args.scale = true,
-            "--nodes" => args.scale_nodes = value()?.parse().context("--nodes takes a number")?,
-            "--objects" => {
-                let text = value()?;
-                let (low, high) = text
-                    .split_once(',')
-                    .context("--objects takes two counts per node, e.g. `100,1000`")?;
-                args.scale_objects = (
-                    low.trim().parse().context("--objects: not a number")?,
-                    high.trim().parse().context("--objects: not a number")?,
-                );
+            "--simulate" => {
+                args.simulate =
+                    Some(value()?.parse().context("--simulate takes a number of workers")?)
             }
+            "--index-blobs" => {
+                args.index_blobs = Some(value()?.parse().context("--index-blobs takes a count")?)
+            }
+            "--nodes" => args.scale_nodes = value()?.parse().context("--nodes takes a number")?,
+            "--objects" => objects_text = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -71,11 +84,33 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument `{other}`\nusage: {USAGE}"),
         }
     }
+    if let Some(text) = objects_text {
+        if args.scale {
+            let (low, high) = text
+                .split_once(',')
+                .context("--scale --objects takes two counts per node, e.g. `100,1000`")?;
+            args.scale_objects = (
+                low.trim().parse().context("--objects: not a number")?,
+                high.trim().parse().context("--objects: not a number")?,
+            );
+        } else {
+            args.objects = Some(text.trim().parse().context("--objects takes a count of objects")?);
+            if !std::env::args().any(|arg| arg == "--size") {
+                args.size = "1GiB".to_string();
+            }
+        }
+    }
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
     if args.out.as_os_str().is_empty() {
-        args.out = if args.scale { "bench-scale.json" } else { "bench.json" }.into();
+        args.out = match (args.scale, args.objects) {
+            (true, _) => "bench-scale.json",
+            (false, Some(_)) => "bench-objects.json",
+            (false, None) if args.index_blobs.is_some() => "bench-index.json",
+            (false, None) => "bench.json",
+        }
+        .into();
     }
     Ok(args)
 }

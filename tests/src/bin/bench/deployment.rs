@@ -82,11 +82,11 @@ impl Deployment {
 
     /// The largest peak resident memory of its workers, bytes.
     pub(crate) fn peak_worker_rss(&self) -> u64 {
-        self.nodes
-            .iter()
-            .filter_map(|node| self.sandbox.worker_peak_rss_bytes(node))
-            .max()
-            .unwrap_or(0)
+        self.worker_peaks().max().unwrap_or(0)
+    }
+
+    fn worker_peaks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.nodes.iter().filter_map(|node| self.sandbox.worker_peak_rss_bytes(node))
     }
 
     /// `bkctl show` of a backup.
@@ -128,7 +128,39 @@ impl Deployment {
             );
         }
         let job = serde_json::from_slice(&output.stdout).context("bkctl printed no job JSON")?;
-        Ok(JobRun { seconds, job, peak_worker_rss: self.peak_worker_rss() })
+        if std::env::var_os("BK_BENCH_TIMELINE").is_some() {
+            print_timeline(&job);
+        }
+        Ok(JobRun {
+            seconds,
+            job,
+            peak_worker_rss: self.peak_worker_rss(),
+            sum_worker_rss: self.worker_peaks().sum(),
+        })
+    }
+}
+
+/// Prints when each phase and task ran, in ms from the job's creation (`BK_BENCH_TIMELINE=1`):
+/// where a short job's fixed costs are.
+fn print_timeline(job: &Value) {
+    let created = job["created_at_ms"].as_u64().unwrap_or(0);
+    let at = |value: &Value| value.as_u64().map_or(-1, |ms| ms as i64 - created as i64);
+    println!("    timeline: ended at {} ms", at(&job["finished_at_ms"]));
+    for phase in job["phases"].as_array().into_iter().flatten() {
+        println!(
+            "      {:<12} {:>6} → {:>6} ms",
+            phase["name"].as_str().unwrap_or("?"),
+            at(&phase["started_at_ms"]),
+            at(&phase["finished_at_ms"])
+        );
+        for task in phase["tasks"].as_array().into_iter().flatten() {
+            println!(
+                "        {:>6} → {:>6} ms  {}",
+                at(&task["started_at_ms"]),
+                at(&task["finished_at_ms"]),
+                task["label"].as_str().unwrap_or("?")
+            );
+        }
     }
 }
 
@@ -140,6 +172,8 @@ pub(crate) struct JobRun {
     pub(crate) job: Value,
     /// The largest peak resident memory of a worker during the job.
     pub(crate) peak_worker_rss: u64,
+    /// The workers' peaks during the job, added up (what the cluster's machines gave bk).
+    pub(crate) sum_worker_rss: u64,
 }
 
 /// Builds the three binaries in this executable's profile.

@@ -1,12 +1,14 @@
-//! The replicated state's size after many jobs, with and without the job history's
-//! compaction: 1,000 hourly backups of a 10-node cluster, each run to success through the
-//! coordinator's own core (the same `ClusterState::apply` every replica runs), then encoded
-//! as a snapshot is (JSON).
+//! The replicated state's size after many jobs, with and without the job history: hourly
+//! backups of a cluster, each run to success through the coordinator's own core (the same
+//! `ClusterState::apply` every replica runs), the leader's history commands applied between
+//! them as it would (finished jobs past the newest few compacted, those past the history
+//! forgotten), then encoded as a snapshot is (JSON). Without the history, the state would hold
+//! every job whole: that size is the newest job's times the jobs.
 
 use std::collections::BTreeMap;
 
 use bk_coordinator::core::domain::{Source, SourceSpec};
-use bk_coordinator::core::job_history::{jobs_to_forget, JobHistory};
+use bk_coordinator::core::job_history::{jobs_to_compact, jobs_to_forget, JobHistory};
 use bk_coordinator::core::plan::{plan_backup, BackupOptions};
 use bk_coordinator::core::{ClusterState, Command, CommandResponse, JobEvent, Repository};
 use bk_proto::ids::{BackupId, JobId, TaskId};
@@ -24,8 +26,8 @@ pub(crate) struct HistorySize {
     pub(crate) backups: usize,
 }
 
-/// Runs `jobs` hourly backups of a `nodes`-node cluster to success, then compacts with the
-/// default job history as of an hour after the last.
+/// Runs `jobs` hourly backups of a `nodes`-node cluster to success under the default job
+/// history.
 pub(crate) fn measure(jobs: u64, nodes: usize) -> anyhow::Result<HistorySize> {
     let mut state = ClusterState::default();
     let source = Source {
@@ -40,6 +42,8 @@ pub(crate) fn measure(jobs: u64, nodes: usize) -> anyhow::Result<HistorySize> {
     let repository = Repository::new("main", "s3://backups/prod", 8 << 20);
     applied(&mut state, Command::PutSource(source.clone()))?;
     applied(&mut state, Command::PutRepository(repository.clone()))?;
+    let history = JobHistory::default();
+    let mut job_bytes = 0;
     for n in 1..=jobs {
         let at_ms = n * HOUR_MS;
         let job_id = JobId(Ulid::from_parts(at_ms, u128::from(n)));
@@ -47,14 +51,15 @@ pub(crate) fn measure(jobs: u64, nodes: usize) -> anyhow::Result<HistorySize> {
         let spec = plan_backup(&source, &repository, job_id, BackupId(job_id.0), at_ms, &options)?;
         applied(&mut state, Command::SubmitJob { job_id, spec, at_ms })?;
         run_to_end(&mut state, job_id, at_ms)?;
+        job_bytes = serde_json::to_vec(&state.jobs[&job_id])?.len();
+        let job_ids = jobs_to_compact(&state, &history);
+        applied(&mut state, Command::CompactJobs { job_ids })?;
+        let job_ids = jobs_to_forget(&state, at_ms + HOUR_MS, &history);
+        applied(&mut state, Command::ForgetJobs { job_ids })?;
     }
-    let state_bytes = serde_json::to_vec(&state)?.len();
-    let now_ms = (jobs + 1) * HOUR_MS;
-    let job_ids = jobs_to_forget(&state, now_ms, &JobHistory::default());
-    applied(&mut state, Command::ForgetJobs { job_ids })?;
     Ok(HistorySize {
         jobs: jobs as usize,
-        state_bytes,
+        state_bytes: job_bytes * jobs as usize,
         kept_jobs: state.jobs.len(),
         compacted_state_bytes: serde_json::to_vec(&state)?.len(),
         backups: state.backups.len(),

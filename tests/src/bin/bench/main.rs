@@ -9,9 +9,12 @@
 
 mod args;
 mod deployment;
+mod index_scale;
 mod job_history;
+mod objects;
 mod report;
 mod scale;
+mod simulated;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -36,8 +39,17 @@ fn main() -> anyhow::Result<()> {
             keep.path().to_path_buf()
         }
     };
+    if let (true, Some(workers)) = (args.scale, args.simulate) {
+        return simulated::run(&args, &root, workers);
+    }
     if args.scale {
         return scale::run(&args, &root);
+    }
+    if let Some(blobs) = args.index_blobs {
+        return index_scale::run(&args, &root, blobs);
+    }
+    if let Some(objects) = args.objects {
+        return objects::run(&args, &root, objects);
     }
     throughput(&args, &root)
 }

@@ -18,6 +18,16 @@ pub(crate) enum Baseline {
     RcloneFromS3,
     /// bk's full local backup with everything on.
     BkFull,
+    /// restic's full backup of the same tree (`bench --objects`).
+    ResticFull,
+    /// restic's backup of the unchanged tree.
+    ResticUnchanged,
+    /// restic's backup after the change.
+    ResticChanged,
+    /// restic's restore of its last backup.
+    ResticRestore,
+    /// `find -printf '%s %T@\n'` over the tree: a bare stat walk.
+    StatWalk,
 }
 
 impl Baseline {
@@ -27,6 +37,11 @@ impl Baseline {
             Baseline::RcloneS3 => "rclone copy --transfers 16 (→S3)",
             Baseline::RcloneFromS3 => "rclone copy --transfers 16 (S3→local)",
             Baseline::BkFull => "bk backup (local→local)",
+            Baseline::ResticFull => "restic backup (full)",
+            Baseline::ResticUnchanged => "restic backup, unchanged",
+            Baseline::ResticChanged => "restic backup, changed",
+            Baseline::ResticRestore => "restic restore",
+            Baseline::StatWalk => "find -printf (stat walk)",
         }
     }
 }
@@ -121,6 +136,16 @@ impl Table {
         });
         self.record_fact(&format!("{what} backup"), facts);
         Ok(())
+    }
+
+    /// Records a ratio of one repetition (printed now; the JSON keeps every repetition's).
+    pub(crate) fn record_ratio(&mut self, what: &str, ratio: f64) {
+        println!("    {what}: {ratio:.2}");
+        let key = format!("ratio: {what}");
+        match self.facts.iter_mut().find(|(name, _)| *name == key) {
+            Some((_, serde_json::Value::Array(values))) => values.push(json!(ratio)),
+            _ => self.facts.push((key, json!([ratio]))),
+        }
     }
 
     /// Records a peak-memory figure.

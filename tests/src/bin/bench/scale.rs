@@ -34,9 +34,9 @@ struct Measurement {
 pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     let history = job_history::measure(1_000, 10)?;
     println!(
-        "job history: {} hourly backup jobs of a 10-node cluster, state (snapshot) {:.1} MiB; \
-         compacted with the defaults (31 days, at most 5,000): {} jobs kept, {:.1} MiB \
-         (×{:.2}), {} backups still listed",
+        "job history: {} hourly backup jobs of a 10-node cluster, every job whole {:.1} MiB; \
+         with the defaults (31 days, at most 5,000, the newest 10 with task details): {} jobs \
+         kept, {:.1} MiB (×{:.2}), {} backups still listed",
         history.jobs,
         mib(history.state_bytes as u64),
         history.kept_jobs,
@@ -110,7 +110,7 @@ fn count_tasks(job: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn directory_bytes(dir: &Path) -> anyhow::Result<u64> {
+pub(crate) fn directory_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;

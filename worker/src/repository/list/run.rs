@@ -154,7 +154,7 @@ pub struct RunWriter {
     num_deleted: u64,
     num_bytes: u64,
     chunks: Vec<ChunkRef>,
-    /// Bytes of chunk files written (plaintext, before zstd), for reports.
+    /// Bytes of chunks written (plaintext, before zstd; inline ones too), for reports.
     bytes_written: u64,
 }
 
@@ -199,6 +199,7 @@ impl RunWriter {
         let num_items = self.encoder.count();
         let inline_ok = self.encoder.encoded_len() <= INLINE_BYTES;
         let plaintext = self.encoder.finish();
+        self.bytes_written += plaintext.len() as u64;
         let (id, inline) = if inline_ok {
             (String::new(), Some(hex::encode(&plaintext)))
         } else {
@@ -217,7 +218,6 @@ impl RunWriter {
     }
 
     async fn write(&mut self, plaintext: Vec<u8>) -> RepositoryResult<String> {
-        self.bytes_written += plaintext.len() as u64;
         let key = self.key.clone();
         let (path, sealed) = tokio::task::spawn_blocking(move || {
             let id = hex::encode(key.list_chunk_id(&plaintext));
@@ -240,7 +240,7 @@ impl RunWriter {
         &self.chunks
     }
 
-    /// Plaintext bytes of the chunk files written so far.
+    /// Plaintext bytes of the chunks ended so far (files and inline).
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written
     }
