@@ -14,7 +14,9 @@
 //!
 //! Flags (after the documented arguments): `--stand-in-fail-at-start` exits 1 with an error
 //! (after printing the names of its environment variables),
-//! `--stand-in-crash-mid-query` exits on the first count query.
+//! `--stand-in-crash-mid-query` exits on the first count query, `--stand-in-break-mid-answer`
+//! (InfluxDB 3) answers count queries `200 OK`, sends an error text, and closes the connection
+//! before the length it announced (as a server failing mid-stream does).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +31,7 @@ use crate::questdb_peer::{PeerConfig, PeerTable, QuestDbPeer};
 pub fn run(args: &[String]) -> i32 {
     let fail_at_start = args.iter().any(|arg| arg == "--stand-in-fail-at-start");
     let crash = args.iter().any(|arg| arg == "--stand-in-crash-mid-query");
+    let break_answer = args.iter().any(|arg| arg == "--stand-in-break-mid-answer");
     let args: Vec<&str> =
         args.iter().map(String::as_str).filter(|arg| !arg.starts_with("--stand-in-")).collect();
     if fail_at_start {
@@ -40,7 +43,7 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     }
     let result = match args.first() {
-        Some(&"serve") => serve_influxdb3(&args[1..], crash),
+        Some(&"serve") => serve_influxdb3(&args[1..], Faults { crash, break_answer }),
         Some(&"questdb") => serve_questdb(&args[1..], crash),
         _ => {
             Err(format!("unknown command line {args:?}: expected `serve …` or `questdb … -d ROOT`"))
@@ -55,7 +58,19 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn serve_influxdb3(args: &[&str], crash: bool) -> Result<(), String> {
+/// How the InfluxDB 3 stand-in misbehaves on count queries.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Exit.
+    crash: bool,
+    /// Answer 200, an error text, and close early.
+    break_answer: bool,
+}
+
+/// What a server failing mid-answer managed to send.
+const BROKEN_ANSWER_TEXT: &str = "{\"error\":\"query failed: the stand-in broke off this answer\"";
+
+fn serve_influxdb3(args: &[&str], faults: Faults) -> Result<(), String> {
     let mut options: BTreeMap<&str, &str> = BTreeMap::new();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -86,7 +101,7 @@ fn serve_influxdb3(args: &[&str], crash: bool) -> Result<(), String> {
     let listener = TcpListener::bind(bind).map_err(|error| format!("bind {bind}: {error}"))?;
     eprintln!("stand-in influxdb3 listening on {bind} with {} tables", tables.len());
     for stream in listener.incoming().flatten() {
-        let _ = answer_http(stream, &tables, crash);
+        let _ = answer_http(stream, &tables, faults);
     }
     Ok(())
 }
@@ -149,7 +164,7 @@ fn parquet_facts(path: &Path) -> Result<(u64, i64, i64), String> {
     Ok((rows, min, max))
 }
 
-fn answer_http(stream: TcpStream, tables: &Tables, crash: bool) -> std::io::Result<()> {
+fn answer_http(stream: TcpStream, tables: &Tables, faults: Faults) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -183,8 +198,16 @@ fn answer_http(stream: TcpStream, tables: &Tables, crash: bool) -> std::io::Resu
                     .collect();
                 (200, Value::Array(names).to_string())
             } else if sql.starts_with("SELECT count(*)") {
-                if crash {
+                if faults.crash {
                     std::process::exit(134);
+                }
+                if faults.break_answer {
+                    let mut stream = stream;
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{BROKEN_ANSWER_TEXT}"
+                    )?;
+                    return stream.flush();
                 }
                 let table = sql.rsplit("FROM ").next().unwrap_or("").trim().trim_matches('"');
                 match tables.get(&(database.clone(), table.to_string())) {

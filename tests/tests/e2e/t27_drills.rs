@@ -279,6 +279,24 @@ fn test_a_database_that_fails_at_start_or_crashes_mid_query_fails_the_drill_and_
     assert!(crashed["start_ms"].as_u64().is_some(), "it did start: {crashed}");
     assert!(Path::new(crashed["log_file"].as_str().unwrap()).is_file());
     assert!(scratch_data_is_gone(&drilled.scratch));
+
+    // A server whose answer breaks off: the drill keeps its status and what it said.
+    drilled.sandbox.kill_worker("node0");
+    let section = drill_section(&drilled.scratch, Some(&["--stand-in-break-mid-answer"]));
+    drilled.sandbox.start_worker_with("core", "node0", &store, &section).unwrap();
+    let (succeeded, drills) = drilled.drill();
+    assert!(!succeeded);
+    let broken = &drills[2];
+    assert_eq!(broken["passed"], false);
+    let failure = broken["failure"].as_str().unwrap();
+    assert!(
+        failure.contains("answered 200 OK")
+            && failure.contains("the stand-in broke off this answer")
+            && failure.contains("its log ends"),
+        "{failure}"
+    );
+    assert!(Path::new(broken["log_file"].as_str().unwrap()).is_file());
+    assert!(scratch_data_is_gone(&drilled.scratch));
     // A failed drill is no baseline and sets no success metric.
     let metrics = scrape_metrics(&drilled.sandbox.endpoint());
     assert_eq!(

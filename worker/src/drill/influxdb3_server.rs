@@ -97,9 +97,20 @@ impl Influxdb3 {
             }
         };
         let status = response.status();
-        let body = response.text().await.map_err(|error| format!("`GET {path}`: {error}"))?;
+        let body = match read_body(response).await {
+            Ok(body) => body,
+            Err((partial, error)) => {
+                // What the server said before its answer broke off is its own error text; the
+                // client's "error decoding response body" alone is not.
+                let what = format!(
+                    "`GET {path}` answered {status}, then its body broke off ({error}) after: {}",
+                    shorten(partial.trim())
+                );
+                return Err(self.server.explain_failure(&what, "the answer was cut short").await);
+            }
+        };
         if !status.is_success() {
-            return Err(format!("`GET {path}` answered {status}: {}", body.trim()));
+            return Err(format!("`GET {path}` answered {status}: {}", shorten(body.trim())));
         }
         serde_json::from_str(&body)
             .map_err(|error| format!("`GET {path}` did not answer JSON: {error}"))
@@ -158,5 +169,33 @@ impl Influxdb3 {
             }
         }
         Ok(facts)
+    }
+}
+
+/// Reads a response's body chunk by chunk, keeping what arrived when the stream fails (a server
+/// that hits an error mid-answer often says why in the part it sent).
+async fn read_body(mut response: reqwest::Response) -> Result<String, (String, String)> {
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(error) => {
+                let cause = std::error::Error::source(&error)
+                    .map(|cause| format!("{error}: {cause}"))
+                    .unwrap_or_else(|| error.to_string());
+                return Err((String::from_utf8_lossy(&bytes).into_owned(), cause));
+            }
+        }
+    }
+}
+
+/// At most the first 2,000 characters of a server's answer, for an error message.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 2_000;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
+        None if text.is_empty() => "(nothing)".to_string(),
+        None => text.to_string(),
     }
 }
