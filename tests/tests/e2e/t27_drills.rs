@@ -244,7 +244,7 @@ fn test_a_drill_with_fewer_rows_than_the_previous_passing_drill_warns() {
 }
 
 #[test]
-fn test_a_database_that_fails_at_start_or_crashes_mid_query_fails_the_drill_and_keeps_its_log() {
+fn test_a_database_failing_crashing_or_breaking_off_an_answer_fails_the_drill_with_its_log() {
     let mut drilled = Drilled::new(Some(&["--stand-in-fail-at-start"]), |_| {});
     let (succeeded, drills) = drilled.drill();
     assert!(!succeeded);
