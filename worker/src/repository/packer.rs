@@ -267,9 +267,12 @@ impl Packer {
             let result = store_pack(store.as_ref(), &key, id, bytes, &entries).await;
             counters.in_memory.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
-            // Its blobs are forgotten either way: stored, the index has them (a later add of
-            // the same content in this job may store it again, which is harmless); failed, the
-            // next add stores it again instead of pointing at a pack that does not exist.
+            // Its blobs are forgotten either way, so this map holds a few packs' blobs, not a
+            // job's. Stored: the index file this task writes names them, but a task's view of
+            // the index is taken when it starts, so the same content added again later in this
+            // job is stored again (a few duplicate bytes, reclaimed by prune; InfluxDB nodes
+            // rarely hold a file twice). Failed: the next add stores it again instead of
+            // pointing at a pack that does not exist.
             if let Some(packer_state) = packer_state.upgrade() {
                 let mut packer_state =
                     packer_state.lock().unwrap_or_else(|poison| poison.into_inner());

@@ -19,12 +19,12 @@ use super::index::IndexEntry;
 use super::index_cache::IndexView;
 use super::packer::{BlobHandle, Packer};
 use super::source::ChunkSource;
-
-/// A chunk's hold on the worker's chunk memory.
-type Permit = tokio::sync::OwnedSemaphorePermit;
 use crate::error::RepositoryError;
 use crate::formats::Validator;
 use crate::throttle::Throttle;
+
+/// A chunk's hold on the worker's chunk memory.
+type Permit = tokio::sync::OwnedSemaphorePermit;
 
 /// What writing blobs needs, shared by every object of a task.
 #[derive(Clone)]
