@@ -11,6 +11,8 @@
 //! - [`questdb_peer`]: a PostgreSQL wire peer that behaves like QuestDB's checkpoint commands.
 //! - [`standin_db`]: a stand-in database that restore drills start instead of InfluxDB 3 / QuestDB.
 //! - [`questdb_layout`]: a QuestDB-like server root.
+//! - [`questdb_recovery`]: what a QuestDB server of a given version does with a restored root
+//!   when it starts.
 //! - [`flaky_proxy`]: a TCP front for an S3 server that throttles (503 SlowDown) first.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
 //! - [`pki`]: throw-away certificate authorities (via `openssl`) for TLS tests.
@@ -27,6 +29,7 @@ pub mod live;
 pub mod pki;
 pub mod questdb_layout;
 pub mod questdb_peer;
+pub mod questdb_recovery;
 pub mod sandbox;
 pub mod standin_db;
 pub mod tree;

@@ -9,11 +9,14 @@
 //! - Statements execute at Parse time in the extended protocol (the later Execute is a no-op).
 //! - Cleartext password authentication, `N` to SSLRequest/GSSENCRequest, the `questdb_version`
 //!   parameter (when configured), `checkpoint_status()` and `build()`.
-//! - CREATE writes `<root>/.checkpoint/db/<table>/{_meta,_txn,_cv,_name}` (legacy:
-//!   `<root>/snapshot/db/…`) and the checkpoint meta file; RELEASE deletes them.
-//! - It answers like the version it announces (the matrix in §0 of the reference): before 8.1.1
-//!   only `SNAPSHOT PREPARE/COMPLETE`, `Waiting for SNAPSHOT COMPLETE to be called`, and no
-//!   `checkpoint_status()` (`unknown function name: checkpoint_status()`); from 8.1.1 both
+//! - CREATE writes `<root>/.checkpoint/db/<table>/{_meta,_txn,_cv,_name}` plus
+//!   `txn_seq/{_meta,_txn}` for WAL tables and `db/tables.d.0` (legacy: `<root>/snapshot/db/…`,
+//!   without `_name` before 8.1.0), and the meta file with the root's
+//!   `cairo.snapshot.instance.id` (`_snapshot` for the legacy syntax); RELEASE deletes them.
+//! - It answers like the version it announces (the matrix in §0 of the reference and what real
+//!   servers answered, §5b): before 8.1.1 only `SNAPSHOT PREPARE/COMPLETE`, `Waiting for
+//!   SNAPSHOT COMPLETE to be called`, `CHECKPOINT CREATE` refused as a keyword used as a name,
+//!   and no `checkpoint_status()` (`unknown function name: checkpoint_status()`); from 8.1.1 both
 //!   syntaxes, sharing one state and the `CHECKPOINT RELEASE` message, and in 8.1.1–8.1.3 the
 //!   legacy syntax also writes into `.checkpoint/` (fixed by PR #5091). A mode makes
 //!   `checkpoint_status()` fail on any version.
@@ -24,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::questdb_recovery::{configured_instance_id, questdb_string, version_numbers};
 
 /// How the peer behaves.
 #[derive(Clone, Debug)]
@@ -94,13 +99,8 @@ impl PeerConfig {
         config
     }
 
-    fn numbers(&self) -> (u64, u64, u64) {
-        let mut parts = self.version.split(['.', '-']).map(|part| part.parse().unwrap_or(0));
-        (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-    }
-
     fn is_before(&self, version: (u64, u64, u64)) -> bool {
-        self.numbers() < version
+        version_numbers(&self.version) < version
     }
 
     /// Before 8.1.1: only `SNAPSHOT` statements, no `checkpoint_status()`.
@@ -378,8 +378,14 @@ impl Connection {
             "Waiting for CHECKPOINT RELEASE to be called"
         };
         match words.as_slice() {
+            // What 8.0.3 answered (§5b); RELEASE is no keyword, so it reads as a table name.
+            ["checkpoint", "create"] if legacy_server => Outcome::Error(
+                "table and column names that are SQL keywords have to be enclosed in double quotes, such as \"CREATE\""
+                    .to_string(),
+                position(1),
+            ),
             ["checkpoint", ..] if legacy_server => {
-                Outcome::Error("unexpected token [checkpoint]".to_string(), 1)
+                Outcome::Error("table does not exist [table=checkpoint]".to_string(), 1)
             }
             ["checkpoint", "create"] | ["snapshot", "prepare"] => {
                 if state.started_at.is_some() {
@@ -561,17 +567,28 @@ fn create_checkpoint(config: &PeerConfig, state: &mut PeerState, dir: &str) -> s
                     files.push((format!("db/{name}/{file}"), bytes));
                 }
             }
-            files.push((
-                format!("db/{name}/_name"),
-                name.split('~').next().unwrap_or_default().as_bytes().to_vec(),
-            ));
+            if table.path().join("txn_seq").is_dir() {
+                // The sequencer's last transaction, a long.
+                files.push((format!("db/{name}/txn_seq/_txn"), 7u64.to_le_bytes().to_vec()));
+            }
+            if !config.is_before((8, 1, 0)) {
+                // 8.0.x snapshots hold no `_name` files (§5b).
+                files.push((
+                    format!("db/{name}/_name"),
+                    name.split('~').next().unwrap_or_default().as_bytes().to_vec(),
+                ));
+            }
         }
         if let Ok(bytes) = std::fs::read(db.join("tables.d.0")) {
             files.push(("db/tables.d.0".to_string(), bytes));
         }
     }
-    let meta = if legacy { "db/_snapshot" } else { "db/_checkpoint_meta.d" };
-    files.push((meta.to_string(), b"\x0c\0\0\0instance-1".to_vec()));
+    let instance_id = configured_instance_id(&config.root, None);
+    if legacy {
+        files.push(("db/_snapshot".to_string(), questdb_string(&instance_id)));
+    } else {
+        files.push(("db/_checkpoint_meta.d".to_string(), questdb_string(&instance_id)));
+    }
     let mut written = Vec::new();
     for (relative, bytes) in files {
         let path = checkpoint_root.join(&relative);

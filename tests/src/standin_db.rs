@@ -7,8 +7,9 @@
 //!   `GET /api/v3/query_sql` the tables of a database and per table `count(*)`, `min(time)`,
 //!   `max(time)`, all from the snapshot manifests and parquet footers under DIR (databases and
 //!   tables are named `db<id>` and `t<id>`: the stand-in does not decode the catalog).
-//! - `questdb [flags] -d ROOT` with `QDB_PG_NET_BIND_TO`: consumes `_restore` (and the
-//!   checkpoint) as QuestDB's recovery does, then serves PostgreSQL wire ([`crate::questdb_peer`])
+//! - `questdb [flags] -d ROOT` with `QDB_PG_NET_BIND_TO`: recovers from the checkpoint as the
+//!   version it plays does ([`crate::questdb_recovery`]; `--stand-in-version=X`, default
+//!   9.0.0), then serves PostgreSQL wire ([`crate::questdb_peer`])
 //!   with `tables()`, `wal_tables()` and per-table counts from the column files (`ts.d`, 8 bytes
 //!   a row).
 //!
@@ -26,12 +27,18 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::questdb_peer::{PeerConfig, PeerTable, QuestDbPeer};
+use crate::questdb_recovery::recover_on_start;
 
 /// Runs the stand-in; returns the exit code.
 pub fn run(args: &[String]) -> i32 {
     let fail_at_start = args.iter().any(|arg| arg == "--stand-in-fail-at-start");
     let crash = args.iter().any(|arg| arg == "--stand-in-crash-mid-query");
     let break_answer = args.iter().any(|arg| arg == "--stand-in-break-mid-answer");
+    let version = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--stand-in-version="))
+        .unwrap_or("9.0.0")
+        .to_string();
     let args: Vec<&str> =
         args.iter().map(String::as_str).filter(|arg| !arg.starts_with("--stand-in-")).collect();
     if fail_at_start {
@@ -44,7 +51,7 @@ pub fn run(args: &[String]) -> i32 {
     }
     let result = match args.first() {
         Some(&"serve") => serve_influxdb3(&args[1..], Faults { crash, break_answer }),
-        Some(&"questdb") => serve_questdb(&args[1..], crash),
+        Some(&"questdb") => serve_questdb(&args[1..], &version, crash),
         _ => {
             Err(format!("unknown command line {args:?}: expected `serve …` or `questdb … -d ROOT`"))
         }
@@ -239,7 +246,7 @@ fn influx_time(nanos: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(nanos).format("%Y-%m-%dT%H:%M:%S%.f").to_string()
 }
 
-fn serve_questdb(args: &[&str], crash: bool) -> Result<(), String> {
+fn serve_questdb(args: &[&str], version: &str, crash: bool) -> Result<(), String> {
     let root = match args {
         [.., "-d", root] => PathBuf::from(root),
         _ => return Err("expected `-d ROOT` last".to_string()),
@@ -247,13 +254,12 @@ fn serve_questdb(args: &[&str], crash: bool) -> Result<(), String> {
     let bind = std::env::var("QDB_PG_NET_BIND_TO").map_err(|_| {
         "QDB_PG_NET_BIND_TO is not set: a drill moves the PG endpoint to a free port".to_string()
     })?;
-    if root.join("_restore").exists() {
-        // QuestDB's recovery: tables back to the checkpoint, then the trigger and checkpoint go.
-        let _ = std::fs::remove_dir_all(root.join(".checkpoint"));
-        let _ = std::fs::remove_dir_all(root.join("snapshot"));
-        std::fs::remove_file(root.join("_restore")).map_err(|error| error.to_string())?;
+    let env_instance_id = std::env::var("QDB_CAIRO_SNAPSHOT_INSTANCE_ID").ok();
+    match recover_on_start(&root, version, env_instance_id.as_deref())? {
+        Some(line) => eprintln!("stand-in questdb {version}: {line} … recovered"),
+        None => eprintln!("stand-in questdb {version}: no recovery on start"),
     }
-    let mut config = PeerConfig::new(&root);
+    let mut config = PeerConfig::version(&root, version);
     config.bind = bind.clone();
     config.crash_on_count = crash;
     config.tables = questdb_tables(&root.join("db"));

@@ -490,49 +490,67 @@ fn test_a_drill_schedule_drills_the_newest_backup_of_its_source() {
     assert!(scheduled.iter().all(|job| job["kind"] == "drill"), "{scheduled:?}");
 }
 
+/// QuestDB versions a drill must prove restorable, each armed its own way: 9.x by `_restore`;
+/// 8.0.x and 7.x (legacy snapshots, no `_restore` trigger) by a new instance id, whether or not
+/// the server had one.
+const DRILLED_QUESTDB: [(&str, Option<&str>); 3] =
+    [("9.0.0", None), ("8.0.3", Some("original-instance")), ("7.3.10", None)];
+
 #[test]
 fn test_a_questdb_drill_recovers_from_the_checkpoint_and_counts_every_table() {
     let mut sandbox = Sandbox::start().unwrap();
-    let root = sandbox.path().join("questdb-root");
-    generate_root(&root, 3, 2, 4096, 5).unwrap();
-    let peer = QuestDbPeer::start(PeerConfig::new(&root)).unwrap();
-    sandbox
-        .bkctl_json(&[
-            "source",
-            "add",
-            "qdb",
-            "--kind",
-            "questdb",
-            "--nodes",
-            "qnode",
-            "--pg",
-            peer.address(),
-        ])
-        .unwrap();
     let repository = format!("file://{}", sandbox.path().join("repository").display());
     sandbox.bkctl_json(&["repo", "add", "repo", &repository]).unwrap();
-    let scratch = sandbox.path().join("scratch");
-    let section = worker_section("quest", &drill_section(&scratch, Some(&[])));
-    sandbox.start_worker_with("qdb", "qnode", &root, &section).unwrap();
-    let job = run_job(&sandbox, &["submit", "backup", "--source", "qdb", "--repo", "repo"]);
-    let backup_id = job["backup_id"].as_str().unwrap();
-    run_job(&sandbox, &["submit", "drill", "--backup", backup_id]);
-    let backup = sandbox.bkctl_json(&["show", backup_id]).unwrap();
-    let drill = &backup["drills"][0];
-    assert_eq!(drill["passed"], true, "{drill}");
-    let checks = drill["checks"].to_string();
-    for expected in [
-        "`_restore` trigger present",
-        "checkpoint `.checkpoint/db/` complete",
-        "`_restore` consumed",
-    ] {
-        assert!(checks.contains(expected), "{expected} not in {checks}");
+    let mut peers = Vec::new();
+    for (version, instance_id) in DRILLED_QUESTDB {
+        let root = sandbox.path().join(format!("questdb-root-{version}"));
+        generate_root(&root, 3, 2, 4096, 5).unwrap();
+        if let Some(id) = instance_id {
+            let conf = root.join("conf/server.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str(&format!("cairo.snapshot.instance.id={id}\n"));
+            std::fs::write(&conf, text).unwrap();
+        }
+        let peer = QuestDbPeer::start(PeerConfig::version(&root, version)).unwrap();
+        let (source, node) = (format!("qdb-{version}"), format!("q-{version}"));
+        let add = ["source", "add", &source, "--kind", "questdb", "--nodes", &node];
+        sandbox.bkctl_json(&[&add[..], &["--pg", peer.address()]].concat()).unwrap();
+        let scratch = sandbox.path().join(format!("scratch-{version}"));
+        let plays = format!("--stand-in-version={version}");
+        let section = worker_section("quest", &drill_section(&scratch, Some(&[&plays])));
+        sandbox.start_worker_with(&source, &node, &root, &section).unwrap();
+        peers.push((version, source, scratch, peer));
     }
-    // 2 partitions × 4096 bytes of `ts.d` = 1024 rows per table, as the stand-in reads them.
-    let tables = tables_from(drill, "server");
-    assert_eq!(tables.len(), 3, "{drill}");
-    assert!(tables.values().all(|rows| *rows == 1024), "{tables:?}");
-    assert!(scratch_data_is_gone(&scratch));
-    // The live server was never touched by the drill: it only saw the backup's statements.
-    assert!(peer.statements().iter().all(|statement| !statement.contains("count(*)")));
+    for (version, source, scratch, peer) in &peers {
+        let job = run_job(&sandbox, &["submit", "backup", "--source", source, "--repo", "repo"]);
+        let backup_id = job["backup_id"].as_str().unwrap();
+        run_job(&sandbox, &["submit", "drill", "--backup", backup_id]);
+        let backup = sandbox.bkctl_json(&["show", backup_id]).unwrap();
+        let drill = &backup["drills"][0];
+        assert_eq!(drill["passed"], true, "QuestDB {version}: {drill}");
+        let checks = drill["checks"].to_string();
+        let expected = if version.starts_with('9') {
+            [
+                "checkpoint `.checkpoint/db/` complete",
+                "`_restore` trigger present",
+                "`_restore` consumed",
+            ]
+        } else {
+            [
+                "checkpoint `snapshot/db/` complete",
+                "legacy snapshot armed",
+                "`snapshot/db/` consumed",
+            ]
+        };
+        for expected in expected {
+            assert!(checks.contains(expected), "QuestDB {version}: {expected} not in {checks}");
+        }
+        // 2 partitions × 4096 bytes of `ts.d` = 1024 rows per table, as the stand-in reads them.
+        let tables = tables_from(drill, "server");
+        assert_eq!(tables.len(), 3, "QuestDB {version}: {drill}");
+        assert!(tables.values().all(|rows| *rows == 1024), "QuestDB {version}: {tables:?}");
+        assert!(scratch_data_is_gone(scratch));
+        // The live server was never touched by the drill: it only saw the backup's statements.
+        assert!(peer.statements().iter().all(|statement| !statement.contains("count(*)")));
+    }
 }

@@ -33,6 +33,7 @@ use bk_proto::ids::BackupId;
 use bk_proto::model::{CopyPhase, DrillDatabase, DrillReport, TaskReport};
 
 use crate::error::TaskError;
+use crate::questdb::recovery::{arm_recovery, Armed};
 use crate::tasks::restore::restore_objects;
 use crate::tasks::TaskContext;
 use config::DrillConfig;
@@ -169,8 +170,7 @@ async fn check(
         }
         DrillDatabase::QuestDb => {
             // As the restore's last step: QuestDB recovers from the checkpoint on start.
-            std::fs::write(data_dir.join("_restore"), b"")
-                .map_err(|error| format!("cannot write the `_restore` trigger: {error}"))?;
+            let armed = arm_questdb_recovery(context, data_dir).await?;
             let root = data_dir.to_path_buf();
             let offline = tokio::task::spawn_blocking(move || questdb_files::check_root(&root))
                 .await
@@ -185,17 +185,25 @@ async fn check(
             let online = async {
                 drill.start_ms =
                     Some(server.wait_healthy(config.start_timeout).await?.as_millis() as u64);
-                server.check_recovered(data_dir)?;
-                drill.checks.push(
-                    "online: `_restore` consumed: QuestDB recovered from the checkpoint"
-                        .to_string(),
-                );
+                drill.checks.push(format!("online: {}", server.check_recovered(data_dir, &armed)?));
                 server.table_facts().await
             }
             .await;
             finish_online(server.server, online, log, drill).await
         }
     }
+}
+
+/// Arms recovery in the drill's restored root exactly as a restore's last task does.
+async fn arm_questdb_recovery(context: &TaskContext, data_dir: &Path) -> Result<Armed, String> {
+    let root =
+        object_store::local::LocalFileSystem::new_with_prefix(data_dir).map_err(|error| {
+            format!("cannot open the drill scratch `{}`: {error}", data_dir.display())
+        })?;
+    let restore_name = format!("drill-{}", context.spec.task_id.job_id);
+    arm_recovery(&root, &restore_name)
+        .await
+        .map_err(|error| format!("cannot arm QuestDB's recovery in the restored root: {error}"))
 }
 
 /// Stops the server, records what the online check found, keeps the log only on failure.

@@ -1,9 +1,15 @@
-//! Offline checks of a restored QuestDB root (`questdb-checkpoint.md` §3–4): the `_restore`
-//! trigger is there, every table directory under `db/` has `_meta`, `_txn` and `_cv`, and the
-//! checkpoint (`.checkpoint/db/`, or `snapshot/db/` before 8.1.1) is complete: each of its
-//! tables has those files and its data directory under `db/`.
+//! Offline checks of a restored QuestDB root (`questdb-checkpoint.md` §2–4): the checkpoint
+//! (`.checkpoint/db/`, or `snapshot/db/` before 8.1.1) is complete — each of its tables has
+//! `_meta`, `_txn` and `_cv` and its data directory under `db/` — every table directory under
+//! `db/` has those files, and recovery is armed: `_restore` next to `.checkpoint/`, or for a
+//! legacy snapshot a `cairo.snapshot.instance.id` in `conf/server.conf` that differs from the
+//! snapshot's (both non-empty), without which QuestDB before 8.1.0 ignores the snapshot.
 
 use std::path::Path;
+
+use crate::questdb::recovery::{
+    decode_questdb_string, property, INSTANCE_ID_KEY, SERVER_CONF, SNAPSHOT_META,
+};
 
 /// The files QuestDB needs in every table directory (and its checkpoint copy).
 const TABLE_FILES: [&str; 3] = ["_meta", "_txn", "_cv"];
@@ -14,10 +20,6 @@ const TABLE_FILES: [&str; 3] = ["_meta", "_txn", "_cv"];
 /// The first failure, naming the table and the file.
 pub fn check_root(root: &Path) -> Result<Vec<String>, String> {
     let mut checks = Vec::new();
-    if !root.join("_restore").is_file() {
-        return Err("the `_restore` trigger is missing: QuestDB would start without recovering from the checkpoint".to_string());
-    }
-    checks.push("`_restore` trigger present".to_string());
     let tables = table_dirs(&root.join("db"))?;
     if tables.is_empty() {
         return Err("no table directory under `db/`: the backup holds no QuestDB data".to_string());
@@ -47,7 +49,37 @@ pub fn check_root(root: &Path) -> Result<Vec<String>, String> {
         "checkpoint `{checkpoint}/` complete: {} tables, each with _meta, _txn, _cv and its data under db/",
         checkpointed.len()
     ));
+    checks.push(if checkpoint == ".checkpoint/db" {
+        restore_file_armed(root)?
+    } else {
+        instance_id_armed(root)?
+    });
     Ok(checks)
+}
+
+fn restore_file_armed(root: &Path) -> Result<String, String> {
+    if !root.join("_restore").is_file() {
+        return Err("the `_restore` trigger is missing: QuestDB would start without recovering from the checkpoint".to_string());
+    }
+    Ok("`_restore` trigger present".to_string())
+}
+
+/// QuestDB before 8.1.0 recovers from `snapshot/` only when both ids are set and differ.
+fn instance_id_armed(root: &Path) -> Result<String, String> {
+    let meta = std::fs::read(root.join(SNAPSHOT_META))
+        .map_err(|error| format!("`{SNAPSHOT_META}` cannot be read ({error}): QuestDB would not recover from the snapshot"))?;
+    let stored = decode_questdb_string(&meta).unwrap_or_default();
+    let conf = std::fs::read_to_string(root.join(SERVER_CONF)).unwrap_or_default();
+    let current = property(&conf, INSTANCE_ID_KEY).unwrap_or_default();
+    if stored.is_empty() || current.is_empty() || stored == current {
+        return Err(format!(
+            "recovery from the legacy snapshot is not armed: `{INSTANCE_ID_KEY}` is `{current}` in `{SERVER_CONF}` and \
+             `{stored}` in the snapshot; QuestDB before 8.1.0 recovers only when both are set and differ"
+        ));
+    }
+    Ok(format!(
+        "legacy snapshot armed: `{INSTANCE_ID_KEY}={current}` in `{SERVER_CONF}` differs from the snapshot's `{stored}`"
+    ))
 }
 
 fn table_dirs(dir: &Path) -> Result<Vec<String>, String> {

@@ -14,6 +14,7 @@ use super::config::DrillConfig;
 use super::server::{free_loopback_port, Server};
 use crate::config::QuestDbConfig;
 use crate::questdb::client::Session;
+use crate::questdb::recovery::Armed;
 
 /// A started QuestDB.
 pub struct QuestDb {
@@ -78,20 +79,31 @@ impl QuestDb {
         Ok(took)
     }
 
-    /// QuestDB deletes `_restore` once it recovered from the checkpoint; left in place, the
-    /// recovery did not happen.
+    /// Whether the started server recovered: it deletes `_restore` (8.1.0+), or for a legacy
+    /// snapshot armed by instance id, `snapshot/db/`, once it recovered; left in place, it did
+    /// not. Returns the check that passed.
     ///
     /// # Errors
-    /// When the trigger is still there.
-    pub fn check_recovered(&self, root: &Path) -> Result<(), String> {
-        if root.join("_restore").exists() {
-            return Err(
+    /// When the trigger or the snapshot is still there.
+    pub fn check_recovered(&self, root: &Path, armed: &Armed) -> Result<String, String> {
+        match armed {
+            Armed::RestoreFile if root.join("_restore").exists() => Err(
                 "QuestDB started but left `_restore` in place: it did not recover from the checkpoint (is \
                  `cairo.checkpoint.recovery.enabled` off?)"
                     .to_string(),
-            );
+            ),
+            Armed::RestoreFile => {
+                Ok("`_restore` consumed: QuestDB recovered from the checkpoint".to_string())
+            }
+            Armed::InstanceId { .. } if root.join("snapshot/db").exists() => Err(
+                "QuestDB started but left `snapshot/db/` in place: it did not recover from the legacy snapshot (does \
+                 its environment set QDB_CAIRO_SNAPSHOT_INSTANCE_ID, or is `cairo.snapshot.recovery.enabled` off?)"
+                    .to_string(),
+            ),
+            Armed::InstanceId { current, .. } => Ok(format!(
+                "`snapshot/db/` consumed: the new instance id `{current}` made QuestDB recover from the snapshot"
+            )),
         }
-        Ok(())
     }
 
     async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {

@@ -9,7 +9,9 @@
 //! - [`client`]: connecting, version detection, statements, error classification.
 //! - [`checkpoint`]: the prepare and release tasks, and the ownership marker.
 //! - [`disk`]: free space on the server root's filesystem.
+//! - [`recovery`]: making a restored root recover from its checkpoint on the next start.
 
 pub mod checkpoint;
 pub mod client;
 pub mod disk;
+pub mod recovery;

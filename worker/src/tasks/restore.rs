@@ -612,25 +612,21 @@ fn object_key(key: &str) -> Result<Path, TaskError> {
     })
 }
 
-/// Creates the empty `_restore` file in the QuestDB server root, last, and tells the operator
-/// what happens next.
+/// Makes the restored QuestDB root recover from its checkpoint on the next start, last, and
+/// tells the operator what happens next ([`crate::questdb::recovery`]).
 ///
 /// # Errors
-/// Store errors writing it.
+/// Store errors; a root without a checkpoint.
 pub async fn write_restore_trigger(
     context: &TaskContext,
     target_url: &str,
 ) -> Result<TaskReport, TaskError> {
     let target = open_target(context, target_url, true)?
         .ok_or_else(|| TaskError::Invalid(format!("cannot open target `{target_url}`")))?;
-    target
-        .put(&Path::from("_restore"), PutPayload::default())
-        .await
-        .map_err(|source| TaskError::Target { key: "_restore".to_string(), source })?;
+    let restore_name = context.spec.task_id.job_id.to_string();
+    let armed = crate::questdb::recovery::arm_recovery(target.as_ref(), &restore_name).await?;
     let mut report = TaskReport { num_objects: 1, ..TaskReport::default() };
-    report.warnings.push(format!(
-        "restore written to `{target_url}` with the `_restore` trigger: start QuestDB now (same major version as the          backup). On start it finds `_restore`, recovers every table from the checkpoint directory (rebuilding symbol          maps, dropping partitions newer than the checkpoint), deletes `_restore` and the checkpoint directory, then runs          normally; if recovery fails it exits and leaves `_restore` in place, so fix the cause and start it again"
-    ));
+    report.warnings.push(armed.explain(target_url));
     Ok(report)
 }
 
