@@ -5,6 +5,9 @@
 #   garage 2.5.0   the S3-compatible server of the S3   cargo install (about 14 minutes on 2
 #                  tests, run as a process on loopback  cores, once; built while the tests compile)
 #   openssl        the TLS tests make certificates      apt-get
+#   btrfs-progs,   the snapshot tests make btrfs, XFS    apt-get (they need root for loop devices;
+#   xfsprogs,      and LVM thin filesystems on loop      as another user they say so and skip)
+#   lvm2, thin-provisioning-tools    devices
 #
 # Installed tools land in cargo's bin directory (~/.cargo/bin) and are reused by later runs.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
@@ -14,11 +17,18 @@ cd "$(dirname "$0")/.."
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$cargo_bin:$PATH"
 
-if ! command -v openssl >/dev/null 2>&1; then
-  echo "--- installing openssl (the TLS tests make their certificates with it)"
+missing_packages=()
+command -v openssl >/dev/null 2>&1 || missing_packages+=(openssl)
+if [ "$(id -u)" = "0" ]; then
+  command -v mkfs.btrfs >/dev/null 2>&1 || missing_packages+=(btrfs-progs)
+  command -v mkfs.xfs >/dev/null 2>&1 || missing_packages+=(xfsprogs)
+  command -v lvcreate >/dev/null 2>&1 || missing_packages+=(lvm2 thin-provisioning-tools)
+fi
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+  echo "--- installing ${missing_packages[*]} (TLS certificates; snapshot tests on loop filesystems)"
   sudo_if_needed=""
   if [ "$(id -u)" != "0" ]; then sudo_if_needed="sudo"; fi
-  $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y -qq openssl
+  $sudo_if_needed apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq "${missing_packages[@]}"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -108,6 +108,7 @@ pub(crate) fn backup_json(backup: &pb::Backup) -> Value {
         "bytes_read": backup.bytes_read, "bytes_written": backup.bytes_written,
         "bytes_stored": backup.bytes_stored, "repository_puts": backup.repository_puts,
         "list_bytes_written": backup.list_bytes_written,
+        "checkpoint_held_ms": backup.checkpoint_held_ms, "snapshot": backup.snapshot,
         "events": backup.events,
         "drills": crate::render_drill::drills_json(&backup.drills),
         "corrupt_objects": backup.corrupt_objects.iter().map(|object| json!({
@@ -318,6 +319,15 @@ pub(crate) fn print_backup(backup: &pb::Backup) {
             );
         }
         println!("  catalog sequence {}", backup.catalog_sequence);
+    }
+    if !backup.snapshot.is_empty() {
+        println!("  copied from {}", backup.snapshot);
+    }
+    if backup.checkpoint_held_ms > 0 {
+        println!(
+            "  QuestDB held in checkpoint mode {:.3}s",
+            backup.checkpoint_held_ms as f64 / 1000.0
+        );
     }
     if !backup.events.is_empty() {
         println!("  events");

@@ -71,6 +71,8 @@ struct StateCounts {
     workers: Vec<String>,
     /// Per source, when its newest passing drill ended (ms).
     last_drill_success_ms: BTreeMap<String, u64>,
+    /// Per QuestDB source: (newest backup's creation, its checkpoint hold in ms).
+    checkpoint_held: BTreeMap<String, (u64, u64)>,
 }
 
 fn state_counts(coordinator: &Coordinator) -> StateCounts {
@@ -100,6 +102,12 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
             counts.backup_bytes += backup.num_bytes;
             counts.bytes_read += backup.transfer.bytes_read;
             counts.bytes_written += backup.transfer.bytes_written;
+            if let Some(held) = backup.checkpoint_held_ms {
+                let newest = counts.checkpoint_held.entry(backup.source.clone()).or_default();
+                if backup.created_at_ms >= newest.0 {
+                    *newest = (backup.created_at_ms, held);
+                }
+            }
             for drill in backup.drills.iter().filter(|drill| drill.report.passed) {
                 let last = counts.last_drill_success_ms.entry(backup.source.clone()).or_default();
                 *last = (*last).max(drill.at_ms);
@@ -183,6 +191,17 @@ impl Collector for StateCollector {
         for (source, at_ms) in &counts.last_drill_success_ms {
             let seconds = *at_ms as f64 / 1000.0;
             ConstGauge::new(seconds)
+                .encode(family.encode_family(&[("source", source.as_str())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "bk_questdb_checkpoint_held_seconds",
+            "How long the newest backup of a QuestDB source held the server in checkpoint mode \
+             (its disk grows meanwhile; with a snapshot, the snapshot's time, not the copy's).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, (_, held_ms)) in &counts.checkpoint_held {
+            ConstGauge::new(*held_ms as f64 / 1000.0)
                 .encode(family.encode_family(&[("source", source.as_str())])?)?;
         }
         let workers = counts.workers.len() as u64;

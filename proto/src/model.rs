@@ -115,6 +115,18 @@ pub enum TaskKind {
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+    /// Takes the snapshot of the worker's node's store (`[snapshot]`) that the job's copy tasks
+    /// of that node then read; a worker without one reports that it copies the live files.
+    TakeSnapshot {
+        /// The node.
+        node: String,
+    },
+    /// Deletes the job's snapshot of the node, if one was taken. Runs as cleanup, until it
+    /// succeeds (a snapshot left behind holds disk space).
+    DeleteSnapshot {
+        /// The node.
+        node: String,
+    },
     /// Puts QuestDB in checkpoint mode (`CHECKPOINT CREATE`, or `SNAPSHOT PREPARE` before
     /// 8.1.1) after checking free disk, and records in staging that this job holds it.
     QuestDbPrepare {
@@ -499,7 +511,15 @@ pub struct TaskReport {
     pub keys: Vec<RepositoryKeyInfo>,
     /// What a drill found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drill: Option<DrillReport>,
+    pub drill: Option<Box<DrillReport>>,
+    /// QuestDB: how long the server was held in checkpoint mode (CREATE sent → RELEASE
+    /// answered), for the task that released it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_held_ms: Option<u64>,
+    /// The snapshot the copy read (`btrfs snapshot bk-… taken in 0.12 s`), for the task that
+    /// took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// A source object whose content failed bk's check of its format (WAL CRC, catalog header,

@@ -15,6 +15,7 @@
 //!   when it starts.
 //! - [`flaky_proxy`]: a TCP front for an S3 server that throttles (503 SlowDown) first.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
+//! - [`loopfs`]: btrfs, XFS and LVM thin filesystems on loop devices, for snapshot tests.
 //! - [`pki`]: throw-away certificate authorities (via `openssl`) for TLS tests.
 //! - [`tree`]: hashing and comparing directory trees.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
@@ -26,6 +27,7 @@ pub mod influx_files;
 pub mod invariants;
 pub mod layout;
 pub mod live;
+pub mod loopfs;
 pub mod pki;
 pub mod questdb_layout;
 pub mod questdb_peer;

@@ -123,6 +123,8 @@ struct PeerState {
     /// Micros since the epoch when checkpoint mode started.
     started_at: Option<u64>,
     statements: Vec<String>,
+    /// When each statement arrived (ms since the epoch).
+    received_at_ms: Vec<u64>,
     checkpoint_files: Vec<(String, Vec<u8>)>,
     /// The files of the last CREATE, kept after RELEASE deleted them.
     last_created: Vec<(String, Vec<u8>)>,
@@ -180,6 +182,12 @@ impl QuestDbPeer {
     /// Every statement received, in order, as sent.
     pub fn statements(&self) -> Vec<String> {
         self.lock().statements.clone()
+    }
+
+    /// Every statement received with when it arrived (ms since the epoch), in order.
+    pub fn statement_times(&self) -> Vec<(String, u64)> {
+        let state = self.lock();
+        state.statements.iter().cloned().zip(state.received_at_ms.iter().copied()).collect()
     }
 
     /// The files the current checkpoint holds (path relative to the root, bytes); empty when
@@ -367,6 +375,7 @@ impl Connection {
         let legacy_server = self.config.is_legacy();
         let mut state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
         state.statements.push(statement.to_string());
+        state.received_at_ms.push(now_micros() / 1000);
         let words: Vec<String> = statement.split_whitespace().map(str::to_lowercase).collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         let position = |word: usize| {
@@ -600,13 +609,12 @@ fn create_checkpoint(config: &PeerConfig, state: &mut PeerState, dir: &str) -> s
     }
     state.last_created = written.clone();
     state.checkpoint_files = written;
-    state.started_at = Some(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|since| since.as_micros() as u64)
-            .unwrap_or(0),
-    );
+    state.started_at = Some(now_micros());
     Ok(())
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_micros() as u64).unwrap_or(0)
 }
 
 /// `yyyy-MM-dd HH:mm:ss.SSSUUU` (UTC), QuestDB's text format for TIMESTAMP.

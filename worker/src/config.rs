@@ -99,6 +99,9 @@ pub struct WorkerConfig {
     /// no drills.
     #[serde(default)]
     pub drill: Option<crate::drill::config::DrillConfig>,
+    /// Filesystem or volume snapshots backups copy from (`method = "none"` when absent).
+    #[serde(default)]
+    pub snapshot: Option<crate::snapshot::config::SnapshotConfig>,
 }
 
 /// A bytes-per-second rate as operators write it: `100MiB`, `100MiB/s`, `1.5GiB`, `500KiB/s` or
@@ -238,6 +241,7 @@ impl WorkerConfig {
             join_token: None,
             cache_dir: None,
             drill: None,
+            snapshot: None,
         }
     }
 
@@ -362,7 +366,18 @@ impl WorkerConfig {
                 .check_apart_from("node's store", &self.store.url)
                 .map_err(ConfigError::Invalid)?;
         }
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.validate(self.store_root().as_deref()).map_err(ConfigError::Invalid)?;
+        }
         Ok(self)
+    }
+
+    /// The store's directory when it is local (`file:///path`).
+    pub fn store_root(&self) -> Option<std::path::PathBuf> {
+        url::Url::parse(&self.store.url)
+            .ok()
+            .filter(|url| url.scheme() == "file")
+            .and_then(|url| url.to_file_path().ok())
     }
 
     /// The passphrase of repository `name`, read now (from its file when configured, so a

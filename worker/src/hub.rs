@@ -104,6 +104,7 @@ impl Hub {
             store_url: self.config.store.url.clone(),
             repositories: self.config.repositories_with_passphrase(),
             drills: self.config.drill.is_some(),
+            snapshots: self.config.snapshot.as_ref().is_some_and(|snapshot| snapshot.enabled()),
         };
         let mut delay = Duration::from_millis(200);
         loop {
@@ -323,7 +324,7 @@ impl Hub {
         let requests = Arc::new(RequestCounts::default());
         let (repository, uncounted) = self.open_repository(&spec.repository, &requests).await?;
         let packer = self.packer_for(&repository, uncounted);
-        Ok(TaskContext {
+        let mut context = TaskContext {
             spec,
             attempt,
             source,
@@ -345,7 +346,29 @@ impl Hub {
             questdb: self.config.questdb.clone(),
             check_formats: !self.env_is_set("BK_SKIP_FORMAT_CHECKS"),
             config: self.config.clone(),
-        })
+        };
+        if crate::snapshot::reads_node_source(&context.spec.kind) {
+            if let Some(path) = crate::snapshot::source_for_job(&context, &self.config.node).await?
+            {
+                let url = url::Url::from_directory_path(&path).map_err(|()| {
+                    TaskError::Invalid(format!(
+                        "snapshot path `{}` is not absolute",
+                        path.display()
+                    ))
+                })?;
+                context.source = open_store(
+                    url.as_str(),
+                    &std::collections::BTreeMap::new(),
+                    &self.env,
+                    retry,
+                    false,
+                )
+                .map_err(|error| {
+                    TaskError::Invalid(format!("snapshot `{}`: {error}", path.display()))
+                })?;
+            }
+        }
+        Ok(context)
     }
 
     fn env_is_set(&self, name: &str) -> bool {

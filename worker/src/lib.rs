@@ -5,6 +5,7 @@
 //! - [`hub`]: register, heartbeat, pull tasks, report progress and results.
 //! - [`tasks`]: what each task does (copy prefixes, catalog, licence, commit, cleanup).
 //! - [`questdb`]: QuestDB's checkpoint over its PostgreSQL wire endpoint.
+//! - [`snapshot`]: filesystem and volume snapshots a backup copies from (`[snapshot]`).
 //! - [`drill`]: restore drills (restore into scratch, offline checks, start the database).
 //! - [`repository`]: the repository format (chunks, segments, manifests, staging).
 //! - [`store`]: opening object stores from URLs.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod questdb;
 pub mod repository;
 pub mod retries;
+pub mod snapshot;
 pub mod store;
 pub mod tasks;
 pub mod throttle;

@@ -19,6 +19,7 @@ fn worker(node: &str) -> WorkerRecord {
         store_url: "file:///data".to_string(),
         repositories: vec!["*".to_string()],
         drills: false,
+        snapshots: false,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct WorkerRecord {
     /// It has a `[drill]` section (scratch space of its own): drills may run on it.
     #[serde(default)]
     pub drills: bool,
+    /// It has a `[snapshot]` section: InfluxDB 3 backups take a snapshot of its node first.
+    #[serde(default)]
+    pub snapshots: bool,
 }
 
 impl WorkerRecord {
@@ -160,6 +163,12 @@ pub struct BackupRecord {
     /// Restore drills of this backup, oldest first (the newest [`MAX_DRILLS_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drills: Vec<DrillRecord>,
+    /// QuestDB: how long the server was held in checkpoint mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_held_ms: Option<u64>,
+    /// The snapshot the copy read, when one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// Drills kept per backup: enough to see a trend, bounded so the replicated state stays small.
@@ -226,6 +235,8 @@ impl BackupRecord {
             transfer: TransferStats::default(),
             corrupt: Vec::new(),
             drills: Vec::new(),
+            checkpoint_held_ms: None,
+            snapshot: None,
         }
     }
 }
@@ -245,6 +256,7 @@ impl WorkerRecord {
             store_url: store_url.into(),
             repositories: vec!["*".into()],
             drills: false,
+            snapshots: false,
         }
     }
 }

@@ -522,7 +522,7 @@ impl Job {
                         effects.push(JobEffect::DrillFinished {
                             backup_id: *backup_id,
                             worker_id,
-                            report: report.drill.clone().unwrap_or_default(),
+                            report: report.drill.as_deref().cloned().unwrap_or_default(),
                             at_ms,
                         })
                     }

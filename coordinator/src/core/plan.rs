@@ -32,6 +32,9 @@ pub struct BackupOptions {
     pub parent: Option<BackupId>,
     /// Commit even if source objects fail their format check (they are recorded).
     pub allow_corrupt: bool,
+    /// InfluxDB 3: nodes whose workers take a snapshot (`[snapshot]`) before the copy (a leader
+    /// fact: what the workers registered with).
+    pub snapshot_nodes: Vec<String>,
 }
 
 /// Repair rounds a node's consistency check may run before the job fails.
@@ -94,7 +97,16 @@ pub fn plan_backup(
     options: &BackupOptions,
 ) -> Result<JobSpec, PlanError> {
     validate_source(source)?;
+    let snapshot_nodes: Vec<String> = source
+        .spec
+        .nodes()
+        .into_iter()
+        .filter(|node| options.snapshot_nodes.contains(node))
+        .collect();
     let mut phases = Vec::new();
+    if !snapshot_nodes.is_empty() && !matches!(source.spec, SourceSpec::QuestDb { .. }) {
+        phases.push(snapshot_phase(&snapshot_nodes));
+    }
     let (catalog_prefix, licence_prefix) = match &source.spec {
         SourceSpec::QuestDb { node, pg_addr } => {
             let server = QuestDbTarget { node, pg_addr };
@@ -150,6 +162,19 @@ pub fn plan_backup(
     }
     link_consistency_parts(job_id, &mut phases);
     let parts = copy_task_ids(job_id, &phases);
+    let mut cleanup: Vec<PlannedTask> = if phases[0].name == "snapshot" {
+        snapshot_nodes.iter().map(|node| delete_snapshot_task(node)).collect()
+    } else {
+        Vec::new()
+    };
+    cleanup.push(PlannedTask {
+        label: "remove staging".to_string(),
+        placement: Placement::AnyNode,
+        kind: TaskKind::RemoveStaging,
+        // After the snapshots are deleted: their records are in staging.
+        depends_on: (0..cleanup.len() as u32).collect(),
+        retry_until_success: false,
+    });
     phases.push(PlannedPhase {
         name: "commit".to_string(),
         tasks: vec![PlannedTask {
@@ -170,15 +195,34 @@ pub fn plan_backup(
         repository: repository.clone(),
         nodes: source.spec.nodes(),
         phases,
-        cleanup: vec![PlannedTask {
-            label: "remove staging".to_string(),
-            placement: Placement::AnyNode,
-            kind: TaskKind::RemoveStaging,
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        cleanup,
         allow_corrupt: options.allow_corrupt,
     })
+}
+
+/// Each node's snapshot, before any copy: the node's copy tasks read it.
+fn snapshot_phase(nodes: &[String]) -> PlannedPhase {
+    let tasks = nodes
+        .iter()
+        .map(|node| PlannedTask {
+            label: format!("snapshot {node}'s store"),
+            placement: Placement::Node(node.clone()),
+            kind: TaskKind::TakeSnapshot { node: node.clone() },
+            depends_on: Vec::new(),
+            retry_until_success: false,
+        })
+        .collect();
+    PlannedPhase { name: "snapshot".to_string(), tasks }
+}
+
+fn delete_snapshot_task(node: &str) -> PlannedTask {
+    PlannedTask {
+        label: format!("delete {node}'s snapshot"),
+        placement: Placement::Node(node.to_string()),
+        kind: TaskKind::DeleteSnapshot { node: node.to_string() },
+        depends_on: Vec::new(),
+        retry_until_success: true,
+    }
 }
 
 fn compactor_phase(compactor: &str) -> PlannedPhase {
@@ -290,7 +334,10 @@ fn link_consistency_parts(job_id: JobId, phases: &mut [PlannedPhase]) {
 
 fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<PartRef> {
     let mut ids = Vec::new();
-    for (phase, planned) in phases.iter().enumerate() {
+    // The snapshot phase copies nothing: its tasks write no staging parts.
+    for (phase, planned) in
+        phases.iter().enumerate().filter(|(_, planned)| planned.name != "snapshot")
+    {
         for index in 0..planned.tasks.len() {
             let slot = TaskSlot::Phase { phase: phase as u32, index: index as u32 };
             ids.push(PartRef { task_id: TaskId { job_id, slot }, attempt: 0 });

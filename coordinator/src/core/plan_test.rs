@@ -189,3 +189,61 @@ fn test_invalid_topologies_are_refused_with_the_reason() {
         assert!(error.contains(expected), "expected `{expected}` in `{error}`");
     }
 }
+
+#[test]
+fn test_nodes_whose_workers_snapshot_are_snapshotted_first_and_deleted_in_cleanup() {
+    let source = enterprise(&["node1", "node2"], "compactor");
+    // (case, nodes whose workers registered `[snapshot]`, snapshot tasks expected)
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        ("none", &[], &[]),
+        ("some, plus a node of another source", &["node2", "elsewhere"], &["node2"]),
+        ("all", &["compactor", "node1", "node2"], &["node1", "node2", "compactor"]),
+    ];
+    for (case, registered, expected) in cases {
+        let options = BackupOptions {
+            snapshot_nodes: registered.iter().map(|node| node.to_string()).collect(),
+            ..BackupOptions::default()
+        };
+        let spec = plan_backup(
+            &source,
+            &repository(),
+            JobId(Ulid::from_parts(1, 1)),
+            BackupId(Ulid::from_parts(2, 2)),
+            5,
+            &options,
+        )
+        .unwrap();
+        let snapshots: Vec<String> = spec.phases[0]
+            .tasks
+            .iter()
+            .filter_map(|task| match &task.kind {
+                TaskKind::TakeSnapshot { node } => Some(node.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(snapshots, expected, "{case}");
+        let deletes: Vec<&PlannedTask> = spec
+            .cleanup
+            .iter()
+            .filter(|task| matches!(task.kind, TaskKind::DeleteSnapshot { .. }))
+            .collect();
+        assert_eq!(deletes.len(), expected.len(), "{case}");
+        assert!(deletes.iter().all(|task| task.retry_until_success), "{case}");
+        let remove = spec.cleanup.last().unwrap();
+        assert!(matches!(remove.kind, TaskKind::RemoveStaging), "{case}");
+        assert_eq!(
+            remove.depends_on.len(),
+            expected.len(),
+            "{case}: staging goes after the deletes"
+        );
+        // The commit reads staging parts of copy tasks only, never of a snapshot task.
+        let commit = &spec.phases.last().unwrap().tasks[0];
+        let TaskKind::CommitBackup { parts, .. } = &commit.kind else { panic!("not a commit") };
+        let first_copy_phase = if expected.is_empty() { "p0" } else { "p1" };
+        assert_eq!(
+            parts[0].task_id.to_string().split('/').nth(1),
+            Some(first_copy_phase),
+            "{case}"
+        );
+    }
+}

@@ -245,6 +245,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
     let mut exclusions = Vec::new();
     let mut corrupt = Vec::new();
     let mut phases = Vec::new();
+    let mut checkpoint_held_ms: Option<u64> = None;
+    let mut snapshot = None;
     for (planned, runs) in job.spec.phases.iter().zip(&job.phases) {
         let mut summary = PhaseSummary {
             name: planned.name.clone(),
@@ -263,6 +265,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             events.extend(task_report.events.iter().cloned());
             transfer += task_report.transfer;
             corrupt.extend(task_report.corrupt.iter().cloned());
+            checkpoint_held_ms = checkpoint_held_ms.max(task_report.checkpoint_held_ms);
+            snapshot = snapshot.or(task_report.snapshot.clone());
         }
         let commits =
             planned.tasks.iter().any(|task| matches!(task.kind, TaskKind::CommitBackup { .. }));
@@ -291,6 +295,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         transfer,
         corrupt,
         drills: Vec::new(),
+        checkpoint_held_ms,
+        snapshot,
     }
 }
 
@@ -361,6 +367,7 @@ mod tests {
             store_url: String::new(),
             repositories: Vec::new(),
             drills: false,
+            snapshots: false,
         };
         state.apply(Command::RegisterWorker { worker });
         let job = &state.jobs[&job_id];

@@ -56,10 +56,19 @@ pub fn plan_backup_request(
         .ok_or_else(|| PlanError::UnknownRepository(request.repository.to_string()))?;
     let parent =
         if request.full { None } else { parent_backup(state, request.source, request.repository) };
+    let mut snapshot_nodes: Vec<String> = state
+        .workers
+        .values()
+        .filter(|worker| worker.source == source.name && worker.snapshots)
+        .map(|worker| worker.node.clone())
+        .collect();
+    snapshot_nodes.sort();
+    snapshot_nodes.dedup();
     let options = BackupOptions {
         adopt_checkpoint: request.adopt_checkpoint,
         parent,
         allow_corrupt: request.allow_corrupt,
+        snapshot_nodes,
     };
     plan_backup(source, repository, job_id, backup_id, at_ms, &options)
 }

@@ -158,6 +158,8 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
         bytes_stored: backup.transfer.bytes_stored,
         repository_puts: backup.transfer.repository_puts,
         list_bytes_written: backup.transfer.list_bytes_written,
+        checkpoint_held_ms: backup.checkpoint_held_ms.unwrap_or(0),
+        snapshot: backup.snapshot.clone().unwrap_or_default(),
         drills: backup.drills.iter().map(drill_to_pb).collect(),
         corrupt_objects: backup
             .corrupt

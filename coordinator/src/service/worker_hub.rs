@@ -173,6 +173,7 @@ impl WorkerHub for WorkerHubServiceImpl {
             store_url: request.store_url,
             repositories: request.repositories,
             drills: request.drills,
+            snapshots: request.snapshots,
         };
         info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
         self.coordinator.propose(Command::RegisterWorker { worker }).await?;

@@ -29,3 +29,4 @@ mod t24_format_checks;
 mod t25_repository_keys;
 mod t26_real_influxdb3;
 mod t27_drills;
+mod t28_snapshots;

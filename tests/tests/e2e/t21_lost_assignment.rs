@@ -39,6 +39,7 @@ async fn test_a_lease_the_worker_never_acknowledges_is_taken_back_and_handed_out
         store_url: String::new(),
         repositories: Vec::new(),
         drills: false,
+        snapshots: false,
     };
     client.register_worker(register).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -89,7 +89,7 @@ pub async fn drill_backup(
             drill.failure = Some(failure);
         }
     }
-    report.drill = Some(drill);
+    report.drill = Some(Box::new(drill));
     Ok(report)
 }
 

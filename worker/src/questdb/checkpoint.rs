@@ -14,13 +14,14 @@
 use bk_proto::model::TaskReport;
 use chrono::NaiveDateTime;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::client::{CheckpointSyntax, QuestDbError, QuestDbFailure, Session, StatusFunction};
 use super::disk;
-use crate::error::{RepositoryError, TaskError};
-use crate::repository::reader::read_all;
+use crate::error::TaskError;
+use crate::repository::staging;
+use crate::snapshot::config::SnapshotConfig;
+use crate::snapshot::{self, Taken};
 use crate::tasks::TaskContext;
 
 /// What the job knows about the checkpoint it may hold.
@@ -55,29 +56,11 @@ fn marker_key(context: &TaskContext) -> Path {
 }
 
 async fn read_marker(context: &TaskContext) -> Result<Option<CheckpointMarker>, TaskError> {
-    let key = marker_key(context);
-    match read_all(context.repository.store.as_ref(), &key).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
-            RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }.into()
-        }),
-        Err(RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. }) => {
-            Ok(None)
-        }
-        Err(error) => Err(error.into()),
-    }
+    Ok(staging::read_marker(&context.repository, &marker_key(context)).await?)
 }
 
 async fn write_marker(context: &TaskContext, marker: &CheckpointMarker) -> Result<(), TaskError> {
-    let key = marker_key(context);
-    let bytes =
-        serde_json::to_vec(marker).map_err(|error| TaskError::Invalid(error.to_string()))?;
-    context
-        .repository
-        .store
-        .put(&key, PutPayload::from(bytes))
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?;
-    Ok(())
+    Ok(staging::write_marker(&context.repository, &marker_key(context), marker).await?)
 }
 
 /// Checks free disk, then enters checkpoint mode.
@@ -113,6 +96,7 @@ pub async fn prepare(
         _ => intent,
     };
     write_marker(context, &marker).await?;
+    let create_sent = std::time::Instant::now();
     let mut created = session.execute(marker.syntax.create()).await;
     if session.syntax().is_none()
         && marker.syntax == CheckpointSyntax::Checkpoint
@@ -179,7 +163,63 @@ pub async fn prepare(
         }
     }
     write_marker(context, &marker).await?;
+    if let Some(config) = context.config.snapshot.as_ref().filter(|config| config.enabled()) {
+        snapshot_then_release(context, config, &session, &mut marker, &mut report, create_sent)
+            .await?;
+    }
     Ok(report)
+}
+
+/// Takes the snapshot while the server is held, then releases at once: the copy reads the
+/// snapshot, and the server is held for the snapshot's time, not the copy's. When `auto` finds
+/// no method that works, the copy reads the live files under the checkpoint, as without one.
+async fn snapshot_then_release(
+    context: &TaskContext,
+    config: &SnapshotConfig,
+    session: &Session,
+    marker: &mut CheckpointMarker,
+    report: &mut TaskReport,
+    create_sent: std::time::Instant,
+) -> Result<(), TaskError> {
+    let root = local_root(&context.store_url)?;
+    let record = match snapshot::take_for_job(context, config, &root, false).await? {
+        Taken::Snapshot(record) => record,
+        Taken::NoneUsable(why) => {
+            report.warnings.push(format!(
+                "[snapshot] auto: no method works on `{}` ({why}): copying the live files, QuestDB stays in \
+                 checkpoint mode until the copy ends",
+                root.display()
+            ));
+            return Ok(());
+        }
+    };
+    session
+        .execute(marker.syntax.release())
+        .await
+        .map_err(|error| error.into_retryable(marker.syntax.release()))?;
+    let held = create_sent.elapsed();
+    marker.state = MarkerState::Released;
+    write_marker(context, marker).await?;
+    let taken = format!(
+        "{} snapshot `{}` taken in {:.3} s{}",
+        record.method.as_str(),
+        record.name,
+        record.took_ms as f64 / 1000.0,
+        if record.method.is_atomic() {
+            ""
+        } else {
+            " (file by file; the checkpoint makes it consistent)"
+        }
+    );
+    report.events.push(format!(
+        "checkpoint held {:.3} s: `{}` → {taken} → `{}`; the copy reads the snapshot",
+        held.as_secs_f64(),
+        marker.syntax.create(),
+        marker.syntax.release()
+    ));
+    report.checkpoint_held_ms = Some(held.as_millis() as u64);
+    report.snapshot = Some(taken);
+    Ok(())
 }
 
 /// Who holds the checkpoint a CREATE found already taken.
@@ -221,6 +261,15 @@ async fn checkpoint_owner(
 /// Retryable errors while the server cannot be reached or refuses the release (the job stays
 /// `releasing` until it works); store errors reading the marker.
 pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport, TaskError> {
+    let mut report = release_checkpoint(context, pg_addr).await?;
+    // The snapshot too, whatever became of the checkpoint: one left behind holds disk space.
+    if let Some(deleted) = snapshot::delete_for_job(context).await? {
+        report.events.push(deleted);
+    }
+    Ok(report)
+}
+
+async fn release_checkpoint(context: &TaskContext, pg_addr: &str) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
     let Some(mut marker) = read_marker(context).await? else {
         // The marker is written before CREATE is sent: without one, none was sent.
@@ -253,6 +302,8 @@ pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport,
                 "`{}` sent: QuestDB left checkpoint mode{why}",
                 marker.syntax.release()
             ));
+            let held_micros = chrono::Utc::now().timestamp_micros() - marker.intent_at_micros;
+            report.checkpoint_held_ms = Some((held_micros.max(0) / 1000) as u64);
         }
     }
     marker.state = MarkerState::Released;

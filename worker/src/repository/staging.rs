@@ -139,6 +139,48 @@ fn attempt_of(path: &Path) -> Option<u32> {
     dir.as_ref().strip_prefix('a')?.parse().ok()
 }
 
+/// Reads a job's small plain JSON marker in staging (the QuestDB checkpoint marker, snapshot
+/// records: no secrets, read by whichever worker runs the job's cleanup); `None` when absent.
+///
+/// # Errors
+/// Store errors; a marker that does not parse.
+pub async fn read_marker<T: serde::de::DeserializeOwned>(
+    repository: &Repository,
+    key: &Path,
+) -> RepositoryResult<Option<T>> {
+    match super::reader::read_all(repository.store.as_ref(), key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }
+        }),
+        Err(RepositoryError::Store { source: object_store::Error::NotFound { .. }, .. }) => {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes a marker [`read_marker`] reads.
+///
+/// # Errors
+/// Store errors.
+pub async fn write_marker<T: serde::Serialize>(
+    repository: &Repository,
+    key: &Path,
+    value: &T,
+) -> RepositoryResult<()> {
+    use object_store::ObjectStoreExt;
+    let bytes = serde_json::to_vec(value).map_err(|error| RepositoryError::Corrupt {
+        key: key.to_string(),
+        reason: error.to_string(),
+    })?;
+    repository
+        .store
+        .put(key, object_store::PutPayload::from(bytes))
+        .await
+        .map_err(RepositoryError::store(key.to_string()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,18 @@ pub async fn check_node_consistency(
             point.retention_deleted = deleted_by_retention.iter().cloned().collect();
             point.retention_deleted.sort();
             report.consistency = Some(point);
+            if round == 0 {
+                let snapshot = crate::snapshot::read_record(context, node).await?;
+                if let Some(record) =
+                    snapshot.filter(|record| record.state == crate::snapshot::RecordState::Taken)
+                {
+                    report.events.push(format!(
+                        "node `{node}` copied from {} snapshot `{}`: consistent as copied, nothing to repair",
+                        record.method.as_str(),
+                        record.name
+                    ));
+                }
+            }
             return copier.finish(report, false).await;
         }
         let reason = describe(&assessment);

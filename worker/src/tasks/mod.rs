@@ -200,6 +200,8 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
             prune::sweep_packs(context, forgotten, *dry_run, *max_unused_percent).await
         }
         TaskKind::RepositoryKey { action } => keys::run(context, action).await,
+        TaskKind::TakeSnapshot { node } => crate::snapshot::task::take(context, node).await,
+        TaskKind::DeleteSnapshot { node } => crate::snapshot::task::delete(context, node).await,
         TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {
             crate::questdb::checkpoint::prepare(context, pg_addr, *adopt_checkpoint).await
         }

@@ -31,13 +31,16 @@ pub(crate) struct Args {
     /// Without `--scale`: compare with restic on a tree of this many objects (`--size` is then
     /// the part in large files).
     pub(crate) objects: Option<u64>,
+    /// QuestDB's checkpoint hold and backup time with and without snapshots (needs root).
+    pub(crate) questdb_snapshots: bool,
 }
 
 const USAGE: &str = "bench [--size 256MiB] [--reps 3] [--out bench.json] [--dir DIR] [--no-s3]
 bench --objects 1000000 [--size 1GiB] [--reps 3] [--out bench-objects.json] [--dir DIR]
 bench --scale [--nodes 100] [--objects 100,1000] [--out bench-scale.json] [--dir DIR]
 bench --scale --simulate 1000 [--out bench-scale.json]
-bench --index-blobs 10000000 [--size 256MiB] [--out bench-index.json]";
+bench --index-blobs 10000000 [--size 256MiB] [--out bench-index.json]
+bench --questdb-snapshots [--size 2GiB] [--reps 3] [--out bench-snapshots.json]";
 
 /// Parses `std::env::args`.
 ///
@@ -56,6 +59,7 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
         objects: None,
         simulate: None,
         index_blobs: None,
+        questdb_snapshots: false,
     };
     let mut objects_text = None;
     let mut iter = std::env::args().skip(1);
@@ -67,6 +71,7 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
             "--out" => args.out = value()?.into(),
             "--dir" => args.dir = Some(value()?.into()),
             "--no-s3" => args.no_s3 = true,
+            "--questdb-snapshots" => args.questdb_snapshots = true,
             "--scale" => args.scale = true,
             "--simulate" => {
                 args.simulate =
@@ -108,6 +113,7 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
             (true, _) => "bench-scale.json",
             (false, Some(_)) => "bench-objects.json",
             (false, None) if args.index_blobs.is_some() => "bench-index.json",
+            (false, None) if args.questdb_snapshots => "bench-snapshots.json",
             (false, None) => "bench.json",
         }
         .into();

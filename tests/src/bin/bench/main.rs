@@ -3,7 +3,8 @@
 //! (its `cp -r` and `aws s3 sync` forms) and `rclone copy --transfers 16`, locally and into a
 //! loopback Garage (S3) server. Prints medians and ratios and writes the same as JSON. Machines
 //! here are noisy: read the ratios, not the seconds. `--scale` runs the coordinator scale test
-//! instead (see `scale.rs`).
+//! instead (see `scale.rs`); `--questdb-snapshots` the checkpoint hold with and without
+//! filesystem snapshots (see `questdb_snapshots.rs`).
 //!
 //! `cargo run --release -p bk-tests --bin bench -- --size 2GiB --reps 3`
 
@@ -12,6 +13,7 @@ mod deployment;
 mod index_scale;
 mod job_history;
 mod objects;
+mod questdb_snapshots;
 mod report;
 mod scale;
 mod simulated;
@@ -47,6 +49,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(blobs) = args.index_blobs {
         return index_scale::run(&args, &root, blobs);
+    }
+    if args.questdb_snapshots {
+        return questdb_snapshots::run(&args, &root);
     }
     if let Some(objects) = args.objects {
         return objects::run(&args, &root, objects);

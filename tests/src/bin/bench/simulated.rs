@@ -212,6 +212,7 @@ impl Simulated {
             store_url: "file:///simulated".into(),
             repositories: vec!["*".into()],
             drills: false,
+            snapshots: false,
         };
         while self
             .endpoints

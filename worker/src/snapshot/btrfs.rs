@@ -1,0 +1,80 @@
+//! `btrfs`: a read-only snapshot of the store's subvolume, atomic, in `<scratch>/<name>`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::run::{arg, run};
+
+/// btrfs's magic in `statfs`'s `f_type`.
+const BTRFS_SUPER_MAGIC: u64 = 0x9123_683E;
+/// The inode number of every subvolume's root directory.
+const SUBVOLUME_ROOT_INODE: u64 = 256;
+
+/// Why `root` cannot be snapshotted with btrfs, if it cannot.
+pub fn unusable(root: &Path) -> Option<String> {
+    let on_btrfs = rustix::fs::statfs(root).map(|stat| stat.f_type as u64 == BTRFS_SUPER_MAGIC);
+    match (on_btrfs, std::fs::metadata(root)) {
+        (Err(error), _) => Some(format!("cannot read the filesystem of `{}`: {error}", root.display())),
+        (Ok(false), _) => Some(format!("`{}` is not on btrfs", root.display())),
+        (_, Err(error)) => Some(format!("cannot read `{}`: {error}", root.display())),
+        (_, Ok(meta)) if meta.ino() != SUBVOLUME_ROOT_INODE => Some(format!(
+            "`{}` is on btrfs but is not a subvolume root: a btrfs snapshot takes a whole subvolume; make the store's \
+             directory one (`btrfs subvolume create`, then move the data in) or use method \"reflink\"",
+            root.display()
+        )),
+        _ => None,
+    }
+}
+
+/// Whether the filesystem `root` is on is mounted with `flushoncommit`. Without it a snapshot
+/// holds what a power loss would leave: files renamed into place moments before can be there
+/// without their data (measured on a loop btrfs, a writer doing write-then-rename every few
+/// milliseconds: 525 short files across 20 snapshots, 246 with a `syncfs` first, 0 with
+/// `flushoncommit`). QuestDB is not exposed (its checkpoint syncs, and recovery rolls back
+/// what came after); InfluxDB 3 does not fsync, so it is.
+///
+/// # Errors
+/// `findmnt` failed.
+pub async fn flushes_on_commit(root: &Path, timeout: Duration) -> Result<bool, String> {
+    let options =
+        run("findmnt", &["-n", "-o", "OPTIONS", "--target", arg(root)?], &[], timeout).await?;
+    Ok(options.stdout.trim().split(',').any(|option| option == "flushoncommit"))
+}
+
+/// Snapshots `root` read-only into `<scratch>/<name>` (replacing one an earlier attempt left).
+///
+/// # Errors
+/// `root` is not a subvolume root, or `btrfs` failed (scratch on another filesystem).
+pub async fn take(
+    root: &Path,
+    scratch: &Path,
+    name: &str,
+    timeout: Duration,
+) -> Result<PathBuf, String> {
+    if let Some(reason) = unusable(root) {
+        return Err(reason);
+    }
+    let target = scratch.join(name);
+    delete(&target, timeout).await?;
+    run("btrfs", &["subvolume", "snapshot", "-r", arg(root)?, arg(&target)?], &[], timeout)
+        .await
+        .map_err(|error| {
+        format!(
+            "{error} (is scratch `{}` on the same btrfs filesystem as the store?)",
+            scratch.display()
+        )
+    })?;
+    Ok(target)
+}
+
+/// Deletes the snapshot at `target`; nothing to do when it is gone.
+///
+/// # Errors
+/// `btrfs subvolume delete` failed.
+pub async fn delete(target: &Path, timeout: Duration) -> Result<(), String> {
+    if !target.exists() {
+        return Ok(());
+    }
+    run("btrfs", &["subvolume", "delete", arg(target)?], &[], timeout).await.map(|_| ())
+}
