@@ -270,6 +270,8 @@ fn write_node(
     }
     let (db_id, table_id) = (1u32, 0u32);
     let mut all_parquet = Vec::new();
+    // Per table, its files as InfluxDB's table index lists them (`CoreTableIndex`).
+    let mut per_table: std::collections::BTreeMap<u32, Vec<serde_json::Value>> = Default::default();
     for snapshot in 1..=params.snapshots_per_node {
         let last_wal = snapshot * params.wal_per_snapshot;
         let mut files = Vec::new();
@@ -291,8 +293,10 @@ fn write_node(
             let file = parquet_table_file(rows, first_ns, 1_000_000_000, &body);
             writer.write(&path, &file)?;
             let max_ns = first_ns + (rows as i64 - 1) * 1_000_000_000;
-            files.push(json!({"id": all_parquet.len(), "path": path, "size_bytes": file.len(), "row_count": rows,
-                              "chunk_time": first_ns, "min_time": first_ns, "max_time": max_ns}));
+            let entry = json!({"id": all_parquet.len(), "path": path, "size_bytes": file.len(), "row_count": rows,
+                              "chunk_time": first_ns, "min_time": first_ns, "max_time": max_ns});
+            files.push(entry.clone());
+            per_table.entry(table_id + index % 2).or_default().push(entry);
             all_parquet.push(path);
         }
         let manifest = json!({
@@ -312,11 +316,14 @@ fn write_node(
         &format!("{node}/table-index-conversion-completed"),
         marker.to_string().as_bytes(),
     )?;
-    let index = json!({"files": all_parquet});
-    writer.write(
-        &format!("{node}/db-indices/{db_id}/{table_id}/index.info.json"),
-        index.to_string().as_bytes(),
-    )?;
+    for (table, files) in &per_table {
+        let index = json!({"node_id": node, "db_id": db_id, "table_id": table, "files": files,
+                           "latest_snapshot_sequence_number": params.snapshots_per_node});
+        writer.write(
+            &format!("{node}/db-indices/{db_id}/{table}/index.info.json"),
+            index.to_string().as_bytes(),
+        )?;
+    }
     let delta = json!({"snapshot_sequence_number": params.snapshots_per_node, "files": []});
     writer.write(
         &format!(

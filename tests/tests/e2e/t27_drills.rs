@@ -305,22 +305,40 @@ fn test_a_database_failing_crashing_or_breaking_off_an_answer_fails_the_drill_wi
     );
 }
 
+/// What InfluxDB's retention handler does to an expired file (`purge_expired`): deletes it,
+/// then rewrites its table's index without it. Its snapshot manifests keep naming it.
+fn purge_like_influxdb(store: &Path, parquet: &str) {
+    std::fs::remove_file(store.join(parquet)).unwrap();
+    let key = bk_worker::tasks::purged::index_key(parquet).unwrap();
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(store.join(&key)).unwrap()).unwrap();
+    let files = index["files"].as_array_mut().unwrap();
+    let before = files.len();
+    files.retain(|file| file["path"] != parquet);
+    assert_eq!(files.len(), before - 1, "{key} listed {parquet}");
+    std::fs::write(store.join(&key), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+fn first_parquet(store: &Path) -> String {
+    keys(store)
+        .into_iter()
+        .find(|key| key.ends_with(".parquet") && key.starts_with("node0/dbs/"))
+        .unwrap()
+}
+
 #[test]
 fn test_a_parquet_file_retention_deleted_before_the_backup_is_expected_missing_not_a_failure() {
     let mut removed = String::new();
-    // Retention deletes a parquet file a snapshot still names (InfluxDB never rewrites its
-    // manifests for that): the backup commits, recording it; the drill expects it missing, and
-    // the database starts without it.
+    // A database with a retention period: InfluxDB purged an expired file a snapshot still names
+    // (it never rewrites manifests for that, only its table index): the backup commits,
+    // recording it; the drill expects it missing, and the database starts without it.
     let drilled = Drilled::new(Some(&[]), |store| {
-        let parquet = keys(store)
-            .into_iter()
-            .find(|key| key.ends_with(".parquet") && key.starts_with("node0/dbs/"))
-            .unwrap();
-        std::fs::remove_file(store.join(&parquet)).unwrap();
-        removed = parquet;
+        removed = first_parquet(store);
+        purge_like_influxdb(store, &removed);
     });
     let backup = drilled.sandbox.bkctl_json(&["show", &drilled.backup_id]).unwrap();
     assert!(backup["events"].to_string().contains(&removed), "{backup}");
+    assert!(backup["corrupt_objects"].as_array().is_none_or(Vec::is_empty), "{backup}");
     let (succeeded, drills) = drilled.drill();
     assert!(succeeded, "{drills:?}");
     let checks = drills[0]["checks"].to_string();
@@ -338,6 +356,50 @@ fn test_a_parquet_file_retention_deleted_before_the_backup_is_expected_missing_n
     let table = files.keys().next().unwrap().clone();
     assert!(files[&table] < expected.remove(&table).unwrap());
     assert!(scratch_data_is_gone(&drilled.scratch));
+}
+
+#[test]
+fn test_a_parquet_file_deleted_outside_influxdb_fails_the_backup_and_the_drill_naming_it() {
+    // A database without a retention period: nothing in InfluxDB deleted the file (its table
+    // index still lists it), so the source is damaged, as with a corrupt file.
+    let mut sandbox = Sandbox::start().unwrap();
+    let store = register_core_source(&sandbox);
+    let removed = first_parquet(&store);
+    std::fs::remove_file(store.join(&removed)).unwrap();
+    let scratch = sandbox.path().join("scratch");
+    sandbox.start_worker_with("core", "node0", &store, &drill_section(&scratch, None)).unwrap();
+    let output = sandbox
+        .bkctl(&["-o", "json", "submit", "backup", "--source", "core", "--repo", "repo", "--wait"])
+        .unwrap();
+    assert!(!output.status.success(), "a backup missing a parquet file committed");
+    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains(&removed)
+            && error.contains("table index")
+            && error.contains("still lists it"),
+        "{error}"
+    );
+    assert!(error.contains("--allow-corrupt"), "{error}");
+    assert_eq!(sandbox.bkctl_json(&["backups"]).unwrap().as_array().unwrap().len(), 0);
+    // Committed anyway on request: recorded as damaged, not as retention; the drill fails
+    // offline naming the file.
+    let job = run_job(
+        &sandbox,
+        &["submit", "backup", "--source", "core", "--repo", "repo", "--allow-corrupt"],
+    );
+    let backup_id = job["backup_id"].as_str().unwrap();
+    let backup = sandbox.bkctl_json(&["show", backup_id]).unwrap();
+    assert!(backup["corrupt_objects"].to_string().contains(&removed), "{backup}");
+    let output =
+        sandbox.bkctl(&["-o", "json", "submit", "drill", "--backup", backup_id, "--wait"]).unwrap();
+    assert!(!output.status.success(), "the drill of a backup missing a parquet file passed");
+    let backup = sandbox.bkctl_json(&["show", backup_id]).unwrap();
+    let failure = backup["drills"][0]["failure"].as_str().unwrap();
+    assert!(
+        failure.contains(&removed) && failure.contains("missing from the restored tree"),
+        "{failure}"
+    );
 }
 
 /// The offline checks on a restored tree, directly: a clean tree passes with the manifests'

@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use bk_proto::model::{ConsistencyPoint, CopyPhase, PartRef, TaskReport};
+use bk_proto::model::{ConsistencyPoint, CopyPhase, CorruptObject, PartRef, TaskReport};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
 
 use super::copy::{head_if_exists, list_prefix, CopyTotals, ScopeTarget, SetCopier};
-use super::TaskContext;
+use super::{purged, TaskContext};
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::IndexEntry;
@@ -151,13 +151,15 @@ pub async fn check_node_consistency(
         read_snapshot(&copier, &entry, &located, &mut copy).await?;
     }
     let mut report = TaskReport::default();
-    let mut deleted_by_retention: HashSet<String> = HashSet::new();
+    // Missing files settled (not looked for again), and those of them InfluxDB itself deleted.
+    let mut settled: HashSet<String> = HashSet::new();
+    let mut retention_deleted: HashSet<String> = HashSet::new();
     let mut gone_from_source: HashSet<String> = HashSet::new();
     for round in 0..=max_rounds {
-        let assessment = assess(node, &copy, &deleted_by_retention);
+        let assessment = assess(node, &copy, &settled);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
             let mut point = assessment.point;
-            point.retention_deleted = deleted_by_retention.iter().cloned().collect();
+            point.retention_deleted = retention_deleted.iter().cloned().collect();
             point.retention_deleted.sort();
             report.consistency = Some(point);
             if round == 0 {
@@ -188,10 +190,25 @@ pub async fn check_node_consistency(
         let mut relist = assessment.gap.is_some();
         for path in &assessment.missing_parquet {
             if gone_from_source.contains(path) {
-                deleted_by_retention.insert(path.clone());
-                report.events.push(format!(
-                    "parquet `{path}` named by a snapshot was deleted (retention) before it could be copied, and no newer snapshot records its removal"
-                ));
+                // Settled either way: retention-deleted, or damage the commit gate names.
+                settled.insert(path.clone());
+                match purged::verdict(context, path).await? {
+                    purged::Verdict::Purged => {
+                        retention_deleted.insert(path.clone());
+                        report.events.push(format!(
+                            "parquet `{path}` named by a snapshot was deleted by InfluxDB (retention or hard delete: \
+                             its table index no longer lists it) before it could be copied"
+                        ));
+                    }
+                    purged::Verdict::Damaged(why) => report.corrupt.push(CorruptObject {
+                        key: path.clone(),
+                        reason: format!(
+                            "parquet file `{path}`: missing from the source although a snapshot manifest names it and \
+                             no newer one removes it; {why}: it was deleted outside InfluxDB, and a restore would lack \
+                             its rows"
+                        ),
+                    }),
+                }
                 continue;
             }
             match head_if_exists(context, path).await? {
@@ -274,7 +291,7 @@ async fn read_snapshot(
 }
 
 /// Checks the invariants over what was copied. Pure.
-pub fn assess(node: &str, copy: &NodeCopy, deleted_by_retention: &HashSet<String>) -> Assessment {
+pub fn assess(node: &str, copy: &NodeCopy, settled: &HashSet<String>) -> Assessment {
     let newest = copy.newest();
     let covered = newest.map_or(0, |info| info.wal_sequence);
     let mut gap = None;
@@ -296,7 +313,7 @@ pub fn assess(node: &str, copy: &NodeCopy, deleted_by_retention: &HashSet<String
         .filter(|(print, path)| {
             !copy.present.contains(print)
                 && !copy.removed.contains(print)
-                && !deleted_by_retention.contains(*path)
+                && !settled.contains(*path)
         })
         .map(|(_, path)| path.clone())
         .collect::<BTreeSet<String>>()

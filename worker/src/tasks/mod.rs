@@ -19,6 +19,7 @@ pub mod copy;
 pub mod influxdb3;
 pub mod keys;
 pub mod prune;
+pub mod purged;
 pub mod restore;
 pub mod verify;
 
