@@ -298,6 +298,16 @@ pub(crate) enum RepoCommand {
     /// so adding and removing one rewrites no data. Runs on a worker holding a passphrase.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check the whole repository (restic's `check`): every index file and pack header reads,
+    /// every blob a backup names is indexed in a pack that exists, and with `--read-data` a share
+    /// of the packs is read and every blob in it re-hashed. Exits non-zero naming each problem.
+    Check {
+        /// The repository.
+        repository: String,
+        /// Percent of the packs to read whole (0 to 100; default 0: headers only).
+        #[arg(long, default_value_t = 0, value_name = "PERCENT")]
+        read_data: u32,
+    },
 }
 
 /// `bkctl repo key …`

@@ -80,6 +80,7 @@ impl Client {
         submit_drill(pb::SubmitDrillRequest) -> pb::SubmitJobResponse;
         submit_prune(pb::SubmitPruneRequest) -> pb::SubmitJobResponse;
         submit_repository_key(pb::SubmitRepositoryKeyRequest) -> pb::SubmitJobResponse;
+        submit_repository_check(pb::SubmitRepositoryCheckRequest) -> pb::SubmitJobResponse;
         get_job(pb::GetJobRequest) -> pb::Job;
         cancel_job(pb::CancelJobRequest) -> pb::CancelJobResponse;
         list_jobs(pb::ListJobsRequest) -> pb::ListJobsResponse;

@@ -63,6 +63,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repo(RepoCommand::Key(command)) => {
             crate::keys::run(&client, json, command, failed).await?;
         }
+        Command::Repo(RepoCommand::Check { repository, read_data }) => {
+            crate::keys::check(&client, json, repository, read_data, failed).await?;
+        }
         Command::Repo(RepoCommand::Add { name, url, chunk_size, pack_size, compression_level }) => {
             let repository = pb::Repository {
                 name: name.clone(),

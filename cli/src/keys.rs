@@ -1,4 +1,5 @@
-//! `bkctl repo key add|list|remove`: a repository-key job, waited for, its keys printed.
+//! `bkctl repo key add|list|remove` and `bkctl repo check`: repository jobs, waited for, what
+//! their task found printed.
 
 use bk_proto::pb;
 use serde_json::{json, Value};
@@ -58,5 +59,47 @@ pub(crate) async fn run(
             );
         }
     });
+    Ok(())
+}
+
+/// Runs a repository check and prints what it found; fails when it found problems.
+///
+/// # Errors
+/// When the job cannot be submitted, or the check fails (each problem is printed first).
+pub(crate) async fn check(
+    client: &Client,
+    json: bool,
+    repository: String,
+    read_data_percent: u32,
+    failed: impl Fn(tonic::Status) -> anyhow::Error,
+) -> anyhow::Result<()> {
+    let request = pb::SubmitRepositoryCheckRequest { repository, read_data_percent };
+    let job_id = client.submit_repository_check(request).await.map_err(failed)?.job_id;
+    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    let task = job.phases.first().and_then(|phase| phase.tasks.first());
+    let field = |pick: fn(&pb::Task) -> &Vec<String>| {
+        task.map(|task| pick(task).clone()).unwrap_or_default()
+    };
+    let (events, warnings, problems) =
+        (field(|task| &task.events), field(|task| &task.warnings), field(|task| &task.problems));
+    let state = crate::render::job_state(job.state);
+    let document = json!({
+        "job_id": job_id, "state": state, "error": job.error,
+        "events": events, "warnings": warnings, "problems": problems,
+    });
+    emit(json, document, || {
+        for line in &events {
+            println!("{line}");
+        }
+        for line in &warnings {
+            println!("WARNING: {line}");
+        }
+        for line in &problems {
+            println!("PROBLEM: {line}");
+        }
+    });
+    if state != "succeeded" {
+        anyhow::bail!("repository check {job_id} {state}: {}", job.error);
+    }
     Ok(())
 }

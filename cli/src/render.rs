@@ -24,6 +24,7 @@ pub(crate) fn job_kind(kind: i32) -> &'static str {
         Ok(pb::JobKind::Verify) => "verify",
         Ok(pb::JobKind::Prune) => "prune",
         Ok(pb::JobKind::RepositoryKey) => "repository-key",
+        Ok(pb::JobKind::Check) => "check",
         Ok(pb::JobKind::Drill) => "drill",
         _ => "unknown",
     }

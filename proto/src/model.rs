@@ -115,6 +115,14 @@ pub enum TaskKind {
     },
     /// Removes the job's staging directory. Runs as cleanup after success and failure alike.
     RemoveStaging,
+    /// Checks the whole repository (`bkctl repo check`): every index file and pack header
+    /// reads, every blob a backup names is indexed in a pack that exists; with
+    /// `read_data_percent`, that share of the packs is read and every blob in it re-hashed.
+    CheckRepository {
+        /// Percent of the packs read whole (0: headers only).
+        #[serde(default)]
+        read_data_percent: u32,
+    },
     /// Takes the snapshot of the worker's node's store (`[snapshot]`) that the job's copy tasks
     /// of that node then read; a worker without one reports that it copies the live files.
     TakeSnapshot {

@@ -93,6 +93,8 @@ pub enum JobKind {
     RepositoryKey,
     /// Restores a backup into scratch space, checks it and starts the database on it.
     Drill,
+    /// Checks a whole repository (`bkctl repo check`).
+    Check,
 }
 
 /// A named group of tasks that run in parallel.

@@ -1,4 +1,5 @@
-//! Repository-key jobs: one task, on a worker holding a passphrase for the repository. Pure.
+//! Repository jobs that concern no backup (keys, checks): one task, on a worker holding a
+//! passphrase for the repository. Pure.
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::{KeyAction, TaskKind};
@@ -44,4 +45,28 @@ pub fn plan_repository_key(
         cleanup: Vec::new(),
         allow_corrupt: false,
     }
+}
+
+/// Plans a check of `repository` reading `read_data_percent` of its packs whole.
+pub fn plan_repository_check(
+    repository: &Repository,
+    read_data_percent: u32,
+    job_backup_id: BackupId,
+) -> JobSpec {
+    let mut spec = plan_repository_key(repository, KeyAction::List, job_backup_id);
+    spec.kind = JobKind::Check;
+    spec.phases = vec![PlannedPhase {
+        name: "check".to_string(),
+        tasks: vec![PlannedTask {
+            label: format!(
+                "check `{}`: indexes, pack headers, every backup's blobs; {read_data_percent}% of the data",
+                repository.name
+            ),
+            placement: Placement::RepositoryHolder(repository.name.clone()),
+            kind: TaskKind::CheckRepository { read_data_percent },
+            depends_on: Vec::new(),
+            retry_until_success: false,
+        }],
+    }];
+    spec
 }

@@ -19,7 +19,7 @@ use crate::core::job::Job;
 use crate::core::job::JobSpec;
 use crate::core::plan::PlanError;
 use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
-use crate::core::plan_keys::plan_repository_key;
+use crate::core::plan_keys::{plan_repository_check, plan_repository_key};
 use crate::core::plan_prune::{conflicts, plan_prune, PruneRequest, RetentionPolicy};
 use crate::core::plan_restore::{plan_restore, plan_verify, RestoreRequest};
 use crate::core::submit::{plan_backup_request, BackupRequest};
@@ -177,25 +177,51 @@ impl ControlServiceImpl {
     ) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
         let action = convert::key_action_from_pb(request.action)?;
+        self.submit_repository_job(&request.repository, "key", |repository, placeholder| {
+            plan_repository_key(repository, action, placeholder)
+        })
+        .await
+    }
+
+    async fn submit_repository_check(
+        &self,
+        request: pb::SubmitRepositoryCheckRequest,
+    ) -> CoordinatorResult<JobId> {
+        self.coordinator.ensure_leader()?;
+        let percent = request.read_data_percent;
+        if percent > 100 {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "--read-data {percent}: a percentage of the packs, 0 to 100"
+            )));
+        }
+        self.submit_repository_job(&request.repository, "check", |repository, placeholder| {
+            plan_repository_check(repository, percent, placeholder)
+        })
+        .await
+    }
+
+    /// Plans a job on a registered repository that concerns no backup and proposes it.
+    async fn submit_repository_job(
+        &self,
+        name: &str,
+        what: &str,
+        plan: impl FnOnce(&crate::core::domain::Repository, BackupId) -> crate::core::job::JobSpec,
+    ) -> CoordinatorResult<JobId> {
         let job_id = JobId::from_ulid(Ulid::new());
         let spec = self.coordinator.shared.read(|state| {
-            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
+            let repository = state.repositories.get(name).ok_or_else(|| {
                 CoordinatorError::InvalidRequest(format!(
-                    "unknown repository `{}`: register it with `bkctl repo add`",
-                    request.repository
+                    "unknown repository `{name}`: register it with `bkctl repo add`"
                 ))
             })?;
-            Ok::<_, CoordinatorError>(plan_repository_key(
-                repository,
-                action,
-                BackupId::from_ulid(job_id.0),
-            ))
+            // The job's backup field only needs a value: none is written.
+            Ok::<_, CoordinatorError>(plan(repository, BackupId::from_ulid(job_id.0)))
         })?;
         let at_ms = crate::clock::now_ms();
         expect_applied(
             self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
         )?;
-        tracing::info!(%job_id, repository = %request.repository, "repository key job submitted");
+        tracing::info!(%job_id, repository = %name, "repository {what} job submitted");
         Ok(job_id)
     }
 }
@@ -396,6 +422,14 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitRepositoryKeyRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let job_id = self.submit_repository_key(request.into_inner()).await?;
+        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+    }
+
+    async fn submit_repository_check(
+        &self,
+        request: Request<pb::SubmitRepositoryCheckRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let job_id = self.submit_repository_check(request.into_inner()).await?;
         Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
     }
 

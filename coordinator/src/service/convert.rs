@@ -371,6 +371,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             JobKind::Prune => pb::JobKind::Prune,
             JobKind::RepositoryKey => pb::JobKind::RepositoryKey,
             JobKind::Drill => pb::JobKind::Drill,
+            JobKind::Check => pb::JobKind::Check,
         } as i32,
         state: job_state_to_pb(job.state()) as i32,
         source: job.spec.source.clone(),

@@ -288,3 +288,86 @@ fn test_a_missing_pack_is_reported_by_verify_naming_an_object() {
         assert!(problems.contains("object `node0/"), "deep={deep}: no object named: {problems}");
     }
 }
+
+/// Runs `bkctl -o json repo check repo --read-data PERCENT`: (exit success, its JSON as text).
+fn repo_check(sandbox: &bk_tests::sandbox::Sandbox, percent: &str) -> (bool, Value) {
+    let output =
+        sandbox.bkctl(&["-o", "json", "repo", "check", "repo", "--read-data", percent]).unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.success(), report)
+}
+
+/// Files under `dir`, relative to it.
+fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
+    hash_tree(dir).map(|tree| tree.into_keys().collect()).unwrap_or_default()
+}
+
+#[test]
+fn test_repo_check_passes_a_sound_repository_and_names_each_damage() {
+    let mut sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
+    let store = register_core_source(&sandbox);
+    let repository = sandbox.path().join("repository");
+    sandbox.start_worker("core", "node0", &store).unwrap();
+    let backup = |sandbox: &bk_tests::sandbox::Sandbox| {
+        let job = crate::support::run_job(
+            sandbox,
+            &["submit", "backup", "--source", "core", "--repo", "repo", "--full"],
+        );
+        job["backup_id"].as_str().unwrap().to_string()
+    };
+    let backup_id = backup(&sandbox);
+    let (sound, report) = repo_check(&sandbox, "100");
+    assert!(sound, "a sound repository failed its check: {report}");
+    let events = report["events"].to_string();
+    assert!(events.contains("every header read") && events.contains("1 backup(s)"), "{events}");
+    assert!(events.contains("read 100% of the data"), "{events}");
+
+    // A backup that died after uploading its packs, before its index and manifest: its packs
+    // are in no index. Not a problem: reported, and prune's to delete.
+    let index_before = files_under(&repository.join("index"));
+    std::fs::write(store.join("node0/extra-file"), vec![7u8; 300_000]).unwrap();
+    let dead = backup(&sandbox);
+    for name in files_under(&repository.join("index")).difference(&index_before) {
+        std::fs::remove_file(repository.join("index").join(name)).unwrap();
+    }
+    std::fs::remove_dir_all(repository.join("backups").join(&dead)).unwrap();
+    let (sound, report) = repo_check(&sandbox, "0");
+    assert!(sound, "packs in no index are not a problem: {report}");
+    assert!(report["warnings"].to_string().contains("are in no index"), "{report}");
+    let pristine = sandbox.path().join("pristine");
+    copy_tree(&repository, &pristine).unwrap();
+
+    // A truncated index file: named, and the backup whose blobs it listed.
+    let index_file = only_file_under(&repository.join("index"));
+    let bytes = std::fs::read(&index_file).unwrap();
+    std::fs::write(&index_file, &bytes[..bytes.len() / 2]).unwrap();
+    let (sound, report) = repo_check(&sandbox, "0");
+    assert!(!sound, "a truncated index passed: {report}");
+    let problems = report["problems"].to_string();
+    let relative = index_file.strip_prefix(&repository).unwrap().display().to_string();
+    assert!(problems.contains(&format!("index file `{relative}` cannot be read")), "{problems}");
+    assert!(problems.contains(&format!("backup {backup_id} names")), "{problems}");
+
+    // A missing pack: named, with the backup that needs it.
+    std::fs::remove_dir_all(&repository).unwrap();
+    copy_tree(&pristine, &repository).unwrap();
+    let opened = OpenedRepository::open(&repository);
+    let (_, entries) = opened.backup(&backup_id);
+    let (pack, _) = opened.blob_location(entries[VICTIM]["blobs"][0].as_str().unwrap());
+    std::fs::remove_file(repository.join(&pack)).unwrap();
+    let (sound, report) = repo_check(&sandbox, "0");
+    assert!(!sound, "a missing pack passed: {report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains(&format!("pack `{}` is missing", pack.display())), "{problems}");
+    assert!(problems.contains(&format!("backup {backup_id} needs")), "{problems}");
+
+    // A damaged pack body: only reading the data finds it.
+    std::fs::remove_dir_all(&repository).unwrap();
+    copy_tree(&pristine, &repository).unwrap();
+    flip_byte(&repository.join(&pack), 10);
+    let (sound, _) = repo_check(&sandbox, "0");
+    assert!(sound, "headers only: a damaged blob body is not read");
+    let (sound, report) = repo_check(&sandbox, "100");
+    assert!(!sound, "--read-data 100 missed a damaged blob: {report}");
+}

@@ -12,6 +12,7 @@
 //! - [`verify`]: checking a backup object by object (existence, or re-hashing).
 //! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
+pub mod check;
 pub mod cleanup;
 pub mod commit;
 pub mod consistency;
@@ -201,6 +202,9 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
             prune::sweep_packs(context, forgotten, *dry_run, *max_unused_percent).await
         }
         TaskKind::RepositoryKey { action } => keys::run(context, action).await,
+        TaskKind::CheckRepository { read_data_percent } => {
+            check::check_repository(context, *read_data_percent).await
+        }
         TaskKind::TakeSnapshot { node } => crate::snapshot::task::take(context, node).await,
         TaskKind::DeleteSnapshot { node } => crate::snapshot::task::delete(context, node).await,
         TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {

@@ -164,15 +164,7 @@ pub async fn sweep_packs(
              pruned. Run `bkctl submit verify --deep` on the repository's backups"
         )));
     }
-    let sizes: HashMap<PackId, u64> = repository
-        .store
-        .list(Some(&Path::from(PACKS_DIR)))
-        .try_filter_map(|meta| async move {
-            Ok(meta.location.filename().and_then(PackId::from_hex).map(|pack| (pack, meta.size)))
-        })
-        .try_collect()
-        .await
-        .map_err(RepositoryError::store(PACKS_DIR))?;
+    let sizes: HashMap<PackId, u64> = pack_sizes(repository).await?;
     let referenced_ids: HashSet<BlobId> = referenced.keys().copied().collect();
     let plan = plan_packs(&index, &referenced_ids, &sizes, max_unused_percent);
     let mut report = TaskReport::default();
@@ -229,6 +221,24 @@ pub async fn sweep_packs(
     Ok(report)
 }
 
+/// Every pack in the repository with its size, as listed.
+///
+/// # Errors
+/// Store errors listing `packs/`.
+pub(crate) async fn pack_sizes<C: FromIterator<(PackId, u64)> + Default + Extend<(PackId, u64)>>(
+    repository: &Repository,
+) -> Result<C, TaskError> {
+    Ok(repository
+        .store
+        .list(Some(&Path::from(PACKS_DIR)))
+        .try_filter_map(|meta| async move {
+            Ok(meta.location.filename().and_then(PackId::from_hex).map(|pack| (pack, meta.size)))
+        })
+        .try_collect()
+        .await
+        .map_err(RepositoryError::store(PACKS_DIR))?)
+}
+
 /// Decides each listed pack's fate. Pure.
 fn plan_packs(
     index: &HashMap<BlobId, (PackId, PackEntry)>,
@@ -259,7 +269,7 @@ fn plan_packs(
 
 /// Blobs the `manifests` use, each with the index partitions whose scopes name it. Every run
 /// is read once (runs are shared between backups), a chunk at a time.
-async fn referenced_blobs(
+pub(crate) async fn referenced_blobs(
     repository: &Repository,
     manifests: &[Manifest],
 ) -> Result<HashMap<BlobId, Vec<String>>, TaskError> {

@@ -197,7 +197,7 @@ async fn list_packs(repository: &Repository) -> Result<HashSet<PackId>, TaskErro
 
 /// Reads a whole pack and checks it: header, every blob, and that the backup's blobs are where
 /// the index says. Problems come with the blob they are about, when there is one.
-async fn verify_pack(
+pub(crate) async fn verify_pack(
     repository: &Repository,
     pack: PackId,
     expected: &[PackEntry],
@@ -261,14 +261,15 @@ async fn verify_pack(
     problems
 }
 
+/// Problems found, the first ones listed and the rest counted.
 #[derive(Default)]
-struct Problems {
+pub(crate) struct Problems {
     listed: Vec<String>,
     num_unlisted: usize,
 }
 
 impl Problems {
-    fn push(&mut self, problem: String) {
+    pub(crate) fn push(&mut self, problem: String) {
         if self.listed.len() < MAX_LISTED_PROBLEMS {
             self.listed.push(problem);
         } else {
@@ -276,7 +277,7 @@ impl Problems {
         }
     }
 
-    fn into_report(mut self, num_objects: u64, num_bytes: u64) -> TaskReport {
+    pub(crate) fn into_report(mut self, num_objects: u64, num_bytes: u64) -> TaskReport {
         if self.num_unlisted > 0 {
             self.listed.push(format!("… and {} more problems", self.num_unlisted));
         }

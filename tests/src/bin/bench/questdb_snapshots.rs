@@ -2,7 +2,8 @@
 //! snapshot and without, and what the snapshot costs the backup, on real filesystems on loop
 //! devices (a btrfs subvolume; XFS with reflinks). Each filesystem gets the same generated root
 //! (`--size`, about 10,000 files at 2 GiB); per method a fresh repository and a full backup;
-//! medians of `--reps`. The hold is the backup's own record (CREATE sent → RELEASE answered).
+//! medians of `--reps`, each backup starting with a cold page cache. The hold is the backup's
+//! own record (CREATE sent → RELEASE answered).
 //! Needs root (loop devices).
 //!
 //! `cargo run --release -p bk-tests --bin bench -- --questdb-snapshots --size 2GiB --reps 3`
@@ -55,7 +56,7 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         };
         let files = generate_root(&data, 100, 19, column_bytes, 24)
             .context("generating the QuestDB root")?;
-        println!("{filesystem}: {files} files, {} MiB per column file", column_bytes >> 20);
+        println!("{filesystem}: {files} files, {} KiB per column file", column_bytes >> 10);
         let scratch = mounted.mount.join("snapshots");
         std::fs::create_dir_all(&scratch)?;
         for method in ["none", snapshot] {
@@ -123,7 +124,10 @@ fn measure(
         let repository = root.join(format!("repository-{filesystem}-{method}-{rep}"));
         let name = format!("r{rep}");
         sandbox.bkctl_json(&["repo", "add", &name, &format!("file://{}", repository.display())])?;
-        sync();
+        // Cold: a snapshot's files are other inodes than the live ones, so their pages are never
+        // cached when the copy starts; without this, "none" would read a hot cache and the
+        // snapshot rows a cold one. Every row starts cold, as a root larger than memory would.
+        drop_caches();
         sandbox.reset_worker_peak_rss();
         let start = Instant::now();
         let output = sandbox.bkctl(&[
@@ -152,6 +156,7 @@ fn measure(
     Ok(row)
 }
 
-fn sync() {
+fn drop_caches() {
     let _ = std::process::Command::new("sync").status();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", b"3\n");
 }
