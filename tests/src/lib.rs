@@ -13,6 +13,7 @@
 //! - [`questdb_layout`]: a QuestDB-like server root.
 //! - [`questdb_recovery`]: what a QuestDB server of a given version does with a restored root
 //!   when it starts.
+//! - [`chaos`]: seeded fault campaigns against real processes, and the invariants checked after.
 //! - [`flaky_proxy`]: a TCP front for an S3 server that throttles (503 SlowDown) first.
 //! - [`garage`]: a real S3-compatible server (Garage) on loopback.
 //! - [`loopfs`]: btrfs, XFS and LVM thin filesystems on loop devices, for snapshot tests.
@@ -21,6 +22,7 @@
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
 
+pub mod chaos;
 pub mod flaky_proxy;
 pub mod garage;
 pub mod influx_files;

@@ -342,6 +342,18 @@ impl Sandbox {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the worker of `node`; whether it was running.
+    pub fn signal_worker(&self, node: &str, signal: &str) -> bool {
+        let Some((_, child)) = self.workers.iter().find(|(name, _)| name == node) else {
+            return false;
+        };
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
     /// Runs `bkctl` against the coordinator.
     ///
     /// # Errors

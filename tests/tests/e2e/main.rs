@@ -30,3 +30,4 @@ mod t25_repository_keys;
 mod t26_real_influxdb3;
 mod t27_drills;
 mod t28_snapshots;
+mod t29_chaos;

@@ -262,9 +262,12 @@ async fn checkpoint_owner(
 /// `releasing` until it works); store errors reading the marker.
 pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport, TaskError> {
     let mut report = release_checkpoint(context, pg_addr).await?;
-    // The snapshot too, whatever became of the checkpoint: one left behind holds disk space.
-    if let Some(deleted) = snapshot::delete_for_job(context).await? {
-        report.events.push(deleted);
+    // The snapshot too, whatever became of the checkpoint (one left behind holds disk space),
+    // by the cleanup's release: after the commit, so the backup does not wait for it.
+    if matches!(context.spec.task_id.slot, bk_proto::ids::TaskSlot::Cleanup { .. }) {
+        if let Some(deleted) = snapshot::delete_for_job(context).await? {
+            report.events.push(deleted);
+        }
     }
     Ok(report)
 }

@@ -1,12 +1,10 @@
-//! `reflink`: a copy-on-write clone of the store's tree (`cp -a --reflink=always`, XFS with
-//! reflink and btrfs), in `<scratch>/<name>`. Each file is cloned at its own instant, so the
+//! `reflink`: a copy-on-write clone of the store's tree (`FICLONE` file by file, as
+//! `cp -a --reflink=always` does; XFS with reflink and btrfs), in `<scratch>/<name>`. Each file is cloned at its own instant, so the
 //! tree as a whole is not: only QuestDB's checkpoint makes it consistent.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use super::run::{arg, run};
 
 /// Why `root` cannot be cloned into `scratch`, if it cannot be known before trying.
 pub fn unusable(root: &Path, scratch: &Path) -> Option<String> {
@@ -26,7 +24,7 @@ pub fn unusable(root: &Path, scratch: &Path) -> Option<String> {
 /// Clones `root` into `<scratch>/<name>` (replacing one an earlier attempt left).
 ///
 /// # Errors
-/// Another filesystem, or the filesystem cannot clone (`cp` says `Operation not supported`).
+/// Another filesystem, or the filesystem cannot clone (`Operation not supported`).
 pub async fn take(
     root: &Path,
     scratch: &Path,
@@ -38,11 +36,19 @@ pub async fn take(
     }
     let target = scratch.join(name);
     delete(&target).await?;
-    tokio::fs::create_dir(&target)
-        .await
-        .map_err(|error| format!("cannot create `{}`: {error}", target.display()))?;
-    let from = format!("{}/.", arg(root)?);
-    let cloned = run("cp", &["-a", "--reflink=always", &from, arg(&target)?], &[], timeout).await;
+    let (from, to) = (root.to_path_buf(), target.clone());
+    let cloned =
+        tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || clone_tree(&from, &to)))
+            .await
+            .map_err(|_| {
+                format!(
+                    "cloning `{}` did not finish within {}",
+                    root.display(),
+                    humantime::format_duration(timeout)
+                )
+            })
+            .and_then(|joined| joined.map_err(|error| format!("cloning stopped: {error}")))
+            .and_then(|result| result);
     if let Err(error) = cloned {
         let _ = delete(&target).await;
         return Err(format!(
@@ -52,14 +58,117 @@ pub async fn take(
     Ok(target)
 }
 
-/// Deletes the clone; nothing to do when it is gone.
+/// Threads cloning files: the work is filesystem metadata (a journal transaction per file),
+/// which overlaps well even on two cores.
+const CLONE_THREADS: usize = 8;
+
+/// Clones the tree under `root` into `target` (created): directories first, then the files in
+/// parallel with `FICLONE`, each keeping its mode and times (so an incremental backup of the
+/// clone sees the files unchanged), symlinks as symlinks. What `cp -a --reflink=always` does,
+/// in a quarter of the time on 10,000 files (bench `--questdb-snapshots`).
+fn clone_tree(root: &Path, target: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|error| format!("cannot walk `{}`: {error}", root.display()))?;
+        let relative = entry.path().strip_prefix(root).map_err(|error| error.to_string())?;
+        let destination = target.join(relative);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            let mode = entry.metadata().map_err(|error| error.to_string())?.permissions().mode();
+            std::fs::DirBuilder::new()
+                .mode(mode)
+                .create(&destination)
+                .map_err(|error| format!("cannot create `{}`: {error}", destination.display()))?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(|error| error.to_string())?;
+            std::os::unix::fs::symlink(link, &destination).map_err(|error| error.to_string())?;
+        } else if kind.is_file() {
+            files.push((entry.into_path(), destination));
+        }
+    }
+    let chunk = files.len().div_ceil(CLONE_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().try_for_each(|(from, to)| clone_file(from, to)))
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker.join().map_err(|_| "a clone thread panicked".to_string())?
+        })
+    })
+}
+
+fn clone_file(from: &Path, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let failed = |what: &str, path: &Path, error: &dyn std::fmt::Display| {
+        format!("cannot {what} `{}`: {error}", path.display())
+    };
+    let source = std::fs::File::open(from).map_err(|error| failed("open", from, &error))?;
+    let meta = source.metadata().map_err(|error| failed("read", from, &error))?;
+    let destination = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(meta.mode() & 0o7777)
+        .open(to)
+        .map_err(|error| failed("create", to, &error))?;
+    rustix::fs::ioctl_ficlone(&destination, &source)
+        .map_err(|error| failed("clone onto", to, &error))?;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec { tv_sec: meta.atime(), tv_nsec: meta.atime_nsec() as _ },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::futimens(&destination, &times)
+        .map_err(|error| failed("set the times of", to, &error))
+}
+
+/// Deletes the clone; nothing to do when it is gone. Files go in parallel (unlinking 10,000
+/// cloned files one by one took longer than cloning them), then the directories.
 ///
 /// # Errors
 /// It could not be removed.
 pub async fn delete(target: &Path) -> Result<(), String> {
-    match tokio::fs::remove_dir_all(target).await {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("cannot delete the clone `{}`: {error}", target.display())),
+    if !target.exists() {
+        return Ok(());
     }
+    let owned = target.to_path_buf();
+    tokio::task::spawn_blocking(move || delete_tree(&owned))
+        .await
+        .map_err(|error| format!("deleting stopped: {error}"))?
+        .map_err(|error| format!("cannot delete the clone `{}`: {error}", target.display()))
+}
+
+fn delete_tree(target: &Path) -> Result<(), String> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(target).follow_links(false) {
+        let entry = entry.map_err(|error| error.to_string())?;
+        if !entry.file_type().is_dir() {
+            files.push(entry.into_path());
+        }
+    }
+    let chunk = files.len().div_ceil(CLONE_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().try_for_each(|path| match std::fs::remove_file(path) {
+                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                            Err(format!("`{}`: {error}", path.display()))
+                        }
+                        _ => Ok(()),
+                    })
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker.join().map_err(|_| "a delete thread panicked".to_string())?
+        })
+    })?;
+    std::fs::remove_dir_all(target).map_err(|error| error.to_string())
 }

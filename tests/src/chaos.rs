@@ -1,0 +1,389 @@
+//! Seeded fault campaigns: for each seed, a deterministic draw of a cluster, a workload and
+//! faults, run against real processes; then, with every fault healed, the invariants bk
+//! promises are checked. What FoundationDB and TigerBeetle do with simulation, done here with
+//! processes, so what it finds is what operators would meet.
+//!
+//! A schedule: 3 coordinator replicas, 4 workers on a generated InfluxDB 3 Enterprise tree
+//! that a live writer keeps changing (WAL, snapshots, parquet, retention deletes), a file
+//! repository; a workload of backups (full and incremental), deep verifies, restores and
+//! prunes submitted while faults strike at drawn moments: `kill -9` of the leader, a follower
+//! or a worker (restarted after a drawn pause), `SIGSTOP`/`SIGCONT` of a worker. Then every
+//! fault is healed and:
+//! 1. every job ends (succeeded, failed with a reason, or cancelled) within a bound;
+//! 2. every committed backup verifies deep and restores to a tree InfluxDB can restart from
+//!    (the tree at its consistency point cannot be known exactly under a live writer: the
+//!    restartability invariants of [`crate::invariants`] are what a restore must give);
+//! 3. `bkctl repo check --read-data 100` passes;
+//! 4. the replicas agree: the same applied index, the same jobs and backups.
+//!
+//! `cargo run --release -p bk-tests --bin chaos -- --seeds 500`; a failing seed prints the line
+//! that replays it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::invariants::check_tree;
+use crate::layout::{generate, LayoutParams};
+use crate::live::{LiveParams, LiveWriter};
+use crate::sandbox::Sandbox;
+
+/// A fault the campaign injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// `kill -9` of the leader replica, restarted later.
+    KillLeader,
+    /// `kill -9` of a follower replica, restarted later.
+    KillFollower,
+    /// `kill -9` of a worker, restarted later.
+    KillWorker,
+    /// `SIGSTOP` of a worker, `SIGCONT` later.
+    PauseWorker,
+}
+
+impl Fault {
+    const ALL: [Fault; 4] =
+        [Fault::KillLeader, Fault::KillFollower, Fault::KillWorker, Fault::PauseWorker];
+
+    /// As printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill -9 leader",
+            Fault::KillFollower => "kill -9 follower",
+            Fault::KillWorker => "kill -9 worker",
+            Fault::PauseWorker => "SIGSTOP worker",
+        }
+    }
+}
+
+/// What one schedule did and found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Faults injected.
+    pub faults: Vec<Fault>,
+    /// Jobs by kind and final state.
+    pub jobs: BTreeMap<(String, String), usize>,
+    /// Committed backups checked.
+    pub backups: usize,
+    /// Invariants that did not hold, each described.
+    pub violations: Vec<String>,
+}
+
+impl Outcome {
+    /// One line: seed, faults, jobs, violations.
+    pub fn line(&self) -> String {
+        let mut line = format!("seed {:>4}: {} fault(s) [", self.seed, self.faults.len());
+        line.push_str(&self.faults.iter().map(|fault| fault.name()).collect::<Vec<_>>().join(", "));
+        line.push_str("]; jobs");
+        for ((kind, state), count) in &self.jobs {
+            let _ = write!(line, " {kind}/{state}={count}");
+        }
+        let _ = write!(
+            line,
+            "; {} backup(s) checked; {} violation(s)",
+            self.backups,
+            self.violations.len()
+        );
+        line
+    }
+}
+
+/// A process the campaign stopped or killed, to heal.
+enum Wound {
+    Replica(u64),
+    Worker(String),
+    Paused(String),
+}
+
+/// Runs the schedule of `seed` in `dir` (a fresh sandbox each).
+///
+/// # Errors
+/// When the cluster cannot be set up at all (not an invariant: nothing was tested).
+pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut outcome = Outcome { seed, ..Outcome::default() };
+    let mut sandbox = Sandbox::start_cluster(3, &[("BK_LEASE_TIMEOUT", "3s")])?;
+    let mut params = LayoutParams::enterprise(1 << 20);
+    params.seed = seed;
+    let store = sandbox.path().join("store");
+    generate(&store, &params)?;
+    sandbox.register_source("src", &params)?;
+    let repository = format!("file://{}", sandbox.path().join("repository").display());
+    sandbox.bkctl_json(&["repo", "add", "repo", &repository, "--chunk-size", "65536"])?;
+    let mut nodes = params.data_nodes.clone();
+    nodes.extend(params.compactor_node.clone());
+    for node in &nodes {
+        sandbox.start_worker("src", node, &store)?;
+    }
+    let live = LiveParams {
+        seed,
+        snapshot_every: rng.random_range(1..4),
+        keep_snapshotted_wal: rng.random_range(0..3),
+        ..LiveParams::default()
+    };
+    let writer = LiveWriter::spawn(
+        &store,
+        &nodes,
+        "cluster1",
+        live,
+        Duration::from_millis(rng.random_range(2..20)),
+    )?;
+    // The workload, with faults between submissions.
+    let mut job_ids = Vec::new();
+    let mut wounds: Vec<(Instant, Wound)> = Vec::new();
+    let steps = rng.random_range(4..8);
+    for step in 0..steps {
+        let submitted = submit_step(&sandbox, &mut rng, step == 0);
+        if let Some(job_id) = submitted {
+            job_ids.push(job_id);
+        }
+        if rng.random_bool(0.6) {
+            let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
+            if let Some(wound) = strike(&mut sandbox, fault, &nodes, &mut rng) {
+                outcome.faults.push(fault);
+                let heal_after = Duration::from_millis(rng.random_range(200..4000));
+                wounds.push((Instant::now() + heal_after, wound));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
+        heal_due(&mut sandbox, &mut wounds, &store, false);
+    }
+    heal_due(&mut sandbox, &mut wounds, &store, true);
+    let ticks = writer.stop()?;
+    anyhow::ensure!(ticks > 0, "the live writer never ran");
+    check_invariants(&sandbox, &job_ids, &nodes, &mut outcome);
+    Ok(outcome)
+}
+
+/// Submits one drawn job; `None` when there was nothing to submit (no backup yet) or the
+/// submission was refused (during a leader change: that is not a job).
+fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<String> {
+    let backups = committed_backups(sandbox);
+    let kind = if first || backups.is_empty() { 0 } else { rng.random_range(0..6) };
+    let any_backup = |rng: &mut StdRng| backups[rng.random_range(0..backups.len())].clone();
+    let args: Vec<String> = match kind {
+        0 | 1 => {
+            vec!["backup".into(), "--source".into(), "src".into(), "--repo".into(), "repo".into()]
+        }
+        2 => vec![
+            "backup".into(),
+            "--source".into(),
+            "src".into(),
+            "--repo".into(),
+            "repo".into(),
+            "--full".into(),
+        ],
+        3 => vec!["verify".into(), "--backup".into(), any_backup(rng), "--deep".into()],
+        4 => {
+            let target = sandbox.path().join(format!("restore-{}", ulid::Ulid::new()));
+            let url = format!("file://{}", target.display());
+            vec![
+                "restore".into(),
+                "--backup".into(),
+                any_backup(rng),
+                "--target".into(),
+                url,
+                "--nodes-stopped".into(),
+            ]
+        }
+        _ => vec![
+            "prune".into(),
+            "--repo".into(),
+            "repo".into(),
+            "--source".into(),
+            "src".into(),
+            "--keep-last".into(),
+            "2".into(),
+        ],
+    };
+    let mut full = vec!["submit"];
+    full.extend(args.iter().map(String::as_str));
+    let job = sandbox.bkctl_json(&full).ok()?;
+    job["job_id"].as_str().map(str::to_string)
+}
+
+fn committed_backups(sandbox: &Sandbox) -> Vec<String> {
+    sandbox
+        .bkctl_json(&["backups"])
+        .ok()
+        .and_then(|backups| backups.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|backup| {
+            backup["id"].as_str().or_else(|| backup["backup_id"].as_str()).map(str::to_string)
+        })
+        .collect()
+}
+
+/// Injects `fault`; what to heal, or `None` when it could not be injected (no leader known).
+fn strike(
+    sandbox: &mut Sandbox,
+    fault: Fault,
+    nodes: &[String],
+    rng: &mut StdRng,
+) -> Option<Wound> {
+    match fault {
+        Fault::KillLeader | Fault::KillFollower => {
+            let leader = sandbox.leader_id()?;
+            let id = if fault == Fault::KillLeader {
+                leader
+            } else {
+                [1, 2, 3].into_iter().filter(|id| *id != leader).nth(rng.random_range(0..2))?
+            };
+            sandbox.kill_replica(id);
+            Some(Wound::Replica(id))
+        }
+        Fault::KillWorker => {
+            let node = nodes[rng.random_range(0..nodes.len())].clone();
+            sandbox.kill_worker(&node);
+            Some(Wound::Worker(node))
+        }
+        Fault::PauseWorker => {
+            let node = nodes[rng.random_range(0..nodes.len())].clone();
+            sandbox.signal_worker(&node, "STOP").then_some(Wound::Paused(node))
+        }
+    }
+}
+
+/// Heals the wounds that are due (all of them with `all`).
+fn heal_due(sandbox: &mut Sandbox, wounds: &mut Vec<(Instant, Wound)>, store: &Path, all: bool) {
+    let now = Instant::now();
+    let mut kept = Vec::new();
+    for (due, wound) in wounds.drain(..) {
+        if !all && due > now {
+            kept.push((due, wound));
+            continue;
+        }
+        match wound {
+            Wound::Replica(id) => {
+                let _ = sandbox.start_replica(id);
+            }
+            Wound::Worker(node) => {
+                let _ = sandbox.start_worker("src", &node, store);
+            }
+            Wound::Paused(node) => {
+                sandbox.signal_worker(&node, "CONT");
+            }
+        }
+    }
+    *wounds = kept;
+}
+
+fn check_invariants(
+    sandbox: &Sandbox,
+    job_ids: &[String],
+    nodes: &[String],
+    outcome: &mut Outcome,
+) {
+    // 1. Every job ends.
+    for job_id in job_ids {
+        let ended =
+            sandbox.wait_until(Duration::from_secs(180), &format!("job {job_id} to end"), || {
+                let job = sandbox.bkctl_json(&["job", job_id]).ok()?;
+                let state = job["state"].as_str()?.to_string();
+                ["succeeded", "failed", "cancelled"].contains(&state.as_str()).then_some(job)
+            });
+        match ended {
+            Ok(job) => {
+                let key = (
+                    job["kind"].as_str().unwrap_or("?").to_string(),
+                    job["state"].as_str().unwrap_or("?").to_string(),
+                );
+                *outcome.jobs.entry(key).or_default() += 1;
+                if job["state"] == "failed" && job["error"].as_str().is_none_or(str::is_empty) {
+                    outcome.violations.push(format!("job {job_id} failed without a reason"));
+                }
+            }
+            Err(_) => outcome
+                .violations
+                .push(format!("job {job_id} is stuck: not ended 180 s after every fault healed")),
+        }
+    }
+    // 2. Every committed backup verifies deep and restores to a restartable tree.
+    for backup_id in committed_backups(sandbox) {
+        outcome.backups += 1;
+        let verify = run_waited(sandbox, &["verify", "--backup", &backup_id, "--deep"]);
+        if let Err(error) = verify {
+            outcome
+                .violations
+                .push(format!("committed backup {backup_id} fails deep verify: {error}"));
+            continue;
+        }
+        let target = sandbox.path().join(format!("check-{backup_id}"));
+        let url = format!("file://{}", target.display());
+        match run_waited(
+            sandbox,
+            &["restore", "--backup", &backup_id, "--target", &url, "--nodes-stopped"],
+        ) {
+            Err(error) => outcome
+                .violations
+                .push(format!("committed backup {backup_id} does not restore: {error}")),
+            Ok(_) => match check_tree(&target, nodes, "cluster1") {
+                Ok(violations) if violations.is_empty() => {}
+                Ok(violations) => outcome.violations.push(format!(
+                    "backup {backup_id} restores to a tree InfluxDB cannot restart from: {}",
+                    violations.join("; ")
+                )),
+                Err(error) => outcome
+                    .violations
+                    .push(format!("cannot read the restore of {backup_id}: {error}")),
+            },
+        }
+        let _ = std::fs::remove_dir_all(&target);
+    }
+    // 3. The repository is sound.
+    match sandbox.bkctl(&["-o", "json", "repo", "check", "repo", "--read-data", "100"]) {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => outcome.violations.push(format!(
+            "repo check fails: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )),
+        Err(error) => outcome.violations.push(format!("repo check could not run: {error}")),
+    }
+    // 4. The replicas agree.
+    let agreed = sandbox.wait_until(Duration::from_secs(30), "the replicas to agree", || {
+        let applied: Vec<u64> = (1..=3)
+            .filter_map(|id| {
+                sandbox.bkctl_json_at(sandbox.replica_endpoint(id), &["cluster", "status"]).ok()
+            })
+            .filter_map(|status| status["last_applied_index"].as_u64())
+            .collect();
+        (applied.len() == 3 && applied.iter().all(|index| *index == applied[0])).then_some(applied)
+    });
+    if agreed.is_err() {
+        outcome
+            .violations
+            .push("the replicas did not reach the same applied index within 30 s".to_string());
+    } else {
+        let views: Vec<Value> = (1..=3)
+            .filter_map(|id| sandbox.bkctl_json_at(sandbox.replica_endpoint(id), &["backups"]).ok())
+            .collect();
+        if views.len() != 3 || views.iter().any(|view| view != &views[0]) {
+            outcome.violations.push("the replicas list different backups".to_string());
+        }
+    }
+}
+
+/// Submits `args` with `--wait`; the job's error when it did not succeed.
+fn run_waited(sandbox: &Sandbox, args: &[&str]) -> Result<Value, String> {
+    let mut full = vec!["-o", "json", "submit"];
+    full.extend_from_slice(args);
+    full.push("--wait");
+    let output = sandbox.bkctl(&full).map_err(|error| error.to_string())?;
+    let job: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    if output.status.success() {
+        Ok(job)
+    } else {
+        Err(job["error"]
+            .as_str()
+            .map_or_else(|| String::from_utf8_lossy(&output.stderr).into_owned(), str::to_string))
+    }
+}
