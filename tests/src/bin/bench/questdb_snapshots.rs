@@ -146,9 +146,23 @@ fn measure(
             sandbox.bkctl_json(&["show", job["backup_id"].as_str().unwrap_or_default()])?;
         row.held_seconds.push(backup["checkpoint_held_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0);
         row.peak_rss = row.peak_rss.max(sandbox.worker_peak_rss_bytes("q").unwrap_or(0));
+        let phases: Vec<String> = backup["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|phase| {
+                let took = phase["finished_at_ms"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(phase["started_at_ms"].as_u64().unwrap_or(0));
+                format!("{} {:.2} s", phase["name"].as_str().unwrap_or("?"), took as f64 / 1000.0)
+            })
+            .collect();
         println!(
-            "  {filesystem} {method} rep {rep}: backup {:.2} s, held {:.3} s",
-            row.backup_seconds[rep], row.held_seconds[rep]
+            "  {filesystem} {method} rep {rep}: backup {:.2} s, held {:.3} s ({})",
+            row.backup_seconds[rep],
+            row.held_seconds[rep],
+            phases.join(", ")
         );
         let _ = std::fs::remove_dir_all(&repository);
     }
