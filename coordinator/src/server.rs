@@ -105,11 +105,15 @@ pub async fn run(
     for service in ["", "bk.v1.Control", "bk.v1.WorkerHub", "bk.v1.Raft"] {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(bk_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("failed to build the reflection service")?;
+    // Reflection in both versions: grpcurl-era tools and older clients ask for `v1alpha`.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bk_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha =
+        reflection().build_v1alpha().context("failed to build the reflection service")?;
+    let reflection = reflection().build_v1().context("failed to build the reflection service")?;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = server_tls {
         info!(
@@ -126,6 +130,7 @@ pub async fn run(
         .add_routes(tonic::service::Routes::from(crate::metrics::router(coordinator.clone())))
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(control)
         .add_service(worker_hub)
         .add_service(

@@ -88,3 +88,48 @@ fn test_worker_metrics_count_tasks_bytes_and_heartbeats() {
     // Every object of the backup was finished by some worker.
     assert!(bytes >= backup["num_bytes"].as_f64().unwrap(), "{bytes} < {backup}");
 }
+
+#[test]
+fn test_reflection_lists_bk_services_in_v1_and_v1alpha() {
+    use tokio_stream::StreamExt as _;
+    let sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
+    let endpoint = format!("http://{}", sandbox.replica_endpoint(1));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (v1, v1alpha) = runtime.block_on(async {
+        use tonic_reflection::pb::{v1, v1alpha};
+        let channel =
+            tonic::transport::Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+        let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let v1 = format!("{:?}", answers.next().await.unwrap().unwrap().message_response);
+        let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let v1alpha = format!("{:?}", answers.next().await.unwrap().unwrap().message_response);
+        (v1, v1alpha)
+    });
+    for (version, listed) in [("v1", v1), ("v1alpha", v1alpha)] {
+        for service in ["bk.v1.Control", "bk.v1.WorkerHub", "grpc.health.v1.Health"] {
+            assert!(listed.contains(service), "{version} does not list {service}: {listed}");
+        }
+    }
+}
