@@ -28,6 +28,13 @@ fn test_v1_and_v2_catalogs_are_detected_and_copied() {
         let (_, entries) = read_backup_entries(&cluster.repository, backup_id);
         assert!(entries.contains_key(image), "{name}: catalog image `{image}` missing");
         assert!(entries.contains_key("cluster1/enterprise"));
+        // The newest log's sequence, read from its name (`…/<seq:020>.catalog`) in both layouts.
+        let newest = entries
+            .keys()
+            .filter_map(|key| key.rsplit('/').next()?.strip_suffix(".catalog")?.parse::<u64>().ok())
+            .max()
+            .unwrap();
+        assert_eq!(backup["catalog_sequence"], newest, "{name}: {backup}");
     }
 }
 

@@ -130,6 +130,9 @@ pub async fn copy_catalog(
         head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
     if format.is_none() && (!v1_logs.is_empty() || v1_checkpoint.is_some()) {
         format = Some(CatalogFormat::V1);
+        // v1 logs carry their sequence in their names too (`catalogs/<seq:020>.catalog`).
+        let keys: Vec<String> = v1_logs.iter().map(|meta| meta.location.to_string()).collect();
+        report.catalog_sequence = log_sequences(keys.iter()).last().copied();
     }
     let Some(format) = format else {
         return Err(TaskError::NoCatalog { prefix: catalog_prefix.to_string() });
