@@ -102,7 +102,7 @@ enum Wound {
     Paused(String),
 }
 
-/// Runs the schedule of `seed` in `dir` (a fresh sandbox each).
+/// Runs the schedule of `seed` in a fresh sandbox.
 ///
 /// # Errors
 /// When the cluster cannot be set up at all (not an invariant: nothing was tested).

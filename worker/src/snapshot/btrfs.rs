@@ -27,19 +27,30 @@ pub fn unusable(root: &Path) -> Option<String> {
     }
 }
 
-/// Whether the filesystem `root` is on is mounted with `flushoncommit`. Without it a snapshot
-/// holds what a power loss would leave: files renamed into place moments before can be there
-/// without their data (measured on a loop btrfs, a writer doing write-then-rename every few
-/// milliseconds: 525 short files across 20 snapshots, 246 with a `syncfs` first, 0 with
-/// `flushoncommit`). QuestDB is not exposed (its checkpoint syncs, and recovery rolls back
-/// what came after); InfluxDB 3 does not fsync, so it is.
-///
-/// # Errors
-/// `findmnt` failed.
-pub async fn flushes_on_commit(root: &Path, timeout: Duration) -> Result<bool, String> {
+/// Why a snapshot of `root` is unsafe for a database that renames files into place without
+/// fsync (InfluxDB 3), if it is: the filesystem is not mounted with `flushoncommit`. Without it
+/// a snapshot holds what a power loss would leave: files renamed into place moments before can
+/// be there without their data (measured on a loop btrfs, a writer doing write-then-rename every
+/// few milliseconds: 525 short files across 20 snapshots, 246 with a `syncfs` first, 0 with
+/// `flushoncommit`). QuestDB is not exposed (its checkpoint syncs, and recovery rolls back what
+/// came after). `None` also when `root` is not on btrfs at all: [`take`] says why then.
+pub async fn unsafe_for_unsynced_writers(root: &Path, timeout: Duration) -> Option<String> {
+    if unusable(root).is_some() {
+        return None;
+    }
     let options =
-        run("findmnt", &["-n", "-o", "OPTIONS", "--target", arg(root)?], &[], timeout).await?;
-    Ok(options.stdout.trim().split(',').any(|option| option == "flushoncommit"))
+        run("findmnt", &["-n", "-o", "OPTIONS", "--target", arg(root).ok()?], &[], timeout).await;
+    let flushes = options.is_ok_and(|options| {
+        options.stdout.trim().split(',').any(|option| option == "flushoncommit")
+    });
+    (!flushes).then(|| {
+        format!(
+            "the btrfs filesystem of `{}` is not mounted with `flushoncommit`: without it a snapshot can hold files \
+             InfluxDB renamed into place moments before without their data (InfluxDB 3 does not fsync), as a power loss \
+             would; mount it with `-o flushoncommit` (add it to /etc/fstab)",
+            root.display()
+        )
+    })
 }
 
 /// Snapshots `root` read-only into `<scratch>/<name>` (replacing one an earlier attempt left).

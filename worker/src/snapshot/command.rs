@@ -20,7 +20,7 @@ pub async fn take(config: &SnapshotConfig, root: &Path, name: &str) -> Result<Pa
         ("BK_SNAPSHOT_SOURCE", arg(root)?),
         ("BK_SNAPSHOT_SCRATCH", scratch),
     ];
-    let output = run_shell(line, &env, config.timeout).await?;
+    let output = run_shell("[snapshot] create", line, &env, config.timeout).await?;
     let printed = output.stdout.lines().rev().map(str::trim).find(|line| !line.is_empty()).ok_or_else(|| {
         "the snapshot `create` command printed nothing: its last line must be the directory where the store's files \
          can be read"
@@ -53,5 +53,5 @@ pub async fn delete(
         ("BK_SNAPSHOT_SOURCE", arg(root)?),
         ("BK_SNAPSHOT_PATH", path),
     ];
-    run_shell(line, &env, config.timeout).await.map(|_| ())
+    run_shell("[snapshot] delete", line, &env, config.timeout).await.map(|_| ())
 }

@@ -76,6 +76,12 @@ fn default_timeout() -> Duration {
 }
 
 impl SnapshotConfig {
+    /// The settings for deleting a snapshot taken with `method` on a worker whose own
+    /// `[snapshot]` is absent (another worker of the node took it; the record names the rest).
+    pub fn for_deleting(method: Method) -> Self {
+        Self { method, scratch: None, create: None, delete: None, timeout: default_timeout() }
+    }
+
     /// Whether backups of this worker's store go through a snapshot.
     pub fn enabled(&self) -> bool {
         self.method != Method::None

@@ -166,26 +166,20 @@ pub async fn take_for_job(
         method => vec![method],
     };
     for method in methods {
-        if atomic_only && method == Method::Btrfs {
-            match btrfs::flushes_on_commit(root, config.timeout).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) if btrfs::unusable(root).is_some() => {}
-                Ok(false) | Err(_) => {
-                    let reason = format!(
-                        "the btrfs filesystem of `{}` is not mounted with `flushoncommit`: without it a snapshot can \
-                         hold files InfluxDB renamed into place moments before without their data (InfluxDB 3 does \
-                         not fsync), as a power loss would; mount it with `-o flushoncommit` (add it to /etc/fstab)",
-                        root.display()
-                    );
-                    if config.method == Method::Auto {
-                        tried.push(format!("btrfs: {reason}"));
-                        continue;
-                    }
-                    return Err(TaskError::Invalid(format!(
-                        "[snapshot] method \"btrfs\" refused: {reason}"
-                    )));
-                }
+        let refused = match method {
+            Method::Btrfs if atomic_only => {
+                btrfs::unsafe_for_unsynced_writers(root, config.timeout).await
             }
+            _ => None,
+        };
+        if let Some(reason) = refused {
+            if config.method == Method::Auto {
+                tried.push(format!("btrfs: {reason}"));
+                continue;
+            }
+            return Err(TaskError::Invalid(format!(
+                "[snapshot] method \"btrfs\" refused: {reason}"
+            )));
         }
         match take_with(config, method, root, &record.name).await {
             Ok((data_path, volume)) => {
@@ -294,13 +288,11 @@ pub async fn delete_for_job(context: &TaskContext) -> Result<Option<String>, Tas
     if matches!(record.state, RecordState::Deleted | RecordState::NotTaken) {
         return Ok(None);
     }
-    let config = context.config.snapshot.clone().unwrap_or_else(|| SnapshotConfig {
-        method: record.method,
-        scratch: None,
-        create: None,
-        delete: None,
-        timeout: std::time::Duration::from_secs(120),
-    });
+    let config = context
+        .config
+        .snapshot
+        .clone()
+        .unwrap_or_else(|| SnapshotConfig::for_deleting(record.method));
     if record.worker != context.config.worker_id() {
         tracing::warn!(taker = %record.worker, "deleting a snapshot another worker of this node took");
     }

@@ -35,7 +35,17 @@ pub async fn run(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Output, String> {
-    let shown = shown(program, args);
+    run_shown(&shown(program, args), program, args, env, timeout).await
+}
+
+/// [`run`], naming the command `shown` in logs and errors.
+async fn run_shown(
+    shown: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Output, String> {
     let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.kill_on_drop(true);
@@ -68,16 +78,18 @@ pub async fn run(
     Ok(Output { stdout })
 }
 
-/// Runs an operator's shell command line (`sh -c`).
+/// Runs an operator's shell command line (`sh -c`), named `name` in logs and errors: the line
+/// itself is never shown, since an operator may write a credential into it.
 ///
 /// # Errors
 /// As [`run`].
 pub async fn run_shell(
+    name: &str,
     line: &str,
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Output, String> {
-    run("sh", &["-c", line], env, timeout).await
+    run_shown(name, "sh", &["-c", line], env, timeout).await
 }
 
 /// A path as a command argument.
@@ -109,16 +121,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_a_failing_command_names_itself_and_what_it_said() {
+    async fn test_a_failing_command_names_itself_and_what_it_said_but_not_its_line() {
+        let line = "SECRET=hunter2; echo nope >&2; exit 3";
         let error =
-            run_shell("echo nope >&2; exit 3", &[], Duration::from_secs(5)).await.err().unwrap();
+            run_shell("[snapshot] create", line, &[], Duration::from_secs(5)).await.err().unwrap();
         assert!(
-            error.contains("sh -c echo nope") && error.contains("nope") && error.contains('3'),
+            error.contains("`[snapshot] create` failed")
+                && error.contains("nope")
+                && error.contains('3'),
             "{error}"
         );
-        let error = run_shell("sleep 5", &[], Duration::from_millis(100)).await.err().unwrap();
+        assert!(!error.contains("hunter2"), "the command line leaked: {error}");
+        let error =
+            run_shell("sleep", "sleep 5", &[], Duration::from_millis(100)).await.err().unwrap();
         assert!(error.contains("did not finish within 100ms"), "{error}");
         let printed = run_shell(
+            "echo",
             "echo \"$BK_SNAPSHOT_NAME\"",
             &[("BK_SNAPSHOT_NAME", "s1")],
             Duration::from_secs(5),
