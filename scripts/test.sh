@@ -8,6 +8,10 @@
 #   btrfs-progs,   the snapshot tests make btrfs, XFS    apt-get (they need root for loop devices;
 #   xfsprogs,      and LVM thin filesystems on loop      as another user they say so and skip)
 #   lvm2, thin-provisioning-tools    devices
+#   chromium,      the web console's test drives a       apt-get
+#   chromium-driver  headless browser over WebDriver
+#   prometheus     promtool checks and unit-tests the    apt-get
+#                  alert rules in deploy/prometheus/
 #
 # Installed tools land in cargo's bin directory (~/.cargo/bin) and are reused by later runs.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
@@ -19,16 +23,19 @@ export PATH="$cargo_bin:$PATH"
 
 missing_packages=()
 command -v openssl >/dev/null 2>&1 || missing_packages+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing_packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing_packages+=(chromium-driver)
+command -v promtool >/dev/null 2>&1 || missing_packages+=(prometheus)
 if [ "$(id -u)" = "0" ]; then
   command -v mkfs.btrfs >/dev/null 2>&1 || missing_packages+=(btrfs-progs)
   command -v mkfs.xfs >/dev/null 2>&1 || missing_packages+=(xfsprogs)
   command -v lvcreate >/dev/null 2>&1 || missing_packages+=(lvm2 thin-provisioning-tools)
 fi
 if [ "${#missing_packages[@]}" -gt 0 ]; then
-  echo "--- installing ${missing_packages[*]} (TLS certificates; snapshot tests on loop filesystems)"
+  echo "--- installing ${missing_packages[*]} (TLS certificates; snapshot tests on loop filesystems; the console's browser test; promtool)"
   sudo_if_needed=""
   if [ "$(id -u)" != "0" ]; then sudo_if_needed="sudo"; fi
-  $sudo_if_needed apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq "${missing_packages[@]}"
+  $sudo_if_needed apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing_packages[@]}"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

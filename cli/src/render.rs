@@ -172,21 +172,7 @@ pub(crate) fn worker_limits(worker: &pb::Worker) -> String {
     format!("in flight ≤{} objects, read {bandwidth}{retries}", worker.max_concurrent_objects)
 }
 
-/// Bytes for humans: `12.3 MiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
-}
+pub(crate) use bk_proto::support::human_bytes;
 
 /// Prints a job as a table.
 pub(crate) fn print_job(job: &pb::Job) {

@@ -100,7 +100,8 @@ impl TokenSet {
         }
     }
 
-    fn accepts(&self, presented: &str) -> bool {
+    /// Whether `presented` is one of the tokens (re-reading the file when it changed).
+    pub fn accepts(&self, presented: &str) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|poison| poison.into_inner());
         inner.reload_if_changed();
         inner

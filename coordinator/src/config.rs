@@ -43,6 +43,66 @@ pub struct CoordinatorConfig {
     pub tls: CoordinatorTls,
     /// How long finished jobs stay in the replicated state (their backups stay listed).
     pub jobs: JobHistoryConfig,
+    /// The web console on the gRPC port.
+    pub console: ConsoleConfig,
+    /// What the operator promises per source; the console and the metrics judge sources by it.
+    pub objectives: ObjectivesConfig,
+}
+
+/// `[console]`: the read-only web console at `/ui`, behind the client tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve `/ui` (env `BK_CONSOLE`; default on). Off, `/ui` answers 404.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[objectives]`: the recovery-point objective (how old the newest backup may be) and how old
+/// the newest drill may be. Exported as metrics, so alert rules follow the same numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectivesConfig {
+    /// Default RPO (env `BK_RPO`; default 25h: a nightly backup with an hour of slack).
+    #[serde(with = "humantime_serde")]
+    pub rpo: Duration,
+    /// RPO per source name, e.g. `{ "prod-influx" = "1h" }`.
+    pub rpo_by_source: std::collections::BTreeMap<String, humantime_serde::Serde<Duration>>,
+    /// The newest drill may be this old (env `BK_DRILL_MAX_AGE`; default 8 days: weekly drills).
+    #[serde(with = "humantime_serde")]
+    pub drill_max_age: Duration,
+}
+
+impl Default for ObjectivesConfig {
+    fn default() -> Self {
+        let objectives = crate::core::source_health::Objectives::default();
+        Self {
+            rpo: Duration::from_millis(objectives.rpo_ms),
+            rpo_by_source: std::collections::BTreeMap::new(),
+            drill_max_age: Duration::from_millis(objectives.drill_max_age_ms),
+        }
+    }
+}
+
+impl ObjectivesConfig {
+    /// The rule the core applies.
+    pub fn objectives(&self) -> crate::core::source_health::Objectives {
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        crate::core::source_health::Objectives {
+            rpo_ms: millis(self.rpo),
+            rpo_by_source: self
+                .rpo_by_source
+                .iter()
+                .map(|(source, rpo)| (source.clone(), millis(**rpo)))
+                .collect(),
+            drill_max_age_ms: millis(self.drill_max_age),
+        }
+    }
 }
 
 /// `[jobs]`: finished jobs kept for `keep_finished_for` and at most `keep_finished` of them;
@@ -186,6 +246,8 @@ impl Default for CoordinatorConfig {
             auth: AuthConfig::default(),
             tls: CoordinatorTls::default(),
             jobs: JobHistoryConfig::default(),
+            console: ConsoleConfig::default(),
+            objectives: ObjectivesConfig::default(),
         }
     }
 }
@@ -233,6 +295,15 @@ impl CoordinatorConfig {
         }
         if let Some(value) = env_override::<String>(env, "BK_WORKER_TOKENS")? {
             self.auth.worker_tokens = value.split(',').map(str::to_string).collect();
+        }
+        if let Some(value) = env_override::<bool>(env, "BK_CONSOLE")? {
+            self.console.enabled = value;
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_RPO")? {
+            self.objectives.rpo = value.into();
+        }
+        if let Some(value) = env_override::<humantime::Duration>(env, "BK_DRILL_MAX_AGE")? {
+            self.objectives.drill_max_age = value.into();
         }
         if let Some(value) = env_override::<bool>(env, "BK_BOOTSTRAP")? {
             self.bootstrap = value;
@@ -337,6 +408,11 @@ mod tests {
         assert_eq!(config.lease_timeout, Duration::from_secs(30));
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/bk/coordinator"));
         assert!(config.tls.server_files().requires_client_certificates());
+        assert!(config.console.enabled);
+        let objectives = config.objectives.objectives();
+        assert_eq!(objectives.rpo_for("prod-influx"), 3_600_000);
+        assert_eq!(objectives.rpo_for("other"), 25 * 3_600_000);
+        assert_eq!(objectives.drill_max_age_ms, 8 * 24 * 3_600_000);
     }
 
     #[test]

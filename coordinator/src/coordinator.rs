@@ -26,6 +26,8 @@ pub struct Coordinator {
     pub lease_timeout: Duration,
     /// Which finished jobs the leader keeps in the state.
     pub job_history: crate::core::job_history::JobHistory,
+    /// What sources are judged by (RPO, drill age) in the console and the metrics.
+    pub objectives: crate::core::source_health::Objectives,
 }
 
 impl Coordinator {

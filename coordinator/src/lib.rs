@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the leader's runtime: worker liveness, progress, lease expiry.
 //! - [`service`]: the `Control` and `WorkerHub` gRPC services.
 //! - [`metrics`]: Prometheus `/metrics` on the gRPC port.
+//! - [`console`]: the read-only web console at `/ui` on the gRPC port.
 //! - [`config`]: the versioned TOML config.
 //! - [`auth`]: bearer tokens for clients and workers.
 //!
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod coordinator;
 pub mod core;
 pub mod dispatch;

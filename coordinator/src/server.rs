@@ -68,6 +68,7 @@ pub async fn run(
         runtime: LeaderRuntime::default(),
         lease_timeout: config.lease_timeout,
         job_history: config.jobs.history(),
+        objectives: config.objectives.objectives(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
@@ -92,6 +93,12 @@ pub async fn run(
             warn!(api, "no tokens configured: the API accepts unauthenticated requests (see [auth] in the config)");
         }
     }
+    let console = crate::console::router(
+        coordinator.clone(),
+        client_tokens.clone(),
+        config.console.enabled,
+        server_tls.is_some(),
+    );
     let control = ControlServer::with_interceptor(
         ControlServiceImpl::new(coordinator.clone()),
         move |request| client_tokens.check(request),
@@ -127,7 +134,9 @@ pub async fn run(
     // HTTP/1.1 is accepted for Prometheus' GET /metrics; gRPC stays on HTTP/2.
     let served = server
         .accept_http1(true)
-        .add_routes(tonic::service::Routes::from(crate::metrics::router(coordinator.clone())))
+        .add_routes(tonic::service::Routes::from(
+            crate::metrics::router(coordinator.clone()).merge(console),
+        ))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -71,6 +71,23 @@ where
     }
 }
 
+/// Bytes as people read them, `12.3 MiB` (binary units, one decimal), the inverse of
+/// [`parse_byte_size`]'s units: bkctl and the web console print sizes the same way.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Parses a size as operators write it: `16MiB`, `2GiB`, `1.5KiB`, `1000` (bytes). Units are
 /// binary (`K`, `KB` and `KiB` all mean 1024). Shared by `bkctl demo --size`, the worker's
 /// `--max-bandwidth` and the benchmark.

@@ -19,6 +19,7 @@
 //! - [`loopfs`]: btrfs, XFS and LVM thin filesystems on loop devices, for snapshot tests.
 //! - [`pki`]: throw-away certificate authorities (via `openssl`) for TLS tests.
 //! - [`tree`]: hashing and comparing directory trees.
+//! - [`webdriver`]: a headless Chromium over WebDriver, for the web console's tests.
 //! - [`sandbox`]: real `bk-coordinator` / `bk-worker` processes on port-0 listeners, and
 //!   `bkctl` invocations against them.
 
@@ -37,3 +38,4 @@ pub mod questdb_recovery;
 pub mod sandbox;
 pub mod standin_db;
 pub mod tree;
+pub mod webdriver;

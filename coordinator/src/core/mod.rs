@@ -21,6 +21,8 @@
 //! - [`job_history`]: how long finished jobs stay in the replicated state.
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
+//! - [`source_health`]: per source, its last backup against the RPO, its last drill, its next
+//!   run (the console and the metrics read it).
 //! - [`stand_in`]: when a worker may run a dead node's tasks (a shared cloud store).
 //! - [`state`]: the whole replicated state and the [`Command`]s that change it.
 //! - [`submit`]: a backup request against the current state (names, parent backup).
@@ -44,6 +46,7 @@ pub mod plan_prune;
 pub mod plan_questdb;
 pub mod plan_restore;
 pub mod schedule;
+pub mod source_health;
 pub mod stand_in;
 pub mod state;
 pub mod submit;

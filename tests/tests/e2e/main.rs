@@ -31,3 +31,4 @@ mod t26_real_influxdb3;
 mod t27_drills;
 mod t28_snapshots;
 mod t29_chaos;
+mod t30_console;

@@ -84,8 +84,13 @@ impl Cluster {
 /// Generates a one-node InfluxDB 3 Core tree (1 MiB) in the sandbox, registers it as source
 /// `core` (node `node0`) with a file repository `repo`, and returns the tree's path.
 pub(crate) fn register_core_source(sandbox: &Sandbox) -> PathBuf {
+    register_core_source_of(sandbox, 1 << 20)
+}
+
+/// As [`register_core_source`], with a tree of about `bytes`.
+pub(crate) fn register_core_source_of(sandbox: &Sandbox, bytes: u64) -> PathBuf {
     let store = sandbox.path().join("store");
-    generate(&store, &LayoutParams::core(1 << 20)).unwrap();
+    generate(&store, &LayoutParams::core(bytes)).unwrap();
     sandbox
         .bkctl_json(&["source", "add", "core", "--kind", "influxdb3-core", "--nodes", "node0"])
         .unwrap();

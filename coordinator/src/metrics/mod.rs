@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+mod objectives;
+
 use crate::coordinator::Coordinator;
 use crate::core::job::TaskStatus;
 
@@ -68,6 +70,7 @@ struct StateCounts {
     backup_bytes: u64,
     bytes_read: u64,
     bytes_written: u64,
+    bytes_stored: u64,
     workers: Vec<String>,
     /// Per source, when its newest passing drill ended (ms).
     last_drill_success_ms: BTreeMap<String, u64>,
@@ -102,6 +105,7 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
             counts.backup_bytes += backup.num_bytes;
             counts.bytes_read += backup.transfer.bytes_read;
             counts.bytes_written += backup.transfer.bytes_written;
+            counts.bytes_stored += backup.transfer.bytes_stored;
             if let Some(held) = backup.checkpoint_held_ms {
                 let newest = counts.checkpoint_held.entry(backup.source.clone()).or_default();
                 if backup.created_at_ms >= newest.0 {
@@ -204,6 +208,10 @@ impl Collector for StateCollector {
             ConstGauge::new(*held_ms as f64 / 1000.0)
                 .encode(family.encode_family(&[("source", source.as_str())])?)?;
         }
+        let stored_help = "What committed backups' new blobs take in the repository (compressed, \
+                           sealed).";
+        counter(&mut encoder, "bk_bytes_stored", stored_help, counts.bytes_stored)?;
+        objectives::encode(coordinator, &mut encoder)?;
         let workers = counts.workers.len() as u64;
         gauge(&mut encoder, "bk_workers_registered", "Registered workers.", workers)?;
 
