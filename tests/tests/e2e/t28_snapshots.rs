@@ -140,13 +140,19 @@ fn snapshot_section(method: &str, scratch: &Path) -> String {
 }
 
 fn leftovers(scratch: &Path) -> Vec<String> {
-    std::fs::read_dir(scratch)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("bk-"))
-        .collect()
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A reflink clone is retired into `.bk-trash/` and deleted in the background: it counts
+    // until it is gone.
+    let retired =
+        names(&scratch.join(".bk-trash")).into_iter().map(|name| format!(".bk-trash/{name}"));
+    names(scratch).into_iter().filter(|name| name.starts_with("bk-")).chain(retired).collect()
 }
 
 /// Backs up with `configured` (which must resolve to `method`), checks the server was released before the copy started, the

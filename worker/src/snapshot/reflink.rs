@@ -127,20 +127,52 @@ fn clone_file(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|error| failed("set the times of", to, &error))
 }
 
-/// Deletes the clone; nothing to do when it is gone. Files go in parallel (unlinking 10,000
-/// cloned files one by one took longer than cloning them), then the directories.
+/// Where retired clones wait to be deleted, under scratch.
+pub const TRASH: &str = ".bk-trash";
+
+/// Deletes the clone; nothing to do when it is gone. The clone is first renamed into
+/// `<scratch>/.bk-trash/` (one metadata operation, so the job's cleanup does not wait for it)
+/// and its files are unlinked on a background thread: unlinking 10,759 cloned files took
+/// 0.5 s, a seventh of the whole backup in the bench. Trash a worker left behind (it was killed
+/// mid-delete) is emptied with the next deletion. The space comes back as the thread goes, as
+/// it does when btrfs deletes a subvolume.
 ///
 /// # Errors
-/// It could not be removed.
+/// It could not be moved out of the way.
 pub async fn delete(target: &Path) -> Result<(), String> {
     if !target.exists() {
         return Ok(());
     }
-    let owned = target.to_path_buf();
-    tokio::task::spawn_blocking(move || delete_tree(&owned))
+    let (Some(scratch), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(format!("the clone `{}` has no parent directory", target.display()));
+    };
+    let trash = scratch.join(TRASH);
+    let retired = trash.join(format!("{}.{}", name.to_string_lossy(), ulid::Ulid::new()));
+    tokio::fs::create_dir_all(&trash)
         .await
-        .map_err(|error| format!("deleting stopped: {error}"))?
-        .map_err(|error| format!("cannot delete the clone `{}`: {error}", target.display()))
+        .and(tokio::fs::rename(target, &retired).await)
+        .map_err(|error| {
+            format!(
+                "cannot move the clone `{}` into `{}`: {error}",
+                target.display(),
+                trash.display()
+            )
+        })?;
+    std::thread::spawn(move || empty_trash(&trash));
+    Ok(())
+}
+
+/// Deletes everything in the trash directory (retired clones), logging what it cannot; one
+/// thread at a time, so two cleanups never unlink the same tree.
+fn empty_trash(trash: &Path) {
+    static EMPTYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = EMPTYING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let Ok(entries) = std::fs::read_dir(trash) else { return };
+    for entry in entries.flatten() {
+        if let Err(error) = delete_tree(&entry.path()) {
+            tracing::warn!(clone = %entry.path().display(), %error, "cannot delete a retired reflink clone; the next deletion tries again");
+        }
+    }
 }
 
 fn delete_tree(target: &Path) -> Result<(), String> {

@@ -2,8 +2,8 @@
 //! snapshot and without, and what the snapshot costs the backup, on real filesystems on loop
 //! devices (a btrfs subvolume; XFS with reflinks). Each filesystem gets the same generated root
 //! (`--size`, about 10,000 files at 2 GiB); per method a fresh repository and a full backup;
-//! medians of `--reps`, each backup starting with a cold page cache. The hold is the backup's
-//! own record (CREATE sent → RELEASE answered).
+//! medians of `--reps` (the methods' repetitions alternate), each backup starting with a cold
+//! page cache. The hold is the backup's own record (CREATE sent → RELEASE answered).
 //! Needs root (loop devices).
 //!
 //! `cargo run --release -p bk-tests --bin bench -- --questdb-snapshots --size 2GiB --reps 3`
@@ -59,8 +59,20 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         println!("{filesystem}: {files} files, {} KiB per column file", column_bytes >> 10);
         let scratch = mounted.mount.join("snapshots");
         std::fs::create_dir_all(&scratch)?;
+        // Repetitions alternate between the methods, so the machine's drift (this one's copy
+        // time of the same data varies by a fifth between minutes) falls on both alike.
+        let mut arms = Vec::new();
         for method in ["none", snapshot] {
-            rows.push(measure(args, root, &data, &scratch, filesystem, method)?);
+            arms.push(Arm::start(&data, &scratch, filesystem, method)?);
+        }
+        for rep in 0..args.reps {
+            for arm in &mut arms {
+                arm.back_up(root, &scratch, rep)?;
+            }
+        }
+        for mut arm in arms {
+            arm.sandbox.kill_worker("q");
+            rows.push(arm.row);
         }
     }
     println!(
@@ -97,33 +109,50 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(
-    args: &Args,
-    root: &Path,
-    data: &Path,
-    scratch: &Path,
-    filesystem: &'static str,
-    method: &'static str,
-) -> anyhow::Result<Row> {
-    let mut sandbox = Sandbox::start_cluster(1, &[("BK_LEASE_TIMEOUT", "30s")])?;
-    let peer = QuestDbPeer::start(PeerConfig::new(data))?;
-    let add = ["source", "add", "qdb", "--kind", "questdb", "--nodes", "q", "--pg", peer.address()];
-    sandbox.bkctl_json(&add)?;
-    let snapshot =
-        format!("[snapshot]\nmethod = \"{method}\"\nscratch = \"{}\"\n", scratch.display());
-    let section = format!("{snapshot}\n{}", worker_section("quest", ""));
-    sandbox.start_worker_with("qdb", "q", data, &section)?;
-    let mut row = Row {
-        filesystem,
-        method,
-        backup_seconds: Vec::new(),
-        held_seconds: Vec::new(),
-        peak_rss: 0,
-    };
-    for rep in 0..args.reps {
+/// One method's coordinator, QuestDB peer and worker on a filesystem, and its measurements.
+struct Arm {
+    sandbox: Sandbox,
+    /// Kept alive for the worker's CHECKPOINT commands.
+    _peer: QuestDbPeer,
+    row: Row,
+}
+
+impl Arm {
+    fn start(
+        data: &Path,
+        scratch: &Path,
+        filesystem: &'static str,
+        method: &'static str,
+    ) -> anyhow::Result<Arm> {
+        let mut sandbox = Sandbox::start_cluster(1, &[("BK_LEASE_TIMEOUT", "30s")])?;
+        let peer = QuestDbPeer::start(PeerConfig::new(data))?;
+        let add =
+            ["source", "add", "qdb", "--kind", "questdb", "--nodes", "q", "--pg", peer.address()];
+        sandbox.bkctl_json(&add)?;
+        let snapshot =
+            format!("[snapshot]\nmethod = \"{method}\"\nscratch = \"{}\"\n", scratch.display());
+        let section = format!("{snapshot}\n{}", worker_section("quest", ""));
+        sandbox.start_worker_with("qdb", "q", data, &section)?;
+        let row = Row {
+            filesystem,
+            method,
+            backup_seconds: Vec::new(),
+            held_seconds: Vec::new(),
+            peak_rss: 0,
+        };
+        Ok(Arm { sandbox, _peer: peer, row })
+    }
+
+    /// One full backup into a fresh repository, from a cold page cache.
+    fn back_up(&mut self, root: &Path, scratch: &Path, rep: usize) -> anyhow::Result<()> {
+        let (filesystem, method, sandbox, row) =
+            (self.row.filesystem, self.row.method, &self.sandbox, &mut self.row);
         let repository = root.join(format!("repository-{filesystem}-{method}-{rep}"));
         let name = format!("r{rep}");
         sandbox.bkctl_json(&["repo", "add", &name, &format!("file://{}", repository.display())])?;
+        // A reflink clone is unlinked in the background after its job: not on this backup's
+        // clock, and not overlapping it either.
+        wait_for_empty_trash(scratch)?;
         // Cold: a snapshot's files are other inodes than the live ones, so their pages are never
         // cached when the copy starts; without this, "none" would read a hot cache and the
         // snapshot rows a cold one. Every row starts cold, as a root larger than memory would.
@@ -165,12 +194,24 @@ fn measure(
             phases.join(", ")
         );
         let _ = std::fs::remove_dir_all(&repository);
+        Ok(())
     }
-    sandbox.kill_worker("q");
-    Ok(row)
 }
 
 fn drop_caches() {
     let _ = std::process::Command::new("sync").status();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", b"3\n");
+}
+
+/// Waits until the worker has emptied `<scratch>/.bk-trash` (retired reflink clones).
+fn wait_for_empty_trash(scratch: &Path) -> anyhow::Result<()> {
+    let trash = scratch.join(".bk-trash");
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_dir(&trash).is_ok_and(|mut entries| entries.next().is_some()) {
+        if Instant::now() > deadline {
+            bail!("`{}` still holds clones after 2 minutes", trash.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
