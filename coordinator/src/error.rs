@@ -3,7 +3,9 @@
 use bk_proto::LEADER_ADDR_METADATA;
 use tonic::Status;
 
+use crate::core::job::JobEventRejected;
 use crate::core::plan::PlanError;
+use crate::core::Rejection;
 
 /// Result of coordinator operations.
 pub type CoordinatorResult<T> = Result<T, CoordinatorError>;
@@ -38,6 +40,23 @@ pub enum CoordinatorError {
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<Rejection> for CoordinatorError {
+    /// A name that does not exist is not found; everything else is a state that does not allow
+    /// the request now.
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::UnknownJob(job_id) => Self::NotFound { what: format!("job `{job_id}`") },
+            Rejection::UnknownSchedule(name) => {
+                Self::NotFound { what: format!("schedule `{name}`") }
+            }
+            Rejection::Job(JobEventRejected::UnknownTask(slot)) => {
+                Self::NotFound { what: format!("task at {slot:?}") }
+            }
+            other => Self::FailedPrecondition(other.to_string()),
+        }
+    }
 }
 
 impl From<CoordinatorError> for Status {

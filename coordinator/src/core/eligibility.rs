@@ -8,7 +8,7 @@
 //! holding a passphrase for its repository.
 
 use super::domain::WorkerRecord;
-use super::job::{Job, Placement};
+use super::job::{Job, Placement, PlannedTask};
 use super::stand_in::may_stand_in;
 use bk_proto::ids::TaskSlot;
 
@@ -21,10 +21,23 @@ pub fn may_run<'a>(
     workers: impl IntoIterator<Item = &'a WorkerRecord>,
     is_silent: impl Fn(&WorkerRecord) -> bool,
 ) -> bool {
-    let Some(task) = job.planned(slot) else { return false };
+    job.planned(slot)
+        .is_some_and(|task| may_take(worker, &job.spec.source, task, workers, is_silent))
+}
+
+/// The placement rule, once: whether `worker` may take `task` of a job of `source`. Handing out
+/// tasks ([`may_run`]) and explaining why a task waits ([`super::waiting::waiting_reason`]) both
+/// ask it, so a task that a stand-in may run is never reported as waiting for its dead node.
+pub fn may_take<'a>(
+    worker: &WorkerRecord,
+    source: &str,
+    task: &PlannedTask,
+    workers: impl IntoIterator<Item = &'a WorkerRecord>,
+    is_silent: impl Fn(&WorkerRecord) -> bool,
+) -> bool {
     match &task.placement {
         Placement::RepositoryHolder(repository) => worker.can_open(repository),
-        _ if job.spec.source != worker.source => false,
+        _ if source != worker.source => false,
         Placement::Node(node) => {
             *node == worker.node || may_stand_in(worker, node, &task.kind, workers, is_silent)
         }

@@ -276,7 +276,7 @@ pub enum JobEventRejected {
     NotCancellable(String),
     /// The task is not in a state the event applies to.
     #[error("task is {status:?}, not {expected}")]
-    WrongStatus { status: TaskStatus, expected: &'static str },
+    WrongStatus { status: TaskStatus, expected: String },
 }
 
 /// A job and the live state of its tasks.
@@ -781,7 +781,7 @@ fn require_status(
     if run.status == status {
         Ok(())
     } else {
-        Err(JobEventRejected::WrongStatus { status: run.status, expected })
+        Err(JobEventRejected::WrongStatus { status: run.status, expected: expected.to_string() })
     }
 }
 

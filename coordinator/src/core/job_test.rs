@@ -145,7 +145,10 @@ fn test_stale_attempts_are_fenced() {
         ),
         (
             JobEvent::TaskLeased { slot: slot(0, 0), attempt: 3, worker_id: "w".into(), at_ms: 5 },
-            JobEventRejected::WrongStatus { status: TaskStatus::Running, expected: "pending" },
+            JobEventRejected::WrongStatus {
+                status: TaskStatus::Running,
+                expected: "pending".into(),
+            },
         ),
         (
             JobEvent::LeaseLost { slot: slot(9, 9), attempt: 1, at_ms: 5 },

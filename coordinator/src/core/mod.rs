@@ -19,6 +19,7 @@
 //! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
 //! - [`job_status`]: where a job stands, as one value (with the drawing of its transitions).
 //! - [`job_history`]: how long finished jobs stay in the replicated state.
+//! - [`lease`]: when the leader takes a lease back (silent worker, lost assignment).
 //! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
 //! - [`source_health`]: per source, its last backup against the RPO, its last drill, its next
@@ -38,6 +39,7 @@ pub mod job;
 pub mod job_history;
 pub mod job_status;
 pub mod job_summary;
+pub mod lease;
 pub mod placement_index;
 pub mod plan;
 pub mod plan_drill;
@@ -59,4 +61,4 @@ pub use job::{
     Job, JobEffect, JobEvent, JobKind, JobSpec, JobState, JobStatus, Placement, PlannedTask,
     TaskRun,
 };
-pub use state::{ClusterState, Command, CommandResponse};
+pub use state::{ClusterState, Command, CommandResponse, Rejection};

@@ -99,7 +99,9 @@ pub struct PruneRequest {
     pub max_unused_percent: u32,
 }
 
-/// Plans a prune of `request.source`'s backups in `repository`.
+/// Plans a prune of `request.source`'s backups in `repository`. `backups` may hold every
+/// backup of every source and repository: the keep rules only ever see the prune's own (the one
+/// place that says which backups a prune judges; see [`resolve_prune_task`]).
 ///
 /// # Errors
 /// [`PlanError::InvalidPrune`] without any keep rule (that would forget everything), or with
@@ -123,7 +125,8 @@ pub fn plan_prune(
         ));
     }
     // Shown now; the list that counts is resolved when the forget task is leased.
-    let (_, forgotten_now) = select_backups(backups, policy);
+    let judged = judged_by_prune(backups, source, &repository.name);
+    let (_, forgotten_now) = select_backups(&judged, policy);
     let verb = if dry_run { "would forget" } else { "forget" };
     let task = |label: String, kind: TaskKind| PlannedTask {
         label,
@@ -179,17 +182,25 @@ pub fn resolve_prune_task(
     backups: &[&BackupRecord],
     retention: &Retention,
 ) {
-    let of_source: Vec<&BackupRecord> = backups
-        .iter()
-        .copied()
-        .filter(|backup| backup.source == source && backup.repository == repository)
-        .collect();
-    let (_, forget) = select_backups(&of_source, retention);
+    let (_, forget) = select_backups(&judged_by_prune(backups, source, repository), retention);
     match kind {
         TaskKind::ForgetBackups { backups, .. } => *backups = forget,
         TaskKind::SweepPacks { forgotten, .. } => *forgotten = forget,
         _ => {}
     }
+}
+
+/// The backups a prune of `source` in `repository` applies its keep rules to.
+fn judged_by_prune<'a>(
+    backups: &[&'a BackupRecord],
+    source: &str,
+    repository: &str,
+) -> Vec<&'a BackupRecord> {
+    backups
+        .iter()
+        .copied()
+        .filter(|backup| backup.source == source && backup.repository == repository)
+        .collect()
 }
 
 /// The repository lock: whether `job` must wait for `other` (submitted earlier, still running).
@@ -295,5 +306,33 @@ mod tests {
             spec.phases[0].tasks[0].label,
             "would forget the backups of `s` no keep rule keeps (2 now)"
         );
+    }
+
+    #[test]
+    fn test_a_prune_judges_only_its_source_in_its_repository_whatever_it_is_given() {
+        let mut history = history(&[(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]);
+        history[3].source = "other".into();
+        history[4].repository = "elsewhere".into();
+        let refs: Vec<&BackupRecord> = history.iter().collect();
+        let repository = Repository::new("r", "file:///r", 1 << 20);
+        let request = PruneRequest {
+            source: "s".into(),
+            policy: RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() },
+            dry_run: false,
+            max_unused_percent: 10,
+        };
+        // Every backup given, as the scheduled prune passes them: still 2 of `s` in `r`.
+        let spec =
+            plan_prune(&request, &repository, &refs, BackupId(Ulid::from_parts(9, 9))).unwrap();
+        assert!(
+            spec.phases[0].tasks[0].label.ends_with("(2 now)"),
+            "{}",
+            spec.phases[0].tasks[0].label
+        );
+        let mut kind = spec.phases[0].tasks[0].kind.clone();
+        resolve_prune_task(&mut kind, "s", "r", &refs, &request.policy);
+        let TaskKind::ForgetBackups { mut backups, .. } = kind else { panic!() };
+        backups.sort();
+        assert_eq!(backups, [history[0].backup_id, history[1].backup_id]);
     }
 }

@@ -10,7 +10,7 @@ use bk_proto::model::{TaskKind, TaskReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
-use super::job::{Job, JobEffect, JobEvent, JobSpec, TaskStatus};
+use super::job::{Job, JobEffect, JobEvent, JobEventRejected, JobSpec, TaskStatus};
 use super::schedule::Schedule;
 
 /// A replicated state change.
@@ -48,8 +48,34 @@ pub enum Command {
 pub enum CommandResponse {
     /// Applied.
     Applied,
-    /// Not applied, and why (stale attempt, lost race for a lease, unknown job).
-    Rejected(String),
+    /// Not applied, and why.
+    Rejected(Rejection),
+}
+
+/// Why a command was not applied: typed, so callers choose their answer (a gRPC code, a log
+/// level) by kind instead of by reading the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    /// No job by that id (forgotten, or never submitted).
+    #[error("job `{0}` not found")]
+    UnknownJob(JobId),
+    /// A job by that id exists already.
+    #[error("job `{0}` already exists")]
+    DuplicateJob(JobId),
+    /// No schedule by that name.
+    #[error("schedule `{0}` not found")]
+    UnknownSchedule(String),
+    /// The schedule already ran for that slot (another leader ran it first).
+    #[error("schedule `{name}` already ran for slot {slot_ms}")]
+    SlotAlreadyRun {
+        /// The schedule.
+        name: String,
+        /// The slot.
+        slot_ms: u64,
+    },
+    /// The job refused the event (stale attempt, lost race for a lease, not cancellable).
+    #[error(transparent)]
+    Job(#[from] JobEventRejected),
 }
 
 /// Everything the coordinator replicates.
@@ -93,7 +119,7 @@ impl ClusterState {
             }
             Command::SubmitJob { job_id, spec, at_ms } => {
                 if self.jobs.contains_key(&job_id) {
-                    return CommandResponse::Rejected(format!("job `{job_id}` already exists"));
+                    return CommandResponse::Rejected(Rejection::DuplicateJob(job_id));
                 }
                 self.jobs.insert(job_id, Job::new(job_id, spec, at_ms));
             }
@@ -103,17 +129,15 @@ impl ClusterState {
             }
             Command::RemoveSchedule { name } => {
                 if self.schedules.remove(&name).is_none() {
-                    return CommandResponse::Rejected(format!("schedule `{name}` not found"));
+                    return CommandResponse::Rejected(Rejection::UnknownSchedule(name));
                 }
             }
             Command::RunSchedule { name, slot_ms, jobs, at_ms } => {
                 let Some(schedule) = self.schedules.get_mut(&name) else {
-                    return CommandResponse::Rejected(format!("schedule `{name}` not found"));
+                    return CommandResponse::Rejected(Rejection::UnknownSchedule(name));
                 };
                 if schedule.last_run_ms.is_some_and(|last| last >= slot_ms) {
-                    return CommandResponse::Rejected(format!(
-                        "schedule `{name}` already ran for slot {slot_ms}"
-                    ));
+                    return CommandResponse::Rejected(Rejection::SlotAlreadyRun { name, slot_ms });
                 }
                 schedule.last_run_ms = Some(slot_ms);
                 for (job_id, spec) in jobs {
@@ -136,10 +160,10 @@ impl ClusterState {
             }
             Command::CancelJob { job_id, at_ms } => {
                 let Some(job) = self.jobs.get_mut(&job_id) else {
-                    return CommandResponse::Rejected(format!("job `{job_id}` not found"));
+                    return CommandResponse::Rejected(Rejection::UnknownJob(job_id));
                 };
                 if let Err(rejected) = job.cancel(at_ms) {
-                    return CommandResponse::Rejected(rejected.to_string());
+                    return CommandResponse::Rejected(rejected.into());
                 }
             }
         }
@@ -148,12 +172,12 @@ impl ClusterState {
 
     fn apply_task_event(&mut self, task_id: TaskId, event: JobEvent) -> CommandResponse {
         let Some(job) = self.jobs.get_mut(&task_id.job_id) else {
-            return CommandResponse::Rejected(format!("job `{}` not found", task_id.job_id));
+            return CommandResponse::Rejected(Rejection::UnknownJob(task_id.job_id));
         };
         let event = pin_repository_config(&mut self.repositories, &job.spec.repository.name, event);
         let effects = match job.apply(event) {
             Ok(effects) => effects,
-            Err(rejected) => return CommandResponse::Rejected(rejected.to_string()),
+            Err(rejected) => return CommandResponse::Rejected(rejected.into()),
         };
         for effect in effects {
             match effect {

@@ -5,25 +5,30 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::domain::WorkerRecord;
-use super::job::Placement;
+use super::eligibility::may_take;
+use super::job::{Placement, PlannedTask};
 
-/// Explains why a pending task with `placement` in source `source` has no worker, or returns
-/// `None` when a live worker could take it. `last_seen` maps worker ids to how long ago the
-/// leader heard from them (absent: never since this leader started).
+/// Explains why pending `task` of a job of `source` has no worker, or returns `None` when a
+/// live worker could take it (its own, or a stand-in: the rule is [`may_take`]'s). `last_seen`
+/// maps worker ids to how long ago the leader heard from them (absent: never since this leader
+/// started).
 pub fn waiting_reason(
     source: &str,
-    placement: &Placement,
+    task: &PlannedTask,
     workers: &BTreeMap<String, WorkerRecord>,
     last_seen: &BTreeMap<String, Duration>,
     lease_timeout: Duration,
 ) -> Option<String> {
+    let placement = &task.placement;
+    let is_silent = |worker: &WorkerRecord| {
+        last_seen.get(&worker.worker_id).is_none_or(|ago| *ago > lease_timeout)
+    };
     let candidates: Vec<&WorkerRecord> = workers
         .values()
-        .filter(|worker| match placement {
-            Placement::Node(node) => worker.source == source && worker.node == *node,
-            Placement::AnyNode => worker.source == source,
-            Placement::DrillWorker => worker.source == source && worker.drills,
-            Placement::RepositoryHolder(repository) => worker.can_open(repository),
+        .filter(|worker| {
+            // The node's own workers count even when silent: they are who the reason names.
+            let own = matches!(placement, Placement::Node(node) if worker.source == source && worker.node == *node);
+            own || may_take(worker, source, task, workers.values(), is_silent)
         })
         .collect();
     let wanted = match placement {
@@ -68,10 +73,31 @@ pub fn waiting_reason(
 
 #[cfg(test)]
 mod tests {
+    use bk_proto::model::TaskKind;
+
     use super::*;
 
     fn worker(id: &str, node: &str) -> WorkerRecord {
         WorkerRecord::for_test(id, node, "")
+    }
+
+    fn task(placement: Placement, kind: TaskKind) -> PlannedTask {
+        PlannedTask {
+            label: "t".into(),
+            placement,
+            kind,
+            depends_on: Vec::new(),
+            retry_until_success: false,
+        }
+    }
+
+    fn copy(node: &str) -> TaskKind {
+        TaskKind::CopyPrefix {
+            phase: bk_proto::model::CopyPhase::Nodes,
+            node: node.into(),
+            prefix: format!("{node}/wal/"),
+            exclude: Vec::new(),
+        }
     }
 
     #[test]
@@ -83,24 +109,49 @@ mod tests {
         let stale: BTreeMap<String, Duration> =
             [("w1".to_string(), Duration::from_secs(95))].into();
         let never: BTreeMap<String, Duration> = BTreeMap::new();
-        let node = |n: &str| Placement::Node(n.to_string());
-        let cases: Vec<(Placement, &BTreeMap<String, Duration>, Option<&str>)> = vec![
+        let node = |n: &str| task(Placement::Node(n.to_string()), copy(n));
+        let any = task(Placement::AnyNode, TaskKind::RemoveStaging);
+        let drill = task(Placement::DrillWorker, TaskKind::RemoveStaging);
+        let cases: Vec<(PlannedTask, &BTreeMap<String, Duration>, Option<&str>)> = vec![
             (node("node1"), &fresh, None),
-            (Placement::AnyNode, &fresh, None),
+            (any, &fresh, None),
             (node("node2"), &fresh, Some("none registered for node `node2` of source `prod`")),
             (node("node1"), &stale, Some("`w1` last seen 95s ago")),
             (node("node1"), &never, Some("`w1` not seen since")),
-            (Placement::DrillWorker, &fresh, Some("with a [drill] section; add a [drill] section")),
+            (drill, &fresh, Some("with a [drill] section; add a [drill] section")),
         ];
-        for (placement, seen, expected) in cases {
-            let reason = waiting_reason("prod", &placement, &workers, seen, timeout);
+        for (task, seen, expected) in cases {
+            let reason = waiting_reason("prod", &task, &workers, seen, timeout);
             match expected {
-                None => assert_eq!(reason, None, "{placement:?}"),
+                None => assert_eq!(reason, None, "{:?}", task.placement),
                 Some(text) => assert!(
                     reason.as_deref().unwrap_or("").contains(text),
                     "{reason:?} lacks {text}"
                 ),
             }
         }
+    }
+
+    #[test]
+    fn test_a_task_a_stand_in_may_run_is_not_waiting_for_its_dead_node() {
+        let bucket = "s3://influxdb-data";
+        let workers: BTreeMap<String, WorkerRecord> = [
+            ("prod/node1".to_string(), WorkerRecord::for_test("prod/node1", "node1", bucket)),
+            ("prod/node2".to_string(), WorkerRecord::for_test("prod/node2", "node2", bucket)),
+        ]
+        .into();
+        let seen: BTreeMap<String, Duration> = [
+            ("prod/node1".to_string(), Duration::from_secs(95)),
+            ("prod/node2".to_string(), Duration::from_secs(1)),
+        ]
+        .into();
+        let timeout = Duration::from_secs(30);
+        // node1 is dead; node2 reads the same bucket and may copy node1's prefixes.
+        let copy_node1 = task(Placement::Node("node1".into()), copy("node1"));
+        assert_eq!(waiting_reason("prod", &copy_node1, &workers, &seen, timeout), None);
+        // A task that does not read the node's store still waits for node1, naming it.
+        let other = task(Placement::Node("node1".into()), TaskKind::RemoveStaging);
+        let reason = waiting_reason("prod", &other, &workers, &seen, timeout).unwrap_or_default();
+        assert!(reason.contains("`prod/node1` last seen 95s ago"), "{reason}");
     }
 }

@@ -6,19 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bk_proto::ids::{BackupId, JobId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
 use crate::core::job_history::{jobs_to_compact, jobs_to_forget};
-use crate::core::plan::PlanError;
-use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
-use crate::core::plan_prune::{plan_prune, PruneRequest};
-use crate::core::schedule::{due_slot, Schedule};
-use crate::core::submit::{plan_backup_request, BackupRequest};
-use crate::core::{ClusterState, Command, CommandResponse, JobSpec};
+use crate::core::schedule::{due_runs, DueRuns};
+use crate::core::{Command, CommandResponse};
 
 /// How often the leader looks for due schedules (the finest useful cron granularity).
 const TICK: Duration = Duration::from_millis(500);
@@ -80,100 +75,14 @@ pub async fn compact_old_jobs(coordinator: &Coordinator) {
     }
 }
 
-/// A drill schedule's run: a drill of the newest backup of its source in its repository. With
-/// no backup yet the slot is still marked as run (a warning says why), so it does not repeat.
-fn drill_run(state: &ClusterState, schedule: &Schedule, slot_ms: u64, now_ms: u64) -> Command {
-    let target = DrillTarget::NewestOf {
-        source: schedule.source.clone(),
-        repository: Some(schedule.repository.clone()),
-    };
-    let repository = state.repositories.get(&schedule.repository);
-    let planned = resolve_drill_target(state, &target).and_then(|backup| {
-        let repository =
-            repository.ok_or_else(|| PlanError::UnknownRepository(schedule.repository.clone()))?;
-        plan_drill(backup, repository)
-    });
-    let jobs = match planned {
-        Ok(spec) => {
-            let scheduled = Some((schedule.name.clone(), slot_ms));
-            vec![(JobId::from_ulid(Ulid::new()), JobSpec { scheduled, ..spec })]
-        }
-        Err(error) => {
-            warn!(schedule = %schedule.name, %error, "scheduled drill cannot be planned");
-            Vec::new()
-        }
-    };
-    Command::RunSchedule { name: schedule.name.clone(), slot_ms, jobs, at_ms: now_ms }
-}
-
-/// One unit of the loop: proposes a run for every due schedule.
+/// One unit of the loop: proposes a run for every due schedule ([`due_runs`] decides which).
 pub async fn run_due_schedules(coordinator: &Coordinator) {
     let now_ms = crate::clock::now_ms();
-    let runs: Vec<Command> = coordinator.shared.read(|state| {
-        let mut runs = Vec::new();
-        for schedule in state.schedules.values() {
-            let slot_ms = match due_slot(schedule, now_ms) {
-                Ok(Some(slot_ms)) => slot_ms,
-                Ok(None) => continue,
-                Err(error) => {
-                    warn!(schedule = %schedule.name, %error, "schedule cannot run");
-                    continue;
-                }
-            };
-            if schedule.drill {
-                runs.push(drill_run(state, schedule, slot_ms, now_ms));
-                continue;
-            }
-            let request = BackupRequest {
-                source: &schedule.source,
-                repository: &schedule.repository,
-                full: false,
-                adopt_checkpoint: false,
-                allow_corrupt: false,
-            };
-            let backup_id = JobId::from_ulid(Ulid::new());
-            let mut jobs: Vec<(JobId, JobSpec)> = Vec::new();
-            let scheduled = Some((schedule.name.clone(), slot_ms));
-            match plan_backup_request(
-                state,
-                &request,
-                backup_id,
-                BackupId::from_ulid(Ulid::new()),
-                now_ms,
-            ) {
-                Ok(spec) => {
-                    jobs.push((backup_id, JobSpec { scheduled: scheduled.clone(), ..spec }))
-                }
-                Err(error) => {
-                    warn!(schedule = %schedule.name, %error, "scheduled backup cannot be planned");
-                    continue;
-                }
-            }
-            if let (Some(retention), Some(repository)) =
-                (schedule.prune, state.repositories.get(&schedule.repository))
-            {
-                // The prune's id sorts after the backup's, so the repository lock runs it after.
-                let prune_id = JobId::from_ulid(Ulid(backup_id.0 .0 + 1));
-                let backups: Vec<_> = state.backups.values().collect();
-                let request = PruneRequest {
-                    source: schedule.source.clone(),
-                    policy: retention,
-                    dry_run: false,
-                    max_unused_percent: bk_proto::model::default_max_unused_percent(),
-                };
-                if let Ok(spec) = plan_prune(&request, repository, &backups, BackupId(prune_id.0)) {
-                    jobs.push((prune_id, JobSpec { scheduled, ..spec }));
-                }
-            }
-            runs.push(Command::RunSchedule {
-                name: schedule.name.clone(),
-                slot_ms,
-                jobs,
-                at_ms: now_ms,
-            });
-        }
-        runs
-    });
+    let DueRuns { commands: runs, problems } =
+        coordinator.shared.read(|state| due_runs(state, now_ms, Ulid::new));
+    for (schedule, error) in problems {
+        warn!(%schedule, %error, "scheduled run cannot be planned");
+    }
     for run in runs {
         let Command::RunSchedule { name, slot_ms, .. } = &run else { continue };
         let (name, slot_ms) = (name.clone(), *slot_ms);

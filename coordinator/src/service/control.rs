@@ -151,13 +151,7 @@ impl ControlServiceImpl {
                     request.repository
                 ))
             })?;
-            let backups: Vec<&BackupRecord> = state
-                .backups
-                .values()
-                .filter(|backup| {
-                    backup.source == request.source && backup.repository == request.repository
-                })
-                .collect();
+            let backups: Vec<&BackupRecord> = state.backups.values().collect();
             let placeholder = BackupId::from_ulid(job_id.0);
             Ok::<_, CoordinatorError>(plan_prune(&prune, repository, &backups, placeholder)?)
         })?;
@@ -244,7 +238,7 @@ fn registered_endpoints(
 pub(crate) fn expect_applied(response: CommandResponse) -> CoordinatorResult<()> {
     match response {
         CommandResponse::Applied => Ok(()),
-        CommandResponse::Rejected(reason) => Err(CoordinatorError::InvalidRequest(reason)),
+        CommandResponse::Rejected(rejection) => Err(rejection.into()),
     }
 }
 
@@ -400,12 +394,7 @@ impl Control for ControlServiceImpl {
                 tracing::info!(%job_id, "job cancelled by an operator");
                 Ok(Response::new(pb::CancelJobResponse {}))
             }
-            CommandResponse::Rejected(reason) if reason.contains("not found") => {
-                Err(CoordinatorError::NotFound { what: format!("job `{job_id}`") }.into())
-            }
-            CommandResponse::Rejected(reason) => {
-                Err(CoordinatorError::FailedPrecondition(reason).into())
-            }
+            CommandResponse::Rejected(rejection) => Err(CoordinatorError::from(rejection).into()),
         }
     }
 

@@ -255,7 +255,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             (TaskStatus::Pending, Some(_), _, Some(lock)) => lock.clone(),
             (TaskStatus::Pending, Some(planned), Some(_), None) => waiting_reason(
                 &job.spec.source,
-                &planned.placement,
+                planned,
                 context.workers,
                 &last_seen,
                 context.lease_timeout,

@@ -61,7 +61,7 @@ pub async fn add_schedule(
     };
     match coordinator.propose(Command::PutSchedule(domain)).await? {
         CommandResponse::Applied => Ok(()),
-        CommandResponse::Rejected(reason) => Err(CoordinatorError::InvalidRequest(reason)),
+        CommandResponse::Rejected(rejection) => Err(rejection.into()),
     }
 }
 
@@ -97,8 +97,6 @@ pub fn list_schedules(coordinator: &Coordinator) -> Vec<pb::Schedule> {
 pub async fn remove_schedule(coordinator: &Coordinator, name: String) -> CoordinatorResult<()> {
     match coordinator.propose(Command::RemoveSchedule { name: name.clone() }).await? {
         CommandResponse::Applied => Ok(()),
-        CommandResponse::Rejected(_) => {
-            Err(CoordinatorError::NotFound { what: format!("schedule `{name}`") })
-        }
+        CommandResponse::Rejected(rejection) => Err(rejection.into()),
     }
 }

@@ -8,12 +8,16 @@
 //!
 //! [`Command::RunSchedule`]: super::state::Command::RunSchedule
 
+mod runs;
+
 use std::str::FromStr;
 
 use bk_proto::model::Retention;
 use chrono::{TimeZone, Utc};
 use croner::Cron;
 use serde::{Deserialize, Serialize};
+
+pub use runs::{due_runs, DueRuns};
 
 /// A registered schedule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
