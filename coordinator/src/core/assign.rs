@@ -12,7 +12,7 @@ use bk_proto::model::{TaskKind, TaskSpec};
 use super::domain::{BackupRecord, WorkerRecord};
 use super::eligibility::may_run;
 use super::job::TaskStatus;
-use super::plan_prune::{conflicts, resolve_prune_task};
+use super::plan::prune::{conflicts, resolve_prune_task};
 use super::state::ClusterState;
 
 /// A pull from a worker the state does not know: it must register (again) first.

@@ -4,7 +4,7 @@ use ulid::Ulid;
 
 use super::*;
 use crate::core::job::{JobEvent, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use crate::core::plan_prune::{plan_prune, PruneRequest};
+use crate::core::plan::prune::{plan_prune, PruneRequest};
 use crate::core::{Command, CommandResponse, Repository};
 
 fn worker(node: &str) -> WorkerRecord {

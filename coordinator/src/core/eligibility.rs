@@ -53,7 +53,7 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
-    use crate::core::plan_keys::plan_repository_key;
+    use crate::core::plan::keys::plan_repository_key;
 
     #[test]
     fn test_key_tasks_go_to_passphrase_holders_of_any_source_and_others_stay_in_their_source() {

@@ -117,7 +117,7 @@ mod tests {
         let mut state = ClusterState::default();
         for k in 1..=n {
             let id = JobId(Ulid::from_parts(k, 0));
-            let spec = crate::core::plan_keys::plan_repository_key(
+            let spec = crate::core::plan::keys::plan_repository_key(
                 &crate::core::Repository::new("r", "file:///r", 1 << 20),
                 bk_proto::model::KeyAction::List,
                 BackupId(id.0),

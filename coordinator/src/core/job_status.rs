@@ -170,7 +170,7 @@ mod tests {
     /// A two-phase job, as JSON in the shape written before `status` existed.
     fn old_shape(state: &str, current_phase: usize, error: Option<&str>, cancelled: bool) -> Value {
         let repository = crate::core::Repository::new("r", "file:///r", 1 << 20);
-        let mut spec = crate::core::plan_keys::plan_repository_key(
+        let mut spec = crate::core::plan::keys::plan_repository_key(
             &repository,
             bk_proto::model::KeyAction::List,
             BackupId(Ulid::from_parts(1, 1)),

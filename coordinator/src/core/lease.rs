@@ -111,7 +111,7 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
-    use crate::core::plan_prune::{plan_prune, PruneRequest, RetentionPolicy};
+    use crate::core::plan::prune::{plan_prune, PruneRequest, RetentionPolicy};
     use crate::core::Job;
 
     const TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,14 +9,11 @@
 //! - [`commit_gate`]: what must hold before a backup is committed (catalog new enough, no
 //!   damaged source object unless allowed).
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
-//! - [`plan`]: turns a backup request and a source's topology into a [`JobSpec`].
-//! - [`plan_restore`]: restore (reverse stages behind guards) and verify plans.
-//! - [`plan_prune`]: retention rules, the prune plan, and the repository lock.
-//! - [`plan_drill`]: restore drills (which backup, which database to start, where).
+//! - [`plan`]: requests into [`JobSpec`]s, one module per source kind (backup and restore of
+//!   InfluxDB 3 and QuestDB) and per job kind (verify, prune and the repository lock, drills,
+//!   repository keys).
 //! - [`drill_record`]: a finished drill recorded on its backup, with count-drop warnings.
-//! - [`plan_questdb`]: QuestDB backup (checkpoint, copy, release always) and restore plans.
 //! - [`eligibility`]: which worker may run which task.
-//! - [`plan_keys`]: repository-key jobs (add, list, remove passphrases).
 //! - [`job_status`]: where a job stands, as one value (with the drawing of its transitions).
 //! - [`job_history`]: how long finished jobs stay in the replicated state.
 //! - [`lease`]: when the leader takes a lease back (silent worker, lost assignment).
@@ -42,11 +39,6 @@ pub mod job_summary;
 pub mod lease;
 pub mod placement_index;
 pub mod plan;
-pub mod plan_drill;
-pub mod plan_keys;
-pub mod plan_prune;
-pub mod plan_questdb;
-pub mod plan_restore;
 pub mod schedule;
 pub mod source_health;
 pub mod stand_in;

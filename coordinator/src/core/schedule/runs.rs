@@ -6,9 +6,9 @@ use bk_proto::ids::{BackupId, JobId};
 use ulid::Ulid;
 
 use super::{due_slot, Schedule};
+use crate::core::plan::drill::{plan_drill, resolve_drill_target, DrillTarget};
+use crate::core::plan::prune::{plan_prune, PruneRequest};
 use crate::core::plan::PlanError;
-use crate::core::plan_drill::{plan_drill, resolve_drill_target, DrillTarget};
-use crate::core::plan_prune::{plan_prune, PruneRequest};
 use crate::core::submit::{plan_backup_request, BackupRequest};
 use crate::core::{ClusterState, Command, JobSpec};
 

@@ -5,6 +5,7 @@ use bk_proto::model::TaskKind;
 use ulid::Ulid;
 
 use super::*;
+use crate::core::plan::plan_backup;
 
 fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
     Source {

@@ -6,6 +6,7 @@ use ulid::Ulid;
 
 use super::*;
 use crate::core::domain::PhaseSummary;
+use crate::core::job::{JobKind, Placement};
 
 fn backup(spec: SourceSpec) -> BackupRecord {
     let phase = |name: &str| PhaseSummary {

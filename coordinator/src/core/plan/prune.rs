@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use bk_proto::ids::BackupId;
 use bk_proto::model::{Retention, TaskKind};
 
-use super::domain::{BackupRecord, Repository};
-use super::job::{Job, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use super::plan::PlanError;
+use super::PlanError;
+use crate::core::domain::{BackupRecord, Repository};
+use crate::core::job::{Job, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// How many backups each rule keeps (weeks run Monday to Sunday; days, weeks, months in UTC).
 pub type RetentionPolicy = Retention;

@@ -15,10 +15,9 @@
 use bk_proto::ids::{BackupId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
-use super::domain::{BackupRecord, Repository};
-use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use super::plan::PlanError;
-use super::plan_restore::RestoreRequest;
+use super::{BackupOptions, PlanError, RestoreRequest};
+use crate::core::domain::{BackupRecord, Repository, Source};
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// Prefixes of the server root copied as their own tasks.
 const COPIED: [&str; 4] = ["db/", ".checkpoint/", "snapshot/", "conf/"];
@@ -39,8 +38,32 @@ pub struct QuestDbTarget<'a> {
     pub pg_addr: &'a str,
 }
 
-/// Plans a QuestDB backup.
-pub fn plan_questdb_backup(
+/// Plans a backup of QuestDB `source` (the server `server`) into `repository`.
+pub(super) fn backup(
+    source: &Source,
+    server: &QuestDbTarget<'_>,
+    repository: &Repository,
+    ids: (bk_proto::ids::JobId, BackupId, u64),
+    options: &BackupOptions,
+) -> JobSpec {
+    let (phases, cleanup) = phases(server, ids, options.adopt_checkpoint);
+    JobSpec {
+        kind: JobKind::Backup,
+        parent: options.parent,
+        scheduled: None,
+        backup_id: ids.1,
+        source: source.name.clone(),
+        source_spec: Some(source.spec.clone()),
+        repository: repository.clone(),
+        nodes: vec![server.node.to_string()],
+        phases,
+        cleanup,
+        allow_corrupt: options.allow_corrupt,
+    }
+}
+
+/// The phases and cleanup of a QuestDB backup.
+fn phases(
     server: &QuestDbTarget<'_>,
     ids: (bk_proto::ids::JobId, BackupId, u64),
     adopt_checkpoint: bool,
@@ -135,8 +158,8 @@ fn copy_kind(node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> TaskKind {
 /// Plans a QuestDB restore.
 ///
 /// # Errors
-/// [`PlanError::InvalidRestore`] when no target is given or `--wipe` and `--resume` are both set.
-pub fn plan_questdb_restore(
+/// [`PlanError::InvalidRestore`] when no target is given.
+pub(super) fn restore(
     server: &QuestDbTarget<'_>,
     backup: &BackupRecord,
     repository: &Repository,
@@ -147,11 +170,6 @@ pub fn plan_questdb_restore(
         backup_id: backup.backup_id.to_string(),
         reason: reason.to_string(),
     };
-    if request.wipe && request.resume {
-        return Err(invalid(
-            "`--wipe` and `--resume` exclude each other: wipe starts over, resume continues",
-        ));
-    }
     let target_url = request
         .node_targets
         .get(server.node)
@@ -233,7 +251,7 @@ mod tests {
 
     fn backup_job() -> Job {
         let ids = (JobId(Ulid::from_parts(1, 1)), BackupId(Ulid::from_parts(1, 2)), 5);
-        let (phases, cleanup) = plan_questdb_backup(&server(), ids, false);
+        let (phases, cleanup) = phases(&server(), ids, false);
         let spec = JobSpec {
             kind: JobKind::Backup,
             parent: None,
@@ -366,7 +384,7 @@ mod tests {
             node_targets: BTreeMap::new(),
             ..RestoreRequest::default()
         };
-        let spec = plan_questdb_restore(&server(), &backup, &repository, &request, true).unwrap();
+        let spec = restore(&server(), &backup, &repository, &request, true).unwrap();
         let names: Vec<&str> = spec.phases.iter().map(|phase| phase.name.as_str()).collect();
         assert_eq!(names, ["preflight", "wipe", "restore", "trigger"]);
         let TaskKind::CheckRestoreTarget { http_endpoint, prefixes, .. } =

@@ -1,6 +1,6 @@
-//! Plans: a backup request plus a source's topology in, a [`JobSpec`] out. Pure.
+//! InfluxDB 3 backup plans. Pure.
 //!
-//! InfluxDB 3 Enterprise backup (see `shared/reference/influxdb3-layout.md`):
+//! Enterprise (see `shared/reference/influxdb3-layout.md`):
 //! 1. `compactor`: the compactor's `cs/`, `cd/`, `c/`, on the compactor's worker.
 //! 2. `nodes`: per node (data nodes and the compactor), in parallel, on that node's worker:
 //!    `wal/`, `snapshots/`, `dbs/`, plus one task for every other prefix under the node, so a
@@ -14,67 +14,12 @@
 //! Core is the one-node case: no compactor or licence phase, and the catalog lives under the
 //! node id, so the node's catch-all task leaves `catalog/` to the catalog phase.
 
-use std::collections::BTreeSet;
-
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
-use super::domain::{Repository, Source, SourceSpec};
-use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use super::plan_questdb::{plan_questdb_backup, QuestDbTarget};
-
-/// Options of a backup request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BackupOptions {
-    /// QuestDB: take over a checkpoint someone else holds instead of failing.
-    pub adopt_checkpoint: bool,
-    /// The backup this one is incremental to (`None`: a full backup).
-    pub parent: Option<BackupId>,
-    /// Commit even if source objects fail their format check (they are recorded).
-    pub allow_corrupt: bool,
-    /// InfluxDB 3: nodes whose workers take a snapshot (`[snapshot]`) before the copy (a leader
-    /// fact: what the workers registered with).
-    pub snapshot_nodes: Vec<String>,
-}
-
-/// Repair rounds a node's consistency check may run before the job fails.
-pub const MAX_REPAIR_ROUNDS: u32 = 5;
-
-/// Default chunk size of a new repository.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
-
-/// Why a request cannot be planned. Each names what is wrong and how to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// The request names a source that is not registered.
-    #[error("unknown source `{0}`: register it with `bkctl source add`")]
-    UnknownSource(String),
-    /// The request names a repository that is not registered.
-    #[error("unknown repository `{0}`: register it with `bkctl repo add`")]
-    UnknownRepository(String),
-    /// The source's topology is unusable.
-    #[error("source `{source_name}` is invalid: {reason}")]
-    InvalidSource {
-        /// The source's name.
-        source_name: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The prune cannot be planned as asked.
-    #[error("cannot prune: {0}")]
-    InvalidPrune(String),
-    /// The restore cannot be planned as asked.
-    #[error("cannot restore backup `{backup_id}`: {reason}")]
-    InvalidRestore {
-        /// The backup.
-        backup_id: String,
-        /// What is wrong, and how to fix it.
-        reason: String,
-    },
-    /// The drill cannot be planned as asked.
-    #[error("cannot drill: {0}")]
-    InvalidDrill(String),
-}
+use super::{BackupOptions, PlanError, MAX_REPAIR_ROUNDS};
+use crate::core::domain::{Repository, Source, SourceSpec};
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// The prefixes the compactor phase copies, in the vendor's order.
 const COMPACTOR_PREFIXES: [&str; 3] = ["cs/", "cd/", "c/"];
@@ -83,12 +28,11 @@ const NODE_DATA_PREFIXES: [&str; 3] = ["wal/", "snapshots/", "dbs/"];
 const TABLE_SNAPSHOTS_REASON: &str =
     "transient per-table snapshot deltas, regenerated from snapshots/ at start-up";
 
-/// Plans a backup of `source` into `repository`.
+/// Plans a backup of an InfluxDB 3 `source` (Enterprise or Core) into `repository`.
 ///
 /// # Errors
-/// Returns [`PlanError::InvalidSource`] when node ids are empty, duplicated, contain `/`, or the
-/// compactor is also listed as a data node.
-pub fn plan_backup(
+/// [`PlanError::InvalidSource`] for a source of another kind (the caller dispatches by kind).
+pub(super) fn backup(
     source: &Source,
     repository: &Repository,
     job_id: JobId,
@@ -96,7 +40,6 @@ pub fn plan_backup(
     created_at_ms: u64,
     options: &BackupOptions,
 ) -> Result<JobSpec, PlanError> {
-    validate_source(source)?;
     let snapshot_nodes: Vec<String> = source
         .spec
         .nodes()
@@ -108,23 +51,11 @@ pub fn plan_backup(
         phases.push(snapshot_phase(&snapshot_nodes));
     }
     let (catalog_prefix, licence_prefix) = match &source.spec {
-        SourceSpec::QuestDb { node, pg_addr } => {
-            let server = QuestDbTarget { node, pg_addr };
-            let ids = (job_id, backup_id, created_at_ms);
-            let (phases, cleanup) = plan_questdb_backup(&server, ids, options.adopt_checkpoint);
-            return Ok(JobSpec {
-                kind: JobKind::Backup,
-                parent: options.parent,
-                scheduled: None,
-                backup_id,
-                source: source.name.clone(),
-                source_spec: Some(source.spec.clone()),
-                repository: repository.clone(),
-                nodes: vec![node.clone()],
-                phases,
-                cleanup,
-                allow_corrupt: options.allow_corrupt,
-            });
+        SourceSpec::QuestDb { .. } => {
+            return Err(PlanError::InvalidSource {
+                source_name: source.name.clone(),
+                reason: "a QuestDB source is planned by the QuestDB planner".to_string(),
+            })
         }
         SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
             phases.push(compactor_phase(compactor_node));
@@ -346,50 +277,6 @@ fn copy_task_ids(job_id: JobId, phases: &[PlannedPhase]) -> Vec<PartRef> {
     ids
 }
 
-fn validate_source(source: &Source) -> Result<(), PlanError> {
-    let invalid =
-        |reason: String| PlanError::InvalidSource { source_name: source.name.clone(), reason };
-    let mut ids: Vec<&str> = Vec::new();
-    match &source.spec {
-        SourceSpec::QuestDb { node, pg_addr } => {
-            if !pg_addr.contains(':') {
-                return Err(invalid(format!("`{pg_addr}` is not a `host:port` PostgreSQL wire address (QuestDB listens on 8812 by default)")));
-            }
-            ids.push(node);
-        }
-        SourceSpec::InfluxDb3Enterprise { cluster_id, compactor_node, data_nodes, .. } => {
-            if data_nodes.is_empty() {
-                return Err(invalid(
-                    "no data node given: pass `--nodes node1,node2,…`".to_string(),
-                ));
-            }
-            if data_nodes.contains(compactor_node) {
-                return Err(invalid(format!(
-                    "`{compactor_node}` is both the compactor and a data node: list it only as `--compactor`"
-                )));
-            }
-            ids.push(cluster_id);
-            ids.push(compactor_node);
-            ids.extend(data_nodes.iter().map(String::as_str));
-        }
-        SourceSpec::InfluxDb3Core { node, .. } => ids.push(node),
-    }
-    let mut seen = BTreeSet::new();
-    for id in ids {
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(invalid(format!(
-                "`{id}` is not a valid node or cluster id (empty, `/`, `.` or `..`)"
-            )));
-        }
-        if !seen.insert(id) {
-            return Err(invalid(format!(
-                "id `{id}` is used twice: node and cluster ids must be distinct"
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-#[path = "plan_test.rs"]
-mod plan_test;
+#[path = "influxdb3_backup_test.rs"]
+mod tests;

@@ -7,10 +7,10 @@
 
 use bk_proto::model::{DrillDatabase, TaskKind};
 
-use super::domain::{BackupRecord, Repository, SourceSpec};
-use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use super::plan::PlanError;
-use super::state::ClusterState;
+use super::PlanError;
+use crate::core::domain::{BackupRecord, Repository, SourceSpec};
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+use crate::core::state::ClusterState;
 
 /// Which backup to drill.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use bk_proto::ids::BackupId;
 use bk_proto::model::{KeyAction, TaskKind};
 
-use super::domain::Repository;
-use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+use crate::core::domain::Repository;
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// Plans a key action on `repository`. `job_backup_id` only fills the job's backup field.
 pub fn plan_repository_key(

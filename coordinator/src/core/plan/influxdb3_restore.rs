@@ -1,4 +1,4 @@
-//! Plans for restoring and verifying a backup. Pure.
+//! InfluxDB 3 restore plans. Pure.
 //!
 //! Restore runs the backup's stages in reverse, after guards that write nothing:
 //! 1. `preflight`: per node (and the cluster's catalog prefixes), the node is stopped (its HTTP
@@ -8,46 +8,20 @@
 //! 3. `catalog` (+ `enterprise`) → 4. `licence` → 5. `nodes` (each node's objects on that node's
 //!    worker, any worker when the node has none yet) → 6. `compactor` (`cs`, `cd`, `c`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bk_proto::model::{CopyPhase, TaskKind};
 
-use super::domain::{BackupRecord, Repository, SourceSpec};
-use super::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-use super::plan::PlanError;
-use super::plan_questdb::{plan_questdb_restore, QuestDbTarget};
-
-/// What the operator asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RestoreRequest {
-    /// Target URL for every node without its own (and the cluster's objects).
-    pub default_target: Option<String>,
-    /// Target URL per node id (`cluster` for the cluster-level objects).
-    pub node_targets: BTreeMap<String, String>,
-    /// The operator states every node is stopped (needed for nodes without an HTTP endpoint).
-    pub nodes_stopped: bool,
-    /// Delete exactly the prefixes the restore writes before writing.
-    pub wipe: bool,
-    /// Continue an earlier restore into the same target: existing objects with the right hash
-    /// are kept.
-    pub resume: bool,
-    /// HTTP endpoints per node as registered now (operational data that may have changed since
-    /// the backup; the topology itself comes from the backup). They add to the recorded ones.
-    pub http_endpoints: BTreeMap<String, String>,
-}
-
-/// Key of the cluster-level target in [`RestoreRequest::node_targets`].
-pub const CLUSTER_TARGET: &str = "cluster";
+use super::{PlanError, RestoreRequest, CLUSTER_TARGET};
+use crate::core::domain::{BackupRecord, Repository, SourceSpec};
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
 
-/// Plans a restore of `backup`. `nodes_with_workers` are the nodes with a registered worker.
-///
-/// # Errors
-/// [`PlanError`] when the backup has no recorded topology, a node has no target, both `--wipe`
-/// and `--resume` are given, or a node cannot be checked as stopped and `--nodes-stopped` is
-/// missing.
-pub fn plan_restore(
+/// Plans a restore of an InfluxDB 3 backup whose recorded topology is `spec` (the caller has
+/// checked the request and dispatched by kind).
+pub(super) fn restore(
+    spec: &SourceSpec,
     backup: &BackupRecord,
     repository: &Repository,
     request: &RestoreRequest,
@@ -57,16 +31,6 @@ pub fn plan_restore(
         backup_id: backup.backup_id.to_string(),
         reason,
     };
-    let spec = backup
-        .source_spec
-        .clone()
-        .ok_or_else(|| invalid("the backup records no source topology".to_string()))?;
-    if request.wipe && request.resume {
-        return Err(invalid(
-            "`--wipe` and `--resume` exclude each other: wipe starts over, resume continues"
-                .to_string(),
-        ));
-    }
     let target_of = |key: &str| {
         request.node_targets.get(key).or(request.default_target.as_ref()).cloned().ok_or_else(|| {
             invalid(format!("no target for `{key}`: pass `--target URL` (all nodes) or `--target {key}=URL`"))
@@ -79,16 +43,9 @@ pub fn plan_restore(
             Placement::AnyNode
         }
     };
-    let (nodes, cluster_prefixes, cluster_target, compactor, mut endpoints) = match &spec {
-        SourceSpec::QuestDb { node, pg_addr } => {
-            let server = QuestDbTarget { node, pg_addr };
-            return plan_questdb_restore(
-                &server,
-                backup,
-                repository,
-                request,
-                nodes_with_workers.contains(node),
-            );
+    let (nodes, cluster_prefixes, cluster_target, compactor, mut endpoints) = match spec {
+        SourceSpec::QuestDb { .. } => {
+            return Err(invalid("a QuestDB backup is restored by the QuestDB planner".to_string()))
         }
         SourceSpec::InfluxDb3Enterprise {
             cluster_id,
@@ -220,23 +177,6 @@ pub fn plan_restore(
     Ok(JobSpec { nodes, ..JobSpec::reading_backup(JobKind::Restore, backup, repository, phases) })
 }
 
-/// Plans a verification of `backup`: one task (the manifest is read once), on any worker of
-/// the backup's source.
-pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -> JobSpec {
-    let depth = if deep { "re-hash every chunk" } else { "check every chunk exists" };
-    let phases = vec![PlannedPhase {
-        name: "verify".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!("verify backup {}: {depth}", backup.backup_id),
-            placement: Placement::AnyNode,
-            kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
-    }];
-    JobSpec::reading_backup(JobKind::Verify, backup, repository, phases)
-}
-
 fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> PlannedTask {
     PlannedTask {
         label: format!("wipe {}", prefixes.first().map(String::as_str).unwrap_or("")),
@@ -246,7 +186,3 @@ fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> P
         retry_until_success: false,
     }
 }
-
-#[cfg(test)]
-#[path = "plan_restore_test.rs"]
-mod plan_restore_test;
