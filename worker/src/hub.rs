@@ -347,7 +347,7 @@ impl Hub {
             check_formats: !self.env_is_set("BK_SKIP_FORMAT_CHECKS"),
             config: self.config.clone(),
         };
-        if crate::snapshot::reads_node_source(&context.spec.kind) {
+        if context.spec.kind.reads_node_store() {
             if let Some(path) = crate::snapshot::source_for_job(&context, &self.config.node).await?
             {
                 let url = url::Url::from_directory_path(&path).map_err(|()| {

@@ -9,7 +9,6 @@
 //! summary per phase, and the tasks that failed, had problems or warned, in full.
 
 use bk_proto::ids::TaskSlot;
-use bk_proto::model::TaskKind;
 use serde::{Deserialize, Serialize};
 
 use super::job::{Job, PlannedTask, TaskRun, TaskStatus};
@@ -57,19 +56,6 @@ pub struct KeptTask {
     pub run: TaskRun,
 }
 
-/// Whether a task's progress counts objects moved (summing checks and commits would count the
-/// same objects twice).
-pub fn moves_objects(kind: &TaskKind) -> bool {
-    matches!(
-        kind,
-        TaskKind::CopyPrefix { .. }
-            | TaskKind::CopyCatalog { .. }
-            | TaskKind::CopyLicence { .. }
-            | TaskKind::RestoreObjects { .. }
-            | TaskKind::DrillBackup { .. }
-    )
-}
-
 /// Whether a task is worth keeping whole in a compacted job.
 fn worth_keeping(run: &TaskRun) -> bool {
     run.status == TaskStatus::Failed
@@ -97,7 +83,7 @@ fn summarise<'a>(
             summary.finished_at_ms =
                 Some(summary.finished_at_ms.map_or(finished, |f| f.max(finished)));
         }
-        if let (true, Some(report)) = (moves_objects(&planned.kind), &run.report) {
+        if let (true, Some(report)) = (planned.kind.moves_objects(), &run.report) {
             summary.num_objects += report.num_objects;
             summary.num_bytes += report.num_bytes;
         }
@@ -153,7 +139,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use bk_proto::ids::{BackupId, JobId};
-    use bk_proto::model::{CopyPhase, TaskReport};
+    use bk_proto::model::{CopyPhase, TaskKind, TaskReport};
     use ulid::Ulid;
 
     use super::*;

@@ -25,10 +25,8 @@ pub fn may_stand_in<'a>(
     node_workers: impl IntoIterator<Item = &'a WorkerRecord>,
     is_silent: impl Fn(&WorkerRecord) -> bool,
 ) -> bool {
-    let reads_node_store =
-        matches!(kind, TaskKind::CopyPrefix { .. } | TaskKind::CheckNodeConsistency { .. });
     let shared = SHARED_SCHEMES.iter().any(|scheme| candidate.store_url.starts_with(scheme));
-    if !reads_node_store || !shared || candidate.node == node || is_silent(candidate) {
+    if !kind.reads_node_store() || !shared || candidate.node == node || is_silent(candidate) {
         return false;
     }
     let mut node_workers = node_workers

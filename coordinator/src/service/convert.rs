@@ -283,8 +283,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
             None => (Vec::new(), Vec::new(), 0, Vec::new()),
         };
         let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
-        let moves_objects =
-            planned.is_some_and(|task| crate::core::job_summary::moves_objects(&task.kind));
+        let moves_objects = planned.is_some_and(|task| task.kind.moves_objects());
         pb::Task {
             moves_objects,
             warnings,

@@ -2,6 +2,7 @@
 //! `influxdb3_catalog/src/format/header.rs`, `influxdb3_catalog/src/serialize/versions/`,
 //! `influxdb3_write/src/paths.rs` at v3.10.1).
 
+use bk_proto::influxdb3_layout::{V1_CATALOG_CHECKPOINT, V1_CATALOG_LOGS};
 use crc_fast::{CrcAlgorithm, Digest};
 
 /// The WAL file identifier.
@@ -56,9 +57,9 @@ impl FileKind {
             }
         }
         let v2 = grandparent == "v2" && parent == "logs" || parent == "v2" && name == "snapshot";
-        let v1 = parent == "catalogs" || name == "_catalog_checkpoint";
+        let v1 = parent == V1_CATALOG_LOGS.trim_end_matches('/') || name == V1_CATALOG_CHECKPOINT;
         if (v1 || v2)
-            && (name.ends_with(".catalog") || name == "snapshot" || name == "_catalog_checkpoint")
+            && (name.ends_with(".catalog") || name == "snapshot" || name == V1_CATALOG_CHECKPOINT)
         {
             return FileKind::LegacyCatalog;
         }

@@ -308,15 +308,6 @@ pub async fn delete_for_job(context: &TaskContext) -> Result<Option<String>, Tas
     Ok(Some(format!("{} snapshot `{}` deleted", record.method.as_str(), record.name)))
 }
 
-/// Whether a task reads the node's store (and so reads the job's snapshot when there is one).
-pub fn reads_node_source(kind: &bk_proto::model::TaskKind) -> bool {
-    use bk_proto::model::TaskKind;
-    // Not the catalog and licence tasks: they run after every node's copy and read the live
-    // store, whose catalog is at least as new as every node's snapshot (InfluxDB needs the
-    // catalog no older than the WAL and snapshots that name its ids).
-    matches!(kind, TaskKind::CopyPrefix { .. } | TaskKind::CheckNodeConsistency { .. })
-}
-
 /// Where a source-reading task of this job reads the node's files: the snapshot's directory
 /// when one was taken, `None` for the live store.
 ///

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use bk_proto::influxdb3_layout::{LICENCE_FILES, V1_CATALOG_CHECKPOINT, V1_CATALOG_LOGS};
 use bk_proto::model::{
     CatalogFormat, CopyPhase, CorruptObject, ExcludeRule, ExclusionReport, TaskReport,
 };
@@ -15,8 +16,6 @@ use crate::error::TaskError;
 use crate::repository::list::ObjectEntry;
 use crate::repository::manifest::Scope;
 
-/// The licence objects of an Enterprise cluster (absent ones are fine).
-const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
 /// Rounds of re-listing the catalog logs when their sequence has a gap.
 const CATALOG_ROUNDS: u32 = 5;
 
@@ -125,9 +124,9 @@ pub async fn copy_catalog(
         report.corrupt.extend(mixed_catalog_uuids(&uuids));
     }
     let v1_logs: Vec<ObjectMeta> =
-        list_prefix(context, &format!("{catalog_prefix}catalogs/")).try_collect().await?;
+        list_prefix(context, &format!("{catalog_prefix}{V1_CATALOG_LOGS}")).try_collect().await?;
     let v1_checkpoint =
-        head_if_exists(context, &format!("{catalog_prefix}_catalog_checkpoint")).await?;
+        head_if_exists(context, &format!("{catalog_prefix}{V1_CATALOG_CHECKPOINT}")).await?;
     if format.is_none() && (!v1_logs.is_empty() || v1_checkpoint.is_some()) {
         format = Some(CatalogFormat::V1);
         // v1 logs carry their sequence in their names too (`catalogs/<seq:020>.catalog`).

@@ -148,26 +148,11 @@ pub async fn run_task(context: &TaskContext) -> Result<TaskReport, TaskError> {
     .await
     .map_err(|error| TaskError::Retryable(format!("syncing to disk was interrupted: {error}")))?
     .map_err(|error| TaskError::Retryable(error.to_string()))?;
-    if reads_or_writes_repository(&context.spec.kind) {
+    if context.spec.kind.uses_repository() {
         report.repository_config = Some(context.repository.config.config_id.clone());
     }
     report.transfer.repository_puts = context.requests.puts.load(Ordering::Relaxed);
     Ok(report)
-}
-
-/// Whether a task's result depends on the repository's config. Only those report the config
-/// they opened, so the coordinator pins it: a QuestDB checkpoint task that lost an
-/// initialisation race must not be re-run for a repository it never used (a re-run would
-/// send `CHECKPOINT CREATE` twice).
-fn reads_or_writes_repository(kind: &TaskKind) -> bool {
-    !matches!(
-        kind,
-        TaskKind::QuestDbPrepare { .. }
-            | TaskKind::QuestDbRelease { .. }
-            | TaskKind::QuestDbRestoreTrigger { .. }
-            | TaskKind::CheckRestoreTarget { .. }
-            | TaskKind::WipeTarget { .. }
-    )
 }
 
 /// The restore target a task writes to, if any.
@@ -256,22 +241,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_only_tasks_that_use_the_repository_report_its_config() {
-        let prepare =
-            TaskKind::QuestDbPrepare { pg_addr: "q:8812".into(), adopt_checkpoint: false };
-        let release = TaskKind::QuestDbRelease { pg_addr: "q:8812".into() };
-        let wipe = TaskKind::WipeTarget { target_url: "file:///t".into(), prefixes: Vec::new() };
-        for kind in [prepare, release, wipe] {
-            assert!(!reads_or_writes_repository(&kind), "{kind:?}");
-        }
-        assert!(reads_or_writes_repository(&TaskKind::RemoveStaging));
-        let copy = TaskKind::CopyPrefix {
-            phase: bk_proto::model::CopyPhase::Nodes,
-            node: "n".into(),
-            prefix: "n/wal/".into(),
-            exclude: Vec::new(),
-        };
-        assert!(reads_or_writes_repository(&copy));
+    fn test_the_restore_target_of_a_task() {
         assert_eq!(
             target_url(&TaskKind::WipeTarget {
                 target_url: "file:///t".into(),
@@ -279,6 +249,6 @@ mod tests {
             }),
             Some("file:///t")
         );
-        assert_eq!(target_url(&copy), None);
+        assert_eq!(target_url(&TaskKind::RemoveStaging), None);
     }
 }

@@ -17,16 +17,13 @@
 use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
+use bk_proto::influxdb3_layout::{
+    COMPACTOR_PREFIXES, NODE_DATA_PREFIXES, TABLE_SNAPSHOTS_PREFIX, TABLE_SNAPSHOTS_REASON,
+};
+
 use super::{BackupOptions, PlanError, MAX_REPAIR_ROUNDS};
 use crate::core::domain::{Repository, Source, SourceSpec};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-
-/// The prefixes the compactor phase copies, in the vendor's order.
-const COMPACTOR_PREFIXES: [&str; 3] = ["cs/", "cd/", "c/"];
-/// The per-node prefixes copied as their own parallel tasks.
-const NODE_DATA_PREFIXES: [&str; 3] = ["wal/", "snapshots/", "dbs/"];
-const TABLE_SNAPSHOTS_REASON: &str =
-    "transient per-table snapshot deltas, regenerated from snapshots/ at start-up";
 
 /// Plans a backup of an InfluxDB 3 `source` (Enterprise or Core) into `repository`.
 ///
@@ -196,7 +193,7 @@ fn nodes_phase(
             exclude.push(copied_elsewhere(&format!("{node}/{catalog}")));
         }
         exclude.push(ExcludeRule {
-            prefix: format!("{node}/table-snapshots/"),
+            prefix: format!("{node}/{TABLE_SNAPSHOTS_PREFIX}"),
             reason: TABLE_SNAPSHOTS_REASON.to_string(),
             record: true,
         });

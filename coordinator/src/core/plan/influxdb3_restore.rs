@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 
 use bk_proto::model::{CopyPhase, TaskKind};
 
+use bk_proto::influxdb3_layout::{CATALOG_KEYS, LICENCE_FILES};
+
 use super::{PlanError, RestoreRequest, CLUSTER_TARGET};
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
-
-const LICENCE_FILES: [&str; 2] = ["commercial_license", "trial_or_home_license"];
 
 /// Plans a restore of an InfluxDB 3 backup whose recorded topology is `spec` (the caller has
 /// checked the request and dispatched by kind).
@@ -54,10 +54,7 @@ pub(super) fn restore(
             http_endpoints,
         } => {
             let mut prefixes: Vec<String> =
-                ["catalog/", "catalogs/", "_catalog_checkpoint", "enterprise"]
-                    .iter()
-                    .map(|key| format!("{cluster_id}/{key}"))
-                    .collect();
+                CATALOG_KEYS.iter().map(|key| format!("{cluster_id}/{key}")).collect();
             prefixes.extend(LICENCE_FILES.iter().map(|key| format!("{cluster_id}/{key}")));
             let mut nodes = data_nodes.clone();
             nodes.push(compactor_node.clone());
