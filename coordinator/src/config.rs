@@ -126,7 +126,7 @@ pub struct JobHistoryConfig {
 
 impl Default for JobHistoryConfig {
     fn default() -> Self {
-        let history = crate::core::job_history::JobHistory::default();
+        let history = crate::core::job::history::JobHistory::default();
         Self {
             keep_finished_for: Duration::from_millis(history.keep_for_ms),
             keep_finished: history.keep_last,
@@ -138,8 +138,8 @@ impl Default for JobHistoryConfig {
 
 impl JobHistoryConfig {
     /// The rule the core applies.
-    pub fn history(&self) -> crate::core::job_history::JobHistory {
-        crate::core::job_history::JobHistory {
+    pub fn history(&self) -> crate::core::job::history::JobHistory {
+        crate::core::job::history::JobHistory {
             keep_for_ms: u64::try_from(self.keep_finished_for.as_millis()).unwrap_or(u64::MAX),
             keep_last: self.keep_finished,
             keep_task_details: self.keep_task_details,

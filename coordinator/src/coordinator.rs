@@ -25,7 +25,7 @@ pub struct Coordinator {
     /// How long a silent worker keeps its leases.
     pub lease_timeout: Duration,
     /// Which finished jobs the leader keeps in the state.
-    pub job_history: crate::core::job_history::JobHistory,
+    pub job_history: crate::core::job::history::JobHistory,
     /// What sources are judged by (RPO, drill age) in the console and the metrics.
     pub objectives: crate::core::source_health::Objectives,
 }

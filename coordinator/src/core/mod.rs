@@ -6,18 +6,17 @@
 //!
 //! # Layout
 //! - [`assign`]: which task a pulling worker gets, and the spec it is told at lease time.
-//! - [`commit_gate`]: what must hold before a backup is committed (catalog new enough, no
-//!   damaged source object unless allowed).
 //! - [`domain`]: sources, repositories, workers and backups as the coordinator records them.
 //! - [`plan`]: requests into [`JobSpec`]s, one module per source kind (backup and restore of
 //!   InfluxDB 3 and QuestDB) and per job kind (verify, prune and the repository lock, drills,
 //!   repository keys).
 //! - [`drill_record`]: a finished drill recorded on its backup, with count-drop warnings.
 //! - [`eligibility`]: which worker may run which task.
-//! - [`job_status`]: where a job stands, as one value (with the drawing of its transitions).
-//! - [`job_history`]: how long finished jobs stay in the replicated state.
 //! - [`lease`]: when the leader takes a lease back (silent worker, lost assignment).
-//! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]).
+//! - [`job`]: one job's phases and tasks, and how events move them ([`Job::apply`]); its
+//!   children: `status` (where a job stands, as one value), `commit_gate` (what must hold
+//!   before a backup is committed), `summary` (a finished job without its task detail) and
+//!   `history` (how long finished jobs stay in the replicated state).
 //! - [`schedule`]: cron schedules, due slots, exactly-once runs.
 //! - [`source_health`]: per source, its last backup against the RPO, its last drill, its next
 //!   run (the console and the metrics read it).
@@ -28,14 +27,10 @@
 //! - [`waiting`]: why a runnable task is not running (for operators).
 
 pub mod assign;
-pub mod commit_gate;
 pub mod domain;
 pub mod drill_record;
 pub mod eligibility;
 pub mod job;
-pub mod job_history;
-pub mod job_status;
-pub mod job_summary;
 pub mod lease;
 pub mod placement_index;
 pub mod plan;

@@ -36,10 +36,10 @@ pub enum Command {
     /// unless the slot already ran (exactly once across failovers).
     RunSchedule { name: String, slot_ms: u64, jobs: Vec<(JobId, JobSpec)>, at_ms: u64 },
     /// The leader drops finished jobs its job history no longer keeps
-    /// ([`super::job_history`]); jobs still running are never dropped, backups stay.
+    /// ([`super::job::history`]); jobs still running are never dropped, backups stay.
     ForgetJobs { job_ids: Vec<JobId> },
     /// The leader drops the per-task detail of finished jobs past the newest few
-    /// ([`super::job_summary`]); running jobs are never compacted.
+    /// ([`super::job::summary`]); running jobs are never compacted.
     CompactJobs { job_ids: Vec<JobId> },
 }
 

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use ulid::Ulid;
 
 use crate::coordinator::Coordinator;
-use crate::core::job_history::{jobs_to_compact, jobs_to_forget};
+use crate::core::job::history::{jobs_to_compact, jobs_to_forget};
 use crate::core::schedule::{due_runs, DueRuns};
 use crate::core::{Command, CommandResponse};
 

@@ -306,7 +306,7 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
     };
     let (phases, cleanup) = match &job.summary {
         Some(summary) => {
-            let group = |phase: &crate::core::job_summary::PhaseSummary| pb::Phase {
+            let group = |phase: &crate::core::job::summary::PhaseSummary| pb::Phase {
                 name: phase.name.clone(),
                 tasks: phase
                     .tasks

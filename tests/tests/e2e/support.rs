@@ -121,9 +121,10 @@ pub(crate) struct OpenedRepository {
 impl OpenedRepository {
     /// Opens the file repository at `path`.
     pub(crate) fn open(path: &Path) -> OpenedRepository {
+        use bk_worker::repository::cache::RepositoryCache;
         use bk_worker::repository::config::InitSettings;
         use bk_worker::repository::keys::{KdfSettings, Passphrase};
-        use bk_worker::repository::open::{open, OpenRequest, RepositoryCache};
+        use bk_worker::repository::open::{open, OpenRequest};
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let url = format!("file://{}", path.display());
         let retry = bk_worker::store::RetrySettings::default();

@@ -34,8 +34,8 @@ use bk_proto::model::{CopyPhase, DrillDatabase, DrillReport, TaskReport};
 
 use crate::error::TaskError;
 use crate::questdb::recovery::{arm_recovery, Armed};
+use crate::tasks::context::TaskContext;
 use crate::tasks::restore::restore_objects;
-use crate::tasks::TaskContext;
 use config::DrillConfig;
 
 /// Runs a drill of `backup_id`. Check failures are the drill's outcome, not task errors: they

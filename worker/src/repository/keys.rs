@@ -189,7 +189,7 @@ async fn read_key_files(
 ) -> RepositoryResult<Vec<KeyFile>> {
     let mut keys = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = match super::reader::read_all(store, &path).await {
+        let bytes = match super::metadata::read_all(store, &path).await {
             Ok(bytes) => bytes,
             // Removed since the listing (`repo key remove`, or a worker that lost an
             // initialisation race removing its own): it no longer exists.

@@ -2,8 +2,10 @@
 //! index, segments, manifests, staging records) is zstd-compressed, then sealed with the master
 //! key bound to its own key in the repository. So a byte flipped anywhere fails to open, and a
 //! valid file moved to another key (another backup's manifest, another segment) fails too; the
-//! error names the object.
+//! error names the object. [`read_all`] is the lowest-level read every other reader of the
+//! repository's small objects builds on.
 
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
@@ -11,6 +13,20 @@ use serde::Serialize;
 
 use super::crypto::MasterKey;
 use crate::error::{RepositoryError, RepositoryResult};
+
+/// Reads a whole (small) object of the repository's store.
+///
+/// # Errors
+/// [`RepositoryError::Store`] when it cannot be read.
+pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> RepositoryResult<Bytes> {
+    store
+        .get(key)
+        .await
+        .map_err(RepositoryError::store(key.to_string()))?
+        .bytes()
+        .await
+        .map_err(RepositoryError::store(key.to_string()))
+}
 
 /// zstd level for metadata: small files, mostly JSON.
 const LEVEL: i32 = 3;
@@ -93,7 +109,7 @@ pub async fn read_sealed(
     key: &MasterKey,
     path: &Path,
 ) -> RepositoryResult<Vec<u8>> {
-    let sealed = super::reader::read_all(store, path).await?;
+    let sealed = read_all(store, path).await?;
     open(key, path, &sealed)
 }
 

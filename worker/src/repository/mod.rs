@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! - [`crypto`]: the master key, sealing, blob ids.
-//! - [`keys`]: key files (passphrases), and [`open`]: unlocking, initialising, the worker's cache.
+//! - [`keys`]: key files (passphrases), and [`open`]: unlocking, initialising.
+//! - [`cache`]: what a worker keeps per repository between tasks (keys, configs, local index).
 //! - [`config`]: the repository's parameters. [`layout`]: where things live.
 //! - [`metadata`]: sealed files. [`manifest`]: manifest and staging record types.
 //! - [`list`]: object lists, as sorted runs of binary chunks.
@@ -34,6 +35,7 @@
 
 pub mod blob;
 pub mod buffers;
+pub mod cache;
 pub mod config;
 pub mod counting;
 pub mod crypto;

@@ -4,8 +4,7 @@
 
 use bk_proto::ids::BackupId;
 use bytes::Bytes;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 
 use super::blob::open_blob;
 use super::crypto::BlobId;
@@ -37,20 +36,6 @@ pub async fn read_manifest(
         });
     }
     Ok(manifest)
-}
-
-/// Reads a whole (small) object of the repository's store.
-///
-/// # Errors
-/// [`RepositoryError::Store`] when it cannot be read.
-pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> RepositoryResult<Bytes> {
-    store
-        .get(key)
-        .await
-        .map_err(RepositoryError::store(key.to_string()))?
-        .bytes()
-        .await
-        .map_err(RepositoryError::store(key.to_string()))
 }
 
 /// Why a blob could not be read.

@@ -148,7 +148,7 @@ pub async fn read_marker<T: serde::de::DeserializeOwned>(
     repository: &Repository,
     key: &Path,
 ) -> RepositoryResult<Option<T>> {
-    match super::reader::read_all(repository.store.as_ref(), key).await {
+    match super::metadata::read_all(repository.store.as_ref(), key).await {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
             RepositoryError::Corrupt { key: key.to_string(), reason: error.to_string() }
         }),

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TaskError;
 use crate::repository::staging::{read_marker, write_marker};
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 use config::{Method, SnapshotConfig};
 
 /// Where a job stands with a node's snapshot.

@@ -7,7 +7,7 @@ use bk_proto::model::TaskReport;
 
 use super::{delete_for_job, take_for_job, Taken};
 use crate::error::TaskError;
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// Takes the node's snapshot, or says the node is copied live.
 ///

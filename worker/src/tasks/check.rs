@@ -21,9 +21,9 @@ use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
 use object_store::ObjectStoreExt;
 
+use super::context::TaskContext;
 use super::prune::{pack_sizes, referenced_blobs};
 use super::verify::{verify_pack, Problems};
-use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::{index_path, list_index_files, list_partitions, read_index};

@@ -3,7 +3,7 @@
 use bk_proto::model::TaskReport;
 use futures::{StreamExt, TryStreamExt};
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::layout::job_staging_dir;
 

@@ -22,7 +22,7 @@ use bk_proto::ids::BackupId;
 use bk_proto::model::{ExclusionReport, PartRef, TaskReport};
 use tracing::info;
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::crypto::BlobId;
 use crate::repository::index::{write_index_files, IndexEntry};

@@ -16,8 +16,9 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde_json::Value;
 
+use super::context::TaskContext;
 use super::copy::{head_if_exists, list_prefix, CopyTotals, ScopeTarget, SetCopier};
-use super::{purged, TaskContext};
+use super::purged;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::IndexEntry;

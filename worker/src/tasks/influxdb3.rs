@@ -9,9 +9,9 @@ use bk_proto::model::{
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
+use super::context::TaskContext;
 use super::copy::listing::spawn_listing;
 use super::copy::{copy_listing, head_if_exists, list_prefix, ScopeTarget, SetCopier};
-use super::TaskContext;
 use crate::error::TaskError;
 use crate::repository::list::ObjectEntry;
 use crate::repository::manifest::Scope;

@@ -7,7 +7,7 @@
 
 use bk_proto::model::{KeyAction, RepositoryKeyInfo, TaskReport};
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::TaskError;
 use crate::repository::keys::{list_keys, remove_key, write_key, KeyFile, Passphrase};
 

@@ -1,6 +1,7 @@
 //! Running one task: what each [`TaskKind`] does with the node's store and the repository.
 //!
 //! # Layout
+//! - [`context`]: what a running task is given ([`TaskContext`]) and its progress counters.
 //! - [`copy`]: copying listed objects into the repository with bounded concurrency, reusing
 //!   entries of earlier attempts (shared by every copy task).
 //! - [`influxdb3`]: the InfluxDB 3 copy tasks (prefixes, catalog detection, licence files).
@@ -10,127 +11,30 @@
 //! - [`prune`]: forgetting backups, dropping and repacking packs.
 //! - [`keys`]: adding, listing and removing the repository's passphrases.
 //! - [`verify`]: checking a backup object by object (existence, or re-hashing).
+//! - [`questdb`]: the QuestDB prepare (checkpoint, snapshot, release) and release tasks, and
+//!   the marker that says whether this job holds the checkpoint.
 //! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
 pub mod check;
 pub mod cleanup;
 pub mod commit;
 pub mod consistency;
+pub mod context;
 pub mod copy;
 pub mod influxdb3;
 pub mod keys;
 pub mod prune;
 pub mod purged;
+pub mod questdb;
 pub mod restore;
 pub mod verify;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use bk_proto::model::{TaskKind, TaskReport, TaskSpec};
-use object_store::ObjectStore;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+use bk_proto::model::{TaskKind, TaskReport};
 
 use crate::error::TaskError;
-use crate::repository::counting::RequestCounts;
-use crate::repository::open::{Repository, RepositoryCache};
-use crate::repository::packer::Packer;
-use crate::repository::writer::BlobWriter;
-
-/// Counters a running task updates and the progress reporter reads.
-#[derive(Debug, Default)]
-pub struct ProgressCounters {
-    /// Objects done (copied or reused).
-    pub objects_done: AtomicU64,
-    /// Bytes of those objects.
-    pub bytes_done: AtomicU64,
-    /// Objects listed so far.
-    pub objects_total: AtomicU64,
-    /// Bytes of those.
-    pub bytes_total: AtomicU64,
-}
-
-impl ProgressCounters {
-    /// Counts a listed object.
-    pub fn listed(&self, size: u64) {
-        self.objects_total.fetch_add(1, Ordering::Relaxed);
-        self.bytes_total.fetch_add(size, Ordering::Relaxed);
-    }
-
-    /// Counts a finished object.
-    pub fn done(&self, size: u64) {
-        self.objects_done.fetch_add(1, Ordering::Relaxed);
-        self.bytes_done.fetch_add(size, Ordering::Relaxed);
-    }
-}
-
-/// Everything a task needs.
-pub struct TaskContext {
-    /// The task.
-    pub spec: TaskSpec,
-    /// Its attempt.
-    pub attempt: u32,
-    /// The node's store.
-    pub source: Arc<dyn ObjectStore>,
-    /// The repository, open (its key unlocked).
-    pub repository: Repository,
-    /// The worker's repository cache (the index).
-    pub repositories: Arc<RepositoryCache>,
-    /// The worker's packer for this repository, shared with its other tasks.
-    pub packer: Arc<Packer>,
-    /// Requests this task made to the repository.
-    pub requests: Arc<RequestCounts>,
-    /// Progress counters.
-    pub progress: Arc<ProgressCounters>,
-    /// Worker-wide bound on objects being read (memory: permits × 2 chunks, plus packs).
-    pub object_permits: Arc<Semaphore>,
-    /// How many objects one task keeps in flight (at most the worker-wide bound).
-    pub max_objects_in_flight: usize,
-    /// Worker-wide bound on blobs being sealed at once (the cores).
-    pub cpu: Arc<Semaphore>,
-    /// Worker-wide budget of bytes in chunk buffers (reads, sealed copies, restored ranges).
-    pub memory: crate::repository::buffers::ChunkMemory,
-    /// The worker-wide bytes-per-second cap.
-    pub throttle: Arc<crate::throttle::Throttle>,
-    /// Cancelled when the coordinator takes the task back or the worker stops.
-    pub cancel: CancellationToken,
-    /// The node's store URL (restores compare targets with it).
-    pub store_url: String,
-    /// The node's store options, used to open restore targets.
-    pub store_options: std::collections::BTreeMap<String, String>,
-    /// The process environment (standard object-store variables).
-    pub env: Vec<(String, String)>,
-    /// How cloud-store requests are retried.
-    pub retry: crate::store::RetrySettings,
-    /// How to talk to a QuestDB server next to this worker.
-    pub questdb: crate::config::QuestDbConfig,
-    /// Whether copies check the databases' formats ([`crate::formats`]); off only to measure
-    /// what the checks cost (`BK_SKIP_FORMAT_CHECKS=1`, for benchmarks).
-    pub check_formats: bool,
-    /// The worker's config (passphrases for key tasks, Argon2id cost).
-    pub config: Arc<crate::config::WorkerConfig>,
-}
-
-impl TaskContext {
-    /// What writing blobs of index partition `partition` needs, with the partition's index as
-    /// of now.
-    ///
-    /// # Errors
-    /// When the index cannot be brought up to date.
-    pub async fn blob_writer(&self, partition: &str) -> Result<BlobWriter, TaskError> {
-        Ok(BlobWriter {
-            key: self.repository.key.clone(),
-            config: self.repository.config.clone(),
-            index: self.repositories.index(&self.repository, &[partition.to_string()]).await?,
-            packer: self.packer.clone(),
-            cpu: self.cpu.clone(),
-            throttle: self.throttle.clone(),
-            requests: self.requests.clone(),
-            memory: self.memory.clone(),
-        })
-    }
-}
+pub use context::{ProgressCounters, TaskContext};
 
 /// Runs a task to completion. What it wrote to a local (`file://`) repository or restore target
 /// is on disk before it returns: its success is what makes the coordinator commit a backup or
@@ -193,11 +97,9 @@ async fn run_kind(context: &TaskContext) -> Result<TaskReport, TaskError> {
         TaskKind::TakeSnapshot { node } => crate::snapshot::task::take(context, node).await,
         TaskKind::DeleteSnapshot { node } => crate::snapshot::task::delete(context, node).await,
         TaskKind::QuestDbPrepare { pg_addr, adopt_checkpoint } => {
-            crate::questdb::checkpoint::prepare(context, pg_addr, *adopt_checkpoint).await
+            questdb::prepare(context, pg_addr, *adopt_checkpoint).await
         }
-        TaskKind::QuestDbRelease { pg_addr } => {
-            crate::questdb::checkpoint::release(context, pg_addr).await
-        }
+        TaskKind::QuestDbRelease { pg_addr } => questdb::release(context, pg_addr).await,
         TaskKind::QuestDbRestoreTrigger { target_url } => {
             restore::write_restore_trigger(context, target_url).await
         }

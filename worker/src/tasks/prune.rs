@@ -24,7 +24,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::blob::SealedBlob;
 use crate::repository::crypto::BlobId;

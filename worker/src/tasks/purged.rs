@@ -17,7 +17,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::TaskError;
 
 /// What InfluxDB's table index says about a missing file.

@@ -18,7 +18,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::{RepositoryError, TaskError};
 use crate::repository::crypto::BlobId;
 use crate::repository::index_cache::IndexView;

@@ -14,16 +14,17 @@ use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
 use futures::{stream, StreamExt};
 
-use super::TaskContext;
+use super::context::TaskContext;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::list_partitions;
 use crate::repository::index_cache::IndexView;
 use crate::repository::layout::{pack_path, PACKS_DIR};
 use crate::repository::list::{MergedView, ObjectEntry};
+use crate::repository::metadata::read_all;
 use crate::repository::pack::{decode_header, sealed_header, PackEntry, PackId};
 use crate::repository::reader::{
-    check_key_is_safe, open_stored_blob, read_all, read_located_blob, read_manifest,
+    check_key_is_safe, open_stored_blob, read_located_blob, read_manifest,
 };
 use crate::repository::{list_paths, open::Repository};
 

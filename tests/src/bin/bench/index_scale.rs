@@ -70,9 +70,10 @@ pub(crate) fn run(args: &Args, root: &Path, blobs: u64) -> anyhow::Result<()> {
 /// Writes `blobs` random entries into index partition `node-node1` of the file repository at
 /// `path`, opened with the sandbox workers' passphrase, as index files of the usual size.
 fn write_synthetic_index(path: &Path, blobs: u64) -> anyhow::Result<()> {
+    use bk_worker::repository::cache::RepositoryCache;
     use bk_worker::repository::config::InitSettings;
     use bk_worker::repository::keys::{KdfSettings, Passphrase};
-    use bk_worker::repository::open::{open, OpenRequest, RepositoryCache};
+    use bk_worker::repository::open::{open, OpenRequest};
     let runtime = tokio::runtime::Runtime::new()?;
     let url = format!("file://{}", path.display());
     let store =

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use bk_coordinator::core::domain::{Source, SourceSpec};
-use bk_coordinator::core::job_history::{jobs_to_compact, jobs_to_forget, JobHistory};
+use bk_coordinator::core::job::history::{jobs_to_compact, jobs_to_forget, JobHistory};
 use bk_coordinator::core::plan::{plan_backup, BackupOptions};
 use bk_coordinator::core::{ClusterState, Command, CommandResponse, JobEvent, Repository};
 use bk_proto::ids::{BackupId, JobId, TaskId};

@@ -112,7 +112,7 @@ pub async fn read_chunk(
         None => {
             let path = chunk_path(&chunk.id);
             let sealed =
-                crate::repository::reader::read_all(repository.store.as_ref(), &path).await?;
+                crate::repository::metadata::read_all(repository.store.as_ref(), &path).await?;
             let key = repository.key.clone();
             let opened = tokio::task::spawn_blocking(move || metadata::open(&key, &path, &sealed))
                 .await

@@ -14,7 +14,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// Objects buffered between the listing and the copy.
 const LISTED_AHEAD: usize = 1024;

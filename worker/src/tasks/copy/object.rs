@@ -13,7 +13,7 @@ use crate::repository::index::IndexEntry;
 use crate::repository::list::ObjectEntry;
 use crate::repository::source::ChunkSource;
 use crate::repository::writer::{read_object, BlobWriter, StoreObjectError};
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// How one object ended.
 #[derive(Debug)]

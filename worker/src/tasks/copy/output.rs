@@ -16,7 +16,7 @@ use crate::repository::layout::attempt_index_name;
 use crate::repository::list::{ListItem, RunRef, RunWriter};
 use crate::repository::manifest::{DoneRecord, ProgressRecord, ScopeList};
 use crate::repository::staging::{write_done, write_progress};
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// Blob locations an attempt holds before writing them to an index file of its own (fewer
 /// ride inline in its records, so a small task costs no index file).

@@ -24,7 +24,7 @@ use crate::repository::list::{ListItem, MergedView, ObjectEntry};
 use crate::repository::manifest::ScopeList;
 use crate::repository::staging::read_earlier;
 use crate::repository::writer::BlobWriter;
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// Copies chosen objects of one scope and keeps their entries until the task ends.
 pub struct SetCopier<'a> {

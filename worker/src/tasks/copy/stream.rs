@@ -35,7 +35,7 @@ use crate::repository::list::{needs_new_base, ListItem, MergedView, ObjectEntry,
 use crate::repository::manifest::{Scope, ScopeList};
 use crate::repository::staging::read_earlier;
 use crate::repository::writer::BlobWriter;
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// Keys between the oldest one still copying and the newest one started, at most.
 pub const WINDOW: usize = 4096;

@@ -5,13 +5,13 @@
 //! would put gigabytes in every snapshot and every replica's memory. What operators read of an
 //! old job is its phases (when they ran, how many tasks, objects and bytes) and what went
 //! wrong; so the newest finished jobs keep every task (see
-//! [`super::job_history::JobHistory::keep_task_details`]) and older ones keep only this: a
+//! [`super::history::JobHistory::keep_task_details`]) and older ones keep only this: a
 //! summary per phase, and the tasks that failed, had problems or warned, in full.
 
 use bk_proto::ids::TaskSlot;
 use serde::{Deserialize, Serialize};
 
-use super::job::{Job, PlannedTask, TaskRun, TaskStatus};
+use super::{Job, PlannedTask, TaskRun, TaskStatus};
 
 /// What a compacted job keeps of its phases and cleanup.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl Job {
             *runs = Vec::new();
         }
         self.cleanup = Vec::new();
-        self.placements = super::placement_index::PlacementIndex::default();
+        self.placements = crate::core::placement_index::PlacementIndex::default();
     }
 }
 

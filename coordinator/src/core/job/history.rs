@@ -3,12 +3,12 @@
 //! Every job, with its tasks and their reports, lives in every snapshot and is scanned when a
 //! worker pulls: a coordinator running hourly backups would carry 8,760 jobs after a year.
 //! Finished jobs are kept for a while (to inspect, to watch their outcome) and then forgotten;
-//! their backups stay listed (those are [`super::BackupRecord`]s, not jobs).
+//! their backups stay listed (those are [`crate::core::BackupRecord`]s, not jobs).
 
 use bk_proto::ids::JobId;
 use serde::{Deserialize, Serialize};
 
-use super::state::ClusterState;
+use crate::core::state::ClusterState;
 
 /// Which finished jobs to keep: those finished within `keep_for_ms` of now, and at most
 /// `keep_last` of them. Running and queued jobs are always kept.
@@ -19,7 +19,7 @@ pub struct JobHistory {
     /// Keep at most this many finished jobs (the newest).
     pub keep_last: usize,
     /// The newest this many finished jobs keep every task; older ones keep a summary per phase
-    /// and the tasks that failed or warned ([`super::job_summary`]).
+    /// and the tasks that failed or warned ([`super::summary`]).
     #[serde(default = "default_keep_task_details")]
     pub keep_task_details: usize,
     /// ... and together at most this many tasks (the newest finished job always keeps its

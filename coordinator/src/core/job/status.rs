@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::job::{JobSpec, JobState, TaskRun};
+use super::{JobSpec, JobState, TaskRun};
 use bk_proto::ids::JobId;
 
 /// How a job ends (or is ending, while its cleanup runs).
@@ -121,10 +121,10 @@ pub(super) struct StoredJob {
     #[serde(default)]
     finished_at_ms: Option<u64>,
     #[serde(default)]
-    summary: Option<super::job_summary::JobSummary>,
+    summary: Option<super::summary::JobSummary>,
 }
 
-impl From<StoredJob> for super::job::Job {
+impl From<StoredJob> for super::Job {
     fn from(stored: StoredJob) -> Self {
         let status = stored.status.unwrap_or_else(|| {
             let outcome = match (stored.cancelled, stored.error) {
@@ -144,8 +144,8 @@ impl From<StoredJob> for super::job::Job {
                 }
             }
         });
-        let placements = super::placement_index::PlacementIndex::of(&stored.spec);
-        super::job::Job {
+        let placements = crate::core::placement_index::PlacementIndex::of(&stored.spec);
+        super::Job {
             id: stored.id,
             spec: stored.spec,
             created_at_ms: stored.created_at_ms,

@@ -1,6 +1,8 @@
-//! The prepare and release tasks.
+//! The QuestDB prepare and release tasks.
 //!
-//! Ownership marker: before sending `CHECKPOINT CREATE` (`SNAPSHOT PREPARE` before 8.1.1),
+//! The checkpoint state is global to the server and has no owner: any connection can release
+//! anyone's checkpoint. So this module records in the repository's staging area whether this
+//! job holds the checkpoint, and releases only its own. Ownership marker: before sending `CHECKPOINT CREATE` (`SNAPSHOT PREPARE` before 8.1.1),
 //! prepare writes `staging/<job>/questdb-checkpoint.json` (`creating`, with the time); once the
 //! server accepted, it records `held` and, where the server has `checkpoint_status()` (8.1.1+),
 //! its `started_at`. From the moment the marker says `creating`, the job may hold the checkpoint,
@@ -16,13 +18,15 @@ use chrono::NaiveDateTime;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::client::{CheckpointSyntax, QuestDbError, QuestDbFailure, Session, StatusFunction};
-use super::disk;
 use crate::error::TaskError;
+use crate::questdb::client::{
+    CheckpointSyntax, QuestDbError, QuestDbFailure, Session, StatusFunction,
+};
+use crate::questdb::disk;
 use crate::repository::staging;
 use crate::snapshot::config::SnapshotConfig;
 use crate::snapshot::{self, Taken};
-use crate::tasks::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// What the job knows about the checkpoint it may hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

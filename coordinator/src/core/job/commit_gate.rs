@@ -13,7 +13,7 @@
 
 use bk_proto::model::{CorruptObject, TaskKind, TaskReport};
 
-use super::job::Job;
+use super::Job;
 
 /// Corrupt objects listed by name in a refusal; beyond, only their count.
 const MAX_NAMED: usize = 20;

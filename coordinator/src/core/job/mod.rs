@@ -13,8 +13,13 @@ use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
 use bk_proto::model::{DrillReport, RepositoryRef, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
-use super::domain::SourceSpec;
-pub use super::job_status::{JobStatus, Outcome};
+pub mod commit_gate;
+pub mod history;
+pub mod status;
+pub mod summary;
+
+use crate::core::domain::SourceSpec;
+pub use status::{JobStatus, Outcome};
 
 /// How many times a task may fail with a retryable error before the job fails.
 pub const MAX_RETRYABLE_FAILURES: u32 = 3;
@@ -57,7 +62,7 @@ impl JobSpec {
     /// the backup's, it writes no backup and has no cleanup.
     pub fn reading_backup(
         kind: JobKind,
-        backup: &super::domain::BackupRecord,
+        backup: &crate::core::domain::BackupRecord,
         repository: &RepositoryRef,
         phases: Vec<PlannedPhase>,
     ) -> Self {
@@ -281,7 +286,7 @@ pub enum JobEventRejected {
 
 /// A job and the live state of its tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "super::job_status::StoredJob")]
+#[serde(from = "status::StoredJob")]
 pub struct Job {
     /// Its id.
     pub id: JobId,
@@ -297,10 +302,10 @@ pub struct Job {
     pub cleanup: Vec<TaskRun>,
     /// Set once the job's per-task detail was dropped (an old finished job): its phases and
     /// the tasks worth keeping. The plan's tasks and `phases` are empty then.
-    pub summary: Option<super::job_summary::JobSummary>,
+    pub summary: Option<summary::JobSummary>,
     /// Its tasks by placement, derived from the plan (not stored: rebuilt when read).
     #[serde(skip)]
-    pub placements: super::placement_index::PlacementIndex,
+    pub placements: crate::core::placement_index::PlacementIndex,
 }
 
 impl Job {
@@ -320,9 +325,9 @@ impl Job {
             phases,
             cleanup,
             summary: None,
-            placements: super::placement_index::PlacementIndex::default(),
+            placements: crate::core::placement_index::PlacementIndex::default(),
         };
-        job.placements = super::placement_index::PlacementIndex::of(&job.spec);
+        job.placements = crate::core::placement_index::PlacementIndex::of(&job.spec);
         let mut effects = Vec::new();
         job.start_phase_or_cleanup(created_at_ms, &mut effects);
         job
@@ -708,7 +713,7 @@ impl Job {
     }
 
     /// Moves past every completed phase; starts cleanup after the last one. A commit phase
-    /// starts only if the commit gate lets it ([`super::commit_gate`]).
+    /// starts only if the commit gate lets it ([`commit_gate`]).
     fn advance(&mut self, at_ms: u64, effects: &mut Vec<JobEffect>) {
         while matches!(self.status, JobStatus::Queued { .. } | JobStatus::Running { .. })
             && self.phases[self.current_phase()]
@@ -717,7 +722,7 @@ impl Job {
         {
             self.set_phase(self.current_phase() + 1);
             if let Some(commit_slot) = self.commit_slot_of_current_phase() {
-                if let Some(refusal) = super::commit_gate::commit_refusal(self) {
+                if let Some(refusal) = commit_gate::commit_refusal(self) {
                     self.fail(refusal, commit_slot, at_ms, effects);
                     return;
                 }
