@@ -63,7 +63,8 @@ impl From<CoordinatorError> for Status {
     fn from(error: CoordinatorError) -> Self {
         let message = error.to_string();
         match error {
-            CoordinatorError::NotFound { .. } => Status::not_found(message),
+            CoordinatorError::NotFound { .. }
+            | CoordinatorError::Plan(PlanError::UnknownBackup(_)) => Status::not_found(message),
             CoordinatorError::FailedPrecondition(_) => Status::failed_precondition(message),
             CoordinatorError::InvalidRequest(_) | CoordinatorError::Plan(_) => {
                 Status::invalid_argument(message)

@@ -14,16 +14,13 @@ use ulid::Ulid;
 
 use super::convert::{self, JobViewContext};
 use crate::coordinator::Coordinator;
-use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::Job;
-use crate::core::job::JobSpec;
-use crate::core::plan::drill::{plan_drill, resolve_drill_target, DrillTarget};
-use crate::core::plan::keys::{plan_repository_check, plan_repository_key};
-use crate::core::plan::prune::{conflicts, plan_prune, PruneRequest, RetentionPolicy};
-use crate::core::plan::PlanError;
-use crate::core::plan::{plan_restore, plan_verify, RestoreRequest};
-use crate::core::submit::{plan_backup_request, BackupRequest};
-use crate::core::{Command, CommandResponse};
+use crate::core::plan::drill::DrillTarget;
+use crate::core::plan::prune::{conflicts, PruneRequest, RetentionPolicy};
+use crate::core::plan::{PlanError, RestoreRequest};
+use crate::core::submit::jobs::{self, Ids};
+use crate::core::submit::BackupRequest;
+use crate::core::{ClusterState, Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
 
 /// Serves the Control API.
@@ -65,173 +62,35 @@ impl ControlServiceImpl {
         convert::job_to_pb(job, &context)
     }
 
-    async fn submit_backup(&self, request: pb::SubmitBackupRequest) -> CoordinatorResult<JobId> {
+    /// Proposes what `plan` makes of the state, fresh ids and the time (a `SubmitJob`), and
+    /// returns the new job's id. `what` names the job in the log.
+    async fn submit(
+        &self,
+        what: String,
+        plan: impl FnOnce(&ClusterState, Ids, u64) -> Result<Command, PlanError>,
+    ) -> CoordinatorResult<JobId> {
         self.coordinator.ensure_leader()?;
-        let job_id = JobId::from_ulid(Ulid::new());
-        let backup_id = BackupId::from_ulid(Ulid::new());
-        let at_ms = crate::clock::now_ms();
-        let options = BackupRequest {
-            source: &request.source,
-            repository: &request.repository,
-            full: request.full,
-            adopt_checkpoint: request.adopt_checkpoint,
-            allow_corrupt: request.allow_corrupt,
+        let ids = Ids {
+            job_id: JobId::from_ulid(Ulid::new()),
+            backup_id: BackupId::from_ulid(Ulid::new()),
         };
-        let spec = self
-            .coordinator
-            .shared
-            .read(|state| plan_backup_request(state, &options, job_id, backup_id, at_ms))?;
-        expect_applied(
-            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
-        )?;
-        tracing::info!(%job_id, source = %request.source, repository = %request.repository, "backup job submitted");
-        Ok(job_id)
-    }
-
-    /// Plans a job about an existing backup (restore, verify) with `plan` and queues it.
-    async fn submit_for_backup(
-        &self,
-        backup_id: &str,
-        plan: impl FnOnce(
-            &BackupRecord,
-            &Repository,
-            &crate::core::ClusterState,
-        ) -> Result<JobSpec, PlanError>,
-    ) -> CoordinatorResult<JobId> {
-        self.coordinator.ensure_leader()?;
-        let backup_id: BackupId =
-            backup_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
-                CoordinatorError::InvalidRequest(error.to_string())
-            })?;
-        let job_id = JobId::from_ulid(Ulid::new());
-        let spec = self.coordinator.shared.read(|state| {
-            let backup =
-                state.backups.get(&backup_id).ok_or_else(|| CoordinatorError::NotFound {
-                    what: format!("backup `{backup_id}` (list them with `bkctl backups`)"),
-                })?;
-            let repository = state.repositories.get(&backup.repository).ok_or_else(|| {
-                CoordinatorError::InvalidRequest(format!(
-                    "repository `{}` of the backup is no longer registered",
-                    backup.repository
-                ))
-            })?;
-            Ok::<_, CoordinatorError>(plan(backup, repository, state)?)
-        })?;
-        let kind = spec.kind;
-        let at_ms = crate::clock::now_ms();
-        expect_applied(
-            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
-        )?;
-        tracing::info!(%job_id, %backup_id, ?kind, "job submitted");
-        Ok(job_id)
+        let now_ms = crate::clock::now_ms();
+        let command = self.coordinator.shared.read(|state| plan(state, ids, now_ms))?;
+        expect_applied(self.coordinator.propose(command).await?)?;
+        tracing::info!(job_id = %ids.job_id, "{what} submitted");
+        Ok(ids.job_id)
     }
 }
 
-impl ControlServiceImpl {
-    async fn submit_prune(&self, request: pb::SubmitPruneRequest) -> CoordinatorResult<JobId> {
-        self.coordinator.ensure_leader()?;
-        let job_id = JobId::from_ulid(Ulid::new());
-        let prune = PruneRequest {
-            source: request.source.clone(),
-            policy: RetentionPolicy {
-                keep_last: request.keep_last,
-                keep_daily: request.keep_daily,
-                keep_weekly: request.keep_weekly,
-                keep_monthly: request.keep_monthly,
-            },
-            dry_run: request.dry_run,
-            max_unused_percent: request
-                .max_unused_percent
-                .unwrap_or_else(bk_proto::model::default_max_unused_percent),
-        };
-        let spec = self.coordinator.shared.read(|state| {
-            let repository = state.repositories.get(&request.repository).ok_or_else(|| {
-                CoordinatorError::InvalidRequest(format!(
-                    "unknown repository `{}`",
-                    request.repository
-                ))
-            })?;
-            let backups: Vec<&BackupRecord> = state.backups.values().collect();
-            let placeholder = BackupId::from_ulid(job_id.0);
-            Ok::<_, CoordinatorError>(plan_prune(&prune, repository, &backups, placeholder)?)
-        })?;
-        let at_ms = crate::clock::now_ms();
-        expect_applied(
-            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
-        )?;
-        tracing::info!(%job_id, source = %request.source, repository = %request.repository, dry_run = request.dry_run, "prune submitted");
-        Ok(job_id)
-    }
+/// The answer to every submission.
+fn submitted(job_id: JobId) -> Result<Response<pb::SubmitJobResponse>, Status> {
+    Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
 }
 
-impl ControlServiceImpl {
-    async fn submit_repository_key(
-        &self,
-        request: pb::SubmitRepositoryKeyRequest,
-    ) -> CoordinatorResult<JobId> {
-        self.coordinator.ensure_leader()?;
-        let action = convert::key_action_from_pb(request.action)?;
-        self.submit_repository_job(&request.repository, "key", |repository, placeholder| {
-            plan_repository_key(repository, action, placeholder)
-        })
-        .await
-    }
-
-    async fn submit_repository_check(
-        &self,
-        request: pb::SubmitRepositoryCheckRequest,
-    ) -> CoordinatorResult<JobId> {
-        self.coordinator.ensure_leader()?;
-        let percent = request.read_data_percent;
-        if percent > 100 {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "--read-data {percent}: a percentage of the packs, 0 to 100"
-            )));
-        }
-        self.submit_repository_job(&request.repository, "check", |repository, placeholder| {
-            plan_repository_check(repository, percent, placeholder)
-        })
-        .await
-    }
-
-    /// Plans a job on a registered repository that concerns no backup and proposes it.
-    async fn submit_repository_job(
-        &self,
-        name: &str,
-        what: &str,
-        plan: impl FnOnce(&crate::core::domain::Repository, BackupId) -> crate::core::job::JobSpec,
-    ) -> CoordinatorResult<JobId> {
-        let job_id = JobId::from_ulid(Ulid::new());
-        let spec = self.coordinator.shared.read(|state| {
-            let repository = state.repositories.get(name).ok_or_else(|| {
-                CoordinatorError::InvalidRequest(format!(
-                    "unknown repository `{name}`: register it with `bkctl repo add`"
-                ))
-            })?;
-            // The job's backup field only needs a value: none is written.
-            Ok::<_, CoordinatorError>(plan(repository, BackupId::from_ulid(job_id.0)))
-        })?;
-        let at_ms = crate::clock::now_ms();
-        expect_applied(
-            self.coordinator.propose(Command::SubmitJob { job_id, spec, at_ms }).await?,
-        )?;
-        tracing::info!(%job_id, repository = %name, "repository {what} job submitted");
-        Ok(job_id)
-    }
-}
-
-/// The HTTP endpoints of the source as registered now.
-fn registered_endpoints(
-    state: &crate::core::ClusterState,
-    source: &str,
-) -> std::collections::BTreeMap<String, String> {
-    match state.sources.get(source).map(|source| &source.spec) {
-        Some(SourceSpec::InfluxDb3Enterprise { http_endpoints, .. }) => http_endpoints.clone(),
-        Some(SourceSpec::InfluxDb3Core { node, http_endpoint: Some(endpoint) }) => {
-            [(node.clone(), endpoint.clone())].into()
-        }
-        _ => Default::default(),
-    }
+fn parse_backup_id(value: &str) -> Result<BackupId, Status> {
+    value
+        .parse()
+        .map_err(|error: bk_proto::ids::ParseIdError| Status::invalid_argument(error.to_string()))
 }
 
 /// Turns a rejected command into an error.
@@ -304,8 +163,18 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::SubmitBackupRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let job_id = self.submit_backup(request.into_inner()).await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let request = request.into_inner();
+        let backup = BackupRequest {
+            source: &request.source,
+            repository: &request.repository,
+            full: request.full,
+            adopt_checkpoint: request.adopt_checkpoint,
+            allow_corrupt: request.allow_corrupt,
+        };
+        let what = format!("backup of `{}` into `{}`", request.source, request.repository);
+        submitted(
+            self.submit(what, |state, ids, now| jobs::backup(state, &backup, ids, now)).await?,
+        )
     }
 
     async fn submit_restore(
@@ -313,7 +182,8 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitRestoreRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
-        let mut restore = RestoreRequest {
+        let backup_id = parse_backup_id(&request.backup_id)?;
+        let restore = RestoreRequest {
             default_target: (!request.target.is_empty()).then_some(request.target),
             node_targets: request.node_targets.into_iter().collect(),
             nodes_stopped: request.nodes_stopped,
@@ -321,19 +191,11 @@ impl Control for ControlServiceImpl {
             resume: request.resume,
             http_endpoints: Default::default(),
         };
-        let job_id = self
-            .submit_for_backup(&request.backup_id, |backup, repository, state| {
-                restore.http_endpoints = registered_endpoints(state, &backup.source);
-                let nodes_with_workers = state
-                    .workers
-                    .values()
-                    .filter(|worker| worker.source == backup.source)
-                    .map(|worker| worker.node.clone())
-                    .collect();
-                plan_restore(backup, repository, &restore, &nodes_with_workers)
-            })
-            .await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let what = format!("restore of backup `{backup_id}`");
+        submitted(
+            self.submit(what, |state, ids, now| jobs::restore(state, backup_id, restore, ids, now))
+                .await?,
+        )
     }
 
     async fn submit_verify(
@@ -341,12 +203,12 @@ impl Control for ControlServiceImpl {
         request: Request<pb::SubmitVerifyRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
-        let job_id = self
-            .submit_for_backup(&request.backup_id, |backup, repository, _| {
-                Ok(plan_verify(backup, repository, request.deep))
-            })
-            .await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let (backup_id, deep) = (parse_backup_id(&request.backup_id)?, request.deep);
+        let what = format!("verify of backup `{backup_id}`");
+        submitted(
+            self.submit(what, |state, ids, now| jobs::verify(state, backup_id, deep, ids, now))
+                .await?,
+        )
     }
 
     async fn submit_drill(
@@ -355,11 +217,7 @@ impl Control for ControlServiceImpl {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let target = if !request.backup_id.is_empty() {
-            let backup_id =
-                request.backup_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
-                    Status::invalid_argument(error.to_string())
-                })?;
-            DrillTarget::Backup(backup_id)
+            DrillTarget::Backup(parse_backup_id(&request.backup_id)?)
         } else if !request.source.is_empty() {
             DrillTarget::NewestOf {
                 source: request.source,
@@ -370,17 +228,8 @@ impl Control for ControlServiceImpl {
                 "name the backup to drill (`--backup ID`) or its source (`--source NAME`)",
             ));
         };
-        let backup_id = self
-            .coordinator
-            .shared
-            .read(|state| resolve_drill_target(state, &target).map(|backup| backup.backup_id))
-            .map_err(CoordinatorError::from)?;
-        let job_id = self
-            .submit_for_backup(&backup_id.to_string(), |backup, repository, _| {
-                plan_drill(backup, repository)
-            })
-            .await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let what = format!("drill of {target:?}");
+        submitted(self.submit(what, |state, ids, now| jobs::drill(state, &target, ids, now)).await?)
     }
 
     async fn cancel_job(
@@ -402,24 +251,51 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::SubmitPruneRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let job_id = self.submit_prune(request.into_inner()).await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let request = request.into_inner();
+        let prune = PruneRequest {
+            source: request.source.clone(),
+            policy: RetentionPolicy {
+                keep_last: request.keep_last,
+                keep_daily: request.keep_daily,
+                keep_weekly: request.keep_weekly,
+                keep_monthly: request.keep_monthly,
+            },
+            dry_run: request.dry_run,
+            max_unused_percent: request
+                .max_unused_percent
+                .unwrap_or_else(bk_proto::model::default_max_unused_percent),
+        };
+        let (repository, what) = (request.repository, format!("prune of `{}`", request.source));
+        submitted(
+            self.submit(what, |state, ids, now| jobs::prune(state, &repository, &prune, ids, now))
+                .await?,
+        )
     }
 
     async fn submit_repository_key(
         &self,
         request: Request<pb::SubmitRepositoryKeyRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let job_id = self.submit_repository_key(request.into_inner()).await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let request = request.into_inner();
+        let action = convert::key_action_from_pb(request.action)?;
+        let (repository, what) = (request.repository, "repository key job".to_string());
+        submitted(
+            self.submit(what, |state, ids, now| jobs::key(state, &repository, action, ids, now))
+                .await?,
+        )
     }
 
     async fn submit_repository_check(
         &self,
         request: Request<pb::SubmitRepositoryCheckRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let job_id = self.submit_repository_check(request.into_inner()).await?;
-        Ok(Response::new(pb::SubmitJobResponse { job_id: job_id.to_string() }))
+        let request = request.into_inner();
+        let (repository, percent) = (request.repository, request.read_data_percent);
+        let what = format!("check of repository `{repository}`");
+        submitted(
+            self.submit(what, |state, ids, now| jobs::check(state, &repository, percent, ids, now))
+                .await?,
+        )
     }
 
     async fn get_job(

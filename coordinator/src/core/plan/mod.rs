@@ -77,6 +77,12 @@ pub enum PlanError {
     /// The drill cannot be planned as asked.
     #[error("cannot drill: {0}")]
     InvalidDrill(String),
+    /// The request names a backup that does not exist (or was forgotten by a prune).
+    #[error("backup `{0}` not found: list them with `bkctl backups`")]
+    UnknownBackup(BackupId),
+    /// The repository check cannot run as asked.
+    #[error("cannot check the repository: {0}")]
+    InvalidCheck(String),
 }
 
 /// Plans a backup of `source` into `repository`.

@@ -1,5 +1,8 @@
-//! A backup request against the current state: which source and repository it names, and
-//! which backup it is incremental to. Pure (the caller supplies the ids and the time).
+//! Requests against the current state, into the commands that submit their jobs. Pure (the
+//! caller supplies the ids and the time). [`jobs`] has one function per job kind; this module
+//! says which backup a new one is incremental to.
+
+pub mod jobs;
 
 use bk_proto::ids::{BackupId, JobId};
 
