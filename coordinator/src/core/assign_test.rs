@@ -24,18 +24,16 @@ fn worker(node: &str) -> WorkerRecord {
 }
 
 fn copy_on(node: &str) -> PlannedTask {
-    PlannedTask {
-        label: format!("copy {node}/wal/"),
-        placement: Placement::Node(node.to_string()),
-        kind: TaskKind::CopyPrefix {
+    PlannedTask::new(
+        format!("copy {node}/wal/"),
+        Placement::Node(node.to_string()),
+        TaskKind::CopyPrefix {
             phase: bk_proto::model::CopyPhase::Nodes,
             node: node.to_string(),
             prefix: format!("{node}/wal/"),
             exclude: Vec::new(),
         },
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    }
+    )
 }
 
 fn backup_spec(n: u64) -> JobSpec {

@@ -82,13 +82,7 @@ mod tests {
     }
 
     fn task(placement: Placement, kind: TaskKind) -> PlannedTask {
-        PlannedTask {
-            label: "t".into(),
-            placement,
-            kind,
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }
+        PlannedTask::new("t".into(), placement, kind)
     }
 
     fn copy(node: &str) -> TaskKind {

@@ -128,13 +128,11 @@ mod tests {
     use crate::core::job::{JobKind, JobSpec, PlannedPhase, PlannedTask};
 
     fn copy_on(node: &str) -> PlannedTask {
-        PlannedTask {
-            label: format!("copy {node}/"),
-            placement: Placement::Node(node.to_string()),
-            kind: TaskKind::RemoveStaging,
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }
+        PlannedTask::new(
+            format!("copy {node}/"),
+            Placement::Node(node.to_string()),
+            TaskKind::RemoveStaging,
+        )
     }
 
     fn spec() -> JobSpec {

@@ -17,18 +17,16 @@ fn test_a_report_with_problems_fails_the_job_and_runs_cleanup() {
 }
 
 fn copy_task(prefix: &str) -> PlannedTask {
-    PlannedTask {
-        label: format!("copy {prefix}"),
-        placement: Placement::Node("node1".to_string()),
-        kind: TaskKind::CopyPrefix {
+    PlannedTask::new(
+        format!("copy {prefix}"),
+        Placement::Node("node1".to_string()),
+        TaskKind::CopyPrefix {
             phase: bk_proto::model::CopyPhase::Nodes,
             node: "node1".to_string(),
             prefix: prefix.to_string(),
             exclude: Vec::new(),
         },
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    }
+    )
 }
 
 fn job_with_phases(phases: &[&[&str]]) -> Job {
@@ -49,13 +47,11 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
                 tasks: prefixes.iter().map(|prefix| copy_task(prefix)).collect(),
             })
             .collect(),
-        cleanup: vec![PlannedTask {
-            label: "remove staging".to_string(),
-            placement: Placement::AnyNode,
-            kind: TaskKind::RemoveStaging,
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        cleanup: vec![PlannedTask::new(
+            "remove staging".to_string(),
+            Placement::AnyNode,
+            TaskKind::RemoveStaging,
+        )],
         allow_corrupt: false,
     };
     Job::new(JobId(Ulid::from_parts(2, 2)), spec, 1_000)
@@ -241,17 +237,15 @@ fn test_commit_task_success_emits_backup_committed() {
     let mut job = job_with_phases(&[]);
     job.spec.phases.push(PlannedPhase {
         name: "commit".into(),
-        tasks: vec![PlannedTask {
-            label: "commit".into(),
-            placement: Placement::AnyNode,
-            kind: TaskKind::CommitBackup {
+        tasks: vec![PlannedTask::new(
+            "commit".into(),
+            Placement::AnyNode,
+            TaskKind::CommitBackup {
                 backup_id: job.spec.backup_id,
                 created_at_ms: 1,
                 parts: vec![],
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        )],
     });
     job = Job::new(job.id, job.spec.clone(), 1);
     lease(&mut job, slot(0, 0), 1);
@@ -314,17 +308,15 @@ fn test_a_committing_job_cannot_be_cancelled() {
     let mut job = job_with_phases(&[]);
     job.spec.phases.push(PlannedPhase {
         name: "commit".into(),
-        tasks: vec![PlannedTask {
-            label: "commit".into(),
-            placement: Placement::AnyNode,
-            kind: TaskKind::CommitBackup {
+        tasks: vec![PlannedTask::new(
+            "commit".into(),
+            Placement::AnyNode,
+            TaskKind::CommitBackup {
                 backup_id: job.spec.backup_id,
                 created_at_ms: 1,
                 parts: vec![],
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        )],
     });
     job = Job::new(job.id, job.spec.clone(), 1);
     lease(&mut job, slot(0, 0), 1);

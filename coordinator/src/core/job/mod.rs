@@ -130,6 +130,27 @@ pub struct PlannedTask {
     pub retry_until_success: bool,
 }
 
+impl PlannedTask {
+    /// A task that may start as soon as its phase does, and whose retryable failures count
+    /// against the retry limit (what nearly every task is).
+    pub fn new(label: String, placement: Placement, kind: TaskKind) -> Self {
+        Self { label, placement, kind, depends_on: Vec::new(), retry_until_success: false }
+    }
+
+    /// Starts only once these tasks of its phase have succeeded.
+    pub fn after(mut self, depends_on: Vec<u32>) -> Self {
+        self.depends_on = depends_on;
+        self
+    }
+
+    /// Retryable failures re-queue it without bound (a QuestDB release, a snapshot deletion:
+    /// what must eventually happen).
+    pub fn retrying_until_success(mut self) -> Self {
+        self.retry_until_success = true;
+        self
+    }
+}
+
 /// Which workers may run a task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placement {

@@ -146,18 +146,16 @@ mod tests {
     use crate::core::job::{JobEvent, JobSpec, Placement, PlannedPhase};
 
     fn copy(prefix: &str) -> PlannedTask {
-        PlannedTask {
-            label: format!("copy {prefix}"),
-            placement: Placement::Node("n".into()),
-            kind: TaskKind::CopyPrefix {
+        PlannedTask::new(
+            format!("copy {prefix}"),
+            Placement::Node("n".into()),
+            TaskKind::CopyPrefix {
                 phase: CopyPhase::Nodes,
                 node: "n".into(),
                 prefix: prefix.into(),
                 exclude: Vec::new(),
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }
+        )
     }
 
     fn job() -> Job {

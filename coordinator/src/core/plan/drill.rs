@@ -99,16 +99,14 @@ pub fn plan_drill(backup: &BackupRecord, repository: &Repository) -> Result<JobS
     };
     let phases = vec![PlannedPhase {
         name: "drill".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!(
+        tasks: vec![PlannedTask::new(
+            format!(
                 "drill backup {}: restore into scratch, check, start the database",
                 backup.backup_id
             ),
-            placement: Placement::DrillWorker,
-            kind: TaskKind::DrillBackup { backup_id: backup.backup_id, database },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+            Placement::DrillWorker,
+            TaskKind::DrillBackup { backup_id: backup.backup_id, database },
+        )],
     }];
     Ok(JobSpec::reading_backup(JobKind::Drill, backup, repository, phases))
 }

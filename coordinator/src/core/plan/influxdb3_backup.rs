@@ -68,24 +68,20 @@ pub(super) fn backup(
     };
     phases.push(PlannedPhase {
         name: "catalog".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!("copy catalog under {catalog_prefix}"),
-            placement: Placement::AnyNode,
-            kind: TaskKind::CopyCatalog { catalog_prefix, phase: CopyPhase::Catalog },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        tasks: vec![PlannedTask::new(
+            format!("copy catalog under {catalog_prefix}"),
+            Placement::AnyNode,
+            TaskKind::CopyCatalog { catalog_prefix, phase: CopyPhase::Catalog },
+        )],
     });
     if let Some(cluster_prefix) = licence_prefix {
         phases.push(PlannedPhase {
             name: "licence".to_string(),
-            tasks: vec![PlannedTask {
-                label: format!("copy licence files under {cluster_prefix}"),
-                placement: Placement::AnyNode,
-                kind: TaskKind::CopyLicence { cluster_prefix, phase: CopyPhase::Licence },
-                depends_on: Vec::new(),
-                retry_until_success: false,
-            }],
+            tasks: vec![PlannedTask::new(
+                format!("copy licence files under {cluster_prefix}"),
+                Placement::AnyNode,
+                TaskKind::CopyLicence { cluster_prefix, phase: CopyPhase::Licence },
+            )],
         });
     }
     link_consistency_parts(job_id, &mut phases);
@@ -105,13 +101,11 @@ pub(super) fn backup(
     });
     phases.push(PlannedPhase {
         name: "commit".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!("commit backup {backup_id}"),
-            placement: Placement::AnyNode,
-            kind: TaskKind::CommitBackup { backup_id, created_at_ms, parts },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        tasks: vec![PlannedTask::new(
+            format!("commit backup {backup_id}"),
+            Placement::AnyNode,
+            TaskKind::CommitBackup { backup_id, created_at_ms, parts },
+        )],
     });
     Ok(JobSpec {
         kind: JobKind::Backup,
@@ -132,25 +126,24 @@ pub(super) fn backup(
 fn snapshot_phase(nodes: &[String]) -> PlannedPhase {
     let tasks = nodes
         .iter()
-        .map(|node| PlannedTask {
-            label: format!("snapshot {node}'s store"),
-            placement: Placement::Node(node.clone()),
-            kind: TaskKind::TakeSnapshot { node: node.clone() },
-            depends_on: Vec::new(),
-            retry_until_success: false,
+        .map(|node| {
+            PlannedTask::new(
+                format!("snapshot {node}'s store"),
+                Placement::Node(node.clone()),
+                TaskKind::TakeSnapshot { node: node.clone() },
+            )
         })
         .collect();
     PlannedPhase { name: "snapshot".to_string(), tasks }
 }
 
 fn delete_snapshot_task(node: &str) -> PlannedTask {
-    PlannedTask {
-        label: format!("delete {node}'s snapshot"),
-        placement: Placement::Node(node.to_string()),
-        kind: TaskKind::DeleteSnapshot { node: node.to_string() },
-        depends_on: Vec::new(),
-        retry_until_success: true,
-    }
+    PlannedTask::new(
+        format!("delete {node}'s snapshot"),
+        Placement::Node(node.to_string()),
+        TaskKind::DeleteSnapshot { node: node.to_string() },
+    )
+    .retrying_until_success()
 }
 
 fn compactor_phase(compactor: &str) -> PlannedPhase {
@@ -201,20 +194,21 @@ fn nodes_phase(
         task.label = format!("copy other objects under {node}/");
         tasks.push(task);
         let copies = first_copy..tasks.len() as u32;
-        tasks.push(PlannedTask {
-            label: format!(
-                "check {node} is consistent (WAL after the newest snapshot, parquet it names)"
-            ),
-            placement: Placement::Node(node.clone()),
-            kind: TaskKind::CheckNodeConsistency {
-                node: node.clone(),
-                phase: CopyPhase::Nodes,
-                parts: Vec::new(), // Filled by `link_consistency_parts` once phase indices are known.
-                max_rounds: MAX_REPAIR_ROUNDS,
-            },
-            depends_on: copies.collect(),
-            retry_until_success: false,
-        });
+        tasks.push(
+            PlannedTask::new(
+                format!(
+                    "check {node} is consistent (WAL after the newest snapshot, parquet it names)"
+                ),
+                Placement::Node(node.clone()),
+                TaskKind::CheckNodeConsistency {
+                    node: node.clone(),
+                    phase: CopyPhase::Nodes,
+                    parts: Vec::new(), // Filled by `link_consistency_parts` once phase indices are known.
+                    max_rounds: MAX_REPAIR_ROUNDS,
+                },
+            )
+            .after(copies.collect()),
+        );
     }
     PlannedPhase { name: "nodes".to_string(), tasks }
 }
@@ -228,18 +222,11 @@ fn copied_elsewhere(prefix: &str) -> ExcludeRule {
 }
 
 fn copy_task(phase: CopyPhase, node: &str, prefix: &str, exclude: Vec<ExcludeRule>) -> PlannedTask {
-    PlannedTask {
-        label: format!("copy {prefix}"),
-        placement: Placement::Node(node.to_string()),
-        kind: TaskKind::CopyPrefix {
-            phase,
-            node: node.to_string(),
-            prefix: prefix.to_string(),
-            exclude,
-        },
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    }
+    PlannedTask::new(
+        format!("copy {prefix}"),
+        Placement::Node(node.to_string()),
+        TaskKind::CopyPrefix { phase, node: node.to_string(), prefix: prefix.to_string(), exclude },
+    )
 }
 
 /// Points each consistency check at the copy tasks it depends on.

@@ -91,61 +91,53 @@ pub(super) fn restore(
     let mut preflight = Vec::new();
     let mut wipe = Vec::new();
     for (node, target_url) in &node_targets {
-        preflight.push(PlannedTask {
-            label: format!("check {node} is stopped and {node}/ is empty"),
-            placement: placement(node),
-            kind: TaskKind::CheckRestoreTarget {
+        preflight.push(PlannedTask::new(
+            format!("check {node} is stopped and {node}/ is empty"),
+            placement(node),
+            TaskKind::CheckRestoreTarget {
                 node: node.clone(),
                 target_url: target_url.clone(),
                 prefixes: vec![format!("{node}/")],
                 http_endpoint: endpoints.get(node).cloned(),
                 allow_existing: request.wipe || request.resume,
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        });
+        ));
         wipe.push(wipe_task(target_url, vec![format!("{node}/")], placement(node)));
     }
     if let Some(target_url) = &cluster_target {
-        preflight.push(PlannedTask {
-            label: "check the cluster's catalog and licence keys are free".to_string(),
-            placement: Placement::AnyNode,
-            kind: TaskKind::CheckRestoreTarget {
+        preflight.push(PlannedTask::new(
+            "check the cluster's catalog and licence keys are free".to_string(),
+            Placement::AnyNode,
+            TaskKind::CheckRestoreTarget {
                 node: String::new(),
                 target_url: target_url.clone(),
                 prefixes: cluster_prefixes.clone(),
                 http_endpoint: None,
                 allow_existing: request.wipe || request.resume,
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        });
+        ));
         wipe.push(wipe_task(target_url, cluster_prefixes, Placement::AnyNode));
     }
-    preflight.push(PlannedTask {
-        label: format!("check backup {} and its chunks exist", backup.backup_id),
-        placement: Placement::AnyNode,
-        kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep: false },
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    });
+    preflight.push(PlannedTask::new(
+        format!("check backup {} and its chunks exist", backup.backup_id),
+        Placement::AnyNode,
+        TaskKind::VerifyBackup { backup_id: backup.backup_id, deep: false },
+    ));
 
     let restore = |phase: CopyPhase, node: Option<&str>, target_url: &str, placement: Placement| {
-        PlannedTask {
-            label: match node {
+        PlannedTask::new(
+            match node {
                 Some(node) => format!("restore {phase} objects of {node}"),
                 None => format!("restore {phase} objects"),
             },
             placement,
-            kind: TaskKind::RestoreObjects {
+            TaskKind::RestoreObjects {
                 backup_id: backup.backup_id,
                 target_url: target_url.to_string(),
                 phase,
                 node: node.map(str::to_string),
             },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }
+        )
     };
     let mut phases = vec![PlannedPhase { name: "preflight".to_string(), tasks: preflight }];
     if request.wipe {
@@ -175,11 +167,9 @@ pub(super) fn restore(
 }
 
 fn wipe_task(target_url: &str, prefixes: Vec<String>, placement: Placement) -> PlannedTask {
-    PlannedTask {
-        label: format!("wipe {}", prefixes.first().map(String::as_str).unwrap_or("")),
+    PlannedTask::new(
+        format!("wipe {}", prefixes.first().map(String::as_str).unwrap_or("")),
         placement,
-        kind: TaskKind::WipeTarget { target_url: target_url.to_string(), prefixes },
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    }
+        TaskKind::WipeTarget { target_url: target_url.to_string(), prefixes },
+    )
 }

@@ -34,13 +34,11 @@ pub fn plan_repository_key(
         nodes: Vec::new(),
         phases: vec![PlannedPhase {
             name: "key".to_string(),
-            tasks: vec![PlannedTask {
+            tasks: vec![PlannedTask::new(
                 label,
-                placement: Placement::RepositoryHolder(repository.name.clone()),
-                kind: TaskKind::RepositoryKey { action },
-                depends_on: Vec::new(),
-                retry_until_success: false,
-            }],
+                Placement::RepositoryHolder(repository.name.clone()),
+                TaskKind::RepositoryKey { action },
+            )],
         }],
         cleanup: Vec::new(),
         allow_corrupt: false,
@@ -57,16 +55,10 @@ pub fn plan_repository_check(
     spec.kind = JobKind::Check;
     spec.phases = vec![PlannedPhase {
         name: "check".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!(
+        tasks: vec![PlannedTask::new(format!(
                 "check `{}`: indexes, pack headers, every backup's blobs; {read_data_percent}% of the data",
                 repository.name
-            ),
-            placement: Placement::RepositoryHolder(repository.name.clone()),
-            kind: TaskKind::CheckRepository { read_data_percent },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+            ), Placement::RepositoryHolder(repository.name.clone()), TaskKind::CheckRepository { read_data_percent })],
     }];
     spec
 }

@@ -128,13 +128,7 @@ pub fn plan_prune(
     let judged = judged_by_prune(backups, source, &repository.name);
     let (_, forgotten_now) = select_backups(&judged, policy);
     let verb = if dry_run { "would forget" } else { "forget" };
-    let task = |label: String, kind: TaskKind| PlannedTask {
-        label,
-        placement: Placement::AnyNode,
-        kind,
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    };
+    let task = |label: String, kind: TaskKind| PlannedTask::new(label, Placement::AnyNode, kind);
     let phases = vec![
         PlannedPhase {
             name: "forget".to_string(),

@@ -70,13 +70,7 @@ fn phases(
 ) -> (Vec<PlannedPhase>, Vec<PlannedTask>) {
     let (job_id, backup_id, created_at_ms) = ids;
     let on_server = || Placement::Node(server.node.to_string());
-    let task = |label: String, kind: TaskKind| PlannedTask {
-        label,
-        placement: on_server(),
-        kind,
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    };
+    let task = |label: String, kind: TaskKind| PlannedTask::new(label, on_server(), kind);
     let release = || TaskKind::QuestDbRelease { pg_addr: server.pg_addr.to_string() };
     let prepare = task(
         format!("checkpoint QuestDB at {}", server.pg_addr),
@@ -181,13 +175,8 @@ pub(super) fn restore(
     } else {
         Placement::AnyNode
     };
-    let task = |label: &str, kind: TaskKind| PlannedTask {
-        label: label.to_string(),
-        placement: placement.clone(),
-        kind,
-        depends_on: Vec::new(),
-        retry_until_success: false,
-    };
+    let task =
+        |label: &str, kind: TaskKind| PlannedTask::new(label.to_string(), placement.clone(), kind);
     let mut phases = vec![PlannedPhase {
         name: "preflight".to_string(),
         tasks: vec![

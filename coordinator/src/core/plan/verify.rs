@@ -11,13 +11,11 @@ pub fn plan_verify(backup: &BackupRecord, repository: &Repository, deep: bool) -
     let depth = if deep { "re-hash every chunk" } else { "check every chunk exists" };
     let phases = vec![PlannedPhase {
         name: "verify".to_string(),
-        tasks: vec![PlannedTask {
-            label: format!("verify backup {}: {depth}", backup.backup_id),
-            placement: Placement::AnyNode,
-            kind: TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
-            depends_on: Vec::new(),
-            retry_until_success: false,
-        }],
+        tasks: vec![PlannedTask::new(
+            format!("verify backup {}: {depth}", backup.backup_id),
+            Placement::AnyNode,
+            TaskKind::VerifyBackup { backup_id: backup.backup_id, deep },
+        )],
     }];
     JobSpec::reading_backup(JobKind::Verify, backup, repository, phases)
 }
