@@ -16,7 +16,7 @@ use super::convert::{self, JobViewContext};
 use crate::coordinator::Coordinator;
 use crate::core::job::Job;
 use crate::core::plan::drill::DrillTarget;
-use crate::core::plan::prune::{conflicts, PruneRequest, RetentionPolicy};
+use crate::core::plan::prune::{lock_reason, PruneRequest, RetentionPolicy};
 use crate::core::plan::{PlanError, RestoreRequest};
 use crate::core::submit::jobs::{self, Ids};
 use crate::core::submit::BackupRequest;
@@ -46,13 +46,7 @@ impl ControlServiceImpl {
     }
 
     fn render(&self, job: &Job, state: &crate::core::ClusterState, is_leader: bool) -> pb::Job {
-        let locked_by = state.jobs.values().find(|other| conflicts(job, other)).map(|other| {
-            format!(
-                "waiting for job `{}` ({:?}) on repository `{}` to end: a prune and other jobs on the same \
-                 repository never run together",
-                other.id, other.spec.kind, other.spec.repository.name
-            )
-        });
+        let locked_by = lock_reason(job, state.jobs.values());
         let context = JobViewContext {
             workers: &state.workers,
             runtime: is_leader.then_some(&self.coordinator.runtime),
