@@ -81,9 +81,11 @@ fn test_the_console_needs_the_token_shows_live_progress_and_a_failed_drill() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         format!("127.0.0.1:{port}")
     };
-    // 2 MiB at 128 KiB/s: a backup of over 10 s, long enough to watch it advance.
+    // 2 MiB at 128 KiB/s, one object at a time: a backup of over 10 s whose progress (counted
+    // as objects finish) steps forward every fraction of a second, instead of every object
+    // finishing together at the end when they share the bandwidth.
     let extra = format!(
-        "max_bytes_per_second = 131072\nmetrics_listen = \"{worker_metrics}\"\n\
+        "max_bytes_per_second = 131072\nmax_concurrent_objects = 1\nmetrics_listen = \"{worker_metrics}\"\n\
          [drill]\nscratch_dir = \"{}\"\nstart_timeout = \"60s\"\ninfluxdb3_binary = \"{}\"\n\
          influxdb3_args = [\"--stand-in-fail-at-start\"]\n",
         sandbox.path().join("scratch").display(),
@@ -128,24 +130,27 @@ fn test_the_console_needs_the_token_shows_live_progress_and_a_failed_drill() {
     let job =
         sandbox.bkctl_json(&["submit", "backup", "--source", "core", "--repo", "repo"]).unwrap();
     let job_id = job["job_id"].as_str().unwrap().to_string();
-    let first = browser
-        .wait_for(Duration::from_secs(30), "the running backup's first bytes", |b| {
-            Ok(Some(bytes_done(b, &job_id)).filter(|done| *done > 0))
+    // Watch the open page (it refreshes itself) for as long as it shows the job running:
+    // the bytes must advance at least once while it does.
+    let mut seen: Vec<u64> = Vec::new();
+    browser
+        .wait_for(Duration::from_secs(90), "the running backup to leave the page", |b| {
+            let done = bytes_done(b, &job_id);
+            if done > 0 && seen.last() != Some(&done) {
+                seen.push(done);
+                if seen.len() == 2 {
+                    let bar = b.text(&format!(".job[data-job-id=\"{job_id}\"] .bar"))?;
+                    assert!(
+                        bar.unwrap_or_default().contains("B/s"),
+                        "a running bar shows its rate"
+                    );
+                    b.screenshot(&screenshots().join("overview-running.png"))?;
+                }
+            }
+            Ok((done == 0 && !seen.is_empty()).then_some(()))
         })
         .unwrap();
-    let mut seen = vec![first];
-    let advanced =
-        browser.wait_for(Duration::from_secs(30), "the running backup's bytes to advance", |b| {
-            let done = bytes_done(b, &job_id);
-            if seen.last() != Some(&done) {
-                seen.push(done);
-            }
-            Ok(Some(done).filter(|done| *done > first))
-        });
-    assert!(advanced.is_ok(), "bytes seen on the page: {seen:?}; {advanced:?}");
-    let bar = browser.text(&format!(".job[data-job-id=\"{job_id}\"] .bar")).unwrap().unwrap();
-    assert!(bar.contains("B/s"), "a running bar shows its rate: {bar}");
-    browser.screenshot(&screenshots().join("overview-running.png")).unwrap();
+    assert!(seen.len() >= 2, "the bytes never advanced on the open page: {seen:?}");
     let watched = sandbox.bkctl(&["-o", "json", "watch", &job_id]).unwrap();
     assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
     let row = browser
