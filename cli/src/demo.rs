@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use bk_coordinator::CoordinatorConfig;
 use bk_proto::pb;
-use bk_tests::layout::{generate, LayoutParams};
+use bk_sample::layout::{generate, LayoutParams};
 use bk_worker::WorkerConfig;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
@@ -275,8 +275,8 @@ async fn restore(
 }
 
 fn compare(source: &Path, restored: &Path, backup: &pb::Backup) -> anyhow::Result<Comparison> {
-    let source_tree = bk_tests::tree::hash_tree(source)?;
-    let restored_tree = bk_tests::tree::hash_tree(restored)?;
+    let source_tree = bk_sample::tree::hash_tree(source)?;
+    let restored_tree = bk_sample::tree::hash_tree(restored)?;
     let excluded =
         |key: &str| backup.exclusions.iter().any(|exclusion| key.starts_with(&exclusion.prefix));
     let expected: BTreeMap<&String, &(u64, String)> =
