@@ -5,10 +5,11 @@
 //!
 //! A schedule: 3 coordinator replicas, 4 workers on a generated InfluxDB 3 Enterprise tree
 //! that a live writer keeps changing (WAL, snapshots, parquet, retention deletes), a file
-//! repository; a workload of backups (full and incremental), deep verifies, restores and
-//! prunes submitted while faults strike at drawn moments: `kill -9` of the leader, a follower
-//! or a worker (restarted after a drawn pause), `SIGSTOP`/`SIGCONT` of a worker. Then every
-//! fault is healed and:
+//! repository (on its own tmpfs when run as root); a workload of backups (full and
+//! incremental), deep verifies, restores, drills and prunes submitted while faults strike at
+//! drawn moments: `kill -9` of the leader, a follower or a worker (restarted after a drawn
+//! pause), `SIGSTOP`/`SIGCONT` of a worker, the repository's filesystem full (root only). Then
+//! every fault is healed and:
 //! 1. every job ends (succeeded, failed with a reason, or cancelled) within a bound;
 //! 2. every committed backup verifies deep and restores to a tree InfluxDB can restart from
 //!    (the tree at its consistency point cannot be known exactly under a live writer: the
@@ -44,11 +45,19 @@ pub enum Fault {
     KillWorker,
     /// `SIGSTOP` of a worker, `SIGCONT` later.
     PauseWorker,
+    /// The repository's filesystem fills up (a tmpfs shrunk to what it holds), grown later.
+    /// Root only; never drawn elsewhere.
+    FillRepositoryDisk,
 }
 
 impl Fault {
-    const ALL: [Fault; 4] =
-        [Fault::KillLeader, Fault::KillFollower, Fault::KillWorker, Fault::PauseWorker];
+    const ALL: [Fault; 5] = [
+        Fault::KillLeader,
+        Fault::KillFollower,
+        Fault::KillWorker,
+        Fault::PauseWorker,
+        Fault::FillRepositoryDisk,
+    ];
 
     /// As printed.
     pub fn name(self) -> &'static str {
@@ -57,6 +66,7 @@ impl Fault {
             Fault::KillFollower => "kill -9 follower",
             Fault::KillWorker => "kill -9 worker",
             Fault::PauseWorker => "SIGSTOP worker",
+            Fault::FillRepositoryDisk => "repository disk full",
         }
     }
 }
@@ -74,6 +84,8 @@ pub struct Outcome {
     pub backups: usize,
     /// Invariants that did not hold, each described.
     pub violations: Vec<String>,
+    /// Jobs that failed, with their reasons (a job may fail under a fault; it must say why).
+    pub failures: Vec<String>,
 }
 
 impl Outcome {
@@ -100,6 +112,57 @@ enum Wound {
     Replica(u64),
     Worker(String),
     Paused(String),
+    DiskFull,
+}
+
+/// The repository's own filesystem: a tmpfs that a fault shrinks to what it holds (every
+/// write then fails with ENOSPC) and healing grows back. Unmounted on drop. `None` where tmpfs
+/// cannot be mounted (not root): the fault is then never drawn.
+struct RepositoryDisk {
+    mount: std::path::PathBuf,
+}
+
+/// The size the repository's tmpfs has when healthy.
+const DISK_SIZE: &str = "size=1g";
+
+impl RepositoryDisk {
+    fn mount(path: &Path) -> Option<RepositoryDisk> {
+        std::fs::create_dir_all(path).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", DISK_SIZE, "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then(|| RepositoryDisk { mount: path.to_path_buf() })
+    }
+
+    fn remount(&self, size: &str) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{size}"), "tmpfs"])
+            .arg(&self.mount)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// Shrinks the filesystem to what it holds now (plus a page or two).
+    fn fill(&self) -> bool {
+        let used = std::process::Command::new("df")
+            .args(["-B1", "--output=used"])
+            .arg(&self.mount)
+            .output()
+            .ok()
+            .and_then(|output| {
+                String::from_utf8_lossy(&output.stdout).lines().nth(1)?.trim().parse::<u64>().ok()
+            });
+        used.is_some_and(|used| self.remount(&format!("size={}", used + 8192)))
+    }
+}
+
+impl Drop for RepositoryDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
 }
 
 /// Runs the schedule of `seed` in a fresh sandbox.
@@ -115,12 +178,17 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let store = sandbox.path().join("store");
     generate(&store, &params)?;
     sandbox.register_source("src", &params)?;
-    let repository = format!("file://{}", sandbox.path().join("repository").display());
+    let repository_dir = sandbox.path().join("repository");
+    let disk = RepositoryDisk::mount(&repository_dir);
+    let repository = format!("file://{}", repository_dir.display());
     sandbox.bkctl_json(&["repo", "add", "repo", &repository, "--chunk-size", "65536"])?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
+    // Every worker can drill (offline checks), into scratch of its own.
+    let drill =
+        format!("[drill]\nscratch_dir = \"{}\"\n", sandbox.path().join("scratch").display());
     for node in &nodes {
-        sandbox.start_worker("src", node, &store)?;
+        sandbox.start_worker_with("src", node, &store, &drill)?;
     }
     let live = LiveParams {
         seed,
@@ -146,19 +214,22 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
         }
         if rng.random_bool(0.6) {
             let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
-            if let Some(wound) = strike(&mut sandbox, fault, &nodes, &mut rng) {
+            if let Some(wound) = strike(&mut sandbox, fault, &nodes, disk.as_ref(), &mut rng) {
                 outcome.faults.push(fault);
                 let heal_after = Duration::from_millis(rng.random_range(200..4000));
                 wounds.push((Instant::now() + heal_after, wound));
             }
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
-        heal_due(&mut sandbox, &mut wounds, &store, false);
+        heal_due(&mut sandbox, &mut wounds, &store, &drill, disk.as_ref(), false);
     }
-    heal_due(&mut sandbox, &mut wounds, &store, true);
+    heal_due(&mut sandbox, &mut wounds, &store, &drill, disk.as_ref(), true);
     let ticks = writer.stop()?;
     anyhow::ensure!(ticks > 0, "the live writer never ran");
     check_invariants(&sandbox, &job_ids, &nodes, &mut outcome);
+    // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
+    drop(sandbox);
+    drop(disk);
     Ok(outcome)
 }
 
@@ -166,7 +237,7 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
 /// submission was refused (during a leader change: that is not a job).
 fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<String> {
     let backups = committed_backups(sandbox);
-    let kind = if first || backups.is_empty() { 0 } else { rng.random_range(0..6) };
+    let kind = if first || backups.is_empty() { 0 } else { rng.random_range(0..7) };
     let any_backup = |rng: &mut StdRng| backups[rng.random_range(0..backups.len())].clone();
     let args: Vec<String> = match kind {
         0 | 1 => {
@@ -193,6 +264,7 @@ fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<Strin
                 "--nodes-stopped".into(),
             ]
         }
+        5 => vec!["drill".into(), "--backup".into(), any_backup(rng)],
         _ => vec![
             "prune".into(),
             "--repo".into(),
@@ -227,9 +299,11 @@ fn strike(
     sandbox: &mut Sandbox,
     fault: Fault,
     nodes: &[String],
+    disk: Option<&RepositoryDisk>,
     rng: &mut StdRng,
 ) -> Option<Wound> {
     match fault {
+        Fault::FillRepositoryDisk => disk?.fill().then_some(Wound::DiskFull),
         Fault::KillLeader | Fault::KillFollower => {
             let leader = sandbox.leader_id()?;
             let id = if fault == Fault::KillLeader {
@@ -253,7 +327,14 @@ fn strike(
 }
 
 /// Heals the wounds that are due (all of them with `all`).
-fn heal_due(sandbox: &mut Sandbox, wounds: &mut Vec<(Instant, Wound)>, store: &Path, all: bool) {
+fn heal_due(
+    sandbox: &mut Sandbox,
+    wounds: &mut Vec<(Instant, Wound)>,
+    store: &Path,
+    worker_extra: &str,
+    disk: Option<&RepositoryDisk>,
+    all: bool,
+) {
     let now = Instant::now();
     let mut kept = Vec::new();
     for (due, wound) in wounds.drain(..) {
@@ -266,10 +347,15 @@ fn heal_due(sandbox: &mut Sandbox, wounds: &mut Vec<(Instant, Wound)>, store: &P
                 let _ = sandbox.start_replica(id);
             }
             Wound::Worker(node) => {
-                let _ = sandbox.start_worker("src", &node, store);
+                let _ = sandbox.start_worker_with("src", &node, store, worker_extra);
             }
             Wound::Paused(node) => {
                 sandbox.signal_worker(&node, "CONT");
+            }
+            Wound::DiskFull => {
+                if let Some(disk) = disk {
+                    disk.remount(DISK_SIZE);
+                }
             }
         }
     }
@@ -296,9 +382,16 @@ fn check_invariants(
                     job["kind"].as_str().unwrap_or("?").to_string(),
                     job["state"].as_str().unwrap_or("?").to_string(),
                 );
-                *outcome.jobs.entry(key).or_default() += 1;
-                if job["state"] == "failed" && job["error"].as_str().is_none_or(str::is_empty) {
-                    outcome.violations.push(format!("job {job_id} failed without a reason"));
+                *outcome.jobs.entry(key.clone()).or_default() += 1;
+                if job["state"] == "failed" {
+                    match job["error"].as_str().filter(|error| !error.is_empty()) {
+                        None => {
+                            outcome.violations.push(format!("job {job_id} failed without a reason"))
+                        }
+                        Some(error) => {
+                            outcome.failures.push(format!("{} {job_id}: {error}", key.0))
+                        }
+                    }
                 }
             }
             Err(_) => outcome

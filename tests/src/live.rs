@@ -20,8 +20,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::json;
 
-use crate::influx_files::{catalog_v3_file, catalog_v3_uuid, parquet_file, wal_file};
+use crate::influx_files::{catalog_v3_file, catalog_v3_uuid, parquet_table_file, wal_file};
 
+/// 2026-11-22T00:00:00Z in nanoseconds: where live-written parquet tables start (a minute per
+/// WAL file after it).
+const LIVE_EPOCH_NS: i64 = 1_795_305_600_000_000_000;
 /// How fast the live cluster changes.
 #[derive(Clone, Debug)]
 pub struct LiveParams {
@@ -140,11 +143,16 @@ impl LiveNode {
             let size = rng.random_range(params.parquet_size.0..=params.parquet_size.1);
             let mut body = vec![0u8; size as usize];
             rng.fill_bytes(&mut body);
-            write_atomically(&self.root, &path, &parquet_file(&body))?;
-            files.push(
-                json!({"id": covered * 10 + u64::from(index), "path": path, "size_bytes": size + 8,
-                              "row_count": 1, "chunk_time": 0, "min_time": 0, "max_time": 1}),
-            );
+            // A real parquet table, as InfluxDB persists one and as the generator writes them:
+            // drills read its footer and count its rows.
+            let rows = (size / 4096).max(1);
+            let first_ns = LIVE_EPOCH_NS + covered as i64 * 60_000_000_000;
+            let file = parquet_table_file(rows, first_ns, 1_000_000_000, &body);
+            write_atomically(&self.root, &path, &file)?;
+            let max_ns = first_ns + (rows as i64 - 1) * 1_000_000_000;
+            files.push(json!({"id": covered * 10 + u64::from(index), "path": path,
+                              "size_bytes": file.len(), "row_count": rows, "chunk_time": first_ns,
+                              "min_time": first_ns, "max_time": max_ns}));
             self.live_parquet.push_back(path);
         }
         let mut removed = Vec::new();

@@ -10,7 +10,7 @@ use bk_proto::model::{TaskKind, TaskReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
-use super::job::{Job, JobEffect, JobEvent, JobEventRejected, JobSpec, TaskStatus};
+use super::job::{Job, JobEffect, JobEvent, JobEventRejected, JobKind, JobSpec, TaskStatus};
 use super::schedule::Schedule;
 
 /// A replicated state change.
@@ -175,6 +175,8 @@ impl ClusterState {
             return CommandResponse::Rejected(Rejection::UnknownJob(task_id.job_id));
         };
         let event = pin_repository_config(&mut self.repositories, &job.spec.repository.name, event);
+        let at_ms = event.at_ms();
+        let mut forgotten = Vec::new();
         let effects = match job.apply(event) {
             Ok(effects) => effects,
             Err(rejected) => return CommandResponse::Rejected(rejected.into()),
@@ -186,9 +188,10 @@ impl ClusterState {
                     self.backups.insert(record.backup_id, record);
                 }
                 JobEffect::BackupsForgotten { backups } => {
-                    for backup_id in backups {
-                        self.backups.remove(&backup_id);
+                    for backup_id in &backups {
+                        self.backups.remove(backup_id);
                     }
+                    forgotten = backups;
                 }
                 JobEffect::DrillFinished { backup_id, worker_id, report, at_ms } => {
                     let job_id = job.id;
@@ -204,7 +207,31 @@ impl ClusterState {
                 JobEffect::Finished { .. } => {}
             }
         }
+        self.abandon_readers_of(&forgotten, task_id.job_id, at_ms);
         CommandResponse::Applied
+    }
+
+    /// Jobs still waiting to read a backup that prune `prune_id` just forgot (a restore,
+    /// verify or drill submitted before the prune took the repository lock) fail at once,
+    /// naming the prune, instead of running into a missing manifest.
+    fn abandon_readers_of(&mut self, forgotten: &[BackupId], prune_id: JobId, at_ms: u64) {
+        if forgotten.is_empty() {
+            return;
+        }
+        for job in self.jobs.values_mut() {
+            let reads =
+                matches!(job.spec.kind, JobKind::Restore | JobKind::Verify | JobKind::Drill);
+            if job.id == prune_id || !reads || !forgotten.contains(&job.spec.backup_id) {
+                continue;
+            }
+            let reason = format!(
+                "backup `{}` was forgotten by prune job `{prune_id}` before this job could read \
+                 it; pick another with `bkctl backups`",
+                job.spec.backup_id
+            );
+            // An ended or committing job keeps its outcome.
+            let _ = job.abandon(reason, at_ms);
+        }
     }
 
     /// A worker that registers again has lost whatever it was running.
@@ -489,5 +516,47 @@ mod tests {
         let (state, _) = state_with_job();
         let bytes = serde_json::to_vec(&state).unwrap();
         assert_eq!(serde_json::from_slice::<ClusterState>(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn test_a_job_waiting_to_read_a_backup_a_prune_forgets_fails_naming_the_prune() {
+        use crate::core::plan::plan_verify;
+        use crate::core::plan::prune::{plan_prune, PruneRequest, RetentionPolicy};
+        let mut state = ClusterState::default();
+        let repository = Repository::new("r", "file:///r", 1 << 20);
+        state.repositories.insert("r".into(), repository.clone());
+        let backup_id = BackupId(Ulid::from_parts(1, 1));
+        let mut backup = BackupRecord::fixture(backup_id, "s", 1, None);
+        backup.repository = "r".into();
+        state.backups.insert(backup_id, backup.clone());
+        // A verify of the backup, submitted first, then a prune that forgets it.
+        let verify_id = JobId(Ulid::from_parts(2, 1));
+        let spec = plan_verify(&backup, &repository, false);
+        state.apply(Command::SubmitJob { job_id: verify_id, spec, at_ms: 2 });
+        let prune_id = JobId(Ulid::from_parts(3, 1));
+        let request = PruneRequest {
+            source: "s".into(),
+            policy: RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() },
+            dry_run: false,
+            max_unused_percent: 10,
+        };
+        let spec = plan_prune(&request, &repository, &[], BackupId(prune_id.0)).unwrap();
+        state.apply(Command::SubmitJob { job_id: prune_id, spec, at_ms: 3 });
+        let slot = TaskSlot::Phase { phase: 0, index: 0 };
+        let task_id = TaskId { job_id: prune_id, slot };
+        let leased = JobEvent::TaskLeased { slot, attempt: 1, worker_id: "w".into(), at_ms: 4 };
+        assert_eq!(state.apply(Command::Task { task_id, event: leased }), CommandResponse::Applied);
+        let report = TaskReport { forgotten: vec![backup_id], ..TaskReport::default() };
+        let done = JobEvent::TaskSucceeded { slot, attempt: 1, report, at_ms: 5 };
+        assert_eq!(state.apply(Command::Task { task_id, event: done }), CommandResponse::Applied);
+        assert!(!state.backups.contains_key(&backup_id));
+        let verify = &state.jobs[&verify_id];
+        let error = verify.error().unwrap_or_default();
+        assert!(
+            error.contains(&format!("forgotten by prune job `{prune_id}`")),
+            "{:?}: {error}",
+            verify.state()
+        );
+        assert_ne!(state.jobs[&prune_id].error(), Some(error), "the prune itself goes on");
     }
 }

@@ -273,6 +273,18 @@ pub enum JobEvent {
     LeaseLost { slot: TaskSlot, attempt: u32, at_ms: u64 },
 }
 
+impl JobEvent {
+    /// When it happened (every event carries the leader's time).
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            JobEvent::TaskLeased { at_ms, .. }
+            | JobEvent::TaskSucceeded { at_ms, .. }
+            | JobEvent::TaskFailed { at_ms, .. }
+            | JobEvent::LeaseLost { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
 /// What applying an event asks of the rest of the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // As `JobEvent`: built once, consumed at once.
@@ -703,6 +715,27 @@ impl Job {
     /// # Errors
     /// [`JobEventRejected::NotCancellable`] for an ended or committing job.
     pub fn cancel(&mut self, at_ms: u64) -> Result<Vec<JobEffect>, JobEventRejected> {
+        let error =
+            self.error().map_or_else(|| "cancelled by an operator".to_string(), str::to_string);
+        self.stop(Outcome::Cancelled { error }, at_ms)
+    }
+
+    /// Fails the job for a reason outside it (the backup it was to read was forgotten by a
+    /// prune before it ran): like a cancel (its remaining tasks are skipped, its cleanup runs),
+    /// but it ends failed, saying `reason`.
+    ///
+    /// # Errors
+    /// [`JobEventRejected::NotCancellable`] for an ended or committing job.
+    pub fn abandon(
+        &mut self,
+        reason: String,
+        at_ms: u64,
+    ) -> Result<Vec<JobEffect>, JobEventRejected> {
+        self.stop(Outcome::Failed { error: reason }, at_ms)
+    }
+
+    /// Ends the job with `outcome` after its cleanup, unless it has ended or is committing.
+    fn stop(&mut self, outcome: Outcome, at_ms: u64) -> Result<Vec<JobEffect>, JobEventRejected> {
         if self.state().is_terminal() {
             return Err(JobEventRejected::NotCancellable("it has already ended".to_string()));
         }
@@ -721,11 +754,9 @@ impl Job {
             ));
         }
         let mut effects = Vec::new();
-        let error =
-            self.error().map_or_else(|| "cancelled by an operator".to_string(), str::to_string);
         let in_phases = self.current_phase() < self.phases.len();
         // Already in cleanup: it finishes, only the outcome changes.
-        self.status = JobStatus::CleaningUp { outcome: Outcome::Cancelled { error } };
+        self.status = JobStatus::CleaningUp { outcome };
         if in_phases {
             let first_slot = TaskSlot::Phase { phase: 0, index: 0 };
             self.fail(String::new(), first_slot, at_ms, &mut effects);

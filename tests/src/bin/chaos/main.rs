@@ -38,6 +38,9 @@ fn main() -> anyhow::Result<()> {
         match run_schedule(seed) {
             Ok(outcome) => {
                 println!("{}", outcome.line());
+                for failure in &outcome.failures {
+                    println!("  failed: {failure}");
+                }
                 for fault in &outcome.faults {
                     *faults.entry(fault.name()).or_default() += 1;
                 }
