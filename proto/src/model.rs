@@ -640,3 +640,7 @@ pub struct TableFacts {
     /// `server` or `files`.
     pub from: String,
 }
+
+#[cfg(test)]
+#[path = "model_fixture_test.rs"]
+mod fixture_test;

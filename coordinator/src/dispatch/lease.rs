@@ -26,14 +26,14 @@ pub async fn run_lease_expiry(coordinator: Arc<Coordinator>, shutdown: Cancellat
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        expire_silent_leases(&coordinator).await;
+        expire_leases(&coordinator).await;
     }
 }
 
 pub use crate::core::lease::Expiry;
 
 /// One unit of the loop: proposes `LeaseLost` for every lease [`expired`] names.
-pub async fn expire_silent_leases(coordinator: &Coordinator) {
+pub async fn expire_leases(coordinator: &Coordinator) {
     let is_leader = coordinator.is_leader();
     coordinator.runtime.set_leader(is_leader);
     if !is_leader {

@@ -488,7 +488,7 @@ impl Job {
     /// Whether the task at `slot` may be leased now (pending, its dependencies met).
     pub fn is_runnable(&self, slot: TaskSlot) -> bool {
         self.run(slot).is_some_and(|run| run.status == TaskStatus::Pending)
-            && self.dependencies_succeeded(slot)
+            && self.dependencies_allow_start(slot)
     }
 
     /// Tasks that may be leased now, in plan order.
@@ -496,14 +496,14 @@ impl Job {
         self.slots()
             .filter(|slot| {
                 self.run(*slot).is_some_and(|run| run.status == TaskStatus::Pending)
-                    && self.dependencies_succeeded(*slot)
+                    && self.dependencies_allow_start(*slot)
             })
             .collect()
     }
 
     /// Whether the tasks `slot` depends on allow it to start: in a phase, every dependency
     /// succeeded; among cleanup tasks, every dependency ended (cleanup always goes on).
-    pub fn dependencies_succeeded(&self, slot: TaskSlot) -> bool {
+    pub fn dependencies_allow_start(&self, slot: TaskSlot) -> bool {
         let Some(planned) = self.planned(slot) else { return true };
         planned.depends_on.iter().all(|index| match slot {
             TaskSlot::Phase { phase, .. } => {
