@@ -93,6 +93,13 @@ pub(crate) enum OutputFormat {
     Yaml,
 }
 
+impl OutputFormat {
+    /// Whether people read it (progress bars and notes go to stderr only then).
+    pub(crate) fn is_table(self) -> bool {
+        self == OutputFormat::Table
+    }
+}
+
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

@@ -19,17 +19,15 @@ use crate::render;
 /// # Errors
 /// A one-line error for the user; the process exits non-zero.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let format = cli.output;
-    let json = format != OutputFormat::Table;
+    let output = cli.output;
     if let Command::Demo(args) = cli.command {
-        return crate::demo::run_demo(args, json).await;
+        return crate::demo::run_demo(args, output).await;
     }
     if let Command::Completion { shell } = cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut command, "bkctl", &mut std::io::stdout());
         return Ok(());
     }
-    let _ = OUTPUT.set(format);
     let tls_files = cli.tls_files();
     let client = Client::with_token(&cli.endpoint, cli.token.as_deref(), &tls_files)?;
     let transport = match (tls_files.is_enabled(), tls_files.cert_file.is_some()) {
@@ -46,7 +44,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .add_source(pb::AddSourceRequest { source: Some(source) })
                 .await
                 .map_err(failed)?;
-            emit(json, serde_json::json!({"source": name, "added": true}), || {
+            emit(output, serde_json::json!({"source": name, "added": true}), || {
                 println!("source `{name}` registered")
             });
         }
@@ -54,17 +52,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let sources =
                 client.list_sources(pb::ListSourcesRequest {}).await.map_err(failed)?.sources;
             let documents: Vec<Value> = sources.iter().map(render::source_json).collect();
-            emit(json, Value::Array(documents.clone()), || {
+            emit(output, Value::Array(documents.clone()), || {
                 for document in &documents {
                     println!("{document}");
                 }
             });
         }
         Command::Repo(RepoCommand::Key(command)) => {
-            crate::keys::run(&client, json, command, failed).await?;
+            crate::keys::run(&client, output, command, failed).await?;
         }
         Command::Repo(RepoCommand::Check { repository, read_data }) => {
-            crate::keys::check(&client, json, repository, read_data, failed).await?;
+            crate::keys::check(&client, output, repository, read_data, failed).await?;
         }
         Command::Repo(RepoCommand::Add { name, url, chunk_size, pack_size, compression_level }) => {
             let repository = pb::Repository {
@@ -79,7 +77,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .add_repository(pb::AddRepositoryRequest { repository: Some(repository) })
                 .await
                 .map_err(failed)?;
-            emit(json, serde_json::json!({"repository": name, "added": true}), || {
+            emit(output, serde_json::json!({"repository": name, "added": true}), || {
                 println!("repository `{name}` registered")
             });
         }
@@ -90,7 +88,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(failed)?
                 .repositories;
             emit(
-                json,
+                output,
                 Value::Array(repositories.iter().map(render::repository_json).collect()),
                 || {
                     for repository in &repositories {
@@ -117,7 +115,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(failed)?;
-            submitted(&client, json, &response.job_id, wait).await?;
+            submitted(&client, output, &response.job_id, wait).await?;
         }
         Command::Submit(SubmitCommand::Restore(args)) => {
             let request = restore_request(
@@ -128,7 +126,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.resume,
             )?;
             let job_id = client.submit_restore(request).await.map_err(failed)?.job_id;
-            submitted(&client, json, &job_id, args.wait).await?;
+            submitted(&client, output, &job_id, args.wait).await?;
         }
         Command::Submit(SubmitCommand::Prune(args)) => {
             let request = pb::SubmitPruneRequest {
@@ -142,7 +140,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_unused_percent: args.max_unused,
             };
             let job_id = client.submit_prune(request).await.map_err(failed)?.job_id;
-            submitted(&client, json, &job_id, args.wait).await?;
+            submitted(&client, output, &job_id, args.wait).await?;
         }
         Command::Submit(SubmitCommand::Drill { backup_id, source, repository, wait }) => {
             let request = pb::SubmitDrillRequest {
@@ -151,7 +149,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 repository: repository.unwrap_or_default(),
             };
             let job_id = client.submit_drill(request).await.map_err(failed)?.job_id;
-            submitted(&client, json, &job_id, wait).await?;
+            submitted(&client, output, &job_id, wait).await?;
         }
         Command::Submit(SubmitCommand::Verify { backup_id, deep, wait }) => {
             let job_id = client
@@ -159,30 +157,30 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(failed)?
                 .job_id;
-            submitted(&client, json, &job_id, wait).await?;
+            submitted(&client, output, &job_id, wait).await?;
         }
         Command::Cancel { job_id } => {
             client
                 .cancel_job(pb::CancelJobRequest { job_id: job_id.clone() })
                 .await
                 .map_err(failed)?;
-            emit(json, serde_json::json!({"job_id": job_id, "cancelled": true}), || {
+            emit(output, serde_json::json!({"job_id": job_id, "cancelled": true}), || {
                 println!(
                     "job {job_id} cancelled; its cleanup tasks still run (`bkctl watch {job_id}`)"
                 )
             });
         }
         Command::Watch { job_id } => {
-            let job = crate::watch::watch_job(&client, &job_id, !json).await?;
-            finish_job(json, &job)?;
+            let job = crate::watch::watch_job(&client, &job_id, output.is_table()).await?;
+            finish_job(output, &job)?;
         }
         Command::Job { job_id } => {
             let job = client.get_job(pb::GetJobRequest { job_id }).await.map_err(failed)?;
-            emit(json, render::job_json(&job), || render::print_job(&job));
+            emit(output, render::job_json(&job), || render::print_job(&job));
         }
         Command::Jobs { limit } => {
             let jobs = client.list_jobs(pb::ListJobsRequest { limit }).await.map_err(failed)?.jobs;
-            emit(json, Value::Array(jobs.iter().map(render::job_json).collect()), || {
+            emit(output, Value::Array(jobs.iter().map(render::job_json).collect()), || {
                 for job in &jobs {
                     println!(
                         "{}  {:<10} source={:<16} repo={:<12} backup={}",
@@ -198,7 +196,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backups { source } => {
             let request = pb::ListBackupsRequest { source: source.unwrap_or_default() };
             let backups = client.list_backups(request).await.map_err(failed)?.backups;
-            emit(json, Value::Array(backups.iter().map(render::backup_json).collect()), || {
+            emit(output, Value::Array(backups.iter().map(render::backup_json).collect()), || {
                 let drilled = crate::render_drill::newest_drilled(&backups);
                 for backup in &backups {
                     let mark = drilled
@@ -219,12 +217,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show { backup_id } => {
             let backup =
                 client.get_backup(pb::GetBackupRequest { backup_id }).await.map_err(failed)?;
-            emit(json, render::backup_json(&backup), || render::print_backup(&backup));
+            emit(output, render::backup_json(&backup), || render::print_backup(&backup));
         }
         Command::Workers => {
             let workers =
                 client.list_workers(pb::ListWorkersRequest {}).await.map_err(failed)?.workers;
-            emit(json, Value::Array(workers.iter().map(render::worker_json).collect()), || {
+            emit(output, Value::Array(workers.iter().map(render::worker_json).collect()), || {
                 for worker in &workers {
                     let seen = worker
                         .last_seen_ago_ms
@@ -243,20 +241,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Status) => {
             let status =
                 client.cluster_status(pb::ClusterStatusRequest {}).await.map_err(failed)?;
-            emit(json, render::cluster_json(&status), || render::print_cluster(&status));
+            emit(output, render::cluster_json(&status), || render::print_cluster(&status));
         }
         Command::Cluster(ClusterCommand::AddReplica { replica_id, address }) => {
             let request = pb::AddReplicaRequest { replica_id, address: address.clone() };
             client.add_replica(request).await.map_err(failed)?;
             emit(
-                json,
+                output,
                 serde_json::json!({"replica_id": replica_id, "address": address, "added": true}),
                 || println!("replica {replica_id} at {address} joined as a voter"),
             );
         }
         Command::Cluster(ClusterCommand::RemoveReplica { replica_id }) => {
             client.remove_replica(pb::RemoveReplicaRequest { replica_id }).await.map_err(failed)?;
-            emit(json, serde_json::json!({"replica_id": replica_id, "removed": true}), || {
+            emit(output, serde_json::json!({"replica_id": replica_id, "removed": true}), || {
                 println!("replica {replica_id} removed")
             });
         }
@@ -278,38 +276,42 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 .add_schedule(pb::AddScheduleRequest { schedule: Some(schedule) })
                 .await
                 .map_err(failed)?;
-            emit(json, serde_json::json!({"schedule": name, "added": true}), || {
+            emit(output, serde_json::json!({"schedule": name, "added": true}), || {
                 println!("schedule `{name}` registered")
             });
         }
         Command::Schedule(ScheduleCommand::List) => {
             let schedules =
                 client.list_schedules(pb::ListSchedulesRequest {}).await.map_err(failed)?.schedules;
-            emit(json, Value::Array(schedules.iter().map(render::schedule_json).collect()), || {
-                for schedule in &schedules {
-                    println!(
-                        "{:<16} {:<18} source={:<12} repo={:<12} last run {}",
-                        schedule.name,
-                        schedule.cron,
-                        schedule.source,
-                        schedule.repository,
-                        schedule.last_run_ms
-                    );
-                }
-            });
+            emit(
+                output,
+                Value::Array(schedules.iter().map(render::schedule_json).collect()),
+                || {
+                    for schedule in &schedules {
+                        println!(
+                            "{:<16} {:<18} source={:<12} repo={:<12} last run {}",
+                            schedule.name,
+                            schedule.cron,
+                            schedule.source,
+                            schedule.repository,
+                            schedule.last_run_ms
+                        );
+                    }
+                },
+            );
         }
         Command::Schedule(ScheduleCommand::Remove { name }) => {
             client
                 .remove_schedule(pb::RemoveScheduleRequest { name: name.clone() })
                 .await
                 .map_err(failed)?;
-            emit(json, serde_json::json!({"schedule": name, "removed": true}), || {
+            emit(output, serde_json::json!({"schedule": name, "removed": true}), || {
                 println!("schedule `{name}` removed")
             });
         }
         Command::Status => {
             let status = crate::status::gather(&client).await.map_err(failed)?;
-            emit(json, status.clone(), || crate::status::print(&status));
+            emit(output, status.clone(), || crate::status::print(&status));
         }
         Command::Demo(_) | Command::Completion { .. } => unreachable!("handled above"),
     }
@@ -317,16 +319,21 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Prints the job id, or with `wait` follows the job and prints its outcome.
-async fn submitted(client: &Client, json: bool, job_id: &str, wait: bool) -> anyhow::Result<()> {
+async fn submitted(
+    client: &Client,
+    output: OutputFormat,
+    job_id: &str,
+    wait: bool,
+) -> anyhow::Result<()> {
     if !wait {
-        emit(json, serde_json::json!({"job_id": job_id}), || println!("{job_id}"));
+        emit(output, serde_json::json!({"job_id": job_id}), || println!("{job_id}"));
         return Ok(());
     }
-    if !json {
+    if output.is_table() {
         eprintln!("job {job_id}");
     }
-    let job = crate::watch::watch_job(client, job_id, !json).await?;
-    finish_job(json, &job)
+    let job = crate::watch::watch_job(client, job_id, output.is_table()).await?;
+    finish_job(output, &job)
 }
 
 /// `--target URL` (default) and `--target NODE=URL` (per node) into a request.
@@ -352,27 +359,25 @@ fn restore_request(
 }
 
 /// Prints the job's outcome; fails when the job failed.
-fn finish_job(json: bool, job: &pb::Job) -> anyhow::Result<()> {
-    emit(json, render::job_json(job), || render::print_job(job));
+fn finish_job(output: OutputFormat, job: &pb::Job) -> anyhow::Result<()> {
+    emit(output, render::job_json(job), || render::print_job(job));
     if render::job_state(job.state) != "succeeded" {
         bail!("job {} {}: {}", job.id, render::job_state(job.state), job.error);
     }
     Ok(())
 }
 
-/// The `-o` format of this invocation, set once at the start of [`run`].
-static OUTPUT: std::sync::OnceLock<OutputFormat> = std::sync::OnceLock::new();
-
-pub(crate) fn emit(json: bool, document: Value, table: impl FnOnce()) {
-    match OUTPUT.get() {
-        Some(OutputFormat::Yaml) => {
+/// Prints `document` as `-o` asks: the table (drawn by `table`), JSON or YAML.
+pub(crate) fn emit(output: OutputFormat, document: Value, table: impl FnOnce()) {
+    match output {
+        OutputFormat::Yaml => {
             print!("{}", yaml_serde::to_string(&document).unwrap_or_else(|_| document.to_string()))
         }
-        _ if json => println!(
+        OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string())
         ),
-        _ => table(),
+        OutputFormat::Table => table(),
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, OutputFormat};
 use crate::client::Client;
 use bk_proto::support::parse_byte_size;
 
@@ -65,7 +65,7 @@ struct Comparison {
 ///
 /// # Errors
 /// When any step fails (the message names the step), or the restore differs from the source.
-pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run_demo(args: DemoArgs, output: OutputFormat) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         bk_proto::support::init_tracing(bk_proto::support::LogFormat::Text);
     }
@@ -91,7 +91,7 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     let params = LayoutParams::enterprise(size);
     let generated =
         generate(&paths.cluster, &params).context("failed to generate the sample cluster")?;
-    if !json {
+    if output.is_table() {
         println!(
             "generated a sample InfluxDB 3 Enterprise cluster: {} objects, {} in {}",
             generated.keys.len(),
@@ -120,9 +120,9 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     }
     let outcome = async {
         let client = Client::new(&endpoint)?;
-        let (backup_job, backup, backup_seconds) = backup(&client, &params, &paths, json).await?;
-        let (restore_job, restore_seconds) = restore(&client, &backup, &paths, json).await?;
-        let drilled = drill(&client, &backup, json).await?;
+        let (backup_job, backup, backup_seconds) = backup(&client, &params, &paths, output).await?;
+        let (restore_job, restore_seconds) = restore(&client, &backup, &paths, output).await?;
+        let drilled = drill(&client, &backup, output).await?;
         Ok::<_, anyhow::Error>((backup_job, drilled, backup_seconds, restore_job, restore_seconds))
     }
     .await;
@@ -130,24 +130,22 @@ pub(crate) async fn run_demo(args: DemoArgs, json: bool) -> anyhow::Result<()> {
     while services.join_next().await.is_some() {}
     let (backup_job, backup, backup_seconds, restore_job, restore_seconds) = outcome?;
     let comparison = compare(&paths.cluster, &paths.restored, &backup)?;
-    if json {
-        let document = json!({
-            "job": render::job_json(&backup_job),
-            "backup": render::backup_json(&backup),
-            "elapsed_seconds": backup_seconds,
-            "restore": restore_document(&restore_job, restore_seconds, &comparison),
-            "paths": {
-                "demo": paths.demo.display().to_string(), "cluster": paths.cluster.display().to_string(),
-                "repository": paths.repository.display().to_string(), "restored": paths.restored.display().to_string(),
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
-    } else {
+    let document = json!({
+        "job": render::job_json(&backup_job),
+        "backup": render::backup_json(&backup),
+        "elapsed_seconds": backup_seconds,
+        "restore": restore_document(&restore_job, restore_seconds, &comparison),
+        "paths": {
+            "demo": paths.demo.display().to_string(), "cluster": paths.cluster.display().to_string(),
+            "repository": paths.repository.display().to_string(), "restored": paths.restored.display().to_string(),
+        },
+    });
+    crate::commands::emit(output, document, || {
         print_backup(&backup, backup_seconds, &paths);
         print_restore(restore_seconds, &comparison, &paths);
         println!();
         crate::render_drill::print_drills(&backup.drills);
-    }
+    });
     anyhow::ensure!(comparison.differences.is_empty(), "the restored tree differs from the source");
     Ok(())
 }
@@ -174,7 +172,7 @@ async fn backup(
     client: &Client,
     params: &LayoutParams,
     paths: &Paths,
-    json: bool,
+    output: OutputFormat,
 ) -> anyhow::Result<(pb::Job, pb::Backup, f64)> {
     let enterprise = pb::InfluxDb3Enterprise {
         cluster_id: params.cluster_id.clone().unwrap_or_default(),
@@ -211,10 +209,10 @@ async fn backup(
         allow_corrupt: false,
     };
     let job_id = client.submit_backup(request).await.map_err(step("submit backup"))?.job_id;
-    if !json {
+    if output.is_table() {
         println!("backup job {job_id} submitted; a worker per node is copying");
     }
-    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    let job = crate::watch::watch_job(client, &job_id, output.is_table()).await?;
     let elapsed = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         render::job_state(job.state) == "succeeded",
@@ -229,13 +227,17 @@ async fn backup(
 }
 
 /// Drills the backup (restore into scratch, offline checks) and returns the backup with it.
-async fn drill(client: &Client, backup: &pb::Backup, json: bool) -> anyhow::Result<pb::Backup> {
+async fn drill(
+    client: &Client,
+    backup: &pb::Backup,
+    output: OutputFormat,
+) -> anyhow::Result<pb::Backup> {
     let request = pb::SubmitDrillRequest { backup_id: backup.id.clone(), ..Default::default() };
     let job_id = client.submit_drill(request).await.map_err(step("submit drill"))?.job_id;
-    if !json {
+    if output.is_table() {
         println!("drill job {job_id} submitted: restore into scratch, check the files, wipe");
     }
-    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    let job = crate::watch::watch_job(client, &job_id, output.is_table()).await?;
     anyhow::ensure!(
         render::job_state(job.state) == "succeeded",
         "drill job {job_id} failed: {}",
@@ -249,7 +251,7 @@ async fn restore(
     client: &Client,
     backup: &pb::Backup,
     paths: &Paths,
-    json: bool,
+    output: OutputFormat,
 ) -> anyhow::Result<(pb::Job, f64)> {
     let started = Instant::now();
     let request = pb::SubmitRestoreRequest {
@@ -259,13 +261,13 @@ async fn restore(
         ..Default::default()
     };
     let job_id = client.submit_restore(request).await.map_err(step("submit restore"))?.job_id;
-    if !json {
+    if output.is_table() {
         println!(
             "restore job {job_id} submitted: catalog, licence, nodes, compactor into {}",
             paths.restored.display()
         );
     }
-    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    let job = crate::watch::watch_job(client, &job_id, output.is_table()).await?;
     anyhow::ensure!(
         render::job_state(job.state) == "succeeded",
         "restore job {job_id} failed: {}",

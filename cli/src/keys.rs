@@ -4,7 +4,7 @@
 use bk_proto::pb;
 use serde_json::{json, Value};
 
-use crate::cli::KeyCommand;
+use crate::cli::{KeyCommand, OutputFormat};
 use crate::client::Client;
 use crate::commands::emit;
 
@@ -14,7 +14,7 @@ use crate::commands::emit;
 /// When the job cannot be submitted or fails (its error names why).
 pub(crate) async fn run(
     client: &Client,
-    json: bool,
+    output: OutputFormat,
     command: KeyCommand,
     failed: impl Fn(tonic::Status) -> anyhow::Error,
 ) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ pub(crate) async fn run(
             "current": key.current,
         })).collect::<Vec<Value>>(),
     });
-    emit(json, document, || {
+    emit(output, document, || {
         for event in &events {
             println!("{event}");
         }
@@ -68,14 +68,14 @@ pub(crate) async fn run(
 /// When the job cannot be submitted, or the check fails (each problem is printed first).
 pub(crate) async fn check(
     client: &Client,
-    json: bool,
+    output: OutputFormat,
     repository: String,
     read_data_percent: u32,
     failed: impl Fn(tonic::Status) -> anyhow::Error,
 ) -> anyhow::Result<()> {
     let request = pb::SubmitRepositoryCheckRequest { repository, read_data_percent };
     let job_id = client.submit_repository_check(request).await.map_err(failed)?.job_id;
-    let job = crate::watch::watch_job(client, &job_id, !json).await?;
+    let job = crate::watch::watch_job(client, &job_id, output.is_table()).await?;
     let task = job.phases.first().and_then(|phase| phase.tasks.first());
     let field = |pick: fn(&pb::Task) -> &Vec<String>| {
         task.map(|task| pick(task).clone()).unwrap_or_default()
@@ -87,7 +87,7 @@ pub(crate) async fn check(
         "job_id": job_id, "state": state, "error": job.error,
         "events": events, "warnings": warnings, "problems": problems,
     });
-    emit(json, document, || {
+    emit(output, document, || {
         for line in &events {
             println!("{line}");
         }
