@@ -309,3 +309,77 @@ impl TableRange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bk_sample::layout::{generate, LayoutParams};
+
+    use super::*;
+
+    /// A generated one-node Core tree (node `node0`, catalog under `node0/`) and its keys.
+    fn tree() -> (tempfile::TempDir, Vec<String>) {
+        let root = tempfile::tempdir().unwrap();
+        let generated = generate(root.path(), &LayoutParams::core(256 << 10)).unwrap();
+        (root, generated.keys)
+    }
+
+    fn check(root: &Path) -> Result<OfflineFacts, String> {
+        check_tree(root, &["node0".to_string()], "node0", &BTreeSet::new())
+    }
+
+    /// The last key under `prefix` ending in `suffix`.
+    fn last(keys: &[String], prefix: &str, suffix: &str) -> String {
+        let found = keys.iter().filter(|key| key.starts_with(prefix) && key.ends_with(suffix));
+        found.max().cloned().unwrap_or_else(|| panic!("no {prefix}…{suffix} in {keys:?}"))
+    }
+
+    #[test]
+    fn test_a_generated_tree_passes_with_rows_and_ranges_per_table() {
+        let (root, _) = tree();
+        let facts = check(root.path()).unwrap();
+        assert!(
+            facts.checks.iter().any(|check| check.contains("snapshot manifests parse")),
+            "{:?}",
+            facts.checks
+        );
+        assert!(!facts.tables.is_empty());
+        assert!(facts
+            .tables
+            .iter()
+            .all(|table| table.rows > 0 && table.min_time <= table.max_time));
+    }
+
+    #[test]
+    fn test_each_kind_of_damage_fails_naming_the_file() {
+        /// Damages the tree, returning the key it damaged.
+        type Damage = fn(&Path, &[String]) -> String;
+        let cases: Vec<(&str, Damage)> = vec![
+            ("a parquet file the manifests keep is gone", |root, keys| {
+                let parquet = last(keys, "node0/dbs/", ".parquet");
+                std::fs::remove_file(root.join(&parquet)).unwrap();
+                parquet
+            }),
+            ("the newest WAL file is cut short", |root, keys| {
+                let wal = last(keys, "node0/wal/", ".wal");
+                let bytes = std::fs::read(root.join(&wal)).unwrap();
+                std::fs::write(root.join(&wal), &bytes[..bytes.len() / 2]).unwrap();
+                wal
+            }),
+            ("a catalog log has a flipped byte", |root, keys| {
+                let log = last(keys, "node0/catalog/", ".catalog");
+                let mut bytes = std::fs::read(root.join(&log)).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0xff;
+                std::fs::write(root.join(&log), bytes).unwrap();
+                log
+            }),
+        ];
+        for (case, damage) in cases {
+            let (root, keys) = tree();
+            let damaged = damage(root.path(), &keys);
+            let error = check(root.path()).map(|facts| facts.checks).unwrap_err();
+            let name = damaged.rsplit('/').next().unwrap_or_default();
+            assert!(error.contains(name), "{case}: the error does not name `{damaged}`: {error}");
+        }
+    }
+}

@@ -104,3 +104,71 @@ fn require_files(dir: &Path, shown: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::questdb::recovery::encode_questdb_string;
+
+    /// A root with table `trades` complete under `db/` and in the checkpoint directory `dir`.
+    fn root(dir: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for base in ["db", dir] {
+            let table = root.path().join(base).join("trades");
+            std::fs::create_dir_all(&table).unwrap();
+            for file in TABLE_FILES {
+                std::fs::write(table.join(file), b"x").unwrap();
+            }
+        }
+        root
+    }
+
+    fn legacy(stored: &str, current: &str) -> tempfile::TempDir {
+        let root = root("snapshot/db");
+        std::fs::write(root.path().join(SNAPSHOT_META), encode_questdb_string(stored)).unwrap();
+        std::fs::create_dir_all(root.path().join("conf")).unwrap();
+        let conf = format!("{INSTANCE_ID_KEY}={current}\n");
+        std::fs::write(root.path().join(SERVER_CONF), conf).unwrap();
+        root
+    }
+
+    #[test]
+    fn test_a_restored_root_passes_only_when_complete_and_armed() {
+        let armed = root(".checkpoint/db");
+        std::fs::write(armed.path().join("_restore"), b"").unwrap();
+        let unarmed = root(".checkpoint/db");
+        let torn = root(".checkpoint/db");
+        std::fs::write(torn.path().join("_restore"), b"").unwrap();
+        std::fs::remove_file(torn.path().join("db/trades/_cv")).unwrap();
+        let orphan = root(".checkpoint/db");
+        std::fs::write(orphan.path().join("_restore"), b"").unwrap();
+        std::fs::create_dir_all(orphan.path().join(".checkpoint/db/quotes")).unwrap();
+        for file in TABLE_FILES {
+            std::fs::write(orphan.path().join(".checkpoint/db/quotes").join(file), b"x").unwrap();
+        }
+        let live_copy = root(".checkpoint/db");
+        std::fs::remove_dir_all(live_copy.path().join(".checkpoint")).unwrap();
+        let cases: Vec<(&str, &tempfile::TempDir, Result<&str, &str>)> = vec![
+            ("checkpoint and _restore", &armed, Ok("`_restore` trigger present")),
+            ("no _restore", &unarmed, Err("`_restore` trigger is missing")),
+            ("a table file missing", &torn, Err("`db/trades/_cv` is missing")),
+            ("checkpointed table without data", &orphan, Err("`db/quotes` is missing")),
+            ("copied outside checkpoint mode", &live_copy, Err("no checkpoint in the backup")),
+        ];
+        let legacy_armed = legacy("bk-source", "bk-restore-01M9");
+        let legacy_same = legacy("bk-source", "bk-source");
+        let legacy_cases: Vec<(&str, &tempfile::TempDir, Result<&str, &str>)> = vec![
+            ("legacy, ids differ", &legacy_armed, Ok("legacy snapshot armed")),
+            ("legacy, same id", &legacy_same, Err("not armed")),
+        ];
+        for (case, root, expected) in cases.into_iter().chain(legacy_cases) {
+            match (check_root(root.path()), expected) {
+                (Ok(checks), Ok(text)) => {
+                    assert!(checks.iter().any(|check| check.contains(text)), "{case}: {checks:?}")
+                }
+                (Err(error), Err(text)) => assert!(error.contains(text), "{case}: {error}"),
+                (got, _) => panic!("{case}: {got:?}"),
+            }
+        }
+    }
+}
