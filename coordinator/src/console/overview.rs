@@ -62,12 +62,14 @@ impl Overview {
             0 => status(Status::Bad, "no leader: an election is running or a majority is down"),
             id => status(Status::Good, &format!("replica {id} leads")),
         };
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         format!(
-            "<p class=\"summary\">Coordinator: {leader} · {} replicas · this page from replica {} · \
-             <a href=\"/ui/cluster\">{} workers</a></p>",
-            self.cluster.replicas.len(),
+            "<p class=\"summary\">Coordinator: {leader} · {} · this page from replica {} · \
+             <a href=\"/ui/cluster\">{}</a></p>",
+            count(self.cluster.replicas.len(), "replica", "replicas"),
             self.cluster.replica_id,
-            self.workers,
+            count(self.workers, "worker", "workers"),
         )
     }
 
