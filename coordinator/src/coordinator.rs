@@ -7,8 +7,8 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::core::{Command, CommandResponse};
-use crate::dispatch::runtime::LeaderRuntime;
 use crate::error::{CoordinatorError, CoordinatorResult};
+use crate::leader::runtime::LeaderRuntime;
 use crate::raft::{Raft, ReplicaId};
 use crate::shared::SharedState;
 

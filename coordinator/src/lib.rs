@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`core`]: the pure job core (plans, the job state machine, the replicated state).
 //! - [`raft`]: openraft wiring: redb log store, state machine, gRPC network.
-//! - [`dispatch`]: the leader's runtime: worker liveness, progress, lease expiry.
+//! - [`leader`]: the leader's runtime: worker liveness, progress, lease expiry.
 //! - [`service`]: the `Control` and `WorkerHub` gRPC services.
 //! - [`metrics`]: Prometheus `/metrics` on the gRPC port.
 //! - [`console`]: the read-only web console at `/ui` on the gRPC port.
@@ -20,8 +20,8 @@ pub mod config;
 pub mod console;
 pub mod coordinator;
 pub mod core;
-pub mod dispatch;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod raft;
 pub mod service;

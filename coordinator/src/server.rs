@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use crate::auth::TokenSet;
 use crate::config::CoordinatorConfig;
 use crate::coordinator::Coordinator;
-use crate::dispatch::lease::run_lease_expiry;
-use crate::dispatch::runtime::LeaderRuntime;
+use crate::leader::lease::run_lease_expiry;
+use crate::leader::runtime::LeaderRuntime;
 use crate::raft::service::RaftServiceImpl;
 use crate::raft::start_raft;
 use crate::service::control::ControlServiceImpl;
@@ -72,7 +72,7 @@ pub async fn run(
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
-    tasks.spawn(crate::dispatch::schedules::run_schedules(
+    tasks.spawn(crate::leader::schedules::run_schedules(
         coordinator.clone(),
         shutdown.child_token(),
     ));

@@ -1,6 +1,6 @@
 //! When the leader takes a lease back. Pure: the facts only the leader knows (how long each
 //! worker has been silent, which attempts reported progress, how long it has led) come in as
-//! arguments, the leases to take back come out; `dispatch::lease` proposes them.
+//! arguments, the leases to take back come out; `leader::lease` proposes them.
 //!
 //! A running task's lease is lost when its worker has been silent past the lease timeout, or
 //! when its worker is alive but never reported a single progress message for the attempt

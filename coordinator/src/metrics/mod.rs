@@ -238,7 +238,7 @@ impl Collector for StateCollector {
             MetricType::Counter,
         )?;
         let requeues = coordinator.runtime.requeues();
-        for reason in crate::dispatch::lease::Expiry::ALL.map(|expiry| expiry.label()) {
+        for reason in crate::leader::lease::Expiry::ALL.map(|expiry| expiry.label()) {
             let count = requeues.get(reason).copied().unwrap_or(0);
             ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
         }

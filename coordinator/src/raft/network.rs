@@ -2,7 +2,7 @@
 //!
 //! One lazily connected tonic channel per peer address, reused for every RPC (reconnecting per
 //! RPC, as openraft's example does, costs a handshake per heartbeat). openraft's requests and
-//! responses travel as JSON inside [`RaftPayload`](bk_proto::pb::RaftPayload), except a snapshot
+//! responses travel as JSON inside [`RaftPayload`], except a snapshot
 //! chunk's bytes, which travel raw beside it.
 
 use std::collections::HashMap;

@@ -9,8 +9,8 @@ use bk_proto::pb;
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
 use crate::core::job::{Job, JobKind, JobState, Placement, PlannedTask, TaskRun, TaskStatus};
 use crate::core::waiting::waiting_reason;
-use crate::dispatch::runtime::LeaderRuntime;
 use crate::error::CoordinatorError;
+use crate::leader::runtime::LeaderRuntime;
 
 /// Validates and converts a source from the wire.
 ///

@@ -117,7 +117,7 @@ impl LeaderRuntime {
     }
 
     /// Which of `workers` have been silent longer than `timeout` (as [`LeaderRuntime::silence`]
-    /// says), computed under one lock and reused for [`SILENT_CACHE`].
+    /// says), computed under one lock and reused for `SILENT_CACHE`.
     pub fn silent_workers<'a>(
         &self,
         workers: impl IntoIterator<Item = &'a str>,
