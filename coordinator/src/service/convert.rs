@@ -246,63 +246,7 @@ pub struct JobViewContext<'a> {
 pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
     let last_seen = context.runtime.map(LeaderRuntime::last_seen_ago).unwrap_or_default();
     let task = |slot, planned: Option<&PlannedTask>, run: &TaskRun| {
-        let task_id = TaskId { job_id: job.id, slot };
-        let node = match planned.map(|task| &task.placement) {
-            Some(Placement::Node(node)) => node.clone(),
-            _ => String::new(),
-        };
-        let waiting_reason = match (run.status, planned, context.runtime, &context.locked_by) {
-            (TaskStatus::Pending, Some(_), _, Some(lock)) => lock.clone(),
-            (TaskStatus::Pending, Some(planned), Some(_), None) => waiting_reason(
-                &job.spec.source,
-                planned,
-                context.workers,
-                &last_seen,
-                context.lease_timeout,
-            )
-            .unwrap_or_default(),
-            _ => String::new(),
-        };
-        let progress = match (&run.report, context.runtime) {
-            (Some(report), _) => Some(pb::Progress {
-                objects_done: report.num_objects,
-                bytes_done: report.num_bytes,
-                objects_total: report.num_objects,
-                bytes_total: report.num_bytes,
-            }),
-            (None, Some(runtime)) => runtime.progress(&task_id, run.attempt),
-            (None, None) => None,
-        };
-        let (warnings, problems, num_skipped, events) = match &run.report {
-            Some(report) => (
-                report.warnings.clone(),
-                report.problems.clone(),
-                report.num_skipped,
-                report.events.clone(),
-            ),
-            None => (Vec::new(), Vec::new(), 0, Vec::new()),
-        };
-        let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
-        let moves_objects = planned.is_some_and(|task| task.kind.moves_objects());
-        pb::Task {
-            moves_objects,
-            warnings,
-            problems,
-            num_skipped,
-            events,
-            keys,
-            id: task_id.to_string(),
-            label: planned.map(|task| task.label.clone()).unwrap_or_default(),
-            node,
-            state: task_state_to_pb(run.status) as i32,
-            attempt: run.attempt,
-            worker_id: run.worker_id.clone().unwrap_or_default(),
-            started_at_ms: run.started_at_ms.unwrap_or(0),
-            finished_at_ms: run.finished_at_ms.unwrap_or(0),
-            error: run.error.clone().unwrap_or_default(),
-            waiting_reason,
-            progress,
-        }
+        task_to_pb(job, slot, planned, run, context, &last_seen)
     };
     let (phases, cleanup) = match &job.summary {
         Some(summary) => {
@@ -381,6 +325,75 @@ pub fn job_to_pb(job: &Job, context: &JobViewContext<'_>) -> pb::Job {
         backup_id: job.spec.backup_id.to_string(),
         phases,
         cleanup,
+    }
+}
+
+/// One task of `job` on the wire: its state, where it runs, why it waits, what it moved and
+/// reported.
+fn task_to_pb(
+    job: &Job,
+    slot: TaskSlot,
+    planned: Option<&PlannedTask>,
+    run: &TaskRun,
+    context: &JobViewContext<'_>,
+    last_seen: &BTreeMap<String, Duration>,
+) -> pb::Task {
+    let task_id = TaskId { job_id: job.id, slot };
+    let node = match planned.map(|task| &task.placement) {
+        Some(Placement::Node(node)) => node.clone(),
+        _ => String::new(),
+    };
+    let waiting_reason = match (run.status, planned, context.runtime, &context.locked_by) {
+        (TaskStatus::Pending, Some(_), _, Some(lock)) => lock.clone(),
+        (TaskStatus::Pending, Some(planned), Some(_), None) => waiting_reason(
+            &job.spec.source,
+            planned,
+            context.workers,
+            last_seen,
+            context.lease_timeout,
+        )
+        .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let progress = match (&run.report, context.runtime) {
+        (Some(report), _) => Some(pb::Progress {
+            objects_done: report.num_objects,
+            bytes_done: report.num_bytes,
+            objects_total: report.num_objects,
+            bytes_total: report.num_bytes,
+        }),
+        (None, Some(runtime)) => runtime.progress(&task_id, run.attempt),
+        (None, None) => None,
+    };
+    let (warnings, problems, num_skipped, events) = match &run.report {
+        Some(report) => (
+            report.warnings.clone(),
+            report.problems.clone(),
+            report.num_skipped,
+            report.events.clone(),
+        ),
+        None => (Vec::new(), Vec::new(), 0, Vec::new()),
+    };
+    let keys = run.report.iter().flat_map(|report| &report.keys).map(key_to_pb).collect();
+    let moves_objects = planned.is_some_and(|task| task.kind.moves_objects());
+    pb::Task {
+        moves_objects,
+        warnings,
+        problems,
+        num_skipped,
+        events,
+        keys,
+        id: task_id.to_string(),
+        label: planned.map(|task| task.label.clone()).unwrap_or_default(),
+        node,
+        state: task_state_to_pb(run.status) as i32,
+        attempt: run.attempt,
+        worker_id: run.worker_id.clone().unwrap_or_default(),
+        started_at_ms: run.started_at_ms.unwrap_or(0),
+        finished_at_ms: run.finished_at_ms.unwrap_or(0),
+        error: run.error.clone().unwrap_or_default(),
+        waiting_reason,
+        progress,
     }
 }
 
