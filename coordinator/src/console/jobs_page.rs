@@ -9,7 +9,7 @@ use super::html::{backup_link, bytes, duration_ms, escape, job_link, table, time
 use super::job_view::{is_active, job_state, kind, progress_bars, task_state};
 
 /// Jobs on the list page.
-pub(crate) const LISTED_JOBS: u32 = 200;
+pub(crate) const LISTED_JOBS: usize = 200;
 
 /// The list of the newest jobs: `(live, body)`; always live, so new jobs appear.
 pub(crate) fn jobs_list(jobs: &[pb::Job], now_ms: u64) -> (bool, String) {

@@ -34,9 +34,7 @@ use crate::auth::TokenSet;
 use crate::coordinator::Coordinator;
 use crate::core::source_health::source_health;
 use crate::service::control::ControlServiceImpl;
-
-/// Jobs the overview reads (running ones and the newest finished).
-const OVERVIEW_JOBS: u32 = 50;
+use crate::service::convert::job_header_to_pb;
 
 /// What the handlers share.
 pub(crate) struct Console {
@@ -105,30 +103,52 @@ fn error_page(status: tonic::Status) -> Response {
 async fn overview(State(console): State<Arc<Console>>) -> Response {
     let now_ms = crate::clock::now_ms();
     let coordinator = &console.coordinator;
-    let health =
-        coordinator.shared.read(|state| source_health(state, &coordinator.objectives, now_ms));
-    let jobs =
-        console.control.list_jobs(Request::new(pb::ListJobsRequest { limit: OVERVIEW_JOBS }));
-    let cluster = console.control.cluster_status(Request::new(pb::ClusterStatusRequest {}));
-    let (jobs, cluster) = match (jobs.await, cluster.await) {
-        (Ok(jobs), Ok(cluster)) => (jobs.into_inner().jobs, cluster.into_inner()),
-        (Err(status), _) | (_, Err(status)) => return error_page(status),
-    };
-    let workers = coordinator.shared.read(|state| state.workers.len());
+    // Running jobs in full (their bars), finished ones as headers only: the page refreshes
+    // every two seconds and must not render every task of every recent job.
+    let (health, active, recent, workers) = coordinator.shared.read(|state| {
+        let health = source_health(state, &coordinator.objectives, now_ms);
+        let active: Vec<_> = state
+            .jobs
+            .values()
+            .filter(|job| !job.state().is_terminal())
+            .map(|job| job.id)
+            .collect();
+        let recent: Vec<pb::Job> = state
+            .jobs
+            .values()
+            .rev()
+            .filter(|job| job.state().is_terminal())
+            .take(overview::RECENT_JOBS)
+            .map(job_header_to_pb)
+            .collect();
+        (health, active, recent, state.workers.len())
+    });
+    let mut jobs = Vec::new();
+    for job_id in active.into_iter().rev() {
+        let request = Request::new(pb::GetJobRequest { job_id: job_id.to_string() });
+        match console.control.get_job(request).await {
+            Ok(job) => jobs.push(job.into_inner()),
+            // Ended and forgotten between the two reads: nothing to show.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return error_page(status),
+        }
+    }
+    jobs.extend(recent);
+    let cluster =
+        match console.control.cluster_status(Request::new(pb::ClusterStatusRequest {})).await {
+            Ok(cluster) => cluster.into_inner(),
+            Err(status) => return error_page(status),
+        };
     let (live, body) = overview::Overview { health, jobs, cluster, workers, now_ms }.render();
     html_page("Overview", "Overview", live, &body)
 }
 
 async fn jobs(State(console): State<Arc<Console>>) -> Response {
-    let request = Request::new(pb::ListJobsRequest { limit: jobs_page::LISTED_JOBS });
-    match console.control.list_jobs(request).await {
-        Ok(jobs) => {
-            let (live, body) =
-                jobs_page::jobs_list(&jobs.into_inner().jobs, crate::clock::now_ms());
-            html_page("Jobs", "Jobs", live, &body)
-        }
-        Err(status) => error_page(status),
-    }
+    let jobs: Vec<pb::Job> = console.coordinator.shared.read(|state| {
+        state.jobs.values().rev().take(jobs_page::LISTED_JOBS).map(job_header_to_pb).collect()
+    });
+    let (live, body) = jobs_page::jobs_list(&jobs, crate::clock::now_ms());
+    html_page("Jobs", "Jobs", live, &body)
 }
 
 async fn job(State(console): State<Arc<Console>>, Path(job_id): Path<String>) -> Response {

@@ -10,13 +10,13 @@ use super::job_view::{is_active, job_state, kind, progress_bars};
 use crate::core::source_health::SourceHealth;
 
 /// Finished jobs listed under "Recent jobs".
-const RECENT_JOBS: usize = 10;
+pub(crate) const RECENT_JOBS: usize = 10;
 
 /// What the overview shows.
 pub(crate) struct Overview {
     /// Every source, judged.
     pub(crate) health: Vec<SourceHealth>,
-    /// The newest jobs, newest first.
+    /// The running jobs in full, then the newest finished ones (headers only), newest first.
     pub(crate) jobs: Vec<pb::Job>,
     /// The replica's view of the coordinator cluster.
     pub(crate) cluster: pb::ClusterStatusResponse,
