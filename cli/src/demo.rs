@@ -140,7 +140,7 @@ pub(crate) async fn run_demo(args: DemoArgs, output: OutputFormat) -> anyhow::Re
             "repository": paths.repository.display().to_string(), "restored": paths.restored.display().to_string(),
         },
     });
-    crate::commands::emit(output, document, || {
+    crate::output::emit(output, document, || {
         print_backup(&backup, backup_seconds, &paths);
         print_restore(restore_seconds, &comparison, &paths);
         println!();

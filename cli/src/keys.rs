@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{KeyCommand, OutputFormat};
 use crate::client::Client;
-use crate::commands::emit;
+use crate::output::emit;
 
 /// Runs a key command and prints the repository's keys afterwards.
 ///

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod demo;
 mod keys;
+mod output;
 mod render;
 mod render_drill;
 mod status;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bk_proto::pb;
 use serde_json::{json, Value};
 
-use crate::render::human_bytes;
+use bk_proto::support::human_bytes;
 
 /// A backup's drills as JSON.
 pub(crate) fn drills_json(drills: &[pb::Drill]) -> Value {

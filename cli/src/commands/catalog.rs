@@ -1,6 +1,15 @@
 //! Sources and repositories.
 
-use super::*;
+use std::collections::HashMap;
+
+use anyhow::{bail, Context as _};
+use bk_proto::pb;
+use serde_json::Value;
+
+use super::context::CommandContext;
+use crate::cli::{RepoCommand, SourceAddArgs, SourceCommand, SourceKind};
+use crate::output::emit;
+use crate::render;
 
 /// `bkctl source …`.
 pub(super) async fn source(ctx: &CommandContext, command: SourceCommand) -> anyhow::Result<()> {
@@ -83,4 +92,47 @@ pub(super) async fn repos(ctx: &CommandContext) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+fn source_from_args(args: SourceAddArgs) -> anyhow::Result<pb::Source> {
+    let mut http_endpoints = HashMap::new();
+    for pair in &args.http_endpoints {
+        let (node, url) =
+            pair.split_once('=').with_context(|| format!("`--http {pair}` must be NODE=URL"))?;
+        http_endpoints.insert(node.to_string(), url.to_string());
+    }
+    let kind = match args.kind {
+        SourceKind::Influxdb3Enterprise => {
+            let cluster_id =
+                args.cluster_id.context("--kind influxdb3-enterprise needs --cluster-id")?;
+            let compactor_node =
+                args.compactor.context("--kind influxdb3-enterprise needs --compactor NODE")?;
+            if args.nodes.is_empty() {
+                bail!("--kind influxdb3-enterprise needs --nodes node1,node2,… (the data nodes)");
+            }
+            pb::source::Kind::Influxdb3Enterprise(pb::InfluxDb3Enterprise {
+                cluster_id,
+                compactor_node,
+                data_nodes: args.nodes,
+                http_endpoints,
+            })
+        }
+        SourceKind::Questdb => {
+            let [node] = args.nodes.as_slice() else {
+                bail!("--kind questdb needs exactly one --nodes NODE (the node id its worker registers under)");
+            };
+            let pg_addr = args.pg_addr.context(
+                "--kind questdb needs --pg HOST:PORT (QuestDB's PostgreSQL wire endpoint)",
+            )?;
+            pb::source::Kind::Questdb(pb::QuestDb { node: node.clone(), pg_addr })
+        }
+        SourceKind::Influxdb3Core => {
+            let [node] = args.nodes.as_slice() else {
+                bail!("--kind influxdb3-core needs exactly one --nodes NODE");
+            };
+            let http_endpoint = http_endpoints.remove(node).unwrap_or_default();
+            pb::source::Kind::Influxdb3Core(pb::InfluxDb3Core { node: node.clone(), http_endpoint })
+        }
+    };
+    Ok(pb::Source { name: args.name, kind: Some(kind) })
 }

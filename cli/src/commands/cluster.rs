@@ -1,6 +1,12 @@
 //! Workers, the coordinator cluster, schedules and the status screen.
 
-use super::*;
+use bk_proto::pb;
+use serde_json::Value;
+
+use super::context::CommandContext;
+use crate::cli::{ClusterCommand, ScheduleCommand};
+use crate::output::emit;
+use crate::render;
 
 /// `bkctl workers`.
 pub(super) async fn workers(ctx: &CommandContext) -> anyhow::Result<()> {

@@ -1,6 +1,11 @@
 //! Jobs and backups: following, cancelling, listing, showing.
 
-use super::*;
+use bk_proto::pb;
+use serde_json::Value;
+
+use super::context::{finish_job, CommandContext};
+use crate::output::emit;
+use crate::render;
 
 /// `bkctl cancel JOB`.
 pub(super) async fn cancel(ctx: &CommandContext, job_id: String) -> anyhow::Result<()> {

@@ -1,6 +1,10 @@
 //! Submitting jobs.
 
-use super::*;
+use anyhow::bail;
+use bk_proto::pb;
+
+use super::context::{submitted, CommandContext};
+use crate::cli::SubmitCommand;
 
 /// `bkctl submit …`.
 pub(super) async fn submit(ctx: &CommandContext, command: SubmitCommand) -> anyhow::Result<()> {
@@ -71,4 +75,26 @@ pub(super) async fn submit(ctx: &CommandContext, command: SubmitCommand) -> anyh
         }
     }
     Ok(())
+}
+
+/// `--target URL` (default) and `--target NODE=URL` (per node) into a request.
+fn restore_request(
+    backup_id: String,
+    targets: &[String],
+    nodes_stopped: bool,
+    wipe: bool,
+    resume: bool,
+) -> anyhow::Result<pb::SubmitRestoreRequest> {
+    let mut request =
+        pb::SubmitRestoreRequest { backup_id, nodes_stopped, wipe, resume, ..Default::default() };
+    for target in targets {
+        match target.split_once('=') {
+            Some((node, url)) if !node.contains("://") => {
+                request.node_targets.insert(node.to_string(), url.to_string());
+            }
+            _ if request.target.is_empty() => request.target = target.clone(),
+            _ => bail!("two default targets given (`{}` and `{target}`): use NODE=URL for per-node targets", request.target),
+        }
+    }
+    Ok(request)
 }

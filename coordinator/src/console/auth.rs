@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::html::escape;
-use super::Console;
+use super::state::Console;
 
 /// The sign-in cookie's name.
 const COOKIE: &str = "bk_console_token";

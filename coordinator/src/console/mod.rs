@@ -19,6 +19,7 @@ mod job_view;
 mod jobs_page;
 mod overview;
 mod progress;
+mod state;
 
 use std::sync::Arc;
 
@@ -35,15 +36,7 @@ use crate::coordinator::Coordinator;
 use crate::core::source_health::source_health;
 use crate::service::control::ControlServiceImpl;
 use crate::service::convert::job_header_to_pb;
-
-/// What the handlers share.
-pub(crate) struct Console {
-    coordinator: Arc<Coordinator>,
-    control: ControlServiceImpl,
-    tokens: TokenSet,
-    /// Mark the sign-in cookie `Secure` (the port serves TLS).
-    secure_cookie: bool,
-}
+use state::Console;
 
 /// The `/ui` routes; with `enabled` false, a 404 that says how to turn the console on.
 pub fn router(

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bk_proto::ids::TaskId;
 
+use super::job::JobEvent;
 use super::job::TaskStatus;
-use super::{ClusterState, Command, JobEvent};
+use super::state::{ClusterState, Command};
 
 /// Why a lease is taken back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bk_proto::ids::TaskSlot;
 
-use super::job::{JobSpec, Placement};
+use super::job::spec::{JobSpec, Placement};
 
 /// A job's task slots by placement, in plan order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

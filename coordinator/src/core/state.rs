@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::domain::{BackupRecord, PhaseSummary, Repository, Source, WorkerRecord};
 use super::job::{Job, JobEffect, JobEvent, JobEventRejected, JobKind, JobSpec, TaskStatus};
-use super::schedule::Schedule;
+use super::schedule::definition::Schedule;
 
 /// A replicated state change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{encode, ReplicaId, TypeConfig};
+use super::types::{encode, ReplicaId, TypeConfig};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");

@@ -5,6 +5,7 @@
 //! - [`state_machine`]: applies committed [`Command`]s to the shared state; snapshots it to redb.
 //! - [`network`]: the client side of replica-to-replica RPCs (one lazy tonic channel per peer).
 //! - [`service`]: the server side, the `bk.v1.Raft` gRPC service.
+//! - [`types`]: the Raft type configuration and the limits every part shares.
 
 // openraft's `StorageError` is what its storage traits return; its size is not ours to change.
 #![allow(clippy::result_large_err)]
@@ -13,39 +14,19 @@ pub mod log_store;
 pub mod network;
 pub mod service;
 pub mod state_machine;
+pub mod types;
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-use openraft::BasicNode;
-
-use crate::core::{Command, CommandResponse};
 use crate::shared::SharedState;
+use anyhow::Context;
+pub use types::{Raft, ReplicaId, SnapshotData, TypeConfig, MAX_RAFT_MESSAGE_BYTES};
 
-openraft::declare_raft_types!(
-    /// bk's Raft types: commands in, responses out, replicas addressed by their gRPC address.
-    pub TypeConfig:
-        D = Command,
-        R = CommandResponse,
-        Node = BasicNode,
-);
-
-/// A replica's id (unique in the coordinator cluster, configured per replica).
-pub type ReplicaId = u64;
-
-/// The largest replica-to-replica message accepted or sent. tonic's default (4 MiB) is smaller
-/// than one append of a thousand-node job's entries or a snapshot chunk with its metadata, and a
-/// refused message is retried forever, so a joining replica would never catch up.
-pub const MAX_RAFT_MESSAGE_BYTES: usize = 256 << 20;
 /// redb's page cache for the log and the snapshot. Its default (1 GiB) fills with log pages a
 /// replica has already applied: at a thousand workers that was most of a replica's memory. Reads
 /// of the log are sequential and recent, so a small cache serves them.
 const REDB_CACHE_BYTES: usize = 16 << 20;
-/// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig>;
-
 /// Opens the replica's storage under `data_dir` and starts its Raft instance.
 ///
 /// # Errors
@@ -80,14 +61,6 @@ pub async fn start_raft(
         .context("failed to start raft")?;
     Ok(raft)
 }
-
-/// Encodes a value for storage or the wire (JSON: readable in a debugger, and the state is small).
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(value)
-}
-
-/// The default snapshot payload type, as openraft's `declare_raft_types!` expects it in scope.
-pub type SnapshotData = Cursor<Vec<u8>>;
 
 #[cfg(test)]
 #[path = "storage_test.rs"]

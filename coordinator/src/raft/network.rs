@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::{ReplicaId, TypeConfig};
+use super::types::{ReplicaId, TypeConfig, MAX_RAFT_MESSAGE_BYTES};
 
 /// Hands out connections to peers, caching one channel per address.
 #[derive(Debug, Default)]
@@ -63,8 +63,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         };
         let client = channel.map(|channel| {
             RaftClient::new(channel)
-                .max_decoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(super::MAX_RAFT_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         });
         PeerConnection { target, address, client }
     }

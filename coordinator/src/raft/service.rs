@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::Raft;
+use super::types::Raft;
 
 /// Serves replica-to-replica Raft RPCs.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl RaftService for RaftServiceImpl {
     ) -> Result<Response<RaftPayload>, Status> {
         let payload = request.into_inner();
         let chunk = payload.snapshot_chunk;
-        let mut snapshot_request: openraft::raft::InstallSnapshotRequest<super::TypeConfig> =
+        let mut snapshot_request: openraft::raft::InstallSnapshotRequest<super::types::TypeConfig> =
             decode_json(&payload.json)?;
         snapshot_request.data = chunk;
         let result = self.raft.install_snapshot(snapshot_request).await;

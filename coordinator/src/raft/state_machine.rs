@@ -15,7 +15,7 @@ use openraft::{
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{encode, ReplicaId, TypeConfig};
+use super::types::{encode, ReplicaId, TypeConfig};
 use crate::core::{ClusterState, CommandResponse};
 use crate::shared::SharedState;
 

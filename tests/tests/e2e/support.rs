@@ -114,7 +114,7 @@ pub(crate) fn exclusion_prefixes(backup: &Value) -> Vec<String> {
 /// everything in it is sealed, so tests look inside through bk's repository code.
 pub(crate) struct OpenedRepository {
     runtime: tokio::runtime::Runtime,
-    repository: bk_worker::repository::open::Repository,
+    repository: bk_worker::repository::opened::Repository,
     index: bk_worker::repository::index_cache::IndexView,
 }
 

@@ -10,7 +10,7 @@ use super::config::RepositoryConfig;
 use super::crypto::MasterKey;
 use super::index::{index_path, list_index_files, read_index, IndexEntry};
 use super::index_cache::{IndexView, LocalIndex};
-use super::open::Repository;
+use super::opened::Repository;
 use crate::error::{RepositoryError, RepositoryResult};
 
 /// An unlocked master key: the fingerprint of the passphrase that opened it, the key, and the

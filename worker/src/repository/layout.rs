@@ -16,7 +16,7 @@ pub const PACKS_DIR: &str = "packs";
 /// Index files, by partition (see [`super::index`]).
 pub const INDEX_DIR: &str = "index";
 /// Object list chunks (see [`super::list`]).
-pub const LISTS_DIR: &str = super::list::run::LISTS_DIR;
+pub const LISTS_DIR: &str = "lists";
 /// Backups (manifests and segments).
 pub const BACKUPS_DIR: &str = "backups";
 

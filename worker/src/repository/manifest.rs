@@ -5,7 +5,7 @@ use bk_proto::model::{CopyPhase, CorruptObject, ExclusionReport, TaskReport};
 use serde::{Deserialize, Serialize};
 
 use super::index::IndexEntry;
-use super::list::RunRef;
+use super::list::run::RunRef;
 
 /// Version of the manifest format.
 pub const MANIFEST_FORMAT: u32 = 3;

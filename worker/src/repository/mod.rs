@@ -49,6 +49,7 @@ pub mod list;
 pub mod manifest;
 pub mod metadata;
 pub mod open;
+pub mod opened;
 pub mod pack;
 pub mod packer;
 pub mod reader;

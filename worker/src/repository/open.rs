@@ -19,35 +19,8 @@ use super::crypto::MasterKey;
 use super::keys::{list_keys, write_key, KdfSettings, KeyFile, Passphrase, UnwrapError};
 use super::layout::{config_path, CONFIG_DIR, FORMAT_1_FILE};
 use super::metadata;
+use super::opened::Repository;
 use crate::error::{RepositoryError, RepositoryResult};
-
-/// An open repository.
-#[derive(Clone)]
-pub struct Repository {
-    /// Its name (as registered with the coordinator).
-    pub name: String,
-    /// Its URL.
-    pub url: String,
-    /// Its store.
-    pub store: Arc<dyn ObjectStore>,
-    /// The unlocked master key.
-    pub key: Arc<MasterKey>,
-    /// Its config.
-    pub config: Arc<RepositoryConfig>,
-    /// The key file the passphrase opened.
-    pub key_id: String,
-}
-
-impl std::fmt::Debug for Repository {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Repository")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("config_id", &self.config.config_id)
-            .finish()
-    }
-}
 
 /// What opening needs.
 pub struct OpenRequest<'a> {

@@ -12,7 +12,7 @@ use super::index_cache::IndexView;
 use super::layout::{manifest_key, pack_path};
 use super::manifest::{Manifest, MANIFEST_FORMAT};
 use super::metadata::read_json;
-use super::open::Repository;
+use super::opened::Repository;
 use super::pack::{PackEntry, PackId};
 use crate::error::{RepositoryError, RepositoryResult};
 

@@ -19,7 +19,7 @@ use super::layout::{done_key, progress_key, task_staging_dir};
 use super::list::RunRef;
 use super::manifest::{DoneRecord, ProgressRecord};
 use super::metadata::{read_json, write_json};
-use super::open::Repository;
+use super::opened::Repository;
 use crate::error::{RepositoryError, RepositoryResult};
 
 /// Saves an attempt's progress.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::TaskError;
 use crate::repository::cache::RepositoryCache;
 use crate::repository::counting::RequestCounts;
-use crate::repository::open::Repository;
+use crate::repository::opened::Repository;
 use crate::repository::packer::Packer;
 use crate::repository::writer::BlobWriter;
 

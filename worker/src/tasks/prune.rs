@@ -36,7 +36,7 @@ use crate::repository::list::{ListItem, RunCursor};
 use crate::repository::manifest::Manifest;
 use crate::repository::pack::{PackEntry, PackId};
 use crate::repository::reader::{read_manifest, read_pack_range};
-use crate::repository::{list_paths, open::Repository};
+use crate::repository::{list_paths, opened::Repository};
 
 /// Forgets `backups`: the manifests first (the backups are gone at once), then every object
 /// list chunk no remaining manifest names, and any leftover of a backup without a manifest.

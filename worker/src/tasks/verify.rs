@@ -26,7 +26,7 @@ use crate::repository::pack::{decode_header, sealed_header, PackEntry, PackId};
 use crate::repository::reader::{
     check_key_is_safe, open_stored_blob, read_located_blob, read_manifest,
 };
-use crate::repository::{list_paths, open::Repository};
+use crate::repository::{list_paths, opened::Repository};
 
 /// Problems listed in full; beyond this only their count is reported.
 const MAX_LISTED_PROBLEMS: usize = 1000;

@@ -13,28 +13,16 @@
 
 use bk_proto::model::{CorruptObject, TaskKind, TaskReport};
 
-use super::Job;
-
 /// Corrupt objects listed by name in a refusal; beyond, only their count.
 const MAX_NAMED: usize = 20;
 
-/// Why the job's backup must not be committed, if it must not.
-pub fn commit_refusal(job: &Job) -> Option<String> {
-    let reports = copy_reports(job);
-    catalog_behind(&reports).or_else(|| {
-        let corrupt = corrupt_objects(&reports);
-        (!job.spec.allow_corrupt && !corrupt.is_empty()).then(|| refuse_corrupt(&corrupt))
+/// Why the job's backup must not be committed, if it must not: `reports` are the job's
+/// succeeded tasks' reports with their kinds, in plan order.
+pub fn commit_refusal(reports: &[(&TaskKind, &TaskReport)], allow_corrupt: bool) -> Option<String> {
+    catalog_behind(reports).or_else(|| {
+        let corrupt = corrupt_objects(reports);
+        (!allow_corrupt && !corrupt.is_empty()).then(|| refuse_corrupt(&corrupt))
     })
-}
-
-/// The reports of the job's succeeded tasks, with their kinds.
-fn copy_reports(job: &Job) -> Vec<(&TaskKind, &TaskReport)> {
-    job.slots()
-        .filter_map(|slot| {
-            let report = job.run(slot)?.report.as_ref()?;
-            Some((&job.planned(slot)?.kind, report))
-        })
-        .collect()
 }
 
 /// Every object a task of the job found corrupt, in plan order.

@@ -9,317 +9,32 @@
 //! `attempt`; results and expiries name the attempt they are about, and anything about an older
 //! attempt is ignored, so a slow or partitioned worker can never overwrite a newer result.
 
-use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
-use bk_proto::model::{DrillReport, RepositoryRef, TaskKind, TaskReport, TaskSpec};
+use bk_proto::ids::{JobId, TaskId, TaskSlot};
+use bk_proto::model::{DrillReport, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::core::placement_index::PlacementIndex;
+
 pub mod commit_gate;
+mod compact;
+pub mod event;
 pub mod history;
+pub mod run;
+pub mod spec;
 pub mod status;
 pub mod summary;
 
-use crate::core::domain::SourceSpec;
+pub use event::{JobEffect, JobEvent, JobEventRejected};
+pub use run::{JobState, TaskRun, TaskStatus};
+pub use spec::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 pub use status::{JobStatus, Outcome};
 
 /// How many times a task may fail with a retryable error before the job fails.
 pub const MAX_RETRYABLE_FAILURES: u32 = 3;
 
-/// A planned job: what to run, where, in which order. Fixed at submission.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// What the job does.
-    #[serde(default)]
-    pub kind: JobKind,
-    /// The backup the job writes (backup) or reads (restore, verify).
-    pub backup_id: BackupId,
-    /// Backup: the parent it is incremental to (`None`: full).
-    #[serde(default)]
-    pub parent: Option<BackupId>,
-    /// The schedule and slot that submitted the job, if a schedule did.
-    #[serde(default)]
-    pub scheduled: Option<(String, u64)>,
-    /// Source name.
-    pub source: String,
-    /// The source's topology when the job was planned (recorded in the backup, so a restore
-    /// plans from what was backed up even if the source is re-registered later).
-    #[serde(default)]
-    pub source_spec: Option<SourceSpec>,
-    /// The repository, as workers need it.
-    pub repository: RepositoryRef,
-    /// Node ids the job covers (recorded in the backup).
-    pub nodes: Vec<String>,
-    /// Phases, in order.
-    pub phases: Vec<PlannedPhase>,
-    /// Tasks run after the phases, whatever their outcome.
-    pub cleanup: Vec<PlannedTask>,
-    /// Backup: commit even if source objects failed their format check (they are recorded).
-    #[serde(default)]
-    pub allow_corrupt: bool,
-}
-
-impl JobSpec {
-    /// A job that reads `backup` (restore, verify, drill): its source, topology and nodes are
-    /// the backup's, it writes no backup and has no cleanup.
-    pub fn reading_backup(
-        kind: JobKind,
-        backup: &crate::core::domain::BackupRecord,
-        repository: &RepositoryRef,
-        phases: Vec<PlannedPhase>,
-    ) -> Self {
-        Self {
-            kind,
-            parent: None,
-            scheduled: None,
-            backup_id: backup.backup_id,
-            source: backup.source.clone(),
-            source_spec: backup.source_spec.clone(),
-            repository: repository.clone(),
-            nodes: backup.nodes.clone(),
-            phases,
-            cleanup: Vec::new(),
-            allow_corrupt: false,
-        }
-    }
-}
-
-/// What a job does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobKind {
-    /// Writes a new backup.
-    #[default]
-    Backup,
-    /// Writes a backup's objects back into a target store.
-    Restore,
-    /// Checks a backup.
-    Verify,
-    /// Forgets backups by retention rule and deletes the packs nothing uses any more.
-    Prune,
-    /// Adds, lists or removes a repository's passphrases.
-    RepositoryKey,
-    /// Restores a backup into scratch space, checks it and starts the database on it.
-    Drill,
-    /// Checks a whole repository (`bkctl repo check`).
-    Check,
-}
-
-/// A named group of tasks that run in parallel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedPhase {
-    /// Name shown to operators and recorded in the manifest (`compactor`, `nodes`, …).
-    pub name: String,
-    /// Its tasks.
-    pub tasks: Vec<PlannedTask>,
-}
-
-/// One task of a plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedTask {
-    /// Short description, e.g. `copy node1/wal/`.
-    pub label: String,
-    /// Which workers may run it.
-    pub placement: Placement,
-    /// What it does.
-    pub kind: TaskKind,
-    /// Indices of tasks of the same phase that must succeed before this one may start (e.g. a
-    /// node's consistency check waits for that node's copy tasks, still before the barrier).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<u32>,
-    /// Retryable failures re-queue the task without bound (a QuestDB release must eventually
-    /// happen: the job stays visibly releasing until it does).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub retry_until_success: bool,
-}
-
-impl PlannedTask {
-    /// A task that may start as soon as its phase does, and whose retryable failures count
-    /// against the retry limit (what nearly every task is).
-    pub fn new(label: String, placement: Placement, kind: TaskKind) -> Self {
-        Self { label, placement, kind, depends_on: Vec::new(), retry_until_success: false }
-    }
-
-    /// Starts only once these tasks of its phase have succeeded.
-    pub fn after(mut self, depends_on: Vec<u32>) -> Self {
-        self.depends_on = depends_on;
-        self
-    }
-
-    /// Retryable failures re-queue it without bound (a QuestDB release, a snapshot deletion:
-    /// what must eventually happen).
-    pub fn retrying_until_success(mut self) -> Self {
-        self.retry_until_success = true;
-        self
-    }
-}
-
-/// Which workers may run a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Placement {
-    /// Only the worker of this node of the job's source (it holds that node's storage).
-    Node(String),
-    /// Any worker of the job's source.
-    AnyNode,
-    /// Any worker, of any source, holding a passphrase for this repository (repository-key
-    /// jobs, which belong to no source).
-    RepositoryHolder(String),
-    /// Any worker of the job's source with a `[drill]` section (scratch space of its own).
-    DrillWorker,
-}
-
-/// Where a job stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobState {
-    /// No task has been leased yet.
-    Queued,
-    /// Tasks are running.
-    Running,
-    /// A task failed for good; cleanup tasks run before the job is `Failed`.
-    Failing,
-    /// Every phase and cleanup task succeeded.
-    Succeeded,
-    /// The job failed; see its error.
-    Failed,
-    /// An operator cancelled the job; its cleanup tasks ran.
-    Cancelled,
-}
-
-impl JobState {
-    /// Whether the job has ended.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
-    }
-}
-
-/// Where a task stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TaskStatus {
-    /// Its phase has not started.
-    Blocked,
-    /// Runnable, not leased.
-    Pending,
-    /// Leased to a worker.
-    Running,
-    /// Done.
-    Succeeded,
-    /// Failed for good.
-    Failed,
-    /// Never ran, or ran but was abandoned: the job failed or was cancelled first.
-    Skipped,
-}
-
-/// The live state of one task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRun {
-    /// Where it stands.
-    pub status: TaskStatus,
-    /// Leases handed out so far (0: never leased).
-    pub attempt: u32,
-    /// The worker of the current or last lease.
-    pub worker_id: Option<String>,
-    /// When the current or last lease was handed out.
-    pub started_at_ms: Option<u64>,
-    /// When it succeeded or failed.
-    pub finished_at_ms: Option<u64>,
-    /// Retryable failures so far.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub num_failures: u32,
-    /// The last error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The worker's report, once it succeeded.
-    pub report: Option<TaskReport>,
-    /// The job failed or was cancelled while this task ran: its worker is told to stop, and
-    /// whatever it reports ends the task as skipped.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub abandoned: bool,
-}
-
-fn is_zero(value: &u32) -> bool {
-    *value == 0
-}
-
-fn is_false(value: &bool) -> bool {
-    !*value
-}
-
-impl TaskRun {
-    fn new(status: TaskStatus) -> Self {
-        Self {
-            status,
-            attempt: 0,
-            worker_id: None,
-            started_at_ms: None,
-            finished_at_ms: None,
-            num_failures: 0,
-            error: None,
-            report: None,
-            abandoned: false,
-        }
-    }
-}
-
-/// Something that happened to a job. Time travels inside, so applying is deterministic.
-// A success carries its report; events are built once and moved into the log, so boxing the
-// large variant would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobEvent {
-    /// The leader handed attempt `attempt` of a task to a worker.
-    TaskLeased { slot: TaskSlot, attempt: u32, worker_id: String, at_ms: u64 },
-    /// A worker reported success.
-    TaskSucceeded { slot: TaskSlot, attempt: u32, report: TaskReport, at_ms: u64 },
-    /// A worker reported failure.
-    TaskFailed { slot: TaskSlot, attempt: u32, error: String, retryable: bool, at_ms: u64 },
-    /// The leader stopped hearing from the worker holding this attempt, or the worker restarted.
-    LeaseLost { slot: TaskSlot, attempt: u32, at_ms: u64 },
-}
-
-impl JobEvent {
-    /// When it happened (every event carries the leader's time).
-    pub fn at_ms(&self) -> u64 {
-        match self {
-            JobEvent::TaskLeased { at_ms, .. }
-            | JobEvent::TaskSucceeded { at_ms, .. }
-            | JobEvent::TaskFailed { at_ms, .. }
-            | JobEvent::LeaseLost { at_ms, .. } => *at_ms,
-        }
-    }
-}
-
-/// What applying an event asks of the rest of the state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(clippy::large_enum_variant)] // As `JobEvent`: built once, consumed at once.
-pub enum JobEffect {
-    /// The commit task succeeded: the backup exists.
-    BackupCommitted { report: TaskReport },
-    /// The job reached a terminal state.
-    Finished { state: JobState },
-    /// A prune forgot these backups: their manifests are gone.
-    BackupsForgotten { backups: Vec<BackupId> },
-    /// A drill ended (passed or failed): it is recorded on its backup.
-    DrillFinished { backup_id: BackupId, worker_id: String, report: DrillReport, at_ms: u64 },
-}
-
-/// Why an event was not applied. Not an error of the state machine: callers use it to answer
-/// the worker (e.g. a lease lost to a race).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum JobEventRejected {
-    /// No task at that slot.
-    #[error("no task at slot {0:?}")]
-    UnknownTask(TaskSlot),
-    /// The event is about an attempt that is not the current one (fencing).
-    #[error("attempt {attempt} is stale (current attempt: {current})")]
-    StaleAttempt { attempt: u32, current: u32 },
-    /// The job cannot be cancelled now, and why.
-    #[error("the job cannot be cancelled: {0}")]
-    NotCancellable(String),
-    /// The task is not in a state the event applies to.
-    #[error("task is {status:?}, not {expected}")]
-    WrongStatus { status: TaskStatus, expected: String },
-}
-
 /// A job and the live state of its tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "status::StoredJob")]
+#[serde(from = "StoredJob")]
 pub struct Job {
     /// Its id.
     pub id: JobId,
@@ -338,7 +53,7 @@ pub struct Job {
     pub summary: Option<summary::JobSummary>,
     /// Its tasks by placement, derived from the plan (not stored: rebuilt when read).
     #[serde(skip)]
-    pub placements: crate::core::placement_index::PlacementIndex,
+    pub placements: PlacementIndex,
 }
 
 impl Job {
@@ -440,6 +155,17 @@ impl Job {
             }
             TaskSlot::Cleanup { index } => self.spec.cleanup.get(index as usize),
         }
+    }
+
+    /// The reports of the job's succeeded tasks with their kinds, in plan order (what the
+    /// commit gate judges).
+    fn succeeded_reports(&self) -> Vec<(&TaskKind, &TaskReport)> {
+        self.slots()
+            .filter_map(|slot| {
+                let report = self.run(slot)?.report.as_ref()?;
+                Some((&self.planned(slot)?.kind, report))
+            })
+            .collect()
     }
 
     /// The spec a worker receives for a task.
@@ -774,7 +500,9 @@ impl Job {
         {
             self.set_phase(self.current_phase() + 1);
             if let Some(commit_slot) = self.commit_slot_of_current_phase() {
-                if let Some(refusal) = commit_gate::commit_refusal(self) {
+                if let Some(refusal) =
+                    commit_gate::commit_refusal(&self.succeeded_reports(), self.spec.allow_corrupt)
+                {
                     self.fail(refusal, commit_slot, at_ms, effects);
                     return;
                 }
@@ -827,6 +555,66 @@ impl Job {
         }
         self.status = JobStatus::Ended { outcome: outcome.clone(), at_ms };
         effects.push(JobEffect::Finished { state: self.state() });
+    }
+}
+
+/// A job as stored, in either shape: with `status` (now), or with the fields it replaced
+/// (`state`, `current_phase`, `error`, `cancelled`, `finished_at_ms`), as snapshots and log
+/// entries written before it hold them.
+#[derive(Deserialize)]
+struct StoredJob {
+    id: JobId,
+    spec: JobSpec,
+    created_at_ms: u64,
+    phases: Vec<Vec<TaskRun>>,
+    cleanup: Vec<TaskRun>,
+    #[serde(default)]
+    status: Option<JobStatus>,
+    #[serde(default)]
+    state: Option<JobState>,
+    #[serde(default)]
+    current_phase: usize,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    cancelled: bool,
+    #[serde(default)]
+    finished_at_ms: Option<u64>,
+    #[serde(default)]
+    summary: Option<summary::JobSummary>,
+}
+
+impl From<StoredJob> for Job {
+    fn from(stored: StoredJob) -> Self {
+        let status = stored.status.unwrap_or_else(|| {
+            let outcome = match (stored.cancelled, stored.error) {
+                (true, error) => Outcome::Cancelled {
+                    error: error.unwrap_or_else(|| "cancelled by an operator".to_string()),
+                },
+                (false, Some(error)) => Outcome::Failed { error },
+                (false, None) => Outcome::Succeeded,
+            };
+            let phase = stored.current_phase;
+            match stored.state.unwrap_or(JobState::Queued) {
+                JobState::Queued => JobStatus::Queued { phase },
+                JobState::Running if phase < stored.phases.len() => JobStatus::Running { phase },
+                JobState::Running | JobState::Failing => JobStatus::CleaningUp { outcome },
+                JobState::Succeeded | JobState::Failed | JobState::Cancelled => {
+                    JobStatus::Ended { outcome, at_ms: stored.finished_at_ms.unwrap_or(0) }
+                }
+            }
+        });
+        let placements = PlacementIndex::of(&stored.spec);
+        Job {
+            id: stored.id,
+            spec: stored.spec,
+            created_at_ms: stored.created_at_ms,
+            status,
+            phases: stored.phases,
+            cleanup: stored.cleanup,
+            summary: stored.summary,
+            placements,
+        }
     }
 }
 

@@ -15,8 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{JobSpec, JobState, TaskRun};
-use bk_proto::ids::JobId;
+use super::run::JobState;
 
 /// How a job ends (or is ending, while its cleanup runs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,66 +97,6 @@ impl JobStatus {
     }
 }
 
-/// A job as stored, in either shape: with `status` (now), or with the fields it replaced
-/// (`state`, `current_phase`, `error`, `cancelled`, `finished_at_ms`), as snapshots and log
-/// entries written before it hold them.
-#[derive(Deserialize)]
-pub(super) struct StoredJob {
-    id: JobId,
-    spec: JobSpec,
-    created_at_ms: u64,
-    phases: Vec<Vec<TaskRun>>,
-    cleanup: Vec<TaskRun>,
-    #[serde(default)]
-    status: Option<JobStatus>,
-    #[serde(default)]
-    state: Option<JobState>,
-    #[serde(default)]
-    current_phase: usize,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    cancelled: bool,
-    #[serde(default)]
-    finished_at_ms: Option<u64>,
-    #[serde(default)]
-    summary: Option<super::summary::JobSummary>,
-}
-
-impl From<StoredJob> for super::Job {
-    fn from(stored: StoredJob) -> Self {
-        let status = stored.status.unwrap_or_else(|| {
-            let outcome = match (stored.cancelled, stored.error) {
-                (true, error) => Outcome::Cancelled {
-                    error: error.unwrap_or_else(|| "cancelled by an operator".to_string()),
-                },
-                (false, Some(error)) => Outcome::Failed { error },
-                (false, None) => Outcome::Succeeded,
-            };
-            let phase = stored.current_phase;
-            match stored.state.unwrap_or(JobState::Queued) {
-                JobState::Queued => JobStatus::Queued { phase },
-                JobState::Running if phase < stored.phases.len() => JobStatus::Running { phase },
-                JobState::Running | JobState::Failing => JobStatus::CleaningUp { outcome },
-                JobState::Succeeded | JobState::Failed | JobState::Cancelled => {
-                    JobStatus::Ended { outcome, at_ms: stored.finished_at_ms.unwrap_or(0) }
-                }
-            }
-        });
-        let placements = crate::core::placement_index::PlacementIndex::of(&stored.spec);
-        super::Job {
-            id: stored.id,
-            spec: stored.spec,
-            created_at_ms: stored.created_at_ms,
-            status,
-            phases: stored.phases,
-            cleanup: stored.cleanup,
-            summary: stored.summary,
-            placements,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bk_proto::ids::BackupId;
@@ -166,6 +105,7 @@ mod tests {
 
     use super::*;
     use crate::core::job::Job;
+    use bk_proto::ids::JobId;
 
     /// A two-phase job, as JSON in the shape written before `status` existed.
     fn old_shape(state: &str, current_phase: usize, error: Option<&str>, cancelled: bool) -> Value {

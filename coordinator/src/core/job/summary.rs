@@ -11,7 +11,8 @@
 use bk_proto::ids::TaskSlot;
 use serde::{Deserialize, Serialize};
 
-use super::{Job, PlannedTask, TaskRun, TaskStatus};
+use super::run::{TaskRun, TaskStatus};
+use super::spec::PlannedTask;
 
 /// What a compacted job keeps of its phases and cleanup.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +68,7 @@ fn worth_keeping(run: &TaskRun) -> bool {
 }
 
 /// Summarises one group of tasks.
-fn summarise<'a>(
+pub(super) fn summarise<'a>(
     name: &str,
     tasks: impl Iterator<Item = (TaskSlot, &'a PlannedTask, &'a TaskRun)>,
 ) -> PhaseSummary {
@@ -94,48 +95,6 @@ fn summarise<'a>(
     summary
 }
 
-impl Job {
-    /// Drops the job's per-task detail, keeping a [`JobSummary`]. Only for a job that ended;
-    /// a job already compacted, or still running, is left as it is.
-    pub fn compact(&mut self) {
-        if !self.state().is_terminal() || self.summary.is_some() {
-            return;
-        }
-        let phases = self
-            .spec
-            .phases
-            .iter()
-            .zip(&self.phases)
-            .enumerate()
-            .map(|(phase, (planned, runs))| {
-                let tasks =
-                    planned.tasks.iter().zip(runs).enumerate().map(|(index, (task, run))| {
-                        (TaskSlot::Phase { phase: phase as u32, index: index as u32 }, task, run)
-                    });
-                summarise(&planned.name, tasks)
-            })
-            .collect();
-        let cleanup_tasks = self
-            .spec
-            .cleanup
-            .iter()
-            .zip(&self.cleanup)
-            .enumerate()
-            .map(|(index, (task, run))| (TaskSlot::Cleanup { index: index as u32 }, task, run));
-        let cleanup = summarise("cleanup", cleanup_tasks);
-        self.summary = Some(JobSummary { phases, cleanup });
-        for phase in &mut self.spec.phases {
-            phase.tasks = Vec::new();
-        }
-        self.spec.cleanup = Vec::new();
-        for runs in &mut self.phases {
-            *runs = Vec::new();
-        }
-        self.cleanup = Vec::new();
-        self.placements = crate::core::placement_index::PlacementIndex::default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bk_proto::ids::{BackupId, JobId};
@@ -143,7 +102,7 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
-    use crate::core::job::{JobEvent, JobSpec, Placement, PlannedPhase};
+    use crate::core::job::{Job, JobEvent, JobSpec, Placement, PlannedPhase};
 
     fn copy(prefix: &str) -> PlannedTask {
         PlannedTask::new(

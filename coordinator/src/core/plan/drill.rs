@@ -7,7 +7,7 @@
 
 use bk_proto::model::{DrillDatabase, TaskKind};
 
-use super::PlanError;
+use super::error::PlanError;
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 use crate::core::state::ClusterState;

@@ -21,7 +21,8 @@ use bk_proto::influxdb3_layout::{
     COMPACTOR_PREFIXES, NODE_DATA_PREFIXES, TABLE_SNAPSHOTS_PREFIX, TABLE_SNAPSHOTS_REASON,
 };
 
-use super::{BackupOptions, PlanError, MAX_REPAIR_ROUNDS};
+use super::error::PlanError;
+use super::request::{BackupOptions, MAX_REPAIR_ROUNDS};
 use crate::core::domain::{Repository, Source, SourceSpec};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 

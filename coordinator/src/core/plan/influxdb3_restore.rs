@@ -14,7 +14,8 @@ use bk_proto::model::{CopyPhase, TaskKind};
 
 use bk_proto::influxdb3_layout::{CATALOG_KEYS, LICENCE_FILES};
 
-use super::{PlanError, RestoreRequest, CLUSTER_TARGET};
+use super::error::PlanError;
+use super::request::{RestoreRequest, CLUSTER_TARGET};
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 

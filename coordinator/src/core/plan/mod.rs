@@ -6,17 +6,20 @@
 //!   [`questdb`]. A third database is a new module and one arm in each, not an edit of the
 //!   InfluxDB planners.
 //! - [`verify`], [`prune`], [`drill`], [`keys`]: the jobs that read a repository.
-//! - [`PlanError`]: why a request cannot be planned, for every planner.
+//! - [`error`]: why a request cannot be planned, for every planner; [`request`]: what every
+//!   planner is asked (kept apart so the planners import them, not this dispatcher).
 
 pub mod drill;
+pub mod error;
 pub mod influxdb3_backup;
 pub mod influxdb3_restore;
 pub mod keys;
 pub mod prune;
 pub mod questdb;
+pub mod request;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bk_proto::ids::{BackupId, JobId};
 
@@ -24,66 +27,11 @@ use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec};
 use crate::core::job::JobSpec;
 use questdb::QuestDbTarget;
 
+pub use error::PlanError;
+pub use request::{
+    BackupOptions, RestoreRequest, CLUSTER_TARGET, DEFAULT_CHUNK_SIZE, MAX_REPAIR_ROUNDS,
+};
 pub use verify::plan_verify;
-
-/// Options of a backup request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BackupOptions {
-    /// QuestDB: take over a checkpoint someone else holds instead of failing.
-    pub adopt_checkpoint: bool,
-    /// The backup this one is incremental to (`None`: a full backup).
-    pub parent: Option<BackupId>,
-    /// Commit even if source objects fail their format check (they are recorded).
-    pub allow_corrupt: bool,
-    /// InfluxDB 3: nodes whose workers take a snapshot (`[snapshot]`) before the copy (a leader
-    /// fact: what the workers registered with).
-    pub snapshot_nodes: Vec<String>,
-}
-
-/// Repair rounds a node's consistency check may run before the job fails.
-pub const MAX_REPAIR_ROUNDS: u32 = 5;
-
-/// Default chunk size of a new repository.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
-
-/// Why a request cannot be planned. Each names what is wrong and how to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// The request names a source that is not registered.
-    #[error("unknown source `{0}`: register it with `bkctl source add`")]
-    UnknownSource(String),
-    /// The request names a repository that is not registered.
-    #[error("unknown repository `{0}`: register it with `bkctl repo add`")]
-    UnknownRepository(String),
-    /// The source's topology is unusable.
-    #[error("source `{source_name}` is invalid: {reason}")]
-    InvalidSource {
-        /// The source's name.
-        source_name: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The prune cannot be planned as asked.
-    #[error("cannot prune: {0}")]
-    InvalidPrune(String),
-    /// The restore cannot be planned as asked.
-    #[error("cannot restore backup `{backup_id}`: {reason}")]
-    InvalidRestore {
-        /// The backup.
-        backup_id: String,
-        /// What is wrong, and how to fix it.
-        reason: String,
-    },
-    /// The drill cannot be planned as asked.
-    #[error("cannot drill: {0}")]
-    InvalidDrill(String),
-    /// The request names a backup that does not exist (or was forgotten by a prune).
-    #[error("backup `{0}` not found: list them with `bkctl backups`")]
-    UnknownBackup(BackupId),
-    /// The repository check cannot run as asked.
-    #[error("cannot check the repository: {0}")]
-    InvalidCheck(String),
-}
 
 /// Plans a backup of `source` into `repository`.
 ///
@@ -112,28 +60,6 @@ pub fn plan_backup(
         }
     }
 }
-
-/// What the operator asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RestoreRequest {
-    /// Target URL for every node without its own (and the cluster's objects).
-    pub default_target: Option<String>,
-    /// Target URL per node id (`cluster` for the cluster-level objects).
-    pub node_targets: BTreeMap<String, String>,
-    /// The operator states every node is stopped (needed for nodes without an HTTP endpoint).
-    pub nodes_stopped: bool,
-    /// Delete exactly the prefixes the restore writes before writing.
-    pub wipe: bool,
-    /// Continue an earlier restore into the same target: existing objects with the right hash
-    /// are kept.
-    pub resume: bool,
-    /// HTTP endpoints per node as registered now (operational data that may have changed since
-    /// the backup; the topology itself comes from the backup). They add to the recorded ones.
-    pub http_endpoints: BTreeMap<String, String>,
-}
-
-/// Key of the cluster-level target in [`RestoreRequest::node_targets`].
-pub const CLUSTER_TARGET: &str = "cluster";
 
 /// Plans a restore of `backup`. `nodes_with_workers` are the nodes with a registered worker.
 ///

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use bk_proto::ids::BackupId;
 use bk_proto::model::{Retention, TaskKind};
 
-use super::PlanError;
+use super::error::PlanError;
 use crate::core::domain::{BackupRecord, Repository};
 use crate::core::job::{Job, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 

@@ -15,7 +15,8 @@
 use bk_proto::ids::{BackupId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
-use super::{BackupOptions, PlanError, RestoreRequest};
+use super::error::PlanError;
+use super::request::{BackupOptions, RestoreRequest};
 use crate::core::domain::{BackupRecord, Repository, Source};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 

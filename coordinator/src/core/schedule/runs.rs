@@ -5,12 +5,13 @@
 use bk_proto::ids::{BackupId, JobId};
 use ulid::Ulid;
 
-use super::{due_slot, Schedule};
+use super::definition::{due_slot, Schedule};
+use crate::core::job::JobSpec;
 use crate::core::plan::drill::{plan_drill, resolve_drill_target, DrillTarget};
 use crate::core::plan::prune::{plan_prune, PruneRequest};
 use crate::core::plan::PlanError;
+use crate::core::state::{ClusterState, Command};
 use crate::core::submit::{plan_backup_request, BackupRequest};
-use crate::core::{ClusterState, Command, JobSpec};
 
 /// The runs to propose, and what could not run (schedule name, why) for the leader to log.
 #[derive(Debug, Default)]

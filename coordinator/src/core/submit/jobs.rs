@@ -10,11 +10,12 @@ use bk_proto::model::KeyAction;
 
 use super::{plan_backup_request, BackupRequest};
 use crate::core::domain::{BackupRecord, Repository, SourceSpec};
+use crate::core::job::JobSpec;
 use crate::core::plan::drill::{plan_drill, resolve_drill_target, DrillTarget};
 use crate::core::plan::keys::{plan_repository_check, plan_repository_key};
 use crate::core::plan::prune::{plan_prune, PruneRequest};
 use crate::core::plan::{plan_restore, plan_verify, PlanError, RestoreRequest};
-use crate::core::{ClusterState, Command, JobSpec};
+use crate::core::state::{ClusterState, Command};
 
 /// Fresh ids for one submission, drawn by the leader (the core draws none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

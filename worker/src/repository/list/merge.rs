@@ -8,7 +8,7 @@ use super::entry::{ListItem, ObjectEntry};
 use super::run::{read_chunk, ChunkRef, RunRef};
 use crate::error::RepositoryResult;
 use crate::repository::manifest::Scope;
-use crate::repository::open::Repository;
+use crate::repository::opened::Repository;
 
 /// Streams one run's items whose keys start with a prefix, in key order, reading one chunk at
 /// a time and skipping chunks that cannot hold the prefix unread.

@@ -10,11 +10,10 @@ use super::codec::{decode_chunk, ChunkEncoder};
 use super::entry::ListItem;
 use crate::error::{RepositoryError, RepositoryResult};
 use crate::repository::crypto::MasterKey;
+use crate::repository::layout::LISTS_DIR;
 use crate::repository::metadata;
-use crate::repository::open::Repository;
+use crate::repository::opened::Repository;
 
-/// Where chunks live.
-pub const LISTS_DIR: &str = "lists";
 /// A chunk is cut at this many items...
 const CHUNK_ITEMS: u64 = 4096;
 /// ... or this many encoded bytes, whichever comes first: a reader holds one chunk per run.

@@ -16,7 +16,7 @@ use object_store::ObjectMeta;
 use super::object::{copy_object, Copied, ReadFlow};
 use super::output::ListOutput;
 use super::stream::ScopeTarget;
-use super::CopyTotals;
+use super::totals::CopyTotals;
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::{partition_of, IndexEntry};

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::object::{copy_object, Copied, ReadFlow};
 use super::output::ListOutput;
-use super::CopyTotals;
+use super::totals::CopyTotals;
 use crate::error::TaskError;
 use crate::repository::list::{needs_new_base, ListItem, MergedView, ObjectEntry, RunRef};
 use crate::repository::manifest::{Scope, ScopeList};
