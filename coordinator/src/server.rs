@@ -12,6 +12,7 @@ use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tracing::{info, warn};
 
 use crate::auth::TokenSet;
@@ -39,37 +40,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("failed to read the listener's address")?;
     let advertise_addr = config.advertise_addr.clone().unwrap_or_else(|| bound.to_string());
-    let shared = Arc::new(SharedState::default());
     // Read the TLS files before anything starts, so a bad path fails the start-up, named.
     let server_tls = config.tls.server_files().load().context("invalid [tls] config")?;
-    let peer_tls = config.tls.peer_client_files().load().context("invalid [tls] config")?;
-    let raft = start_raft(
-        config.replica_id,
-        &config.data_dir,
-        config.openraft_config(),
-        shared.clone(),
-        peer_tls,
-    )
-    .await?;
-    if config.bootstrap {
-        let members = BTreeMap::from([(config.replica_id, BasicNode::new(&advertise_addr))]);
-        match raft.initialize(members).await {
-            Ok(()) => {
-                info!(replica_id = config.replica_id, "initialised a new single-replica cluster")
-            }
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(error) => return Err(error).context("failed to initialise the raft cluster"),
-        }
-    }
-    let coordinator = Arc::new(Coordinator {
-        replica_id: config.replica_id,
-        raft: raft.clone(),
-        shared,
-        runtime: LeaderRuntime::default(),
-        lease_timeout: config.lease_timeout,
-        job_history: config.jobs.history(),
-        objectives: config.objectives.objectives(),
-    });
+    let coordinator = start_coordinator(&config, &advertise_addr).await?;
+    let raft = coordinator.raft.clone();
     let mut tasks = JoinSet::new();
     tasks.spawn(run_lease_expiry(coordinator.clone(), shutdown.child_token()));
     tasks.spawn(crate::leader::schedules::run_schedules(
@@ -78,21 +52,7 @@ pub async fn run(
     ));
 
     info!(%bound, %advertise_addr, replica_id = config.replica_id, data_dir = %config.data_dir.display(), "coordinator serving");
-    let client_tokens = TokenSet::new(
-        "client",
-        config.auth.client_tokens_file.clone(),
-        config.auth.client_tokens.clone(),
-    );
-    let worker_tokens = TokenSet::new(
-        "worker",
-        config.auth.worker_tokens_file.clone(),
-        config.auth.worker_tokens.clone(),
-    );
-    for (tokens, api) in [(&client_tokens, "Control"), (&worker_tokens, "WorkerHub")] {
-        if !tokens.is_enabled() {
-            warn!(api, "no tokens configured: the API accepts unauthenticated requests (see [auth] in the config)");
-        }
-    }
+    let (client_tokens, worker_tokens) = token_sets(&config);
     let console = crate::console::router(
         coordinator.clone(),
         client_tokens.clone(),
@@ -107,20 +67,6 @@ pub async fn run(
         WorkerHubServiceImpl::new(coordinator.clone()),
         move |request| worker_tokens.check(request),
     );
-    // Health checking and reflection, so grpcurl and load balancers work out of the box.
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    for service in ["", "bk.v1.Control", "bk.v1.WorkerHub", "bk.v1.Raft"] {
-        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
-    }
-    // Reflection in both versions: grpcurl-era tools and older clients ask for `v1alpha`.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(bk_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1alpha =
-        reflection().build_v1alpha().context("failed to build the reflection service")?;
-    let reflection = reflection().build_v1().context("failed to build the reflection service")?;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = server_tls {
         info!(
@@ -131,22 +77,20 @@ pub async fn run(
     } else {
         warn!("serving plaintext gRPC (see [tls] in the config)");
     }
-    // HTTP/1.1 is accepted for Prometheus' GET /metrics; gRPC stays on HTTP/2.
-    let served = server
-        .accept_http1(true)
-        .add_routes(tonic::service::Routes::from(
-            crate::metrics::router(coordinator.clone()).merge(console),
-        ))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
+    let routes = Routes::from(crate::metrics::router(coordinator.clone()).merge(console));
+    let routes = with_health_and_reflection(routes)
+        .await?
         .add_service(control)
         .add_service(worker_hub)
         .add_service(
             RaftServer::new(RaftServiceImpl::new(raft.clone()))
                 .max_decoding_message_size(crate::raft::MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(crate::raft::MAX_RAFT_MESSAGE_BYTES),
-        )
+        );
+    // HTTP/1.1 is accepted for Prometheus' GET /metrics; gRPC stays on HTTP/2.
+    let served = server
+        .accept_http1(true)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             // TCP_NODELAY: a lease answered to a long-polling worker would otherwise wait for
             // the peer's delayed ACK (40 ms per task on Linux, measured on a backup's phases).
@@ -162,4 +106,79 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     info!("coordinator stopped");
     served.context("grpc server failed")
+}
+
+/// Opens the replica's storage, starts Raft (initialising a new cluster with `bootstrap`) and
+/// builds the coordinator the services share.
+async fn start_coordinator(
+    config: &CoordinatorConfig,
+    advertise_addr: &str,
+) -> anyhow::Result<Arc<Coordinator>> {
+    let shared = Arc::new(SharedState::default());
+    let peer_tls = config.tls.peer_client_files().load().context("invalid [tls] config")?;
+    let raft = start_raft(
+        config.replica_id,
+        &config.data_dir,
+        config.openraft_config(),
+        shared.clone(),
+        peer_tls,
+    )
+    .await?;
+    if config.bootstrap {
+        let members = BTreeMap::from([(config.replica_id, BasicNode::new(advertise_addr))]);
+        match raft.initialize(members).await {
+            Ok(()) => {
+                info!(replica_id = config.replica_id, "initialised a new single-replica cluster")
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(error) => return Err(error).context("failed to initialise the raft cluster"),
+        }
+    }
+    Ok(Arc::new(Coordinator {
+        replica_id: config.replica_id,
+        raft,
+        shared,
+        runtime: LeaderRuntime::default(),
+        lease_timeout: config.lease_timeout,
+        job_history: config.jobs.history(),
+        objectives: config.objectives.objectives(),
+    }))
+}
+
+/// The client and worker tokens; an API without any is open, which is logged.
+fn token_sets(config: &CoordinatorConfig) -> (TokenSet, TokenSet) {
+    let client_tokens = TokenSet::new(
+        "client",
+        config.auth.client_tokens_file.clone(),
+        config.auth.client_tokens.clone(),
+    );
+    let worker_tokens = TokenSet::new(
+        "worker",
+        config.auth.worker_tokens_file.clone(),
+        config.auth.worker_tokens.clone(),
+    );
+    for (tokens, api) in [(&client_tokens, "Control"), (&worker_tokens, "WorkerHub")] {
+        if !tokens.is_enabled() {
+            warn!(api, "no tokens configured: the API accepts unauthenticated requests (see [auth] in the config)");
+        }
+    }
+    (client_tokens, worker_tokens)
+}
+
+/// `routes` with health checking and reflection, so grpcurl and load balancers work out of the
+/// box. Reflection in both versions: grpcurl-era tools and older clients ask for `v1alpha`.
+async fn with_health_and_reflection(routes: Routes) -> anyhow::Result<Routes> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in ["", "bk.v1.Control", "bk.v1.WorkerHub", "bk.v1.Raft"] {
+        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bk_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha =
+        reflection().build_v1alpha().context("failed to build the reflection service")?;
+    let reflection = reflection().build_v1().context("failed to build the reflection service")?;
+    Ok(routes.add_service(health).add_service(reflection).add_service(reflection_v1alpha))
 }

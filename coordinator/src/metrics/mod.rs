@@ -142,117 +142,140 @@ impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let coordinator = &self.coordinator;
         let counts = state_counts(coordinator);
-        let mut family = encoder.encode_descriptor(
-            "bk_jobs",
-            "Jobs by kind and state.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for ((kind, state), count) in &counts.jobs {
-            let labels = [("kind", kind.as_str()), ("state", state.as_str())];
-            ConstGauge::new(*count).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "bk_tasks",
-            "Tasks of all jobs by state.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (state, count) in &counts.tasks {
-            ConstGauge::new(*count).encode(family.encode_family(&[("state", state.as_str())])?)?;
-        }
-        let buckets: Vec<(f64, u64)> =
-            DURATION_BUCKETS.iter().copied().zip(counts.duration_buckets).collect();
-        encoder
-            .encode_descriptor(
-                "bk_task_duration_seconds",
-                "Durations of succeeded tasks (their last attempt).",
-                None,
-                MetricType::Histogram,
-            )?
-            .encode_histogram::<NoLabelSet>(
-                counts.duration_sum,
-                counts.duration_count,
-                &buckets,
-                None,
-            )?;
-        let retries_help = "Retryable task failures that re-queued a task.";
-        counter(&mut encoder, "bk_task_retries", retries_help, counts.retries)?;
-        gauge(&mut encoder, "bk_backups", "Committed backups.", counts.backups)?;
-        let bytes_help = "Bytes of the objects in committed backups.";
-        gauge(&mut encoder, "bk_backup_bytes", bytes_help, counts.backup_bytes)?;
-        let read_help = "Source bytes read by committed backups.";
-        counter(&mut encoder, "bk_bytes_read", read_help, counts.bytes_read)?;
-        let written_help = "Blob bytes written by committed backups.";
-        counter(&mut encoder, "bk_bytes_written", written_help, counts.bytes_written)?;
-        let mut family = encoder.encode_descriptor(
-            "bk_backup_last_drill_success_timestamp_seconds",
-            "When the newest passing restore drill of a source's backups ended (alert when it \
-             grows old: nobody has proved the backups restorable since).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (source, at_ms) in &counts.last_drill_success_ms {
-            let seconds = *at_ms as f64 / 1000.0;
-            ConstGauge::new(seconds)
-                .encode(family.encode_family(&[("source", source.as_str())])?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "bk_questdb_checkpoint_held_seconds",
-            "How long the newest backup of a QuestDB source held the server in checkpoint mode \
-             (its disk grows meanwhile; with a snapshot, the snapshot's time, not the copy's).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (source, (_, held_ms)) in &counts.checkpoint_held {
-            ConstGauge::new(*held_ms as f64 / 1000.0)
-                .encode(family.encode_family(&[("source", source.as_str())])?)?;
-        }
-        let stored_help = "What committed backups' new blobs take in the repository (compressed, \
-                           sealed).";
-        counter(&mut encoder, "bk_bytes_stored", stored_help, counts.bytes_stored)?;
+        encode_jobs(&mut encoder, &counts)?;
+        encode_backups(&mut encoder, &counts)?;
         objectives::encode(coordinator, &mut encoder)?;
         let workers = counts.workers.len() as u64;
         gauge(&mut encoder, "bk_workers_registered", "Registered workers.", workers)?;
-
-        let raft = coordinator.raft.metrics().borrow().clone();
-        let is_leader = raft.current_leader == Some(coordinator.replica_id);
-        gauge(&mut encoder, "bk_raft_term", "Current Raft term.", raft.current_term)?;
-        let leads = u64::from(is_leader);
-        gauge(&mut encoder, "bk_raft_is_leader", "1 when this replica leads.", leads)?;
-        let leader_help = "The leader's replica id (0: none known).";
-        gauge(&mut encoder, "bk_raft_leader_id", leader_help, raft.current_leader.unwrap_or(0))?;
-        let applied = raft.last_applied.map_or(0, |log_id| log_id.index);
-        let applied_help = "Last log index applied on this replica.";
-        gauge(&mut encoder, "bk_raft_last_applied_index", applied_help, applied)?;
-        let last_log = raft.last_log_index.unwrap_or(0);
-        let last_help = "Last log index on this replica.";
-        gauge(&mut encoder, "bk_raft_last_log_index", last_help, last_log)?;
-        if !is_leader {
-            return Ok(());
-        }
-        let mut family = encoder.encode_descriptor(
-            "bk_leases_requeued",
-            "Leases taken back while this replica led: from silent workers, or never acknowledged.",
-            None,
-            MetricType::Counter,
-        )?;
-        let requeues = coordinator.runtime.requeues();
-        for reason in crate::leader::lease::Expiry::ALL.map(|expiry| expiry.label()) {
-            let count = requeues.get(reason).copied().unwrap_or(0);
-            ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "bk_worker_last_seen_seconds",
-            "Seconds since the leader last heard from each worker.",
-            None,
-            MetricType::Gauge,
-        )?;
-        // Every registered worker, heard from or not since this replica became leader.
-        for worker in &counts.workers {
-            let ago = coordinator.runtime.silence(worker).as_secs_f64();
-            ConstGauge::new(ago).encode(family.encode_family(&[("worker", worker.as_str())])?)?;
+        if encode_raft(&mut encoder, coordinator)? {
+            encode_leader(&mut encoder, coordinator, &counts)?;
         }
         Ok(())
     }
+}
+
+/// Jobs and tasks by state, task durations and retries.
+fn encode_jobs(encoder: &mut DescriptorEncoder<'_>, counts: &StateCounts) -> fmt::Result {
+    let mut family =
+        encoder.encode_descriptor("bk_jobs", "Jobs by kind and state.", None, MetricType::Gauge)?;
+    for ((kind, state), count) in &counts.jobs {
+        let labels = [("kind", kind.as_str()), ("state", state.as_str())];
+        ConstGauge::new(*count).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "bk_tasks",
+        "Tasks of all jobs by state.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, count) in &counts.tasks {
+        ConstGauge::new(*count).encode(family.encode_family(&[("state", state.as_str())])?)?;
+    }
+    let buckets: Vec<(f64, u64)> =
+        DURATION_BUCKETS.iter().copied().zip(counts.duration_buckets).collect();
+    encoder
+        .encode_descriptor(
+            "bk_task_duration_seconds",
+            "Durations of succeeded tasks (their last attempt).",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            counts.duration_sum,
+            counts.duration_count,
+            &buckets,
+            None,
+        )?;
+    let retries_help = "Retryable task failures that re-queued a task.";
+    counter(encoder, "bk_task_retries", retries_help, counts.retries)?;
+    Ok(())
+}
+
+/// Committed backups: counts, bytes, drills and checkpoint holds.
+fn encode_backups(encoder: &mut DescriptorEncoder<'_>, counts: &StateCounts) -> fmt::Result {
+    gauge(encoder, "bk_backups", "Committed backups.", counts.backups)?;
+    let bytes_help = "Bytes of the objects in committed backups.";
+    gauge(encoder, "bk_backup_bytes", bytes_help, counts.backup_bytes)?;
+    let read_help = "Source bytes read by committed backups.";
+    counter(encoder, "bk_bytes_read", read_help, counts.bytes_read)?;
+    let written_help = "Blob bytes written by committed backups.";
+    counter(encoder, "bk_bytes_written", written_help, counts.bytes_written)?;
+    let mut family = encoder.encode_descriptor(
+        "bk_backup_last_drill_success_timestamp_seconds",
+        "When the newest passing restore drill of a source's backups ended (alert when it \
+         grows old: nobody has proved the backups restorable since).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (source, at_ms) in &counts.last_drill_success_ms {
+        let seconds = *at_ms as f64 / 1000.0;
+        ConstGauge::new(seconds).encode(family.encode_family(&[("source", source.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "bk_questdb_checkpoint_held_seconds",
+        "How long the newest backup of a QuestDB source held the server in checkpoint mode \
+         (its disk grows meanwhile; with a snapshot, the snapshot's time, not the copy's).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (source, (_, held_ms)) in &counts.checkpoint_held {
+        ConstGauge::new(*held_ms as f64 / 1000.0)
+            .encode(family.encode_family(&[("source", source.as_str())])?)?;
+    }
+    let stored_help = "What committed backups' new blobs take in the repository (compressed, \
+                       sealed).";
+    counter(encoder, "bk_bytes_stored", stored_help, counts.bytes_stored)?;
+    Ok(())
+}
+
+/// This replica's view of Raft. Returns whether it leads.
+fn encode_raft(
+    encoder: &mut DescriptorEncoder<'_>,
+    coordinator: &Coordinator,
+) -> Result<bool, fmt::Error> {
+    let raft = coordinator.raft.metrics().borrow().clone();
+    let is_leader = raft.current_leader == Some(coordinator.replica_id);
+    gauge(encoder, "bk_raft_term", "Current Raft term.", raft.current_term)?;
+    let leads = u64::from(is_leader);
+    gauge(encoder, "bk_raft_is_leader", "1 when this replica leads.", leads)?;
+    let leader_help = "The leader's replica id (0: none known).";
+    gauge(encoder, "bk_raft_leader_id", leader_help, raft.current_leader.unwrap_or(0))?;
+    let applied = raft.last_applied.map_or(0, |log_id| log_id.index);
+    let applied_help = "Last log index applied on this replica.";
+    gauge(encoder, "bk_raft_last_applied_index", applied_help, applied)?;
+    let last_log = raft.last_log_index.unwrap_or(0);
+    let last_help = "Last log index on this replica.";
+    gauge(encoder, "bk_raft_last_log_index", last_help, last_log)?;
+    Ok(is_leader)
+}
+
+/// What only the leader knows: leases taken back and when each worker was last heard from.
+fn encode_leader(
+    encoder: &mut DescriptorEncoder<'_>,
+    coordinator: &Coordinator,
+    counts: &StateCounts,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "bk_leases_requeued",
+        "Leases taken back while this replica led: from silent workers, or never acknowledged.",
+        None,
+        MetricType::Counter,
+    )?;
+    let requeues = coordinator.runtime.requeues();
+    for reason in crate::leader::lease::Expiry::ALL.map(|expiry| expiry.label()) {
+        let count = requeues.get(reason).copied().unwrap_or(0);
+        ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "bk_worker_last_seen_seconds",
+        "Seconds since the leader last heard from each worker.",
+        None,
+        MetricType::Gauge,
+    )?;
+    // Every registered worker, heard from or not since this replica became leader.
+    for worker in &counts.workers {
+        let ago = coordinator.runtime.silence(worker).as_secs_f64();
+        ConstGauge::new(ago).encode(family.encode_family(&[("worker", worker.as_str())])?)?;
+    }
+    Ok(())
 }

@@ -122,12 +122,28 @@ fn check_node(
     retention_deleted: &BTreeSet<String>,
     tables: &mut BTreeMap<String, TableRange>,
 ) -> Result<Vec<String>, String> {
-    let mut checks = Vec::new();
+    let snapshots = read_manifests(root, node)?;
+    let mut checks = check_parquet(root, node, &snapshots, retention_deleted, tables)?;
+    checks.push(check_wal(root, node, snapshots.covered_wal)?);
+    Ok(checks)
+}
+
+/// What a node's snapshot manifests say together.
+struct Snapshots {
+    /// Parquet files added and not removed by a later manifest, by path.
+    kept: BTreeMap<String, ParquetRef>,
+    /// The WAL the newest snapshot covers.
+    covered_wal: u64,
+    num_manifests: usize,
+}
+
+/// Every snapshot manifest of the node validates and parses.
+fn read_manifests(root: &Path, node: &str) -> Result<Snapshots, String> {
     let mut added: BTreeMap<String, ParquetRef> = BTreeMap::new();
     let mut removed = BTreeSet::new();
     let mut covered_wal = 0u64;
     let mut newest_snapshot = None;
-    let mut manifests = 0;
+    let mut num_manifests = 0;
     for (relative, path) in files_under(&root.join(node).join("snapshots"))? {
         let key = format!("{node}/snapshots/{relative}");
         if !matches!(FileKind::of(&key), FileKind::SnapshotManifest(_)) {
@@ -148,12 +164,25 @@ fn check_node(
         removed.extend(
             parquet_files(&manifest["removed_files"], &key).into_iter().map(|(path, _)| path),
         );
-        manifests += 1;
+        num_manifests += 1;
     }
+    added.retain(|path, _| !removed.contains(path));
+    Ok(Snapshots { kept: added, covered_wal, num_manifests })
+}
+
+/// Every parquet file the manifests keep is present (or was deleted by retention, as the
+/// backup recorded) and its footer agrees with the manifest; adds each to its table's range.
+fn check_parquet(
+    root: &Path,
+    node: &str,
+    snapshots: &Snapshots,
+    retention_deleted: &BTreeSet<String>,
+    tables: &mut BTreeMap<String, TableRange>,
+) -> Result<Vec<String>, String> {
     let mut rows = 0u64;
     let mut files = 0;
     let mut expired = Vec::new();
-    for (path, file) in added.iter().filter(|(path, _)| !removed.contains(*path)) {
+    for (path, file) in &snapshots.kept {
         let local = root.join(path);
         if !local.is_file() && retention_deleted.contains(path) {
             expired.push(path.as_str());
@@ -178,10 +207,11 @@ fn check_node(
         rows += footer.rows;
         files += 1;
     }
-    checks.push(format!(
-        "{node}: {manifests} snapshot manifests parse; the {files} parquet files they keep are present and their \
-         footers read ({rows} rows)"
-    ));
+    let mut checks = vec![format!(
+        "{node}: {} snapshot manifests parse; the {files} parquet files they keep are present and their \
+         footers read ({rows} rows)",
+        snapshots.num_manifests
+    )];
     if let Some(first) = expired.first() {
         checks.push(format!(
             "{node}: {} parquet file(s) the manifests still name were deleted by retention before the backup (as \
@@ -189,6 +219,11 @@ fn check_node(
             expired.len()
         ));
     }
+    Ok(checks)
+}
+
+/// The WAL files after the newest snapshot are contiguous and pass their CRC.
+fn check_wal(root: &Path, node: &str, covered_wal: u64) -> Result<String, String> {
     let mut wal: Vec<(u64, String, std::path::PathBuf)> =
         files_under(&root.join(node).join("wal"))?
             .into_iter()
@@ -209,14 +244,13 @@ fn check_node(
         }
         validate(key, &read(path)?)?;
     }
-    checks.push(match wal.last() {
+    Ok(match wal.last() {
         Some((last, _, _)) => format!(
             "{node}: WAL {}..={last} after the snapshot covering WAL {covered_wal} contiguous and CRC-clean",
             covered_wal + 1
         ),
         None => format!("{node}: no WAL after the snapshot covering WAL {covered_wal}"),
-    });
-    Ok(checks)
+    })
 }
 
 /// Parquet files in `[[db_id, {"tables": [[table_id, [file, …]], …]}], …]`, by path.

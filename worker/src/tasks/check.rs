@@ -40,16 +40,73 @@ pub async fn check_repository(
     context: &TaskContext,
     read_data_percent: u32,
 ) -> Result<TaskReport, TaskError> {
+    let mut problems = Problems::default();
+    let indexed = read_indexes(context, &mut problems).await?;
+    let packs: BTreeMap<PackId, u64> = pack_sizes(&context.repository).await?;
+    let unindexed = check_packs(context, &indexed, &packs, &mut problems).await;
+    let backups = check_backups(context, &indexed, &packs, &mut problems).await?;
+    let unreferenced = packs
+        .keys()
+        .filter(|pack| {
+            indexed.by_pack.get(*pack).is_none_or(|entries| {
+                !entries.iter().any(|entry| backups.referenced.contains(&entry.id))
+            })
+        })
+        .count();
+    let read = read_data(context, &indexed, &packs, read_data_percent, &mut problems).await;
+    let total: u64 = packs.values().sum();
+    let mut report = problems.into_report(packs.len() as u64, total);
+    report.events.push(format!(
+        "{} index file(s), {} blob(s) indexed; {} pack(s), {total} bytes, every header read; {} \
+         backup(s), {} blob(s) they name; read {read_data_percent}% of the data: {} pack(s), {} bytes, every blob \
+         decrypted and hashed",
+        indexed.num_files,
+        indexed.index.len(),
+        packs.len(),
+        backups.num_backups,
+        backups.referenced.len(),
+        read.0,
+        read.1
+    ));
+    if unindexed.0 > 0 {
+        report.warnings.push(format!(
+            "{} pack(s) ({} bytes) are in no index: left by a backup or prune that stopped before writing its index; \
+             nothing needs them, the next prune deletes them",
+            unindexed.0, unindexed.1
+        ));
+    }
+    if unreferenced > unindexed.0 {
+        report.events.push(format!(
+            "{} indexed pack(s) hold no blob a backup uses (forgotten backups): the next prune deletes them",
+            unreferenced - unindexed.0
+        ));
+    }
+    Ok(report)
+}
+
+/// What the repository's index files say, read whole.
+struct Indexed {
+    /// Where each blob is.
+    index: HashMap<BlobId, (PackId, PackEntry)>,
+    /// The blobs of each pack.
+    by_pack: HashMap<PackId, Vec<PackEntry>>,
+    /// Index files listed (read or not).
+    num_files: usize,
+}
+
+/// Step 1: every index file reads; an unreadable one is a problem.
+async fn read_indexes(
+    context: &TaskContext,
+    problems: &mut Problems,
+) -> Result<Indexed, TaskError> {
     let repository = &context.repository;
     let store = repository.store.as_ref();
-    let mut problems = Problems::default();
-    // 1. Indexes.
     let mut index: HashMap<BlobId, (PackId, PackEntry)> = HashMap::new();
-    let mut num_index_files = 0;
+    let mut num_files = 0;
     for partition in list_partitions(store).await? {
         for name in list_index_files(store, &partition).await? {
             let path = index_path(&partition, &name);
-            num_index_files += 1;
+            num_files += 1;
             match read_index(store, &repository.key, &path).await {
                 Ok(entries) => {
                     for entry in entries {
@@ -64,11 +121,20 @@ pub async fn check_repository(
     for (pack, entry) in index.values() {
         by_pack.entry(*pack).or_default().push(*entry);
     }
-    // 2. Pack headers.
-    let packs: BTreeMap<PackId, u64> = pack_sizes(repository).await?;
+    Ok(Indexed { index, by_pack, num_files })
+}
+
+/// Steps 2 and 3: every pack's header reads and holds what the index places in it, and every
+/// pack the index names exists. Returns the packs in no index (count, bytes).
+async fn check_packs(
+    context: &TaskContext,
+    indexed: &Indexed,
+    packs: &BTreeMap<PackId, u64>,
+    problems: &mut Problems,
+) -> (usize, u64) {
     let mut unindexed = (0usize, 0u64);
-    for (pack, size) in &packs {
-        let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
+    for (pack, size) in packs {
+        let expected = indexed.by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
         if expected.is_empty() {
             unindexed.0 += 1;
             unindexed.1 += size;
@@ -93,8 +159,7 @@ pub async fn check_repository(
             }
         }
     }
-    // 3. Packs the index names.
-    for (pack, entries) in &by_pack {
+    for (pack, entries) in &indexed.by_pack {
         if !packs.contains_key(pack) {
             problems.push(format!(
                 "pack `{}` is missing: the index places {} blob(s) in it",
@@ -103,10 +168,26 @@ pub async fn check_repository(
             ));
         }
     }
-    // 4. Backups.
-    let mut backups = 0;
-    let mut referenced: HashSet<BlobId> = HashSet::new();
-    for key in list_paths(store, BACKUPS_DIR).await? {
+    unindexed
+}
+
+/// The backups found and every blob they name.
+struct Backups {
+    num_backups: usize,
+    referenced: HashSet<BlobId>,
+}
+
+/// Step 4: every backup's manifest and object lists read, and every blob they name is indexed
+/// in a pack that exists.
+async fn check_backups(
+    context: &TaskContext,
+    indexed: &Indexed,
+    packs: &BTreeMap<PackId, u64>,
+    problems: &mut Problems,
+) -> Result<Backups, TaskError> {
+    let repository = &context.repository;
+    let mut found = Backups { num_backups: 0, referenced: HashSet::new() };
+    for key in list_paths(repository.store.as_ref(), BACKUPS_DIR).await? {
         let Some(backup_id) = key
             .filename()
             .filter(|name| *name == "manifest")
@@ -115,7 +196,7 @@ pub async fn check_repository(
         else {
             continue;
         };
-        backups += 1;
+        found.num_backups += 1;
         let manifest = match read_manifest(repository, backup_id).await {
             Ok(manifest) => manifest,
             Err(error) => {
@@ -123,76 +204,56 @@ pub async fn check_repository(
                 continue;
             }
         };
-        match referenced_blobs(repository, std::slice::from_ref(&manifest)).await {
-            Ok(blobs) => {
-                let unindexed: Vec<&BlobId> =
-                    blobs.keys().filter(|id| !index.contains_key(*id)).collect();
-                let lost: Vec<&BlobId> = blobs
-                    .keys()
-                    .filter(|id| index.get(*id).is_some_and(|(pack, _)| !packs.contains_key(pack)))
-                    .collect();
-                if let Some(first) = unindexed.first() {
-                    problems.push(format!(
-                        "backup {backup_id} names {} blob(s) no index lists (e.g. {first}): a restore of it fails",
-                        unindexed.len()
-                    ));
-                }
-                if let Some(first) = lost.first() {
-                    problems.push(format!(
-                        "backup {backup_id} needs {} blob(s) in missing packs (e.g. {first}): a restore of it fails",
-                        lost.len()
-                    ));
-                }
-                referenced.extend(blobs.into_keys());
+        let blobs = match referenced_blobs(repository, std::slice::from_ref(&manifest)).await {
+            Ok(blobs) => blobs,
+            Err(error) => {
+                problems
+                    .push(format!("backup {backup_id}: its object lists cannot be read: {error}"));
+                continue;
             }
-            Err(error) => problems
-                .push(format!("backup {backup_id}: its object lists cannot be read: {error}")),
+        };
+        let unindexed: Vec<&BlobId> =
+            blobs.keys().filter(|id| !indexed.index.contains_key(*id)).collect();
+        let lost: Vec<&BlobId> = blobs
+            .keys()
+            .filter(|id| indexed.index.get(*id).is_some_and(|(pack, _)| !packs.contains_key(pack)))
+            .collect();
+        if let Some(first) = unindexed.first() {
+            problems.push(format!(
+                "backup {backup_id} names {} blob(s) no index lists (e.g. {first}): a restore of it fails",
+                unindexed.len()
+            ));
         }
+        if let Some(first) = lost.first() {
+            problems.push(format!(
+                "backup {backup_id} needs {} blob(s) in missing packs (e.g. {first}): a restore of it fails",
+                lost.len()
+            ));
+        }
+        found.referenced.extend(blobs.into_keys());
     }
-    let unreferenced = packs
-        .keys()
-        .filter(|pack| {
-            by_pack
-                .get(*pack)
-                .is_none_or(|entries| !entries.iter().any(|entry| referenced.contains(&entry.id)))
-        })
-        .count();
-    // 5. Data.
+    Ok(found)
+}
+
+/// Step 5: the chosen share of the packs read whole, every blob decrypted and re-hashed.
+/// Returns what was read (packs, bytes).
+async fn read_data(
+    context: &TaskContext,
+    indexed: &Indexed,
+    packs: &BTreeMap<PackId, u64>,
+    read_data_percent: u32,
+    problems: &mut Problems,
+) -> (usize, u64) {
     let mut read = (0usize, 0u64);
     for (pack, size) in packs.iter().filter(|(pack, _)| chosen(pack, read_data_percent)) {
-        let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
-        for (_, problem) in verify_pack(repository, *pack, expected).await {
+        let expected = indexed.by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
+        for (_, problem) in verify_pack(&context.repository, *pack, expected).await {
             problems.push(problem);
         }
         read.0 += 1;
         read.1 += size;
     }
-    let total: u64 = packs.values().sum();
-    let mut report = problems.into_report(packs.len() as u64, total);
-    report.events.push(format!(
-        "{num_index_files} index file(s), {} blob(s) indexed; {} pack(s), {total} bytes, every header read; {backups} \
-         backup(s), {} blob(s) they name; read {read_data_percent}% of the data: {} pack(s), {} bytes, every blob \
-         decrypted and hashed",
-        index.len(),
-        packs.len(),
-        referenced.len(),
-        read.0,
-        read.1
-    ));
-    if unindexed.0 > 0 {
-        report.warnings.push(format!(
-            "{} pack(s) ({} bytes) are in no index: left by a backup or prune that stopped before writing its index; \
-             nothing needs them, the next prune deletes them",
-            unindexed.0, unindexed.1
-        ));
-    }
-    if unreferenced > unindexed.0 {
-        report.events.push(format!(
-            "{} indexed pack(s) hold no blob a backup uses (forgotten backups): the next prune deletes them",
-            unreferenced - unindexed.0
-        ));
-    }
-    Ok(report)
+    read
 }
 
 /// Whether `--read-data PERCENT` reads this pack: by its id, so the choice is spread evenly.

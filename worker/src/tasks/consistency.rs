@@ -122,60 +122,11 @@ pub async fn check_node_consistency(
     parts: &[PartRef],
     max_rounds: u32,
 ) -> Result<TaskReport, TaskError> {
-    let mut lists: Vec<ScopeList> = Vec::new();
-    // Where the blobs the node's copy tasks stored are, when no index file lists them yet.
-    let mut located: HashMap<BlobId, IndexEntry> = HashMap::new();
-    // Manifests that failed their format check are not read: the commit gate names them.
-    let mut corrupt: HashSet<String> = HashSet::new();
-    for part in parts {
-        let done = read_done(&context.repository, part.task_id, part.attempt).await?;
-        corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
-        located.extend(done.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
-        lists.extend(done.list);
-    }
-    let target =
-        ScopeTarget { phase, node: node.to_string(), scope: Scope::prefix(&format!("{node}/")) };
-    let mut copier = SetCopier::start(context, target, false).await?;
-    let mut copy = NodeCopy::default();
-    let mut manifests: Vec<ObjectEntry> = Vec::new();
-    for list in &lists {
-        let mut view = MergedView::new(&context.repository, &list.runs, &list.scope.prefix)
-            .in_scope(&list.scope);
-        while let Some(entry) = view.next().await? {
-            copy.add_key(node, &entry.key);
-            if is_snapshot_manifest(node, &entry.key) && !corrupt.contains(&entry.key) {
-                manifests.push(entry);
-            }
-        }
-    }
-    for entry in manifests {
-        read_snapshot(&copier, &entry, &located, &mut copy).await?;
-    }
-    let mut report = TaskReport::default();
-    // Missing files settled (not looked for again), and those of them InfluxDB itself deleted.
-    let mut settled: HashSet<String> = HashSet::new();
-    let mut retention_deleted: HashSet<String> = HashSet::new();
-    let mut gone_from_source: HashSet<String> = HashSet::new();
+    let mut repair = NodeRepair::start(context, node, phase, parts).await?;
     for round in 0..=max_rounds {
-        let assessment = assess(node, &copy, &settled);
+        let assessment = assess(node, &repair.copy, &repair.settled);
         if assessment.gap.is_none() && assessment.missing_parquet.is_empty() {
-            let mut point = assessment.point;
-            point.retention_deleted = retention_deleted.iter().cloned().collect();
-            point.retention_deleted.sort();
-            report.consistency = Some(point);
-            if round == 0 {
-                let snapshot = crate::snapshot::read_record(context, node).await?;
-                if let Some(record) =
-                    snapshot.filter(|record| record.state == crate::snapshot::RecordState::Taken)
-                {
-                    report.events.push(format!(
-                        "node `{node}` copied from {} snapshot `{}`: consistent as copied, nothing to repair",
-                        record.method.as_str(),
-                        record.name
-                    ));
-                }
-            }
-            return copier.finish(report, false).await;
+            return repair.finish(assessment.point, round == 0).await;
         }
         let reason = describe(&assessment);
         if round == max_rounds {
@@ -185,80 +136,220 @@ pub async fn check_node_consistency(
                  (--snapshotted-wal-files-to-keep)"
             )));
         }
-        // A parquet file missing from the source was most likely removed by a newer snapshot
-        // (recorded in its `removed_files`): re-list before concluding retention deleted it.
-        let mut repaired = Vec::new();
-        let mut relist = assessment.gap.is_some();
-        for path in &assessment.missing_parquet {
-            if gone_from_source.contains(path) {
-                // Settled either way: retention-deleted, or damage the commit gate names.
-                settled.insert(path.clone());
-                match purged::verdict(context, path).await? {
-                    purged::Verdict::Purged => {
-                        retention_deleted.insert(path.clone());
-                        report.events.push(format!(
-                            "parquet `{path}` named by a snapshot was deleted by InfluxDB (retention or hard delete: \
-                             its table index no longer lists it) before it could be copied"
-                        ));
-                    }
-                    purged::Verdict::Damaged(why) => report.corrupt.push(CorruptObject {
-                        key: path.clone(),
-                        reason: format!(
-                            "parquet file `{path}`: missing from the source although a snapshot manifest names it and \
-                             no newer one removes it; {why}: it was deleted outside InfluxDB, and a restore would lack \
-                             its rows"
-                        ),
-                    }),
-                }
-                continue;
-            }
-            match head_if_exists(context, path).await? {
-                Some(meta) => repaired.push(meta),
-                None => {
-                    gone_from_source.insert(path.clone());
-                    relist = true;
+        repair.repair(round + 1, &assessment, &reason).await?;
+    }
+    unreachable!("the loop returns on its last round")
+}
+
+/// A node's check in progress: what its copy tasks copied, what repairs added, and the missing
+/// files already settled.
+struct NodeRepair<'a> {
+    context: &'a TaskContext,
+    node: &'a str,
+    copier: SetCopier<'a>,
+    copy: NodeCopy,
+    /// Where the blobs the node's copy tasks stored are, when no index file lists them yet.
+    located: HashMap<BlobId, IndexEntry>,
+    report: TaskReport,
+    /// Missing files settled (not looked for again).
+    settled: HashSet<String>,
+    /// Of those, the ones InfluxDB itself deleted.
+    retention_deleted: HashSet<String>,
+    /// Files named by a manifest that a head found gone from the source.
+    gone_from_source: HashSet<String>,
+}
+
+impl<'a> NodeRepair<'a> {
+    /// Reads what the node's copy tasks recorded: their object lists and the snapshot
+    /// manifests among them.
+    async fn start(
+        context: &'a TaskContext,
+        node: &'a str,
+        phase: CopyPhase,
+        parts: &[PartRef],
+    ) -> Result<Self, TaskError> {
+        let mut lists: Vec<ScopeList> = Vec::new();
+        let mut located: HashMap<BlobId, IndexEntry> = HashMap::new();
+        // Manifests that failed their format check are not read: the commit gate names them.
+        let mut corrupt: HashSet<String> = HashSet::new();
+        for part in parts {
+            let done = read_done(&context.repository, part.task_id, part.attempt).await?;
+            corrupt.extend(done.report.corrupt.iter().map(|object| object.key.clone()));
+            located.extend(done.blobs.into_iter().map(|blob| (blob.entry.id, blob)));
+            lists.extend(done.list);
+        }
+        let target = ScopeTarget {
+            phase,
+            node: node.to_string(),
+            scope: Scope::prefix(&format!("{node}/")),
+        };
+        let copier = SetCopier::start(context, target, false).await?;
+        let mut copy = NodeCopy::default();
+        let mut manifests: Vec<ObjectEntry> = Vec::new();
+        for list in &lists {
+            let mut view = MergedView::new(&context.repository, &list.runs, &list.scope.prefix)
+                .in_scope(&list.scope);
+            while let Some(entry) = view.next().await? {
+                copy.add_key(node, &entry.key);
+                if is_snapshot_manifest(node, &entry.key) && !corrupt.contains(&entry.key) {
+                    manifests.push(entry);
                 }
             }
         }
-        let mut new_manifests = 0;
-        let mut new_wal = 0;
-        if relist {
-            let listed: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/snapshots/"))
-                .try_filter(|meta| futures::future::ready(!copy.holds(meta.location.as_ref())))
-                .try_collect()
-                .await?;
-            new_manifests = listed.len();
-            let totals = copier.copy(listed).await?;
-            for entry in &totals.entries {
-                if is_snapshot_manifest(node, &entry.key)
-                    && !totals.corrupt.iter().any(|object| object.key == entry.key)
-                {
-                    read_snapshot(&copier, entry, &located, &mut copy).await?;
-                }
+        for entry in manifests {
+            read_snapshot(&copier, &entry, &located, &mut copy).await?;
+        }
+        Ok(Self {
+            context,
+            node,
+            copier,
+            copy,
+            located,
+            report: TaskReport::default(),
+            settled: HashSet::new(),
+            retention_deleted: HashSet::new(),
+            gone_from_source: HashSet::new(),
+        })
+    }
+
+    /// The node is consistent at `point`: records it and finishes the copy of repairs.
+    async fn finish(
+        mut self,
+        mut point: ConsistencyPoint,
+        first_round: bool,
+    ) -> Result<TaskReport, TaskError> {
+        point.retention_deleted = self.retention_deleted.iter().cloned().collect();
+        point.retention_deleted.sort();
+        self.report.consistency = Some(point);
+        if first_round {
+            let snapshot = crate::snapshot::read_record(self.context, self.node).await?;
+            if let Some(record) =
+                snapshot.filter(|record| record.state == crate::snapshot::RecordState::Taken)
+            {
+                self.report.events.push(format!(
+                    "node `{}` copied from {} snapshot `{}`: consistent as copied, nothing to repair",
+                    self.node,
+                    record.method.as_str(),
+                    record.name
+                ));
             }
-            absorb(node, &mut copy, &mut report, totals);
-            let newest_wal = copy.newest().map_or(0, |info| info.wal_sequence);
-            let wal: Vec<ObjectMeta> = list_prefix(context, &format!("{node}/wal/"))
-                .try_filter(|meta| {
-                    let key = meta.location.as_ref();
-                    let wanted = !copy.holds(key)
-                        && wal_sequence(key).is_some_and(|sequence| sequence > newest_wal);
-                    futures::future::ready(wanted)
-                })
-                .try_collect()
-                .await?;
+        }
+        self.copier.finish(self.report, false).await
+    }
+
+    /// One repair round: copies the missing parquet files the source still has and, when a
+    /// WAL file or a parquet file is gone, the snapshot manifests and WAL files written since.
+    async fn repair(
+        &mut self,
+        round: u32,
+        assessment: &Assessment,
+        reason: &str,
+    ) -> Result<(), TaskError> {
+        let (mut repaired, relist) = self.find_missing(assessment).await?;
+        let (mut new_manifests, mut new_wal) = (0, 0);
+        if relist {
+            new_manifests = self.copy_new_manifests().await?;
+            let wal = self.list_new_wal().await?;
             new_wal = wal.len();
             repaired.extend(wal);
         }
         let num_parquet = repaired.len() - new_wal;
-        let totals = copier.copy(repaired).await?;
-        absorb(node, &mut copy, &mut report, totals);
-        report.events.push(format!(
-            "repair round {} on `{node}` ({reason}): copied {new_manifests} new snapshot manifest(s), {num_parquet} parquet file(s), {new_wal} WAL file(s)",
-            round + 1
+        let totals = self.copier.copy(repaired).await?;
+        absorb(self.node, &mut self.copy, &mut self.report, totals);
+        self.report.events.push(format!(
+            "repair round {round} on `{}` ({reason}): copied {new_manifests} new snapshot manifest(s), {num_parquet} parquet file(s), {new_wal} WAL file(s)",
+            self.node
         ));
+        Ok(())
     }
-    unreachable!("the loop returns on its last round")
+
+    /// The missing parquet files the source still has, and whether to re-list (a WAL gap, or a
+    /// file gone from the source). A parquet file missing from the source was most likely
+    /// removed by a newer snapshot (recorded in its `removed_files`): it is looked for again
+    /// after a re-list before it is judged retention-deleted or damaged.
+    async fn find_missing(
+        &mut self,
+        assessment: &Assessment,
+    ) -> Result<(Vec<ObjectMeta>, bool), TaskError> {
+        let mut repaired = Vec::new();
+        let mut relist = assessment.gap.is_some();
+        for path in &assessment.missing_parquet {
+            if self.gone_from_source.contains(path) {
+                // Settled either way: retention-deleted, or damage the commit gate names.
+                self.settled.insert(path.clone());
+                self.judge_gone(path).await?;
+                continue;
+            }
+            match head_if_exists(self.context, path).await? {
+                Some(meta) => repaired.push(meta),
+                None => {
+                    self.gone_from_source.insert(path.clone());
+                    relist = true;
+                }
+            }
+        }
+        Ok((repaired, relist))
+    }
+
+    /// A parquet file still missing after a re-list: deleted by InfluxDB (recorded), or
+    /// damage (a corrupt object the commit gate names).
+    async fn judge_gone(&mut self, path: &str) -> Result<(), TaskError> {
+        match purged::verdict(self.context, path).await? {
+            purged::Verdict::Purged => {
+                self.retention_deleted.insert(path.to_string());
+                self.report.events.push(format!(
+                    "parquet `{path}` named by a snapshot was deleted by InfluxDB (retention or hard delete: \
+                     its table index no longer lists it) before it could be copied"
+                ));
+            }
+            purged::Verdict::Damaged(why) => self.report.corrupt.push(CorruptObject {
+                key: path.to_string(),
+                reason: format!(
+                    "parquet file `{path}`: missing from the source although a snapshot manifest names it and \
+                     no newer one removes it; {why}: it was deleted outside InfluxDB, and a restore would lack \
+                     its rows"
+                ),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Copies the snapshot manifests written since the copy and reads them. Returns how many.
+    async fn copy_new_manifests(&mut self) -> Result<usize, TaskError> {
+        let copy = &self.copy;
+        let listed: Vec<ObjectMeta> =
+            list_prefix(self.context, &format!("{}/snapshots/", self.node))
+                .try_filter(|meta| futures::future::ready(!copy.holds(meta.location.as_ref())))
+                .try_collect()
+                .await?;
+        let num_listed = listed.len();
+        let totals = self.copier.copy(listed).await?;
+        for entry in &totals.entries {
+            if is_snapshot_manifest(self.node, &entry.key)
+                && !totals.corrupt.iter().any(|object| object.key == entry.key)
+            {
+                read_snapshot(&self.copier, entry, &self.located, &mut self.copy).await?;
+            }
+        }
+        absorb(self.node, &mut self.copy, &mut self.report, totals);
+        Ok(num_listed)
+    }
+
+    /// The WAL files after the newest copied snapshot's that the copy lacks.
+    async fn list_new_wal(&self) -> Result<Vec<ObjectMeta>, TaskError> {
+        let copy = &self.copy;
+        let newest_wal = copy.newest().map_or(0, |info| info.wal_sequence);
+        let wal = list_prefix(self.context, &format!("{}/wal/", self.node))
+            .try_filter(|meta| {
+                let key = meta.location.as_ref();
+                let wanted = !copy.holds(key)
+                    && wal_sequence(key).is_some_and(|sequence| sequence > newest_wal);
+                futures::future::ready(wanted)
+            })
+            .try_collect()
+            .await?;
+        Ok(wal)
+    }
 }
 
 fn is_snapshot_manifest(node: &str, key: &str) -> bool {

@@ -78,15 +78,7 @@ pub async fn prepare(
     adopt: bool,
 ) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
-    let root = local_root(&context.store_url)?;
-    let free = disk::free_percent(&root).map_err(|error| {
-        TaskError::Invalid(format!("cannot read free space of `{}`: {error}", root.display()))
-    })?;
-    if let Some(warning) = disk::judge(free, context.questdb.min_free_disk_percent, &root)
-        .map_err(TaskError::Invalid)?
-    {
-        report.warnings.push(warning);
-    }
+    report.warnings.extend(check_free_disk(context)?);
     let session = Session::connect(pg_addr, &context.questdb).await?;
     let earlier = read_marker(context).await?;
     let intent = CheckpointMarker {
@@ -101,49 +93,8 @@ pub async fn prepare(
     };
     write_marker(context, &marker).await?;
     let create_sent = std::time::Instant::now();
-    let mut created = session.execute(marker.syntax.create()).await;
-    if session.syntax().is_none()
-        && marker.syntax == CheckpointSyntax::Checkpoint
-        && matches!(created, Err(QuestDbError::Server(QuestDbFailure::Other(_), _)))
-    {
-        // The version is unknown and the server does not know CHECKPOINT: an older server.
-        marker.syntax = CheckpointSyntax::Legacy;
-        write_marker(context, &marker).await?;
-        created = session.execute(CheckpointSyntax::Legacy.create()).await;
-    }
-    match created {
-        Ok(_) => report.events.push(format!(
-            "`{}` accepted by QuestDB {}",
-            marker.syntax.create(),
-            session.version_text()
-        )),
-        Err(QuestDbError::Server(QuestDbFailure::AlreadyInCheckpoint, message)) => {
-            let owner = checkpoint_owner(&session, earlier.as_ref(), &marker).await;
-            match owner {
-                Owner::ThisJob => report.events.push(
-                    "resumed the checkpoint an earlier attempt of this job created".to_string(),
-                ),
-                Owner::Someone { started_at } if adopt => report.warnings.push(format!(
-                    "adopted a checkpoint someone else created (started at {}): this job will release it",
-                    started_at.as_deref().unwrap_or("unknown")
-                )),
-                Owner::Someone { started_at } => {
-                    marker.state = MarkerState::Refused;
-                    write_marker(context, &marker).await?;
-                    return Err(TaskError::Invalid(format!(
-                        "QuestDB at {pg_addr} is already in checkpoint mode (started at {}; it answered `{message}`): someone \
-                         else holds the checkpoint, another backup or a crashed one. bk will not release it for them: wait for \
-                         it, release it with `{}`, or pass --adopt-checkpoint to take it over",
-                        started_at.as_deref().unwrap_or("unknown"),
-                        marker.syntax.release()
-                    )));
-                }
-            }
-        }
-        Err(error) => {
-            return Err(error.into_task_error(&format!("`{}` on {pg_addr}", marker.syntax.create())))
-        }
-    }
+    let entering = Entering { context, session: &session, pg_addr, adopt };
+    entering.enter(&mut marker, earlier.as_ref(), &mut report).await?;
     // The job may have been cancelled while CREATE was in flight, and its cleanup may already
     // have released (finding nothing to release yet): then this attempt releases what it made.
     if read_marker(context).await?.is_some_and(|current| current.state == MarkerState::Released) {
@@ -172,6 +123,84 @@ pub async fn prepare(
             .await?;
     }
     Ok(report)
+}
+
+/// Refuses to start when the root's disk is too full to hold a checkpoint; a warning when it
+/// is getting there.
+fn check_free_disk(context: &TaskContext) -> Result<Option<String>, TaskError> {
+    let root = local_root(&context.store_url)?;
+    let free = disk::free_percent(&root).map_err(|error| {
+        TaskError::Invalid(format!("cannot read free space of `{}`: {error}", root.display()))
+    })?;
+    disk::judge(free, context.questdb.min_free_disk_percent, &root).map_err(TaskError::Invalid)
+}
+
+/// Entering checkpoint mode on one server.
+struct Entering<'a> {
+    context: &'a TaskContext,
+    session: &'a Session,
+    pg_addr: &'a str,
+    adopt: bool,
+}
+
+impl Entering<'_> {
+    /// Sends CREATE (falling back to the legacy syntax on a server that does not know
+    /// CHECKPOINT), and settles a checkpoint that is already held: resumed when this job made
+    /// it, adopted with `adopt`, refused otherwise.
+    async fn enter(
+        &self,
+        marker: &mut CheckpointMarker,
+        earlier: Option<&CheckpointMarker>,
+        report: &mut TaskReport,
+    ) -> Result<(), TaskError> {
+        let (context, session, pg_addr) = (self.context, self.session, self.pg_addr);
+        let mut created = session.execute(marker.syntax.create()).await;
+        if session.syntax().is_none()
+            && marker.syntax == CheckpointSyntax::Checkpoint
+            && matches!(created, Err(QuestDbError::Server(QuestDbFailure::Other(_), _)))
+        {
+            // The version is unknown and the server does not know CHECKPOINT: an older server.
+            marker.syntax = CheckpointSyntax::Legacy;
+            write_marker(context, marker).await?;
+            created = session.execute(CheckpointSyntax::Legacy.create()).await;
+        }
+        let message = match created {
+            Ok(_) => {
+                report.events.push(format!(
+                    "`{}` accepted by QuestDB {}",
+                    marker.syntax.create(),
+                    session.version_text()
+                ));
+                return Ok(());
+            }
+            Err(QuestDbError::Server(QuestDbFailure::AlreadyInCheckpoint, message)) => message,
+            Err(error) => {
+                let what = format!("`{}` on {pg_addr}", marker.syntax.create());
+                return Err(error.into_task_error(&what));
+            }
+        };
+        match checkpoint_owner(session, earlier, marker).await {
+            Owner::ThisJob => report
+                .events
+                .push("resumed the checkpoint an earlier attempt of this job created".to_string()),
+            Owner::Someone { started_at } if self.adopt => report.warnings.push(format!(
+                "adopted a checkpoint someone else created (started at {}): this job will release it",
+                started_at.as_deref().unwrap_or("unknown")
+            )),
+            Owner::Someone { started_at } => {
+                marker.state = MarkerState::Refused;
+                write_marker(context, marker).await?;
+                return Err(TaskError::Invalid(format!(
+                    "QuestDB at {pg_addr} is already in checkpoint mode (started at {}; it answered `{message}`): someone \
+                     else holds the checkpoint, another backup or a crashed one. bk will not release it for them: wait for \
+                     it, release it with `{}`, or pass --adopt-checkpoint to take it over",
+                    started_at.as_deref().unwrap_or("unknown"),
+                    marker.syntax.release()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Takes the snapshot while the server is held, then releases at once: the copy reads the

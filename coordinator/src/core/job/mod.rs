@@ -250,112 +250,16 @@ impl Job {
     /// Returns [`JobEventRejected`] when the event does not apply (unknown task, stale attempt,
     /// wrong status); the job is unchanged then.
     pub fn apply(&mut self, event: JobEvent) -> Result<Vec<JobEffect>, JobEventRejected> {
-        let mut effects = Vec::new();
         match event {
             JobEvent::TaskLeased { slot, attempt, worker_id, at_ms } => {
-                let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
-                // A lease must be exactly the next attempt: a second lease of the same attempt
-                // (two workers racing) is rejected.
-                if attempt != run.attempt + 1 {
-                    return Err(JobEventRejected::StaleAttempt { attempt, current: run.attempt });
-                }
-                require_status(run, TaskStatus::Pending, "pending")?;
-                run.status = TaskStatus::Running;
-                run.attempt = attempt;
-                run.worker_id = Some(worker_id);
-                run.started_at_ms = Some(at_ms);
-                if let JobStatus::Queued { phase } = self.status {
-                    self.status = JobStatus::Running { phase };
-                }
+                self.leased(slot, attempt, worker_id, at_ms)?;
+                Ok(Vec::new())
             }
             JobEvent::TaskSucceeded { slot, attempt, report, at_ms } => {
-                let run = self.current_run_mut(slot, attempt)?;
-                require_status(run, TaskStatus::Running, "running")?;
-                if run.abandoned {
-                    return Ok(self.end_abandoned(slot, at_ms));
-                }
-                run.status = TaskStatus::Succeeded;
-                run.finished_at_ms = Some(at_ms);
-                run.error = None;
-                let worker_id = run.worker_id.clone().unwrap_or_default();
-                match self.planned(slot).map(|task| &task.kind) {
-                    Some(TaskKind::CommitBackup { .. }) => {
-                        effects.push(JobEffect::BackupCommitted { report: report.clone() })
-                    }
-                    Some(TaskKind::ForgetBackups { dry_run: false, .. }) => effects
-                        .push(JobEffect::BackupsForgotten { backups: report.forgotten.clone() }),
-                    Some(TaskKind::DrillBackup { backup_id, .. }) => {
-                        effects.push(JobEffect::DrillFinished {
-                            backup_id: *backup_id,
-                            worker_id,
-                            report: report.drill.as_deref().cloned().unwrap_or_default(),
-                            at_ms,
-                        })
-                    }
-                    _ => {}
-                }
-                let problems = report.problems.len();
-                let first_problem = report.problems.first().cloned().unwrap_or_default();
-                if let Some(run) = self.run_mut(slot) {
-                    run.report = Some(report);
-                }
-                if problems > 0 {
-                    let label =
-                        self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
-                    let error =
-                        format!("`{label}` found {problems} problem(s), first: {first_problem}");
-                    self.fail(error, slot, at_ms, &mut effects);
-                } else {
-                    self.advance(at_ms, &mut effects);
-                }
+                self.succeeded(slot, attempt, report, at_ms)
             }
             JobEvent::TaskFailed { slot, attempt, error, retryable, at_ms } => {
-                let run = self.current_run_mut(slot, attempt)?;
-                require_status(run, TaskStatus::Running, "running")?;
-                if run.abandoned {
-                    return Ok(self.end_abandoned(slot, at_ms));
-                }
-                run.error = Some(error.clone());
-                let unbounded = self.planned(slot).is_some_and(|task| task.retry_until_success);
-                let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
-                if retryable && (unbounded || run.num_failures + 1 < MAX_RETRYABLE_FAILURES) {
-                    run.num_failures += 1;
-                    run.status = TaskStatus::Pending;
-                } else {
-                    run.num_failures += 1;
-                    run.status = TaskStatus::Failed;
-                    run.finished_at_ms = Some(at_ms);
-                    let attempts = run.num_failures;
-                    let label =
-                        self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
-                    // Say whether running it again could help, so an operator knows whether to
-                    // resubmit as is or fix something first.
-                    let why = if retryable {
-                        format!("after {attempts} attempts")
-                    } else {
-                        "(a retry cannot help)".to_string()
-                    };
-                    let message = format!("task `{label}` failed {why}: {error}");
-                    if let Some(TaskKind::DrillBackup { backup_id, .. }) =
-                        self.planned(slot).map(|task| &task.kind)
-                    {
-                        // A drill that could not even run is a failed drill: record it.
-                        let worker_id = self
-                            .run(slot)
-                            .and_then(|run| run.worker_id.clone())
-                            .unwrap_or_default();
-                        effects.push(JobEffect::DrillFinished {
-                            backup_id: *backup_id,
-                            worker_id,
-                            report: DrillReport {
-                                failure: Some(error.clone()),
-                                ..DrillReport::default()
-                            },
-                            at_ms,
-                        });
-                    }
-                    self.fail(message, slot, at_ms, &mut effects);
-                }
+                self.failed(slot, attempt, error, retryable, at_ms)
             }
             JobEvent::LeaseLost { slot, attempt, at_ms } => {
                 let run = self.current_run_mut(slot, attempt)?;
@@ -364,8 +268,132 @@ impl Job {
                     return Ok(self.end_abandoned(slot, at_ms));
                 }
                 run.status = TaskStatus::Pending;
+                Ok(Vec::new())
             }
         }
+    }
+
+    fn leased(
+        &mut self,
+        slot: TaskSlot,
+        attempt: u32,
+        worker_id: String,
+        at_ms: u64,
+    ) -> Result<(), JobEventRejected> {
+        let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
+        // A lease must be exactly the next attempt: a second lease of the same attempt (two
+        // workers racing) is rejected.
+        if attempt != run.attempt + 1 {
+            return Err(JobEventRejected::StaleAttempt { attempt, current: run.attempt });
+        }
+        require_status(run, TaskStatus::Pending, "pending")?;
+        run.status = TaskStatus::Running;
+        run.attempt = attempt;
+        run.worker_id = Some(worker_id);
+        run.started_at_ms = Some(at_ms);
+        if let JobStatus::Queued { phase } = self.status {
+            self.status = JobStatus::Running { phase };
+        }
+        Ok(())
+    }
+
+    fn succeeded(
+        &mut self,
+        slot: TaskSlot,
+        attempt: u32,
+        report: TaskReport,
+        at_ms: u64,
+    ) -> Result<Vec<JobEffect>, JobEventRejected> {
+        let mut effects = Vec::new();
+        let run = self.current_run_mut(slot, attempt)?;
+        require_status(run, TaskStatus::Running, "running")?;
+        if run.abandoned {
+            return Ok(self.end_abandoned(slot, at_ms));
+        }
+        run.status = TaskStatus::Succeeded;
+        run.finished_at_ms = Some(at_ms);
+        run.error = None;
+        let worker_id = run.worker_id.clone().unwrap_or_default();
+        match self.planned(slot).map(|task| &task.kind) {
+            Some(TaskKind::CommitBackup { .. }) => {
+                effects.push(JobEffect::BackupCommitted { report: report.clone() })
+            }
+            Some(TaskKind::ForgetBackups { dry_run: false, .. }) => {
+                effects.push(JobEffect::BackupsForgotten { backups: report.forgotten.clone() })
+            }
+            Some(TaskKind::DrillBackup { backup_id, .. }) => {
+                effects.push(JobEffect::DrillFinished {
+                    backup_id: *backup_id,
+                    worker_id,
+                    report: report.drill.as_deref().cloned().unwrap_or_default(),
+                    at_ms,
+                })
+            }
+            _ => {}
+        }
+        let problems = report.problems.len();
+        let first_problem = report.problems.first().cloned().unwrap_or_default();
+        if let Some(run) = self.run_mut(slot) {
+            run.report = Some(report);
+        }
+        if problems > 0 {
+            let label = self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
+            let error = format!("`{label}` found {problems} problem(s), first: {first_problem}");
+            self.fail(error, slot, at_ms, &mut effects);
+        } else {
+            self.advance(at_ms, &mut effects);
+        }
+        Ok(effects)
+    }
+
+    fn failed(
+        &mut self,
+        slot: TaskSlot,
+        attempt: u32,
+        error: String,
+        retryable: bool,
+        at_ms: u64,
+    ) -> Result<Vec<JobEffect>, JobEventRejected> {
+        let run = self.current_run_mut(slot, attempt)?;
+        require_status(run, TaskStatus::Running, "running")?;
+        if run.abandoned {
+            return Ok(self.end_abandoned(slot, at_ms));
+        }
+        run.error = Some(error.clone());
+        let unbounded = self.planned(slot).is_some_and(|task| task.retry_until_success);
+        let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;
+        run.num_failures += 1;
+        if retryable && (unbounded || run.num_failures < MAX_RETRYABLE_FAILURES) {
+            run.status = TaskStatus::Pending;
+            return Ok(Vec::new());
+        }
+        run.status = TaskStatus::Failed;
+        run.finished_at_ms = Some(at_ms);
+        let attempts = run.num_failures;
+        let label = self.planned(slot).map(|task| task.label.clone()).unwrap_or_default();
+        // Say whether running it again could help, so an operator knows whether to resubmit as
+        // is or fix something first.
+        let why = if retryable {
+            format!("after {attempts} attempts")
+        } else {
+            "(a retry cannot help)".to_string()
+        };
+        let message = format!("task `{label}` failed {why}: {error}");
+        let mut effects = Vec::new();
+        if let Some(TaskKind::DrillBackup { backup_id, .. }) =
+            self.planned(slot).map(|task| &task.kind)
+        {
+            // A drill that could not even run is a failed drill: record it.
+            let worker_id =
+                self.run(slot).and_then(|run| run.worker_id.clone()).unwrap_or_default();
+            effects.push(JobEffect::DrillFinished {
+                backup_id: *backup_id,
+                worker_id,
+                report: DrillReport { failure: Some(error), ..DrillReport::default() },
+                at_ms,
+            });
+        }
+        self.fail(message, slot, at_ms, &mut effects);
         Ok(effects)
     }
 
