@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 
-use crate::core::{Command, CommandResponse};
+use tokio::sync::{watch, Notify};
+
+use crate::core::{ClusterState, Command, CommandResponse};
 use crate::error::{CoordinatorError, CoordinatorResult};
 use crate::leader::runtime::LeaderRuntime;
 use crate::raft::{Raft, ReplicaId};
@@ -18,8 +20,8 @@ pub struct Coordinator {
     pub replica_id: ReplicaId,
     /// Raft.
     pub raft: Raft,
-    /// The applied state.
-    pub shared: Arc<SharedState>,
+    /// The applied state: read through [`Coordinator::read`], changed only by proposing.
+    shared: Arc<SharedState>,
     /// Liveness and progress, kept by the leader in memory only.
     pub runtime: LeaderRuntime,
     /// How long a silent worker keeps its leases.
@@ -31,6 +33,46 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    /// A replica's coordinator over `shared`, the state its Raft state machine applies to.
+    pub fn new(
+        replica_id: ReplicaId,
+        raft: Raft,
+        shared: Arc<SharedState>,
+        lease_timeout: Duration,
+        job_history: crate::core::job::history::JobHistory,
+        objectives: crate::core::source_health::Objectives,
+    ) -> Self {
+        Self {
+            replica_id,
+            raft,
+            shared,
+            runtime: LeaderRuntime::default(),
+            lease_timeout,
+            job_history,
+            objectives,
+        }
+    }
+
+    /// Reads the applied state (consistent for the call; never held across an await).
+    pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        self.shared.read(read)
+    }
+
+    /// The wakers a worker of `node` waits on for runnable tasks (its node's, everyone's).
+    pub fn task_wakers(&self, node: &str) -> (Arc<Notify>, Arc<Notify>) {
+        self.shared.task_wakers(node)
+    }
+
+    /// Wakes job watchers (progress changed without a state change).
+    pub fn notify_watchers(&self) {
+        self.shared.notify();
+    }
+
+    /// A receiver that changes whenever the state or progress does (for streaming watchers).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.subscribe()
+    }
+
     /// Replicates `command` and returns what applying it answered.
     ///
     /// # Errors

@@ -19,7 +19,6 @@ use crate::auth::TokenSet;
 use crate::config::CoordinatorConfig;
 use crate::coordinator::Coordinator;
 use crate::leader::lease::run_lease_expiry;
-use crate::leader::runtime::LeaderRuntime;
 use crate::raft::service::RaftServiceImpl;
 use crate::raft::start_raft;
 use crate::service::control::ControlServiceImpl;
@@ -134,15 +133,14 @@ async fn start_coordinator(
             Err(error) => return Err(error).context("failed to initialise the raft cluster"),
         }
     }
-    Ok(Arc::new(Coordinator {
-        replica_id: config.replica_id,
+    Ok(Arc::new(Coordinator::new(
+        config.replica_id,
         raft,
         shared,
-        runtime: LeaderRuntime::default(),
-        lease_timeout: config.lease_timeout,
-        job_history: config.jobs.history(),
-        objectives: config.objectives.objectives(),
-    }))
+        config.lease_timeout,
+        config.jobs.history(),
+        config.objectives.objectives(),
+    )))
 }
 
 /// The client and worker tokens; an API without any is open, which is logged.

@@ -102,6 +102,30 @@ pub struct WorkerConfig {
     /// Filesystem or volume snapshots backups copy from (`method = "none"` when absent).
     #[serde(default)]
     pub snapshot: Option<crate::snapshot::config::SnapshotConfig>,
+    /// Switches that turn a feature off to measure what it costs (benchmarks only; from the
+    /// environment, never the file).
+    #[serde(skip)]
+    pub bench: BenchSwitches,
+}
+
+/// Benchmark switches, read once from the environment (`=1` turns one on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSwitches {
+    /// `BK_SKIP_FORMAT_CHECKS`: copies do not check the databases' formats.
+    pub skip_format_checks: bool,
+    /// `BK_BENCH_UNENCRYPTED_BLOBS`: a new repository stores blobs unencrypted, and such a
+    /// repository may be opened.
+    pub unencrypted_blobs: bool,
+}
+
+impl BenchSwitches {
+    fn from_env(env: &HashMap<String, String>) -> Self {
+        let on = |name: &str| env.get(name).is_some_and(|value| value == "1");
+        Self {
+            skip_format_checks: on("BK_SKIP_FORMAT_CHECKS"),
+            unencrypted_blobs: on("BK_BENCH_UNENCRYPTED_BLOBS"),
+        }
+    }
 }
 
 /// A bytes-per-second rate as operators write it: `100MiB`, `100MiB/s`, `1.5GiB`, `500KiB/s` or
@@ -242,6 +266,7 @@ impl WorkerConfig {
             cache_dir: None,
             drill: None,
             snapshot: None,
+            bench: BenchSwitches::default(),
         }
     }
 
@@ -320,6 +345,7 @@ impl WorkerConfig {
         if let Some(value) = env_override::<ByteRate>(env, "BK_MAX_BANDWIDTH")? {
             self.max_bytes_per_second = Some(value.0);
         }
+        self.bench = BenchSwitches::from_env(env);
         Ok(self)
     }
 

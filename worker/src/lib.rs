@@ -2,7 +2,8 @@
 //! repositories', and does all of that node's data IO for the coordinator's tasks.
 //!
 //! # Layout
-//! - [`hub`]: register, heartbeat, pull tasks, report progress and results.
+//! - [`conversation`]: register, heartbeat, pull tasks, report progress and results.
+//! - [`runtime`]: what the worker's tasks share, and making a task's context (stores, repository).
 //! - [`tasks`]: what each task does (copy prefixes, catalog, licence, commit, cleanup).
 //! - [`questdb`]: QuestDB's checkpoint over its PostgreSQL wire endpoint.
 //! - [`snapshot`]: filesystem and volume snapshots a backup copies from (`[snapshot]`).
@@ -16,17 +17,18 @@
 //! workers inside their own process.
 
 pub mod config;
+pub mod conversation;
 pub mod credentials;
 pub mod drill;
 pub mod error;
 pub mod formats;
-pub mod hub;
 pub mod local_list;
 pub mod local_store;
 pub mod metrics;
 pub mod questdb;
 pub mod repository;
 pub mod retries;
+pub mod runtime;
 pub mod snapshot;
 pub mod store;
 pub mod tasks;
@@ -52,32 +54,32 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let parallel_tasks = config.max_parallel_tasks;
     drill::wipe_leftovers(&config).map_err(anyhow::Error::msg)?;
-    let hub = Arc::new(hub::Hub::new(config, env)?);
+    let conversation = Arc::new(conversation::Conversation::new(config, env)?);
     let mut loops = JoinSet::new();
-    if let Some(address) = hub.config().metrics_listen {
+    if let Some(address) = conversation.config().metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen for metrics on {address} (metrics_listen)"))?;
         let limits = Arc::new(metrics::Limits {
-            worker_id: hub.config().worker_id(),
-            max_concurrent_objects: hub.config().max_concurrent_objects,
-            max_bytes_per_second: hub.config().max_bytes_per_second.unwrap_or(0),
+            worker_id: conversation.config().worker_id(),
+            max_concurrent_objects: conversation.config().max_concurrent_objects,
+            max_bytes_per_second: conversation.config().max_bytes_per_second.unwrap_or(0),
         });
-        let (metrics, shutdown) = (hub.metrics.clone(), shutdown.clone());
+        let (metrics, shutdown) = (conversation.metrics.clone(), shutdown.clone());
         loops.spawn(async move {
             if let Err(error) = metrics::serve(listener, metrics, limits, shutdown).await {
                 tracing::error!(%error, "metrics server stopped");
             }
         });
     }
-    if !hub.register(&shutdown).await {
+    if !conversation.register(&shutdown).await {
         shutdown.cancel();
         while loops.join_next().await.is_some() {}
         return Ok(());
     }
-    loops.spawn(hub.clone().heartbeat_loop(shutdown.clone()));
+    loops.spawn(conversation.clone().heartbeat_loop(shutdown.clone()));
     for _ in 0..parallel_tasks {
-        loops.spawn(hub.clone().task_loop(shutdown.clone()));
+        loops.spawn(conversation.clone().task_loop(shutdown.clone()));
     }
     while loops.join_next().await.is_some() {}
     tracing::info!("worker stopped");

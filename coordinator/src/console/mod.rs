@@ -34,8 +34,10 @@ use tonic::Request;
 use crate::auth::TokenSet;
 use crate::coordinator::Coordinator;
 use crate::core::source_health::source_health;
+use crate::core::ClusterState;
 use crate::service::control::ControlServiceImpl;
 use crate::service::convert::job_header_to_pb;
+use bk_proto::ids::JobId;
 use state::Console;
 
 /// The `/ui` routes; with `enabled` false, a 404 that says how to turn the console on.
@@ -96,36 +98,15 @@ fn error_page(status: tonic::Status) -> Response {
 async fn overview(State(console): State<Arc<Console>>) -> Response {
     let now_ms = crate::clock::now_ms();
     let coordinator = &console.coordinator;
-    // Running jobs in full (their bars), finished ones as headers only: the page refreshes
-    // every two seconds and must not render every task of every recent job.
-    let (health, active, recent, workers) = coordinator.shared.read(|state| {
+    let (health, active, recent, workers) = coordinator.read(|state| {
         let health = source_health(state, &coordinator.objectives, now_ms);
-        let active: Vec<_> = state
-            .jobs
-            .values()
-            .filter(|job| !job.state().is_terminal())
-            .map(|job| job.id)
-            .collect();
-        let recent: Vec<pb::Job> = state
-            .jobs
-            .values()
-            .rev()
-            .filter(|job| job.state().is_terminal())
-            .take(overview::RECENT_JOBS)
-            .map(job_header_to_pb)
-            .collect();
+        let (active, recent) = overview_jobs(state);
         (health, active, recent, state.workers.len())
     });
-    let mut jobs = Vec::new();
-    for job_id in active.into_iter().rev() {
-        let request = Request::new(pb::GetJobRequest { job_id: job_id.to_string() });
-        match console.control.get_job(request).await {
-            Ok(job) => jobs.push(job.into_inner()),
-            // Ended and forgotten between the two reads: nothing to show.
-            Err(status) if status.code() == tonic::Code::NotFound => {}
-            Err(status) => return error_page(status),
-        }
-    }
+    let mut jobs = match running_jobs(&console, active).await {
+        Ok(jobs) => jobs,
+        Err(status) => return error_page(status),
+    };
     jobs.extend(recent);
     let cluster =
         match console.control.cluster_status(Request::new(pb::ClusterStatusRequest {})).await {
@@ -136,8 +117,42 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
     html_page("Overview", "Overview", live, &body)
 }
 
+/// The running jobs' ids, and the newest finished jobs as headers: the page refreshes every
+/// two seconds and must not render every task of every recent job.
+fn overview_jobs(state: &ClusterState) -> (Vec<JobId>, Vec<pb::Job>) {
+    let active =
+        state.jobs.values().filter(|job| !job.state().is_terminal()).map(|job| job.id).collect();
+    let recent = state
+        .jobs
+        .values()
+        .rev()
+        .filter(|job| job.state().is_terminal())
+        .take(overview::RECENT_JOBS)
+        .map(job_header_to_pb)
+        .collect();
+    (active, recent)
+}
+
+/// The running jobs in full (their bars), newest first, through the Control API.
+async fn running_jobs(
+    console: &Console,
+    active: Vec<JobId>,
+) -> Result<Vec<pb::Job>, tonic::Status> {
+    let mut jobs = Vec::new();
+    for job_id in active.into_iter().rev() {
+        let request = Request::new(pb::GetJobRequest { job_id: job_id.to_string() });
+        match console.control.get_job(request).await {
+            Ok(job) => jobs.push(job.into_inner()),
+            // Ended and forgotten between the two reads: nothing to show.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status),
+        }
+    }
+    Ok(jobs)
+}
+
 async fn jobs(State(console): State<Arc<Console>>) -> Response {
-    let jobs: Vec<pb::Job> = console.coordinator.shared.read(|state| {
+    let jobs: Vec<pb::Job> = console.coordinator.read(|state| {
         state.jobs.values().rev().take(jobs_page::LISTED_JOBS).map(job_header_to_pb).collect()
     });
     let (live, body) = jobs_page::jobs_list(&jobs, crate::clock::now_ms());

@@ -51,7 +51,7 @@ pub async fn expire_leases(coordinator: &Coordinator) {
             acknowledged: &acknowledged,
         };
         let now_ms = crate::clock::now_ms();
-        coordinator.shared.read(|state| expired(state, now_ms, &facts))
+        coordinator.read(|state| expired(state, now_ms, &facts))
     };
     for lease in leases {
         let ExpiredLease { task_id, attempt, worker_id, expiry } = &lease;

@@ -50,7 +50,7 @@ pub async fn run_schedules(coordinator: Arc<Coordinator>, shutdown: Cancellation
 pub async fn forget_old_jobs(coordinator: &Coordinator) {
     let now_ms = crate::clock::now_ms();
     let history = coordinator.job_history;
-    let job_ids = coordinator.shared.read(|state| jobs_to_forget(state, now_ms, &history));
+    let job_ids = coordinator.read(|state| jobs_to_forget(state, now_ms, &history));
     if job_ids.is_empty() {
         return;
     }
@@ -64,7 +64,7 @@ pub async fn forget_old_jobs(coordinator: &Coordinator) {
 /// Proposes dropping the per-task detail of the finished jobs past the newest few.
 pub async fn compact_old_jobs(coordinator: &Coordinator) {
     let history = coordinator.job_history;
-    let job_ids = coordinator.shared.read(|state| jobs_to_compact(state, &history));
+    let job_ids = coordinator.read(|state| jobs_to_compact(state, &history));
     if job_ids.is_empty() {
         return;
     }
@@ -79,7 +79,7 @@ pub async fn compact_old_jobs(coordinator: &Coordinator) {
 pub async fn run_due_schedules(coordinator: &Coordinator) {
     let now_ms = crate::clock::now_ms();
     let DueRuns { commands: runs, problems } =
-        coordinator.shared.read(|state| due_runs(state, now_ms, Ulid::new));
+        coordinator.read(|state| due_runs(state, now_ms, Ulid::new));
     for (schedule, error) in problems {
         warn!(%schedule, %error, "scheduled run cannot be planned");
     }

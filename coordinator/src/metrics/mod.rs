@@ -79,7 +79,7 @@ struct StateCounts {
 }
 
 fn state_counts(coordinator: &Coordinator) -> StateCounts {
-    coordinator.shared.read(|state| {
+    coordinator.read(|state| {
         let mut counts = StateCounts::default();
         for job in state.jobs.values() {
             let kind = format!("{:?}", job.spec.kind).to_lowercase();

@@ -31,7 +31,7 @@ pub(super) fn encode(
     encoder: &mut DescriptorEncoder<'_>,
 ) -> fmt::Result {
     let now_ms = crate::clock::now_ms();
-    let (health, checks) = coordinator.shared.read(|state| {
+    let (health, checks) = coordinator.read(|state| {
         (source_health(state, &coordinator.objectives, now_ms), repository_checks(state))
     });
     let seconds = |ms: u64| ms as f64 / 1000.0;

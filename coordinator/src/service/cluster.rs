@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use bk_proto::pb;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftMetrics};
 
 use crate::coordinator::Coordinator;
 use crate::error::{CoordinatorError, CoordinatorResult};
@@ -12,32 +12,12 @@ use crate::error::{CoordinatorError, CoordinatorResult};
 /// The cluster as this replica sees it.
 pub fn cluster_status(coordinator: &Coordinator) -> pb::ClusterStatusResponse {
     let metrics = coordinator.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let last_log_index = metrics.last_log_index.unwrap_or(0);
-    let replicas = membership
+    let replicas = metrics
+        .membership_config
+        .membership()
         .nodes()
-        .map(|(id, node)| {
-            let role = if metrics.current_leader == Some(*id) {
-                "leader"
-            } else if voters.contains(id) {
-                "follower"
-            } else {
-                "learner"
-            };
-            let matched_index = metrics
-                .replication
-                .as_ref()
-                .and_then(|replication| replication.get(id))
-                .map(|matched| matched.map_or(0, |log_id| log_id.index));
-            pb::ReplicaStatus {
-                id: *id,
-                address: node.addr.clone(),
-                role: role.to_string(),
-                matched_index,
-                lag: matched_index.map(|matched| last_log_index.saturating_sub(matched)),
-            }
-        })
+        .map(|(id, node)| replica_status(&metrics, *id, node, last_log_index))
         .collect();
     pb::ClusterStatusResponse {
         replica_id: coordinator.replica_id,
@@ -47,6 +27,35 @@ pub fn cluster_status(coordinator: &Coordinator) -> pb::ClusterStatusResponse {
         last_log_index,
         snapshot_index: metrics.snapshot.map_or(0, |log_id| log_id.index),
         replicas,
+    }
+}
+
+/// One replica: its role, and on the leader how far it has replicated.
+fn replica_status(
+    metrics: &RaftMetrics<u64, BasicNode>,
+    id: u64,
+    node: &BasicNode,
+    last_log_index: u64,
+) -> pb::ReplicaStatus {
+    let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+    let role = if metrics.current_leader == Some(id) {
+        "leader"
+    } else if voters.contains(&id) {
+        "follower"
+    } else {
+        "learner"
+    };
+    let matched_index = metrics
+        .replication
+        .as_ref()
+        .and_then(|replication| replication.get(&id))
+        .map(|matched| matched.map_or(0, |log_id| log_id.index));
+    pb::ReplicaStatus {
+        id,
+        address: node.addr.clone(),
+        role: role.to_string(),
+        matched_index,
+        lag: matched_index.map(|matched| last_log_index.saturating_sub(matched)),
     }
 }
 

@@ -36,7 +36,7 @@ impl ControlServiceImpl {
 
     fn job_view(&self, job_id: JobId) -> CoordinatorResult<pb::Job> {
         let is_leader = self.coordinator.is_leader();
-        self.coordinator.shared.read(|state| {
+        self.coordinator.read(|state| {
             let job = state
                 .jobs
                 .get(&job_id)
@@ -69,7 +69,7 @@ impl ControlServiceImpl {
             backup_id: BackupId::from_ulid(Ulid::new()),
         };
         let now_ms = crate::clock::now_ms();
-        let command = self.coordinator.shared.read(|state| plan(state, ids, now_ms))?;
+        let command = self.coordinator.read(|state| plan(state, ids, now_ms))?;
         expect_applied(self.coordinator.propose(command).await?)?;
         tracing::info!(job_id = %ids.job_id, "{what} submitted");
         Ok(ids.job_id)
@@ -124,7 +124,6 @@ impl Control for ControlServiceImpl {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let sources = self
             .coordinator
-            .shared
             .read(|state| state.sources.values().map(convert::source_to_pb).collect());
         Ok(Response::new(pb::ListSourcesResponse { sources }))
     }
@@ -148,7 +147,6 @@ impl Control for ControlServiceImpl {
     ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
         let repositories = self
             .coordinator
-            .shared
             .read(|state| state.repositories.values().map(convert::repository_to_pb).collect());
         Ok(Response::new(pb::ListRepositoriesResponse { repositories }))
     }
@@ -309,7 +307,7 @@ impl Control for ControlServiceImpl {
             limit => limit as usize,
         };
         let is_leader = self.coordinator.is_leader();
-        let jobs = self.coordinator.shared.read(|state| {
+        let jobs = self.coordinator.read(|state| {
             state
                 .jobs
                 .values()
@@ -342,7 +340,7 @@ impl Control for ControlServiceImpl {
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let source = request.into_inner().source;
-        let backups = self.coordinator.shared.read(|state| {
+        let backups = self.coordinator.read(|state| {
             state
                 .backups
                 .values()
@@ -361,10 +359,8 @@ impl Control for ControlServiceImpl {
         let backup_id: BackupId = request.into_inner().backup_id.parse().map_err(
             |error: bk_proto::ids::ParseIdError| Status::invalid_argument(error.to_string()),
         )?;
-        let backup = self
-            .coordinator
-            .shared
-            .read(|state| state.backups.get(&backup_id).map(convert::backup_to_pb));
+        let backup =
+            self.coordinator.read(|state| state.backups.get(&backup_id).map(convert::backup_to_pb));
         let backup = backup
             .ok_or_else(|| CoordinatorError::NotFound { what: format!("backup `{backup_id}`") })?;
         Ok(Response::new(backup))
@@ -433,7 +429,7 @@ impl Control for ControlServiceImpl {
             last_seen: self.coordinator.runtime.last_seen_ago(),
             store_retries: self.coordinator.runtime.store_retries(),
         });
-        let workers = self.coordinator.shared.read(|state| {
+        let workers = self.coordinator.read(|state| {
             state
                 .workers
                 .values()
@@ -454,35 +450,43 @@ impl ControlServiceImpl {
         first: pb::Job,
         sender: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
     ) {
-        const PACE: Duration = Duration::from_millis(200);
-        let mut changes = self.coordinator.shared.subscribe();
+        let mut changes = self.coordinator.subscribe();
         let mut view = first;
         loop {
             if sender.send(Ok(view)).await.is_err() {
                 return;
             }
-            let sent_at = tokio::time::Instant::now();
-            // Until a change arrives, wait up to 2 s (then resend: elapsed times move on);
-            // after one, wait for the pace deadline, but not past the job's end.
-            let mut deadline = sent_at + Duration::from_secs(2);
-            view = loop {
-                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
-                let next = match self.job_view(job_id) {
-                    Ok(next) => next,
-                    Err(error) => {
-                        let _ = sender.send(Err(error.into())).await;
-                        return;
-                    }
-                };
-                if job_ended(&next) || sent_at.elapsed() >= PACE {
-                    break next;
+            view = match self.next_view(job_id, &mut changes).await {
+                Ok(next) => next,
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
                 }
-                deadline = deadline.min(sent_at + PACE);
             };
             if job_ended(&view) {
                 let _ = sender.send(Ok(view)).await;
                 return;
             }
+        }
+    }
+
+    /// The job's next view to send: after a change and the pace, at once when the job ended,
+    /// or after 2 s without a change (elapsed times move on).
+    async fn next_view(
+        &self,
+        job_id: JobId,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> CoordinatorResult<pb::Job> {
+        const PACE: Duration = Duration::from_millis(200);
+        let sent_at = tokio::time::Instant::now();
+        let mut deadline = sent_at + Duration::from_secs(2);
+        loop {
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            let next = self.job_view(job_id)?;
+            if job_ended(&next) || sent_at.elapsed() >= PACE {
+                return Ok(next);
+            }
+            deadline = deadline.min(sent_at + PACE);
         }
     }
 }

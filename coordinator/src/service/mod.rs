@@ -6,3 +6,4 @@ pub mod control;
 pub mod convert;
 pub mod schedules;
 pub mod worker_hub;
+pub mod worker_requests;

@@ -3,18 +3,21 @@
 //! Everything here runs on the leader (followers answer with the leader's address), because
 //! leases and liveness are the leader's business.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bk_proto::ids::{TaskId, TaskSlot};
-use bk_proto::model::TaskReport;
+use bk_proto::ids::TaskId;
 
 use crate::core::assign::{assigned_spec, is_current_attempt, next_task};
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
+use super::worker_requests::{progress_from_pb, result_from_pb, task_id_from_pb, worker_from_pb};
 use crate::coordinator::Coordinator;
 use crate::core::domain::WorkerRecord;
 use crate::core::{Command, CommandResponse, JobEvent};
@@ -38,7 +41,6 @@ impl WorkerHubServiceImpl {
     fn find_task(&self, worker_id: &str) -> CoordinatorResult<Option<(TaskId, u32)>> {
         let runtime = &self.coordinator.runtime;
         self.coordinator
-            .shared
             .read(|state| {
                 let ids = state.workers.keys().map(String::as_str);
                 let silent = runtime.silent_workers(ids, self.coordinator.lease_timeout);
@@ -54,52 +56,60 @@ impl WorkerHubServiceImpl {
     ) -> CoordinatorResult<Option<pb::TaskAssignment>> {
         self.coordinator.ensure_leader()?;
         let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_PULL_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
-        let node = self
-            .coordinator
-            .shared
-            .read(|state| state.workers.get(&request.worker_id).map(|worker| worker.node.clone()));
-        let (node_waker, everyone) =
-            self.coordinator.shared.task_wakers(node.as_deref().unwrap_or_default());
+        let (deadline, worker_id) = (tokio::time::Instant::now() + wait, &request.worker_id);
+        let wakers = self.wakers_of(worker_id);
         loop {
-            self.coordinator.runtime.touch(&request.worker_id);
+            self.coordinator.runtime.touch(worker_id);
             // Listening before looking: a task made runnable meanwhile wakes this pull.
-            let node_woken = node_waker.notified();
-            let everyone_woken = everyone.notified();
-            tokio::pin!(node_woken, everyone_woken);
-            node_woken.as_mut().enable();
-            everyone_woken.as_mut().enable();
-            if let Some((task_id, attempt)) = self.find_task(&request.worker_id)? {
-                // Held until the proposal is decided: concurrent pulls (every waiting worker
-                // wakes when a barrier opens) pick other tasks instead of racing for this one.
-                let Some(_reservation) = self.coordinator.runtime.reserve_lease(task_id) else {
-                    continue;
-                };
-                let event = JobEvent::TaskLeased {
-                    slot: task_id.slot,
-                    attempt,
-                    worker_id: request.worker_id.clone(),
-                    at_ms: crate::clock::now_ms(),
-                };
-                if self.coordinator.propose(Command::Task { task_id, event }).await?
-                    == CommandResponse::Applied
-                {
-                    return self.assignment(task_id, attempt).map(Some);
+            let woken = armed(&wakers);
+            match self.try_lease(worker_id).await? {
+                Lease::Leased(task_id, attempt) => {
+                    return self.assignment(task_id, attempt).map(Some)
                 }
-                continue; // Lost a race with another worker: look again.
+                Lease::LostRace => continue,
+                Lease::NothingRunnable => {}
             }
-            // Woken when this node (or any worker) has runnable tasks again; a stand-in for a
-            // silent node is found when the pull ends and the worker pulls again.
+            // A stand-in for a silent node is found when the pull ends and the worker pulls again.
             tokio::select! {
-                _ = node_woken => {}
-                _ = everyone_woken => {}
+                _ = woken => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
             }
         }
     }
 
+    /// The wakers of the worker's node and of every worker.
+    fn wakers_of(&self, worker_id: &str) -> (Arc<Notify>, Arc<Notify>) {
+        let node =
+            self.coordinator.read(|state| state.workers.get(worker_id).map(|w| w.node.clone()));
+        self.coordinator.task_wakers(node.as_deref().unwrap_or_default())
+    }
+
+    /// Leases the oldest runnable task this worker may run, if there is one.
+    async fn try_lease(&self, worker_id: &str) -> CoordinatorResult<Lease> {
+        let Some((task_id, attempt)) = self.find_task(worker_id)? else {
+            return Ok(Lease::NothingRunnable);
+        };
+        // Held until the proposal is decided: concurrent pulls (every waiting worker wakes when
+        // a barrier opens) pick other tasks instead of racing for this one.
+        let Some(_reservation) = self.coordinator.runtime.reserve_lease(task_id) else {
+            return Ok(Lease::LostRace);
+        };
+        let worker_id = worker_id.to_string();
+        let event = JobEvent::TaskLeased {
+            slot: task_id.slot,
+            attempt,
+            worker_id,
+            at_ms: crate::clock::now_ms(),
+        };
+        Ok(match self.coordinator.propose(Command::Task { task_id, event }).await? {
+            CommandResponse::Applied => Lease::Leased(task_id, attempt),
+            // Another worker leased it first: look again.
+            CommandResponse::Rejected(_) => Lease::LostRace,
+        })
+    }
+
     fn assignment(&self, task_id: TaskId, attempt: u32) -> CoordinatorResult<pb::TaskAssignment> {
-        let spec = self.coordinator.shared.read(|state| assigned_spec(state, task_id));
+        let spec = self.coordinator.read(|state| assigned_spec(state, task_id));
         let spec = spec.ok_or_else(|| {
             CoordinatorError::Internal(format!("leased task `{task_id}` vanished"))
         })?;
@@ -112,43 +122,65 @@ impl WorkerHubServiceImpl {
     async fn report_result(&self, request: pb::ReportResultRequest) -> CoordinatorResult<()> {
         self.coordinator.ensure_leader()?;
         self.coordinator.runtime.touch(&request.worker_id);
-        let task_id: TaskId =
-            request.task_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
-                CoordinatorError::InvalidRequest(error.to_string())
-            })?;
-        let slot: TaskSlot = task_id.slot;
-        let at_ms = crate::clock::now_ms();
-        let event = match request.outcome {
-            Some(pb::report_result_request::Outcome::ReportJson(json)) => {
-                let report: TaskReport = serde_json::from_slice(&json).map_err(|error| {
-                    CoordinatorError::InvalidRequest(format!("undecodable task report: {error}"))
-                })?;
-                JobEvent::TaskSucceeded { slot, attempt: request.attempt, report, at_ms }
-            }
-            Some(pb::report_result_request::Outcome::Failure(failure)) => {
-                warn!(%task_id, attempt = request.attempt, error = %failure.message, retryable = failure.retryable, "task failed");
-                JobEvent::TaskFailed {
-                    slot,
-                    attempt: request.attempt,
-                    error: failure.message,
-                    retryable: failure.retryable,
-                    at_ms,
-                }
-            }
-            None => {
-                return Err(CoordinatorError::InvalidRequest("result without outcome".to_string()))
-            }
-        };
+        let (task_id, event) = result_from_pb(request, crate::clock::now_ms())?;
+        if let JobEvent::TaskFailed { attempt, error, retryable, .. } = &event {
+            warn!(%task_id, attempt, %error, retryable, "task failed");
+        }
         match self.coordinator.propose(Command::Task { task_id, event }).await? {
-            CommandResponse::Applied => {
-                info!(%task_id, attempt = request.attempt, "task result applied")
-            }
+            CommandResponse::Applied => info!(%task_id, "task result applied"),
             CommandResponse::Rejected(reason) => {
                 debug!(%task_id, %reason, "stale task result ignored")
             }
         }
         Ok(())
     }
+
+    async fn register_worker(&self, request: pb::RegisterWorkerRequest) -> CoordinatorResult<()> {
+        self.coordinator.ensure_leader()?;
+        let worker = worker_from_pb(request, crate::clock::now_ms())?;
+        let worker_id = worker.worker_id.clone();
+        info!(%worker_id, source = %worker.source, node = %worker.node, "worker registered");
+        self.coordinator.propose(Command::RegisterWorker { worker }).await?;
+        self.coordinator.runtime.touch(&worker_id);
+        Ok(())
+    }
+
+    /// Records the progress; `false` when the attempt is no longer current (the worker abandons).
+    fn report_progress(&self, request: pb::ReportProgressRequest) -> CoordinatorResult<bool> {
+        self.coordinator.ensure_leader()?;
+        self.coordinator.runtime.touch(&request.worker_id);
+        let task_id = task_id_from_pb(&request.task_id)?;
+        let attempt = request.attempt;
+        if !self.coordinator.read(|state| is_current_attempt(state, &task_id, attempt)) {
+            return Ok(false);
+        }
+        self.coordinator.runtime.record_progress(task_id, attempt, progress_from_pb(&request));
+        self.coordinator.notify_watchers();
+        Ok(true)
+    }
+}
+
+/// Resolves when either waker (the node's, everyone's) is notified after this call: armed at
+/// once, so a notification between arming and awaiting is not lost.
+fn armed(wakers: &(Arc<Notify>, Arc<Notify>)) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    let mut node = Box::pin(wakers.0.notified());
+    let mut everyone = Box::pin(wakers.1.notified());
+    node.as_mut().enable();
+    everyone.as_mut().enable();
+    Box::pin(async move {
+        tokio::select! {
+            _ = node => {}
+            _ = everyone => {}
+        }
+    })
+}
+
+/// What one look for a task found.
+enum Lease {
+    Leased(TaskId, u32),
+    /// Another pull took the task first.
+    LostRace,
+    NothingRunnable,
 }
 
 #[tonic::async_trait]
@@ -157,27 +189,7 @@ impl WorkerHub for WorkerHubServiceImpl {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        self.coordinator.ensure_leader()?;
-        let request = request.into_inner();
-        if request.worker_id.is_empty() || request.source.is_empty() || request.node.is_empty() {
-            return Err(Status::invalid_argument("worker_id, source and node are required"));
-        }
-        let worker = WorkerRecord {
-            worker_id: request.worker_id.clone(),
-            source: request.source,
-            node: request.node,
-            version: request.version,
-            registered_at_ms: crate::clock::now_ms(),
-            max_concurrent_objects: request.max_concurrent_objects,
-            max_bytes_per_second: request.max_bytes_per_second,
-            store_url: request.store_url,
-            repositories: request.repositories,
-            drills: request.drills,
-            snapshots: request.snapshots,
-        };
-        info!(worker_id = %worker.worker_id, source = %worker.source, node = %worker.node, "worker registered");
-        self.coordinator.propose(Command::RegisterWorker { worker }).await?;
-        self.coordinator.runtime.touch(&request.worker_id);
+        self.register_worker(request.into_inner()).await?;
         Ok(Response::new(pb::RegisterWorkerResponse {}))
     }
 
@@ -188,7 +200,7 @@ impl WorkerHub for WorkerHubServiceImpl {
         self.coordinator.ensure_leader()?;
         let request = request.into_inner();
         let worker_id = request.worker_id;
-        let known = self.coordinator.shared.read(|state| state.workers.contains_key(&worker_id));
+        let known = self.coordinator.read(|state| state.workers.contains_key(&worker_id));
         if known {
             self.coordinator.runtime.touch(&worker_id);
             self.coordinator.runtime.record_store_retries(&worker_id, request.store_retries);
@@ -208,29 +220,8 @@ impl WorkerHub for WorkerHubServiceImpl {
         &self,
         request: Request<pb::ReportProgressRequest>,
     ) -> Result<Response<pb::ReportProgressResponse>, Status> {
-        self.coordinator.ensure_leader()?;
-        let request = request.into_inner();
-        self.coordinator.runtime.touch(&request.worker_id);
-        let task_id: TaskId =
-            request.task_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
-                Status::invalid_argument(error.to_string())
-            })?;
-        if !self
-            .coordinator
-            .shared
-            .read(|state| is_current_attempt(state, &task_id, request.attempt))
-        {
-            return Ok(Response::new(pb::ReportProgressResponse { abandon: true }));
-        }
-        let progress = pb::Progress {
-            objects_done: request.objects_done,
-            bytes_done: request.bytes_done,
-            objects_total: request.objects_total,
-            bytes_total: request.bytes_total,
-        };
-        self.coordinator.runtime.record_progress(task_id, request.attempt, progress);
-        self.coordinator.shared.notify();
-        Ok(Response::new(pb::ReportProgressResponse { abandon: false }))
+        let current = self.report_progress(request.into_inner())?;
+        Ok(Response::new(pb::ReportProgressResponse { abandon: !current }))
     }
 
     async fn report_result(

@@ -49,18 +49,20 @@ pub async fn drill_backup(
     backup_id: BackupId,
     database: &DrillDatabase,
 ) -> Result<TaskReport, TaskError> {
-    let config = context.config.drill.clone().ok_or_else(|| {
+    let config = context.worker.config.drill.clone().ok_or_else(|| {
         TaskError::Invalid(
             "this worker has no [drill] section: drills run only on workers given scratch space"
                 .to_string(),
         )
     })?;
-    config.check_apart_from("node's store", &context.store_url).map_err(TaskError::Invalid)?;
+    config
+        .check_apart_from("node's store", &context.worker.config.store.url)
+        .map_err(TaskError::Invalid)?;
     config
         .check_apart_from("repository", &context.spec.repository.url)
         .map_err(TaskError::Invalid)?;
     let task_name = context.spec.task_id.to_string().replace(['/', ':'], "-");
-    let worker_id = context.config.worker_id();
+    let worker_id = context.worker.config.worker_id();
     let data_dir = config.data_root(&worker_id).join(&task_name);
     wipe(&data_dir)?;
     // Also when the task is dropped half-way (cancelled, lease lost, worker stopping): the
@@ -180,8 +182,12 @@ async fn check(
                 drill.checks.push("online: skipped ([drill] questdb_command not set)".to_string());
                 return Ok(());
             }
-            let mut server =
-                questdb_server::QuestDb::start(config, &context.questdb, data_dir, log)?;
+            let mut server = questdb_server::QuestDb::start(
+                config,
+                &context.worker.config.questdb,
+                data_dir,
+                log,
+            )?;
             let online = async {
                 drill.start_ms =
                     Some(server.wait_healthy(config.start_timeout).await?.as_millis() as u64);

@@ -138,12 +138,12 @@ pub async fn take_for_job(
     root: &Path,
     atomic_only: bool,
 ) -> Result<Taken, TaskError> {
-    let node = &context.config.node;
+    let node = &context.worker.config.node;
     let mut record = SnapshotRecord {
         state: RecordState::Creating,
         method: config.method,
         name: name_for(&context.spec.task_id.job_id.to_string(), node),
-        worker: context.config.worker_id(),
+        worker: context.worker.config.worker_id(),
         source_root: root.to_path_buf(),
         scratch: config.scratch.clone(),
         data_path: None,
@@ -283,17 +283,18 @@ pub async fn delete(config: &SnapshotConfig, record: &SnapshotRecord) -> Result<
 /// [`TaskError::Retryable`] when deletion fails (the cleanup retries until it works: a
 /// snapshot left behind holds disk space); store errors.
 pub async fn delete_for_job(context: &TaskContext) -> Result<Option<String>, TaskError> {
-    let node = &context.config.node;
+    let node = &context.worker.config.node;
     let Some(mut record) = read_record(context, node).await? else { return Ok(None) };
     if matches!(record.state, RecordState::Deleted | RecordState::NotTaken) {
         return Ok(None);
     }
     let config = context
+        .worker
         .config
         .snapshot
         .clone()
         .unwrap_or_else(|| SnapshotConfig::for_deleting(record.method));
-    if record.worker != context.config.worker_id() {
+    if record.worker != context.worker.config.worker_id() {
         tracing::warn!(taker = %record.worker, "deleting a snapshot another worker of this node took");
     }
     delete(&config, &record).await.map_err(|reason| {

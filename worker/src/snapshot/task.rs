@@ -15,17 +15,18 @@ use crate::tasks::context::TaskContext;
 /// The configured method failed; the store is not local; store errors.
 pub async fn take(context: &TaskContext, node: &str) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
-    let Some(config) = context.config.snapshot.as_ref().filter(|config| config.enabled()) else {
+    let Some(config) = context.worker.config.snapshot.as_ref().filter(|config| config.enabled())
+    else {
         report.warnings.push(format!(
             "worker `{}` has no [snapshot] section: node `{node}` is copied live (with consistency repair)",
-            context.config.worker_id()
+            context.worker.config.worker_id()
         ));
         return Ok(report);
     };
-    let root = context.config.store_root().ok_or_else(|| {
+    let root = context.worker.config.store_root().ok_or_else(|| {
         TaskError::Invalid(format!(
             "[snapshot] needs the node's store to be a local directory (file:///path), not `{}`",
-            context.store_url
+            context.worker.config.store.url
         ))
     })?;
     match take_for_job(context, config, &root, true).await? {

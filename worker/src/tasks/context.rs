@@ -1,6 +1,6 @@
-//! What a running task is given: its spec, the node's store, the open repository and the
-//! worker-wide bounds it shares with the worker's other tasks, and the counters its progress
-//! is read from. Apart from the dispatcher ([`super::run_task`]), so the task modules that take
+//! What a running task is given: its spec, the node's store, the open repository, the counters
+//! its progress is read from, and the [`WorkerResources`] it shares with the worker's other
+//! tasks. Apart from the dispatcher ([`super::run_task`]), so the task modules that take
 //! a context do not import the module that imports them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,51 +45,68 @@ impl ProgressCounters {
     }
 }
 
-/// Everything a task needs.
+/// What every task of the worker shares: its config and environment, and the worker-wide
+/// bounds (objects in flight, cores, chunk memory, bandwidth) and repository cache. Built once
+/// per worker ([`crate::runtime::TaskRuntime`]).
+pub struct WorkerResources {
+    /// The worker's config (store, repositories, QuestDB, bench switches).
+    pub config: Arc<crate::config::WorkerConfig>,
+    /// The process environment, captured once (the standard object-store variables).
+    pub env: Vec<(String, String)>,
+    /// Bound on objects being read across the worker (memory: permits × 2 chunks, plus packs).
+    pub object_permits: Arc<Semaphore>,
+    /// Bound on blobs being sealed at once (the cores).
+    pub cpu: Arc<Semaphore>,
+    /// Budget of bytes in chunk buffers (reads, sealed copies, restored ranges).
+    pub memory: crate::repository::buffers::ChunkMemory,
+    /// The bytes-per-second cap.
+    pub throttle: Arc<crate::throttle::Throttle>,
+    /// Unlocked repository keys and local indexes, kept between tasks.
+    pub repositories: Arc<RepositoryCache>,
+}
+
+impl WorkerResources {
+    /// How many objects one task keeps in flight (at most the worker-wide bound).
+    pub fn max_objects_in_flight(&self) -> usize {
+        self.config.max_concurrent_objects
+    }
+
+    /// Opens a store the worker reads or writes (restore targets, snapshots) with its
+    /// environment and retry settings; `options` as a store's in the config.
+    ///
+    /// # Errors
+    /// What is wrong with the URL or the options.
+    pub fn open_store(
+        &self,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+        create: bool,
+    ) -> Result<Arc<dyn ObjectStore>, crate::store::StoreOpenError> {
+        crate::store::open_store(url, options, &self.env, &self.config.retry, create)
+    }
+}
+
+/// Everything a task needs: its own spec, stores, repository and counters, and the worker's
+/// shared resources.
 pub struct TaskContext {
     /// The task.
     pub spec: TaskSpec,
     /// Its attempt.
     pub attempt: u32,
-    /// The node's store.
+    /// The node's store (or the snapshot the backup copies from).
     pub source: Arc<dyn ObjectStore>,
     /// The repository, open (its key unlocked).
     pub repository: Repository,
-    /// The worker's repository cache (the index).
-    pub repositories: Arc<RepositoryCache>,
     /// The worker's packer for this repository, shared with its other tasks.
     pub packer: Arc<Packer>,
     /// Requests this task made to the repository.
     pub requests: Arc<RequestCounts>,
     /// Progress counters.
     pub progress: Arc<ProgressCounters>,
-    /// Worker-wide bound on objects being read (memory: permits × 2 chunks, plus packs).
-    pub object_permits: Arc<Semaphore>,
-    /// How many objects one task keeps in flight (at most the worker-wide bound).
-    pub max_objects_in_flight: usize,
-    /// Worker-wide bound on blobs being sealed at once (the cores).
-    pub cpu: Arc<Semaphore>,
-    /// Worker-wide budget of bytes in chunk buffers (reads, sealed copies, restored ranges).
-    pub memory: crate::repository::buffers::ChunkMemory,
-    /// The worker-wide bytes-per-second cap.
-    pub throttle: Arc<crate::throttle::Throttle>,
     /// Cancelled when the coordinator takes the task back or the worker stops.
     pub cancel: CancellationToken,
-    /// The node's store URL (restores compare targets with it).
-    pub store_url: String,
-    /// The node's store options, used to open restore targets.
-    pub store_options: std::collections::BTreeMap<String, String>,
-    /// The process environment (standard object-store variables).
-    pub env: Vec<(String, String)>,
-    /// How cloud-store requests are retried.
-    pub retry: crate::store::RetrySettings,
-    /// How to talk to a QuestDB server next to this worker.
-    pub questdb: crate::config::QuestDbConfig,
-    /// Whether copies check the databases' formats ([`crate::formats`]); off only to measure
-    /// what the checks cost (`BK_SKIP_FORMAT_CHECKS=1`, for benchmarks).
-    pub check_formats: bool,
-    /// The worker's config (passphrases for key tasks, Argon2id cost).
-    pub config: Arc<crate::config::WorkerConfig>,
+    /// What the worker's tasks share.
+    pub worker: Arc<WorkerResources>,
 }
 
 impl TaskContext {
@@ -102,12 +119,16 @@ impl TaskContext {
         Ok(BlobWriter {
             key: self.repository.key.clone(),
             config: self.repository.config.clone(),
-            index: self.repositories.index(&self.repository, &[partition.to_string()]).await?,
+            index: self
+                .worker
+                .repositories
+                .index(&self.repository, &[partition.to_string()])
+                .await?,
             packer: self.packer.clone(),
-            cpu: self.cpu.clone(),
-            throttle: self.throttle.clone(),
+            cpu: self.worker.cpu.clone(),
+            throttle: self.worker.throttle.clone(),
             requests: self.requests.clone(),
-            memory: self.memory.clone(),
+            memory: self.worker.memory.clone(),
         })
     }
 }

@@ -38,7 +38,7 @@ async fn add(context: &TaskContext, new_password_file: &str) -> Result<String, T
     let text = std::fs::read_to_string(new_password_file).map_err(|error| {
         TaskError::Invalid(format!(
             "cannot read the new passphrase from `{new_password_file}` on worker `{}`: {error}",
-            context.config.worker_id()
+            context.worker.config.worker_id()
         ))
     })?;
     let passphrase = text.trim_end_matches(['\n', '\r']);
@@ -47,8 +47,9 @@ async fn add(context: &TaskContext, new_password_file: &str) -> Result<String, T
     }
     let passphrase = Passphrase(passphrase.as_bytes().to_vec());
     let repository = &context.repository;
-    let (master, settings) = (repository.key.clone(), context.config.key_derivation);
-    let (config_id, host) = (repository.config.config_id.clone(), context.config.worker_id());
+    let (master, settings) = (repository.key.clone(), context.worker.config.key_derivation);
+    let (config_id, host) =
+        (repository.config.config_id.clone(), context.worker.config.worker_id());
     let file = tokio::task::spawn_blocking(move || {
         KeyFile::wrap(&master, &passphrase, settings, &config_id, &host)
     })
@@ -65,7 +66,7 @@ async fn remove(context: &TaskContext, key_id: &str) -> Result<(), TaskError> {
         return Err(TaskError::Invalid(format!(
             "refusing to remove key {key_id}: it is the one worker `{}`'s passphrase opens. Give the workers the new \
              passphrase first (their password_file is re-read at every task), then remove the old key",
-            context.config.worker_id()
+            context.worker.config.worker_id()
         )));
     }
     let keys = list_keys(repository.store.as_ref()).await?;

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use bk_proto::model::{TaskKind, TaskReport};
 
 use crate::error::TaskError;
-pub use context::{ProgressCounters, TaskContext};
+pub use context::{ProgressCounters, TaskContext, WorkerResources};
 
 /// Runs a task to completion. What it wrote to a local (`file://`) repository or restore target
 /// is on disk before it returns: its success is what makes the coordinator commit a backup or

@@ -79,7 +79,7 @@ pub async fn prepare(
 ) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
     report.warnings.extend(check_free_disk(context)?);
-    let session = Session::connect(pg_addr, &context.questdb).await?;
+    let session = Session::connect(pg_addr, &context.worker.config.questdb).await?;
     let earlier = read_marker(context).await?;
     let intent = CheckpointMarker {
         state: MarkerState::Creating,
@@ -118,7 +118,8 @@ pub async fn prepare(
         }
     }
     write_marker(context, &marker).await?;
-    if let Some(config) = context.config.snapshot.as_ref().filter(|config| config.enabled()) {
+    if let Some(config) = context.worker.config.snapshot.as_ref().filter(|config| config.enabled())
+    {
         snapshot_then_release(context, config, &session, &mut marker, &mut report, create_sent)
             .await?;
     }
@@ -128,11 +129,12 @@ pub async fn prepare(
 /// Refuses to start when the root's disk is too full to hold a checkpoint; a warning when it
 /// is getting there.
 fn check_free_disk(context: &TaskContext) -> Result<Option<String>, TaskError> {
-    let root = local_root(&context.store_url)?;
+    let root = local_root(&context.worker.config.store.url)?;
     let free = disk::free_percent(&root).map_err(|error| {
         TaskError::Invalid(format!("cannot read free space of `{}`: {error}", root.display()))
     })?;
-    disk::judge(free, context.questdb.min_free_disk_percent, &root).map_err(TaskError::Invalid)
+    disk::judge(free, context.worker.config.questdb.min_free_disk_percent, &root)
+        .map_err(TaskError::Invalid)
 }
 
 /// Entering checkpoint mode on one server.
@@ -214,7 +216,7 @@ async fn snapshot_then_release(
     report: &mut TaskReport,
     create_sent: std::time::Instant,
 ) -> Result<(), TaskError> {
-    let root = local_root(&context.store_url)?;
+    let root = local_root(&context.worker.config.store.url)?;
     let record = match snapshot::take_for_job(context, config, &root, false).await? {
         Taken::Snapshot(record) => record,
         Taken::NoneUsable(why) => {
@@ -315,11 +317,12 @@ async fn release_checkpoint(context: &TaskContext, pg_addr: &str) -> Result<Task
     if matches!(marker.state, MarkerState::Released | MarkerState::Refused) {
         return Ok(report);
     }
-    let session =
-        Session::connect(pg_addr, &context.questdb).await.map_err(|error| match error {
+    let session = Session::connect(pg_addr, &context.worker.config.questdb).await.map_err(
+        |error| match error {
             TaskError::Invalid(message) => TaskError::Retryable(message), // Keep trying: the checkpoint must be released.
             other => other,
-        })?;
+        },
+    )?;
     match release_decision(&session, &marker).await {
         ReleaseDecision::LeaveAlone { started_at } => {
             report.warnings.push(format!(

@@ -29,7 +29,6 @@ use crate::repository::reader::{
     check_key_is_safe, open_stored_blob, read_located_blob, read_manifest, read_pack_range,
 };
 use crate::repository::source::ChunkSource;
-use crate::store::open_store;
 
 /// Objects up to this size are assembled in memory and written with a single put.
 const SINGLE_PUT_LIMIT: u64 = 16 << 20;
@@ -169,7 +168,7 @@ pub async fn restore_objects(
     let mut partitions: Vec<String> = lists.iter().map(|list| list.partition()).collect();
     partitions.sort();
     partitions.dedup();
-    let index = context.repositories.index(repository, &partitions).await?;
+    let index = context.worker.repositories.index(repository, &partitions).await?;
     // Only a target that held something under these prefixes before this task wrote (a
     // `--resume`) is listed to find what is there already; a fresh one costs nothing more.
     let mut held_before = Vec::with_capacity(lists.len());
@@ -201,12 +200,12 @@ pub async fn restore_objects(
     }
     if phase == CopyPhase::Licence
         && report.num_objects > 0
-        && normalize(target_url) != normalize(&context.store_url)
+        && normalize(target_url) != normalize(&context.worker.config.store.url)
     {
         report.warnings.push(format!(
             "licence files were restored to `{target_url}`, not the source store `{}`: InfluxDB 3 Enterprise licences are \
              bound to their bucket/path, so this cluster may need a new licence from InfluxData",
-            context.store_url
+            context.worker.config.store.url
         ));
     }
     Ok(report)
@@ -338,7 +337,7 @@ async fn restore_small(
             coalesce(items, max_range).into_iter().map(move |range| (pack, range))
         })
         .collect();
-    let parallel = context.max_objects_in_flight.clamp(1, 8);
+    let parallel = context.worker.max_objects_in_flight().clamp(1, 8);
     // After a failure no new range starts, but the ones writing finish: a write dropped midway
     // would go on in the store's blocking thread (or leave its staging file) after the task
     // reported, and the target must be still once the job says the restore ended.
@@ -395,6 +394,7 @@ async fn restore_range(
     items: Vec<(PackEntry, &ObjectEntry)>,
 ) -> Result<Vec<String>, TaskError> {
     let _permit = context
+        .worker
         .object_permits
         .acquire()
         .await
@@ -407,6 +407,7 @@ async fn restore_range(
     // The range read, and each blob's plaintext while it is written.
     let largest = items.iter().map(|(location, _)| location.raw_length as usize).max().unwrap_or(0);
     let _memory = context
+        .worker
         .memory
         .take((end - start) as usize + largest)
         .await
@@ -441,6 +442,7 @@ async fn restore_large(
     located: &Located,
 ) -> Result<(), TaskError> {
     let _permit = context
+        .worker
         .object_permits
         .acquire()
         .await
@@ -451,7 +453,7 @@ async fn restore_large(
     // Assembled whole (small), or two parts in flight plus the blob being read.
     let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
     let held = if entry.size <= SINGLE_PUT_LIMIT { entry.size as usize } else { 3 * part_size };
-    let _memory = context.memory.take(held).await.map_err(TaskError::Abandoned)?;
+    let _memory = context.worker.memory.take(held).await.map_err(TaskError::Abandoned)?;
     if entry.size <= SINGLE_PUT_LIMIT {
         let mut bytes = BytesMut::with_capacity(entry.size as usize);
         for (id, location) in blobs {
@@ -583,7 +585,9 @@ fn open_target(
             }
         }
     }
-    open_store(target_url, &context.store_options, &context.env, &context.retry, create)
+    let worker = &context.worker;
+    worker
+        .open_store(target_url, &worker.config.store.options, create)
         .map(Some)
         .map_err(|error| TaskError::Invalid(format!("restore target: {error}")))
 }

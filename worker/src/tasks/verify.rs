@@ -55,7 +55,7 @@ pub async fn verify_backup(
         }
     };
     let partitions = list_partitions(repository.store.as_ref()).await?;
-    let index = context.repositories.index_anew(repository, &partitions).await?;
+    let index = context.worker.repositories.index_anew(repository, &partitions).await?;
     for unreadable in index.unreadable() {
         problems.push(format!("index: {unreadable}"));
     }

@@ -3,6 +3,7 @@
 //! says which backup a new one is incremental to.
 
 pub mod jobs;
+pub mod schedule;
 
 use bk_proto::ids::{BackupId, JobId};
 

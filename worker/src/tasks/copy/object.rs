@@ -107,6 +107,7 @@ async fn read_into_blobs(
     key: &str,
 ) -> Result<Option<(crate::repository::writer::PendingObject, Option<Validator>)>, TaskError> {
     let _permit = context
+        .worker
         .object_permits
         .acquire()
         .await
@@ -119,7 +120,11 @@ async fn read_into_blobs(
         }
         Err(source) => return Err(TaskError::Source { key: key.to_string(), source }),
     };
-    let mut validator = if context.check_formats { Validator::for_key(key) } else { None };
+    let mut validator = if !context.worker.config.bench.skip_format_checks {
+        Validator::for_key(key)
+    } else {
+        None
+    };
     match read_object(writer, ChunkSource::new(result), validator.as_mut()).await {
         Ok(pending) => Ok(Some((pending, validator))),
         Err(StoreObjectError::Read(object_store::Error::NotFound { .. })) => Ok(None),

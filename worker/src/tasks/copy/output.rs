@@ -45,7 +45,7 @@ impl<'a> ListOutput<'a> {
             pending: Vec::new(),
             num_index_flushes: 0,
             last_save: Instant::now(),
-            save_interval: context.config.progress_save_interval,
+            save_interval: context.worker.config.progress_save_interval,
         }
     }
 
@@ -97,6 +97,7 @@ impl<'a> ListOutput<'a> {
             names.iter().zip(entries.chunks(crate::repository::index::INDEX_FILE_ENTRIES))
         {
             self.context
+                .worker
                 .repositories
                 .record_index_file(repository, &self.partition, name, batch.to_vec())
                 .await?;

@@ -92,7 +92,7 @@ impl<'a> SetCopier<'a> {
         let mut totals = CopyTotals::default();
         let flow = Arc::new(ReadFlow::default());
         flow.idle_after_reads.store(true, Ordering::SeqCst);
-        let limit = self.context.max_objects_in_flight.max(1);
+        let limit = self.context.worker.max_objects_in_flight().max(1);
         let mut input = objects.into_iter();
         let writer = self.writer.clone();
         let mut running = FuturesUnordered::new();

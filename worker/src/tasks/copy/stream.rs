@@ -126,7 +126,7 @@ pub async fn copy_listing<'a>(
         num_bytes: 0,
     };
     let flow = Arc::new(ReadFlow::default());
-    let limit = context.max_objects_in_flight.max(1);
+    let limit = context.worker.max_objects_in_flight().max(1);
     let mut running = FuturesUnordered::new();
     let mut listing_done = false;
     loop {

@@ -1,4 +1,9 @@
 //! The worker's conversation with the coordinator: register, heartbeat, pull tasks, report.
+//! Running a task is the [`TaskRuntime`]'s business; this module only asks it for contexts.
+//!
+//! One signal says "register again": the coordinator answers a heartbeat with `must_register`,
+//! or a pull with NOT_FOUND, when it no longer knows this worker (a new cluster, a restore of
+//! its state); either raises the signal and the heartbeat loop alone registers, once.
 //!
 //! `max_parallel_tasks` loops each long-poll for a task, run it, and report its result until
 //! the coordinator accepts the report (results are fenced by attempt, so re-sending is safe).
@@ -11,58 +16,36 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bk_proto::endpoints::{status_with_causes, ReplicaEndpoints};
-use bk_proto::model::{RepositoryRef, TaskSpec};
+use bk_proto::model::TaskSpec;
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_client::WorkerHubClient;
-use object_store::ObjectStore;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::WorkerConfig;
-use crate::error::RepositoryError;
 use crate::error::TaskError;
-use crate::repository::cache::RepositoryCache;
-use crate::repository::config::InitSettings;
-use crate::repository::counting::{CountingStore, RequestCounts};
-use crate::repository::open::{open, OpenRequest};
-use crate::repository::opened::Repository;
-use crate::repository::packer::Packer;
-use crate::store::open_store;
-use crate::tasks::{run_task, ProgressCounters, TaskContext};
+use crate::runtime::TaskRuntime;
+use crate::tasks::{run_task, ProgressCounters};
 
 /// Calls are retried over this many attempts (rotating endpoints, following the leader).
 const CALL_ATTEMPTS: u32 = 6;
 const PULL_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The worker's packers, by repository URL and config id: weak, so a packer lives as long as
-/// the tasks using it.
-type Packers =
-    std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Weak<Packer>>>;
-
-/// A running worker's shared state.
-pub struct Hub {
+/// A running worker's side of the conversation.
+pub struct Conversation {
     config: Arc<WorkerConfig>,
     worker_id: String,
     endpoints: ReplicaEndpoints,
-    object_permits: Arc<Semaphore>,
-    /// The worker's budget of bytes in chunk buffers, shared by its tasks.
-    memory: crate::repository::buffers::ChunkMemory,
-    throttle: Arc<crate::throttle::Throttle>,
-    /// The process environment, captured once (the standard object-store variables).
-    env: Vec<(String, String)>,
-    /// Unlocked repository keys and indexes, kept between tasks.
-    repositories: Arc<RepositoryCache>,
-    /// One packer per repository in use.
-    packers: Packers,
-    /// Bounds blobs sealed at once to the cores.
-    cpu: Arc<Semaphore>,
+    runtime: TaskRuntime,
+    /// Raised when the coordinator no longer knows this worker; the heartbeat loop registers.
+    register_again: Notify,
     /// Counters served on `/metrics`.
     pub(crate) metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
-impl Hub {
+impl Conversation {
     /// The worker's configuration.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -75,21 +58,14 @@ impl Hub {
     pub fn new(config: WorkerConfig, env: Vec<(String, String)>) -> anyhow::Result<Self> {
         let tls = config.tls.load().context("invalid [tls] config")?;
         let endpoints = ReplicaEndpoints::parse(&config.coordinator_endpoints.join(","), tls)?;
-        let repositories = Arc::new(RepositoryCache::new(config.index_cache_dir(&env)));
+        let config = Arc::new(config);
         Ok(Self {
             worker_id: config.worker_id(),
-            object_permits: Arc::new(Semaphore::new(config.max_concurrent_objects)),
-            memory: crate::repository::buffers::ChunkMemory::default(),
-            metrics: Arc::default(),
-            throttle: Arc::new(crate::throttle::Throttle::new(config.max_bytes_per_second)),
-            config: Arc::new(config),
+            runtime: TaskRuntime::new(config.clone(), env),
+            config,
             endpoints,
-            env,
-            repositories,
-            packers: Default::default(),
-            cpu: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            )),
+            register_again: Notify::new(),
+            metrics: Arc::default(),
         })
     }
 
@@ -134,12 +110,17 @@ impl Hub {
         }
     }
 
-    /// Heartbeats every `heartbeat_interval` until `shutdown`; registers again when asked.
+    /// Heartbeats every `heartbeat_interval` until `shutdown`; registers again when the signal
+    /// is raised.
     pub async fn heartbeat_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.heartbeat_interval);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = self.register_again.notified() => {
+                    self.register(&shutdown).await;
+                    continue;
+                }
                 _ = interval.tick() => {}
             }
             let worker_id = self.worker_id.clone();
@@ -155,7 +136,7 @@ impl Hub {
                 .await;
             match result {
                 Ok(response) if response.get_ref().must_register => {
-                    self.register(&shutdown).await;
+                    self.register_again.notify_one()
                 }
                 Ok(_) => {
                     self.metrics.heartbeats_ok.fetch_add(1, Ordering::Relaxed);
@@ -190,13 +171,13 @@ impl Hub {
                 }
                 Err(status) => {
                     if status.code() == tonic::Code::NotFound {
-                        self.register(&shutdown).await;
+                        self.register_again.notify_one();
                     } else {
                         warn!(error = %status_with_causes(&status), "cannot pull tasks, retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             }
@@ -281,7 +262,7 @@ impl Hub {
         );
         let (result, ()) = tokio::join!(
             async {
-                let result = match self.task_context(spec, attempt, &progress, &cancel).await {
+                let result = match self.runtime.context(spec, attempt, &progress, &cancel).await {
                     Ok(context) => run_task(&context).await,
                     Err(error) => Err(error),
                 };
@@ -309,134 +290,6 @@ impl Hub {
             }
             other => other,
         }
-    }
-
-    /// Opens the task's stores and repository: what a task needs besides its spec.
-    async fn task_context(
-        &self,
-        spec: TaskSpec,
-        attempt: u32,
-        progress: &Arc<ProgressCounters>,
-        cancel: &CancellationToken,
-    ) -> Result<TaskContext, TaskError> {
-        let retry = &self.config.retry;
-        let source =
-            open_store(&self.config.store.url, &self.config.store.options, &self.env, retry, false)
-                .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
-        let requests = Arc::new(RequestCounts::default());
-        let (repository, uncounted) = self.open_repository(&spec.repository, &requests).await?;
-        let packer = self.packer_for(&repository, uncounted);
-        let mut context = TaskContext {
-            spec,
-            attempt,
-            source,
-            repository,
-            repositories: self.repositories.clone(),
-            packer,
-            requests,
-            progress: progress.clone(),
-            object_permits: self.object_permits.clone(),
-            memory: self.memory.clone(),
-            max_objects_in_flight: self.config.max_concurrent_objects,
-            cpu: self.cpu.clone(),
-            throttle: self.throttle.clone(),
-            cancel: cancel.clone(),
-            store_url: self.config.store.url.clone(),
-            retry: self.config.retry.clone(),
-            store_options: self.config.store.options.clone(),
-            env: self.env.clone(),
-            questdb: self.config.questdb.clone(),
-            check_formats: !self.env_is_set("BK_SKIP_FORMAT_CHECKS"),
-            config: self.config.clone(),
-        };
-        if context.spec.kind.reads_node_store() {
-            if let Some(path) = crate::snapshot::source_for_job(&context, &self.config.node).await?
-            {
-                let url = url::Url::from_directory_path(&path).map_err(|()| {
-                    TaskError::Invalid(format!(
-                        "snapshot path `{}` is not absolute",
-                        path.display()
-                    ))
-                })?;
-                context.source = open_store(
-                    url.as_str(),
-                    &std::collections::BTreeMap::new(),
-                    &self.env,
-                    retry,
-                    false,
-                )
-                .map_err(|error| {
-                    TaskError::Invalid(format!("snapshot `{}`: {error}", path.display()))
-                })?;
-            }
-        }
-        Ok(context)
-    }
-
-    fn env_is_set(&self, name: &str) -> bool {
-        self.env.iter().any(|(key, value)| key == name && value == "1")
-    }
-
-    /// Opens (creating it the first time) the task's repository with this worker's passphrase,
-    /// counting the task's requests; also returns the store uncounted (for the packer, which
-    /// counts each pack's PUT for the task that filled or flushed it).
-    async fn open_repository(
-        &self,
-        reference: &RepositoryRef,
-        requests: &Arc<RequestCounts>,
-    ) -> Result<(Repository, Arc<dyn ObjectStore>), TaskError> {
-        let options = self
-            .config
-            .repositories
-            .get(&reference.name)
-            .map(|repository| repository.options.clone())
-            .unwrap_or_default();
-        let store = open_store(&reference.url, &options, &self.env, &self.config.retry, true)
-            .map_err(|error| {
-                TaskError::Invalid(format!("repository `{}`: {error}", reference.name))
-            })?;
-        let counted: Arc<dyn ObjectStore> =
-            Arc::new(CountingStore::new(store.clone(), requests.clone()));
-        let passphrase =
-            self.config.repository_passphrase(&reference.name, &self.env).map_err(|reason| {
-                RepositoryError::Locked { repository: reference.name.clone(), reason }
-            })?;
-        let request = OpenRequest {
-            name: &reference.name,
-            url: &reference.url,
-            pinned_config: reference.config_id.as_deref(),
-            passphrase,
-            init: InitSettings {
-                chunk_size: reference.chunk_size,
-                pack_size: reference.pack_size,
-                compression_level: reference.compression_level,
-                unencrypted_blobs: self.env_is_set("BK_BENCH_UNENCRYPTED_BLOBS"),
-            },
-            kdf: self.config.key_derivation,
-            host: &self.worker_id,
-            allow_unencrypted: self.env_is_set("BK_BENCH_UNENCRYPTED_BLOBS"),
-        };
-        Ok((open(counted, &request, &self.repositories).await?, store))
-    }
-
-    /// The worker's packer for `repository`: shared by the tasks using it, made anew when none
-    /// is alive (so a new task's store, with current credentials, uploads).
-    fn packer_for(&self, repository: &Repository, store: Arc<dyn ObjectStore>) -> Arc<Packer> {
-        let key = (repository.url.clone(), repository.config.config_id.clone());
-        let mut packers = self.packers.lock().unwrap_or_else(|poison| poison.into_inner());
-        packers.retain(|_, packer| packer.strong_count() > 0);
-        if let Some(packer) = packers.get(&key).and_then(std::sync::Weak::upgrade) {
-            return packer;
-        }
-        let config = &repository.config;
-        let packer = Arc::new(Packer::new(
-            store,
-            repository.key.clone(),
-            config.pack_size,
-            config.chunk_size,
-        ));
-        packers.insert(key, Arc::downgrade(&packer));
-        packer
     }
 
     /// Sends progress until `done` is cancelled; cancels it when the coordinator says abandon.
@@ -481,7 +334,7 @@ impl Hub {
     }
 }
 
-impl Hub {
+impl Conversation {
     /// Wraps a message with the join token, read now (from its file when configured), so a
     /// rotated token is used from the next call on.
     fn authorized<T>(&self, message: T) -> tonic::Request<T> {
