@@ -183,7 +183,7 @@ pub(crate) fn print_job(job: &pb::Job) {
         job_state(job.state),
         job.source,
         job.repository,
-        job.backup_id
+        or_dash(&job.backup_id)
     );
     if !job.error.is_empty() {
         println!("error: {}", job.error);
@@ -382,6 +382,15 @@ pub(crate) fn schedule_json(schedule: &pb::Schedule) -> Value {
         "prune_keep_weekly": schedule.prune_keep_weekly, "prune_keep_monthly": schedule.prune_keep_monthly,
         "last_run_ms": schedule.last_run_ms, "drill": schedule.drill,
     })
+}
+
+/// `-` for an empty field (a job that names no backup), the value otherwise.
+pub(crate) fn or_dash(value: &str) -> &str {
+    if value.is_empty() {
+        "-"
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]

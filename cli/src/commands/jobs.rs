@@ -48,7 +48,7 @@ pub(super) async fn jobs(ctx: &CommandContext, limit: u32) -> anyhow::Result<()>
                 render::job_state(job.state),
                 job.source,
                 job.repository,
-                job.backup_id
+                render::or_dash(&job.backup_id)
             );
         }
     });

@@ -9,8 +9,8 @@ use crate::core::{Command, CommandResponse, Repository};
 
 fn worker(node: &str) -> WorkerRecord {
     WorkerRecord {
-        worker_id: format!("src/{node}"),
-        source: "src".to_string(),
+        worker_id: format!("src/{node}").into(),
+        source: "src".into(),
         node: node.to_string(),
         version: String::new(),
         registered_at_ms: 0,
@@ -42,8 +42,8 @@ fn backup_spec(n: u64) -> JobSpec {
         parent: None,
         scheduled: None,
         source_spec: None,
-        backup_id: BackupId(Ulid::from_parts(n, 0)),
-        source: "src".to_string(),
+        backup_id: Some(BackupId(Ulid::from_parts(n, 0))),
+        source: "src".into(),
         repository: RepositoryRef::new("repo", "file:///r", 1024),
         nodes: vec!["node1".to_string(), "node2".to_string()],
         phases: vec![PlannedPhase {
@@ -79,12 +79,8 @@ fn task(job: u64, index: u32) -> TaskId {
 }
 
 fn lease(state: &mut ClusterState, task_id: TaskId, attempt: u32, worker_id: &str) {
-    let event = JobEvent::TaskLeased {
-        slot: task_id.slot,
-        attempt,
-        worker_id: worker_id.to_string(),
-        at_ms: 5,
-    };
+    let event =
+        JobEvent::TaskLeased { slot: task_id.slot, attempt, worker_id: worker_id.into(), at_ms: 5 };
     apply(state, Command::Task { task_id, event });
 }
 
@@ -134,13 +130,13 @@ fn test_which_task_a_pulling_worker_gets() {
 fn test_a_job_behind_a_prune_on_its_repository_waits_for_it() {
     let mut state = state_with_backup();
     let request = PruneRequest {
-        source: "src".to_string(),
+        source: "src".into(),
         policy: Retention { keep_last: 1, ..Retention::default() },
         dry_run: false,
         max_unused_percent: 10,
     };
     let repository: Repository = RepositoryRef::new("repo", "file:///r", 1024);
-    let prune = plan_prune(&request, &repository, &[], BackupId(Ulid::from_parts(2, 0))).unwrap();
+    let prune = plan_prune(&request, &repository, &[]).unwrap();
     apply(&mut state, Command::SubmitJob { job_id: job_id(2), spec: prune, at_ms: 2 });
     apply(&mut state, Command::SubmitJob { job_id: job_id(3), spec: backup_spec(3), at_ms: 3 });
 
@@ -189,13 +185,13 @@ fn test_the_assigned_spec_carries_the_pinned_config_and_the_backups_to_forget_no
     assert!(assigned_spec(&state, task(9, 0)).is_none());
 
     let request = PruneRequest {
-        source: "src".to_string(),
+        source: "src".into(),
         policy: Retention { keep_last: 1, ..Retention::default() },
         dry_run: false,
         max_unused_percent: 10,
     };
     let repository = state.repositories["repo"].clone();
-    let prune = plan_prune(&request, &repository, &[], BackupId(Ulid::from_parts(2, 0))).unwrap();
+    let prune = plan_prune(&request, &repository, &[]).unwrap();
     apply(&mut state, Command::SubmitJob { job_id: job_id(2), spec: prune, at_ms: 2 });
     // Two backups committed after the prune was planned (with none): the older is forgotten.
     for n in [10, 11] {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use bk_proto::ids::{BackupId, JobId};
+use bk_proto::ids::{BackupId, JobId, SourceName, WorkerId};
 use bk_proto::model::{
     CatalogFormat, ConsistencyPoint, CorruptObject, DrillReport, ExclusionReport, TransferStats,
 };
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     /// The operator's name for it.
-    pub name: String,
+    pub name: SourceName,
     /// Its kind and topology.
     pub spec: SourceSpec,
 }
@@ -74,9 +74,9 @@ pub use bk_proto::model::RepositoryRef as Repository;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerRecord {
     /// Stable worker id, `<source>/<node>` by default.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// The source whose node it runs next to.
-    pub source: String,
+    pub source: SourceName,
     /// The node id.
     pub node: String,
     /// The worker binary's version.
@@ -118,7 +118,7 @@ pub struct BackupRecord {
     /// The job that wrote it.
     pub job_id: JobId,
     /// Source name.
-    pub source: String,
+    pub source: SourceName,
     /// Repository name.
     pub repository: String,
     /// When the job was submitted.
@@ -182,7 +182,7 @@ pub struct DrillRecord {
     /// When it ended.
     pub at_ms: u64,
     /// The worker that ran it.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// What it found.
     pub report: DrillReport,
     /// Tables whose row count dropped against the previous passing drill of the same source.
@@ -217,7 +217,7 @@ impl BackupRecord {
         BackupRecord {
             backup_id,
             job_id: JobId(backup_id.0),
-            source: source.to_string(),
+            source: source.into(),
             repository: "r".to_string(),
             created_at_ms,
             num_objects: 0,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bk_proto::ids::{BackupId, JobId};
+use bk_proto::ids::{BackupId, JobId, WorkerId};
 use bk_proto::model::DrillReport;
 
 use super::domain::{BackupRecord, DrillRecord, MAX_DRILLS_KEPT};
@@ -16,7 +16,7 @@ pub fn record_drill(
     backups: &mut BTreeMap<BackupId, BackupRecord>,
     backup_id: BackupId,
     job_id: JobId,
-    worker_id: String,
+    worker_id: WorkerId,
     report: DrillReport,
     at_ms: u64,
 ) {

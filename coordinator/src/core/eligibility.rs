@@ -48,7 +48,7 @@ pub fn may_take<'a>(
 
 #[cfg(test)]
 mod tests {
-    use bk_proto::ids::{BackupId, JobId};
+    use bk_proto::ids::JobId;
     use bk_proto::model::{KeyAction, RepositoryRef};
     use ulid::Ulid;
 
@@ -58,8 +58,7 @@ mod tests {
     #[test]
     fn test_key_tasks_go_to_passphrase_holders_of_any_source_and_others_stay_in_their_source() {
         let repository = RepositoryRef::new("vault", "file:///r", 1 << 20);
-        let spec =
-            plan_repository_key(&repository, KeyAction::List, BackupId(Ulid::from_parts(1, 1)));
+        let spec = plan_repository_key(&repository, KeyAction::List);
         let job = Job::new(JobId(Ulid::from_parts(1, 2)), spec, 0);
         let slot = TaskSlot::Phase { phase: 0, index: 0 };
         let mut holder = WorkerRecord::for_test("other/n", "n", "");

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use bk_proto::ids::TaskId;
+use bk_proto::ids::{TaskId, WorkerId};
 
 use super::job::JobEvent;
 use super::job::TaskStatus;
@@ -60,7 +60,7 @@ pub struct ExpiredLease {
     /// Its attempt that loses the lease (fences the old worker's late report).
     pub attempt: u32,
     /// The worker that held it.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Why.
     pub expiry: Expiry,
 }
@@ -80,7 +80,7 @@ pub fn expired(state: &ClusterState, now_ms: u64, facts: &LeaderFacts<'_>) -> Ve
     for job in state.jobs.values().filter(|job| !job.state().is_terminal()) {
         for slot in job.slots() {
             let Some(run) = job.run(slot) else { continue };
-            let (TaskStatus::Running, Some(worker_id)) = (run.status, run.worker_id.as_deref())
+            let (TaskStatus::Running, Some(worker_id)) = (run.status, run.worker_id.as_ref())
             else {
                 continue;
             };
@@ -97,7 +97,7 @@ pub fn expired(state: &ClusterState, now_ms: u64, facts: &LeaderFacts<'_>) -> Ve
                 None
             };
             if let Some(expiry) = expiry {
-                let worker_id = worker_id.to_string();
+                let worker_id = worker_id.clone();
                 expired.push(ExpiredLease { task_id, attempt: run.attempt, worker_id, expiry });
             }
         }
@@ -107,7 +107,7 @@ pub fn expired(state: &ClusterState, now_ms: u64, facts: &LeaderFacts<'_>) -> Ve
 
 #[cfg(test)]
 mod tests {
-    use bk_proto::ids::{BackupId, JobId, TaskSlot};
+    use bk_proto::ids::{JobId, TaskSlot};
     use bk_proto::model::RepositoryRef;
     use ulid::Ulid;
 
@@ -127,8 +127,7 @@ mod tests {
             max_unused_percent: 10,
         };
         let repository = RepositoryRef::new("r", "file:///r", 1 << 20);
-        let spec =
-            plan_prune(&request, &repository, &[], BackupId(Ulid::from_parts(1, 1))).unwrap();
+        let spec = plan_prune(&request, &repository, &[]).unwrap();
         let mut job = Job::new(JobId(Ulid::from_parts(1, 2)), spec, 0);
         let event =
             JobEvent::TaskLeased { slot: SLOT, attempt: 1, worker_id: "w".into(), at_ms: 1_000 };

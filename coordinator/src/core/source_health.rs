@@ -137,7 +137,7 @@ pub fn source_health(
                 SourceSpec::QuestDb { .. } => "questdb",
             };
             let judged = SourceHealth {
-                source: source.name.clone(),
+                source: source.name.to_string(),
                 kind,
                 last_backup: None,
                 rpo_ms: objectives.rpo_for(&source.name),

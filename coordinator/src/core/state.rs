@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use bk_proto::ids::{BackupId, JobId, TaskId};
+use bk_proto::ids::{BackupId, JobId, SourceName, TaskId, WorkerId};
 use bk_proto::model::{TaskKind, TaskReport, TransferStats};
 use serde::{Deserialize, Serialize};
 
@@ -82,11 +82,11 @@ pub enum Rejection {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Sources by name.
-    pub sources: BTreeMap<String, Source>,
+    pub sources: BTreeMap<SourceName, Source>,
     /// Repositories by name.
     pub repositories: BTreeMap<String, Repository>,
     /// Workers by id.
-    pub workers: BTreeMap<String, WorkerRecord>,
+    pub workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Jobs by id (ULIDs: ordered by submission).
     pub jobs: BTreeMap<JobId, Job>,
     /// Committed backups by id.
@@ -183,9 +183,11 @@ impl ClusterState {
         };
         for effect in effects {
             match effect {
+                // Only a backup job commits, and it names the backup it writes.
                 JobEffect::BackupCommitted { report } => {
-                    let record = backup_record(job, &report);
-                    self.backups.insert(record.backup_id, record);
+                    if let Some(record) = backup_record(job, &report) {
+                        self.backups.insert(record.backup_id, record);
+                    }
                 }
                 JobEffect::BackupsForgotten { backups } => {
                     for backup_id in &backups {
@@ -221,13 +223,15 @@ impl ClusterState {
         for job in self.jobs.values_mut() {
             let reads =
                 matches!(job.spec.kind, JobKind::Restore | JobKind::Verify | JobKind::Drill);
-            if job.id == prune_id || !reads || !forgotten.contains(&job.spec.backup_id) {
+            let Some(backup_id) = job.spec.backup_id.filter(|id| forgotten.contains(id)) else {
+                continue;
+            };
+            if job.id == prune_id || !reads {
                 continue;
             }
             let reason = format!(
-                "backup `{}` was forgotten by prune job `{prune_id}` before this job could read \
-                 it; pick another with `bkctl backups`",
-                job.spec.backup_id
+                "backup `{backup_id}` was forgotten by prune job `{prune_id}` before this job could read \
+                 it; pick another with `bkctl backups`"
             );
             // An ended or committing job keeps its outcome.
             let _ = job.abandon(reason, at_ms);
@@ -287,7 +291,8 @@ fn pin_repository_config(
     JobEvent::TaskSucceeded { slot, attempt, report, at_ms }
 }
 
-fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
+fn backup_record(job: &Job, report: &TaskReport) -> Option<BackupRecord> {
+    let backup_id = job.spec.backup_id?;
     let mut catalog_format = None;
     let mut consistency = Vec::new();
     let mut catalog_sequence = None;
@@ -325,8 +330,8 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
             phases.push(summary);
         }
     }
-    BackupRecord {
-        backup_id: job.spec.backup_id,
+    Some(BackupRecord {
+        backup_id,
         job_id: job.id,
         source: job.spec.source.clone(),
         repository: job.spec.repository.name.clone(),
@@ -348,7 +353,7 @@ fn backup_record(job: &Job, report: &TaskReport) -> BackupRecord {
         drills: Vec::new(),
         checkpoint_held_ms,
         snapshot,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -540,7 +545,7 @@ mod tests {
             dry_run: false,
             max_unused_percent: 10,
         };
-        let spec = plan_prune(&request, &repository, &[], BackupId(prune_id.0)).unwrap();
+        let spec = plan_prune(&request, &repository, &[]).unwrap();
         state.apply(Command::SubmitJob { job_id: prune_id, spec, at_ms: 3 });
         let slot = TaskSlot::Phase { phase: 0, index: 0 };
         let task_id = TaskId { job_id: prune_id, slot };

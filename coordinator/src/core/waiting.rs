@@ -1,6 +1,7 @@
 //! Why a runnable task is not running: the answer an operator needs at 3 a.m. instead of a job
 //! that silently hangs.
 
+use bk_proto::ids::WorkerId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use super::job::{Placement, PlannedTask};
 pub fn waiting_reason(
     source: &str,
     task: &PlannedTask,
-    workers: &BTreeMap<String, WorkerRecord>,
-    last_seen: &BTreeMap<String, Duration>,
+    workers: &BTreeMap<WorkerId, WorkerRecord>,
+    last_seen: &BTreeMap<WorkerId, Duration>,
     lease_timeout: Duration,
 ) -> Option<String> {
     let placement = &task.placement;
@@ -96,17 +97,16 @@ mod tests {
 
     #[test]
     fn test_waiting_reasons() {
-        let workers: BTreeMap<String, WorkerRecord> =
-            [("w1".to_string(), worker("w1", "node1"))].into_iter().collect();
+        let workers: BTreeMap<WorkerId, WorkerRecord> =
+            [("w1".into(), worker("w1", "node1"))].into_iter().collect();
         let timeout = Duration::from_secs(30);
-        let fresh: BTreeMap<String, Duration> = [("w1".to_string(), Duration::from_secs(1))].into();
-        let stale: BTreeMap<String, Duration> =
-            [("w1".to_string(), Duration::from_secs(95))].into();
-        let never: BTreeMap<String, Duration> = BTreeMap::new();
+        let fresh: BTreeMap<WorkerId, Duration> = [("w1".into(), Duration::from_secs(1))].into();
+        let stale: BTreeMap<WorkerId, Duration> = [("w1".into(), Duration::from_secs(95))].into();
+        let never: BTreeMap<WorkerId, Duration> = BTreeMap::new();
         let node = |n: &str| task(Placement::Node(n.to_string()), copy(n));
         let any = task(Placement::AnyNode, TaskKind::RemoveStaging);
         let drill = task(Placement::DrillWorker, TaskKind::RemoveStaging);
-        let cases: Vec<(PlannedTask, &BTreeMap<String, Duration>, Option<&str>)> = vec![
+        let cases: Vec<(PlannedTask, &BTreeMap<WorkerId, Duration>, Option<&str>)> = vec![
             (node("node1"), &fresh, None),
             (any, &fresh, None),
             (node("node2"), &fresh, Some("none registered for node `node2` of source `prod`")),
@@ -129,14 +129,14 @@ mod tests {
     #[test]
     fn test_a_task_a_stand_in_may_run_is_not_waiting_for_its_dead_node() {
         let bucket = "s3://influxdb-data";
-        let workers: BTreeMap<String, WorkerRecord> = [
-            ("prod/node1".to_string(), WorkerRecord::for_test("prod/node1", "node1", bucket)),
-            ("prod/node2".to_string(), WorkerRecord::for_test("prod/node2", "node2", bucket)),
+        let workers: BTreeMap<WorkerId, WorkerRecord> = [
+            ("prod/node1".into(), WorkerRecord::for_test("prod/node1", "node1", bucket)),
+            ("prod/node2".into(), WorkerRecord::for_test("prod/node2", "node2", bucket)),
         ]
         .into();
-        let seen: BTreeMap<String, Duration> = [
-            ("prod/node1".to_string(), Duration::from_secs(95)),
-            ("prod/node2".to_string(), Duration::from_secs(1)),
+        let seen: BTreeMap<WorkerId, Duration> = [
+            ("prod/node1".into(), Duration::from_secs(95)),
+            ("prod/node2".into(), Duration::from_secs(1)),
         ]
         .into();
         let timeout = Duration::from_secs(30);

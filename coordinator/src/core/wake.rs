@@ -142,7 +142,7 @@ mod tests {
             parent: None,
             scheduled: None,
             source_spec: None,
-            backup_id: BackupId(Ulid::from_parts(1, 0)),
+            backup_id: Some(BackupId(Ulid::from_parts(1, 0))),
             source: "src".into(),
             repository: RepositoryRef::new("repo", "file:///r", 1024),
             nodes: vec!["n1".into(), "n2".into()],

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bk_proto::ids::TaskId;
+use bk_proto::ids::{TaskId, WorkerId};
 use bk_proto::pb::Progress;
 
 /// In-memory state of the leader.
@@ -20,9 +20,9 @@ pub struct LeaderRuntime {
 
 #[derive(Debug, Default)]
 struct RuntimeInner {
-    last_seen: HashMap<String, Instant>,
+    last_seen: HashMap<WorkerId, Instant>,
     /// Each worker's object-store retry count, from its last heartbeat.
-    store_retries: HashMap<String, u64>,
+    store_retries: HashMap<WorkerId, u64>,
     progress: HashMap<TaskId, (u32, Progress)>,
     leader_since: Option<Instant>,
     /// Tasks a pull is proposing a lease for right now: other pulls skip them instead of
@@ -31,7 +31,7 @@ struct RuntimeInner {
     /// Leases taken back while this replica led, by reason (for `/metrics`).
     requeued: BTreeMap<&'static str, u64>,
     /// The workers found silent last, and when: a thousand pulls in a second share one answer.
-    silent: Option<(Instant, Arc<HashSet<String>>)>,
+    silent: Option<(Instant, Arc<HashSet<WorkerId>>)>,
 }
 
 /// How long a computed set of silent workers is reused.
@@ -80,21 +80,21 @@ impl LeaderRuntime {
 
     /// Records that `worker_id` was just heard from.
     pub fn touch(&self, worker_id: &str) {
-        self.lock().last_seen.insert(worker_id.to_string(), Instant::now());
+        self.lock().last_seen.insert(WorkerId::from(worker_id), Instant::now());
     }
 
     /// Records a worker's object-store retry count (cumulative, from its heartbeat).
     pub fn record_store_retries(&self, worker_id: &str, retries: u64) {
-        self.lock().store_retries.insert(worker_id.to_string(), retries);
+        self.lock().store_retries.insert(WorkerId::from(worker_id), retries);
     }
 
     /// Each worker's object-store retry count, as last reported.
-    pub fn store_retries(&self) -> BTreeMap<String, u64> {
+    pub fn store_retries(&self) -> BTreeMap<WorkerId, u64> {
         self.lock().store_retries.iter().map(|(worker, count)| (worker.clone(), *count)).collect()
     }
 
     /// How long ago each worker was heard from.
-    pub fn last_seen_ago(&self) -> BTreeMap<String, Duration> {
+    pub fn last_seen_ago(&self) -> BTreeMap<WorkerId, Duration> {
         let now = Instant::now();
         self.lock()
             .last_seen
@@ -120,9 +120,9 @@ impl LeaderRuntime {
     /// says), computed under one lock and reused for `SILENT_CACHE`.
     pub fn silent_workers<'a>(
         &self,
-        workers: impl IntoIterator<Item = &'a str>,
+        workers: impl IntoIterator<Item = &'a WorkerId>,
         timeout: Duration,
-    ) -> Arc<HashSet<String>> {
+    ) -> Arc<HashSet<WorkerId>> {
         let mut inner = self.lock();
         if let Some((at, silent)) = &inner.silent {
             if at.elapsed() < SILENT_CACHE {
@@ -130,14 +130,14 @@ impl LeaderRuntime {
             }
         }
         let now = Instant::now();
-        let silent: HashSet<String> = workers
+        let silent: HashSet<WorkerId> = workers
             .into_iter()
             .filter(|worker| {
                 let since =
                     inner.last_seen.get(*worker).copied().or(inner.leader_since).unwrap_or(now);
                 now.duration_since(since) > timeout
             })
-            .map(str::to_string)
+            .cloned()
             .collect();
         let silent = Arc::new(silent);
         inner.silent = Some((now, silent.clone()));

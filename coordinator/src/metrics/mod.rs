@@ -107,17 +107,18 @@ fn state_counts(coordinator: &Coordinator) -> StateCounts {
             counts.bytes_written += backup.transfer.bytes_written;
             counts.bytes_stored += backup.transfer.bytes_stored;
             if let Some(held) = backup.checkpoint_held_ms {
-                let newest = counts.checkpoint_held.entry(backup.source.clone()).or_default();
+                let newest = counts.checkpoint_held.entry(backup.source.to_string()).or_default();
                 if backup.created_at_ms >= newest.0 {
                     *newest = (backup.created_at_ms, held);
                 }
             }
             for drill in backup.drills.iter().filter(|drill| drill.report.passed) {
-                let last = counts.last_drill_success_ms.entry(backup.source.clone()).or_default();
+                let last =
+                    counts.last_drill_success_ms.entry(backup.source.to_string()).or_default();
                 *last = (*last).max(drill.at_ms);
             }
         }
-        counts.workers = state.workers.keys().cloned().collect();
+        counts.workers = state.workers.keys().map(|id| id.to_string()).collect();
         counts
     })
 }

@@ -212,7 +212,7 @@ impl Control for ControlServiceImpl {
             DrillTarget::Backup(parse_backup_id(&request.backup_id)?)
         } else if !request.source.is_empty() {
             DrillTarget::NewestOf {
-                source: request.source,
+                source: request.source.into(),
                 repository: (!request.repository.is_empty()).then_some(request.repository),
             }
         } else {
@@ -245,7 +245,7 @@ impl Control for ControlServiceImpl {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let prune = PruneRequest {
-            source: request.source.clone(),
+            source: request.source.clone().into(),
             policy: RetentionPolicy {
                 keep_last: request.keep_last,
                 keep_daily: request.keep_daily,

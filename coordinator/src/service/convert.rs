@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bk_proto::ids::{TaskId, TaskSlot};
+use bk_proto::ids::{TaskId, TaskSlot, WorkerId};
 use bk_proto::pb;
 
 use crate::core::domain::{BackupRecord, Repository, Source, SourceSpec, WorkerRecord};
@@ -43,7 +43,7 @@ pub fn source_from_pb(source: pb::Source) -> Result<Source, CoordinatorError> {
             )))
         }
     };
-    Ok(Source { name: source.name, spec })
+    Ok(Source { name: source.name.into(), spec })
 }
 
 /// Converts a source to the wire.
@@ -70,7 +70,7 @@ pub fn source_to_pb(source: &Source) -> pb::Source {
             pb::source::Kind::Questdb(pb::QuestDb { node: node.clone(), pg_addr: pg_addr.clone() })
         }
     };
-    pb::Source { name: source.name.clone(), kind: Some(kind) }
+    pb::Source { name: source.name.to_string(), kind: Some(kind) }
 }
 
 /// Validates and converts a repository from the wire.
@@ -170,7 +170,7 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
             })
             .collect(),
         id: backup.backup_id.to_string(),
-        source: backup.source.clone(),
+        source: backup.source.to_string(),
         repository: backup.repository.clone(),
         job_id: backup.job_id.to_string(),
         created_at_ms: backup.created_at_ms,
@@ -208,16 +208,16 @@ pub fn backup_to_pb(backup: &BackupRecord) -> pb::Backup {
 /// What only the leader knows of workers (it hears their heartbeats).
 pub struct Liveness {
     /// How long ago each worker was heard from.
-    pub last_seen: BTreeMap<String, Duration>,
+    pub last_seen: BTreeMap<WorkerId, Duration>,
     /// Each worker's object-store retries, from its last heartbeat.
-    pub store_retries: BTreeMap<String, u64>,
+    pub store_retries: BTreeMap<WorkerId, u64>,
 }
 
 /// Converts a worker record to the wire; `liveness` only when this replica leads.
 pub fn worker_to_pb(worker: &WorkerRecord, liveness: Option<&Liveness>) -> pb::Worker {
     pb::Worker {
-        id: worker.worker_id.clone(),
-        source: worker.source.clone(),
+        id: worker.worker_id.to_string(),
+        source: worker.source.to_string(),
         node: worker.node.clone(),
         registered_at_ms: worker.registered_at_ms,
         max_concurrent_objects: worker.max_concurrent_objects,
@@ -233,7 +233,7 @@ pub fn worker_to_pb(worker: &WorkerRecord, liveness: Option<&Liveness>) -> pb::W
 /// What a job view needs beyond the job: workers, and (on the leader) liveness and progress.
 pub struct JobViewContext<'a> {
     /// Registered workers.
-    pub workers: &'a BTreeMap<String, WorkerRecord>,
+    pub workers: &'a BTreeMap<WorkerId, WorkerRecord>,
     /// The leader's runtime, or `None` on a follower.
     pub runtime: Option<&'a LeaderRuntime>,
     /// The lease timeout (for waiting reasons).
@@ -313,7 +313,7 @@ fn task_to_pb(
     planned: Option<&PlannedTask>,
     run: &TaskRun,
     context: &JobViewContext<'_>,
-    last_seen: &BTreeMap<String, Duration>,
+    last_seen: &BTreeMap<WorkerId, Duration>,
 ) -> pb::Task {
     let task_id = TaskId { job_id: job.id, slot };
     let node = match planned.map(|task| &task.placement) {
@@ -365,7 +365,7 @@ fn task_to_pb(
         node,
         state: task_state_to_pb(run.status) as i32,
         attempt: run.attempt,
-        worker_id: run.worker_id.clone().unwrap_or_default(),
+        worker_id: run.worker_id.as_deref().unwrap_or_default().to_string(),
         started_at_ms: run.started_at_ms.unwrap_or(0),
         finished_at_ms: run.finished_at_ms.unwrap_or(0),
         error: run.error.clone().unwrap_or_default(),
@@ -393,12 +393,12 @@ pub fn job_header_to_pb(job: &Job) -> pb::Job {
             JobKind::Check => pb::JobKind::Check,
         } as i32,
         state: job_state_to_pb(job.state()) as i32,
-        source: job.spec.source.clone(),
+        source: job.spec.source.to_string(),
         repository: job.spec.repository.name.clone(),
         created_at_ms: job.created_at_ms,
         finished_at_ms: job.finished_at_ms().unwrap_or(0),
         error: job.error().unwrap_or_default().to_string(),
-        backup_id: job.spec.backup_id.to_string(),
+        backup_id: job.spec.backup_id.map(|id| id.to_string()).unwrap_or_default(),
         phases: Vec::new(),
         cleanup: Vec::new(),
     }
@@ -431,7 +431,7 @@ fn drill_to_pb(drill: &crate::core::domain::DrillRecord) -> pb::Drill {
     pb::Drill {
         job_id: drill.job_id.to_string(),
         at_ms: drill.at_ms,
-        worker_id: drill.worker_id.clone(),
+        worker_id: drill.worker_id.to_string(),
         passed: report.passed,
         failure: report.failure.clone().unwrap_or_default(),
         checks: report.checks.clone(),

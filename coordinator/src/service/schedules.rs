@@ -55,7 +55,7 @@ fn schedule_from_pb(schedule: pb::Schedule, now_ms: u64) -> Schedule {
     };
     Schedule {
         name: schedule.name,
-        source: schedule.source,
+        source: schedule.source.into(),
         repository: schedule.repository,
         cron: schedule.cron,
         prune: (retention != Retention::default()).then_some(retention),
@@ -69,7 +69,7 @@ fn schedule_to_pb(schedule: &Schedule) -> pb::Schedule {
     let prune = schedule.prune.unwrap_or_default();
     pb::Schedule {
         name: schedule.name.clone(),
-        source: schedule.source.clone(),
+        source: schedule.source.to_string(),
         repository: schedule.repository.clone(),
         cron: schedule.cron.clone(),
         prune_keep_last: prune.keep_last,

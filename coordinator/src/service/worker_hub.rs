@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bk_proto::ids::TaskId;
+use bk_proto::ids::{TaskId, WorkerId};
 
 use crate::core::assign::{assigned_spec, is_current_attempt, next_task};
 use bk_proto::pb;
@@ -42,7 +42,7 @@ impl WorkerHubServiceImpl {
         let runtime = &self.coordinator.runtime;
         self.coordinator
             .read(|state| {
-                let ids = state.workers.keys().map(String::as_str);
+                let ids = state.workers.keys();
                 let silent = runtime.silent_workers(ids, self.coordinator.lease_timeout);
                 let is_silent = |candidate: &WorkerRecord| silent.contains(&candidate.worker_id);
                 next_task(state, worker_id, is_silent, |id| runtime.is_being_leased(id))
@@ -98,7 +98,7 @@ impl WorkerHubServiceImpl {
         let event = JobEvent::TaskLeased {
             slot: task_id.slot,
             attempt,
-            worker_id,
+            worker_id: WorkerId::from(worker_id),
             at_ms: crate::clock::now_ms(),
         };
         Ok(match self.coordinator.propose(Command::Task { task_id, event }).await? {
@@ -200,7 +200,7 @@ impl WorkerHub for WorkerHubServiceImpl {
         self.coordinator.ensure_leader()?;
         let request = request.into_inner();
         let worker_id = request.worker_id;
-        let known = self.coordinator.read(|state| state.workers.contains_key(&worker_id));
+        let known = self.coordinator.read(|state| state.workers.contains_key(worker_id.as_str()));
         if known {
             self.coordinator.runtime.touch(&worker_id);
             self.coordinator.runtime.record_store_retries(&worker_id, request.store_retries);

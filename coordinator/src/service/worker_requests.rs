@@ -1,7 +1,7 @@
 //! What workers send, read into the core's types: the checks a request must pass before the
 //! leader acts on it, apart from the handlers that act.
 
-use bk_proto::ids::{ParseIdError, TaskId};
+use bk_proto::ids::{ParseIdError, TaskId, WorkerId};
 use bk_proto::model::TaskReport;
 use bk_proto::pb;
 
@@ -23,8 +23,8 @@ pub fn worker_from_pb(
         ));
     }
     Ok(WorkerRecord {
-        worker_id: request.worker_id,
-        source: request.source,
+        worker_id: WorkerId(request.worker_id),
+        source: request.source.into(),
         node: request.node,
         version: request.version,
         registered_at_ms: at_ms,

@@ -1,7 +1,7 @@
 //! What happens to a job (events, applied in log order), what applying one asks of the rest
 //! of the state, and why an event may not apply.
 
-use bk_proto::ids::{BackupId, TaskSlot};
+use bk_proto::ids::{BackupId, TaskSlot, WorkerId};
 use bk_proto::model::{DrillReport, TaskReport};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use super::run::{JobState, TaskStatus};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEvent {
     /// The leader handed attempt `attempt` of a task to a worker.
-    TaskLeased { slot: TaskSlot, attempt: u32, worker_id: String, at_ms: u64 },
+    TaskLeased { slot: TaskSlot, attempt: u32, worker_id: WorkerId, at_ms: u64 },
     /// A worker reported success.
     TaskSucceeded { slot: TaskSlot, attempt: u32, report: TaskReport, at_ms: u64 },
     /// A worker reported failure.
@@ -46,7 +46,7 @@ pub enum JobEffect {
     /// A prune forgot these backups: their manifests are gone.
     BackupsForgotten { backups: Vec<BackupId> },
     /// A drill ended (passed or failed): it is recorded on its backup.
-    DrillFinished { backup_id: BackupId, worker_id: String, report: DrillReport, at_ms: u64 },
+    DrillFinished { backup_id: BackupId, worker_id: WorkerId, report: DrillReport, at_ms: u64 },
 }
 
 /// Why an event was not applied. Not an error of the state machine: callers use it to answer

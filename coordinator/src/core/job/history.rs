@@ -120,7 +120,6 @@ mod tests {
             let spec = crate::core::plan::keys::plan_repository_key(
                 &crate::core::Repository::new("r", "file:///r", 1 << 20),
                 bk_proto::model::KeyAction::List,
-                BackupId(id.0),
             );
             let mut job = Job::new(id, spec, k * HOUR);
             if !running.contains(&k) {

@@ -35,8 +35,8 @@ fn job_with_phases(phases: &[&[&str]]) -> Job {
         parent: None,
         scheduled: None,
         source_spec: None,
-        backup_id: BackupId(Ulid::from_parts(1, 1)),
-        source: "src".to_string(),
+        backup_id: Some(BackupId(Ulid::from_parts(1, 1))),
+        source: "src".into(),
         repository: RepositoryRef::new("repo", "file:///r", 1024),
         nodes: vec!["node1".to_string()],
         phases: phases
@@ -64,8 +64,7 @@ fn slot(phase: u32, index: u32) -> TaskSlot {
 const CLEANUP: TaskSlot = TaskSlot::Cleanup { index: 0 };
 
 fn lease(job: &mut Job, slot: TaskSlot, attempt: u32) {
-    job.apply(JobEvent::TaskLeased { slot, attempt, worker_id: "w".to_string(), at_ms: 10 })
-        .unwrap();
+    job.apply(JobEvent::TaskLeased { slot, attempt, worker_id: "w".into(), at_ms: 10 }).unwrap();
 }
 
 fn succeed(job: &mut Job, slot: TaskSlot, attempt: u32) -> Vec<JobEffect> {
@@ -241,7 +240,7 @@ fn test_commit_task_success_emits_backup_committed() {
             "commit".into(),
             Placement::AnyNode,
             TaskKind::CommitBackup {
-                backup_id: job.spec.backup_id,
+                backup_id: job.spec.backup_id.expect("a backup job"),
                 created_at_ms: 1,
                 parts: vec![],
             },
@@ -312,7 +311,7 @@ fn test_a_committing_job_cannot_be_cancelled() {
             "commit".into(),
             Placement::AnyNode,
             TaskKind::CommitBackup {
-                backup_id: job.spec.backup_id,
+                backup_id: job.spec.backup_id.expect("a backup job"),
                 created_at_ms: 1,
                 parts: vec![],
             },

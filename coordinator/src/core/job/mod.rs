@@ -9,7 +9,7 @@
 //! `attempt`; results and expiries name the attempt they are about, and anything about an older
 //! attempt is ignored, so a slow or partitioned worker can never overwrite a newer result.
 
-use bk_proto::ids::{JobId, TaskId, TaskSlot};
+use bk_proto::ids::{JobId, TaskId, TaskSlot, WorkerId};
 use bk_proto::model::{DrillReport, TaskKind, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 
@@ -184,7 +184,7 @@ impl Job {
         }
         Some(TaskSpec {
             task_id: TaskId { job_id: self.id, slot },
-            source: self.spec.source.clone(),
+            source: self.spec.source.to_string(),
             repository: self.spec.repository.clone(),
             parent: self.spec.parent,
             kind,
@@ -277,7 +277,7 @@ impl Job {
         &mut self,
         slot: TaskSlot,
         attempt: u32,
-        worker_id: String,
+        worker_id: WorkerId,
         at_ms: u64,
     ) -> Result<(), JobEventRejected> {
         let run = self.run_mut(slot).ok_or(JobEventRejected::UnknownTask(slot))?;

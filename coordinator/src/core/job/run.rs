@@ -1,5 +1,6 @@
 //! Where a job and each of its tasks stand: the live state the events change.
 
+use bk_proto::ids::WorkerId;
 use bk_proto::model::TaskReport;
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ pub struct TaskRun {
     /// Leases handed out so far (0: never leased).
     pub attempt: u32,
     /// The worker of the current or last lease.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// When the current or last lease was handed out.
     pub started_at_ms: Option<u64>,
     /// When it succeeded or failed.

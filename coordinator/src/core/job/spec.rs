@@ -1,6 +1,6 @@
 //! A job's plan: what to run, where, in which order. Fixed at submission.
 
-use bk_proto::ids::BackupId;
+use bk_proto::ids::{BackupId, SourceName};
 use bk_proto::model::{RepositoryRef, TaskKind};
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,10 @@ pub struct JobSpec {
     /// What the job does.
     #[serde(default)]
     pub kind: JobKind,
-    /// The backup the job writes (backup) or reads (restore, verify).
-    pub backup_id: BackupId,
+    /// The backup the job writes (backup) or reads (restore, verify, drill); `None` for the
+    /// jobs about a repository as a whole (prune, keys, check).
+    #[serde(default)]
+    pub backup_id: Option<BackupId>,
     /// Backup: the parent it is incremental to (`None`: full).
     #[serde(default)]
     pub parent: Option<BackupId>,
@@ -22,7 +24,7 @@ pub struct JobSpec {
     #[serde(default)]
     pub scheduled: Option<(String, u64)>,
     /// Source name.
-    pub source: String,
+    pub source: SourceName,
     /// The source's topology when the job was planned (recorded in the backup, so a restore
     /// plans from what was backed up even if the source is re-registered later).
     #[serde(default)]
@@ -53,7 +55,7 @@ impl JobSpec {
             kind,
             parent: None,
             scheduled: None,
-            backup_id: backup.backup_id,
+            backup_id: Some(backup.backup_id),
             source: backup.source.clone(),
             source_spec: backup.source_spec.clone(),
             repository: repository.clone(),

@@ -99,7 +99,7 @@ impl JobStatus {
 
 #[cfg(test)]
 mod tests {
-    use bk_proto::ids::BackupId;
+
     use serde_json::{json, Value};
     use ulid::Ulid;
 
@@ -113,7 +113,6 @@ mod tests {
         let mut spec = crate::core::plan::keys::plan_repository_key(
             &repository,
             bk_proto::model::KeyAction::List,
-            BackupId(Ulid::from_parts(1, 1)),
         );
         spec.phases.push(spec.phases[0].clone());
         let job = Job::new(JobId(Ulid::from_parts(1, 1)), spec, 1);

@@ -120,7 +120,7 @@ mod tests {
     fn job() -> Job {
         let spec = JobSpec {
             kind: crate::core::job::JobKind::Backup,
-            backup_id: BackupId(Ulid::from_parts(1, 1)),
+            backup_id: Some(BackupId(Ulid::from_parts(1, 1))),
             parent: None,
             scheduled: None,
             source: "s".into(),
@@ -140,7 +140,8 @@ mod tests {
     fn run(job: &mut Job, index: u32, outcome: Result<TaskReport, &str>, at_ms: u64) {
         let slot = TaskSlot::Phase { phase: 0, index };
         let worker_id = "w".to_string();
-        job.apply(JobEvent::TaskLeased { slot, attempt: 1, worker_id, at_ms }).unwrap();
+        job.apply(JobEvent::TaskLeased { slot, attempt: 1, worker_id: worker_id.into(), at_ms })
+            .unwrap();
         let event = match outcome {
             Ok(report) => JobEvent::TaskSucceeded { slot, attempt: 1, report, at_ms: at_ms + 5 },
             Err(error) => JobEvent::TaskFailed {

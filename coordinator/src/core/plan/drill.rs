@@ -5,6 +5,7 @@
 //! local directory, so they cannot be spread over workers. The task wipes its scratch before
 //! and after, so a drill cut short by a crash leaves nothing that the next one trips over.
 
+use bk_proto::ids::SourceName;
 use bk_proto::model::{DrillDatabase, TaskKind};
 
 use super::error::PlanError;
@@ -20,7 +21,7 @@ pub enum DrillTarget {
     /// The newest backup of a source, in one repository or any.
     NewestOf {
         /// The source.
-        source: String,
+        source: SourceName,
         /// Only backups in this repository.
         repository: Option<String>,
     },
@@ -41,8 +42,8 @@ pub fn resolve_drill_target<'a>(
                 "backup `{backup_id}` not found: list them with `bkctl backups`"
             ))
         }),
-        DrillTarget::NewestOf { source, .. } if !state.sources.contains_key(source) => {
-            Err(PlanError::UnknownSource(source.clone()))
+        DrillTarget::NewestOf { source, .. } if !state.sources.contains_key(source.as_str()) => {
+            Err(PlanError::UnknownSource(source.to_string()))
         }
         DrillTarget::NewestOf { repository: Some(name), .. }
             if !state.repositories.contains_key(name) =>

@@ -51,7 +51,7 @@ pub(super) fn backup(
     let (catalog_prefix, licence_prefix) = match &source.spec {
         SourceSpec::QuestDb { .. } => {
             return Err(PlanError::InvalidSource {
-                source_name: source.name.clone(),
+                source_name: source.name.to_string(),
                 reason: "a QuestDB source is planned by the QuestDB planner".to_string(),
             })
         }
@@ -112,7 +112,7 @@ pub(super) fn backup(
         kind: JobKind::Backup,
         parent: options.parent,
         scheduled: None,
-        backup_id,
+        backup_id: Some(backup_id),
         source_spec: Some(source.spec.clone()),
         source: source.name.clone(),
         repository: repository.clone(),

@@ -9,7 +9,7 @@ use crate::core::plan::plan_backup;
 
 fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
     Source {
-        name: "prod".to_string(),
+        name: "prod".into(),
         spec: SourceSpec::InfluxDb3Enterprise {
             cluster_id: "cluster1".to_string(),
             compactor_node: compactor.to_string(),
@@ -159,7 +159,7 @@ fn test_commit_lists_every_copy_task_in_phase_order() {
 #[test]
 fn test_core_plan_has_no_compactor_or_licence_and_leaves_catalog_to_its_phase() {
     let source = Source {
-        name: "core".to_string(),
+        name: "core".into(),
         spec: SourceSpec::InfluxDb3Core { node: "node0".to_string(), http_endpoint: None },
     };
     let spec = plan(&source).unwrap();

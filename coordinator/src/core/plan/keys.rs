@@ -1,18 +1,14 @@
 //! Repository jobs that concern no backup (keys, checks): one task, on a worker holding a
 //! passphrase for the repository. Pure.
 
-use bk_proto::ids::BackupId;
+use bk_proto::ids::SourceName;
 use bk_proto::model::{KeyAction, TaskKind};
 
 use crate::core::domain::Repository;
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
-/// Plans a key action on `repository`. `job_backup_id` only fills the job's backup field.
-pub fn plan_repository_key(
-    repository: &Repository,
-    action: KeyAction,
-    job_backup_id: BackupId,
-) -> JobSpec {
+/// Plans a key action on `repository`.
+pub fn plan_repository_key(repository: &Repository, action: KeyAction) -> JobSpec {
     let label = match &action {
         KeyAction::Add { new_password_file } => {
             format!(
@@ -25,10 +21,10 @@ pub fn plan_repository_key(
     };
     JobSpec {
         kind: JobKind::RepositoryKey,
-        backup_id: job_backup_id,
+        backup_id: None,
         parent: None,
         scheduled: None,
-        source: String::new(),
+        source: SourceName::default(),
         source_spec: None,
         repository: repository.clone(),
         nodes: Vec::new(),
@@ -46,12 +42,8 @@ pub fn plan_repository_key(
 }
 
 /// Plans a check of `repository` reading `read_data_percent` of its packs whole.
-pub fn plan_repository_check(
-    repository: &Repository,
-    read_data_percent: u32,
-    job_backup_id: BackupId,
-) -> JobSpec {
-    let mut spec = plan_repository_key(repository, KeyAction::List, job_backup_id);
+pub fn plan_repository_check(repository: &Repository, read_data_percent: u32) -> JobSpec {
+    let mut spec = plan_repository_key(repository, KeyAction::List);
     spec.kind = JobKind::Check;
     spec.phases = vec![PlannedPhase {
         name: "check".to_string(),

@@ -103,7 +103,7 @@ pub fn plan_restore(
 /// Node ids every planner relies on: present, unique, without `/`.
 fn validate_source(source: &Source) -> Result<(), PlanError> {
     let invalid =
-        |reason: String| PlanError::InvalidSource { source_name: source.name.clone(), reason };
+        |reason: String| PlanError::InvalidSource { source_name: source.name.to_string(), reason };
     let mut ids: Vec<&str> = Vec::new();
     match &source.spec {
         SourceSpec::QuestDb { node, pg_addr } => {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use bk_proto::ids::BackupId;
+use bk_proto::ids::{BackupId, SourceName};
 use bk_proto::model::{Retention, TaskKind};
 
 use super::error::PlanError;
@@ -90,7 +90,7 @@ fn month(ms: u64) -> i64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PruneRequest {
     /// Whose backups the keep rules apply to.
-    pub source: String,
+    pub source: SourceName,
     /// The keep rules.
     pub policy: RetentionPolicy,
     /// Report only.
@@ -110,7 +110,6 @@ pub fn plan_prune(
     request: &PruneRequest,
     repository: &Repository,
     backups: &[&BackupRecord],
-    job_backup_id: BackupId,
 ) -> Result<JobSpec, PlanError> {
     let PruneRequest { source, policy, dry_run, max_unused_percent } = request;
     let (dry_run, max_unused_percent) = (*dry_run, *max_unused_percent);
@@ -153,10 +152,10 @@ pub fn plan_prune(
     ];
     Ok(JobSpec {
         kind: JobKind::Prune,
-        backup_id: job_backup_id,
+        backup_id: None,
         parent: None,
         scheduled: None,
-        source: source.to_string(),
+        source: source.clone(),
         source_spec: None,
         repository: repository.clone(),
         nodes: Vec::new(),
@@ -288,18 +287,17 @@ mod tests {
         let history = history(&[(0, 1), (1, 1), (2, 1)]);
         let refs: Vec<&BackupRecord> = history.iter().collect();
         let repository = Repository::new("r", "file:///r", 1 << 20);
-        let id = BackupId(Ulid::from_parts(9, 9));
         let mut request = PruneRequest {
             source: "s".into(),
             policy: RetentionPolicy::default(),
             dry_run: false,
             max_unused_percent: 10,
         };
-        let error = plan_prune(&request, &repository, &refs, id).unwrap_err();
+        let error = plan_prune(&request, &repository, &refs).unwrap_err();
         assert!(error.to_string().contains("--keep-last"), "{error}");
         request.policy = RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() };
         request.dry_run = true;
-        let spec = plan_prune(&request, &repository, &refs, id).unwrap();
+        let spec = plan_prune(&request, &repository, &refs).unwrap();
         let names: Vec<&str> = spec.phases.iter().map(|phase| phase.name.as_str()).collect();
         assert_eq!(names, ["forget", "sweep"]);
         let TaskKind::ForgetBackups { retention, dry_run, .. } = &spec.phases[0].tasks[0].kind
@@ -327,8 +325,7 @@ mod tests {
             max_unused_percent: 10,
         };
         // Every backup given, as the scheduled prune passes them: still 2 of `s` in `r`.
-        let spec =
-            plan_prune(&request, &repository, &refs, BackupId(Ulid::from_parts(9, 9))).unwrap();
+        let spec = plan_prune(&request, &repository, &refs).unwrap();
         assert!(
             spec.phases[0].tasks[0].label.ends_with("(2 now)"),
             "{}",
@@ -351,8 +348,7 @@ mod tests {
         };
         let prune_on = |repository: &str, n: u64| {
             let repository = Repository::new(repository, "file:///r", 1 << 20);
-            let spec =
-                plan_prune(&request, &repository, &[], BackupId(Ulid::from_parts(n, 0))).unwrap();
+            let spec = plan_prune(&request, &repository, &[]).unwrap();
             Job::new(bk_proto::ids::JobId(Ulid::from_parts(n, 1)), spec, 0)
         };
         let (first, second, elsewhere) = (prune_on("r", 1), prune_on("r", 2), prune_on("x", 3));

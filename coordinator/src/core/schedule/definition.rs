@@ -1,5 +1,6 @@
 //! A schedule as registered, and the cron rule that says when its next slot is due.
 
+use bk_proto::ids::SourceName;
 use std::str::FromStr;
 
 use bk_proto::model::Retention;
@@ -13,7 +14,7 @@ pub struct Schedule {
     /// Its name.
     pub name: String,
     /// The source backed up.
-    pub source: String,
+    pub source: SourceName,
     /// The repository backed up into.
     pub repository: String,
     /// Cron pattern, UTC: 5 fields (`0 2 * * *`), or 6 with seconds first.

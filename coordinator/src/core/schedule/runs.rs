@@ -106,7 +106,7 @@ fn backup_jobs(
             max_unused_percent: bk_proto::model::default_max_unused_percent(),
         };
         // A schedule's retention was checked when it was added: it always has a keep rule.
-        if let Ok(spec) = plan_prune(&request, repository, &backups, BackupId(prune_id.0)) {
+        if let Ok(spec) = plan_prune(&request, repository, &backups) {
             jobs.push((prune_id, JobSpec { scheduled, ..spec }));
         }
     }

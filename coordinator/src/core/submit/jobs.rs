@@ -22,7 +22,7 @@ use crate::core::state::{ClusterState, Command};
 pub struct Ids {
     /// The new job's id.
     pub job_id: JobId,
-    /// The backup a backup job writes (other jobs use the job's own id there).
+    /// The backup a backup job writes (other jobs write none and ignore it).
     pub backup_id: BackupId,
 }
 
@@ -111,7 +111,7 @@ pub fn prune(
 ) -> Result<Command, PlanError> {
     let repository = registered(state, repository)?;
     let backups: Vec<&BackupRecord> = state.backups.values().collect();
-    let spec = plan_prune(request, repository, &backups, job_backup_id(ids))?;
+    let spec = plan_prune(request, repository, &backups)?;
     Ok(submit_job(spec, ids, now_ms))
 }
 
@@ -126,7 +126,7 @@ pub fn key(
     ids: Ids,
     now_ms: u64,
 ) -> Result<Command, PlanError> {
-    let spec = plan_repository_key(registered(state, repository)?, action, job_backup_id(ids));
+    let spec = plan_repository_key(registered(state, repository)?, action);
     Ok(submit_job(spec, ids, now_ms))
 }
 
@@ -147,13 +147,8 @@ pub fn check(
         )));
     }
     let repository = registered(state, repository)?;
-    let spec = plan_repository_check(repository, read_data_percent, job_backup_id(ids));
+    let spec = plan_repository_check(repository, read_data_percent);
     Ok(submit_job(spec, ids, now_ms))
-}
-
-/// Jobs that write no backup still carry a backup id: the job's own.
-fn job_backup_id(ids: Ids) -> BackupId {
-    BackupId::from_ulid(ids.job_id.0)
 }
 
 fn registered<'a>(state: &'a ClusterState, name: &str) -> Result<&'a Repository, PlanError> {

@@ -58,7 +58,7 @@ fn test_each_request_submits_its_kind_of_job_with_the_ids_it_was_given() {
     let backup = spec(backup(&state, &request, ids(), NOW));
     assert_eq!(
         (backup.kind, backup.backup_id, backup.parent),
-        (JobKind::Backup, ids().backup_id, Some(BACKUP_1))
+        (JobKind::Backup, Some(ids().backup_id), Some(BACKUP_1))
     );
     assert_eq!(spec(verify(&state, BACKUP_1, true, ids(), NOW)).kind, JobKind::Verify);
     let target = DrillTarget::NewestOf { source: "core".into(), repository: None };
@@ -70,13 +70,14 @@ fn test_each_request_submits_its_kind_of_job_with_the_ids_it_was_given() {
         max_unused_percent: 10,
     };
     let pruned = spec(prune(&state, "repo", &prune_request, ids(), NOW));
-    // Jobs that write no backup carry their own id as the backup id.
-    assert_eq!(
-        (pruned.kind, pruned.backup_id),
-        (JobKind::Prune, BackupId::from_ulid(ids().job_id.0))
-    );
-    assert_eq!(spec(key(&state, "repo", KeyAction::List, ids(), NOW)).kind, JobKind::RepositoryKey);
-    assert_eq!(spec(check(&state, "repo", 5, ids(), NOW)).kind, JobKind::Check);
+    // Jobs about the repository as a whole name no backup.
+    assert_eq!((pruned.kind, pruned.backup_id), (JobKind::Prune, None));
+    let key_job = spec(key(&state, "repo", KeyAction::List, ids(), NOW));
+    assert_eq!((key_job.kind, key_job.backup_id), (JobKind::RepositoryKey, None));
+    let check_job = spec(check(&state, "repo", 5, ids(), NOW));
+    assert_eq!((check_job.kind, check_job.backup_id), (JobKind::Check, None));
+    let verify_job = spec(verify(&state, BACKUP_1, true, ids(), NOW));
+    assert_eq!(verify_job.backup_id, Some(BACKUP_1));
 }
 
 #[test]

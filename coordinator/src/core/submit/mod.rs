@@ -95,7 +95,7 @@ mod tests {
     fn state() -> ClusterState {
         let mut state = ClusterState::default();
         let spec = SourceSpec::InfluxDb3Core { node: "node1".to_string(), http_endpoint: None };
-        state.sources.insert("src".to_string(), Source { name: "src".to_string(), spec });
+        state.sources.insert("src".into(), Source { name: "src".into(), spec });
         state
             .repositories
             .insert("repo".to_string(), RepositoryRef::new("repo", "file:///r", 1024));

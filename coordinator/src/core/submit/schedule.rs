@@ -39,7 +39,7 @@ mod tests {
     fn state() -> ClusterState {
         let mut state = ClusterState::default();
         let source = Source {
-            name: "prod".to_string(),
+            name: "prod".into(),
             spec: SourceSpec::InfluxDb3Core { node: "n1".to_string(), http_endpoint: None },
         };
         state.apply(Command::PutSource(source));
@@ -53,7 +53,7 @@ mod tests {
     fn schedule(name: &str) -> Schedule {
         Schedule {
             name: name.to_string(),
-            source: "prod".to_string(),
+            source: "prod".into(),
             repository: "main".to_string(),
             cron: "0 3 * * *".to_string(),
             prune: None,
@@ -77,7 +77,7 @@ mod tests {
             ("bad-cron", |s| s.cron = "every day".to_string(), Err("every day")),
             ("drill-prune", |s| (s.drill, s.prune) = (true, Some(KEEP_LAST)), Err("cannot prune")),
             ("backup-prune", |s| s.prune = Some(KEEP_LAST), Ok(None)),
-            ("no-source", |s| s.source = "gone".to_string(), Err("unknown source `gone`")),
+            ("no-source", |s| s.source = "gone".into(), Err("unknown source `gone`")),
             ("no-repo", |s| s.repository = "gone".to_string(), Err("unknown repository `gone`")),
         ];
         let state = state();

@@ -31,7 +31,7 @@ pub(crate) struct HistorySize {
 pub(crate) fn measure(jobs: u64, nodes: usize) -> anyhow::Result<HistorySize> {
     let mut state = ClusterState::default();
     let source = Source {
-        name: "prod".to_string(),
+        name: "prod".into(),
         spec: SourceSpec::InfluxDb3Enterprise {
             cluster_id: "cluster1".to_string(),
             compactor_node: "compactor".to_string(),
