@@ -55,6 +55,8 @@ pub mod packer;
 pub mod reader;
 pub mod source;
 pub mod staging;
+#[cfg(test)]
+pub mod test_support;
 pub mod writer;
 
 use futures::TryStreamExt;

@@ -348,21 +348,7 @@ mod tests {
     }
 
     fn request<'a>(pinned: Option<&'a str>, host: &'a str) -> OpenRequest<'a> {
-        OpenRequest {
-            name: "r",
-            url: "memory:///r",
-            pinned_config: pinned,
-            passphrase: Some(Passphrase(b"shared passphrase".to_vec())),
-            init: InitSettings {
-                chunk_size: 1 << 20,
-                pack_size: 1 << 24,
-                compression_level: 3,
-                unencrypted_blobs: false,
-            },
-            kdf: KdfSettings { memory_kib: 64, iterations: 1, parallelism: 1 },
-            host,
-            allow_unencrypted: false,
-        }
+        super::super::test_support::open_request(pinned, host, 1 << 20)
     }
 
     #[tokio::test]

@@ -183,7 +183,13 @@ pub async fn write_marker<T: serde::Serialize>(
 
 #[cfg(test)]
 mod tests {
+    use bk_proto::model::TaskReport;
+
     use super::*;
+    use crate::repository::crypto::{BlobId, MasterKey};
+    use crate::repository::list::ChunkRef;
+    use crate::repository::pack::{PackEntry, PackId};
+    use crate::repository::test_support::memory_repository;
 
     #[test]
     fn test_attempt_numbers_are_read_from_record_keys() {
@@ -191,5 +197,93 @@ mod tests {
         assert_eq!(attempt_of(&path), Some(12));
         assert_eq!(attempt_of(&Path::from("staging/x/p0/t1/b2/done")), None);
         assert_eq!(attempt_of(&Path::from("done")), None);
+    }
+
+    /// A one-chunk run whose only key is `key` (inline: nothing else to store).
+    fn run(key: &str) -> RunRef {
+        let chunk = ChunkRef {
+            id: String::new(),
+            inline: Some(String::new()),
+            num_items: 1,
+            num_deleted: 0,
+            num_bytes: 1,
+            first: key.to_string(),
+            last: key.to_string(),
+        };
+        RunRef { chunks: vec![chunk] }
+    }
+
+    fn blob(byte: u8) -> IndexEntry {
+        let entry =
+            PackEntry { id: BlobId([byte; 32]), offset: 0, length: 1, raw_length: 1, flags: 0 };
+        IndexEntry { pack: PackId([byte; 16]), entry }
+    }
+
+    fn progress(key: &str, blobs: Vec<IndexEntry>) -> ProgressRecord {
+        ProgressRecord { written: run(key), blobs }
+    }
+
+    #[tokio::test]
+    async fn test_earlier_attempts_are_read_done_over_progress_oldest_first_skipping_what_does_not_open(
+    ) {
+        let (repository, _cache) = memory_repository(1 << 20).await;
+        let task: TaskId = "01M8A8K5M4V56XN1S5AM6WRNAA/p0/t1".parse().unwrap();
+        // Attempt 1 died after a progress save; attempt 2 saved progress, then finished; attempt
+        // 3 saved progress before writing anything (blobs only); attempt 4's save is sealed with
+        // another key (it ran under a config that lost an initialisation race); attempt 5 is
+        // the current one and 6 a later one: neither is earlier.
+        write_progress(&repository, task, 1, &progress("a1", vec![blob(1)])).await.unwrap();
+        write_progress(&repository, task, 2, &progress("a2-progress", vec![blob(2)]))
+            .await
+            .unwrap();
+        let done = DoneRecord {
+            report: TaskReport::default(),
+            list: None,
+            written: run("a2-done"),
+            blobs: vec![blob(3)],
+        };
+        write_done(&repository, task, 2, &done).await.unwrap();
+        let nothing_written = ProgressRecord { written: RunRef::default(), blobs: vec![blob(4)] };
+        write_progress(&repository, task, 3, &nothing_written).await.unwrap();
+        let other_key = MasterKey::from_raw([7; 32]);
+        let sealed_elsewhere = progress("a4", vec![blob(5)]);
+        write_json(
+            repository.store.as_ref(),
+            &other_key,
+            &progress_key(task, 4),
+            &sealed_elsewhere,
+        )
+        .await
+        .unwrap();
+        for attempt in [5, 6] {
+            write_progress(&repository, task, attempt, &progress("later", vec![blob(9)]))
+                .await
+                .unwrap();
+        }
+
+        let earlier = read_earlier(&repository, task, 5).await.unwrap();
+        let firsts: Vec<&str> =
+            earlier.runs.iter().map(|run| run.chunks[0].first.as_str()).collect();
+        assert_eq!(firsts, ["a1", "a2-done"], "the done record wins over its attempt's progress");
+        assert_eq!(earlier.blobs, vec![blob(1), blob(3), blob(4)]);
+        assert_eq!(read_done(&repository, task, 2).await.unwrap(), done);
+        // The first attempt has nothing earlier.
+        let first = read_earlier(&repository, task, 1).await.unwrap();
+        assert!(first.runs.is_empty() && first.blobs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn test_a_marker_reads_back_is_none_when_absent_and_names_its_key_when_damaged() {
+        let (repository, _cache) = memory_repository(1 << 20).await;
+        let key = Path::from("staging/job/marker");
+        assert_eq!(read_marker::<Vec<u32>>(&repository, &key).await.unwrap(), None);
+        write_marker(&repository, &key, &vec![1u32, 2]).await.unwrap();
+        assert_eq!(read_marker::<Vec<u32>>(&repository, &key).await.unwrap(), Some(vec![1, 2]));
+        use object_store::ObjectStoreExt;
+        repository.store.put(&key, b"{not json".to_vec().into()).await.unwrap();
+        match read_marker::<Vec<u32>>(&repository, &key).await {
+            Err(RepositoryError::Corrupt { key: named, .. }) => assert_eq!(named, key.to_string()),
+            other => panic!("a damaged marker is corrupt, naming its key: {other:?}"),
+        }
     }
 }

@@ -229,3 +229,107 @@ impl PendingObject {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+    use crate::repository::cache::RepositoryCache;
+    use crate::repository::index::write_index_files;
+    use crate::repository::opened::Repository;
+    use crate::repository::reader::read_located_blob;
+    use crate::repository::test_support::memory_repository;
+
+    const PARTITION: &str = "node-n1";
+
+    /// A writer over the repository's index of [`PARTITION`] as of now, with its own packer.
+    async fn new_writer(repository: &Repository, cache: &RepositoryCache) -> BlobWriter {
+        let config = repository.config.clone();
+        let packer = Packer::new(
+            repository.store.clone(),
+            repository.key.clone(),
+            config.pack_size,
+            config.chunk_size,
+        );
+        BlobWriter {
+            key: repository.key.clone(),
+            index: cache.index(repository, &[PARTITION.to_string()]).await.unwrap(),
+            config,
+            packer: Arc::new(packer),
+            cpu: Arc::new(Semaphore::new(2)),
+            throttle: Arc::new(Throttle::new(None)),
+            requests: Arc::default(),
+            memory: super::super::buffers::ChunkMemory::default(),
+        }
+    }
+
+    /// Reads `bytes` as a source object into blobs.
+    async fn read(writer: &BlobWriter, bytes: &[u8]) -> PendingObject {
+        let source = InMemory::new();
+        let path = Path::from("node/object");
+        source.put(&path, bytes.to_vec().into()).await.unwrap();
+        let got = source.get(&path).await.unwrap();
+        match read_object(writer, ChunkSource::new(got), None).await {
+            Ok(pending) => pending,
+            Err(_) => panic!("an in-memory object reads"),
+        }
+    }
+
+    async fn stored(writer: &BlobWriter, pending: PendingObject) -> StoredObject {
+        writer.packer.flush(&writer.requests);
+        match pending.stored().await {
+            Ok(object) => object,
+            Err(_) => panic!("the pack is stored"),
+        }
+    }
+
+    #[tokio::test]
+    async fn test_an_object_is_stored_once_per_distinct_chunk_and_reads_back_whole() {
+        let (repository, cache) = memory_repository(4096).await;
+        let writer = new_writer(&repository, &cache).await;
+        let chunk = repository.config.chunk_size as usize;
+        let (a, b, tail) = (vec![1u8; chunk], vec![2u8; chunk], vec![3u8; 100]);
+        let object = [a.as_slice(), &b, &a, &tail].concat();
+
+        let pending = read(&writer, &object).await;
+        // Another object sharing chunks with one whose pack is still open reuses them: nothing
+        // is sealed or written twice. (Once that pack is stored, the packer forgets its blobs
+        // and the task's index view predates them: the same content later in the task is
+        // stored again, reclaimed by prune; see `packer`.)
+        let sharing = read(&writer, &[b.as_slice(), &tail].concat()).await;
+        assert_eq!((sharing.bytes_written, sharing.bytes_stored), (0, 0));
+        let first = stored(&writer, pending).await;
+        let sharing = stored(&writer, sharing).await;
+        assert_eq!(sharing.blobs, vec![first.blobs[1], first.blobs[3]]);
+        assert_eq!(first.size, object.len() as u64);
+        assert_eq!(first.blobs.len(), 4, "one blob per chunk");
+        assert_eq!(first.blobs[0], first.blobs[2], "the same bytes are the same blob");
+        assert_eq!(first.new_blobs.len(), 3, "a repeated chunk is stored once");
+        assert_eq!(first.bytes_written, (2 * chunk + tail.len()) as u64);
+        let mut restored = Vec::new();
+        for id in &first.blobs {
+            let Some(located) = first.new_blobs.iter().find(|entry| entry.entry.id == *id) else {
+                panic!("blob {id} has no location");
+            };
+            restored.extend(
+                read_located_blob(&repository, located.pack, &located.entry).await.unwrap(),
+            );
+        }
+        assert_eq!(restored, object);
+
+        // Once an index file lists the blobs (the commit writes it), a later task's writer finds
+        // them there: the object is stored without waiting for any pack.
+        let store = repository.store.as_ref();
+        write_index_files(store, &repository.key, PARTITION, "b1", &first.new_blobs).await.unwrap();
+        let later = new_writer(&repository, &cache).await;
+        let known = read(&later, &[a.as_slice(), &tail].concat()).await;
+        assert!(known.is_stored(), "every blob is in the index");
+        assert_eq!((known.bytes_written, known.bytes_stored), (0, 0));
+        let known = stored(&later, known).await;
+        assert!(known.new_blobs.is_empty());
+        assert_eq!(known.blobs, vec![first.blobs[0], first.blobs[3]]);
+    }
+}
