@@ -66,6 +66,17 @@ pub struct WorkerResources {
 }
 
 impl WorkerResources {
+    /// One of the worker's object slots, held while an object is read or restored.
+    ///
+    /// # Errors
+    /// [`TaskError::Abandoned`] when the worker is stopping.
+    pub async fn object_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, TaskError> {
+        self.object_permits
+            .acquire()
+            .await
+            .map_err(|_| TaskError::Abandoned("worker stopping".to_string()))
+    }
+
     /// How many objects one task keeps in flight (at most the worker-wide bound).
     pub fn max_objects_in_flight(&self) -> usize {
         self.config.max_concurrent_objects

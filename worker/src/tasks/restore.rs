@@ -393,12 +393,7 @@ async fn restore_range(
     pack: PackId,
     items: Vec<(PackEntry, &ObjectEntry)>,
 ) -> Result<Vec<String>, TaskError> {
-    let _permit = context
-        .worker
-        .object_permits
-        .acquire()
-        .await
-        .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
+    let _permit = context.worker.object_permit().await?;
     let (Some((first, _)), Some((last, _))) = (items.first(), items.last()) else {
         return Ok(Vec::new());
     };
@@ -441,12 +436,7 @@ async fn restore_large(
     entry: &ObjectEntry,
     located: &Located,
 ) -> Result<(), TaskError> {
-    let _permit = context
-        .worker
-        .object_permits
-        .acquire()
-        .await
-        .map_err(|_| TaskError::Abandoned("worker stopping".into()))?;
+    let _permit = context.worker.object_permit().await?;
     let key = object_key(&entry.key)?;
     let target_error = |source| TaskError::Target { key: entry.key.clone(), source };
     let blobs = entry.blobs.iter().zip(located);

@@ -14,7 +14,7 @@
 //! Core is the one-node case: no compactor or licence phase, and the catalog lives under the
 //! node id, so the node's catch-all task leaves `catalog/` to the catalog phase.
 
-use bk_proto::ids::{BackupId, JobId, TaskId, TaskSlot};
+use bk_proto::ids::{JobId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
 use bk_proto::influxdb3_layout::{
@@ -22,22 +22,16 @@ use bk_proto::influxdb3_layout::{
 };
 
 use super::error::PlanError;
-use super::request::{BackupOptions, MAX_REPAIR_ROUNDS};
-use crate::core::domain::{Repository, Source, SourceSpec};
+use super::request::{NewBackup, MAX_REPAIR_ROUNDS};
+use crate::core::domain::SourceSpec;
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// Plans a backup of an InfluxDB 3 `source` (Enterprise or Core) into `repository`.
 ///
 /// # Errors
 /// [`PlanError::InvalidSource`] for a source of another kind (the caller dispatches by kind).
-pub(super) fn backup(
-    source: &Source,
-    repository: &Repository,
-    job_id: JobId,
-    backup_id: BackupId,
-    created_at_ms: u64,
-    options: &BackupOptions,
-) -> Result<JobSpec, PlanError> {
+pub(super) fn backup(new: &NewBackup<'_>) -> Result<JobSpec, PlanError> {
+    let NewBackup { source, repository, job_id, backup_id, created_at_ms, options } = *new;
     let snapshot_nodes: Vec<String> = source
         .spec
         .nodes()

@@ -5,7 +5,8 @@ use bk_proto::model::TaskKind;
 use ulid::Ulid;
 
 use super::*;
-use crate::core::plan::plan_backup;
+use crate::core::domain::{Repository, Source};
+use crate::core::plan::{plan_backup, BackupOptions};
 
 fn enterprise(data_nodes: &[&str], compactor: &str) -> Source {
     Source {

@@ -29,7 +29,7 @@ use questdb::QuestDbTarget;
 
 pub use error::PlanError;
 pub use request::{
-    BackupOptions, RestoreRequest, CLUSTER_TARGET, DEFAULT_CHUNK_SIZE, MAX_REPAIR_ROUNDS,
+    BackupOptions, NewBackup, RestoreRequest, CLUSTER_TARGET, DEFAULT_CHUNK_SIZE, MAX_REPAIR_ROUNDS,
 };
 pub use verify::plan_verify;
 
@@ -47,16 +47,13 @@ pub fn plan_backup(
     options: &BackupOptions,
 ) -> Result<JobSpec, PlanError> {
     validate_source(source)?;
+    let new = NewBackup { source, repository, job_id, backup_id, created_at_ms, options };
     match &source.spec {
-        SourceSpec::QuestDb { node, pg_addr } => Ok(questdb::backup(
-            source,
-            &QuestDbTarget { node, pg_addr },
-            repository,
-            (job_id, backup_id, created_at_ms),
-            options,
-        )),
+        SourceSpec::QuestDb { node, pg_addr } => {
+            Ok(questdb::backup(&new, &QuestDbTarget { node, pg_addr }))
+        }
         SourceSpec::InfluxDb3Enterprise { .. } | SourceSpec::InfluxDb3Core { .. } => {
-            influxdb3_backup::backup(source, repository, job_id, backup_id, created_at_ms, options)
+            influxdb3_backup::backup(&new)
         }
     }
 }

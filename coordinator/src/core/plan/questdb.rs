@@ -16,8 +16,8 @@ use bk_proto::ids::{BackupId, TaskId, TaskSlot};
 use bk_proto::model::{CopyPhase, ExcludeRule, PartRef, TaskKind};
 
 use super::error::PlanError;
-use super::request::{BackupOptions, RestoreRequest};
-use crate::core::domain::{BackupRecord, Repository, Source};
+use super::request::{NewBackup, RestoreRequest};
+use crate::core::domain::{BackupRecord, Repository};
 use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// Prefixes of the server root copied as their own tasks.
@@ -39,14 +39,10 @@ pub struct QuestDbTarget<'a> {
     pub pg_addr: &'a str,
 }
 
-/// Plans a backup of QuestDB `source` (the server `server`) into `repository`.
-pub(super) fn backup(
-    source: &Source,
-    server: &QuestDbTarget<'_>,
-    repository: &Repository,
-    ids: (bk_proto::ids::JobId, BackupId, u64),
-    options: &BackupOptions,
-) -> JobSpec {
+/// Plans a backup of a QuestDB source (the server `server`).
+pub(super) fn backup(new: &NewBackup<'_>, server: &QuestDbTarget<'_>) -> JobSpec {
+    let NewBackup { source, repository, job_id, backup_id, created_at_ms, options } = *new;
+    let ids = (job_id, backup_id, created_at_ms);
     let (phases, cleanup) = phases(server, ids, options.adopt_checkpoint);
     JobSpec {
         kind: JobKind::Backup,

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use bk_proto::ids::BackupId;
+use bk_proto::ids::{BackupId, JobId};
+
+use crate::core::domain::{Repository, Source};
 
 /// Options of a backup request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,3 +47,20 @@ pub struct RestoreRequest {
 
 /// Key of the cluster-level target in [`RestoreRequest::node_targets`].
 pub const CLUSTER_TARGET: &str = "cluster";
+
+/// A backup to plan, as every source kind's planner is given it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewBackup<'a> {
+    /// What is backed up.
+    pub source: &'a Source,
+    /// Where to.
+    pub repository: &'a Repository,
+    /// The job's id (its tasks' ids derive from it).
+    pub job_id: JobId,
+    /// The backup it writes.
+    pub backup_id: BackupId,
+    /// When it was asked for.
+    pub created_at_ms: u64,
+    /// How.
+    pub options: &'a BackupOptions,
+}

@@ -106,12 +106,7 @@ async fn read_into_blobs(
     meta: &ObjectMeta,
     key: &str,
 ) -> Result<Option<(crate::repository::writer::PendingObject, Option<Validator>)>, TaskError> {
-    let _permit = context
-        .worker
-        .object_permits
-        .acquire()
-        .await
-        .map_err(|_| TaskError::Abandoned("worker stopping".to_string()))?;
+    let _permit = context.worker.object_permit().await?;
     let result = match context.source.get(&meta.location).await {
         Ok(result) => result,
         Err(object_store::Error::NotFound { .. }) => {
