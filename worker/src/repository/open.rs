@@ -63,8 +63,9 @@ pub async fn open(
             env_suffix(request.name)
         ))
     })?;
+    let opening = Opening { store: store.clone(), request, passphrase, cache };
     if let Some(pinned) = request.pinned_config {
-        if let Some(repository) = cached(store.clone(), request, pinned, &passphrase, cache).await {
+        if let Some(repository) = opening.cached(pinned).await {
             return Ok(repository);
         }
     }
@@ -74,13 +75,13 @@ pub async fn open(
         let mut made = cache.initialising.lock().await;
         config_ids = list_config_ids(store.as_ref()).await?;
         if config_ids.is_empty() {
-            let config_id = initialise(store.as_ref(), request, &passphrase).await?;
+            let config_id = opening.initialise().await?;
             made.push((request.url.to_string(), config_id));
             config_ids = list_config_ids(store.as_ref()).await?;
         }
     }
     if let Some(pinned) = request.pinned_config {
-        remove_lost_race(store.as_ref(), request, pinned, &config_ids, cache).await?;
+        opening.remove_lost_race(pinned, &config_ids).await?;
     }
     let config_id = match request.pinned_config {
         Some(pinned) if config_ids.iter().any(|id| id == pinned) => pinned.to_string(),
@@ -99,7 +100,7 @@ pub async fn open(
             reason: "no config after initialising".to_string(),
         })?,
     };
-    let (key, key_id) = unlock(store.clone(), request, &config_id, &passphrase, cache).await?;
+    let (key, key_id) = opening.unlock(&config_id).await?;
     let config: RepositoryConfig =
         metadata::read_json(store.as_ref(), &key, &config_path(&config_id)).await?;
     cache
@@ -130,36 +131,6 @@ pub async fn open(
     })
 }
 
-/// The repository as this worker opened it before, when the coordinator names that config and
-/// the passphrase is the one that unlocked it: no request to the store (a task's open costs
-/// nothing once its worker has the repository open). Not while this worker holds a config it
-/// made that lost an initialisation race: that one must go first.
-async fn cached(
-    store: Arc<dyn ObjectStore>,
-    request: &OpenRequest<'_>,
-    pinned: &str,
-    passphrase: &Passphrase,
-    cache: &RepositoryCache,
-) -> Option<Repository> {
-    let key = (request.url.to_string(), pinned.to_string());
-    let lost_a_race =
-        cache.initialising.lock().await.iter().any(|(url, id)| url == request.url && id != pinned);
-    if lost_a_race {
-        return None; // the slow path removes the config this worker made
-    }
-    let config =
-        cache.configs.lock().unwrap_or_else(|poison| poison.into_inner()).get(&key).cloned()?;
-    let (fingerprint, master, key_id) = cache.unlocked.lock().await.get(&key).cloned()?;
-    (fingerprint == passphrase.fingerprint()).then(|| Repository {
-        name: request.name.to_string(),
-        url: request.url.to_string(),
-        store,
-        key: master,
-        config,
-        key_id,
-    })
-}
-
 /// `BK_REPOSITORY_PASSWORD_<NAME>`'s suffix for a repository name.
 pub fn env_suffix(name: &str) -> String {
     name.chars()
@@ -185,130 +156,158 @@ async fn list_config_ids(store: &dyn ObjectStore) -> RepositoryResult<Vec<String
     Ok(ids)
 }
 
-/// Removes the config (and its key files) this worker made when the coordinator recorded
-/// another: it lost an initialisation race. Nothing but its own first task used it, and that
-/// task's result was refused; its packs, in no index, go at the next prune.
-async fn remove_lost_race(
-    store: &dyn ObjectStore,
-    request: &OpenRequest<'_>,
-    pinned: &str,
-    config_ids: &[String],
-    cache: &RepositoryCache,
-) -> RepositoryResult<()> {
-    let mut made = cache.initialising.lock().await;
-    let lost: Vec<String> = made
-        .iter()
-        .filter(|(url, id)| url == request.url && id != pinned && config_ids.contains(id))
-        .map(|(_, id)| id.clone())
-        .collect();
-    for config_id in &lost {
-        let key_files: Vec<KeyFile> = list_keys_of(store, config_id).await?;
-        for file in key_files {
-            super::keys::remove_key(store, &file.key_id).await?;
-        }
-        let path = config_path(config_id);
-        store.delete(&path).await.map_err(RepositoryError::store(path.to_string()))?;
-        tracing::warn!(
-            repository = %request.name, lost = %config_id, kept = %pinned,
-            "another worker initialised the repository at the same time and the coordinator recorded its config: removed this worker's"
-        );
-    }
-    made.retain(|(url, id)| !(url == request.url && lost.contains(id)));
-    Ok(())
-}
-
 async fn list_keys_of(store: &dyn ObjectStore, config_id: &str) -> RepositoryResult<Vec<KeyFile>> {
     Ok(list_keys(store).await?.into_iter().filter(|file| file.config_id == config_id).collect())
 }
 
-/// A new master key, its first key file, then the config: a config is written last, so a
-/// config always has a key. Returns the config's id.
-async fn initialise(
-    store: &dyn ObjectStore,
-    request: &OpenRequest<'_>,
-    passphrase: &Passphrase,
-) -> RepositoryResult<String> {
-    let failed = |reason: String| RepositoryError::Corrupt { key: CONFIG_DIR.into(), reason };
-    let master = Arc::new(MasterKey::generate().map_err(failed)?);
-    let config_id = ulid::Ulid::new().to_string().to_lowercase();
-    let (wrap_master, wrap_passphrase, settings, host, id) = (
-        master.clone(),
-        passphrase.clone(),
-        request.kdf,
-        request.host.to_string(),
-        config_id.clone(),
-    );
-    let key_file = tokio::task::spawn_blocking(move || {
-        KeyFile::wrap(&wrap_master, &wrap_passphrase, settings, &id, &host)
-    })
-    .await
-    .map_err(|error| {
-        // The derivation thread panicked or the runtime is stopping: nothing is wrong with the
-        // repository, and another attempt may succeed.
-        RepositoryError::WriteFailed(format!(
-            "deriving the passphrase key was interrupted: {error}"
-        ))
-    })?
-    .map_err(failed)?;
-    write_key(store, &key_file).await?;
-    let config = RepositoryConfig::new(config_id.clone(), request.init);
-    let json = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
-    metadata::create_sealed(store, &master, &config_path(&config_id), &json).await?;
-    tracing::info!(repository = %request.name, %config_id, "repository initialised");
-    Ok(config_id)
+/// One opening of a repository: the store, what was asked, the worker's passphrase and cache.
+struct Opening<'a> {
+    store: Arc<dyn ObjectStore>,
+    request: &'a OpenRequest<'a>,
+    passphrase: Passphrase,
+    cache: &'a RepositoryCache,
 }
 
-/// The master key of `config_id`, from the cache while the passphrase is unchanged, else
-/// unwrapped from the first key file the passphrase opens.
-async fn unlock(
-    store: Arc<dyn ObjectStore>,
-    request: &OpenRequest<'_>,
-    config_id: &str,
-    passphrase: &Passphrase,
-    cache: &RepositoryCache,
-) -> RepositoryResult<(Arc<MasterKey>, String)> {
-    let cache_key = (request.url.to_string(), config_id.to_string());
-    let fingerprint = passphrase.fingerprint();
-    let mut unlocked = cache.unlocked.lock().await;
-    if let Some((known, key, key_id)) = unlocked.get(&cache_key) {
-        if *known == fingerprint {
-            return Ok((key.clone(), key_id.clone()));
-        }
-    }
-    let candidates: Vec<KeyFile> = list_keys(store.as_ref())
-        .await?
-        .into_iter()
-        .filter(|file| file.config_id == config_id)
-        .collect();
-    let num_candidates = candidates.len();
-    for file in candidates {
-        let trial = passphrase.clone();
-        let key_id = file.key_id.clone();
-        let opened = tokio::task::spawn_blocking(move || file.unwrap_master(&trial))
+impl Opening<'_> {
+    /// The repository as this worker opened it before, when the coordinator names that config and
+    /// the passphrase is the one that unlocked it: no request to the store (a task's open costs
+    /// nothing once its worker has the repository open). Not while this worker holds a config it
+    /// made that lost an initialisation race: that one must go first.
+    async fn cached(&self, pinned: &str) -> Option<Repository> {
+        let Opening { store, request, passphrase, cache } = self;
+        let key = (request.url.to_string(), pinned.to_string());
+        let lost_a_race = cache
+            .initialising
+            .lock()
             .await
-            .map_err(|error| RepositoryError::WriteFailed(error.to_string()))?;
-        match opened {
-            Ok(master) => {
-                let master = Arc::new(master);
-                unlocked.insert(cache_key, (fingerprint, master.clone(), key_id.clone()));
-                return Ok((master, key_id));
+            .iter()
+            .any(|(url, id)| url == request.url && id != pinned);
+        if lost_a_race {
+            return None; // the slow path removes the config this worker made
+        }
+        let config =
+            cache.configs.lock().unwrap_or_else(|poison| poison.into_inner()).get(&key).cloned()?;
+        let (fingerprint, master, key_id) = cache.unlocked.lock().await.get(&key).cloned()?;
+        (fingerprint == passphrase.fingerprint()).then(|| Repository {
+            name: request.name.to_string(),
+            url: request.url.to_string(),
+            store: store.clone(),
+            key: master,
+            config,
+            key_id,
+        })
+    }
+
+    /// Removes the config (and its key files) this worker made when the coordinator recorded
+    /// another: it lost an initialisation race. Nothing but its own first task used it, and that
+    /// task's result was refused; its packs, in no index, go at the next prune.
+    async fn remove_lost_race(&self, pinned: &str, config_ids: &[String]) -> RepositoryResult<()> {
+        let Opening { request, cache, .. } = self;
+        let store = self.store.as_ref();
+        let mut made = cache.initialising.lock().await;
+        let lost: Vec<String> = made
+            .iter()
+            .filter(|(url, id)| url == request.url && id != pinned && config_ids.contains(id))
+            .map(|(_, id)| id.clone())
+            .collect();
+        for config_id in &lost {
+            let key_files: Vec<KeyFile> = list_keys_of(store, config_id).await?;
+            for file in key_files {
+                super::keys::remove_key(store, &file.key_id).await?;
             }
-            Err(UnwrapError::WrongPassphrase) => continue,
-            Err(UnwrapError::Malformed(reason)) => {
-                tracing::warn!(%key_id, %reason, "skipping a malformed key file")
+            let path = config_path(config_id);
+            store.delete(&path).await.map_err(RepositoryError::store(path.to_string()))?;
+            tracing::warn!(
+                repository = %request.name, lost = %config_id, kept = %pinned,
+                "another worker initialised the repository at the same time and the coordinator recorded its config: removed this worker's"
+            );
+        }
+        made.retain(|(url, id)| !(url == request.url && lost.contains(id)));
+        Ok(())
+    }
+
+    /// A new master key, its first key file, then the config: a config is written last, so a
+    /// config always has a key. Returns the config's id.
+    async fn initialise(&self) -> RepositoryResult<String> {
+        let Opening { request, passphrase, .. } = self;
+        let store = self.store.as_ref();
+        let failed = |reason: String| RepositoryError::Corrupt { key: CONFIG_DIR.into(), reason };
+        let master = Arc::new(MasterKey::generate().map_err(failed)?);
+        let config_id = ulid::Ulid::new().to_string().to_lowercase();
+        let (wrap_master, wrap_passphrase, settings, host, id) = (
+            master.clone(),
+            passphrase.clone(),
+            request.kdf,
+            request.host.to_string(),
+            config_id.clone(),
+        );
+        let key_file = tokio::task::spawn_blocking(move || {
+            KeyFile::wrap(&wrap_master, &wrap_passphrase, settings, &id, &host)
+        })
+        .await
+        .map_err(|error| {
+            // The derivation thread panicked or the runtime is stopping: nothing is wrong with the
+            // repository, and another attempt may succeed.
+            RepositoryError::WriteFailed(format!(
+                "deriving the passphrase key was interrupted: {error}"
+            ))
+        })?
+        .map_err(failed)?;
+        write_key(store, &key_file).await?;
+        let config = RepositoryConfig::new(config_id.clone(), request.init);
+        let json = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
+        metadata::create_sealed(store, &master, &config_path(&config_id), &json).await?;
+        tracing::info!(repository = %request.name, %config_id, "repository initialised");
+        Ok(config_id)
+    }
+
+    /// The master key of `config_id`, from the cache while the passphrase is unchanged, else
+    /// unwrapped from the first key file the passphrase opens.
+    async fn unlock(&self, config_id: &str) -> RepositoryResult<(Arc<MasterKey>, String)> {
+        let Opening { store, request, passphrase, cache } = self;
+        let cache_key = (request.url.to_string(), config_id.to_string());
+        let fingerprint = passphrase.fingerprint();
+        let mut unlocked = cache.unlocked.lock().await;
+        if let Some((known, key, key_id)) = unlocked.get(&cache_key) {
+            if *known == fingerprint {
+                return Ok((key.clone(), key_id.clone()));
             }
         }
+        let candidates: Vec<KeyFile> = list_keys(store.as_ref())
+            .await?
+            .into_iter()
+            .filter(|file| file.config_id == config_id)
+            .collect();
+        let num_candidates = candidates.len();
+        for file in candidates {
+            let trial = passphrase.clone();
+            let key_id = file.key_id.clone();
+            let opened = tokio::task::spawn_blocking(move || file.unwrap_master(&trial))
+                .await
+                .map_err(|error| RepositoryError::WriteFailed(error.to_string()))?;
+            match opened {
+                Ok(master) => {
+                    let master = Arc::new(master);
+                    unlocked.insert(cache_key, (fingerprint, master.clone(), key_id.clone()));
+                    return Ok((master, key_id));
+                }
+                Err(UnwrapError::WrongPassphrase) => continue,
+                Err(UnwrapError::Malformed(reason)) => {
+                    tracing::warn!(%key_id, %reason, "skipping a malformed key file")
+                }
+            }
+        }
+        Err(RepositoryError::Locked {
+            repository: request.name.to_string(),
+            reason: format!(
+                "the passphrase this worker has does not open any of its {num_candidates} key(s): check `password_file` \
+                 under [repositories.{}] (or BK_REPOSITORY_PASSWORD_{}); `bkctl repo key list {}` lists the keys",
+                request.name,
+                env_suffix(request.name),
+                request.name
+            ),
+        })
     }
-    Err(RepositoryError::Locked {
-        repository: request.name.to_string(),
-        reason: format!(
-            "the passphrase this worker has does not open any of its {num_candidates} key(s): check `password_file` \
-             under [repositories.{}] (or BK_REPOSITORY_PASSWORD_{}); `bkctl repo key list {}` lists the keys",
-            request.name,
-            env_suffix(request.name),
-            request.name
-        ),
-    })
 }
 
 #[cfg(test)]
