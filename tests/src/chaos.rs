@@ -6,11 +6,14 @@
 //! A schedule: 3 coordinator replicas, 4 workers on a generated InfluxDB 3 Enterprise tree
 //! that a live writer keeps changing (WAL, snapshots, parquet, retention deletes), a file
 //! repository (on its own tmpfs when run as root); a workload of backups (full and
-//! incremental), deep verifies, restores, drills and prunes submitted while faults strike at
+//! incremental), deep verifies, restores, drills, prunes, passphrases added and removed, and
+//! (in some seeds) a schedule running backups, backups with a prune, or drills every few
+//! seconds, submitted while faults strike at
 //! drawn moments: `kill -9` of the leader, a follower or a worker (restarted after a drawn
 //! pause), `SIGSTOP`/`SIGCONT` of a worker, the repository's filesystem full (root only). Then
 //! every fault is healed and:
-//! 1. every job ends (succeeded, failed with a reason, or cancelled) within a bound;
+//! 1. every job ends (succeeded, failed with a reason, or cancelled) within a bound: every job
+//!    the coordinator lists, the schedule's included;
 //! 2. every committed backup verifies deep and restores to a tree InfluxDB can restart from
 //!    (the tree at its consistency point cannot be known exactly under a live writer: the
 //!    restartability invariants of [`crate::invariants`] are what a restore must give);
@@ -48,15 +51,27 @@ pub enum Fault {
     /// The repository's filesystem fills up (a tmpfs shrunk to what it holds), grown later.
     /// Root only; never drawn elsewhere.
     FillRepositoryDisk,
+    /// S3 answers every request `503 SlowDown` (an S3 repository only, as the ones below).
+    S3SlowDown,
+    /// S3 connections are reset mid-request.
+    S3Reset,
+    /// S3 answers a second late on every new connection.
+    S3Latency,
+    /// Every pack upload arrives with a flipped byte.
+    S3DamageUploads,
 }
 
 impl Fault {
-    const ALL: [Fault; 5] = [
+    const ALL: [Fault; 9] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::KillWorker,
         Fault::PauseWorker,
         Fault::FillRepositoryDisk,
+        Fault::S3SlowDown,
+        Fault::S3Reset,
+        Fault::S3Latency,
+        Fault::S3DamageUploads,
     ];
 
     /// As printed.
@@ -67,6 +82,10 @@ impl Fault {
             Fault::KillWorker => "kill -9 worker",
             Fault::PauseWorker => "SIGSTOP worker",
             Fault::FillRepositoryDisk => "repository disk full",
+            Fault::S3SlowDown => "S3 503 SlowDown",
+            Fault::S3Reset => "S3 connection resets",
+            Fault::S3Latency => "S3 latency spike",
+            Fault::S3DamageUploads => "S3 damaged uploads",
         }
     }
 }
@@ -76,6 +95,10 @@ impl Fault {
 pub struct Outcome {
     /// The seed.
     pub seed: u64,
+    /// Where the repository was: `file` or `s3` (Garage behind a proxy that injects faults).
+    pub repository: &'static str,
+    /// The schedule drawn, if any (its cron and what it runs).
+    pub schedule: Option<String>,
     /// Faults injected.
     pub faults: Vec<Fault>,
     /// Jobs by kind and final state.
@@ -91,7 +114,11 @@ pub struct Outcome {
 impl Outcome {
     /// One line: seed, faults, jobs, violations.
     pub fn line(&self) -> String {
-        let mut line = format!("seed {:>4}: {} fault(s) [", self.seed, self.faults.len());
+        let mut line = format!("seed {:>4}: {} repository", self.seed, self.repository);
+        if let Some(schedule) = &self.schedule {
+            let _ = write!(line, ", schedule {schedule}");
+        }
+        let _ = write!(line, "; {} fault(s) [", self.faults.len());
         line.push_str(&self.faults.iter().map(|fault| fault.name()).collect::<Vec<_>>().join(", "));
         line.push_str("]; jobs");
         for ((kind, state), count) in &self.jobs {
@@ -107,12 +134,37 @@ impl Outcome {
     }
 }
 
-/// A process the campaign stopped or killed, to heal.
+/// A process the campaign stopped or killed, or a fault it switched on, to heal.
 enum Wound {
     Replica(u64),
     Worker(String),
     Paused(String),
     DiskFull,
+    S3,
+}
+
+/// An S3 repository: Garage, reached through a proxy the campaign switches faults on.
+struct S3Repository {
+    _garage: crate::garage::Garage,
+    proxy: crate::flaky_proxy::FlakyProxy,
+    /// The workers' `[repositories.repo]` table (credentials from a file, endpoint the proxy).
+    worker_table: String,
+}
+
+impl S3Repository {
+    /// `None` when Garage is not installed: the seed uses a file repository.
+    fn start(dir: &Path) -> Option<S3Repository> {
+        let garage = crate::garage::Garage::start(&dir.join("garage")).ok()?;
+        let secret_file = dir.join("garage").join("secret-key");
+        std::fs::write(&secret_file, crate::garage::SECRET_ACCESS_KEY).ok()?;
+        let upstream = garage.endpoint().trim_start_matches("http://").to_string();
+        let proxy = crate::flaky_proxy::FlakyProxy::start(&upstream, 0).ok()?;
+        let worker_table = format!(
+            "[repositories.repo]\noptions = {}\n",
+            garage.options_toml_at(&proxy.endpoint(), &secret_file)
+        );
+        Some(S3Repository { _garage: garage, proxy, worker_table })
+    }
 }
 
 /// The repository's own filesystem: a tmpfs that a fault shrinks to what it holds (every
@@ -178,15 +230,24 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let store = sandbox.path().join("store");
     generate(&store, &params)?;
     sandbox.register_source("src", &params)?;
+    let s3 = if rng.random_bool(0.5) { S3Repository::start(sandbox.path()) } else { None };
     let repository_dir = sandbox.path().join("repository");
-    let disk = RepositoryDisk::mount(&repository_dir);
-    let repository = format!("file://{}", repository_dir.display());
+    let (disk, repository) = match &s3 {
+        Some(_) => (None, format!("s3://{}/chaos-{seed}", crate::garage::BUCKET)),
+        None => {
+            (RepositoryDisk::mount(&repository_dir), format!("file://{}", repository_dir.display()))
+        }
+    };
+    outcome.repository = if s3.is_some() { "s3" } else { "file" };
     sandbox.bkctl_json(&["repo", "add", "repo", &repository, "--chunk-size", "65536"])?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
     // Every worker can drill (offline checks), into scratch of its own.
-    let drill =
+    let mut drill =
         format!("[drill]\nscratch_dir = \"{}\"\n", sandbox.path().join("scratch").display());
+    if let Some(s3) = &s3 {
+        drill.push_str(&s3.worker_table);
+    }
     for node in &nodes {
         sandbox.start_worker_with("src", node, &store, &drill)?;
     }
@@ -203,33 +264,57 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
         live,
         Duration::from_millis(rng.random_range(2..20)),
     )?;
+    let schedule = draw_schedule(&sandbox, &mut rng);
+    outcome.schedule = schedule.as_ref().map(|(_, what)| what.clone());
+    let schedule = schedule.map(|(name, _)| name);
     // The workload, with faults between submissions.
     let mut job_ids = Vec::new();
     let mut wounds: Vec<(Instant, Wound)> = Vec::new();
     let steps = rng.random_range(4..8);
     for step in 0..steps {
-        let submitted = submit_step(&sandbox, &mut rng, step == 0);
+        let submitted = if step > 0 && wounds.is_empty() && rng.random_bool(0.2) {
+            // Key jobs are waited for, so only while nothing is wounded (a lost quorum would
+            // hold the workload up).
+            key_step(&sandbox, &mut rng)
+        } else {
+            submit_step(&sandbox, &mut rng, step == 0)
+        };
         if let Some(job_id) = submitted {
             job_ids.push(job_id);
         }
         if rng.random_bool(0.6) {
             let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
-            if let Some(wound) = strike(&mut sandbox, fault, &nodes, disk.as_ref(), &mut rng) {
+            let repository = (disk.as_ref(), s3.as_ref());
+            if let Some(wound) = strike(&mut sandbox, fault, &nodes, repository, &mut rng) {
                 outcome.faults.push(fault);
                 let heal_after = Duration::from_millis(rng.random_range(200..4000));
                 wounds.push((Instant::now() + heal_after, wound));
             }
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
-        heal_due(&mut sandbox, &mut wounds, &store, &drill, disk.as_ref(), false);
+        heal_due(&mut sandbox, &mut wounds, &store, &drill, (disk.as_ref(), s3.as_ref()), false);
     }
-    heal_due(&mut sandbox, &mut wounds, &store, &drill, disk.as_ref(), true);
+    heal_due(&mut sandbox, &mut wounds, &store, &drill, (disk.as_ref(), s3.as_ref()), true);
+    if let Some(name) = &schedule {
+        // No new runs while the invariants are checked; a removal refused during a leader
+        // change is tried again.
+        let removed = sandbox.wait_until(Duration::from_secs(30), "the schedule's removal", || {
+            sandbox.bkctl(&["schedule", "remove", name]).ok().filter(|out| out.status.success())
+        });
+        if removed.is_err() {
+            outcome.violations.push(format!("schedule `{name}` could not be removed"));
+        }
+    }
+    job_ids.extend(listed_jobs(&sandbox));
+    job_ids.sort();
+    job_ids.dedup();
     let ticks = writer.stop()?;
     anyhow::ensure!(ticks > 0, "the live writer never ran");
     check_invariants(&sandbox, &job_ids, &nodes, &mut outcome);
     // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
     drop(sandbox);
     drop(disk);
+    drop(s3);
     Ok(outcome)
 }
 
@@ -281,6 +366,64 @@ fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<Strin
     job["job_id"].as_str().map(str::to_string)
 }
 
+/// Registers a schedule in half the seeds: backups, backups with a prune, or drills, every
+/// few seconds. Its name (to remove it before the checks) and what it runs.
+fn draw_schedule(sandbox: &Sandbox, rng: &mut StdRng) -> Option<(String, String)> {
+    if !rng.random_bool(0.5) {
+        return None;
+    }
+    let cron = format!("*/{} * * * * *", rng.random_range(3..7));
+    let mut args = vec!["schedule", "add", "chaos", "--source", "src", "--repo", "repo", "--cron"];
+    args.push(&cron);
+    let what = match rng.random_range(0..3) {
+        0 => "backups",
+        1 => {
+            args.extend(["--prune-keep-last", "2"]);
+            "backups+prune"
+        }
+        _ => {
+            args.push("--drill");
+            "drills"
+        }
+    };
+    let added = sandbox.bkctl(&args).ok().filter(|out| out.status.success());
+    added.map(|_| ("chaos".to_string(), format!("`{cron}` {what}")))
+}
+
+/// Adds a passphrase (from a file the workers can read) or removes one added before (never
+/// the one the workers hold: that is refused, and would lock them out). The job's id.
+fn key_step(sandbox: &Sandbox, rng: &mut StdRng) -> Option<String> {
+    let listed = sandbox.bkctl_json(&["repo", "key", "list", "repo"]).ok()?;
+    let others: Vec<String> = listed["keys"]
+        .as_array()?
+        .iter()
+        .filter(|key| key["current"] == false)
+        .filter_map(|key| key["key_id"].as_str().map(str::to_string))
+        .collect();
+    let done = if others.is_empty() || rng.random_bool(0.5) {
+        let file = sandbox.path().join(format!("passphrase-{}", ulid::Ulid::new()));
+        std::fs::write(&file, format!("chaos passphrase {}\n", rng.random::<u64>())).ok()?;
+        let file = file.display().to_string();
+        sandbox.bkctl_json(&["repo", "key", "add", "repo", "--new-password-file", &file])
+    } else {
+        let key_id = &others[rng.random_range(0..others.len())];
+        sandbox.bkctl_json(&["repo", "key", "remove", "repo", key_id])
+    };
+    done.ok()?["job_id"].as_str().map(str::to_string)
+}
+
+/// Every job the coordinator lists (the workload's and the schedule's).
+fn listed_jobs(sandbox: &Sandbox) -> Vec<String> {
+    sandbox
+        .bkctl_json(&["jobs", "--limit", "1000"])
+        .ok()
+        .and_then(|jobs| jobs.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|job| job["id"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn committed_backups(sandbox: &Sandbox) -> Vec<String> {
     sandbox
         .bkctl_json(&["backups"])
@@ -299,11 +442,22 @@ fn strike(
     sandbox: &mut Sandbox,
     fault: Fault,
     nodes: &[String],
-    disk: Option<&RepositoryDisk>,
+    (disk, s3): (Option<&RepositoryDisk>, Option<&S3Repository>),
     rng: &mut StdRng,
 ) -> Option<Wound> {
+    use crate::flaky_proxy::ProxyFault;
+    let switch = |proxy_fault: ProxyFault| {
+        s3.map(|s3| {
+            s3.proxy.set_fault(proxy_fault);
+            Wound::S3
+        })
+    };
     match fault {
         Fault::FillRepositoryDisk => disk?.fill().then_some(Wound::DiskFull),
+        Fault::S3SlowDown => switch(ProxyFault::SlowDown),
+        Fault::S3Reset => switch(ProxyFault::Reset),
+        Fault::S3Latency => switch(ProxyFault::Latency),
+        Fault::S3DamageUploads => switch(ProxyFault::DamageUploads),
         Fault::KillLeader | Fault::KillFollower => {
             let leader = sandbox.leader_id()?;
             let id = if fault == Fault::KillLeader {
@@ -332,7 +486,7 @@ fn heal_due(
     wounds: &mut Vec<(Instant, Wound)>,
     store: &Path,
     worker_extra: &str,
-    disk: Option<&RepositoryDisk>,
+    (disk, s3): (Option<&RepositoryDisk>, Option<&S3Repository>),
     all: bool,
 ) {
     let now = Instant::now();
@@ -355,6 +509,11 @@ fn heal_due(
             Wound::DiskFull => {
                 if let Some(disk) = disk {
                     disk.remount(DISK_SIZE);
+                }
+            }
+            Wound::S3 => {
+                if let Some(s3) = s3 {
+                    s3.proxy.set_fault(crate::flaky_proxy::ProxyFault::None);
                 }
             }
         }
@@ -440,6 +599,15 @@ fn check_invariants(
             String::from_utf8_lossy(&output.stderr)
         )),
         Err(error) => outcome.violations.push(format!("repo check could not run: {error}")),
+    }
+    // The workers' passphrase still opens the repository, and its key is the current one.
+    let current = sandbox.bkctl_json(&["repo", "key", "list", "repo"]).ok().and_then(|listed| {
+        Some(listed["keys"].as_array()?.iter().filter(|key| key["current"] == true).count())
+    });
+    if current != Some(1) {
+        outcome
+            .violations
+            .push(format!("the workers' key is not the one current key: {current:?}"));
     }
     // 4. The replicas agree.
     let agreed = sandbox.wait_until(Duration::from_secs(30), "the replicas to agree", || {

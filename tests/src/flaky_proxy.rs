@@ -2,12 +2,19 @@
 //! S3 says when it throttles) and forwards the rest byte for byte: the retry path of a real
 //! client against a real server, without touching either. It can also damage bodies in transit
 //! (one flipped byte in the first uploads to matching paths), as a bad link or NIC would.
+//!
+//! It can also be switched to a [`ProxyFault`] while it runs (the chaos campaign's S3 faults):
+//! every connection answered `503 SlowDown`, connections reset mid-request, a latency spike, or
+//! every pack upload damaged; switching cuts the connections in flight, so pooled keep-alive
+//! connections meet the fault too.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -20,6 +27,59 @@ pub struct FlakyProxy {
     throttled: Arc<AtomicUsize>,
     damage: Arc<Damage>,
     stop: Arc<AtomicBool>,
+    live: Arc<Live>,
+}
+
+/// A fault the proxy can be switched to while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// Forward everything.
+    None = 0,
+    /// Answer every connection with `503 SlowDown`.
+    SlowDown = 1,
+    /// Read part of each request, then reset the connection.
+    Reset = 2,
+    /// Hold each new connection for a second before forwarding it.
+    Latency = 3,
+    /// Flip a byte in the body of every pack upload (`PUT …/packs/…`).
+    DamageUploads = 4,
+}
+
+impl ProxyFault {
+    fn from_u8(value: u8) -> ProxyFault {
+        match value {
+            1 => ProxyFault::SlowDown,
+            2 => ProxyFault::Reset,
+            3 => ProxyFault::Latency,
+            4 => ProxyFault::DamageUploads,
+            _ => ProxyFault::None,
+        }
+    }
+}
+
+/// The current fault and the connections being forwarded (to cut when a fault starts).
+#[derive(Default)]
+struct Live {
+    fault: AtomicU8,
+    next_id: AtomicU64,
+    connections: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Live {
+    fn fault(&self) -> ProxyFault {
+        ProxyFault::from_u8(self.fault.load(Ordering::Relaxed))
+    }
+
+    fn register(&self, client: &TcpStream) -> Option<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let clone = client.try_clone().ok()?;
+        self.connections.lock().unwrap_or_else(|poison| poison.into_inner()).insert(id, clone);
+        Some(id)
+    }
+
+    fn forget(&self, id: u64) {
+        self.connections.lock().unwrap_or_else(|poison| poison.into_inner()).remove(&id);
+    }
 }
 
 /// Which uploads get a flipped byte: the first `limit` `PUT`s whose path contains `marker`.
@@ -73,24 +133,40 @@ impl FlakyProxy {
         let throttled = Arc::new(AtomicUsize::new(0));
         let damage = Arc::new(damage);
         let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Live::default());
         let upstream = upstream.to_string();
         let (counter, stopped, damaging) = (throttled.clone(), stop.clone(), damage.clone());
+        let switch = live.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stopped.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                if counter.load(Ordering::Relaxed) < throttle_first {
+                let fault = switch.fault();
+                if counter.load(Ordering::Relaxed) < throttle_first || fault == ProxyFault::SlowDown
+                {
                     counter.fetch_add(1, Ordering::Relaxed);
                     thread::spawn(move || throttle(client));
+                } else if fault == ProxyFault::Reset {
+                    thread::spawn(move || reset(client));
                 } else {
-                    let (upstream, damaging) = (upstream.clone(), damaging.clone());
-                    thread::spawn(move || forward(client, &upstream, damaging));
+                    let (upstream, damaging, live) =
+                        (upstream.clone(), damaging.clone(), switch.clone());
+                    thread::spawn(move || {
+                        if fault == ProxyFault::Latency {
+                            thread::sleep(Duration::from_millis(1000));
+                        }
+                        let id = live.register(&client);
+                        forward(client, &upstream, damaging, &live);
+                        if let Some(id) = id {
+                            live.forget(id);
+                        }
+                    });
                 }
             }
         });
-        Ok(Self { address, throttled, damage, stop })
+        Ok(Self { address, throttled, damage, stop, live })
     }
 
     /// `http://127.0.0.1:PORT`, to use as the S3 endpoint.
@@ -106,6 +182,18 @@ impl FlakyProxy {
     /// Request bodies damaged so far.
     pub fn damaged(&self) -> usize {
         self.damage.done.load(Ordering::Relaxed)
+    }
+
+    /// Switches to `fault` (`ProxyFault::None` heals); a fault cuts the connections in flight.
+    pub fn set_fault(&self, fault: ProxyFault) {
+        self.live.fault.store(fault as u8, Ordering::Relaxed);
+        if fault != ProxyFault::None {
+            let mut connections =
+                self.live.connections.lock().unwrap_or_else(|poison| poison.into_inner());
+            for (_, connection) in connections.drain() {
+                let _ = connection.shutdown(Shutdown::Both);
+            }
+        }
     }
 }
 
@@ -136,13 +224,21 @@ fn throttle(mut client: TcpStream) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
+/// Reads part of the request, then resets the connection.
+fn reset(mut client: TcpStream) {
+    let mut some = [0u8; 64];
+    let _ = client.read(&mut some);
+    let _ = client.shutdown(Shutdown::Both);
+}
+
 /// Copies bytes both ways until either side closes; requests may be damaged on the way up.
-fn forward(client: TcpStream, upstream: &str, damage: Arc<Damage>) {
+fn forward(client: TcpStream, upstream: &str, damage: Arc<Damage>, live: &Arc<Live>) {
     let Ok(server) = TcpStream::connect(upstream) else { return };
     let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let upload = thread::spawn(move || pipe_requests(client_reader, server, &damage));
+    let live = live.clone();
+    let upload = thread::spawn(move || pipe_requests(client_reader, server, &damage, &live));
     pipe(server_reader, client);
     let _ = upload.join();
 }
@@ -154,7 +250,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 
 /// Forwards HTTP/1.1 requests (heads, then `Content-Length` bodies), flipping the eighth byte
 /// of a body (or its last, if shorter) when [`Damage`] says so.
-fn pipe_requests(mut from: TcpStream, mut to: TcpStream, damage: &Damage) {
+fn pipe_requests(mut from: TcpStream, mut to: TcpStream, damage: &Damage, live: &Live) {
     let (mut head, mut body_left, mut damage_at) = (Vec::new(), 0usize, None::<usize>);
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -186,7 +282,10 @@ fn pipe_requests(mut from: TcpStream, mut to: TcpStream, damage: &Damage) {
             if head.ends_with(b"\r\n\r\n") {
                 let text = String::from_utf8_lossy(&head).to_string();
                 body_left = content_length(&text);
-                if body_left > 0 && damage.applies_to(&text) {
+                let pack_put = text.starts_with("PUT ")
+                    && text.split_whitespace().nth(1).is_some_and(|path| path.contains("/packs/"));
+                let damaging = pack_put && live.fault() == ProxyFault::DamageUploads;
+                if body_left > 0 && (damaging || damage.applies_to(&text)) {
                     damage_at = Some(7.min(body_left - 1));
                 }
                 out.append(&mut head);
