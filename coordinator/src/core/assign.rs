@@ -24,7 +24,8 @@ pub struct UnregisteredWorker(pub String);
 ///
 /// Jobs are scanned in submission order; a job waiting for the repository lock (a prune
 /// excludes every other job on its repository) is skipped, as is a task `is_being_leased`
-/// reports taken by a concurrent pull. `is_silent` says whether a worker has been silent past
+/// reports taken by a concurrent pull, as is a task backing off after a retryable failure
+/// until `now_ms` passes its retry time. `is_silent` says whether a worker has been silent past
 /// the lease timeout (who may stand in for a dead node).
 ///
 /// # Errors
@@ -32,6 +33,7 @@ pub struct UnregisteredWorker(pub String);
 pub fn next_task(
     state: &ClusterState,
     worker_id: &str,
+    now_ms: u64,
     is_silent: impl Fn(&WorkerRecord) -> bool,
     is_being_leased: impl Fn(&TaskId) -> bool,
 ) -> Result<Option<(TaskId, u32)>, UnregisteredWorker> {
@@ -42,7 +44,8 @@ pub fn next_task(
         state.jobs.values().filter(|job| !job.state().is_terminal() && !locked(job)).collect();
     let available = |job: &super::Job, slot: TaskSlot| {
         let task_id = TaskId { job_id: job.id, slot };
-        (job.is_runnable(slot) && !is_being_leased(&task_id)).then_some(task_id)
+        let backing_off = job.run(slot).is_some_and(|run| run.backing_off(now_ms));
+        (job.is_runnable(slot) && !backing_off && !is_being_leased(&task_id)).then_some(task_id)
     };
     let lease = |job: &super::Job, task_id: TaskId| {
         let attempt = job.run(task_id.slot).map_or(1, |run| run.attempt + 1);
@@ -91,6 +94,19 @@ pub fn next_task(
         }
     }
     Ok(None)
+}
+
+/// When the earliest task now backing off may be leased (so a pull that found nothing waits
+/// until then, not for its whole long-poll).
+pub fn next_retry_ms(state: &ClusterState, now_ms: u64) -> Option<u64> {
+    state
+        .jobs
+        .values()
+        .filter(|job| !job.state().is_terminal())
+        .flat_map(|job| job.slots().filter_map(move |slot| job.run(slot)))
+        .filter(|run| run.status == TaskStatus::Pending)
+        .filter_map(|run| run.retry_at_ms.filter(|at| *at > now_ms))
+        .min()
 }
 
 /// The spec a worker receives for a task it just leased, `None` if the task does not exist.

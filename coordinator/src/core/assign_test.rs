@@ -114,14 +114,14 @@ fn test_which_task_a_pulling_worker_gets() {
     for (case, worker_id, leasing, silent, want) in cases {
         let being_leased = |id: &TaskId| Some(*id) == leasing;
         let got = if silent {
-            next_task(&state, worker_id, node2_silent, being_leased)
+            next_task(&state, worker_id, 0, node2_silent, being_leased)
         } else {
-            next_task(&state, worker_id, nobody_silent, being_leased)
+            next_task(&state, worker_id, 0, nobody_silent, being_leased)
         };
         assert_eq!(got, Ok(want), "{case}");
     }
     assert_eq!(
-        next_task(&state, "src/node9", nobody_silent, |_| false),
+        next_task(&state, "src/node9", 0, nobody_silent, |_| false),
         Err(UnregisteredWorker("src/node9".to_string()))
     );
 }
@@ -142,7 +142,7 @@ fn test_a_job_behind_a_prune_on_its_repository_waits_for_it() {
 
     // The prune waits for the earlier backup; the later backup waits for the prune.
     let picks = |state: &ClusterState| {
-        next_task(state, "src/node1", |_| false, |_| false).unwrap().map(|(id, _)| id.job_id)
+        next_task(state, "src/node1", 0, |_| false, |_| false).unwrap().map(|(id, _)| id.job_id)
     };
     assert_eq!(picks(&state), Some(job_id(1)));
     lease(&mut state, task(1, 0), 1, "src/node1");
@@ -168,7 +168,7 @@ fn test_a_task_whose_lease_was_lost_gets_the_next_attempt_and_only_it_is_current
     let event = JobEvent::LeaseLost { slot: task(1, 0).slot, attempt: 1, at_ms: 9 };
     apply(&mut state, Command::Task { task_id: task(1, 0), event });
     assert!(!is_current_attempt(&state, &task(1, 0), 1), "a fenced attempt stays current");
-    assert_eq!(next_task(&state, "src/node1", |_| false, |_| false), Ok(Some((task(1, 0), 2))));
+    assert_eq!(next_task(&state, "src/node1", 0, |_| false, |_| false), Ok(Some((task(1, 0), 2))));
     lease(&mut state, task(1, 0), 2, "src/node1");
     assert!(is_current_attempt(&state, &task(1, 0), 2));
     assert!(!is_current_attempt(&state, &task(1, 1), 1), "a task never leased is current");
@@ -206,4 +206,25 @@ fn test_the_assigned_spec_carries_the_pinned_config_and_the_backups_to_forget_no
         "{:?}",
         spec.kind
     );
+}
+
+#[test]
+fn test_a_task_backing_off_after_a_failure_is_not_handed_out_before_its_time() {
+    let mut state = state_with_backup();
+    lease(&mut state, task(1, 0), 1, "src/node1");
+    let event = JobEvent::TaskFailed {
+        slot: task(1, 0).slot,
+        attempt: 1,
+        error: "503 SlowDown".to_string(),
+        retryable: true,
+        at_ms: 10,
+    };
+    apply(&mut state, Command::Task { task_id: task(1, 0), event });
+    let retry_at = 10 + crate::core::job::run::retry_delay_ms(1);
+    assert_eq!(next_retry_ms(&state, 10), Some(retry_at));
+    let pick = |now_ms| next_task(&state, "src/node1", now_ms, |_| false, |_| false).unwrap();
+    // Before its time the worker gets another task of the job, if any, never this one.
+    assert_ne!(pick(retry_at - 1).map(|(id, _)| id), Some(task(1, 0)));
+    assert_eq!(pick(retry_at), Some((task(1, 0), 2)));
+    assert_eq!(next_retry_ms(&state, retry_at), None, "nothing is backing off any more");
 }

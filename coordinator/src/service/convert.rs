@@ -320,8 +320,15 @@ fn task_to_pb(
         Some(Placement::Node(node)) => node.clone(),
         _ => String::new(),
     };
+    let now_ms = crate::clock::now_ms();
     let waiting_reason = match (run.status, planned, context.runtime, &context.locked_by) {
         (TaskStatus::Pending, Some(_), _, Some(lock)) => lock.clone(),
+        (TaskStatus::Pending, _, _, None) if run.backing_off(now_ms) => format!(
+            "retrying in {} s, after failure {}: {}",
+            run.retry_at_ms.unwrap_or(now_ms).saturating_sub(now_ms).div_ceil(1000),
+            run.num_failures,
+            run.error.as_deref().unwrap_or("no error recorded")
+        ),
         (TaskStatus::Pending, Some(planned), Some(_), None) => waiting_reason(
             &job.spec.source,
             planned,

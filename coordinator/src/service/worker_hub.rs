@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bk_proto::ids::{TaskId, WorkerId};
 
-use crate::core::assign::{assigned_spec, is_current_attempt, next_task};
+use crate::core::assign::{assigned_spec, is_current_attempt, next_retry_ms, next_task};
 use bk_proto::pb;
 use bk_proto::pb::worker_hub_server::WorkerHub;
 use tokio::sync::Notify;
@@ -45,7 +45,8 @@ impl WorkerHubServiceImpl {
                 let ids = state.workers.keys();
                 let silent = runtime.silent_workers(ids, self.coordinator.lease_timeout);
                 let is_silent = |candidate: &WorkerRecord| silent.contains(&candidate.worker_id);
-                next_task(state, worker_id, is_silent, |id| runtime.is_being_leased(id))
+                let now_ms = crate::clock::now_ms();
+                next_task(state, worker_id, now_ms, is_silent, |id| runtime.is_being_leased(id))
             })
             .map_err(|unregistered| CoordinatorError::NotFound { what: unregistered.to_string() })
     }
@@ -72,8 +73,19 @@ impl WorkerHubServiceImpl {
             // A stand-in for a silent node is found when the pull ends and the worker pulls again.
             tokio::select! {
                 _ = woken => {}
+                _ = tokio::time::sleep_until(self.next_retry(deadline)) => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
             }
+        }
+    }
+
+    /// When the earliest task backing off after a failure may be leased; past `deadline` when
+    /// none is due before it (nothing wakes a pull when a back-off ends).
+    fn next_retry(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
+        let now_ms = crate::clock::now_ms();
+        match self.coordinator.read(|state| next_retry_ms(state, now_ms)) {
+            Some(at_ms) => tokio::time::Instant::now() + Duration::from_millis(at_ms - now_ms),
+            None => deadline + Duration::from_secs(60),
         }
     }
 

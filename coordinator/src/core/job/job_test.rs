@@ -174,9 +174,14 @@ fn test_retryable_failures_requeue_until_the_bound() {
             at_ms: 9,
         })
         .unwrap();
-        assert_eq!(job.run(slot(0, 0)).unwrap().status, TaskStatus::Pending);
+        let run = job.run(slot(0, 0)).unwrap();
+        assert_eq!(run.status, TaskStatus::Pending);
+        // It backs off: 2 s after the first failure, 4 s after the second.
+        assert_eq!(run.retry_at_ms, Some(9 + 2_000 * u64::from(attempt)), "attempt {attempt}");
+        assert!(run.backing_off(9 + 1_999) && !run.backing_off(9 + 2_000 * u64::from(attempt)));
     }
     lease(&mut job, slot(0, 0), MAX_RETRYABLE_FAILURES);
+    assert_eq!(job.run(slot(0, 0)).unwrap().retry_at_ms, None, "a lease ends the back-off");
     job.apply(JobEvent::TaskFailed {
         slot: slot(0, 0),
         attempt: MAX_RETRYABLE_FAILURES,
@@ -321,4 +326,14 @@ fn test_a_committing_job_cannot_be_cancelled() {
     lease(&mut job, slot(0, 0), 1);
     let error = job.cancel(2).unwrap_err().to_string();
     assert!(error.contains("being committed"), "{error}");
+}
+
+#[test]
+fn test_the_retry_back_off_doubles_from_two_seconds_up_to_a_minute() {
+    use crate::core::job::run::retry_delay_ms;
+    let cases =
+        [(0, 2_000), (1, 2_000), (2, 4_000), (3, 8_000), (5, 32_000), (6, 60_000), (40, 60_000)];
+    for (failures, delay) in cases {
+        assert_eq!(retry_delay_ms(failures), delay, "after {failures} failure(s)");
+    }
 }

@@ -291,6 +291,7 @@ impl Job {
         run.attempt = attempt;
         run.worker_id = Some(worker_id);
         run.started_at_ms = Some(at_ms);
+        run.retry_at_ms = None;
         if let JobStatus::Queued { phase } = self.status {
             self.status = JobStatus::Running { phase };
         }
@@ -365,6 +366,7 @@ impl Job {
         run.num_failures += 1;
         if retryable && (unbounded || run.num_failures < MAX_RETRYABLE_FAILURES) {
             run.status = TaskStatus::Pending;
+            run.retry_at_ms = Some(at_ms + run::retry_delay_ms(run.num_failures));
             return Ok(Vec::new());
         }
         run.status = TaskStatus::Failed;

@@ -70,6 +70,19 @@ pub struct TaskRun {
     /// whatever it reports ends the task as skipped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub abandoned: bool,
+    /// After a retryable failure, not leased again before this time (the back-off; `None`:
+    /// at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
+}
+
+/// How long a task waits after its `failures`-th retryable failure before it is leased again:
+/// 2 s, doubling, at most a minute. A failure that lasts a few seconds (S3 throttling, a burst
+/// of damaged uploads, a store restarting) then does not use up every attempt at once.
+pub fn retry_delay_ms(failures: u32) -> u64 {
+    const FIRST_MS: u64 = 2_000;
+    const MAX_MS: u64 = 60_000;
+    FIRST_MS.saturating_mul(1 << failures.saturating_sub(1).min(10)).min(MAX_MS)
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -81,6 +94,11 @@ pub(super) fn is_false(value: &bool) -> bool {
 }
 
 impl TaskRun {
+    /// Whether a back-off keeps it from being leased at `now_ms`.
+    pub fn backing_off(&self, now_ms: u64) -> bool {
+        self.retry_at_ms.is_some_and(|at| at > now_ms)
+    }
+
     pub(super) fn new(status: TaskStatus) -> Self {
         Self {
             status,
@@ -92,6 +110,7 @@ impl TaskRun {
             error: None,
             report: None,
             abandoned: false,
+            retry_at_ms: None,
         }
     }
 }
