@@ -32,6 +32,9 @@ pub struct DueRuns {
 /// - A drill schedule drills the newest backup of its source in its repository; with none yet
 ///   the slot is still marked as run (with a problem saying why), so it does not repeat every
 ///   tick.
+/// - While a job of the schedule's previous run has not ended, a due slot is marked as run
+///   with no jobs (and a problem naming the job): a run that takes longer than the interval
+///   would otherwise queue a backup (and its prune) every slot, without end.
 pub fn due_runs(state: &ClusterState, now_ms: u64, mut new_id: impl FnMut() -> Ulid) -> DueRuns {
     let mut runs = DueRuns::default();
     for schedule in state.schedules.values() {
@@ -43,6 +46,22 @@ pub fn due_runs(state: &ClusterState, now_ms: u64, mut new_id: impl FnMut() -> U
                 continue;
             }
         };
+        if let Some(job_id) = unfinished_run(state, &schedule.name) {
+            runs.problems.push((
+                schedule.name.clone(),
+                format!(
+                    "skipped the slot at {slot_ms} ms: job {job_id} of the previous run has not ended \
+                     (lengthen the interval, or see why that job is slow with `bkctl job {job_id}`)"
+                ),
+            ));
+            runs.commands.push(Command::RunSchedule {
+                name: schedule.name.clone(),
+                slot_ms,
+                jobs: Vec::new(),
+                at_ms: now_ms,
+            });
+            continue;
+        }
         let jobs = if schedule.drill {
             drill_jobs(state, schedule, slot_ms, &mut new_id)
         } else {
@@ -69,6 +88,16 @@ pub fn due_runs(state: &ClusterState, now_ms: u64, mut new_id: impl FnMut() -> U
         }
     }
     runs
+}
+
+/// The oldest job a run of schedule `name` submitted that has not ended, if any.
+fn unfinished_run(state: &ClusterState, name: &str) -> Option<JobId> {
+    state
+        .jobs
+        .values()
+        .filter(|job| !job.state().is_terminal())
+        .find(|job| job.spec.scheduled.as_ref().is_some_and(|(scheduled, _)| scheduled == name))
+        .map(|job| job.id)
 }
 
 /// A scheduled job list, or why there is none and whether the slot counts as run anyway.

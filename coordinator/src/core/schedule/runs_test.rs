@@ -88,3 +88,25 @@ fn test_a_backup_that_cannot_be_planned_stays_due_and_says_why() {
     assert!(runs.commands.is_empty());
     assert!(runs.problems[0].1.contains("`s`"), "{:?}", runs.problems);
 }
+
+#[test]
+fn test_a_slot_due_while_the_previous_run_has_not_ended_is_skipped_naming_the_job() {
+    let mut state = state(&[("often", false, None)]);
+    let first = due_runs(&state, TWO_AM + 1_000, counter());
+    for command in first.commands {
+        assert_eq!(state.apply(command), crate::core::CommandResponse::Applied);
+    }
+    let running = *state.jobs.keys().next().expect("the first run's backup");
+    // The next slot (a day later with this cron) comes while that backup is still queued.
+    let next_slot = TWO_AM + 86_400_000;
+    let runs = due_runs(&state, next_slot + 1_000, counter());
+    assert_eq!(runs.commands.len(), 1, "the slot is marked, so it does not repeat every tick");
+    assert!(jobs(&runs.commands[0]).is_empty(), "no second backup is queued behind the first");
+    assert!(runs.problems[0].1.contains(&running.to_string()), "{:?}", runs.problems);
+    // Once the previous run has ended, the next slot runs again.
+    let job = state.jobs.get_mut(&running).expect("the job");
+    let outcome = crate::core::job::Outcome::Cancelled { error: "cancelled".into() };
+    job.status = crate::core::JobStatus::Ended { outcome, at_ms: next_slot };
+    let later = due_runs(&state, next_slot + 86_400_000 + 1_000, counter());
+    assert_eq!(jobs(&later.commands[0]).len(), 1, "{:?}", later.problems);
+}
