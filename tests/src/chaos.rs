@@ -95,6 +95,8 @@ impl Fault {
 pub struct Outcome {
     /// The seed.
     pub seed: u64,
+    /// The database, when not InfluxDB 3 Enterprise (`questdb`: the PostgreSQL-wire peer).
+    pub database: Option<&'static str>,
     /// Where the repository was: `file` or `s3` (Garage behind a proxy that injects faults).
     pub repository: &'static str,
     /// The schedule drawn, if any (its cron and what it runs).
@@ -114,7 +116,11 @@ pub struct Outcome {
 impl Outcome {
     /// One line: seed, faults, jobs, violations.
     pub fn line(&self) -> String {
-        let mut line = format!("seed {:>4}: {} repository", self.seed, self.repository);
+        let mut line = format!("seed {:>4}: ", self.seed);
+        if let Some(database) = self.database {
+            let _ = write!(line, "{database} on ");
+        }
+        let _ = write!(line, "{} repository", self.repository);
         if let Some(schedule) = &self.schedule {
             let _ = write!(line, ", schedule {schedule}");
         }
@@ -217,6 +223,48 @@ impl Drop for RepositoryDisk {
     }
 }
 
+/// What the workload and the checks need to know of the database under test.
+struct Deployment<'a> {
+    /// The source's name.
+    source: &'a str,
+    /// Its nodes, one worker each.
+    nodes: &'a [String],
+    /// The root of the nodes' store (what workers read).
+    store: &'a Path,
+    /// The workers' extra config (drill scratch, the S3 repository's table, `[questdb]`).
+    worker_extra: String,
+    /// Flags every restore takes (InfluxDB: the nodes are stopped).
+    restore_flags: &'a [&'a str],
+    /// Whether restores and drills are drawn while the workload runs (QuestDB: a restore is
+    /// refused while the server answers, and a drill needs a server binary): drawn as verifies
+    /// otherwise, and a drill schedule as a backup schedule.
+    live_restores: bool,
+}
+
+/// Where the repository lives, and its faults.
+type RepositoryHandles<'a> = (Option<&'a RepositoryDisk>, Option<&'a S3Repository>);
+
+/// Registers repository `repo`: on S3 under `prefix` (Garage behind the fault proxy) in half
+/// the seeds where Garage is installed, else a file repository on its own tmpfs (as root).
+fn add_repository(
+    sandbox: &Sandbox,
+    rng: &mut StdRng,
+    prefix: &str,
+    outcome: &mut Outcome,
+) -> anyhow::Result<(Option<RepositoryDisk>, Option<S3Repository>)> {
+    let s3 = if rng.random_bool(0.5) { S3Repository::start(sandbox.path()) } else { None };
+    let repository_dir = sandbox.path().join("repository");
+    let (disk, repository) = match &s3 {
+        Some(_) => (None, format!("s3://{}/{prefix}", crate::garage::BUCKET)),
+        None => {
+            (RepositoryDisk::mount(&repository_dir), format!("file://{}", repository_dir.display()))
+        }
+    };
+    outcome.repository = if s3.is_some() { "s3" } else { "file" };
+    sandbox.bkctl_json(&["repo", "add", "repo", &repository, "--chunk-size", "65536"])?;
+    Ok((disk, s3))
+}
+
 /// Runs the schedule of `seed` in a fresh sandbox.
 ///
 /// # Errors
@@ -230,16 +278,7 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let store = sandbox.path().join("store");
     generate(&store, &params)?;
     sandbox.register_source("src", &params)?;
-    let s3 = if rng.random_bool(0.5) { S3Repository::start(sandbox.path()) } else { None };
-    let repository_dir = sandbox.path().join("repository");
-    let (disk, repository) = match &s3 {
-        Some(_) => (None, format!("s3://{}/chaos-{seed}", crate::garage::BUCKET)),
-        None => {
-            (RepositoryDisk::mount(&repository_dir), format!("file://{}", repository_dir.display()))
-        }
-    };
-    outcome.repository = if s3.is_some() { "s3" } else { "file" };
-    sandbox.bkctl_json(&["repo", "add", "repo", &repository, "--chunk-size", "65536"])?;
+    let (disk, s3) = add_repository(&sandbox, &mut rng, &format!("chaos-{seed}"), &mut outcome)?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
     // Every worker can drill (offline checks), into scratch of its own.
@@ -248,8 +287,16 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     if let Some(s3) = &s3 {
         drill.push_str(&s3.worker_table);
     }
+    let deployment = Deployment {
+        source: "src",
+        nodes: &nodes,
+        store: &store,
+        worker_extra: drill,
+        restore_flags: &["--nodes-stopped"],
+        live_restores: true,
+    };
     for node in &nodes {
-        sandbox.start_worker_with("src", node, &store, &drill)?;
+        sandbox.start_worker_with("src", node, &store, &deployment.worker_extra)?;
     }
     let live = LiveParams {
         seed,
@@ -264,7 +311,134 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
         live,
         Duration::from_millis(rng.random_range(2..20)),
     )?;
-    let schedule = draw_schedule(&sandbox, &mut rng);
+    let repository_handles = (disk.as_ref(), s3.as_ref());
+    let job_ids =
+        run_workload(&mut sandbox, &deployment, repository_handles, &mut rng, &mut outcome);
+    let ticks = writer.stop()?;
+    anyhow::ensure!(ticks > 0, "the live writer never ran");
+    let restartable = |target: &Path| Ok(check_tree(target, &nodes, "cluster1")?);
+    check_invariants(&sandbox, &deployment, &job_ids, &mut outcome, &mut |_| {}, &restartable);
+    // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
+    drop(sandbox);
+    drop(disk);
+    drop(s3);
+    Ok(outcome)
+}
+
+/// The QuestDB password the peer and the worker share.
+const QUESTDB_PASSWORD: &str = "chaos-pg-password";
+
+/// Runs the QuestDB schedule of `seed`: the same workload and faults on one QuestDB server (the
+/// PostgreSQL-wire peer, a drawn version: 9.x with `CHECKPOINT`, or 8.0.x with `SNAPSHOT`) and
+/// its worker. Restores and drills are not drawn while it runs (a restore is refused while the
+/// server answers); after the workload: no checkpoint may be held, then the server stops and
+/// every committed backup must restore to the root it copied.
+///
+/// # Errors
+/// When the cluster cannot be set up at all.
+pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
+    use crate::questdb_peer::{worker_section, PeerConfig, QuestDbPeer};
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5155_4553_5444_4221);
+    let mut outcome = Outcome { seed, database: Some("questdb"), ..Outcome::default() };
+    let mut sandbox = Sandbox::start_cluster(3, &[("BK_LEASE_TIMEOUT", "3s")])?;
+    let root = sandbox.path().join("questdb-root");
+    crate::questdb_layout::generate_root(&root, 3, 3, 4096, seed)?;
+    let version = if rng.random_bool(0.5) { "9.0.3" } else { "8.0.3" };
+    let mut config = PeerConfig::version(&root, version);
+    config.password = QUESTDB_PASSWORD.to_string();
+    config.create_delay = Duration::from_millis(rng.random_range(0..300));
+    let peer = QuestDbPeer::start(config)?;
+    let address = peer.address().to_string();
+    sandbox.bkctl_json(&[
+        "source", "add", "qdb", "--kind", "questdb", "--nodes", "qnode", "--pg", &address,
+    ])?;
+    let (disk, s3) =
+        add_repository(&sandbox, &mut rng, &format!("chaos-questdb-{seed}"), &mut outcome)?;
+    let nodes = vec!["qnode".to_string()];
+    let mut worker_extra = worker_section(QUESTDB_PASSWORD, "");
+    worker_extra.push('\n');
+    if let Some(s3) = &s3 {
+        worker_extra.push_str(&s3.worker_table);
+    }
+    let deployment = Deployment {
+        source: "qdb",
+        nodes: &nodes,
+        store: &root,
+        worker_extra,
+        restore_flags: &[],
+        live_restores: false,
+    };
+    sandbox.start_worker_with("qdb", "qnode", &root, &deployment.worker_extra)?;
+    let expected = crate::tree::hash_tree(&root)?;
+    let job_ids = run_workload(
+        &mut sandbox,
+        &deployment,
+        (disk.as_ref(), s3.as_ref()),
+        &mut rng,
+        &mut outcome,
+    );
+    let mut peer = Some(peer);
+    let mut release_and_stop = |outcome: &mut Outcome| {
+        if peer.as_ref().is_some_and(QuestDbPeer::in_checkpoint) {
+            outcome.violations.push("QuestDB was left in checkpoint mode".to_string());
+        }
+        peer = None; // The server stops: its port refuses connections, restores may run.
+    };
+    let restored = |target: &Path| restored_questdb_root(target, &expected, version);
+    check_invariants(
+        &sandbox,
+        &deployment,
+        &job_ids,
+        &mut outcome,
+        &mut release_and_stop,
+        &restored,
+    );
+    drop(sandbox);
+    drop(disk);
+    drop(s3);
+    Ok(outcome)
+}
+
+/// What is wrong with a restored QuestDB root: every file the root held (logs and temporary
+/// files aside, which a backup leaves out; and `conf/server.conf`, where an 8.0 restore arms
+/// recovery with a new instance id) restored byte for byte, and the server of `version`
+/// recovering from it on start (`questdb_recovery`, QuestDB's start-up rules).
+fn restored_questdb_root(
+    target: &Path,
+    expected: &BTreeMap<String, (u64, String)>,
+    version: &str,
+) -> anyhow::Result<Vec<String>> {
+    let restored = crate::tree::hash_tree(target)?;
+    let mut violations = Vec::new();
+    let skipped = |key: &str| {
+        ["log/", "public/", "tmp/"].iter().any(|prefix| key.starts_with(prefix))
+            || key == "conf/server.conf"
+    };
+    for (key, file) in expected.iter().filter(|(key, _)| !skipped(key)) {
+        match restored.get(key) {
+            None => violations.push(format!("`{key}` is missing")),
+            Some(found) if found != file => violations.push(format!("`{key}` differs")),
+            Some(_) => {}
+        }
+    }
+    match crate::questdb_recovery::recover_on_start(target, version, None) {
+        Ok(Some(_)) => {}
+        Ok(None) => violations.push(format!("QuestDB {version} starts without recovering it")),
+        Err(refusal) => violations.push(format!("QuestDB {version} refuses to start: {refusal}")),
+    }
+    Ok(violations)
+}
+
+/// The drawn workload with faults between submissions, every fault healed at its end, the
+/// schedule (if drawn) removed. Every job id the coordinator lists.
+fn run_workload(
+    sandbox: &mut Sandbox,
+    deployment: &Deployment<'_>,
+    repository: RepositoryHandles<'_>,
+    rng: &mut StdRng,
+    outcome: &mut Outcome,
+) -> Vec<String> {
+    let schedule = draw_schedule(sandbox, deployment, rng);
     outcome.schedule = schedule.as_ref().map(|(_, what)| what.clone());
     let schedule = schedule.map(|(name, _)| name);
     // The workload, with faults between submissions.
@@ -275,26 +449,25 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
         let submitted = if step > 0 && wounds.is_empty() && rng.random_bool(0.2) {
             // Key jobs are waited for, so only while nothing is wounded (a lost quorum would
             // hold the workload up).
-            key_step(&sandbox, &mut rng)
+            key_step(sandbox, rng)
         } else {
-            submit_step(&sandbox, &mut rng, step == 0)
+            submit_step(sandbox, deployment, rng, step == 0)
         };
         if let Some(job_id) = submitted {
             job_ids.push(job_id);
         }
         if rng.random_bool(0.6) {
             let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
-            let repository = (disk.as_ref(), s3.as_ref());
-            if let Some(wound) = strike(&mut sandbox, fault, &nodes, repository, &mut rng) {
+            if let Some(wound) = strike(sandbox, fault, deployment.nodes, repository, rng) {
                 outcome.faults.push(fault);
                 let heal_after = Duration::from_millis(rng.random_range(200..4000));
                 wounds.push((Instant::now() + heal_after, wound));
             }
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
-        heal_due(&mut sandbox, &mut wounds, &store, &drill, (disk.as_ref(), s3.as_ref()), false);
+        heal_due(sandbox, &mut wounds, deployment, repository, false);
     }
-    heal_due(&mut sandbox, &mut wounds, &store, &drill, (disk.as_ref(), s3.as_ref()), true);
+    heal_due(sandbox, &mut wounds, deployment, repository, true);
     if let Some(name) = &schedule {
         // No new runs while the invariants are checked; a removal refused during a leader
         // change is tried again.
@@ -305,33 +478,34 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
             outcome.violations.push(format!("schedule `{name}` could not be removed"));
         }
     }
-    job_ids.extend(listed_jobs(&sandbox));
+    job_ids.extend(listed_jobs(sandbox));
     job_ids.sort();
     job_ids.dedup();
-    let ticks = writer.stop()?;
-    anyhow::ensure!(ticks > 0, "the live writer never ran");
-    check_invariants(&sandbox, &job_ids, &nodes, &mut outcome);
-    // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
-    drop(sandbox);
-    drop(disk);
-    drop(s3);
-    Ok(outcome)
+    job_ids
 }
 
 /// Submits one drawn job; `None` when there was nothing to submit (no backup yet) or the
 /// submission was refused (during a leader change: that is not a job).
-fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<String> {
+fn submit_step(
+    sandbox: &Sandbox,
+    deployment: &Deployment<'_>,
+    rng: &mut StdRng,
+    first: bool,
+) -> Option<String> {
     let backups = committed_backups(sandbox);
     let kind = if first || backups.is_empty() { 0 } else { rng.random_range(0..7) };
+    // Without live restores a restore or drill is a verify (the same draws: seeds replay).
+    let kind = if !deployment.live_restores && (kind == 4 || kind == 5) { 3 } else { kind };
+    let source = deployment.source.to_string();
     let any_backup = |rng: &mut StdRng| backups[rng.random_range(0..backups.len())].clone();
     let args: Vec<String> = match kind {
         0 | 1 => {
-            vec!["backup".into(), "--source".into(), "src".into(), "--repo".into(), "repo".into()]
+            vec!["backup".into(), "--source".into(), source.clone(), "--repo".into(), "repo".into()]
         }
         2 => vec![
             "backup".into(),
             "--source".into(),
-            "src".into(),
+            source.clone(),
             "--repo".into(),
             "repo".into(),
             "--full".into(),
@@ -340,14 +514,10 @@ fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<Strin
         4 => {
             let target = sandbox.path().join(format!("restore-{}", ulid::Ulid::new()));
             let url = format!("file://{}", target.display());
-            vec![
-                "restore".into(),
-                "--backup".into(),
-                any_backup(rng),
-                "--target".into(),
-                url,
-                "--nodes-stopped".into(),
-            ]
+            let mut args =
+                vec!["restore".into(), "--backup".into(), any_backup(rng), "--target".into(), url];
+            args.extend(deployment.restore_flags.iter().map(|flag| flag.to_string()));
+            args
         }
         5 => vec!["drill".into(), "--backup".into(), any_backup(rng)],
         _ => vec![
@@ -355,7 +525,7 @@ fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<Strin
             "--repo".into(),
             "repo".into(),
             "--source".into(),
-            "src".into(),
+            source.clone(),
             "--keep-last".into(),
             "2".into(),
         ],
@@ -368,12 +538,17 @@ fn submit_step(sandbox: &Sandbox, rng: &mut StdRng, first: bool) -> Option<Strin
 
 /// Registers a schedule in half the seeds: backups, backups with a prune, or drills, every
 /// few seconds. Its name (to remove it before the checks) and what it runs.
-fn draw_schedule(sandbox: &Sandbox, rng: &mut StdRng) -> Option<(String, String)> {
+fn draw_schedule(
+    sandbox: &Sandbox,
+    deployment: &Deployment<'_>,
+    rng: &mut StdRng,
+) -> Option<(String, String)> {
     if !rng.random_bool(0.5) {
         return None;
     }
     let cron = format!("*/{} * * * * *", rng.random_range(3..7));
-    let mut args = vec!["schedule", "add", "chaos", "--source", "src", "--repo", "repo", "--cron"];
+    let mut args =
+        vec!["schedule", "add", "chaos", "--source", deployment.source, "--repo", "repo", "--cron"];
     args.push(&cron);
     let what = match rng.random_range(0..3) {
         0 => "backups",
@@ -381,10 +556,11 @@ fn draw_schedule(sandbox: &Sandbox, rng: &mut StdRng) -> Option<(String, String)
             args.extend(["--prune-keep-last", "2"]);
             "backups+prune"
         }
-        _ => {
+        _ if deployment.live_restores => {
             args.push("--drill");
             "drills"
         }
+        _ => "backups",
     };
     let added = sandbox.bkctl(&args).ok().filter(|out| out.status.success());
     added.map(|_| ("chaos".to_string(), format!("`{cron}` {what}")))
@@ -393,7 +569,9 @@ fn draw_schedule(sandbox: &Sandbox, rng: &mut StdRng) -> Option<(String, String)
 /// Adds a passphrase (from a file the workers can read) or removes one added before (never
 /// the one the workers hold: that is refused, and would lock them out). The job's id.
 fn key_step(sandbox: &Sandbox, rng: &mut StdRng) -> Option<String> {
-    let listed = sandbox.bkctl_json(&["repo", "key", "list", "repo"]).ok()?;
+    // Key jobs wait their turn behind the repository lock: never longer than a minute here.
+    let limit = Duration::from_secs(60);
+    let listed = sandbox.bkctl_json_within(limit, &["repo", "key", "list", "repo"]).ok()?;
     let others: Vec<String> = listed["keys"]
         .as_array()?
         .iter()
@@ -404,10 +582,11 @@ fn key_step(sandbox: &Sandbox, rng: &mut StdRng) -> Option<String> {
         let file = sandbox.path().join(format!("passphrase-{}", ulid::Ulid::new()));
         std::fs::write(&file, format!("chaos passphrase {}\n", rng.random::<u64>())).ok()?;
         let file = file.display().to_string();
-        sandbox.bkctl_json(&["repo", "key", "add", "repo", "--new-password-file", &file])
+        sandbox
+            .bkctl_json_within(limit, &["repo", "key", "add", "repo", "--new-password-file", &file])
     } else {
         let key_id = &others[rng.random_range(0..others.len())];
-        sandbox.bkctl_json(&["repo", "key", "remove", "repo", key_id])
+        sandbox.bkctl_json_within(limit, &["repo", "key", "remove", "repo", key_id])
     };
     done.ok()?["job_id"].as_str().map(str::to_string)
 }
@@ -442,7 +621,7 @@ fn strike(
     sandbox: &mut Sandbox,
     fault: Fault,
     nodes: &[String],
-    (disk, s3): (Option<&RepositoryDisk>, Option<&S3Repository>),
+    (disk, s3): RepositoryHandles<'_>,
     rng: &mut StdRng,
 ) -> Option<Wound> {
     use crate::flaky_proxy::ProxyFault;
@@ -484,9 +663,8 @@ fn strike(
 fn heal_due(
     sandbox: &mut Sandbox,
     wounds: &mut Vec<(Instant, Wound)>,
-    store: &Path,
-    worker_extra: &str,
-    (disk, s3): (Option<&RepositoryDisk>, Option<&S3Repository>),
+    deployment: &Deployment<'_>,
+    (disk, s3): RepositoryHandles<'_>,
     all: bool,
 ) {
     let now = Instant::now();
@@ -501,7 +679,8 @@ fn heal_due(
                 let _ = sandbox.start_replica(id);
             }
             Wound::Worker(node) => {
-                let _ = sandbox.start_worker_with("src", &node, store, worker_extra);
+                let (source, store) = (deployment.source, deployment.store);
+                let _ = sandbox.start_worker_with(source, &node, store, &deployment.worker_extra);
             }
             Wound::Paused(node) => {
                 sandbox.signal_worker(&node, "CONT");
@@ -521,11 +700,16 @@ fn heal_due(
     *wounds = kept;
 }
 
+/// The invariants, once every fault is healed. `before_restores` runs once every job has
+/// ended (QuestDB: no checkpoint held, then the server stops); `restored` judges a restored
+/// tree (the violations it finds).
 fn check_invariants(
     sandbox: &Sandbox,
+    deployment: &Deployment<'_>,
     job_ids: &[String],
-    nodes: &[String],
     outcome: &mut Outcome,
+    before_restores: &mut dyn FnMut(&mut Outcome),
+    restored: &dyn Fn(&Path) -> anyhow::Result<Vec<String>>,
 ) {
     // 1. Every job ends.
     for job_id in job_ids {
@@ -558,6 +742,7 @@ fn check_invariants(
                 .push(format!("job {job_id} is stuck: not ended 180 s after every fault healed")),
         }
     }
+    before_restores(outcome);
     // 2. Every committed backup verifies deep and restores to a restartable tree.
     for backup_id in committed_backups(sandbox) {
         outcome.backups += 1;
@@ -570,17 +755,16 @@ fn check_invariants(
         }
         let target = sandbox.path().join(format!("check-{backup_id}"));
         let url = format!("file://{}", target.display());
-        match run_waited(
-            sandbox,
-            &["restore", "--backup", &backup_id, "--target", &url, "--nodes-stopped"],
-        ) {
+        let mut restore = vec!["restore", "--backup", &backup_id, "--target", &url];
+        restore.extend_from_slice(deployment.restore_flags);
+        match run_waited(sandbox, &restore) {
             Err(error) => outcome
                 .violations
                 .push(format!("committed backup {backup_id} does not restore: {error}")),
-            Ok(_) => match check_tree(&target, nodes, "cluster1") {
+            Ok(_) => match restored(&target) {
                 Ok(violations) if violations.is_empty() => {}
                 Ok(violations) => outcome.violations.push(format!(
-                    "backup {backup_id} restores to a tree InfluxDB cannot restart from: {}",
+                    "backup {backup_id} restores to a tree the database cannot restart from: {}",
                     violations.join("; ")
                 )),
                 Err(error) => outcome

@@ -403,6 +403,41 @@ impl Sandbox {
         })
     }
 
+    /// As [`Sandbox::bkctl_json`], but gives up after `limit` (the process is killed): for
+    /// commands that wait for a job the workload must not be held up by.
+    ///
+    /// # Errors
+    /// When bkctl fails, prints no JSON, or has not finished within `limit`.
+    pub fn bkctl_json_within(&self, limit: Duration, args: &[&str]) -> anyhow::Result<Value> {
+        let mut child = Command::new(binary("bkctl"))
+            .arg("--endpoint")
+            .arg(self.endpoint())
+            .args(["-o", "json"])
+            .args(args)
+            .env_remove("BK_TOKEN")
+            .envs(self.token.iter().map(|token| ("BK_TOKEN", token)))
+            .envs(self.bkctl_env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("failed to run bkctl")?;
+        let deadline = Instant::now() + limit;
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("bkctl {args:?} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!("bkctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
     /// Registers the cluster `params` describes as source `name` (Enterprise when it has a
     /// cluster id and a compactor, Core otherwise).
     ///

@@ -12,7 +12,8 @@ use bk_proto::model::{TaskKind, TaskSpec};
 use super::domain::{BackupRecord, WorkerRecord};
 use super::eligibility::may_run;
 use super::job::TaskStatus;
-use super::plan::prune::{conflicts, resolve_prune_task};
+use super::locks::is_held_back;
+use super::plan::prune::resolve_prune_task;
 use super::state::ClusterState;
 
 /// A pull from a worker the state does not know: it must register (again) first.
@@ -22,8 +23,8 @@ pub struct UnregisteredWorker(pub String);
 
 /// The oldest runnable task `worker_id` may run, and the attempt number its lease gets.
 ///
-/// Jobs are scanned in submission order; a job waiting for the repository lock (a prune
-/// excludes every other job on its repository) is skipped, as is a task `is_being_leased`
+/// Jobs are scanned in submission order; a job an earlier one holds back ([`super::locks`]:
+/// the repository lock, a QuestDB checkpoint) is skipped, as is a task `is_being_leased`
 /// reports taken by a concurrent pull, as is a task backing off after a retryable failure
 /// until `now_ms` passes its retry time. `is_silent` says whether a worker has been silent past
 /// the lease timeout (who may stand in for a dead node).
@@ -39,7 +40,7 @@ pub fn next_task(
 ) -> Result<Option<(TaskId, u32)>, UnregisteredWorker> {
     let worker =
         state.workers.get(worker_id).ok_or_else(|| UnregisteredWorker(worker_id.to_string()))?;
-    let locked = |job: &super::Job| state.jobs.values().any(|other| conflicts(job, other));
+    let locked = |job: &super::Job| is_held_back(job, state.jobs.values());
     let open: Vec<&super::Job> =
         state.jobs.values().filter(|job| !job.state().is_terminal() && !locked(job)).collect();
     let available = |job: &super::Job, slot: TaskSlot| {

@@ -32,6 +32,7 @@ pub mod drill_record;
 pub mod eligibility;
 pub mod job;
 pub mod lease;
+pub mod locks;
 pub mod placement_index;
 pub mod plan;
 pub mod schedule;

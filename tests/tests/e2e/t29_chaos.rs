@@ -6,23 +6,37 @@
 //! then every invariant checked. The full campaign runs with
 //! `cargo run --release -p bk-tests --bin chaos -- --seeds 500`.
 
-use bk_tests::chaos::run_schedule;
+use bk_tests::chaos::{run_questdb_schedule, run_schedule, Outcome};
 
 /// Seeds whose draws together cover every fault kind, both repositories, key changes and the
 /// three kinds of schedule (see their lines in the test output; S3 seeds fall back to a file
 /// repository where Garage is not installed, the disk fault needs root).
 const SEEDS: [u64; 4] = [2, 3, 4, 6];
 
+/// QuestDB seeds (`--questdb`): a full disk, a paused worker and a backup+prune schedule on a
+/// file repository; S3 SlowDown, follower and worker kills on an S3 one.
+const QUESTDB_SEEDS: [u64; 2] = [1, 4];
+
 #[test]
 fn test_fixed_seeds_hold_every_invariant_under_faults() {
+    check(SEEDS.map(|seed| run_schedule(seed).unwrap()), "");
+}
+
+#[test]
+fn test_fixed_questdb_seeds_hold_every_invariant_and_release_every_checkpoint() {
+    check(QUESTDB_SEEDS.map(|seed| run_questdb_schedule(seed).unwrap()), "--questdb ");
+}
+
+fn check<const N: usize>(outcomes: [Outcome; N], flag: &str) {
     let mut failures = Vec::new();
-    for seed in SEEDS {
-        let outcome = run_schedule(seed).unwrap();
+    for outcome in outcomes {
         println!("{}", outcome.line());
         if !outcome.violations.is_empty() {
             failures.push(format!(
-                "seed {seed}: {}\n  replay: cargo run --release -p bk-tests --bin chaos -- --seed {seed}",
-                outcome.violations.join("\n  ")
+                "seed {}: {}\n  replay: cargo run --release -p bk-tests --bin chaos -- {flag}--seed {}",
+                outcome.seed,
+                outcome.violations.join("\n  "),
+                outcome.seed
             ));
         }
     }

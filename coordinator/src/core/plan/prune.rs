@@ -18,7 +18,7 @@ use bk_proto::model::{Retention, TaskKind};
 
 use super::error::PlanError;
 use crate::core::domain::{BackupRecord, Repository};
-use crate::core::job::{Job, JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
+use crate::core::job::{JobKind, JobSpec, Placement, PlannedPhase, PlannedTask};
 
 /// How many backups each rule keeps (weeks run Monday to Sunday; days, weeks, months in UTC).
 pub type RetentionPolicy = Retention;
@@ -196,26 +196,6 @@ fn judged_by_prune<'a>(
         .collect()
 }
 
-/// Why `job` waits for the repository lock, naming the job that holds it (for operators), or
-/// `None` when no earlier running job on its repository conflicts with it.
-pub fn lock_reason<'a>(job: &Job, jobs: impl IntoIterator<Item = &'a Job>) -> Option<String> {
-    let other = jobs.into_iter().find(|other| conflicts(job, other))?;
-    Some(format!(
-        "waiting for job `{}` ({:?}) on repository `{}` to end: a prune and other jobs on the \
-         same repository never run together",
-        other.id, other.spec.kind, other.spec.repository.name
-    ))
-}
-
-/// The repository lock: whether `job` must wait for `other` (submitted earlier, still running).
-/// A prune excludes every other job on its repository; backups, restores and verifies share it.
-pub fn conflicts(job: &Job, other: &Job) -> bool {
-    other.id < job.id
-        && !other.state().is_terminal()
-        && other.spec.repository.name == job.spec.repository.name
-        && (job.spec.kind == JobKind::Prune || other.spec.kind == JobKind::Prune)
-}
-
 #[cfg(test)]
 mod tests {
     use ulid::Ulid;
@@ -336,25 +316,5 @@ mod tests {
         let TaskKind::ForgetBackups { mut backups, .. } = kind else { panic!() };
         backups.sort();
         assert_eq!(backups, [history[0].backup_id, history[1].backup_id]);
-    }
-
-    #[test]
-    fn test_the_lock_reason_names_the_earlier_job_on_the_same_repository() {
-        let request = PruneRequest {
-            source: "s".into(),
-            policy: RetentionPolicy { keep_last: 1, ..RetentionPolicy::default() },
-            dry_run: false,
-            max_unused_percent: 10,
-        };
-        let prune_on = |repository: &str, n: u64| {
-            let repository = Repository::new(repository, "file:///r", 1 << 20);
-            let spec = plan_prune(&request, &repository, &[]).unwrap();
-            Job::new(bk_proto::ids::JobId(Ulid::from_parts(n, 1)), spec, 0)
-        };
-        let (first, second, elsewhere) = (prune_on("r", 1), prune_on("r", 2), prune_on("x", 3));
-        let reason = lock_reason(&second, [&first, &elsewhere]).unwrap();
-        assert!(reason.contains(&first.id.to_string()) && reason.contains("`r`"), "{reason}");
-        assert_eq!(lock_reason(&first, [&second, &elsewhere]), None, "a later job never blocks");
-        assert_eq!(lock_reason(&elsewhere, [&first, &second]), None);
     }
 }

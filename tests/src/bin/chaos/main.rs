@@ -4,15 +4,16 @@
 //!
 //! `cargo run --release -p bk-tests --bin chaos -- --seeds 500 [--first 1]`
 //! `cargo run --release -p bk-tests --bin chaos -- --seed 17`
+//! `cargo run --release -p bk-tests --bin chaos -- --questdb --seeds 100` (QuestDB schedules)
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bk_tests::chaos::run_schedule;
+use bk_tests::chaos::{run_questdb_schedule, run_schedule};
 
 fn main() -> anyhow::Result<()> {
-    let (mut first, mut count) = (1u64, 20u64);
+    let (mut first, mut count, mut questdb) = (1u64, 20u64, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -23,11 +24,14 @@ fn main() -> anyhow::Result<()> {
                 first = value()?.parse().context("--seed takes a seed")?;
                 count = 1;
             }
+            "--questdb" => questdb = true,
             "--help" | "-h" => {
-                println!("chaos [--seeds 20] [--first 1] | chaos --seed S");
+                println!("chaos [--questdb] [--seeds 20] [--first 1] | chaos [--questdb] --seed S");
                 return Ok(());
             }
-            other => bail!("unknown argument `{other}`: chaos [--seeds N] [--first S] | --seed S"),
+            other => bail!(
+                "unknown argument `{other}`: chaos [--questdb] [--seeds N] [--first S] | --seed S"
+            ),
         }
     }
     let started = Instant::now();
@@ -35,7 +39,8 @@ fn main() -> anyhow::Result<()> {
     let mut jobs: BTreeMap<(String, String), usize> = BTreeMap::new();
     let (mut violations, mut failing, mut backups, mut setup_errors) = (0, Vec::new(), 0, 0);
     for seed in first..first + count {
-        match run_schedule(seed) {
+        let run = if questdb { run_questdb_schedule(seed) } else { run_schedule(seed) };
+        match run {
             Ok(outcome) => {
                 println!("{}", outcome.line());
                 for failure in &outcome.failures {
@@ -52,8 +57,9 @@ fn main() -> anyhow::Result<()> {
                     for violation in &outcome.violations {
                         println!("  VIOLATION: {violation}");
                     }
+                    let flag = if questdb { "--questdb " } else { "" };
                     println!(
-                        "  replay: cargo run --release -p bk-tests --bin chaos -- --seed {seed}"
+                        "  replay: cargo run --release -p bk-tests --bin chaos -- {flag}--seed {seed}"
                     );
                     violations += outcome.violations.len();
                     failing.push(seed);
