@@ -59,10 +59,12 @@ pub enum Fault {
     S3Latency,
     /// Every pack upload arrives with a flipped byte.
     S3DamageUploads,
+    /// Every S3 response is cut after its first 4 KiB.
+    S3TruncatedBodies,
 }
 
 impl Fault {
-    const ALL: [Fault; 9] = [
+    const ALL: [Fault; 10] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::KillWorker,
@@ -72,6 +74,7 @@ impl Fault {
         Fault::S3Reset,
         Fault::S3Latency,
         Fault::S3DamageUploads,
+        Fault::S3TruncatedBodies,
     ];
 
     /// As printed.
@@ -86,6 +89,7 @@ impl Fault {
             Fault::S3Reset => "S3 connection resets",
             Fault::S3Latency => "S3 latency spike",
             Fault::S3DamageUploads => "S3 damaged uploads",
+            Fault::S3TruncatedBodies => "S3 truncated bodies",
         }
     }
 }
@@ -637,6 +641,7 @@ fn strike(
         Fault::S3Reset => switch(ProxyFault::Reset),
         Fault::S3Latency => switch(ProxyFault::Latency),
         Fault::S3DamageUploads => switch(ProxyFault::DamageUploads),
+        Fault::S3TruncatedBodies => switch(ProxyFault::TruncateResponses),
         Fault::KillLeader | Fault::KillFollower => {
             let leader = sandbox.leader_id()?;
             let id = if fault == Fault::KillLeader {

@@ -4,8 +4,8 @@
 //! (one flipped byte in the first uploads to matching paths), as a bad link or NIC would.
 //!
 //! It can also be switched to a [`ProxyFault`] while it runs (the chaos campaign's S3 faults):
-//! every connection answered `503 SlowDown`, connections reset mid-request, a latency spike, or
-//! every pack upload damaged; switching cuts the connections in flight, so pooled keep-alive
+//! every connection answered `503 SlowDown`, connections reset mid-request, a latency spike,
+//! every pack upload damaged, or every response cut short; switching cuts the connections in flight, so pooled keep-alive
 //! connections meet the fault too.
 
 use std::collections::HashMap;
@@ -43,6 +43,8 @@ pub enum ProxyFault {
     Latency = 3,
     /// Flip a byte in the body of every pack upload (`PUT …/packs/…`).
     DamageUploads = 4,
+    /// Cut every response after its first 4 KiB (a body that ends early).
+    TruncateResponses = 5,
 }
 
 impl ProxyFault {
@@ -52,6 +54,7 @@ impl ProxyFault {
             2 => ProxyFault::Reset,
             3 => ProxyFault::Latency,
             4 => ProxyFault::DamageUploads,
+            5 => ProxyFault::TruncateResponses,
             _ => ProxyFault::None,
         }
     }
@@ -237,14 +240,31 @@ fn forward(client: TcpStream, upstream: &str, damage: Arc<Damage>, live: &Arc<Li
     let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let live = live.clone();
-    let upload = thread::spawn(move || pipe_requests(client_reader, server, &damage, &live));
-    pipe(server_reader, client);
+    let uploads = live.clone();
+    let upload = thread::spawn(move || pipe_requests(client_reader, server, &damage, &uploads));
+    pipe_responses(server_reader, client, live);
     let _ = upload.join();
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
+/// Copies responses down; while the fault is [`ProxyFault::TruncateResponses`], cuts the
+/// connection after 4 KiB of it.
+fn pipe_responses(mut from: TcpStream, mut to: TcpStream, live: &Live) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let truncating = live.fault() == ProxyFault::TruncateResponses;
+        let keep = if truncating { read.min(4096usize.saturating_sub(sent)) } else { read };
+        if to.write_all(&buffer[..keep]).is_err() || keep < read {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+            return;
+        }
+        sent += keep;
+    }
     let _ = to.shutdown(Shutdown::Write);
 }
 
@@ -304,4 +324,41 @@ fn content_length(head: &str) -> usize {
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, value)| value.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that answers every connection with `size` bytes, then closes.
+    fn upstream(size: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+        let address = listener.local_addr().expect("an address").to_string();
+        thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                let mut request = [0u8; 16];
+                let _ = client.read(&mut request);
+                let _ = client.write_all(&vec![7u8; size]);
+            }
+        });
+        address
+    }
+
+    fn fetch(proxy: &FlakyProxy) -> usize {
+        let mut stream = TcpStream::connect(&proxy.address).expect("the proxy answers");
+        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("sent");
+        let mut body = Vec::new();
+        let _ = stream.read_to_end(&mut body);
+        body.len()
+    }
+
+    #[test]
+    fn test_responses_are_cut_short_only_while_the_fault_is_on() {
+        let proxy = FlakyProxy::start(&upstream(10_000), 0).expect("the proxy starts");
+        assert_eq!(fetch(&proxy), 10_000);
+        proxy.set_fault(ProxyFault::TruncateResponses);
+        assert_eq!(fetch(&proxy), 4096);
+        proxy.set_fault(ProxyFault::None);
+        assert_eq!(fetch(&proxy), 10_000);
+    }
 }
