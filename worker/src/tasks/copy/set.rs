@@ -242,7 +242,7 @@ async fn parent_entries(
 /// `recorded` or `others` say.
 ///
 /// # Errors
-/// [`TaskError::Damaged`] when a blob cannot be read.
+/// [`TaskError::Damaged`] when a blob is missing or damaged; the store's error when it fails.
 pub async fn read_back(
     context: &TaskContext,
     writer: &BlobWriter,
@@ -262,10 +262,42 @@ pub async fn read_back(
             }
             None => Err(crate::repository::reader::BlobReadError::NotIndexed(*id)),
         };
-        let blob = blob.map_err(|error| {
-            TaskError::Damaged(format!("reading back `{}`: {error}", entry.key))
-        })?;
-        bytes.extend_from_slice(&blob);
+        bytes.extend_from_slice(&blob.map_err(|error| read_back_failed(&entry.key, error))?);
     }
     Ok(bytes)
+}
+
+/// Why reading `key` back failed, as the task reports it: the store failing is the store's
+/// error (retried when transient: a burst of S3 resets is not damage); anything else means
+/// the repository does not hold what was written.
+fn read_back_failed(key: &str, error: crate::repository::reader::BlobReadError) -> TaskError {
+    match error {
+        crate::repository::reader::BlobReadError::Repository(store) => TaskError::Repository(store),
+        damaged => TaskError::Damaged(format!("reading back `{key}`: {damaged}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RepositoryError;
+    use crate::repository::reader::BlobReadError;
+
+    #[test]
+    fn test_a_store_failing_while_reading_back_is_retried_and_missing_data_is_damage() {
+        let transport = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request, after 10 retries".into(),
+        };
+        let store_failed =
+            BlobReadError::Repository(RepositoryError::store("packs/b8/b8")(transport));
+        let missing = BlobReadError::PackMissing { id: BlobId([1; 32]), pack: "packs/01".into() };
+        let cases =
+            [(store_failed, true, "packs/b8/b8"), (missing, false, "reading back `n/wal/1.wal`")];
+        for (error, retryable, named) in cases {
+            let failed = read_back_failed("n/wal/1.wal", error);
+            assert_eq!(failed.is_retryable(), retryable, "{failed}");
+            assert!(failed.to_string().contains(named), "{failed}");
+        }
+    }
 }
