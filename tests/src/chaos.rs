@@ -286,16 +286,16 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
     // Every worker can drill (offline checks), into scratch of its own.
-    let mut drill =
+    let mut worker_extra =
         format!("[drill]\nscratch_dir = \"{}\"\n", sandbox.path().join("scratch").display());
     if let Some(s3) = &s3 {
-        drill.push_str(&s3.worker_table);
+        worker_extra.push_str(&s3.worker_table);
     }
     let deployment = Deployment {
         source: "src",
         nodes: &nodes,
         store: &store,
-        worker_extra: drill,
+        worker_extra,
         restore_flags: &["--nodes-stopped"],
         live_restores: true,
     };

@@ -106,7 +106,6 @@ impl WorkerHubServiceImpl {
         let Some(_reservation) = self.coordinator.runtime.reserve_lease(task_id) else {
             return Ok(Lease::LostRace);
         };
-        let worker_id = worker_id.to_string();
         let event = JobEvent::TaskLeased {
             slot: task_id.slot,
             attempt,
