@@ -10,7 +10,10 @@
 //! (in some seeds) a schedule running backups, backups with a prune, or drills every few
 //! seconds, submitted while faults strike at
 //! drawn moments: `kill -9` of the leader, a follower or a worker (restarted after a drawn
-//! pause), `SIGSTOP`/`SIGCONT` of a worker, the repository's filesystem full (root only). Then
+//! pause), `SIGSTOP`/`SIGCONT` of a worker, the repository's filesystem full (root only); on
+//! S3 (each worker reaches Garage through a fault proxy of its own): `503 SlowDown`, resets,
+//! latency, damaged uploads and cut-short responses on every link, or one worker's link gone
+//! silent (a partition only that worker's timeouts notice). Then
 //! every fault is healed and:
 //! 1. every job ends (succeeded, failed with a reason, or cancelled) within a bound: every job
 //!    the coordinator lists, the schedule's included;
@@ -61,10 +64,13 @@ pub enum Fault {
     S3DamageUploads,
     /// Every S3 response is cut after its first 4 KiB.
     S3TruncatedBodies,
+    /// One worker's link to the store goes silent (a partition: nothing answers), the other
+    /// workers' stays up.
+    WorkerCutFromStore,
 }
 
 impl Fault {
-    const ALL: [Fault; 10] = [
+    const ALL: [Fault; 11] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::KillWorker,
@@ -75,6 +81,7 @@ impl Fault {
         Fault::S3Latency,
         Fault::S3DamageUploads,
         Fault::S3TruncatedBodies,
+        Fault::WorkerCutFromStore,
     ];
 
     /// As printed.
@@ -90,6 +97,7 @@ impl Fault {
             Fault::S3Latency => "S3 latency spike",
             Fault::S3DamageUploads => "S3 damaged uploads",
             Fault::S3TruncatedBodies => "S3 truncated bodies",
+            Fault::WorkerCutFromStore => "worker cut off from S3",
         }
     }
 }
@@ -115,6 +123,10 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Jobs that failed, with their reasons (a job may fail under a fault; it must say why).
     pub failures: Vec<String>,
+    /// Seconds spent in each stage of the schedule, in order (where a campaign's time goes).
+    pub stages: Vec<(&'static str, f64)>,
+    /// When the last stage ended.
+    stage_started: Option<Instant>,
 }
 
 impl Outcome {
@@ -140,7 +152,21 @@ impl Outcome {
             self.backups,
             self.violations.len()
         );
+        let total: f64 = self.stages.iter().map(|(_, seconds)| seconds).sum();
+        let _ = write!(line, "; {total:.1} s (");
+        let stages: Vec<String> =
+            self.stages.iter().map(|(stage, seconds)| format!("{stage} {seconds:.1}")).collect();
+        line.push_str(&stages.join(", "));
+        line.push(')');
         line
+    }
+
+    /// Ends the current stage, naming it.
+    fn stage(&mut self, name: &'static str) {
+        let now = Instant::now();
+        if let Some(started) = self.stage_started.replace(now) {
+            self.stages.push((name, (now - started).as_secs_f64()));
+        }
     }
 }
 
@@ -150,30 +176,44 @@ enum Wound {
     Worker(String),
     Paused(String),
     DiskFull,
-    S3,
+    /// An S3 fault on every worker's link, or (`Some(node)`) on one worker's.
+    S3(Option<String>),
 }
 
-/// An S3 repository: Garage, reached through a proxy the campaign switches faults on.
+/// An S3 repository: Garage, reached by each worker through a proxy of its own, so a fault
+/// can strike every worker's link or one worker's alone.
 struct S3Repository {
     _garage: crate::garage::Garage,
-    proxy: crate::flaky_proxy::FlakyProxy,
-    /// The workers' `[repositories.repo]` table (credentials from a file, endpoint the proxy).
-    worker_table: String,
+    /// Each node's proxy and its worker's `[repositories.repo]` table (credentials from a file,
+    /// endpoint that proxy).
+    links: BTreeMap<String, (crate::flaky_proxy::FlakyProxy, String)>,
 }
 
 impl S3Repository {
     /// `None` when Garage is not installed: the seed uses a file repository.
-    fn start(dir: &Path) -> Option<S3Repository> {
+    fn start(dir: &Path, nodes: &[String]) -> Option<S3Repository> {
         let garage = crate::garage::Garage::start(&dir.join("garage")).ok()?;
         let secret_file = dir.join("garage").join("secret-key");
         std::fs::write(&secret_file, crate::garage::SECRET_ACCESS_KEY).ok()?;
         let upstream = garage.endpoint().trim_start_matches("http://").to_string();
-        let proxy = crate::flaky_proxy::FlakyProxy::start(&upstream, 0).ok()?;
-        let worker_table = format!(
-            "[repositories.repo]\noptions = {}\n",
-            garage.options_toml_at(&proxy.endpoint(), &secret_file)
-        );
-        Some(S3Repository { _garage: garage, proxy, worker_table })
+        let mut links = BTreeMap::new();
+        for node in nodes {
+            let proxy = crate::flaky_proxy::FlakyProxy::start(&upstream, 0).ok()?;
+            let table = format!(
+                "[repositories.repo]\noptions = {}\n",
+                garage.options_toml_at(&proxy.endpoint(), &secret_file)
+            );
+            links.insert(node.clone(), (proxy, table));
+        }
+        Some(S3Repository { _garage: garage, links })
+    }
+
+    /// Switches `fault` on every worker's link, or on `node`'s alone.
+    fn set_fault(&self, node: Option<&str>, fault: crate::flaky_proxy::ProxyFault) {
+        let chosen = |name: &String| node.is_none_or(|node| node == name.as_str());
+        for (_, (proxy, _)) in self.links.iter().filter(|(name, _)| chosen(name)) {
+            proxy.set_fault(fault);
+        }
     }
 }
 
@@ -235,14 +275,29 @@ struct Deployment<'a> {
     nodes: &'a [String],
     /// The root of the nodes' store (what workers read).
     store: &'a Path,
-    /// The workers' extra config (drill scratch, the S3 repository's table, `[questdb]`).
+    /// The workers' extra config (drill scratch, `[questdb]`).
     worker_extra: String,
+    /// The S3 repository, whose table differs per worker (each its own link).
+    s3: Option<&'a S3Repository>,
     /// Flags every restore takes (InfluxDB: the nodes are stopped).
     restore_flags: &'a [&'a str],
     /// Whether restores and drills are drawn while the workload runs (QuestDB: a restore is
     /// refused while the server answers, and a drill needs a server binary): drawn as verifies
     /// otherwise, and a drill schedule as a backup schedule.
     live_restores: bool,
+}
+
+impl Deployment<'_> {
+    /// The config `node`'s worker starts with: the shared extra, then its repository table.
+    fn worker_config(&self, node: &str) -> String {
+        let table = self.s3.and_then(|s3| s3.links.get(node)).map(|(_, table)| table.as_str());
+        format!("{}{}", self.worker_extra, table.unwrap_or(""))
+    }
+
+    /// Starts (or restarts) `node`'s worker.
+    fn start_worker(&self, sandbox: &mut Sandbox, node: &str) -> anyhow::Result<()> {
+        sandbox.start_worker_with(self.source, node, self.store, &self.worker_config(node))
+    }
 }
 
 /// Where the repository lives, and its faults.
@@ -253,10 +308,10 @@ type RepositoryHandles<'a> = (Option<&'a RepositoryDisk>, Option<&'a S3Repositor
 fn add_repository(
     sandbox: &Sandbox,
     rng: &mut StdRng,
-    prefix: &str,
+    (prefix, nodes): (&str, &[String]),
     outcome: &mut Outcome,
 ) -> anyhow::Result<(Option<RepositoryDisk>, Option<S3Repository>)> {
-    let s3 = if rng.random_bool(0.5) { S3Repository::start(sandbox.path()) } else { None };
+    let s3 = if rng.random_bool(0.5) { S3Repository::start(sandbox.path(), nodes) } else { None };
     let repository_dir = sandbox.path().join("repository");
     let (disk, repository) = match &s3 {
         Some(_) => (None, format!("s3://{}/{prefix}", crate::garage::BUCKET)),
@@ -275,32 +330,32 @@ fn add_repository(
 /// When the cluster cannot be set up at all (not an invariant: nothing was tested).
 pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut outcome = Outcome { seed, ..Outcome::default() };
+    let mut outcome = Outcome { seed, stage_started: Some(Instant::now()), ..Outcome::default() };
     let mut sandbox = Sandbox::start_cluster(3, &[("BK_LEASE_TIMEOUT", "3s")])?;
     let mut params = LayoutParams::enterprise(1 << 20);
     params.seed = seed;
     let store = sandbox.path().join("store");
     generate(&store, &params)?;
     sandbox.register_source("src", &params)?;
-    let (disk, s3) = add_repository(&sandbox, &mut rng, &format!("chaos-{seed}"), &mut outcome)?;
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
-    // Every worker can drill (offline checks), into scratch of its own.
-    let mut worker_extra =
-        format!("[drill]\nscratch_dir = \"{}\"\n", sandbox.path().join("scratch").display());
-    if let Some(s3) = &s3 {
-        worker_extra.push_str(&s3.worker_table);
-    }
+    let prefix = format!("chaos-{seed}");
+    let (disk, s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
     let deployment = Deployment {
         source: "src",
         nodes: &nodes,
         store: &store,
-        worker_extra,
+        // Every worker can drill (offline checks), into scratch of its own.
+        worker_extra: format!(
+            "[drill]\nscratch_dir = \"{}\"\n",
+            sandbox.path().join("scratch").display()
+        ),
+        s3: s3.as_ref(),
         restore_flags: &["--nodes-stopped"],
         live_restores: true,
     };
     for node in &nodes {
-        sandbox.start_worker_with("src", node, &store, &deployment.worker_extra)?;
+        deployment.start_worker(&mut sandbox, node)?;
     }
     let live = LiveParams {
         seed,
@@ -323,9 +378,11 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let restartable = |target: &Path| Ok(check_tree(target, &nodes, "cluster1")?);
     check_invariants(&sandbox, &deployment, &job_ids, &mut outcome, &mut |_| {}, &restartable);
     // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
+    outcome.stage("agree");
     drop(sandbox);
     drop(disk);
     drop(s3);
+    outcome.stage("teardown");
     Ok(outcome)
 }
 
@@ -343,7 +400,12 @@ const QUESTDB_PASSWORD: &str = "chaos-pg-password";
 pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
     use crate::questdb_peer::{worker_section, PeerConfig, QuestDbPeer};
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5155_4553_5444_4221);
-    let mut outcome = Outcome { seed, database: Some("questdb"), ..Outcome::default() };
+    let mut outcome = Outcome {
+        seed,
+        database: Some("questdb"),
+        stage_started: Some(Instant::now()),
+        ..Outcome::default()
+    };
     let mut sandbox = Sandbox::start_cluster(3, &[("BK_LEASE_TIMEOUT", "3s")])?;
     let root = sandbox.path().join("questdb-root");
     crate::questdb_layout::generate_root(&root, 3, 3, 4096, seed)?;
@@ -356,23 +418,19 @@ pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
     sandbox.bkctl_json(&[
         "source", "add", "qdb", "--kind", "questdb", "--nodes", "qnode", "--pg", &address,
     ])?;
-    let (disk, s3) =
-        add_repository(&sandbox, &mut rng, &format!("chaos-questdb-{seed}"), &mut outcome)?;
     let nodes = vec!["qnode".to_string()];
-    let mut worker_extra = worker_section(QUESTDB_PASSWORD, "");
-    worker_extra.push('\n');
-    if let Some(s3) = &s3 {
-        worker_extra.push_str(&s3.worker_table);
-    }
+    let prefix = format!("chaos-questdb-{seed}");
+    let (disk, s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
     let deployment = Deployment {
         source: "qdb",
         nodes: &nodes,
         store: &root,
-        worker_extra,
+        worker_extra: format!("{}\n", worker_section(QUESTDB_PASSWORD, "")),
+        s3: s3.as_ref(),
         restore_flags: &[],
         live_restores: false,
     };
-    sandbox.start_worker_with("qdb", "qnode", &root, &deployment.worker_extra)?;
+    deployment.start_worker(&mut sandbox, "qnode")?;
     let expected = crate::tree::hash_tree(&root)?;
     let job_ids = run_workload(
         &mut sandbox,
@@ -397,9 +455,11 @@ pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
         &mut release_and_stop,
         &restored,
     );
+    outcome.stage("agree");
     drop(sandbox);
     drop(disk);
     drop(s3);
+    outcome.stage("teardown");
     Ok(outcome)
 }
 
@@ -442,6 +502,7 @@ fn run_workload(
     rng: &mut StdRng,
     outcome: &mut Outcome,
 ) -> Vec<String> {
+    outcome.stage("setup");
     let schedule = draw_schedule(sandbox, deployment, rng);
     outcome.schedule = schedule.as_ref().map(|(_, what)| what.clone());
     let schedule = schedule.map(|(name, _)| name);
@@ -485,6 +546,7 @@ fn run_workload(
     job_ids.extend(listed_jobs(sandbox));
     job_ids.sort();
     job_ids.dedup();
+    outcome.stage("workload");
     job_ids
 }
 
@@ -631,8 +693,8 @@ fn strike(
     use crate::flaky_proxy::ProxyFault;
     let switch = |proxy_fault: ProxyFault| {
         s3.map(|s3| {
-            s3.proxy.set_fault(proxy_fault);
-            Wound::S3
+            s3.set_fault(None, proxy_fault);
+            Wound::S3(None)
         })
     };
     match fault {
@@ -642,6 +704,12 @@ fn strike(
         Fault::S3Latency => switch(ProxyFault::Latency),
         Fault::S3DamageUploads => switch(ProxyFault::DamageUploads),
         Fault::S3TruncatedBodies => switch(ProxyFault::TruncateResponses),
+        Fault::WorkerCutFromStore => {
+            let s3 = s3?;
+            let node = nodes[rng.random_range(0..nodes.len())].clone();
+            s3.set_fault(Some(&node), ProxyFault::Unreachable);
+            Some(Wound::S3(Some(node)))
+        }
         Fault::KillLeader | Fault::KillFollower => {
             let leader = sandbox.leader_id()?;
             let id = if fault == Fault::KillLeader {
@@ -684,8 +752,7 @@ fn heal_due(
                 let _ = sandbox.start_replica(id);
             }
             Wound::Worker(node) => {
-                let (source, store) = (deployment.source, deployment.store);
-                let _ = sandbox.start_worker_with(source, &node, store, &deployment.worker_extra);
+                let _ = deployment.start_worker(sandbox, &node);
             }
             Wound::Paused(node) => {
                 sandbox.signal_worker(&node, "CONT");
@@ -695,9 +762,9 @@ fn heal_due(
                     disk.remount(DISK_SIZE);
                 }
             }
-            Wound::S3 => {
+            Wound::S3(node) => {
                 if let Some(s3) = s3 {
-                    s3.proxy.set_fault(crate::flaky_proxy::ProxyFault::None);
+                    s3.set_fault(node.as_deref(), crate::flaky_proxy::ProxyFault::None);
                 }
             }
         }
@@ -747,6 +814,7 @@ fn check_invariants(
                 .push(format!("job {job_id} is stuck: not ended 180 s after every fault healed")),
         }
     }
+    outcome.stage("jobs end");
     before_restores(outcome);
     // 2. Every committed backup verifies deep and restores to a restartable tree.
     for backup_id in committed_backups(sandbox) {
@@ -779,6 +847,7 @@ fn check_invariants(
         }
         let _ = std::fs::remove_dir_all(&target);
     }
+    outcome.stage("verify+restore");
     // 3. The repository is sound.
     match sandbox.bkctl(&["-o", "json", "repo", "check", "repo", "--read-data", "100"]) {
         Ok(output) if output.status.success() => {}
@@ -798,6 +867,7 @@ fn check_invariants(
             .violations
             .push(format!("the workers' key is not the one current key: {current:?}"));
     }
+    outcome.stage("repo check");
     // 4. The replicas agree.
     let agreed = sandbox.wait_until(Duration::from_secs(30), "the replicas to agree", || {
         let applied: Vec<u64> = (1..=3)
@@ -827,8 +897,12 @@ fn run_waited(sandbox: &Sandbox, args: &[&str]) -> Result<Value, String> {
     let mut full = vec!["-o", "json", "submit"];
     full.extend_from_slice(args);
     full.push("--wait");
+    let started = Instant::now();
     let output = sandbox.bkctl(&full).map_err(|error| error.to_string())?;
     let job: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    if std::env::var_os("CHAOS_DEBUG").is_some() {
+        eprintln!("{:?} {:.1}s {}", args, started.elapsed().as_secs_f64(), job);
+    }
     if output.status.success() {
         Ok(job)
     } else {

@@ -5,8 +5,9 @@
 //!
 //! It can also be switched to a [`ProxyFault`] while it runs (the chaos campaign's S3 faults):
 //! every connection answered `503 SlowDown`, connections reset mid-request, a latency spike,
-//! every pack upload damaged, or every response cut short; switching cuts the connections in flight, so pooled keep-alive
-//! connections meet the fault too.
+//! every pack upload damaged, every response cut short, or nothing answered at all (a silent
+//! partition); switching cuts the connections in flight, so pooled keep-alive connections meet
+//! the fault too.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -45,6 +46,10 @@ pub enum ProxyFault {
     DamageUploads = 4,
     /// Cut every response after its first 4 KiB (a body that ends early).
     TruncateResponses = 5,
+    /// A partition: connections are accepted and then never answered (requests are read and
+    /// dropped), until the fault changes and they are cut. What a client meets when the link
+    /// to its store goes silent, not refused: only its own timeouts get it out.
+    Unreachable = 6,
 }
 
 impl ProxyFault {
@@ -55,6 +60,7 @@ impl ProxyFault {
             3 => ProxyFault::Latency,
             4 => ProxyFault::DamageUploads,
             5 => ProxyFault::TruncateResponses,
+            6 => ProxyFault::Unreachable,
             _ => ProxyFault::None,
         }
     }
@@ -153,6 +159,15 @@ impl FlakyProxy {
                     thread::spawn(move || throttle(client));
                 } else if fault == ProxyFault::Reset {
                     thread::spawn(move || reset(client));
+                } else if fault == ProxyFault::Unreachable {
+                    let live = switch.clone();
+                    thread::spawn(move || {
+                        let id = live.register(&client);
+                        swallow(client);
+                        if let Some(id) = id {
+                            live.forget(id);
+                        }
+                    });
                 } else {
                     let (upstream, damaging, live) =
                         (upstream.clone(), damaging.clone(), switch.clone());
@@ -187,15 +202,14 @@ impl FlakyProxy {
         self.damage.done.load(Ordering::Relaxed)
     }
 
-    /// Switches to `fault` (`ProxyFault::None` heals); a fault cuts the connections in flight.
+    /// Switches to `fault` (`ProxyFault::None` heals); every switch cuts the connections in
+    /// flight (a fault meets pooled connections at once; healing frees those held silent).
     pub fn set_fault(&self, fault: ProxyFault) {
         self.live.fault.store(fault as u8, Ordering::Relaxed);
-        if fault != ProxyFault::None {
-            let mut connections =
-                self.live.connections.lock().unwrap_or_else(|poison| poison.into_inner());
-            for (_, connection) in connections.drain() {
-                let _ = connection.shutdown(Shutdown::Both);
-            }
+        let mut connections =
+            self.live.connections.lock().unwrap_or_else(|poison| poison.into_inner());
+        for (_, connection) in connections.drain() {
+            let _ = connection.shutdown(Shutdown::Both);
         }
     }
 }
@@ -232,6 +246,12 @@ fn reset(mut client: TcpStream) {
     let mut some = [0u8; 64];
     let _ = client.read(&mut some);
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Reads and drops whatever the client sends, answering nothing, until the connection is cut.
+fn swallow(mut client: TcpStream) {
+    let mut buffer = [0u8; 16 * 1024];
+    while matches!(client.read(&mut buffer), Ok(read) if read > 0) {}
 }
 
 /// Copies bytes both ways until either side closes; requests may be damaged on the way up.
@@ -360,5 +380,22 @@ mod tests {
         assert_eq!(fetch(&proxy), 4096);
         proxy.set_fault(ProxyFault::None);
         assert_eq!(fetch(&proxy), 10_000);
+    }
+
+    #[test]
+    fn test_an_unreachable_store_answers_nothing_until_healed() {
+        let proxy = FlakyProxy::start(&upstream(100), 0).expect("the proxy starts");
+        proxy.set_fault(ProxyFault::Unreachable);
+        let mut stream = TcpStream::connect(&proxy.address).expect("the proxy accepts");
+        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("sent");
+        stream.set_read_timeout(Some(Duration::from_millis(300))).expect("a timeout");
+        let mut byte = [0u8; 1];
+        let silent = stream.read(&mut byte);
+        assert!(silent.is_err(), "a partitioned store answered: {silent:?}");
+        // Healing cuts the held connection (the client sees it end) and forwards new ones.
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
+        proxy.set_fault(ProxyFault::None);
+        assert!(matches!(stream.read(&mut byte), Ok(0) | Err(_)));
+        assert_eq!(fetch(&proxy), 100);
     }
 }

@@ -5,6 +5,9 @@
 //! `cargo run --release -p bk-tests --bin chaos -- --seeds 500 [--first 1]`
 //! `cargo run --release -p bk-tests --bin chaos -- --seed 17`
 //! `cargo run --release -p bk-tests --bin chaos -- --questdb --seeds 100` (QuestDB schedules)
+//!
+//! Each line ends with the seconds each stage took; `CHAOS_DEBUG=1` also prints every check
+//! job's duration and record (where a slow seed spends its time).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
