@@ -16,6 +16,7 @@
 //! - [`restore`]: restore guards, the wipe, and writing objects back with hash checks.
 
 pub mod check;
+pub mod checkpoint_marker;
 pub mod cleanup;
 pub mod commit;
 pub mod consistency;

@@ -1,71 +1,33 @@
 //! The QuestDB prepare and release tasks.
 //!
 //! The checkpoint state is global to the server and has no owner: any connection can release
-//! anyone's checkpoint. So this module records in the repository's staging area whether this
-//! job holds the checkpoint, and releases only its own. Ownership marker: before sending `CHECKPOINT CREATE` (`SNAPSHOT PREPARE` before 8.1.1),
-//! prepare writes `staging/<job>/questdb-checkpoint.json` (`creating`, with the time); once the
-//! server accepted, it records `held` and, where the server has `checkpoint_status()` (8.1.1+),
-//! its `started_at`. From the moment the marker says `creating`, the job may hold the checkpoint,
-//! and its release sends `CHECKPOINT RELEASE` / `SNAPSHOT COMPLETE` (both idempotent) unless it
-//! can *prove* the checkpoint is someone else's: only a `checkpoint_status()` that answers, with
-//! a `started_at` that is not this job's, is proof. A status that fails is not proof (release,
-//! and say why); on servers before 8.1.1 there is no status, so ownership rests on the marker.
+//! anyone's checkpoint. So every attempt of prepare records in the repository's staging area
+//! whether it may hold the checkpoint ([`checkpoint_marker`]), and the job releases only its
+//! own. Before sending `CHECKPOINT CREATE` (`SNAPSHOT PREPARE` before 8.1.1), an attempt writes
+//! its marker (`creating`, with the time); once the server accepted, it records `held` and,
+//! where the server has `checkpoint_status()` (8.1.1+), its `started_at`. From the moment an
+//! attempt's marker says `creating`, the job may hold the checkpoint, and its release sends
+//! `CHECKPOINT RELEASE` / `SNAPSHOT COMPLETE` (both idempotent) unless it can *prove* the
+//! checkpoint is someone else's: only a `checkpoint_status()` that answers, with a `started_at`
+//! that is no attempt's, is proof. A status that fails is not proof (release, and say why); on
+//! servers before 8.1.1 there is no status, so ownership rests on the markers.
 //! A release that cannot reach the server, or that the server refuses, retries until it works:
 //! a server left in checkpoint mode fills its disk.
 
 use bk_proto::model::TaskReport;
 use chrono::NaiveDateTime;
-use object_store::path::Path;
-use serde::{Deserialize, Serialize};
 
 use crate::error::TaskError;
 use crate::questdb::client::{
     CheckpointSyntax, QuestDbError, QuestDbFailure, Session, StatusFunction,
 };
 use crate::questdb::disk;
-use crate::repository::staging;
 use crate::snapshot::config::SnapshotConfig;
 use crate::snapshot::{self, Taken};
+use crate::tasks::checkpoint_marker::{
+    self as markers, CheckpointMarker, MarkerState, ReleaseState,
+};
 use crate::tasks::context::TaskContext;
-
-/// What the job knows about the checkpoint it may hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointMarker {
-    /// Where the job stands with the checkpoint.
-    pub state: MarkerState,
-    /// The statements the server understands.
-    pub syntax: CheckpointSyntax,
-    /// When prepare was about to send CREATE (worker clock, µs since the epoch, UTC).
-    pub intent_at_micros: i64,
-    /// The server's `started_at` of the checkpoint this job holds.
-    pub started_at: Option<String>,
-}
-
-/// Where a job stands with the checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MarkerState {
-    /// CREATE may have been sent; the server's answer is unknown.
-    Creating,
-    /// The job holds the checkpoint.
-    Held,
-    /// Someone else held it; this job never did.
-    Refused,
-    /// Released.
-    Released,
-}
-
-fn marker_key(context: &TaskContext) -> Path {
-    Path::from(format!("staging/{}/questdb-checkpoint.json", context.spec.task_id.job_id))
-}
-
-async fn read_marker(context: &TaskContext) -> Result<Option<CheckpointMarker>, TaskError> {
-    Ok(staging::read_marker(&context.repository, &marker_key(context)).await?)
-}
-
-async fn write_marker(context: &TaskContext, marker: &CheckpointMarker) -> Result<(), TaskError> {
-    Ok(staging::write_marker(&context.repository, &marker_key(context), marker).await?)
-}
 
 /// Checks free disk, then enters checkpoint mode.
 ///
@@ -80,34 +42,31 @@ pub async fn prepare(
     let mut report = TaskReport::default();
     report.warnings.extend(check_free_disk(context)?);
     let session = Session::connect(pg_addr, &context.worker.config.questdb).await?;
-    let earlier = read_marker(context).await?;
-    let intent = CheckpointMarker {
+    let mut marker = CheckpointMarker {
         state: MarkerState::Creating,
         syntax: session.syntax().unwrap_or(CheckpointSyntax::Checkpoint),
         intent_at_micros: chrono::Utc::now().timestamp_micros(),
         started_at: None,
     };
-    let mut marker = match &earlier {
-        Some(marker) if marker.state != MarkerState::Refused => marker.clone(),
-        _ => intent,
-    };
-    write_marker(context, &marker).await?;
+    markers::write_own(context, &marker).await?;
     let create_sent = std::time::Instant::now();
     let entering = Entering { context, session: &session, pg_addr, adopt };
-    entering.enter(&mut marker, earlier.as_ref(), &mut report).await?;
-    // The job may have been cancelled while CREATE was in flight, and its cleanup may already
-    // have released (finding nothing to release yet): then this attempt releases what it made.
-    if read_marker(context).await?.is_some_and(|current| current.state == MarkerState::Released) {
+    entering.enter(&mut marker, &mut report).await?;
+    // The job may have ended (cancelled, or this attempt outlived its lease) while CREATE was
+    // in flight, and its release may already have run (or its staging area, this attempt's
+    // marker with it, be gone): then this attempt releases what it made.
+    let job_ended = markers::read_own(context).await?.is_none();
+    if job_ended || markers::read_release(context).await?.is_some() {
         session
             .execute(marker.syntax.release())
             .await
             .map_err(|error| error.into_retryable(marker.syntax.release()))?;
         return Err(TaskError::Abandoned(
-            "the job ended while entering checkpoint mode: released it again".to_string(),
+            "the job was releasing when this attempt entered checkpoint mode: released it again"
+                .to_string(),
         ));
     }
     marker.state = MarkerState::Held;
-    marker.started_at = None;
     if session.status_function() != StatusFunction::Absent {
         match session.checkpoint_status().await {
             Ok((_, started_at)) => marker.started_at = started_at,
@@ -117,7 +76,7 @@ pub async fn prepare(
             )),
         }
     }
-    write_marker(context, &marker).await?;
+    markers::write_own(context, &marker).await?;
     if let Some(config) = context.worker.config.snapshot.as_ref().filter(|config| config.enabled())
     {
         snapshot_then_release(context, config, &session, &mut marker, &mut report, create_sent)
@@ -152,7 +111,6 @@ impl Entering<'_> {
     async fn enter(
         &self,
         marker: &mut CheckpointMarker,
-        earlier: Option<&CheckpointMarker>,
         report: &mut TaskReport,
     ) -> Result<(), TaskError> {
         let (context, session, pg_addr) = (self.context, self.session, self.pg_addr);
@@ -163,7 +121,7 @@ impl Entering<'_> {
         {
             // The version is unknown and the server does not know CHECKPOINT: an older server.
             marker.syntax = CheckpointSyntax::Legacy;
-            write_marker(context, marker).await?;
+            markers::write_own(context, marker).await?;
             created = session.execute(CheckpointSyntax::Legacy.create()).await;
         }
         let message = match created {
@@ -181,7 +139,10 @@ impl Entering<'_> {
                 return Err(error.into_task_error(&what));
             }
         };
-        match checkpoint_owner(session, earlier, marker).await {
+        // Read now, after CREATE was refused: an attempt running beside this one wrote its
+        // marker before its own CREATE, which is what took the checkpoint.
+        let others = markers::read_others(context).await?;
+        match checkpoint_owner(session, &others).await {
             Owner::ThisJob => report
                 .events
                 .push("resumed the checkpoint an earlier attempt of this job created".to_string()),
@@ -191,7 +152,7 @@ impl Entering<'_> {
             )),
             Owner::Someone { started_at } => {
                 marker.state = MarkerState::Refused;
-                write_marker(context, marker).await?;
+                markers::write_own(context, marker).await?;
                 return Err(TaskError::Invalid(format!(
                     "QuestDB at {pg_addr} is already in checkpoint mode (started at {}; it answered `{message}`): someone \
                      else holds the checkpoint, another backup or a crashed one. bk will not release it for them: wait for \
@@ -233,8 +194,7 @@ async fn snapshot_then_release(
         .await
         .map_err(|error| error.into_retryable(marker.syntax.release()))?;
     let held = create_sent.elapsed();
-    marker.state = MarkerState::Released;
-    write_marker(context, marker).await?;
+    markers::write_release(context, ReleaseState::Released).await?;
     let taken = format!(
         "{} snapshot `{}` taken in {:.3} s{}",
         record.method.as_str(),
@@ -266,27 +226,19 @@ enum Owner {
 }
 
 /// Decides whether the checkpoint a CREATE found is this job's: by its `started_at` where the
-/// server can say, by the marker an earlier attempt left where it cannot.
-async fn checkpoint_owner(
-    session: &Session,
-    earlier: Option<&CheckpointMarker>,
-    marker: &CheckpointMarker,
-) -> Owner {
-    let earlier_may_hold = earlier
-        .is_some_and(|earlier| matches!(earlier.state, MarkerState::Creating | MarkerState::Held));
+/// server can say (at or after the intent of another attempt that may hold it), by the other
+/// attempts' markers where it cannot.
+async fn checkpoint_owner(session: &Session, others: &[CheckpointMarker]) -> Owner {
+    let since =
+        others.iter().filter(|other| other.may_hold()).map(|other| other.intent_at_micros).min();
+    let Some(since) = since else { return Owner::Someone { started_at: None } };
     if session.status_function() == StatusFunction::Absent {
-        return if earlier_may_hold { Owner::ThisJob } else { Owner::Someone { started_at: None } };
+        return Owner::ThisJob;
     }
     match session.checkpoint_status().await {
-        Ok((_, started_at)) => {
-            if earlier_may_hold && started_after(started_at.as_deref(), marker.intent_at_micros) {
-                Owner::ThisJob
-            } else {
-                Owner::Someone { started_at }
-            }
-        }
-        Err(_) if earlier_may_hold => Owner::ThisJob,
-        Err(_) => Owner::Someone { started_at: None },
+        Ok((_, started_at)) if started_after(started_at.as_deref(), since) => Owner::ThisJob,
+        Ok((_, started_at)) => Owner::Someone { started_at },
+        Err(_) => Owner::ThisJob,
     }
 }
 
@@ -309,21 +261,25 @@ pub async fn release(context: &TaskContext, pg_addr: &str) -> Result<TaskReport,
 
 async fn release_checkpoint(context: &TaskContext, pg_addr: &str) -> Result<TaskReport, TaskError> {
     let mut report = TaskReport::default();
-    let Some(mut marker) = read_marker(context).await? else {
-        // The marker is written before CREATE is sent: without one, none was sent.
+    let attempts = markers::read_all(context).await?;
+    if attempts.is_empty() {
+        // A marker is written before CREATE is sent: without one, none was sent.
         report.events.push("no checkpoint was created by this job: nothing to release".to_string());
         return Ok(report);
-    };
-    if matches!(marker.state, MarkerState::Released | MarkerState::Refused) {
+    }
+    let released = markers::read_release(context).await? == Some(ReleaseState::Released);
+    if released || !attempts.iter().any(CheckpointMarker::may_hold) {
         return Ok(report);
     }
+    // Recorded before RELEASE: an attempt that enters checkpoint mode after this releases it.
+    markers::write_release(context, ReleaseState::Releasing).await?;
     let session = Session::connect(pg_addr, &context.worker.config.questdb).await.map_err(
         |error| match error {
             TaskError::Invalid(message) => TaskError::Retryable(message), // Keep trying: the checkpoint must be released.
             other => other,
         },
     )?;
-    match release_decision(&session, &marker).await {
+    match release_decision(&session, &attempts).await {
         ReleaseDecision::LeaveAlone { started_at } => {
             report.warnings.push(format!(
                 "QuestDB is in checkpoint mode, but not this job's (started at {started_at}): left alone"
@@ -333,20 +289,24 @@ async fn release_checkpoint(context: &TaskContext, pg_addr: &str) -> Result<Task
             .events
             .push("QuestDB was not in checkpoint mode any more: nothing to release".to_string()),
         ReleaseDecision::Release { why } => {
+            let holding = attempts.iter().filter(|attempt| attempt.may_hold());
+            let found = holding
+                .map(|attempt| attempt.syntax)
+                .max_by_key(|syntax| *syntax == CheckpointSyntax::Legacy);
+            let syntax = session.syntax().or(found).unwrap_or(CheckpointSyntax::Checkpoint);
             session
-                .execute(marker.syntax.release())
+                .execute(syntax.release())
                 .await
-                .map_err(|error| error.into_retryable(marker.syntax.release()))?;
-            report.events.push(format!(
-                "`{}` sent: QuestDB left checkpoint mode{why}",
-                marker.syntax.release()
-            ));
-            let held_micros = chrono::Utc::now().timestamp_micros() - marker.intent_at_micros;
+                .map_err(|error| error.into_retryable(syntax.release()))?;
+            report
+                .events
+                .push(format!("`{}` sent: QuestDB left checkpoint mode{why}", syntax.release()));
+            let intent = attempts.iter().map(|attempt| attempt.intent_at_micros).min();
+            let held_micros = chrono::Utc::now().timestamp_micros() - intent.unwrap_or_default();
             report.checkpoint_held_ms = Some((held_micros.max(0) / 1000) as u64);
         }
     }
-    marker.state = MarkerState::Released;
-    write_marker(context, &marker).await?;
+    markers::write_release(context, ReleaseState::Released).await?;
     Ok(report)
 }
 
@@ -361,17 +321,17 @@ enum ReleaseDecision {
     LeaveAlone { started_at: String },
 }
 
-async fn release_decision(session: &Session, marker: &CheckpointMarker) -> ReleaseDecision {
+async fn release_decision(session: &Session, attempts: &[CheckpointMarker]) -> ReleaseDecision {
     if session.status_function() == StatusFunction::Absent {
         return ReleaseDecision::Release {
             why: format!(
-                " (QuestDB {} has no checkpoint_status(): ownership rests on this job's marker)",
+                " (QuestDB {} has no checkpoint_status(): ownership rests on this job's markers)",
                 session.version_text()
             ),
         };
     }
     match session.checkpoint_status().await {
-        Ok((in_progress, started_at)) => decide_release(marker, in_progress, started_at),
+        Ok((in_progress, started_at)) => decide_release(attempts, in_progress, started_at),
         Err(error) => ReleaseDecision::Release {
             why: format!(
                 " (checkpoint_status() failed: {}; without proof the checkpoint is someone else's, it is released)",
@@ -381,19 +341,24 @@ async fn release_decision(session: &Session, marker: &CheckpointMarker) -> Relea
     }
 }
 
-/// The release rule given what `checkpoint_status()` answered. Pure.
+/// The release rule given what `checkpoint_status()` answered: the checkpoint is this job's when
+/// any attempt that may hold it holds that `started_at`, or may have created it. Pure.
 fn decide_release(
-    marker: &CheckpointMarker,
+    attempts: &[CheckpointMarker],
     in_progress: bool,
     started_at: Option<String>,
 ) -> ReleaseDecision {
     if !in_progress {
         return ReleaseDecision::NotInCheckpoint;
     }
-    let ours = match marker.state {
-        MarkerState::Held => marker.started_at.is_none() || marker.started_at == started_at,
-        _ => started_at.is_none() || started_after(started_at.as_deref(), marker.intent_at_micros),
-    };
+    let ours =
+        attempts.iter().filter(|attempt| attempt.may_hold()).any(|attempt| match attempt.state {
+            MarkerState::Held => attempt.started_at.is_none() || attempt.started_at == started_at,
+            _ => {
+                started_at.is_none()
+                    || started_after(started_at.as_deref(), attempt.intent_at_micros)
+            }
+        });
     if ours {
         ReleaseDecision::Release { why: String::new() }
     } else {
@@ -457,6 +422,23 @@ mod tests {
     }
 
     #[test]
+    fn test_an_attempt_refused_beside_one_that_holds_does_not_stop_the_release() {
+        // Two attempts raced to CREATE (one outlived its lease): the loser found the winner's
+        // checkpoint and recorded `refused` for itself; the winner's `held` still counts.
+        let ours = "2026-11-22 10:00:01.000000".to_string();
+        let attempts = [marker(MarkerState::Refused, None), marker(MarkerState::Held, Some(&ours))];
+        assert_eq!(
+            decide_release(&attempts, true, Some(ours.clone())),
+            ReleaseDecision::Release { why: String::new() }
+        );
+        let refused_only = [marker(MarkerState::Refused, None)];
+        assert_eq!(
+            decide_release(&refused_only, true, Some(ours.clone())),
+            ReleaseDecision::LeaveAlone { started_at: ours }
+        );
+    }
+
+    #[test]
     fn test_release_leaves_only_a_checkpoint_proven_to_be_someone_elses() {
         let ours = "2026-11-22 10:00:01.000000".to_string();
         let theirs = "2026-11-22 09:00:00.000000".to_string();
@@ -486,7 +468,7 @@ mod tests {
         ];
         for (marker, in_progress, started_at, expected) in cases {
             assert_eq!(
-                decide_release(&marker, in_progress, started_at.clone()),
+                decide_release(std::slice::from_ref(&marker), in_progress, started_at.clone()),
                 expected,
                 "{marker:?} with in_progress={in_progress}, started_at={started_at:?}"
             );
