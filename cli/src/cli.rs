@@ -62,6 +62,11 @@ pub(crate) struct Cli {
         value_name = "NAME"
     )]
     pub(crate) tls_server_name: Option<String>,
+    /// Answer `jobs`, `job`, `backups` and `show` from the replica in `--endpoint` as it
+    /// stands, even a follower that may lag the leader (to compare replicas). Without it the
+    /// leader answers, so what you just submitted or saw committed is there.
+    #[arg(long, global = true, help_heading = "Connection")]
+    pub(crate) local: bool,
     /// Output format.
     #[arg(short = 'o', long, global = true, help_heading = "Output", value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) output: OutputFormat,

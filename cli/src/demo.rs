@@ -220,7 +220,7 @@ async fn backup(
         job.error
     );
     let backup = client
-        .get_backup(pb::GetBackupRequest { backup_id: job.backup_id.clone() })
+        .get_backup(pb::GetBackupRequest { backup_id: job.backup_id.clone(), local: false })
         .await
         .map_err(step("show backup"))?;
     Ok((job, backup, elapsed))
@@ -243,7 +243,7 @@ async fn drill(
         "drill job {job_id} failed: {}",
         job.error
     );
-    let request = pb::GetBackupRequest { backup_id: backup.id.clone() };
+    let request = pb::GetBackupRequest { backup_id: backup.id.clone(), local: false };
     client.get_backup(request).await.map_err(step("show the drilled backup"))
 }
 

@@ -16,9 +16,11 @@ use crate::render::{self, human_bytes};
 pub(crate) async fn gather(client: &Client) -> Result<Value, tonic::Status> {
     let cluster = client.cluster_status(pb::ClusterStatusRequest {}).await?;
     let workers = client.list_workers(pb::ListWorkersRequest {}).await?.workers;
-    let jobs = client.list_jobs(pb::ListJobsRequest { limit: 0 }).await?.jobs;
-    let backups =
-        client.list_backups(pb::ListBackupsRequest { source: String::new() }).await?.backups;
+    let jobs = client.list_jobs(pb::ListJobsRequest { limit: 0, local: false }).await?.jobs;
+    let backups = client
+        .list_backups(pb::ListBackupsRequest { source: String::new(), local: false })
+        .await?
+        .backups;
     let running: Vec<Value> =
         jobs.iter().filter(|job| !render::job_ended(job)).map(render::job_json).collect();
     // Backups are listed newest first: the first per source is its last.

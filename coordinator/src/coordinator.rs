@@ -118,4 +118,21 @@ impl Coordinator {
             None => Err(CoordinatorError::NotLeader { leader_addr: None }),
         }
     }
+
+    /// Confirms, with a round of heartbeats, that this replica still leads: what it has applied
+    /// then holds every write committed before the call (a read-index read), so a client reads
+    /// what it wrote even across a failover. A follower, or a leader deposed without knowing it
+    /// yet, answers [`CoordinatorError::NotLeader`] with the leader it knows of.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::NotLeader`].
+    pub async fn ensure_linearizable(&self) -> CoordinatorResult<()> {
+        self.ensure_leader()?;
+        if self.raft.ensure_linearizable().await.is_err() {
+            // Deposed meanwhile: say who leads now, if anyone is known.
+            self.ensure_leader()?;
+            return Err(CoordinatorError::NotLeader { leader_addr: None });
+        }
+        Ok(())
+    }
 }

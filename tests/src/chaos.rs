@@ -884,7 +884,9 @@ fn check_invariants(
             .push("the replicas did not reach the same applied index within 30 s".to_string());
     } else {
         let views: Vec<Value> = (1..=3)
-            .filter_map(|id| sandbox.bkctl_json_at(sandbox.replica_endpoint(id), &["backups"]).ok())
+            .filter_map(|id| {
+                sandbox.bkctl_json_at(sandbox.replica_endpoint(id), &["--local", "backups"]).ok()
+            })
             .collect();
         if views.len() != 3 || views.iter().any(|view| view != &views[0]) {
             outcome.violations.push("the replicas list different backups".to_string());

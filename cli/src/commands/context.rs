@@ -14,6 +14,8 @@ pub(crate) struct CommandContext {
     pub(super) client: Client,
     pub(super) output: OutputFormat,
     pub(super) transport: Transport,
+    /// Reads answered by the addressed replica as it stands (`--local`).
+    pub(super) local: bool,
 }
 
 impl CommandContext {

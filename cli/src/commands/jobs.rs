@@ -30,7 +30,8 @@ pub(super) async fn watch(ctx: &CommandContext, job_id: String) -> anyhow::Resul
 pub(super) async fn job(ctx: &CommandContext, job_id: String) -> anyhow::Result<()> {
     let (client, output) = (&ctx.client, ctx.output);
     let failed = |status: tonic::Status| ctx.failed(status);
-    let job = client.get_job(pb::GetJobRequest { job_id }).await.map_err(failed)?;
+    let job =
+        client.get_job(pb::GetJobRequest { job_id, local: ctx.local }).await.map_err(failed)?;
     emit(output, render::job_json(&job), || render::print_job(&job));
     Ok(())
 }
@@ -39,7 +40,11 @@ pub(super) async fn job(ctx: &CommandContext, job_id: String) -> anyhow::Result<
 pub(super) async fn jobs(ctx: &CommandContext, limit: u32) -> anyhow::Result<()> {
     let (client, output) = (&ctx.client, ctx.output);
     let failed = |status: tonic::Status| ctx.failed(status);
-    let jobs = client.list_jobs(pb::ListJobsRequest { limit }).await.map_err(failed)?.jobs;
+    let jobs = client
+        .list_jobs(pb::ListJobsRequest { limit, local: ctx.local })
+        .await
+        .map_err(failed)?
+        .jobs;
     emit(output, Value::Array(jobs.iter().map(render::job_json).collect()), || {
         for job in &jobs {
             println!(
@@ -59,7 +64,7 @@ pub(super) async fn jobs(ctx: &CommandContext, limit: u32) -> anyhow::Result<()>
 pub(super) async fn backups(ctx: &CommandContext, source: Option<String>) -> anyhow::Result<()> {
     let (client, output) = (&ctx.client, ctx.output);
     let failed = |status: tonic::Status| ctx.failed(status);
-    let request = pb::ListBackupsRequest { source: source.unwrap_or_default() };
+    let request = pb::ListBackupsRequest { source: source.unwrap_or_default(), local: ctx.local };
     let backups = client.list_backups(request).await.map_err(failed)?.backups;
     emit(output, Value::Array(backups.iter().map(render::backup_json).collect()), || {
         let drilled = crate::render_drill::newest_drilled(&backups);
@@ -85,7 +90,10 @@ pub(super) async fn backups(ctx: &CommandContext, source: Option<String>) -> any
 pub(super) async fn show(ctx: &CommandContext, backup_id: String) -> anyhow::Result<()> {
     let (client, output) = (&ctx.client, ctx.output);
     let failed = |status: tonic::Status| ctx.failed(status);
-    let backup = client.get_backup(pb::GetBackupRequest { backup_id }).await.map_err(failed)?;
+    let backup = client
+        .get_backup(pb::GetBackupRequest { backup_id, local: ctx.local })
+        .await
+        .map_err(failed)?;
     emit(output, render::backup_json(&backup), || render::print_backup(&backup));
     Ok(())
 }

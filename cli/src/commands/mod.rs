@@ -39,7 +39,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         (true, false) => Transport::Tls,
         (true, true) => Transport::MutualTls,
     };
-    let ctx = CommandContext { client, output, transport };
+    let ctx = CommandContext { client, output, transport, local: cli.local };
     match cli.command {
         Command::Source(command) => catalog::source(&ctx, command).await,
         Command::Sources => catalog::sources(&ctx).await,

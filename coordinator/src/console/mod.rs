@@ -140,7 +140,7 @@ async fn running_jobs(
 ) -> Result<Vec<pb::Job>, tonic::Status> {
     let mut jobs = Vec::new();
     for job_id in active.into_iter().rev() {
-        let request = Request::new(pb::GetJobRequest { job_id: job_id.to_string() });
+        let request = Request::new(pb::GetJobRequest { job_id: job_id.to_string(), local: true });
         match console.control.get_job(request).await {
             Ok(job) => jobs.push(job.into_inner()),
             // Ended and forgotten between the two reads: nothing to show.
@@ -160,7 +160,7 @@ async fn jobs(State(console): State<Arc<Console>>) -> Response {
 }
 
 async fn job(State(console): State<Arc<Console>>, Path(job_id): Path<String>) -> Response {
-    match console.control.get_job(Request::new(pb::GetJobRequest { job_id })).await {
+    match console.control.get_job(Request::new(pb::GetJobRequest { job_id, local: true })).await {
         Ok(job) => {
             let (title, live, body) =
                 jobs_page::job_page(&job.into_inner(), crate::clock::now_ms());
@@ -171,7 +171,11 @@ async fn job(State(console): State<Arc<Console>>, Path(job_id): Path<String>) ->
 }
 
 async fn backup(State(console): State<Arc<Console>>, Path(backup_id): Path<String>) -> Response {
-    match console.control.get_backup(Request::new(pb::GetBackupRequest { backup_id })).await {
+    match console
+        .control
+        .get_backup(Request::new(pb::GetBackupRequest { backup_id, local: true }))
+        .await
+    {
         Ok(backup) => {
             let (title, body) =
                 backup_page::backup_page(&backup.into_inner(), crate::clock::now_ms());

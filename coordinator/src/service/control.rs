@@ -35,6 +35,16 @@ impl ControlServiceImpl {
         Self { coordinator }
     }
 
+    /// Reads answer from the leader once it confirmed it leads (a client reads what it wrote,
+    /// whichever replica it asked: a follower points it at the leader), or, with `local`, from
+    /// this replica's own state.
+    async fn fresh_unless(&self, local: bool) -> CoordinatorResult<()> {
+        if local {
+            return Ok(());
+        }
+        self.coordinator.ensure_linearizable().await
+    }
+
     fn job_view(&self, job_id: JobId) -> CoordinatorResult<pb::Job> {
         let is_leader = self.coordinator.is_leader();
         self.coordinator.read(|state| {
@@ -295,7 +305,9 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let job_id = parse_job_id(&request.into_inner().job_id)?;
+        let request = request.into_inner();
+        self.fresh_unless(request.local).await?;
+        let job_id = parse_job_id(&request.job_id)?;
         Ok(Response::new(self.job_view(job_id)?))
     }
 
@@ -303,7 +315,9 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let limit = match request.into_inner().limit {
+        let request = request.into_inner();
+        self.fresh_unless(request.local).await?;
+        let limit = match request.limit {
             0 => usize::MAX,
             limit => limit as usize,
         };
@@ -340,7 +354,9 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        let source = request.into_inner().source;
+        let request = request.into_inner();
+        self.fresh_unless(request.local).await?;
+        let source = request.source;
         let backups = self.coordinator.read(|state| {
             state
                 .backups
@@ -357,9 +373,12 @@ impl Control for ControlServiceImpl {
         &self,
         request: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
-        let backup_id: BackupId = request.into_inner().backup_id.parse().map_err(
-            |error: bk_proto::ids::ParseIdError| Status::invalid_argument(error.to_string()),
-        )?;
+        let request = request.into_inner();
+        self.fresh_unless(request.local).await?;
+        let backup_id: BackupId =
+            request.backup_id.parse().map_err(|error: bk_proto::ids::ParseIdError| {
+                Status::invalid_argument(error.to_string())
+            })?;
         let backup =
             self.coordinator.read(|state| state.backups.get(&backup_id).map(convert::backup_to_pb));
         let backup = backup

@@ -272,6 +272,39 @@ fn test_partitioned_replica_catches_up_and_a_full_restart_loses_nothing() {
     assert_eq!(after, expected, "state changed across a restart of every replica");
 }
 
+/// A replica restarted after missing writes answers `job`, `jobs` and `backups` through the
+/// leader: a job just submitted is found whichever replica is asked (the chaos campaign's seed
+/// 331 listed jobs from a replica still catching up, missed a prune, and checked backups the
+/// prune then removed). `--local` still reads the replica's own state, which may lag.
+#[test]
+fn test_reads_from_a_lagging_replica_include_the_job_just_submitted() {
+    let mut sandbox = Sandbox::start_cluster(3, &[]).unwrap();
+    let leader = sandbox.leader_id().unwrap();
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    sandbox.kill_replica(lagging);
+    sandbox.register_source("src", &LayoutParams::enterprise(1 << 16)).unwrap();
+    add_repositories(&sandbox, 1);
+    // No worker runs: the backup stays queued, a job in the state all the same.
+    let submitted =
+        sandbox.bkctl_json(&["submit", "backup", "--source", "src", "--repo", "repo0"]).unwrap();
+    let job_id = submitted["job_id"].as_str().unwrap().to_string();
+    sandbox.start_replica(lagging).unwrap();
+    let endpoint = sandbox.replica_endpoint(lagging).to_string();
+    let found = bkctl_at(&endpoint, &["job", &job_id]);
+    assert_eq!(found.as_ref().map(|job| &job["id"]), Some(&Value::from(job_id.clone())));
+    let listed = bkctl_at(&endpoint, &["jobs"]).unwrap();
+    assert!(
+        listed.as_array().unwrap().iter().any(|job| job["id"] == job_id.as_str()),
+        "the lagging replica's list misses job {job_id}: {listed}"
+    );
+    // Its own view catches up in time.
+    sandbox
+        .wait_until(Duration::from_secs(20), "the replica's own state to hold the job", || {
+            bkctl_at(&endpoint, &["--local", "job", &job_id])
+        })
+        .unwrap();
+}
+
 #[test]
 fn test_a_replica_added_after_log_compaction_catches_up_from_a_snapshot() {
     let env =
