@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bk_tests::flaky_proxy::FlakyProxy;
+use bk_tests::flaky_proxy::{FlakyProxy, ProxyFault};
 use bk_tests::garage::{Garage, BUCKET, SECRET_ACCESS_KEY};
 use bk_tests::sandbox::Sandbox;
 use serde_json::Value;
@@ -106,4 +106,41 @@ fn test_a_pack_damaged_on_its_way_to_the_server_is_refused_and_never_part_of_a_b
         "the damaged pack was stored: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+/// A deep verify whose reads meet a store resetting every connection says the store failed and
+/// tries again (backing off); it never reports the backup damaged. The chaos campaign saw a
+/// verify fail with "problems" that were S3 resets.
+#[test]
+fn test_a_deep_verify_that_cannot_read_the_store_retries_instead_of_blaming_the_backup() {
+    let retry = "[retry]\nmax_retries = 1\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n";
+    let (sandbox, _garage, proxy) = proxied_setup(|upstream| FlakyProxy::start(upstream, 0), retry);
+    let (succeeded, job) = backup(&sandbox);
+    assert!(succeeded, "{job}");
+    let backup_id = job["backup_id"].as_str().unwrap();
+    proxy.set_fault(ProxyFault::Reset);
+    let submitted =
+        sandbox.bkctl_json(&["submit", "verify", "--backup", backup_id, "--deep"]).unwrap();
+    let job_id = submitted["job_id"].as_str().unwrap();
+    // Once the first attempt has failed on the resets (or the job ended), the store heals.
+    let first = sandbox
+        .wait_until(Duration::from_secs(60), "the first attempt to fail", || {
+            let job = sandbox.bkctl_json(&["job", job_id]).ok()?;
+            let task = &job["phases"][0]["tasks"][0];
+            let failed_once = task["error"].as_str().is_some_and(|error| !error.is_empty());
+            (failed_once || job["state"] != "running").then_some(job)
+        })
+        .unwrap();
+    proxy.set_fault(ProxyFault::None);
+    assert_ne!(first["state"], "failed", "the verify blamed the backup for the store: {first}");
+    let ended = sandbox
+        .wait_until(Duration::from_secs(60), "the verify to end", || {
+            let job = sandbox.bkctl_json(&["job", job_id]).ok()?;
+            (job["state"] == "succeeded" || job["state"] == "failed").then_some(job)
+        })
+        .unwrap();
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    let task = &ended["phases"][0]["tasks"][0];
+    assert!(task["attempt"].as_u64().unwrap() >= 2, "the resets were never met: {ended}");
+    assert_eq!(task["problems"].as_array().map(Vec::len), Some(0), "{ended}");
 }

@@ -19,11 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::TaskReport;
+use futures::{stream, StreamExt};
 use object_store::ObjectStoreExt;
 
 use super::context::TaskContext;
 use super::prune::{pack_sizes, referenced_blobs};
-use super::verify::{verify_pack, Problems};
+use super::verify::{verify_pack, Problems, PACKS_IN_FLIGHT};
 use crate::error::TaskError;
 use crate::repository::crypto::BlobId;
 use crate::repository::index::{index_path, list_index_files, list_partitions, read_index};
@@ -53,7 +54,7 @@ pub async fn check_repository(
             })
         })
         .count();
-    let read = read_data(context, &indexed, &packs, read_data_percent, &mut problems).await;
+    let read = read_data(context, &indexed, &packs, read_data_percent, &mut problems).await?;
     let total: u64 = packs.values().sum();
     let mut report = problems.into_report(packs.len() as u64, total);
     report.events.push(format!(
@@ -235,25 +236,38 @@ async fn check_backups(
     Ok(found)
 }
 
-/// Step 5: the chosen share of the packs read whole, every blob decrypted and re-hashed.
-/// Returns what was read (packs, bytes).
+/// Step 5: the chosen share of the packs read whole, every blob decrypted and re-hashed, a few
+/// packs at a time (one after the other, a check over S3 was mostly waiting). Returns what was
+/// read (packs, bytes).
+///
+/// # Errors
+/// The store failing while a pack is read: the check could not look, which is not a finding.
 async fn read_data(
     context: &TaskContext,
     indexed: &Indexed,
     packs: &BTreeMap<PackId, u64>,
     read_data_percent: u32,
     problems: &mut Problems,
-) -> (usize, u64) {
-    let mut read = (0usize, 0u64);
-    for (pack, size) in packs.iter().filter(|(pack, _)| chosen(pack, read_data_percent)) {
-        let expected = indexed.by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
-        for (_, problem) in verify_pack(&context.repository, *pack, expected).await {
+) -> Result<(usize, u64), TaskError> {
+    let chosen_packs: Vec<(PackId, u64)> = packs
+        .iter()
+        .filter(|(pack, _)| chosen(pack, read_data_percent))
+        .map(|(pack, size)| (*pack, *size))
+        .collect();
+    let reads: Vec<_> = chosen_packs
+        .iter()
+        .map(|(pack, _)| {
+            let expected = indexed.by_pack.get(pack).map(Vec::as_slice).unwrap_or_default();
+            verify_pack(&context.repository, *pack, expected)
+        })
+        .collect();
+    let found: Vec<_> = stream::iter(reads).buffered(PACKS_IN_FLIGHT).collect().await;
+    for pack_problems in found {
+        for (_, problem) in pack_problems? {
             problems.push(problem);
         }
-        read.0 += 1;
-        read.1 += size;
     }
-    read
+    Ok((chosen_packs.len(), chosen_packs.iter().map(|(_, size)| size).sum()))
 }
 
 /// Whether `--read-data PERCENT` reads this pack: by its id, so the choice is spread evenly.

@@ -15,7 +15,7 @@ use bk_proto::model::TaskReport;
 use futures::{stream, StreamExt};
 
 use super::context::TaskContext;
-use crate::error::TaskError;
+use crate::error::{RepositoryError, TaskError};
 use crate::repository::crypto::BlobId;
 use crate::repository::index::list_partitions;
 use crate::repository::index_cache::IndexView;
@@ -24,14 +24,14 @@ use crate::repository::list::{MergedView, ObjectEntry};
 use crate::repository::metadata::read_all;
 use crate::repository::pack::{decode_header, sealed_header, PackEntry, PackId};
 use crate::repository::reader::{
-    check_key_is_safe, open_stored_blob, read_located_blob, read_manifest,
+    check_key_is_safe, open_stored_blob, read_located_blob, read_manifest, BlobReadError,
 };
 use crate::repository::{list_paths, opened::Repository};
 
 /// Problems listed in full; beyond this only their count is reported.
 const MAX_LISTED_PROBLEMS: usize = 1000;
 /// Packs read at once by a deep verification.
-const PACKS_IN_FLIGHT: usize = 4;
+pub(crate) const PACKS_IN_FLIGHT: usize = 4;
 /// Blobs read at once from packs a deep verification has already read whole.
 const BLOBS_IN_FLIGHT: usize = 16;
 /// Entries checked together (their packs grouped): memory is bounded by a batch.
@@ -51,6 +51,7 @@ pub async fn verify_backup(
     let mut problems = Problems::default();
     let manifest = match read_manifest(repository, backup_id).await {
         Ok(manifest) => manifest,
+        Err(error) if store_failed(&error) => return Err(error.into()),
         Err(error) => {
             problems.push(format!("manifest: {error}"));
             return Ok(problems.into_report(0, 0));
@@ -74,6 +75,7 @@ pub async fn verify_backup(
                 match view.next().await {
                     Ok(Some(entry)) => batch.push(entry),
                     Ok(None) => break,
+                    Err(error) if store_failed(&error) => return Err(error.into()),
                     Err(error) => {
                         problems.push(format!("object list: {error}"));
                         break;
@@ -88,7 +90,7 @@ pub async fn verify_backup(
                 context.progress.listed(entry.size);
                 num_bytes += entry.size;
             }
-            verify_batch(context, &index, &mut checked, &batch, &mut problems).await;
+            verify_batch(context, &index, &mut checked, &batch, &mut problems).await?;
             for entry in &batch {
                 context.progress.done(entry.size);
             }
@@ -121,13 +123,17 @@ struct Checked {
 
 /// Checks a batch of entries: keys, every blob indexed, every pack holding one present; deep:
 /// packs not checked yet read whole, blobs of packs checked before read on their own.
+///
+/// # Errors
+/// The store failing (after its retries) while a pack is read: that says nothing about the
+/// backup, so it is the task's error (retried when transient), never a problem of the backup.
 async fn verify_batch(
     context: &TaskContext,
     index: &IndexView,
     checked: &mut Checked,
     batch: &[ObjectEntry],
     problems: &mut Problems,
-) {
+) -> Result<(), TaskError> {
     let repository = &context.repository;
     // The first object naming each blob: problems name objects, not only blobs.
     let mut users: HashMap<BlobId, &str> = HashMap::new();
@@ -162,7 +168,7 @@ async fn verify_batch(
         }
     }
     if !checked.deep {
-        return;
+        return Ok(());
     }
     let (fresh, seen): (Vec<_>, Vec<_>) = by_pack
         .iter()
@@ -171,10 +177,11 @@ async fn verify_batch(
     // Futures collected first: a closure inside the stream type trips rustc's Send inference.
     let checks: Vec<_> =
         fresh.iter().map(|(pack, entries)| verify_pack(repository, **pack, entries)).collect();
-    let found: Vec<Vec<(Option<BlobId>, String)>> =
+    let found: Vec<Result<Vec<Finding>, RepositoryError>> =
         stream::iter(checks).buffer_unordered(PACKS_IN_FLIGHT).collect().await;
     checked.verified.extend(fresh.iter().map(|(pack, _)| **pack));
-    let mut found: Vec<(Option<BlobId>, String)> = found.into_iter().flatten().collect();
+    let mut found: Vec<Finding> =
+        found.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
     // Blobs of packs read whole by an earlier batch (packs are shared between scopes) are read
     // on their own, many at once: one after the other, each a round trip, a deep verify over S3
     // spent most of its time waiting (26 s for a 15 MB backup in the chaos campaign).
@@ -182,19 +189,25 @@ async fn verify_batch(
         .iter()
         .flat_map(|(pack, entries)| entries.iter().map(move |place| (**pack, place)))
         .map(|(pack, place)| async move {
-            let read = read_located_blob(repository, pack, place).await;
-            read.err().map(|error| (Some(place.id), error.to_string()))
+            match read_located_blob(repository, pack, place).await {
+                Ok(_) => Ok(None),
+                Err(BlobReadError::Repository(error)) if store_failed(&error) => Err(error),
+                Err(problem) => Ok(Some((Some(place.id), problem.to_string()))),
+            }
         })
         .collect();
-    let failed: Vec<Option<(Option<BlobId>, String)>> =
+    let failed: Vec<Result<Option<Finding>, RepositoryError>> =
         stream::iter(reads).buffer_unordered(BLOBS_IN_FLIGHT).collect().await;
-    found.extend(failed.into_iter().flatten());
+    for failure in failed {
+        found.extend(failure?);
+    }
     for (blob, problem) in found {
         match blob.and_then(|id| users.get(&id)) {
             Some(object) => problems.push(format!("object `{object}`: {problem}")),
             None => problems.push(problem),
         }
     }
+    Ok(())
 }
 
 async fn list_packs(repository: &Repository) -> Result<HashSet<PackId>, TaskError> {
@@ -207,15 +220,19 @@ async fn list_packs(repository: &Repository) -> Result<HashSet<PackId>, TaskErro
 
 /// Reads a whole pack and checks it: header, every blob, and that the backup's blobs are where
 /// the index says. Problems come with the blob they are about, when there is one.
+///
+/// # Errors
+/// The store failing while the pack is read (not a missing pack: that is a problem).
 pub(crate) async fn verify_pack(
     repository: &Repository,
     pack: PackId,
     expected: &[PackEntry],
-) -> Vec<(Option<BlobId>, String)> {
+) -> Result<Vec<Finding>, RepositoryError> {
     let path = pack_path(pack);
     let bytes = match read_all(repository.store.as_ref(), &path).await {
         Ok(bytes) => bytes,
-        Err(error) => return vec![(None, format!("pack `{path}`: {error}"))],
+        Err(error) if store_failed(&error) => return Err(error),
+        Err(error) => return Ok(vec![(None, format!("pack `{path}`: {error}"))]),
     };
     let header = sealed_header(&bytes).and_then(|(sealed, blob_end)| {
         let plaintext = repository
@@ -243,7 +260,7 @@ pub(crate) async fn verify_pack(
                     problems.push((Some(entry.id), problem));
                 }
             }
-            return problems;
+            return Ok(problems);
         }
     };
     for entry in &entries {
@@ -268,8 +285,24 @@ pub(crate) async fn verify_pack(
             ));
         }
     }
-    problems
+    Ok(problems)
 }
+
+/// Whether reading failed because the store did (after its retries), which says nothing about
+/// the backup: the task's error, retried when transient. A missing object or one that does not
+/// hold what bk wrote is a finding about the backup instead.
+pub(crate) fn store_failed(error: &RepositoryError) -> bool {
+    match error {
+        RepositoryError::Store { source, .. } => {
+            !matches!(source, object_store::Error::NotFound { .. })
+        }
+        RepositoryError::Corrupt { .. } => false,
+        _ => true,
+    }
+}
+
+/// A problem found in a pack, with the blob it is about when there is one.
+pub(crate) type Finding = (Option<BlobId>, String);
 
 /// Problems found, the first ones listed and the rest counted.
 #[derive(Default)]
@@ -298,6 +331,19 @@ impl Problems {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_a_failing_store_is_the_tasks_error_and_a_missing_or_altered_object_a_finding() {
+        let store = |source| RepositoryError::Store { key: "packs/ab/ab".into(), source };
+        let reset =
+            object_store::Error::Generic { store: "S3", source: "connection reset by peer".into() };
+        let missing =
+            object_store::Error::NotFound { path: "packs/ab/ab".into(), source: "".into() };
+        let altered = RepositoryError::Corrupt { key: "packs/ab/ab".into(), reason: "tag".into() };
+        assert!(store_failed(&store(reset)));
+        assert!(!store_failed(&store(missing)));
+        assert!(!store_failed(&altered));
+    }
 
     #[test]
     fn test_problems_past_the_listed_maximum_are_counted_not_listed() {
