@@ -183,7 +183,7 @@ enum Wound {
 /// An S3 repository: Garage, reached by each worker through a proxy of its own, so a fault
 /// can strike every worker's link or one worker's alone.
 struct S3Repository {
-    _garage: crate::garage::Garage,
+    garage: crate::garage::Garage,
     /// Each node's proxy and its worker's `[repositories.repo]` table (credentials from a file,
     /// endpoint that proxy).
     links: BTreeMap<String, (crate::flaky_proxy::FlakyProxy, String)>,
@@ -205,7 +205,16 @@ impl S3Repository {
             );
             links.insert(node.clone(), (proxy, table));
         }
-        Some(S3Repository { _garage: garage, links })
+        Some(S3Repository { garage, links })
+    }
+
+    /// Puts first among the violations that Garage itself died during the seed (the harness's
+    /// store, not bk's fault): every check after that fails for the harness's reason.
+    fn note_garage_exit(&mut self, outcome: &mut Outcome) {
+        if let Some(status) = self.garage.exited() {
+            let why = format!("harness: Garage exited during the seed ({status}); see garage.log");
+            outcome.violations.insert(0, why);
+        }
     }
 
     /// Switches `fault` on every worker's link, or on `node`'s alone.
@@ -239,25 +248,33 @@ impl RepositoryDisk {
         mounted.then(|| RepositoryDisk { mount: path.to_path_buf() })
     }
 
+    /// Quiet: a shrink below what a running backup has written since `df` is refused, and
+    /// `fill` tries again.
     fn remount(&self, size: &str) -> bool {
         std::process::Command::new("mount")
             .args(["-o", &format!("remount,{size}"), "tmpfs"])
             .arg(&self.mount)
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
     }
 
-    /// Shrinks the filesystem to what it holds now (plus a page or two).
+    /// Shrinks the filesystem to what it holds now (plus a page or two). Backups write
+    /// between the `df` and the remount, which then refuses a size below what the tmpfs
+    /// holds: measure again, a few times, rather than drop the drawn fault.
     fn fill(&self) -> bool {
-        let used = std::process::Command::new("df")
-            .args(["-B1", "--output=used"])
-            .arg(&self.mount)
-            .output()
-            .ok()
-            .and_then(|output| {
-                String::from_utf8_lossy(&output.stdout).lines().nth(1)?.trim().parse::<u64>().ok()
-            });
-        used.is_some_and(|used| self.remount(&format!("size={}", used + 8192)))
+        (0..5).any(|_| {
+            let used = std::process::Command::new("df")
+                .args(["-B1", "--output=used"])
+                .arg(&self.mount)
+                .output()
+                .ok()
+                .and_then(|output| {
+                    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+                    text.lines().nth(1)?.trim().parse::<u64>().ok()
+                });
+            used.is_some_and(|used| self.remount(&format!("size={}", used + 8192)))
+        })
     }
 }
 
@@ -340,7 +357,7 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     let mut nodes = params.data_nodes.clone();
     nodes.extend(params.compactor_node.clone());
     let prefix = format!("chaos-{seed}");
-    let (disk, s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
+    let (disk, mut s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
     let deployment = Deployment {
         source: "src",
         nodes: &nodes,
@@ -377,6 +394,9 @@ pub fn run_schedule(seed: u64) -> anyhow::Result<Outcome> {
     anyhow::ensure!(ticks > 0, "the live writer never ran");
     let restartable = |target: &Path| Ok(check_tree(target, &nodes, "cluster1")?);
     check_invariants(&sandbox, &deployment, &job_ids, &mut outcome, &mut |_| {}, &restartable);
+    if let Some(s3) = s3.as_mut() {
+        s3.note_garage_exit(&mut outcome);
+    }
     // The sandbox's directory goes first; the tmpfs inside it is unmounted after.
     outcome.stage("agree");
     drop(sandbox);
@@ -420,7 +440,7 @@ pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
     ])?;
     let nodes = vec!["qnode".to_string()];
     let prefix = format!("chaos-questdb-{seed}");
-    let (disk, s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
+    let (disk, mut s3) = add_repository(&sandbox, &mut rng, (&prefix, &nodes), &mut outcome)?;
     let deployment = Deployment {
         source: "qdb",
         nodes: &nodes,
@@ -455,6 +475,9 @@ pub fn run_questdb_schedule(seed: u64) -> anyhow::Result<Outcome> {
         &mut release_and_stop,
         &restored,
     );
+    if let Some(s3) = s3.as_mut() {
+        s3.note_garage_exit(&mut outcome);
+    }
     outcome.stage("agree");
     drop(sandbox);
     drop(disk);

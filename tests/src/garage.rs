@@ -42,8 +42,7 @@ impl Garage {
         let binary = garage_binary().context(
             "garage is not installed: run `cargo install garage@2.5.0 --locked` (.ci/run does)",
         )?;
-        let rpc_port = free_port()?;
-        let s3_port = free_port()?;
+        let [rpc_port, s3_port] = free_ports()?;
         std::fs::create_dir_all(dir)?;
         let config = format!(
             "metadata_dir = \"{dir}/meta\"\ndata_dir = \"{dir}/data\"\ndb_engine = \"sqlite\"\n\
@@ -70,8 +69,14 @@ impl Garage {
             .context("cannot start garage")?;
         let mut garage =
             Self { child, endpoint: format!("http://127.0.0.1:{s3_port}"), binary, config_path };
-        garage.wait_ready(s3_port, dir)?;
+        garage.wait_ready(s3_port, rpc_port, dir)?;
         Ok(garage)
+    }
+
+    /// How the server ended, if it has: a test that outlives its store must say so rather than
+    /// blame what it tests.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -110,14 +115,15 @@ impl Garage {
         .collect()
     }
 
-    /// Ready when an anonymous `GET /` gets an HTTP answer (403: no credentials).
-    fn wait_ready(&mut self, port: u16, dir: &Path) -> anyhow::Result<()> {
+    /// Ready when an anonymous `GET /` gets an HTTP answer (403: no credentials) and the RPC
+    /// port listens too: Garage serves S3 before it binds RPC, and exits when that bind fails.
+    fn wait_ready(&mut self, port: u16, rpc_port: u16, dir: &Path) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 bail!("garage exited ({status}); see {}", dir.join("garage.log").display());
             }
-            if http_answers(port) {
+            if http_answers(port) && TcpStream::connect(("127.0.0.1", rpc_port)).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -183,8 +189,16 @@ fn http_answers(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Free ports, distinct: each listener is held until all are chosen (ports picked one after
+/// the other could be the same one, and Garage died binding RPC and S3 to one port).
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 fn garage_binary() -> Option<PathBuf> {
