@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bk_proto::model::{ConsistencyPoint, CopyPhase, CorruptObject, PartRef, TaskReport};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use serde_json::Value;
 
@@ -196,9 +196,7 @@ impl<'a> NodeRepair<'a> {
                 }
             }
         }
-        for entry in manifests {
-            read_snapshot(&copier, &entry, &located, &mut copy).await?;
-        }
+        read_snapshots(&copier, manifests, &located, &mut copy).await?;
         Ok(Self {
             context,
             node,
@@ -324,13 +322,12 @@ impl<'a> NodeRepair<'a> {
                 .await?;
         let num_listed = listed.len();
         let totals = self.copier.copy(listed).await?;
-        for entry in &totals.entries {
-            if is_snapshot_manifest(self.node, &entry.key)
+        let manifests = totals.entries.iter().filter(|entry| {
+            is_snapshot_manifest(self.node, &entry.key)
                 && !totals.corrupt.iter().any(|object| object.key == entry.key)
-            {
-                read_snapshot(&self.copier, entry, &self.located, &mut self.copy).await?;
-            }
-        }
+        });
+        read_snapshots(&self.copier, manifests.cloned().collect(), &self.located, &mut self.copy)
+            .await?;
         absorb(self.node, &mut self.copy, &mut self.report, totals);
         Ok(num_listed)
     }
@@ -365,20 +362,36 @@ fn absorb(node: &str, copy: &mut NodeCopy, report: &mut TaskReport, totals: Copy
 
 /// Reads (from the repository: what was copied, not what the source holds now) a copied
 /// snapshot manifest, and tallies it.
-async fn read_snapshot(
+/// How many snapshot manifests are read back from the repository at once. A live node
+/// writes thousands (the campaign's seed 419: 7,970 on a node), and one at a time each cost
+/// an S3 round trip: minutes of a consistency check spent waiting.
+const MANIFESTS_IN_FLIGHT: usize = 16;
+
+/// Reads back the snapshot manifests `copy` does not know yet, [`MANIFESTS_IN_FLIGHT`] at a
+/// time, and adds them in the order given.
+async fn read_snapshots(
     copier: &SetCopier<'_>,
-    entry: &ObjectEntry,
+    entries: Vec<ObjectEntry>,
     located: &HashMap<BlobId, IndexEntry>,
     copy: &mut NodeCopy,
 ) -> Result<(), TaskError> {
-    if copy.has_snapshot(&entry.key) {
-        return Ok(());
+    let unknown: Vec<ObjectEntry> =
+        entries.into_iter().filter(|entry| !copy.has_snapshot(&entry.key)).collect();
+    let mut read = futures::stream::iter(unknown)
+        .map(|entry| async move {
+            let bytes = copier.read_back(&entry, located).await?;
+            let info = parse_snapshot(&bytes).map_err(|reason| {
+                TaskError::Invalid(format!(
+                    "snapshot manifest `{}` does not parse: {reason}",
+                    entry.key
+                ))
+            })?;
+            Ok::<_, TaskError>((entry.key, info))
+        })
+        .buffered(MANIFESTS_IN_FLIGHT);
+    while let Some((key, info)) = read.try_next().await? {
+        copy.add_snapshot(&key, info);
     }
-    let bytes = copier.read_back(entry, located).await?;
-    let info = parse_snapshot(&bytes).map_err(|reason| {
-        TaskError::Invalid(format!("snapshot manifest `{}` does not parse: {reason}", entry.key))
-    })?;
-    copy.add_snapshot(&entry.key, info);
     Ok(())
 }
 
