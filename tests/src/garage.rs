@@ -116,7 +116,7 @@ impl Garage {
     }
 
     /// Ready when an anonymous `GET /` gets an HTTP answer (403: no credentials) and the RPC
-    /// port listens too: Garage serves S3 before it binds RPC, and exits when that bind fails.
+    /// port listens too: Garage can answer on S3 and then exit because its RPC bind failed.
     fn wait_ready(&mut self, port: u16, rpc_port: u16, dir: &Path) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

@@ -360,15 +360,14 @@ fn absorb(node: &str, copy: &mut NodeCopy, report: &mut TaskReport, totals: Copy
     }
 }
 
-/// Reads (from the repository: what was copied, not what the source holds now) a copied
-/// snapshot manifest, and tallies it.
 /// How many snapshot manifests are read back from the repository at once. A live node
 /// writes thousands (the campaign's seed 419: 7,970 on a node), and one at a time each cost
 /// an S3 round trip: minutes of a consistency check spent waiting.
 const MANIFESTS_IN_FLIGHT: usize = 16;
 
-/// Reads back the snapshot manifests `copy` does not know yet, [`MANIFESTS_IN_FLIGHT`] at a
-/// time, and adds them in the order given.
+/// Reads the copied snapshot manifests `copy` does not know yet (from the repository: what was
+/// copied, not what the source holds now), [`MANIFESTS_IN_FLIGHT`] at a time, and tallies them
+/// in the order given.
 async fn read_snapshots(
     copier: &SetCopier<'_>,
     entries: Vec<ObjectEntry>,
