@@ -90,8 +90,9 @@ pub struct WorkerConfig {
     #[serde(default)]
     pub retry: crate::store::RetrySettings,
     /// Where the worker keeps its local copy of repository indexes (a redb file per repository,
-    /// see `repository::index_cache`; env `BK_CACHE_DIR`). A cache: deleting it costs one read
-    /// of the index files of this worker's node. Default: `$XDG_CACHE_HOME/bk/<worker id>`, else
+    /// see `repository::index_cache`; env `BK_CACHE_DIR`) and its listing memos (`listings/`,
+    /// see `local_list`). A cache: deleting it costs one read of the index files of this
+    /// worker's node and one full listing. Default: `$XDG_CACHE_HOME/bk/<worker id>`, else
     /// `~/.cache/bk/<worker id>`; with neither, in memory (filled again at every start).
     #[serde(default)]
     pub cache_dir: Option<std::path::PathBuf>,
@@ -116,6 +117,8 @@ pub struct BenchSwitches {
     /// `BK_BENCH_UNENCRYPTED_BLOBS`: a new repository stores blobs unencrypted, and such a
     /// repository may be opened.
     pub unencrypted_blobs: bool,
+    /// `BK_BENCH_NO_LISTING_MEMO`: listings of the node store read every directory.
+    pub no_listing_memo: bool,
 }
 
 impl BenchSwitches {
@@ -124,6 +127,7 @@ impl BenchSwitches {
         Self {
             skip_format_checks: on("BK_SKIP_FORMAT_CHECKS"),
             unencrypted_blobs: on("BK_BENCH_UNENCRYPTED_BLOBS"),
+            no_listing_memo: on("BK_BENCH_NO_LISTING_MEMO"),
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct LocalStore {
     root: Option<PathBuf>,
     /// `None`: no writeback hints (a bench-only switch measures what they buy).
     recycling: Option<Arc<Recycling>>,
+    /// Where each listed directory's memo is kept (a node store's, in the worker's cache);
+    /// `None`: every listing reads every directory.
+    listing_memos: Option<PathBuf>,
 }
 
 impl LocalStore {
@@ -63,7 +66,24 @@ impl LocalStore {
             inner: Arc::new(inner),
             root: std::fs::canonicalize(root).ok(),
             recycling: recycle_pages.then(Arc::default),
+            listing_memos: None,
         }
+    }
+
+    /// Keeps the memos of its listings under `dir`: a listing then skips the directories
+    /// unchanged since the last one (see [`crate::local_list`]).
+    #[must_use]
+    pub fn with_listing_memos(mut self, dir: PathBuf) -> Self {
+        self.listing_memos = Some(dir);
+        self
+    }
+
+    /// The memo file of a listing of `dir`: named by the directory, so each prefix listed has
+    /// its own.
+    fn memo_of(&self, dir: &std::path::Path) -> Option<PathBuf> {
+        let memos = self.listing_memos.as_ref()?;
+        let hash = blake3::hash(dir.as_os_str().as_encoded_bytes());
+        Some(memos.join(hex::encode(&hash.as_bytes()[..16])))
     }
 
     fn file_of(&self, location: &Path) -> Option<PathBuf> {
@@ -188,7 +208,10 @@ impl ObjectStore for LocalStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.listed_dir(prefix) {
-            Some((dir, key)) => crate::local_list::list_tree(dir, key),
+            Some((dir, key)) => {
+                let memo = self.memo_of(&dir);
+                crate::local_list::list_tree(dir, key, memo)
+            }
             None => self.inner.list(prefix),
         }
     }

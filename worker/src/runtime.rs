@@ -66,9 +66,8 @@ impl TaskRuntime {
         cancel: &CancellationToken,
     ) -> Result<TaskContext, TaskError> {
         let worker = &self.resources;
-        let store = &worker.config.store;
         let source = worker
-            .open_store(&store.url, &store.options, false)
+            .open_node_store()
             .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
         let requests = Arc::new(RequestCounts::default());
         let (repository, uncounted) = self.open_repository(&spec.repository, &requests).await?;

@@ -98,6 +98,61 @@ impl RetrySettings {
     }
 }
 
+/// Opens the node store at `url` a task reads from: [`open_store`]'s, and for a local directory
+/// with its listings' memos kept under `listing_memos` (the worker's cache; see
+/// [`crate::local_list`]), so an incremental does not read unchanged directories again.
+///
+/// # Errors
+/// [`StoreOpenError`] naming the URL or option at fault.
+pub fn open_source_store(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    env: &[(String, String)],
+    retry: &RetrySettings,
+    listing_memos: Option<&std::path::Path>,
+) -> Result<Arc<dyn ObjectStore>, StoreOpenError> {
+    let parsed = Url::parse(url).ok().filter(|parsed| parsed.scheme() == "file");
+    match (parsed, listing_memos) {
+        (Some(parsed), Some(memos)) => {
+            let store = local_store(url, &parsed, env, false)?;
+            Ok(Arc::new(store.with_listing_memos(memos.to_path_buf())))
+        }
+        _ => open_store(url, options, env, retry, false),
+    }
+}
+
+/// The local directory store at `parsed` (`url` as given, for errors).
+fn local_store(
+    url: &str,
+    parsed: &Url,
+    env: &[(String, String)],
+    create_dir: bool,
+) -> Result<LocalStore, StoreOpenError> {
+    let path = parsed.to_file_path().map_err(|()| StoreOpenError::InvalidUrl {
+        url: url.to_string(),
+        reason: "not an absolute local path (use file:///absolute/path)".to_string(),
+    })?;
+    if create_dir {
+        std::fs::create_dir_all(&path).map_err(|error| StoreOpenError::Builder {
+            url: url.to_string(),
+            reason: format!("cannot create `{}`: {error}", path.display()),
+        })?;
+    } else if !path.is_dir() {
+        return Err(StoreOpenError::Builder {
+            url: url.to_string(),
+            reason: format!("`{}` is not a directory", path.display()),
+        });
+    }
+    let store = LocalFileSystem::new_with_prefix(&path).map_err(|error| {
+        StoreOpenError::Builder { url: url.to_string(), reason: error.to_string() }
+    })?;
+    let store = store.with_automatic_cleanup(true);
+    // Bench-only: what early writeback and page recycling buy, measured alike.
+    let recycle_pages =
+        !env.iter().any(|(key, value)| key == "BK_BENCH_NO_PAGE_RECYCLING" && value == "1");
+    Ok(LocalStore::new(store, &path, recycle_pages))
+}
+
 /// Opens the store at `url`.
 ///
 /// `create_dir`: for `file://` URLs, create the directory if missing (repositories) rather than
@@ -117,31 +172,7 @@ pub fn open_store(
         reason: error.to_string(),
     })?;
     match parsed.scheme() {
-        "file" => {
-            let path = parsed.to_file_path().map_err(|()| StoreOpenError::InvalidUrl {
-                url: url.to_string(),
-                reason: "not an absolute local path (use file:///absolute/path)".to_string(),
-            })?;
-            if create_dir {
-                std::fs::create_dir_all(&path).map_err(|error| StoreOpenError::Builder {
-                    url: url.to_string(),
-                    reason: format!("cannot create `{}`: {error}", path.display()),
-                })?;
-            } else if !path.is_dir() {
-                return Err(StoreOpenError::Builder {
-                    url: url.to_string(),
-                    reason: format!("`{}` is not a directory", path.display()),
-                });
-            }
-            let store = LocalFileSystem::new_with_prefix(&path).map_err(|error| {
-                StoreOpenError::Builder { url: url.to_string(), reason: error.to_string() }
-            })?;
-            let store = store.with_automatic_cleanup(true);
-            // Bench-only: what early writeback and page recycling buy, measured alike.
-            let recycle_pages =
-                !env.iter().any(|(key, value)| key == "BK_BENCH_NO_PAGE_RECYCLING" && value == "1");
-            Ok(Arc::new(LocalStore::new(store, &path, recycle_pages)))
-        }
+        "file" => Ok(Arc::new(local_store(url, &parsed, env, create_dir)?)),
         "memory" => Ok(Arc::new(InMemory::new())),
         "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
             let resolved = resolve_options(options, env)?;

@@ -95,6 +95,26 @@ impl WorkerResources {
     ) -> Result<Arc<dyn ObjectStore>, crate::store::StoreOpenError> {
         crate::store::open_store(url, options, &self.env, &self.config.retry, create)
     }
+
+    /// Opens the node's store, as tasks read it: a local one keeps its listings' memos in the
+    /// worker's cache (`<cache_dir>/listings`), so incrementals skip unchanged directories.
+    ///
+    /// # Errors
+    /// What is wrong with the URL or the options.
+    pub fn open_node_store(&self) -> Result<Arc<dyn ObjectStore>, crate::store::StoreOpenError> {
+        let store = &self.config.store;
+        let memos = match self.config.bench.no_listing_memo {
+            true => None,
+            false => self.config.index_cache_dir(&self.env).map(|dir| dir.join("listings")),
+        };
+        crate::store::open_source_store(
+            &store.url,
+            &store.options,
+            &self.env,
+            &self.config.retry,
+            memos.as_deref(),
+        )
+    }
 }
 
 /// Everything a task needs: its own spec, stores, repository and counters, and the worker's

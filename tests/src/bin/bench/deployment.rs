@@ -80,6 +80,25 @@ impl Deployment {
         self.sandbox.bkctl_json(&args).map(drop)
     }
 
+    /// Deletes the workers' listing memos (`<cache_dir>/listings`), so the next backup reads
+    /// every directory of the nodes again: what an incremental costs without them.
+    ///
+    /// # Errors
+    /// When a memo directory cannot be removed.
+    pub(crate) fn forget_listing_memos(&self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            let memos = self.sandbox.path().join(format!("cache-{node}")).join("listings");
+            match std::fs::remove_dir_all(&memos) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error)
+                        .with_context(|| format!("cannot remove {}", memos.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The largest peak resident memory of its workers, bytes.
     pub(crate) fn peak_worker_rss(&self) -> u64 {
         self.worker_peaks().max().unwrap_or(0)

@@ -3,7 +3,8 @@
 //! on the same tree, in the same run: full backup, unchanged and changed incrementals, restore,
 //! the bytes a change adds to each repository, and peak memory (bk's largest worker and all
 //! four together, restic's process). The unchanged incremental is also compared with a bare
-//! stat walk of the tree (`find -printf '%s %T@\n'`). Every step ends with `sync`.
+//! stat walk of the tree (`find -printf '%s %T@\n'`), and measured again with the workers'
+//! listing memos deleted (every directory read). Every step ends with `sync`.
 //!
 //! The change between the incrementals is what a live cluster writes between two backups:
 //! +1 % objects (a new 10-minute slot for every table of every node) and one 64 MiB parquet
@@ -155,6 +156,7 @@ fn repetition(
     let full = ["backup", "--source", "src", "--repo", repository.as_str(), "--full"];
     tools::settle(cluster)?;
     let run = deployment.measured_job(&full)?;
+    let full_seconds = run.seconds;
     table.record_job("bk backup (full)", Baseline::ResticFull, &run);
     table.note_peak_rss("bk workers together, full backup", run.sum_worker_rss);
     tools::settle(cluster)?;
@@ -178,6 +180,11 @@ fn repetition(
     let run = deployment.measured_job(&incremental)?;
     table.record_job("bk backup, unchanged", Baseline::ResticUnchanged, &run);
     table.record_ratio("bk backup, unchanged / stat walk", run.seconds / walk);
+    // The same without the workers' listing memos: every directory read again.
+    deployment.forget_listing_memos()?;
+    tools::settle(cluster)?;
+    let run = deployment.measured_job(&incremental)?;
+    table.record_job("bk backup, unchanged, listing memos deleted", Baseline::StatWalk, &run);
     tools::settle(cluster)?;
     let (seconds, rss) = restic.timed(&["backup", "--quiet"], cluster)?;
     table.record("restic backup, unchanged", Baseline::ResticUnchanged, seconds);
@@ -188,6 +195,7 @@ fn repetition(
     tools::settle(cluster)?;
     let run = deployment.measured_job(&incremental)?;
     table.record_job("bk backup, changed (+1 % objects, +64 MiB)", Baseline::ResticChanged, &run);
+    table.record_ratio("bk backup, changed / bk full backup", run.seconds / full_seconds);
     let changed_backup = run.job["backup_id"].as_str().context("no backup id")?.to_string();
     let shown = deployment.show(&changed_backup)?;
     tools::settle(cluster)?;
