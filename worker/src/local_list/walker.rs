@@ -98,6 +98,7 @@ impl Walker {
     fn open_root(&mut self, dir: PathBuf, key: String, memo: Option<PathBuf>) -> Result<()> {
         let fd = match rustix::fs::openat(CWD, &dir, dir_flags(), Mode::empty()) {
             Ok(fd) => fd,
+            // A missing root, or a file: nothing to list.
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(error) => return Err(self.io_error("", error)),
         };
@@ -134,13 +135,10 @@ impl Walker {
                 .collect();
             let (fd, via) = match (&via, children.iter().any(|child| child.kind == Kind::Dir)) {
                 // Its directories are opened relative to it: open it.
-                (Some(name), true) => {
-                    match rustix::fs::openat(&*fd, name, dir_flags(), Mode::empty()) {
-                        Ok(own) => (Arc::new(own), None),
-                        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
-                        Err(error) => return Err(self.io_error(&rel, error)),
-                    }
-                }
+                (Some(name), true) => match self.open_dir(&fd, name, &rel)? {
+                    Some(own) => (Arc::new(own), None),
+                    None => return Ok(()),
+                },
                 _ => (fd, via),
             };
             self.dirs_remembered += 1;
@@ -149,10 +147,9 @@ impl Walker {
         }
         let fd = match via {
             None => fd,
-            Some(name) => match rustix::fs::openat(&*fd, &name, dir_flags(), Mode::empty()) {
-                Ok(own) => Arc::new(own),
-                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
-                Err(error) => return Err(self.io_error(&rel, error)),
+            Some(name) => match self.open_dir(&fd, &name, &rel)? {
+                Some(own) => Arc::new(own),
+                None => return Ok(()),
             },
         };
         let children = self.read_children(&fd, &rel)?;
@@ -294,13 +291,14 @@ impl Walker {
                     )));
                 }
                 // Not answered from the memo: a link's target changes without its directory.
-                return self.enter_unstated(fd, path, key, rel, Some(identity.dev_ino()));
+                let identity = Some(identity.dev_ino());
+                return self.enter_unstated(fd, path, key, rel, identity).map(|()| None);
             }
             return file_meta(key, &stat);
         }
         if child.kind == Kind::Dir && self.memo.is_none() {
             // Directories are `stat`ed only for the memo.
-            return self.enter_unstated(fd, path, key, rel, None);
+            return self.enter_unstated(fd, path, key, rel, None).map(|()| None);
         }
         let read_at = (self.clock)();
         let (flags, mask) = match child.kind {
@@ -328,15 +326,21 @@ impl Walker {
         key: String,
         rel: String,
         identity: Option<((u32, u32), u64)>,
-    ) -> Result<Option<ObjectMeta>> {
-        let own = match rustix::fs::openat(&*fd, path.as_str(), dir_flags(), Mode::empty()) {
-            Ok(own) => own,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
-            Err(error) => return Err(self.io_error(&rel, error)),
-        };
+    ) -> Result<()> {
+        let Some(own) = self.open_dir(&fd, &path, &rel)? else { return Ok(()) };
         let children = self.read_children(&own, &rel)?;
         self.push(Arc::new(own), None, children, key, rel, identity);
-        Ok(None)
+        Ok(())
+    }
+
+    /// Opens the directory at `path` under `fd`; `None` when it is gone or no longer a
+    /// directory (nothing to list, as object_store's walk does).
+    fn open_dir(&self, fd: &OwnedFd, path: &str, rel: &str) -> Result<Option<OwnedFd>> {
+        match rustix::fs::openat(fd, path, dir_flags(), Mode::empty()) {
+            Ok(own) => Ok(Some(own)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(error) => Err(self.io_error(rel, error)),
+        }
     }
 
     fn loops_back(&self, identity: ((u32, u32), u64)) -> bool {
