@@ -41,11 +41,14 @@ pub struct SnapshotInfo {
     pub removed: Vec<String>,
 }
 
-/// What was copied of a node, as far as consistency is concerned, kept small: a node of a
-/// million objects costs a 16-byte fingerprint per key, not its list.
+/// What was copied of a node, as far as consistency is concerned, kept small: its WAL files and
+/// snapshot manifests, and of its parquet files only those a manifest names (looked up in the
+/// node's lists, which are never read whole: a node of a million objects costs the chunks the
+/// named files fall in).
 #[derive(Debug, Default)]
 pub struct NodeCopy {
-    /// Fingerprints of every key copied.
+    /// Fingerprints of the keys known copied: WAL files, snapshot manifests, named parquet
+    /// files found in the lists, and everything a repair copied.
     present: HashSet<u128>,
     /// Copied snapshot manifests (by key): their sequences (the parquet they name is tallied).
     snapshots: BTreeMap<String, SnapshotInfo>,
@@ -67,9 +70,21 @@ impl NodeCopy {
     /// Records a copied object.
     pub fn add_key(&mut self, node: &str, key: &str) {
         self.present.insert(fingerprint(key));
-        if key.starts_with(&format!("{node}/wal/")) {
+        if under(key, node, "wal/") {
             self.wal.extend(wal_sequence(key));
         }
+    }
+
+    /// Named parquet files not known copied (yet to be looked up in the lists), sorted.
+    fn named_unknown(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .named_not_copied
+            .iter()
+            .filter(|(print, _)| !self.present.contains(*print))
+            .map(|(_, path)| path.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Whether `key` was copied.
@@ -148,6 +163,8 @@ struct NodeRepair<'a> {
     node: &'a str,
     copier: SetCopier<'a>,
     copy: NodeCopy,
+    /// The node's copy tasks' lists.
+    lists: Vec<ScopeList>,
     /// Where the blobs the node's copy tasks stored are, when no index file lists them yet.
     located: HashMap<BlobId, IndexEntry>,
     report: TaskReport,
@@ -186,28 +203,53 @@ impl<'a> NodeRepair<'a> {
         let copier = SetCopier::start(context, target, false).await?;
         let mut copy = NodeCopy::default();
         let mut manifests: Vec<ObjectEntry> = Vec::new();
-        for list in &lists {
-            let mut view = MergedView::new(&context.repository, &list.runs, &list.scope.prefix)
-                .in_scope(&list.scope);
-            while let Some(entry) = view.next().await? {
-                copy.add_key(node, &entry.key);
-                if is_snapshot_manifest(node, &entry.key) && !corrupt.contains(&entry.key) {
-                    manifests.push(entry);
+        for prefix in [format!("{node}/wal/"), format!("{node}/snapshots/")] {
+            for list in &lists {
+                let Some(prefix) = narrower(&list.scope.prefix, &prefix) else { continue };
+                let mut view =
+                    MergedView::new(&context.repository, &list.runs, prefix).in_scope(&list.scope);
+                while let Some(entry) = view.next().await? {
+                    copy.add_key(node, &entry.key);
+                    if is_snapshot_manifest(node, &entry.key) && !corrupt.contains(&entry.key) {
+                        manifests.push(entry);
+                    }
                 }
             }
         }
         read_snapshots(&copier, manifests, &located, &mut copy).await?;
-        Ok(Self {
+        let mut repair = Self {
             context,
             node,
             copier,
             copy,
+            lists,
             located,
             report: TaskReport::default(),
             settled: HashSet::new(),
             retention_deleted: HashSet::new(),
             gone_from_source: HashSet::new(),
-        })
+        };
+        repair.look_up_named().await?;
+        Ok(repair)
+    }
+
+    /// Looks the parquet files the manifests name, and that are not known copied, up in the
+    /// node's lists: only the chunks they fall in are read.
+    async fn look_up_named(&mut self) -> Result<(), TaskError> {
+        let keys = self.copy.named_unknown();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for list in &self.lists {
+            let mut view = MergedView::for_keys(&self.context.repository, &list.runs, &keys)
+                .in_scope(&list.scope);
+            while let Some(entry) = view.next().await? {
+                if keys.binary_search(&entry.key).is_ok() {
+                    self.copy.present.insert(fingerprint(&entry.key));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The node is consistent at `point`: records it and finishes the copy of repairs.
@@ -329,6 +371,7 @@ impl<'a> NodeRepair<'a> {
         read_snapshots(&self.copier, manifests.cloned().collect(), &self.located, &mut self.copy)
             .await?;
         absorb(self.node, &mut self.copy, &mut self.report, totals);
+        self.look_up_named().await?;
         Ok(num_listed)
     }
 
@@ -350,7 +393,26 @@ impl<'a> NodeRepair<'a> {
 }
 
 fn is_snapshot_manifest(node: &str, key: &str) -> bool {
-    key.starts_with(&format!("{node}/snapshots/")) && key.ends_with(".info.json")
+    under(key, node, "snapshots/") && key.ends_with(".info.json")
+}
+
+/// Whether `key` is under `<node>/<dir>` (`dir` ending in `/`).
+fn under(key: &str, node: &str, dir: &str) -> bool {
+    key.strip_prefix(node)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| rest.starts_with(dir))
+}
+
+/// Of two directory-like prefixes, the narrower when one holds the other; `None` when they
+/// hold no key in common.
+fn narrower<'p>(a: &'p str, b: &'p str) -> Option<&'p str> {
+    if b.starts_with(a) {
+        Some(b)
+    } else if a.starts_with(b) {
+        Some(a)
+    } else {
+        None
+    }
 }
 
 fn absorb(node: &str, copy: &mut NodeCopy, report: &mut TaskReport, totals: CopyTotals) {

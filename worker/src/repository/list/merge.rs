@@ -35,6 +35,29 @@ impl RunCursor {
         }
     }
 
+    /// A cursor over the chunks of `run` that may hold one of `keys` (sorted): every item of
+    /// those chunks, in key order; the others are never read. What a probe for a few keys in
+    /// a long list costs: the chunks they fall in, not the list.
+    pub fn for_keys(repository: &Repository, run: &RunRef, keys: &[String]) -> Self {
+        let chunks = run
+            .chunks
+            .iter()
+            .filter(|chunk| {
+                let first = keys.partition_point(|key| key.as_str() < chunk.first.as_str());
+                keys.get(first).is_some_and(|key| key.as_str() <= chunk.last.as_str())
+            })
+            .cloned()
+            .collect();
+        Self {
+            repository: repository.clone(),
+            chunks,
+            items: Vec::new().into_iter(),
+            head: None,
+            prefix: String::new(),
+            done: false,
+        }
+    }
+
     /// The next item, without taking it.
     ///
     /// # Errors
@@ -78,6 +101,13 @@ impl MergedView {
     /// The list `runs` (oldest first) make, under `prefix`.
     pub fn new(repository: &Repository, runs: &[RunRef], prefix: &str) -> Self {
         let cursors = runs.iter().map(|run| RunCursor::new(repository, run, prefix)).collect();
+        Self { cursors, scope: None }
+    }
+
+    /// The list `runs` make, read only in the chunks that may hold one of `keys` (sorted):
+    /// it yields each of `keys` the list holds, and other keys of those chunks.
+    pub fn for_keys(repository: &Repository, runs: &[RunRef], keys: &[String]) -> Self {
+        let cursors = runs.iter().map(|run| RunCursor::for_keys(repository, run, keys)).collect();
         Self { cursors, scope: None }
     }
 
@@ -141,5 +171,48 @@ impl MergedView {
             }
         }
         Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::list::RunWriter;
+    use crate::repository::test_support::memory_repository;
+
+    fn object(key: String, size: u64) -> ListItem {
+        ListItem::Object(ObjectEntry { key, size, modified_ns: 1, etag: None, blobs: Vec::new() })
+    }
+
+    async fn write(repository: &Repository, items: Vec<ListItem>) -> RunRef {
+        let mut writer = RunWriter::new(repository);
+        for item in &items {
+            writer.push(item).await.unwrap();
+        }
+        writer.finish().await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn test_a_probe_for_a_few_keys_reads_only_their_chunks_and_sees_later_runs() {
+        let (repository, _cache) = memory_repository(1 << 20).await;
+        let key = |n: u32| format!("n/dbs/{n:07}.parquet");
+        let base = write(&repository, (0..20_000).map(|n| object(key(n), 1)).collect()).await;
+        assert!(base.chunks.len() >= 4, "a base of several chunks: {}", base.chunks.len());
+        // A later run removes one probed key and rewrites another.
+        let delta =
+            write(&repository, vec![ListItem::Deleted(key(10)), object(key(15_000), 2)]).await;
+        let probed = vec![key(10), key(15_000), key(15_001), "n/dbs/absent".to_string()];
+        let runs = [base.clone(), delta];
+
+        let chunks_read = RunCursor::for_keys(&repository, &base, &probed).chunks.len();
+        assert_eq!(chunks_read, 2, "only the chunks holding the keys are read");
+        let mut view = MergedView::for_keys(&repository, &runs, &probed);
+        let mut found = Vec::new();
+        while let Some(entry) = view.next().await.unwrap() {
+            if probed.binary_search(&entry.key).is_ok() {
+                found.push((entry.key, entry.size));
+            }
+        }
+        assert_eq!(found, [(key(15_000), 2), (key(15_001), 1)]);
     }
 }
