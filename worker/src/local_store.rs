@@ -57,6 +57,8 @@ pub struct LocalStore {
     /// Where each listed directory's memo is kept (a node store's, in the worker's cache);
     /// `None`: every listing reads every directory.
     listing_memos: Option<PathBuf>,
+    /// The store is written in whole files only (see [`crate::local_list::list_tree`]).
+    whole_file_writes: bool,
 }
 
 impl LocalStore {
@@ -67,14 +69,17 @@ impl LocalStore {
             root: std::fs::canonicalize(root).ok(),
             recycling: recycle_pages.then(Arc::default),
             listing_memos: None,
+            whole_file_writes: false,
         }
     }
 
     /// Keeps the memos of its listings under `dir`: a listing then skips the directories
-    /// unchanged since the last one (see [`crate::local_list`]).
+    /// unchanged since the last one (see [`crate::local_list`]), and, when the store is written
+    /// in `whole_file_writes` only (InfluxDB 3's, not QuestDB's), their files' `stat`s too.
     #[must_use]
-    pub fn with_listing_memos(mut self, dir: PathBuf) -> Self {
+    pub fn with_listing_memos(mut self, dir: PathBuf, whole_file_writes: bool) -> Self {
         self.listing_memos = Some(dir);
+        self.whole_file_writes = whole_file_writes;
         self
     }
 
@@ -210,7 +215,7 @@ impl ObjectStore for LocalStore {
         match self.listed_dir(prefix) {
             Some((dir, key)) => {
                 let memo = self.memo_of(&dir);
-                crate::local_list::list_tree(dir, key, memo)
+                crate::local_list::list_tree(dir, key, memo, self.whole_file_writes)
             }
             None => self.inner.list(prefix),
         }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use bk_proto::model::{RepositoryRef, TaskSpec};
+use bk_proto::model::{CopyPhase, RepositoryRef, TaskKind, TaskSpec};
 use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ impl TaskRuntime {
     ) -> Result<TaskContext, TaskError> {
         let worker = &self.resources;
         let source = worker
-            .open_node_store()
+            .open_node_store(writes_whole_files(&spec.kind))
             .map_err(|error| TaskError::Invalid(format!("node store: {error}")))?;
         let requests = Arc::new(RequestCounts::default());
         let (repository, uncounted) = self.open_repository(&spec.repository, &requests).await?;
@@ -167,4 +167,17 @@ fn open_snapshot(
     worker
         .open_store(url.as_str(), &std::collections::BTreeMap::new(), false)
         .map_err(|error| TaskError::Invalid(format!("snapshot `{}`: {error}", path.display())))
+}
+
+/// Whether the task reads a store its database writes in whole files only: InfluxDB 3's (every
+/// object written to `<key>#<n>` and renamed or linked into place), not a QuestDB root (whose
+/// column files grow in place).
+fn writes_whole_files(kind: &TaskKind) -> bool {
+    match kind {
+        TaskKind::CopyPrefix { phase, .. } => *phase != CopyPhase::Copy,
+        TaskKind::CopyCatalog { .. }
+        | TaskKind::CopyLicence { .. }
+        | TaskKind::CheckNodeConsistency { .. } => true,
+        _ => false,
+    }
 }

@@ -100,7 +100,8 @@ impl RetrySettings {
 
 /// Opens the node store at `url` a task reads from: [`open_store`]'s, and for a local directory
 /// with its listings' memos kept under `listing_memos` (the worker's cache; see
-/// [`crate::local_list`]), so an incremental does not read unchanged directories again.
+/// [`crate::local_list`]), so an incremental does not read unchanged directories again (nor
+/// `stat` their files, when the database writes `whole_file_writes` only).
 ///
 /// # Errors
 /// [`StoreOpenError`] naming the URL or option at fault.
@@ -110,12 +111,13 @@ pub fn open_source_store(
     env: &[(String, String)],
     retry: &RetrySettings,
     listing_memos: Option<&std::path::Path>,
+    whole_file_writes: bool,
 ) -> Result<Arc<dyn ObjectStore>, StoreOpenError> {
     let parsed = Url::parse(url).ok().filter(|parsed| parsed.scheme() == "file");
     match (parsed, listing_memos) {
         (Some(parsed), Some(memos)) => {
             let store = local_store(url, &parsed, env, false)?;
-            Ok(Arc::new(store.with_listing_memos(memos.to_path_buf())))
+            Ok(Arc::new(store.with_listing_memos(memos.to_path_buf(), whole_file_writes)))
         }
         _ => open_store(url, options, env, retry, false),
     }

@@ -9,7 +9,10 @@
 //! move whenever an entry is created, removed or renamed in it (POSIX), and the change time
 //! cannot be set back; so a directory whose device, inode and both times are those recorded
 //! holds the names recorded, and one `statx` replaces the four calls. The files themselves are
-//! still `stat`ed one by one: a file changed in place does not touch its directory.
+//! still `stat`ed one by one (a file changed in place does not touch its directory), except in
+//! a store written in whole files only (InfluxDB 3's: every write a new file renamed or linked
+//! into place, which changes the directory), where the facts of a file taken when its
+//! directory was read are kept in the record and stand while the directory is unchanged.
 //!
 //! What keeps it right:
 //! - a directory is recorded only when both its times were at least [`SETTLED`] old when it was
@@ -39,7 +42,7 @@ use rustix::fs::Statx;
 pub(super) const SETTLED: Duration = Duration::from_secs(2);
 
 /// Start of every memo file: its format.
-const HEADER: &[u8] = b"bk listing memo 1\n";
+const HEADER: &[u8] = b"bk listing memo 2\n";
 
 /// Bytes of a record's checksum (CRC-64/NVME: it guards against damage, not forgery; the memo
 /// lives in the worker's own cache).
@@ -89,14 +92,43 @@ impl Identity {
     }
 }
 
-/// A directory entry as the memo keeps it: its name and whether it is a directory.
+/// A directory entry as the memo keeps it: its name, whether it is a directory, and what a
+/// file's `stat` said when it was read with its directory (see [`FileFacts`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct MemoEntry {
     /// Its name (UTF-8: the walk refuses others).
     pub(super) name: String,
-    /// A directory (else a file, `stat`ed when visited).
+    /// A directory (else a file, `stat`ed when visited unless its facts are trusted).
     pub(super) is_dir: bool,
+    /// A regular file's facts, when they were taken with its directory.
+    pub(super) file: Option<FileFacts>,
 }
+
+/// What a regular file's listing entry is made of: inode, size, modification time. Trusted
+/// from the memo only for a store written in whole files (a write is a new file renamed or
+/// linked into place, which changes its directory), never for one rewritten in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileFacts {
+    pub(super) ino: u64,
+    pub(super) size: u64,
+    pub(super) mtime: (i64, u32),
+}
+
+impl FileFacts {
+    /// The facts `statx` reported.
+    pub(super) fn of(stat: &Statx) -> Self {
+        Self {
+            ino: stat.stx_ino,
+            size: stat.stx_size,
+            mtime: (stat.stx_mtime.tv_sec, stat.stx_mtime.tv_nsec),
+        }
+    }
+}
+
+/// An entry's kind byte in a record.
+const FILE: u8 = 0;
+const DIR: u8 = 1;
+const FILE_WITH_FACTS: u8 = 2;
 
 /// Whether the file system holding `fd` keeps directory times the memo can trust.
 pub(super) fn trusted_file_system(fd: impl AsFd) -> bool {
@@ -290,9 +322,19 @@ fn encode(rel: &str, identity: &Identity, entries: &[MemoEntry]) -> Vec<u8> {
     out.extend_from_slice(&identity.ctime.1.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for entry in entries {
-        out.push(u8::from(entry.is_dir));
+        out.push(match (entry.is_dir, entry.file) {
+            (true, _) => DIR,
+            (false, None) => FILE,
+            (false, Some(_)) => FILE_WITH_FACTS,
+        });
         out.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
         out.extend_from_slice(entry.name.as_bytes());
+        if let (false, Some(facts)) = (entry.is_dir, entry.file) {
+            out.extend_from_slice(&facts.ino.to_le_bytes());
+            out.extend_from_slice(&facts.size.to_le_bytes());
+            out.extend_from_slice(&facts.mtime.0.to_le_bytes());
+            out.extend_from_slice(&facts.mtime.1.to_le_bytes());
+        }
     }
     out
 }
@@ -308,9 +350,19 @@ fn decode(payload: &[u8]) -> Result<Record, ()> {
     let count = input.u32()? as usize;
     let mut entries = Vec::with_capacity(count.min(payload.len() / 3));
     for _ in 0..count {
-        let is_dir = input.take(1)?[0] == 1;
+        let kind = input.take(1)?[0];
         let name_len = u16::from_le_bytes(input.array()?) as usize;
-        entries.push(MemoEntry { name: input.string(name_len)?, is_dir });
+        let name = input.string(name_len)?;
+        let file = match kind {
+            FILE | DIR => None,
+            FILE_WITH_FACTS => Some(FileFacts {
+                ino: input.u64()?,
+                size: input.u64()?,
+                mtime: (input.u64()? as i64, input.u32()?),
+            }),
+            _ => return Err(()),
+        };
+        entries.push(MemoEntry { name, is_dir: kind == DIR, file });
     }
     if !input.0.is_empty() {
         return Err(());
@@ -359,7 +411,15 @@ mod tests {
     fn entries(names: &[(&str, bool)]) -> Vec<MemoEntry> {
         names
             .iter()
-            .map(|(name, is_dir)| MemoEntry { name: name.to_string(), is_dir: *is_dir })
+            .map(|(name, is_dir)| MemoEntry {
+                name: name.to_string(),
+                is_dir: *is_dir,
+                file: (!is_dir && *name != "x").then_some(FileFacts {
+                    ino: 7,
+                    size: name.len() as u64,
+                    mtime: (-3, 999_999_999),
+                }),
+            })
             .collect()
     }
 

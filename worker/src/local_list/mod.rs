@@ -42,12 +42,21 @@ const CHUNK: usize = 1024;
 /// store's root; otherwise `dir` relative to the root, as `/`-separated UTF-8). With `memo` (a
 /// file of the worker's cache), directories unchanged since the last walk that reached its end
 /// are not read again (see [`memo`]).
+///
+/// `whole_files`: the store is written in whole files only — every write a new file renamed
+/// or hard-linked into place, never one rewritten in place — as object_store's
+/// `LocalFileSystem` writes, and so InfluxDB 3's file object store
+/// (`shared/reference/influxdb3-layout.md`). A write then changes the file's directory, so a
+/// directory the memo holds unchanged holds the same files as well, and their sizes, times and
+/// inodes come from the memo: no `stat` at all. Never for a store whose files change in place
+/// (a QuestDB root).
 pub fn list_tree(
     dir: PathBuf,
     key: String,
     memo: Option<PathBuf>,
+    whole_files: bool,
 ) -> BoxStream<'static, Result<ObjectMeta>> {
-    let walker = Walker::new(dir, key, memo);
+    let walker = Walker::new(dir, key, memo, whole_files);
     let buffer = VecDeque::with_capacity(CHUNK);
     futures::stream::try_unfold((walker, buffer), |(mut walker, mut buffer)| async move {
         if buffer.is_empty() {
@@ -109,11 +118,11 @@ mod tests {
         for prefix in
             ["", "node1", "node1/wal", "node2/snapshots", "gone", "node1/wal/00000000001.wal"]
         {
-            let ours = sorted(list_tree(root.join(prefix), prefix.to_string(), None)).await;
+            let ours = sorted(list_tree(root.join(prefix), prefix.to_string(), None, false)).await;
             let theirs = sorted(local.list(Some(&Path::from(prefix)))).await;
             assert_eq!(ours, theirs, "prefix {prefix:?}");
         }
-        let all = sorted(list_tree(root.to_path_buf(), String::new(), None)).await;
+        let all = sorted(list_tree(root.to_path_buf(), String::new(), None, false)).await;
         let keys: Vec<&str> = all.iter().map(|meta| meta.location.as_ref()).collect();
         assert!(keys.contains(&"node1/linked/1.info.json"), "{keys:?}");
         assert!(keys.contains(&"node1/dbs/db-1/kept#12a"), "{keys:?}");
@@ -134,7 +143,10 @@ mod tests {
         }
         std::os::unix::fs::symlink(dir.path().join("a/y"), dir.path().join("a/w")).unwrap();
         let listed: Vec<ObjectMeta> =
-            list_tree(dir.path().to_path_buf(), String::new(), None).try_collect().await.unwrap();
+            list_tree(dir.path().to_path_buf(), String::new(), None, false)
+                .try_collect()
+                .await
+                .unwrap();
         let keys: Vec<String> = listed.iter().map(|meta| meta.location.to_string()).collect();
         let mut sorted = keys.clone();
         sorted.sort();
@@ -149,7 +161,7 @@ mod tests {
         std::fs::write(dir.path().join("a/b/file"), b"1").unwrap();
         std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("a/b/up")).unwrap();
         let listed: Result<Vec<ObjectMeta>> =
-            list_tree(dir.path().to_path_buf(), String::new(), None).try_collect().await;
+            list_tree(dir.path().to_path_buf(), String::new(), None, false).try_collect().await;
         let error = listed.unwrap_err().to_string();
         assert!(error.contains("loops") && error.contains("up"), "{error}");
     }
@@ -160,10 +172,20 @@ mod tests {
     }
 
     fn walk(root: &std::path::Path, memo: &std::path::Path) -> (Vec<ObjectMeta>, u64, u64) {
-        let mut walker = Walker::new(root.to_path_buf(), String::new(), Some(memo.to_path_buf()))
+        let (listed, walker) = walk_with(root, memo, false);
+        (listed, walker.dirs_read, walker.dirs_remembered)
+    }
+
+    fn walk_with(
+        root: &std::path::Path,
+        memo: &std::path::Path,
+        whole_files: bool,
+    ) -> (Vec<ObjectMeta>, Walker) {
+        let memo = Some(memo.to_path_buf());
+        let mut walker = Walker::new(root.to_path_buf(), String::new(), memo, whole_files)
             .with_clock(an_hour_ahead);
         let listed: Vec<ObjectMeta> = walker.by_ref().collect::<Result<_>>().unwrap();
-        (listed, walker.dirs_read, walker.dirs_remembered)
+        (listed, walker)
     }
 
     /// Waits until the file system stamps a change later than `dir`'s last one (its clock is
@@ -183,17 +205,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn test_unchanged_directories_come_from_the_memo_and_changes_are_still_seen() {
-        let tree = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        let memo = cache.path().join("memo");
-        let root = tree.path();
+    /// Three parquet files in directories of their own and a WAL file.
+    fn four_files(root: &std::path::Path) {
         for relative in ["dbs/1/a.parquet", "dbs/2/b.parquet", "dbs/3/c.parquet", "wal/1.wal"] {
             let path = root.join(relative);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, b"1234").unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn test_unchanged_directories_come_from_the_memo_and_changes_are_still_seen() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (root, memo) = (tree.path(), cache.path().join("memo"));
+        four_files(root);
         let local = LocalFileSystem::new_with_prefix(root).unwrap();
         let trusted = memo::trusted_file_system(std::fs::File::open(root).unwrap());
 
@@ -223,6 +248,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn test_a_store_written_in_whole_files_is_listed_from_the_memo_without_a_stat() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (root, memo) = (tree.path(), cache.path().join("memo"));
+        four_files(root);
+        let local = LocalFileSystem::new_with_prefix(root).unwrap();
+        let (first, walker) = walk_with(root, &memo, true);
+        assert_eq!(first, sorted(local.list(None)).await);
+        assert_eq!(walker.files_stated, 4);
+        if !memo::trusted_file_system(std::fs::File::open(root).unwrap()) {
+            return;
+        }
+        let (second, walker) = walk_with(root, &memo, true);
+        assert_eq!(second, first, "the same entries, ETags included");
+        assert_eq!(
+            (walker.dirs_read, walker.files_stated),
+            (0, 0),
+            "nothing read, nothing stat`ed"
+        );
+
+        // As object_store writes: a new file renamed over the old one (its directory changes),
+        // and a file linked into place.
+        await_a_later_tick(&root.join("dbs/1"));
+        std::fs::write(root.join("dbs/1/a.parquet#1"), b"rewritten").unwrap();
+        std::fs::rename(root.join("dbs/1/a.parquet#1"), root.join("dbs/1/a.parquet")).unwrap();
+        std::fs::write(root.join("dbs/2/n.parquet#2"), b"new").unwrap();
+        std::fs::hard_link(root.join("dbs/2/n.parquet#2"), root.join("dbs/2/n.parquet")).unwrap();
+        std::fs::remove_file(root.join("dbs/2/n.parquet#2")).unwrap();
+        let (third, walker) = walk_with(root, &memo, true);
+        assert_eq!(third, sorted(local.list(None)).await);
+        assert_eq!(third[0].size, 9, "the renamed-over file is listed anew");
+        assert_eq!(
+            (walker.dirs_read, walker.files_stated),
+            (2, 3),
+            "only the two changed directories"
+        );
+
+        // Without `whole_files` the same memo is used for directories only: every file `stat`ed.
+        let (fourth, walker) = walk_with(root, &memo, false);
+        assert_eq!(fourth, third);
+        assert_eq!((walker.dirs_read, walker.files_stated), (0, 5));
+    }
+
+    #[tokio::test]
     async fn test_directories_changed_moments_before_the_walk_are_read_again() {
         let tree = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
@@ -231,7 +299,7 @@ mod tests {
         let memo = cache.path().join("memo");
         for _ in 0..2 {
             let mut walker =
-                Walker::new(tree.path().to_path_buf(), String::new(), Some(memo.clone()));
+                Walker::new(tree.path().to_path_buf(), String::new(), Some(memo.clone()), true);
             assert_eq!(walker.by_ref().count(), 1);
             assert_eq!((walker.dirs_read, walker.dirs_remembered), (2, 0));
         }

@@ -12,8 +12,8 @@ use object_store::{ObjectMeta, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, CWD};
 use rustix::io::Errno;
 
-use super::memo::{trusted_file_system, Identity, MemoEntry, MemoSession};
-use super::meta::{generic, is_upload_in_progress, object_meta};
+use super::memo::{trusted_file_system, FileFacts, Identity, MemoEntry, MemoSession};
+use super::meta::{generic, is_upload_in_progress, object_meta, object_meta_of};
 
 /// Bytes of the buffer directories are read into (`getdents64`).
 const DIRENT_BUFFER: usize = 32 << 10;
@@ -33,12 +33,17 @@ pub(super) struct Walker {
     start: Option<(PathBuf, String, Option<PathBuf>)>,
     root: PathBuf,
     memo: Option<MemoSession>,
+    /// The store is written in whole files (see [`super::list_tree`]): a file's facts are
+    /// taken with its directory and, while the directory is unchanged, from the memo.
+    whole_files: bool,
     buffer: Vec<MaybeUninit<u8>>,
     /// The time a directory is read at (the real clock; tests move it on).
     clock: fn() -> SystemTime,
     /// Directories read, and answered from the memo.
     pub(super) dirs_read: u64,
     pub(super) dirs_remembered: u64,
+    /// Files `stat`ed.
+    pub(super) files_stated: u64,
 }
 
 /// A directory being visited.
@@ -63,6 +68,8 @@ struct Child {
     /// A symlink's target (followed), or an entry whose type its directory did not tell,
     /// `stat`ed when the directory was read: what it is decides where it sorts.
     followed: Option<Box<Statx>>,
+    /// A regular file's facts, taken with its directory or from the memo (whole files only).
+    facts: Option<FileFacts>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,17 +80,20 @@ enum Kind {
 }
 
 impl Walker {
-    /// A walk of `dir`, whose key is `key`, remembering directories in `memo` when given.
-    pub(super) fn new(dir: PathBuf, key: String, memo: Option<PathBuf>) -> Self {
+    /// A walk of `dir`, whose key is `key`, remembering directories in `memo` when given;
+    /// `whole_files`: the store is written in whole files (see [`super::list_tree`]).
+    pub(super) fn new(dir: PathBuf, key: String, memo: Option<PathBuf>, whole_files: bool) -> Self {
         Self {
             stack: Vec::new(),
             root: dir.clone(),
             start: Some((dir, key, memo)),
             memo: None,
+            whole_files,
             buffer: Vec::with_capacity(DIRENT_BUFFER),
             clock: SystemTime::now,
             dirs_read: 0,
             dirs_remembered: 0,
+            files_stated: 0,
         }
     }
 
@@ -125,12 +135,14 @@ impl Walker {
         read_at: SystemTime,
     ) -> Result<()> {
         if let Some(entries) = self.memo.as_mut().and_then(|memo| memo.known(&rel, &identity)) {
+            let whole_files = self.whole_files;
             let children: Vec<Child> = entries
                 .into_iter()
                 .map(|entry| Child {
                     name: entry.name,
                     kind: if entry.is_dir { Kind::Dir } else { Kind::Other },
                     followed: None,
+                    facts: entry.file.filter(|_| whole_files),
                 })
                 .collect();
             let (fd, via) = match (&via, children.iter().any(|child| child.kind == Kind::Dir)) {
@@ -160,6 +172,7 @@ impl Walker {
                     None => Some(MemoEntry {
                         name: child.name.clone(),
                         is_dir: child.kind == Kind::Dir,
+                        file: child.facts,
                     }),
                     Some(_) => None,
                 })
@@ -218,7 +231,8 @@ impl Walker {
                         Ok(stat) => {
                             let is_dir = file_type(&stat) == FileType::Directory;
                             let kind = if is_dir { Kind::Dir } else { Kind::Other };
-                            children.push(Child { name, kind, followed: Some(Box::new(stat)) });
+                            let followed = Some(Box::new(stat));
+                            children.push(Child { name, kind, followed, facts: None });
                             continue;
                         }
                         // A broken link is skipped, as object_store's walk does.
@@ -229,9 +243,32 @@ impl Walker {
                         }
                     }
                 }
+                FileType::RegularFile if self.whole_files && self.memo.is_some() => {
+                    // Its facts now, with its directory: the memo keeps them.
+                    self.files_stated += 1;
+                    match rustix::fs::statx(
+                        fd,
+                        name.as_str(),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                        STAT_FIELDS,
+                    ) {
+                        Ok(stat) => {
+                            let facts = (file_type(&stat) == FileType::RegularFile)
+                                .then(|| FileFacts::of(&stat));
+                            children.push(Child { name, kind: Kind::Other, followed: None, facts });
+                            continue;
+                        }
+                        // Vanished since the directory was read: not listed.
+                        Err(Errno::NOENT) => continue,
+                        Err(error) => {
+                            failure = Some(self.io_error(&join(rel, &name), error));
+                            break;
+                        }
+                    }
+                }
                 _ => Kind::Other,
             };
-            children.push(Child { name, kind, followed: None });
+            children.push(Child { name, kind, followed: None, facts: None });
         }
         self.buffer = buffer;
         match failure {
@@ -296,6 +333,9 @@ impl Walker {
             }
             return file_meta(key, &stat);
         }
+        if let Some(facts) = child.facts {
+            return object_meta_of(key, &facts).map(Some);
+        }
         if child.kind == Kind::Dir && self.memo.is_none() {
             // Directories are `stat`ed only for the memo.
             return self.enter_unstated(fd, path, key, rel, None).map(|()| None);
@@ -305,6 +345,9 @@ impl Walker {
             Kind::Dir => (AtFlags::empty(), DIR_FIELDS),
             Kind::Other => (AtFlags::SYMLINK_NOFOLLOW, STAT_FIELDS),
         };
+        if child.kind != Kind::Dir {
+            self.files_stated += 1;
+        }
         let stat = match rustix::fs::statx(&*fd, path.as_str(), flags, mask) {
             Ok(stat) => stat,
             // Vanished since its directory was read: not listed, as object_store's walk does.

@@ -97,11 +97,16 @@ impl WorkerResources {
     }
 
     /// Opens the node's store, as tasks read it: a local one keeps its listings' memos in the
-    /// worker's cache (`<cache_dir>/listings`), so incrementals skip unchanged directories.
+    /// worker's cache (`<cache_dir>/listings`), so incrementals skip unchanged directories;
+    /// `whole_file_writes`: the database writes whole files only (InfluxDB 3's object store),
+    /// so unchanged directories' files are not `stat`ed either.
     ///
     /// # Errors
     /// What is wrong with the URL or the options.
-    pub fn open_node_store(&self) -> Result<Arc<dyn ObjectStore>, crate::store::StoreOpenError> {
+    pub fn open_node_store(
+        &self,
+        whole_file_writes: bool,
+    ) -> Result<Arc<dyn ObjectStore>, crate::store::StoreOpenError> {
         let store = &self.config.store;
         let memos = match self.config.bench.no_listing_memo {
             true => None,
@@ -113,6 +118,7 @@ impl WorkerResources {
             &self.env,
             &self.config.retry,
             memos.as_deref(),
+            whole_file_writes,
         )
     }
 }
