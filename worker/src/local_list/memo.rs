@@ -149,6 +149,7 @@ impl MemoSession {
     pub(super) fn start(target: PathBuf, root_dev: (u32, u32)) -> Self {
         let previous = File::open(&target).ok().and_then(|file| Previous::open(file).ok());
         let scratch = scratch_path(&target);
+        remove_orphaned_scratch(&target);
         let next = target
             .parent()
             .and_then(|parent| std::fs::create_dir_all(parent).ok())
@@ -226,6 +227,34 @@ fn scratch_path(target: &Path) -> PathBuf {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.{}.tmp", std::process::id(), ulid::Ulid::new()));
     target.with_file_name(name)
+}
+
+/// Removes the scratch files of `target` that walks of workers no longer running left behind
+/// (killed mid-walk: their `Drop` never ran). A scratch file names its process; one whose process
+/// is gone is an orphan. Best effort: a file that cannot be removed stays.
+fn remove_orphaned_scratch(target: &Path) {
+    let (Some(dir), Some(name)) =
+        (target.parent(), target.file_name().and_then(|name| name.to_str()))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|file| file.strip_prefix(name))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(pid, _ulid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// One record of the previous memo.
@@ -514,5 +543,23 @@ mod tests {
         drop(third);
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "scratch files left behind");
+    }
+
+    #[test]
+    fn test_scratch_files_of_workers_no_longer_running_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("memo");
+        // A worker killed mid-walk (no such process: pids stop well below u32::MAX), one of
+        // this process still walking, and another memo's.
+        let orphan = dir.path().join("memo.4294967295.01M93N5WFGAPGCFASXRN0ES2GQ.tmp");
+        let ours = scratch_path(&target);
+        let other = dir.path().join("other.4294967295.01M93N5WFGAPGCFASXRN0ES2GQ.tmp");
+        for file in [&orphan, &ours, &other] {
+            std::fs::write(file, b"partial").unwrap();
+        }
+        let session = MemoSession::start(target, (8, 1));
+        assert!(!orphan.exists(), "an orphaned scratch file is removed");
+        assert!(ours.exists() && other.exists(), "live walks' and other memos' files are kept");
+        drop(session);
     }
 }
