@@ -1,12 +1,11 @@
-//! A test store: an in-memory store that awaits a hook before each put or listing, so a test
-//! can hold a write back (a slow store) or line up two workers' listings (a race).
+//! A test store: an in-memory store that awaits a hook before each put, so a test can hold a
+//! write back (a slow store) or line up two workers' writes (a race).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -14,7 +13,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-/// Awaited with the key (or listed prefix) before the store acts.
+/// Awaited with the key before the store writes it.
 pub type Hook = Arc<dyn Fn(Option<Path>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// See the module.
@@ -24,8 +23,6 @@ pub struct HookedStore {
     pub inner: Arc<InMemory>,
     /// Awaited before each put.
     pub before_put: Option<Hook>,
-    /// Awaited before each listing yields anything.
-    pub before_list: Option<Hook>,
 }
 
 impl std::fmt::Debug for HookedStore {
@@ -70,16 +67,7 @@ impl ObjectStore for HookedStore {
         self.inner.delete_stream(locations)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let Some(hook) = self.before_list.clone() else {
-            return self.inner.list(prefix);
-        };
-        let (inner, prefix) = (self.inner.clone(), prefix.cloned());
-        futures::stream::once(async move {
-            hook(prefix.clone()).await;
-            inner.list(prefix.as_ref())
-        })
-        .flatten()
-        .boxed()
+        self.inner.list(prefix)
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         self.inner.list_with_delimiter(prefix).await

@@ -322,23 +322,24 @@ mod tests {
     use crate::repository::index::IndexEntry;
     use object_store::ObjectStoreExt;
 
-    /// A store whose listings of `config/` wait for each other in pairs, the first four: two
-    /// workers that both find no config, then both find none again once each holds its own
-    /// initialisation lock, as in a race (whatever the scheduler does meanwhile).
+    /// A store whose first two config writes wait for each other: whatever the scheduler does,
+    /// neither racer's config is stored before both have listed `config/` (both listings come
+    /// before a racer's own write) and found it empty, as in a race.
     fn racing_store(inner: Arc<InMemory>) -> HookedStore {
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
-        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         HookedStore {
             inner,
-            before_put: None,
-            before_list: Some(Arc::new(move |prefix| {
-                let is_config = prefix.is_some_and(|prefix| prefix.as_ref() == CONFIG_DIR);
-                let first_four =
-                    is_config && listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4;
+            before_put: Some(Arc::new(move |location| {
+                let is_config = location.is_some_and(|location| {
+                    location.prefix_matches(&object_store::path::Path::from(CONFIG_DIR))
+                });
+                let first_two =
+                    is_config && writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
                 let barrier = barrier.clone();
                 async move {
-                    if first_four {
-                        barrier.wait().await; // both racers list before either writes
+                    if first_two {
+                        barrier.wait().await; // both racers have listed before either writes
                     }
                 }
                 .boxed()
