@@ -227,9 +227,10 @@ impl Opening<'_> {
     }
 
     /// A new master key, its first key file, then the config: a config is written last, so a
-    /// config always has a key. Returns the config's id.
+    /// config always has a key. Returns the config's id. The new key is kept unlocked: opening
+    /// the repository just made does not run Argon2id a second time.
     async fn initialise(&self) -> RepositoryResult<String> {
-        let Opening { request, passphrase, .. } = self;
+        let Opening { request, passphrase, cache, .. } = self;
         let store = self.store.as_ref();
         let failed = |reason: String| RepositoryError::Corrupt { key: CONFIG_DIR.into(), reason };
         let master = Arc::new(MasterKey::generate().map_err(failed)?);
@@ -257,6 +258,8 @@ impl Opening<'_> {
         let config = RepositoryConfig::new(config_id.clone(), request.init);
         let json = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
         metadata::create_sealed(store, &master, &config_path(&config_id), &json).await?;
+        let unlocked = (passphrase.fingerprint(), master, key_file.key_id.clone());
+        cache.unlocked.lock().await.insert((request.url.to_string(), config_id.clone()), unlocked);
         tracing::info!(repository = %request.name, %config_id, "repository initialised");
         Ok(config_id)
     }
