@@ -51,9 +51,16 @@ impl RepositoryCache {
         Self { cache_dir, ..Self::default() }
     }
 
+    /// The local index of `repository`, opened if needed. On-disk indexes of other
+    /// repositories that nothing uses are closed first: each keeps up to 32 MiB of pages, and a
+    /// worker that has served many repositories (a new one per bench repetition, a retired one,
+    /// a second copy) would otherwise keep all of them.
     fn local_index(&self, repository: &Repository) -> Arc<IndexState> {
         let key = (repository.url.clone(), repository.config.config_id.clone());
         let mut indexes = self.indexes.lock().unwrap_or_else(|poison| poison.into_inner());
+        indexes.retain(|other, state| {
+            *other == key || Arc::strong_count(state) > 1 || !state.local.is_idle_on_disk()
+        });
         indexes
             .entry(key)
             .or_insert_with(|| {
@@ -118,6 +125,12 @@ impl RepositoryCache {
         let (state, partitions) = (state.clone(), partitions.to_vec());
         let view = blocking(move || state.local.view(&partitions)).await?;
         Ok(view.with_unreadable(unreadable))
+    }
+
+    /// How many local indexes are open.
+    #[cfg(test)]
+    pub fn open_indexes(&self) -> usize {
+        self.indexes.lock().unwrap_or_else(|poison| poison.into_inner()).len()
     }
 
     /// Adds index file `name` of `partition`, which this worker just wrote with `entries`, to

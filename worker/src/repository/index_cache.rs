@@ -65,6 +65,13 @@ impl LocalIndex {
         }
     }
 
+    /// Whether nothing but its owner uses it: an on-disk cache that no view or other holder
+    /// reads can be closed (its pages freed) and opened again when next needed. One in memory
+    /// is never idle in this sense: closing it would lose its entries.
+    pub fn is_idle_on_disk(&self) -> bool {
+        self.path.is_some() && Arc::strong_count(&self.database) == 1
+    }
+
     /// A cache in memory.
     pub fn in_memory() -> Self {
         let mut builder = Database::builder();

@@ -406,6 +406,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn test_a_worker_closes_the_local_index_of_a_repository_nothing_reads() {
+        use crate::repository::index::write_index_files;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RepositoryCache::new(Some(dir.path().to_path_buf()));
+        let (first_store, second_store): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) =
+            (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+        let first = open(first_store.clone(), &request(None, "a"), &cache).await.unwrap();
+        let second = open(second_store, &request(None, "a"), &cache).await.unwrap();
+        write_index_files(first_store.as_ref(), &first.key, "node-n1", "b1", &[located(1, 1)])
+            .await
+            .unwrap();
+        let partitions = ["node-n1".to_string()];
+        let reading_first = cache.index(&first, &partitions).await.unwrap();
+        let _second_view = cache.index(&second, &partitions).await.unwrap();
+        assert_eq!(cache.open_indexes(), 2, "a view still reads the first repository's index");
+
+        drop(reading_first);
+        let _second_view = cache.index(&second, &partitions).await.unwrap();
+        assert_eq!(cache.open_indexes(), 1, "nothing reads the first one: closed");
+        // Opened again, it still holds what it imported.
+        let view = cache.index(&first, &partitions).await.unwrap();
+        assert!(view.contains(&located(1, 1).entry.id));
+        assert_eq!(cache.open_indexes(), 2, "the second one is still read");
+    }
+
+    #[tokio::test]
     async fn test_index_lookups_follow_the_repository_across_a_prune_and_a_restart() {
         use crate::repository::index::write_index_files;
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
