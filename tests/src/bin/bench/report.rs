@@ -148,8 +148,11 @@ impl Table {
         }
     }
 
-    /// Records a peak-memory figure.
+    /// Records a peak-memory figure: the table keeps the largest over the repetitions, and each
+    /// repetition's is printed as it comes (a peak that grows from one repetition to the next,
+    /// in the same worker processes, is something kept between jobs).
     pub(crate) fn note_peak_rss(&mut self, what: &str, bytes: u64) {
+        println!("    {what}: {} MiB", bytes >> 20);
         match self.memory.iter_mut().find(|(name, _)| name == what) {
             Some((_, peak)) => *peak = (*peak).max(bytes),
             None => self.memory.push((what.to_string(), bytes)),
