@@ -54,7 +54,10 @@ impl RepositoryCache {
     /// The local index of `repository`, opened if needed. On-disk indexes of other
     /// repositories that nothing uses are closed first: each keeps up to 32 MiB of pages, and a
     /// worker that has served many repositories (a new one per bench repetition, a retired one,
-    /// a second copy) would otherwise keep all of them.
+    /// a second copy) would otherwise keep all of them. A closing redb flushes its file, here
+    /// under the lock and on the caller's thread; that is rare (a switch of repository) and it
+    /// keeps a close and a reopen of the same file from overlapping (redb refuses a second open,
+    /// and the cache would fall back to memory).
     fn local_index(&self, repository: &Repository) -> Arc<IndexState> {
         let key = (repository.url.clone(), repository.config.config_id.clone());
         let mut indexes = self.indexes.lock().unwrap_or_else(|poison| poison.into_inner());
