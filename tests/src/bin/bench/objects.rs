@@ -61,8 +61,14 @@ pub(crate) fn run(args: &Args, root: &Path, objects: u64) -> anyhow::Result<()> 
     for rep in 0..args.reps {
         println!("repetition {} of {}", rep + 1, args.reps);
         let dir = root.join(format!("rep-{rep}"));
-        std::fs::create_dir_all(&dir)?;
         let change = Change::new(&small, &nodes, num_objects, rep);
+        // A run that stopped part-way (`--dir` is reused) left its repositories and its
+        // change behind: a full backup into them would deduplicate against the last run.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        change.undo(&cluster)?;
+        std::fs::create_dir_all(&dir)?;
         repetition(&deployment, &restic, &cluster, &dir, rep, &change, &mut table)?;
         change.undo(&cluster)?;
         std::fs::remove_dir_all(&dir)?;
