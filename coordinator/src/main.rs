@@ -33,7 +33,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    bk_proto::support::tune_malloc("bk-coordinator");
+    bk_proto::support::tune_malloc("bk-coordinator", &[]);
     tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(run())
 }
 

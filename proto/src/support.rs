@@ -199,22 +199,28 @@ async fn wait_for_signal() {
 /// (`bench --size 2GiB --reps 1 --no-s3`, same machine and day): glibc's defaults: restore
 /// 2.27 s, peak RSS 295 MiB; buffers of 1 MiB and more mapped on their own: 5.47 s, 104 MiB
 /// (every range read faulted in fresh pages); these settings: 2.58 s, 230 MiB. bk's daemons
-/// run next to database nodes and must not take their memory.
+/// run next to database nodes and must not take their memory. (The worker allocates with
+/// mimalloc; glibc's malloc still serves the C libraries it links, zstd and aws-lc.)
 const MALLOC_TUNING: [(&str, &str); 3] = [
     ("MALLOC_ARENA_MAX", "2"),
     ("MALLOC_MMAP_THRESHOLD_", "33554432"),
     ("MALLOC_TRIM_THRESHOLD_", "16777216"),
 ];
 
-/// Starts the process again with [`MALLOC_TUNING`] in its environment where a setting is not
-/// there already (an operator's own value wins), unless `BK_KEEP_MALLOC` is set (to measure
-/// without it): the only way to tune glibc's malloc without unsafe code. Call it first in
-/// `main`, before any thread starts. `exec` keeps the process id, open files and arguments; it
-/// returns only when it fails, and then the process runs untuned, saying so on stderr under
-/// `program`'s name.
-pub fn tune_malloc(program: &str) {
-    let missing: Vec<(&str, &str)> =
-        MALLOC_TUNING.into_iter().filter(|(name, _)| std::env::var_os(name).is_none()).collect();
+/// Starts the process again with [`MALLOC_TUNING`] and `more` (settings of the program's own
+/// allocator) in its environment where a setting is not there already (an operator's own value
+/// wins), unless `BK_KEEP_MALLOC` is set (to measure without them): the only way to tune an
+/// allocator that reads its settings when the process starts without unsafe code. Call it
+/// first in `main`, before any thread starts. `exec` keeps the process id, open files and
+/// arguments; it returns only when it fails, and then the process runs untuned, saying so on
+/// stderr under `program`'s name.
+pub fn tune_malloc(program: &str, more: &[(&'static str, &'static str)]) {
+    let missing: Vec<(&str, &str)> = MALLOC_TUNING
+        .iter()
+        .chain(more)
+        .copied()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect();
     if missing.is_empty()
         || !cfg!(target_env = "gnu")
         || std::env::var_os("BK_KEEP_MALLOC").is_some()

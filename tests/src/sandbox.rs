@@ -308,6 +308,19 @@ impl Sandbox {
         peak_rss_bytes(child)
     }
 
+    /// The environment the worker of `node` runs with now (Linux `/proc/PID/environ`: after
+    /// the worker started itself again with its allocator settings); `None` when it is not
+    /// running or the platform has no `/proc`.
+    pub fn worker_environment(&self, node: &str) -> Option<Vec<(String, String)>> {
+        let (_, child) = self.workers.iter().find(|(name, _)| name == node)?;
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).ok()?;
+        let pairs = environ.split(|byte| *byte == 0).filter_map(|pair| {
+            let (name, value) = std::str::from_utf8(pair).ok()?.split_once('=')?;
+            Some((name.to_string(), value.to_string()))
+        });
+        Some(pairs.collect())
+    }
+
     /// Resets every worker's peak resident memory (`/proc/PID/clear_refs`), so that
     /// [`Sandbox::worker_peak_rss_bytes`] reports the peak since: one job's, not the run's.
     pub fn reset_worker_peak_rss(&self) {

@@ -96,3 +96,22 @@ fn test_objects_many_times_the_chunk_size_keep_worker_memory_bounded() {
     assert!(after_backup < backup_bound, "backup peak RSS {after_backup} ≥ {backup_bound}");
     assert!(after_restore < restore_bound, "restore peak RSS {after_restore} ≥ {restore_bound}");
 }
+
+/// A worker runs next to a database node job after job, so its allocator must give back what a
+/// job freed: it starts itself again with mimalloc set to purge freed pages at once and glibc's
+/// malloc (for its C libraries) limited, unless the operator set a value, which wins.
+#[test]
+fn test_a_worker_runs_with_its_allocator_settings_and_an_operators_value_wins() {
+    let mut sandbox = bk_tests::sandbox::Sandbox::start().unwrap();
+    sandbox.set_worker_env(vec![("MALLOC_ARENA_MAX".to_string(), "3".to_string())]);
+    let store = sandbox.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    sandbox.start_worker("src", "node1", &store).unwrap();
+    let environment = sandbox.worker_environment("node1").unwrap();
+    let value = |name: &str| {
+        environment.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    };
+    assert_eq!(value("MIMALLOC_PURGE_DELAY"), Some("0"), "{environment:?}");
+    assert_eq!(value("MALLOC_TRIM_THRESHOLD_"), Some("16777216"), "{environment:?}");
+    assert_eq!(value("MALLOC_ARENA_MAX"), Some("3"), "the operator's value: {environment:?}");
+}

@@ -71,9 +71,9 @@ impl ChunkSource {
                 let length = (*end - *position).min(chunk_size as u64) as usize;
                 let (opened, start) = (file.take(), *position);
                 let read_path = path.clone();
-                // Allocated here, on a runtime thread, not on the blocking pool: glibc gives
-                // every blocking thread its own arena and keeps what is freed there, so
-                // buffers allocated across dozens of them inflate the worker's memory.
+                // Allocated here, on a runtime thread, not on the blocking pool: allocators
+                // keep memory per thread (glibc an arena, mimalloc a heap), so buffers
+                // allocated across a dozen blocking threads spread over more of them.
                 let buffer = super::buffers::CHUNKS.take_filled(length);
                 let (returned, result) = tokio::task::spawn_blocking(move || {
                     let Some(mut opened) = opened else {
