@@ -52,7 +52,7 @@ impl RepositoryCache {
     }
 
     /// The local index of `repository`, opened if needed. On-disk indexes of other
-    /// repositories that nothing uses are closed first: each keeps up to 32 MiB of pages, and a
+    /// repositories that nothing uses are closed first: each keeps up to 16 MiB of pages, and a
     /// worker that has served many repositories (a new one per bench repetition, a retired one,
     /// a second copy) would otherwise keep all of them. A closing redb flushes its file, here
     /// under the lock and on the caller's thread; that is rare (a switch of repository) and it
