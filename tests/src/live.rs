@@ -297,7 +297,13 @@ impl LiveWriter {
 }
 
 /// Writes `<root>/<key>` the way InfluxDB's file store does: a `#<n>` staging file, then rename.
-fn write_atomically(root: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// Tests that change an InfluxDB 3 node's files use it too: the worker trusts that every write
+/// there changes the file's directory (`shared/reference/influxdb3-layout.md`), which an
+/// in-place rewrite does not.
+///
+/// # Errors
+/// The file system's, if the directory, the staging file or the rename fails.
+pub fn write_atomically(root: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = root.join(key);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bk_tests::influx_files::parquet_file;
 use bk_tests::layout::LayoutParams;
+use bk_tests::live::write_atomically;
 use bk_tests::tree::hash_tree;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -29,7 +30,8 @@ fn backup_ok(cluster: &Cluster) -> Value {
 }
 
 /// Rewrites every `stride`-th parquet file (from `offset`) with a new body of the same size
-/// (still a parquet file: `PAR1` at both ends); returns the bytes changed.
+/// (still a parquet file: `PAR1` at both ends), written as InfluxDB 3 writes (staging file,
+/// rename); returns the bytes changed.
 fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 {
     let tree = hash_tree(store).unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -40,7 +42,7 @@ fn change_parquet(store: &Path, stride: usize, offset: usize, seed: u64) -> u64 
         if index % stride == offset {
             let mut body = vec![0u8; *size as usize - 8];
             rng.fill_bytes(&mut body);
-            std::fs::write(store.join(key), parquet_file(&body)).unwrap();
+            write_atomically(store, key, &parquet_file(&body)).unwrap();
             changed += size;
         }
     }
@@ -450,7 +452,9 @@ fn test_a_changed_scope_writes_a_delta_the_size_of_its_change_and_compacts_into_
         for gone in 0..5 {
             std::fs::remove_file(extra(round * 5 + gone)).unwrap();
         }
-        std::fs::write(extra(3000 + round), format!("rewritten in round {round}")).unwrap();
+        let rewritten = format!("node1/extra/{:06}.bin", 3000 + round);
+        write_atomically(&store, &rewritten, format!("rewritten in round {round}").as_bytes())
+            .unwrap();
         last = backup_ok(&cluster);
         let id = last["id"].as_str().unwrap().to_string();
         let (manifest, entries) = read_backup_entries(&cluster.repository, &id);
