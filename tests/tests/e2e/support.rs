@@ -202,7 +202,7 @@ impl OpenedRepository {
                     bk_worker::repository::reader::read_blob(&self.repository, &self.index, id)
                         .await
                         .unwrap_or_else(|error| panic!("{}: {error}", entry["key"]));
-                bytes.extend_from_slice(&blob);
+                bytes.extend_from_slice(&blob.plaintext);
             }
             bytes
         })

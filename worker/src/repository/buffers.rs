@@ -113,10 +113,12 @@ impl BufferPool {
         }
     }
 
-    /// Keeps the buffer behind `bytes` when nothing else references it.
+    /// Keeps the buffer behind `bytes` when nothing else references it. Give the whole
+    /// buffer, not a slice of it: a slice comes back too, but moved to the buffer's start.
     pub fn give_bytes(&self, bytes: Bytes) {
         // Its capacity, not its length, decides (a file's last chunk is short in a full-size
-        // buffer); converting a unique `Bytes` back to its `Vec` copies nothing.
+        // buffer); converting a unique `Bytes` back to its `Vec` copies nothing, and the length
+        // it keeps spares `take_filled` zeroing it again.
         if let Ok(unique) = bytes.try_into_mut() {
             self.give(Vec::from(unique));
         }
@@ -176,5 +178,21 @@ mod tests {
         assert_eq!(small_pool.spare_count(), 0);
         small_pool.give_bytes(other);
         assert_eq!(small_pool.spare_count(), 1);
+
+        // A slice of a buffer brings the whole buffer back once it is the last view of it (its
+        // bytes moved to the start).
+        let pool = BufferPool::new(4);
+        let buffer = vec![3u8; 1 << 20];
+        let address = buffer.as_ptr();
+        // As a restore holds a pack range: read, made mutable, opened in place, frozen, sliced.
+        let whole = Bytes::from(buffer).try_into_mut().unwrap().freeze();
+        let (head, tail) = (whole.slice(..1000), whole.slice(4096..8192));
+        drop(whole);
+        pool.give_bytes(head);
+        assert_eq!(pool.spare_count(), 0, "taken while another slice lives");
+        pool.give_bytes(tail);
+        let back = pool.take_filled(1 << 20);
+        assert_eq!((back.as_ptr(), back.capacity()), (address, 1 << 20));
+        assert_eq!(back[..4096], [3u8; 4096], "the slice was moved to the start");
     }
 }

@@ -146,6 +146,21 @@ impl MasterKey {
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         open_with(&self.encryption, context, sealed)
     }
+
+    /// Opens a sealed message where it lies: `sealed` is decrypted in place and the
+    /// plaintext's range in it returned. Why: a restore reads megabytes of sealed blobs into a
+    /// buffer it owns; a copy of each into a fresh allocation cost more (page faults on new
+    /// pages) than decrypting it.
+    ///
+    /// # Errors
+    /// [`OpenError`] when it does not authenticate (then `sealed` holds garbage).
+    pub fn open_in_place(
+        &self,
+        context: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, OpenError> {
+        open_in_place_with(&self.encryption, context, sealed)
+    }
 }
 
 /// Seals `plaintext` with `key`, bound to `context`: `nonce ‖ ciphertext ‖ tag`.
@@ -199,6 +214,24 @@ pub fn open_with(key: &LessSafeKey, context: &[u8], sealed: &[u8]) -> Result<Vec
     Ok(in_out)
 }
 
+/// Decrypts `sealed` (`nonce ‖ ciphertext ‖ tag`) in place; the plaintext's range in it.
+fn open_in_place_with(
+    key: &LessSafeKey,
+    context: &[u8],
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>, OpenError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(OpenError);
+    }
+    let (nonce, in_out) = sealed.split_at_mut(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| OpenError)?;
+    let plaintext_len = key
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(context), in_out)
+        .map_err(|_| OpenError)?
+        .len();
+    Ok(NONCE_LEN..NONCE_LEN + plaintext_len)
+}
+
 /// An AES-256-GCM key from 32 bytes (a passphrase-derived key-encryption key).
 pub fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(
@@ -224,6 +257,12 @@ mod tests {
             assert_eq!(key.open(b"manifest 1", &flipped), Err(OpenError), "byte {index}");
         }
         assert_eq!(key.open(b"manifest 1", &sealed[..10]), Err(OpenError));
+        let mut in_place = sealed.clone();
+        let range = key.open_in_place(b"manifest 1", &mut in_place).unwrap();
+        assert_eq!(&in_place[range], b"the object list");
+        let mut moved = sealed.clone();
+        assert_eq!(key.open_in_place(b"manifest 2", &mut moved), Err(OpenError));
+        assert_eq!(key.open_in_place(b"manifest 1", &mut in_place[..10]), Err(OpenError));
         let other = MasterKey::generate().unwrap();
         assert_eq!(other.open(b"manifest 1", &sealed), Err(OpenError), "another repository");
     }

@@ -315,7 +315,10 @@ mod tests {
                 panic!("blob {id} has no location");
             };
             restored.extend(
-                read_located_blob(&repository, located.pack, &located.entry).await.unwrap(),
+                read_located_blob(&repository, located.pack, &located.entry)
+                    .await
+                    .unwrap()
+                    .plaintext,
             );
         }
         assert_eq!(restored, object);

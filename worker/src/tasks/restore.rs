@@ -6,13 +6,13 @@
 //! files cost a few GETs; larger objects are read blob by blob and written with one put, or a
 //! multipart upload completed only after the last blob checked out (aborted otherwise).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bk_proto::ids::BackupId;
 use bk_proto::model::{CopyPhase, TaskReport};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -20,13 +20,16 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMul
 
 use super::context::TaskContext;
 use crate::error::{RepositoryError, TaskError};
+use crate::repository::blob::Plaintext;
+use crate::repository::buffers::CHUNKS;
 use crate::repository::crypto::BlobId;
 use crate::repository::index_cache::IndexView;
 use crate::repository::list::{MergedView, ObjectEntry};
 use crate::repository::manifest::ScopeList;
 use crate::repository::pack::{PackEntry, PackId};
 use crate::repository::reader::{
-    check_key_is_safe, open_stored_blob, read_located_blob, read_manifest, read_pack_range,
+    check_key_is_safe, open_stored_blob_in_place, read_located_blob, read_manifest,
+    read_pack_range, OpenedBlob,
 };
 use crate::repository::source::ChunkSource;
 
@@ -321,7 +324,7 @@ async fn restore_small(
             continue;
         }
         let Some(id) = entry.blobs.first() else {
-            put_object(target.as_ref(), entry, bytes::Bytes::new()).await?;
+            put_object(target.as_ref(), entry, PutPayload::default()).await?;
             written.insert(entry.key.clone(), true);
             continue;
         };
@@ -410,22 +413,56 @@ async fn restore_range(
     let bytes = read_pack_range(&context.repository, pack, start, end)
         .await
         .map_err(|error| damaged_pack(error, items[0].1, pack))?;
-    let mut keys = Vec::with_capacity(items.len());
-    for (location, entry) in items {
+    // Every blob is opened where it lies in the range's buffer, and written from there. A blob
+    // several objects share (identical files) is opened once: it is plaintext after that.
+    let mut buffer = bytes.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let mut opened: Vec<(u64, Opened)> = Vec::with_capacity(items.len());
+    for (location, entry) in &items {
+        if let Some((offset, plaintext)) = opened.last() {
+            if *offset == location.offset {
+                let same = plaintext.clone();
+                opened.push((location.offset, same));
+                continue;
+            }
+        }
         let from = (location.offset - start) as usize;
-        let stored = &bytes[from..from + location.length as usize];
-        let plaintext =
-            open_stored_blob(&context.repository, pack, &location, stored).map_err(|error| {
+        let stored = &mut buffer[from..from + location.length as usize];
+        let plaintext = open_stored_blob_in_place(&context.repository, pack, location, stored)
+            .map_err(|error| {
                 TaskError::Damaged(format!(
                     "object `{}`: {error}; nothing was written at it",
                     entry.key
                 ))
             })?;
+        opened.push((
+            location.offset,
+            match plaintext {
+                Plaintext::InPlace(range) => Opened::At(from + range.start..from + range.end),
+                Plaintext::Decompressed(plaintext) => Opened::Own(Bytes::from(plaintext)),
+            },
+        ));
+    }
+    let buffer = buffer.freeze();
+    let mut keys = Vec::with_capacity(items.len());
+    for ((_, entry), (_, plaintext)) in items.into_iter().zip(opened) {
+        let plaintext = match plaintext {
+            Opened::At(range) => buffer.slice(range),
+            Opened::Own(plaintext) => plaintext,
+        };
         put_object(target, entry, plaintext.into()).await?;
         context.progress.done(entry.size);
         keys.push(entry.key.clone());
     }
+    CHUNKS.give_bytes(buffer);
     Ok(keys)
+}
+
+/// A blob of a pack range, opened: where its plaintext lies in the range's buffer, or its own
+/// buffer (decompressed).
+#[derive(Clone)]
+enum Opened {
+    At(std::ops::Range<usize>),
+    Own(Bytes),
 }
 
 /// Restores an object of several blobs, reading them in order.
@@ -444,15 +481,21 @@ async fn restore_large(
     let part_size = MIN_PART_SIZE.max(context.repository.config.chunk_size as usize);
     let held = if entry.size <= SINGLE_PUT_LIMIT { entry.size as usize } else { 3 * part_size };
     let _memory = context.worker.memory.take(held).await.map_err(TaskError::Abandoned)?;
+    // Each blob's plaintext is handed to the target as read (no copy), and its buffer goes
+    // back to the pool once the target is done with it.
     if entry.size <= SINGLE_PUT_LIMIT {
-        let mut bytes = BytesMut::with_capacity(entry.size as usize);
+        let mut parts = Vec::with_capacity(entry.blobs.len());
         for (id, location) in blobs {
-            bytes.extend_from_slice(&read_object_blob(context, index, entry, id, location).await?);
+            parts.push(read_object_blob(context, index, entry, id, location).await?);
         }
-        return put_object(target, entry, bytes.freeze()).await;
+        let payload = parts.iter().map(|part| part.plaintext.clone()).collect();
+        put_object(target, entry, payload).await?;
+        parts.into_iter().for_each(OpenedBlob::recycle);
+        return Ok(());
     }
     let upload = target.put_multipart(&key).await.map_err(target_error)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+    let mut written = VecDeque::new();
     for (id, location) in blobs {
         let bytes = match read_object_blob(context, index, entry, id, location).await {
             Ok(bytes) => bytes,
@@ -465,11 +508,17 @@ async fn restore_large(
             let _ = writer.abort().await;
             return Err(target_error(error));
         }
-        writer.write(&bytes);
+        writer.put(bytes.plaintext.clone());
+        written.push_back(bytes);
+        // A blob a part still holds is not taken (see `recycle`); it is freed when the part is.
+        while written.len() > 3 {
+            written.pop_front().into_iter().for_each(OpenedBlob::recycle);
+        }
     }
     // `finish` aborts a failed upload itself: its parts are removed before the task reports,
     // not by a background cleanup after it.
     writer.finish().await.map_err(target_error)?;
+    written.into_iter().for_each(OpenedBlob::recycle);
     Ok(())
 }
 
@@ -479,7 +528,7 @@ async fn read_object_blob(
     entry: &ObjectEntry,
     id: &BlobId,
     location: &Option<(PackId, PackEntry)>,
-) -> Result<Vec<u8>, TaskError> {
+) -> Result<OpenedBlob, TaskError> {
     let (pack, place) = location.ok_or_else(|| not_indexed(entry, id, index))?;
     read_located_blob(&context.repository, pack, &place).await.map_err(|error| match error {
         crate::repository::reader::BlobReadError::Repository(error) => TaskError::Repository(error),
@@ -493,19 +542,19 @@ async fn read_object_blob(
 async fn put_object(
     target: &dyn ObjectStore,
     entry: &ObjectEntry,
-    bytes: bytes::Bytes,
+    payload: PutPayload,
 ) -> Result<(), TaskError> {
-    if bytes.len() as u64 != entry.size {
+    if payload.content_length() as u64 != entry.size {
         return Err(TaskError::Damaged(format!(
             "object `{}`: its blobs hold {} bytes, the backup records {}; nothing was written at it",
             entry.key,
-            bytes.len(),
+            payload.content_length(),
             entry.size
         )));
     }
     let key = object_key(&entry.key)?;
     target
-        .put(&key, PutPayload::from(bytes))
+        .put(&key, payload)
         .await
         .map_err(|source| TaskError::Target { key: entry.key.clone(), source })?;
     Ok(())

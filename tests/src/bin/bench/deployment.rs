@@ -136,9 +136,17 @@ impl Deployment {
         args.extend_from_slice(submit);
         args.push("--wait");
         self.sandbox.reset_worker_peak_rss();
+        let timeline = std::env::var_os("BK_BENCH_TIMELINE").is_some();
+        if timeline {
+            // A line to start a profiler on (the steps are otherwise silent).
+            println!("    job started: {}", submit.join(" "));
+        }
         let start = Instant::now();
         let output = self.sandbox.bkctl(&args)?;
         let seconds = start.elapsed().as_secs_f64();
+        if timeline {
+            println!("    job ended: {} in {seconds:.2} s", submit.join(" "));
+        }
         if !output.status.success() {
             bail!(
                 "bkctl {args:?} failed: {}{}",
@@ -147,7 +155,7 @@ impl Deployment {
             );
         }
         let job = serde_json::from_slice(&output.stdout).context("bkctl printed no job JSON")?;
-        if std::env::var_os("BK_BENCH_TIMELINE").is_some() {
+        if timeline {
             print_timeline(&job);
         }
         Ok(JobRun {

@@ -262,7 +262,9 @@ pub async fn read_back(
             }
             None => Err(crate::repository::reader::BlobReadError::NotIndexed(*id)),
         };
-        bytes.extend_from_slice(&blob.map_err(|error| read_back_failed(&entry.key, error))?);
+        let blob = blob.map_err(|error| read_back_failed(&entry.key, error))?;
+        bytes.extend_from_slice(&blob.plaintext);
+        blob.recycle();
     }
     Ok(bytes)
 }
