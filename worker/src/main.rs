@@ -35,8 +35,10 @@ const BLOCKING_THREADS_PER_CORE: usize = 4;
 /// repetitions: glibc (tuned as in `bk_proto::support`) 187, 257, 305 MiB; mimalloc 3 with
 /// its default purge delay (1 s, checked only when a thread allocates again) 239, 327, 358;
 /// mimalloc 2 worse still; mimalloc 3 purging freed pages when they are freed
-/// ([`MIMALLOC_SETTINGS`]) 177, 228, 220, no slower there (but the 2 GiB bench's local restore
-/// is slower: its megabyte buffers are not pooled and are faulted in afresh; see the README). Built without transparent huge pages
+/// ([`MIMALLOC_SETTINGS`]) 177, 228, 220, no slower there. Purging at once makes every fresh
+/// megabyte buffer fault its pages in again, so the worker pools those it reuses (see
+/// `repository::buffers`; the 2 GiB restore took 1.5× `cp -r` before its buffers were pooled
+/// too). Built without transparent huge pages
 /// (the crate's `no_thp`): mimalloc asks for them, and a 2 MiB page stays whole while a few
 /// small blocks live in it. On `bench --objects 1000000 --reps 2` (the workers' own memory
 /// per job) that took the full backup's peak from 257 and 253 MiB to 221 and 214, the
