@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::config::RepositoryConfig;
 use super::crypto::MasterKey;
+use super::import_thread::on_import_thread;
 use super::index::{index_path, list_index_files, read_index, IndexEntry};
 use super::index_cache::{IndexView, LocalIndex};
 use super::opened::Repository;
@@ -150,7 +151,7 @@ impl RepositoryCache {
     ) -> RepositoryResult<()> {
         let state = self.local_index(repository);
         let (partition, name) = (partition.to_string(), name.to_string());
-        blocking(move || state.local.import(&partition, &name, &entries)).await
+        on_import_thread(move || state.local.import(&partition, &name, &entries)).await
     }
 }
 
@@ -188,7 +189,7 @@ async fn refresh_partition(
             Err(error) => return Err(error),
         };
         let (state, partition, name) = (state.clone(), partition.to_string(), name.clone());
-        blocking(move || state.local.import(&partition, &name, &entries)).await?;
+        on_import_thread(move || state.local.import(&partition, &name, &entries)).await?;
     }
     Ok(unreadable)
 }

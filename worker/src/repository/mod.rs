@@ -41,6 +41,7 @@ pub mod counting;
 pub mod crypto;
 #[cfg(test)]
 pub mod hooked_store;
+pub mod import_thread;
 pub mod index;
 pub mod index_cache;
 pub mod keys;
