@@ -27,6 +27,7 @@ pub async fn on_import_thread<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
+    // Sent in a statement of its own: the queue's lock is released before the wait.
     let sent = import_thread()?
         .lock()
         .map_err(|_| failed("its queue is poisoned"))?
